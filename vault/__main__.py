@@ -1,0 +1,5 @@
+"""`python -m vault` runs the CLI."""
+
+from vault.cli import main
+
+main()

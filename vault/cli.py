@@ -1,0 +1,303 @@
+"""The `vault` command: parse, call one library function, render text or --json, map errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import click
+
+from vault import __version__
+from vault.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(
+    f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+class Abort(Exception):
+    """Exit with a code after the command has already said why."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    click.echo(f"Error: {message}", err=True)
+    if hint:
+        click.echo(f"Hint: {hint}", err=True)
+
+
+def json_option(func: F) -> F:
+    """Every command takes --json."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print a stable JSON document instead of text.")(func)
+
+
+def config_option(func: F) -> F:
+    """Every command that reads vault.toml takes --config."""
+    return click.option("--config", "config_path", metavar="FILE", envvar="VAULT_CONFIG",
+                        help="Config file (default: $VAULT_CONFIG, ./vault.toml, "
+                             "~/.config/vault/vault.toml).")(func)
+
+
+def _load(config_path: str | None) -> Any:
+    from vault.config import load_config
+
+    return load_config(config_path)
+
+
+@click.group(epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vault")
+def cli() -> None:
+    """vault: a Git-backed memory vault for AI agents.
+
+    Sync agent memory files (Markdown, JSON, JSONL transcripts, live SQLite
+    databases) into a private git repository, one timestamped commit per sync.
+    """
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+def init(config_path: str | None, as_json: bool) -> None:
+    """Create the vault repository (a bare git repository, private to you)."""
+    from vault.repo import VaultRepo
+
+    config = _load(config_path)
+    repo, created = VaultRepo.init(config.vault.path, config.vault.branch)
+    if as_json:
+        _emit_json({"path": str(repo.path), "branch": repo.branch, "created": created,
+                    "sources": [s.name for s in config.sources]})
+        return
+    verb = "Created" if created else "Already a vault:"
+    click.echo(f"{verb} {repo.path} (branch {repo.branch})")
+    if created:
+        click.echo(f"Next: `vault sync` records {len(config.sources)} source(s): "
+                   + ", ".join(s.name for s in config.sources))
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@click.option("--dry-run", is_flag=True, help="Show what would be committed; write nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something fails (cron).")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Record a sync that deletes more than half of a source's files.")
+@click.option("--source", "sources", multiple=True, metavar="NAME",
+              help="Sync only this source (repeatable).")
+def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
+         allow_mass_delete: bool, sources: tuple[str, ...]) -> None:
+    """Record every changed memory file in one timestamped commit."""
+    from vault.sync import SyncOptions
+    from vault.sync import sync as run_sync
+
+    config = _load(config_path)
+    result = run_sync(config, SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
+                                          sources=sources))
+    if as_json:
+        _emit_json(sync_json(result))
+    elif not quiet:
+        _render_sync(result)
+    for failure in result.failures:
+        _error(f"source '{failure.source}': {failure.message}"
+               if not failure.message.startswith("source ") else failure.message)
+    if not result.ok:
+        raise Abort(1)
+
+
+def sync_json(result: Any) -> dict[str, Any]:
+    """The stable --json schema of a sync."""
+    from vault.sync import format_time
+
+    return {"commit": result.commit, "parent": result.parent,
+            "timestamp": format_time(result.timestamp), "dry_run": result.dry_run,
+            "added": list(result.added), "modified": list(result.modified),
+            "deleted": list(result.deleted),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
+            "unchanged": result.unchanged,
+            "failures": [{"source": f.source, "message": f.message} for f in result.failures],
+            "ok": result.ok}
+
+
+def _render_sync(result: Any) -> None:
+    from vault.sync import format_time
+
+    counts = (f"{len(result.modified)} modified, {len(result.added)} added, "
+              f"{len(result.deleted)} deleted")
+    if result.dry_run:
+        head = f"Dry run: would commit {counts}" if result.changed else "Dry run: nothing to commit"
+        click.echo(f"{head} ({result.unchanged} unchanged)")
+    elif result.commit:
+        click.echo(f"Committed {result.commit[:10]} at {format_time(result.timestamp)}: "
+                   f"{counts} ({result.unchanged} unchanged)")
+    else:
+        click.echo(f"Nothing changed ({result.unchanged} files checked); no commit.")
+    for tag, paths in (("M", result.modified), ("A", result.added), ("D", result.deleted)):
+        for path in paths[:50]:
+            click.echo(f"  {tag} {path}")
+        if len(paths) > 50:
+            click.echo(f"  ... and {len(paths) - 50} more {tag}")
+    if result.skipped:
+        click.echo(f"Skipped {len(result.skipped)} (the vault keeps the last good version):")
+        for item in result.skipped:
+            click.echo(f"  {item.path}: {item.reason}")
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+def status(config_path: str | None, as_json: bool) -> None:
+    """Show the last sync, what is pending, and the lock."""
+    from vault.status import status as read_status
+    from vault.sync import format_time
+
+    config = _load(config_path)
+    st = read_status(config)
+    last = st.last_sync
+    lock = {"held": st.lock.held, "pid": st.lock.pid, "host": st.lock.host,
+            "command": st.lock.command}
+    if as_json:
+        _emit_json({"vault": st.vault_path, "branch": st.branch, "commits": st.commits,
+                    "last_sync": None if last is None else {
+                        "commit": last.id, "time": format_time(last.time),
+                        "summary": last.summary},
+                    "pending": sync_json(st.pending), "lock": lock})
+        return
+    click.echo(f"Vault:     {st.vault_path} (branch {st.branch}, {st.commits} commits)")
+    if last is None:
+        click.echo("Last sync: never (run `vault sync`)")
+    else:
+        click.echo(f"Last sync: {format_time(last.time)} ({_ago(last.time)}), "
+                   f"commit {last.id[:10]}")
+    p = st.pending
+    if p.changed or p.skipped:
+        click.echo(f"Pending:   {len(p.modified)} modified, {len(p.added)} added, "
+                   f"{len(p.deleted)} deleted, {len(p.skipped)} skipped")
+    else:
+        click.echo(f"Pending:   nothing ({p.unchanged} files up to date)")
+    for failure in p.failures:
+        click.echo(f"Problem:   source '{failure.source}': {failure.message}")
+    if st.lock.held:
+        who = f" by pid {st.lock.pid} ({st.lock.command})" if st.lock.pid else ""
+        click.echo(f"Lock:      held{who}")
+    else:
+        click.echo("Lock:      free")
+
+
+def _ago(moment: datetime) -> str:
+    seconds = int((datetime.now(timezone.utc) - moment).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now" if seconds < 5 else f"{seconds} seconds ago"
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@click.option("--path", "paths", multiple=True, metavar="P",
+              help="Only commits that changed this path, folder or glob (repeatable).")
+@click.option("--since", metavar="WHEN", help="Only commits at or after WHEN (e.g. '2h ago').")
+@click.option("-n", "limit", type=click.IntRange(min=1), metavar="N",
+              help="At most N commits.")
+def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: str | None,
+        limit: int | None) -> None:
+    """The audit trail: the vault's commits, newest first."""
+    from vault.history import log as read_log
+    from vault.repo import VaultRepo
+    from vault.sync import format_time
+
+    config = _load(config_path)
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    since_at = _since(repo, since) if since else None
+    entries = read_log(repo, paths=paths, since=since_at, limit=limit)
+    if as_json:
+        _emit_json({"commits": [{"commit": e.commit.id, "time": format_time(e.commit.time),
+                                 "summary": e.commit.summary, "message": e.commit.message,
+                                 "changes": [{"status": s, "path": p} for s, p in e.changes]}
+                                for e in entries]})
+        return
+    if not entries:
+        click.echo("No commits" + (" match" if paths or since else " yet") + ".")
+    for entry in entries:
+        click.echo(f"{entry.commit.id[:10]}  {format_time(entry.commit.time)}  "
+                   f"{entry.commit.summary}")
+        for status_code, path in entry.changes:
+            click.echo(f"    {status_code} {path}")
+
+
+def _since(repo: Any, text: str) -> datetime:
+    from vault.when import Revision, parse_when
+
+    when = parse_when(text, now=datetime.now(timezone.utc), date_means="start")
+    if isinstance(when, Revision):
+        return repo.resolve(when.spec).time  # type: ignore[no-any-return]
+    return when.at
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@json_option
+@click.option("--keep", metavar="DIR", help="Run in DIR and keep it (default: a temp dir).")
+def demo(as_json: bool, keep: str | None) -> None:
+    """Run the whole flow on a temporary copy of the bundled example memory."""
+    from vault.demo import run_demo
+
+    steps = run_demo(keep)
+    if as_json:
+        _emit_json({"steps": [{"title": s.title, "command": s.command, "output": s.output}
+                              for s in steps]})
+        return
+    for step in steps:
+        click.secho(f"\n== {step.title}", bold=True)
+        if step.command:
+            click.echo(f"$ {step.command}")
+        if step.output:
+            click.echo(step.output.rstrip("\n"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every outcome into a one-line message and exit code."""
+    debug = bool(os.environ.get("VAULT_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="vault", standalone_mode=False)
+    except Abort as exc:
+        sys.exit(exc.code)
+    except VaultError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("Error: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
+        if debug:
+            traceback.print_exc()
+        _error(f"unexpected: {type(exc).__name__}: {exc}",
+               "set VAULT_DEBUG=1 for a traceback; please report it")
+        sys.exit(EXIT_UNEXPECTED)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,272 @@
+"""Load vault.toml in three steps: defaults, parse, validate (every key named on error)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vault.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_NAME = "vault.toml"
+DEFAULT_REPO_NAME = "memory-vault"
+SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,
+              "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
+              "TB": 1000**4, "TIB": 1024**4}
+
+# Sections later features fill in. They are recognised so that the file can carry them, but
+# until a feature lands any key in them is an error: a typo must never silently do nothing.
+RESERVED_SECTIONS = ("index", "secrets", "alerts", "hooks", "schedule", "health")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One configured source: a root folder of agent memory and the patterns that pick files."""
+
+    name: str
+    root: Path
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Where the vault repository lives and how commits are labelled."""
+
+    path: Path
+    branch: str = "main"
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class SnapshotSettings:
+    """How files are read: size limit, retries for files that change while read, SQLite wait."""
+
+    max_file_size: int = 256 * 1024**2
+    read_retries: int = 3
+    sqlite_busy_timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    file: Path | None
+    home: Path
+    vault: VaultSettings
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
+    sources: tuple[SourceConfig, ...] = ()
+
+    @property
+    def state_dir(self) -> Path:
+        """Per-vault state (stat cache, lock) kept beside the git data, inside the vault repo."""
+        return self.vault.path / "vault"
+
+
+def vault_home(env: Mapping[str, str] | None = None) -> Path:
+    """The data dir: VAULT_HOME, else $XDG_DATA_HOME/vault, else ~/.local/share/vault."""
+    env = os.environ if env is None else env
+    if env.get("VAULT_HOME"):
+        return Path(env["VAULT_HOME"]).expanduser().absolute()
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return (base / "vault").absolute()
+
+
+def user_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The user's config file: $XDG_CONFIG_HOME/vault/vault.toml or ~/.config/vault/vault.toml."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CONFIG_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    return base / "vault" / CONFIG_NAME
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """Pick the config file: --config, then VAULT_CONFIG, then ./vault.toml, then the user's dir."""
+    env = os.environ if env is None else env
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path.absolute()
+    if env.get("VAULT_CONFIG"):
+        path = Path(env["VAULT_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (from VAULT_CONFIG)")
+        return path.absolute()
+    local = (cwd or Path.cwd()) / CONFIG_NAME
+    if local.is_file():
+        return local.absolute()
+    user = user_config_path(env)
+    if user.is_file():
+        return user
+    raise ConfigError(
+        f"no {CONFIG_NAME} found (looked in --config, VAULT_CONFIG, ./{CONFIG_NAME}, {user})",
+        hint=f"copy the example {CONFIG_NAME} from the vault README and list your sources",
+    )
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+    """Find, parse and validate the config file."""
+    path = find_config(explicit, env, cwd)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_config(raw, file=path, env=env)
+
+
+class _Section:
+    """Reads keys out of one TOML table, remembering which were used so leftovers are errors."""
+
+    def __init__(self, data: Any, where: str, file: Path | None) -> None:
+        self.where = where
+        self.file = file
+        if not isinstance(data, dict):
+            self.fail(where, f"must be a table, not {_typename(data)}")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, message: str) -> None:
+        prefix = f"{self.file}: " if self.file else ""
+        raise ConfigError(f"{prefix}{key}: {message}")
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kind: type, default: Any) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        # bool is an int subclass in Python; a TOML `true` is never a valid number here.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.fail(self.key(name), f"must be {_kindname(kind)}, not {_typename(value)}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(name, list, None)
+        if value is None:
+            return default
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.fail(f"{self.key(name)}[{i}]", "must be a non-empty string")
+        return tuple(value)
+
+    def done(self) -> None:
+        for extra in sorted(set(self.data) - self.used):
+            self.fail(self.key(extra), "unknown key")
+
+
+def _typename(value: Any) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _kindname(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false", list: "an array",
+            dict: "a table"}.get(kind, kind.__name__)
+
+
+def parse_size(text: str | int) -> int:
+    """'256 MiB', '50MB', '1G' or a plain integer -> bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError("must be positive")
+        return text
+    match = SIZE_RE.match(str(text))
+    unit = (match.group(2) or "").upper() if match else ""
+    if not match or unit not in SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. '256 MiB', '50MB' or bytes)")
+    size = int(float(match.group(1)) * SIZE_UNITS[unit])
+    if size <= 0:
+        raise ValueError("must be positive")
+    return size
+
+
+def _resolve(path_text: str, base: Path) -> Path:
+    path = Path(os.path.expandvars(path_text)).expanduser()
+    return path if path.is_absolute() else (base / path).absolute()
+
+
+def parse_config(raw: dict[str, Any], *, file: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed TOML document into a Config; relative paths are relative to the file."""
+    home = vault_home(env)
+    base = file.parent if file else Path.cwd()
+    top = _Section(raw, "", file)
+
+    vault_raw = _Section(top.get("vault", dict, {}), "vault", file)
+    vault_path_text = vault_raw.get("path", str, "")
+    branch = vault_raw.get("branch", str, "main")
+    if not BRANCH_RE.match(branch) or ".." in branch or branch.endswith((".lock", "/")):
+        vault_raw.fail("vault.branch", f"not a valid branch name: {branch!r}")
+    host = vault_raw.get("host", str, "") or socket.gethostname() or "localhost"
+    vault_raw.done()
+    vault = VaultSettings(
+        path=_resolve(vault_path_text, base) if vault_path_text else home / DEFAULT_REPO_NAME,
+        branch=branch, host=host)
+
+    snap_raw = _Section(top.get("snapshot", dict, {}), "snapshot", file)
+    defaults = SnapshotSettings()
+    size_value = snap_raw.data.get("max_file_size", defaults.max_file_size)
+    snap_raw.used.add("max_file_size")
+    try:
+        max_size = parse_size(size_value)
+    except ValueError as exc:
+        snap_raw.fail("snapshot.max_file_size", str(exc))
+    retries = snap_raw.get("read_retries", int, defaults.read_retries)
+    if not 1 <= retries <= 100:
+        snap_raw.fail("snapshot.read_retries", "must be between 1 and 100")
+    busy = snap_raw.get("sqlite_busy_timeout_ms", int, defaults.sqlite_busy_timeout_ms)
+    if not 0 <= busy <= 600_000:
+        snap_raw.fail("snapshot.sqlite_busy_timeout_ms", "must be between 0 and 600000")
+    snap_raw.done()
+    snapshot = SnapshotSettings(max_file_size=max_size, read_retries=retries,
+                                sqlite_busy_timeout_ms=busy)
+
+    sources: list[SourceConfig] = []
+    raw_sources = top.get("sources", list, [])
+    seen: set[str] = set()
+    for i, item in enumerate(raw_sources):
+        sec = _Section(item, f"sources[{i}]", file)
+        name = sec.get("name", str, None)
+        if name is None:
+            sec.fail(sec.key("name"), "missing (every source needs a name)")
+        if not SOURCE_NAME_RE.match(name):
+            sec.fail(sec.key("name"), f"{name!r}: use letters, digits, '.', '_' or '-'")
+        if name in seen:
+            sec.fail(sec.key("name"), f"duplicate source name {name!r}")
+        seen.add(name)
+        root_text = sec.get("path", str, None)
+        if not root_text:
+            sec.fail(sec.key("path"), "missing (the folder that holds this source's memory)")
+        include = sec.strings("include", ("*",))
+        exclude = sec.strings("exclude", ())
+        sec.done()
+        sources.append(SourceConfig(name=name, root=_resolve(root_text, base),
+                                    include=include, exclude=exclude))
+
+    for section in RESERVED_SECTIONS:
+        reserved = _Section(top.get(section, dict, {}), section, file)
+        reserved.done()  # no keys are supported yet: any key is reported as unknown
+
+    top.done()
+    return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources))

@@ -1,0 +1,95 @@
+"""`vault demo`: the whole flow on a temporary copy of the bundled example memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault.examples import KINDS, generate
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One step of the demo: what it is, the command a user would type, what it printed."""
+
+    title: str
+    command: str = ""
+    output: str = ""
+
+
+def _config_text(root: Path) -> str:
+    lines = ["# written by `vault demo`", "[vault]", f'path = "{root / "memory-vault"}"', ""]
+    for kind in KINDS:
+        lines += ["[[sources]]", f'name = "{kind}"', f'path = "{root / "memory" / kind}"', ""]
+    return "\n".join(lines)
+
+
+def _change_memory(memory: Path) -> list[str]:
+    """Make the kind of edits an agent makes between two syncs."""
+    import apsw
+
+    notes = memory / "openclaw" / "MEMORY.md"
+    with notes.open("a", encoding="utf-8") as handle:
+        handle.write("\n## Learned today\n- The user prefers restore drills on Fridays.\n")
+    daily = memory / "openclaw" / "memory" / "2026-11-21.md"
+    daily.write_text("# 2026-11-21\n\n- Demo day: vault synced the agent's memory.\n",
+                     encoding="utf-8")
+    db = apsw.Connection(str(memory / "memento" / "memory.db"))
+    db.execute("UPDATE memories SET content = content || ' (confirmed by the user)' "
+               "WHERE id = (SELECT min(id) FROM memories)")
+    db.close()
+    return ["openclaw/MEMORY.md (appended)", "openclaw/memory/2026-11-21.md (new)",
+            "memento/memory.db (one row updated, live SQLite)"]
+
+
+def run_demo(keep: str | None = None) -> list[DemoStep]:
+    """Generate the examples in a temp dir, then init, sync, change, sync, log and status."""
+    root = Path(keep).absolute() if keep else Path(tempfile.mkdtemp(prefix="vault-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    steps: list[DemoStep] = []
+    try:
+        counts = generate(root / "memory")
+        config = root / "vault.toml"
+        config.write_text(_config_text(root), encoding="utf-8")
+        steps.append(DemoStep("Example agent memory", "", "\n".join(
+            f"{kind:10} {n:4} files in {root / 'memory' / kind}" for kind, n in counts.items())))
+        env = {**os.environ, "VAULT_CONFIG": str(config), "VAULT_HOME": str(root / "home")}
+
+        def run(title: str, *args: str) -> None:
+            proc = subprocess.run([sys.executable, "-m", "vault", *args], env=env, text=True,
+                                  capture_output=True, check=False)
+            steps.append(DemoStep(title, "vault " + " ".join(args),
+                                  proc.stdout + proc.stderr))
+
+        run("Create the vault", "init")
+        run("First sync: every file in one commit", "sync")
+        changed = _change_memory(root / "memory")
+        steps.append(DemoStep("The agent works: memory changes", "", "\n".join(changed)))
+        run("Second sync: only what changed", "sync")
+        run("Nothing changed: no commit", "sync")
+        run("The audit trail", "log")
+        run("What changed in the database", "log", "--path", "memento/memory.db")
+        git = shutil.which("git")
+        if git:
+            proc = subprocess.run([git, "-C", str(root / "memory-vault"), "log", "--stat",
+                                   "-1", "--format=%h %an %ad%n%B"], text=True,
+                                  capture_output=True, check=False)
+            steps.append(DemoStep("It is plain git", "git -C memory-vault log --stat -1",
+                                  proc.stdout + proc.stderr))
+        run("Status", "status")
+        out = subprocess.run([sys.executable, "-m", "vault", "sync", "--json", "--dry-run"],
+                             env=env, text=True, capture_output=True, check=False).stdout
+        pending = json.loads(out) if out.strip().startswith("{") else {}
+        steps.append(DemoStep("Done", "", f"Demo folder: {root}"
+                              + ("" if keep else " (deleted now; use --keep DIR to keep it)")
+                              + f"\nPending after the demo: {len(pending.get('added', []))} added"))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return steps

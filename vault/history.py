@@ -1,0 +1,40 @@
+"""The audit trail: the vault's commits, newest first, narrowed by path and time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from vault.repo import CommitInfo, VaultRepo
+from vault.sources import compile_patterns
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit and, when a path filter is given, what it did to the matching paths."""
+
+    commit: CommitInfo
+    changes: tuple[tuple[str, str], ...] = ()  # (status A/M/D, vault path)
+
+
+def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None = None,
+        limit: int | None = None) -> list[LogEntry]:
+    """Commits on the vault's branch, newest first; paths are exact paths, folders or globs."""
+    matcher = compile_patterns(paths) if paths else None
+    exact = {p.strip("/") for p in paths}
+    entries: list[LogEntry] = []
+    for info in repo.walk():
+        if since is not None and info.time < since:
+            break
+        changes: tuple[tuple[str, str], ...] = ()
+        if matcher is not None:
+            changed = repo.changed_paths(info.id)
+            changes = tuple(sorted((status, path) for path, status in changed.items()
+                                   if path in exact or matcher.match_file(path)
+                                   or any(path.startswith(e + "/") for e in exact)))
+            if not changes:
+                continue
+        entries.append(LogEntry(commit=info, changes=changes))
+        if limit is not None and len(entries) >= limit:
+            break
+    return entries

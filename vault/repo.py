@@ -1,0 +1,240 @@
+"""The vault repository: the only module that touches git (pygit2 writes objects in-process)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pygit2
+
+from vault.errors import NoVaultError, RepoError, VaultError
+
+AUTHOR_NAME = "vault"
+
+FileMap = dict[str, tuple[str, int]]  # vault path -> (blob id, mode)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit of the vault's history, as `vault log` shows it."""
+
+    id: str
+    time: datetime
+    summary: str
+    message: str
+    parents: tuple[str, ...]
+
+
+class VaultRepo:
+    """A bare git repository holding the vault's history on one branch."""
+
+    def __init__(self, repo: pygit2.Repository, path: Path, branch: str) -> None:
+        self._repo = repo
+        self.path = path
+        self.branch = branch
+        self.ref_name = f"refs/heads/{branch}"
+
+    @classmethod
+    def init(cls, path: Path, branch: str) -> tuple[VaultRepo, bool]:
+        """Create the vault (private to the user); return it and whether it was new."""
+        if (path / "HEAD").exists() or (path / ".git").exists():
+            return cls.open(path, branch), False
+        if path.exists() and any(path.iterdir()):
+            raise VaultError(f"{path} exists and is not empty; refusing to create a vault there",
+                             hint="set [vault] path to an empty or new folder")
+        old_umask = os.umask(0o077)
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            repo = pygit2.init_repository(str(path), bare=True, initial_head=branch)
+        except (OSError, pygit2.GitError) as exc:
+            raise RepoError(f"cannot create the vault at {path}: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o700)
+        # A bare repository keeps no reflog unless asked; the reflog is a second way back.
+        repo.config["core.logAllRefUpdates"] = "always"
+        repo.config["gc.auto"] = "0"  # never let a `git` command repack while vault writes
+        (path / "description").write_text("memory-vault: agent memory kept by vault\n")
+        return cls(repo, path, branch), True
+
+    @classmethod
+    def open(cls, path: Path, branch: str) -> VaultRepo:
+        """Open an existing vault; NoVaultError when there is none."""
+        if not path.exists():
+            raise NoVaultError(f"no vault at {path}", hint="run `vault init` first")
+        try:
+            repo = pygit2.Repository(str(path))
+        except pygit2.GitError:
+            raise NoVaultError(f"{path} is not a vault (not a git repository)",
+                               hint="run `vault init`, or fix [vault] path") from None
+        return cls(repo, Path(repo.path).resolve(), branch)
+
+    # Reading -------------------------------------------------------------------------------
+
+    def head_id(self) -> str | None:
+        """The commit the branch points at, or None before the first sync."""
+        try:
+            ref = self._repo.references.get(self.ref_name)
+        except pygit2.GitError as exc:
+            raise RepoError(f"cannot read branch {self.branch}: {exc}") from None
+        if ref is None:
+            return None
+        return str(ref.target)
+
+    def commit_info(self, commit_id: str) -> CommitInfo:
+        """Id, time, message and parents of one commit."""
+        commit = self._commit(commit_id)
+        return _info(commit)
+
+    def resolve(self, spec: str) -> CommitInfo:
+        """A commit id, prefix, or HEAD~N-style revision on the vault's branch -> that commit."""
+        text = spec.strip()
+        for alias in ("HEAD", "@"):
+            if text == alias or text.startswith((alias + "~", alias + "^")):
+                text = self.ref_name + text[len(alias):]
+                break
+        try:
+            obj = self._repo.revparse_single(text)
+            commit = obj.peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            raise RepoError(f"no commit {spec!r} in the vault",
+                            hint="`vault log` lists the commits") from None
+        return _info(commit)
+
+    def files(self, commit_id: str | None) -> FileMap:
+        """Every file in a commit's tree: vault path -> (blob id, mode)."""
+        if commit_id is None:
+            return {}
+        index = pygit2.Index()
+        index.read_tree(self._commit(commit_id).tree)
+        return {entry.path: (str(entry.id), entry.mode) for entry in index}
+
+    def read_blob(self, oid: str) -> bytes:
+        """The bytes of one blob."""
+        try:
+            blob = self._repo[oid]
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"vault object {oid} is missing or damaged: {exc}") from None
+        if not isinstance(blob, pygit2.Blob):
+            raise RepoError(f"vault object {oid} is not a file")
+        return bytes(blob.data)
+
+    def has_object(self, oid: str) -> bool:
+        """True when the object is in the object database."""
+        return oid in self._repo
+
+    def walk(self, start: str | None = None) -> Iterator[CommitInfo]:
+        """Commits from start (default: the branch tip) back to the first, newest first."""
+        start = start or self.head_id()
+        if start is None:
+            return
+        for commit in self._repo.walk(pygit2.Oid(hex=start), pygit2.enums.SortMode.TOPOLOGICAL
+                                      | pygit2.enums.SortMode.TIME):
+            yield _info(commit)
+
+    def changed_paths(self, commit_id: str) -> dict[str, str]:
+        """Paths a commit changed against its first parent: path -> 'A', 'M' or 'D'."""
+        commit = self._commit(commit_id)
+        if commit.parents:
+            diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+        else:
+            diff = commit.tree.diff_to_tree(swap=True)  # against the empty tree: all added
+        status = {pygit2.enums.DeltaStatus.ADDED: "A", pygit2.enums.DeltaStatus.DELETED: "D"}
+        return {d.new_file.path if d.status != pygit2.enums.DeltaStatus.DELETED
+                else d.old_file.path: status.get(d.status, "M") for d in diff.deltas}
+
+    # Writing -------------------------------------------------------------------------------
+
+    def write_blob(self, data: bytes) -> str:
+        """Store bytes as a blob (no-op when already there); return its id."""
+        try:
+            return str(self._repo.create_blob(data))
+        except pygit2.GitError as exc:
+            raise RepoError(f"cannot write to the vault: {exc}") from None
+
+    @staticmethod
+    def hash_blob(data: bytes) -> str:
+        """The blob id bytes would get, without writing anything."""
+        return str(pygit2.hash(data))
+
+    def commit(self, parent: str | None, changes: Mapping[str, tuple[str, int] | None],
+               message: str, when: datetime, host: str) -> str:
+        """Write a commit of parent's tree with changes applied, then move the branch to it."""
+        index = pygit2.Index()
+        if parent is not None:
+            index.read_tree(self._commit(parent).tree)
+        try:
+            for path, value in changes.items():
+                if value is None:
+                    index.remove(path)
+                else:
+                    index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=value[0]), value[1]))
+            tree = index.write_tree(self._repo)
+            stamp = int(when.astimezone(timezone.utc).timestamp())
+            sig = pygit2.Signature(AUTHOR_NAME, f"vault@{host}", stamp, 0)
+            parents = [pygit2.Oid(hex=parent)] if parent else []
+            oid = self._repo.create_commit(None, sig, sig, message, tree, parents)
+        except (pygit2.GitError, OSError) as exc:
+            raise RepoError(f"cannot write to the vault: {exc}") from None
+        # Objects must be on disk before the ref that makes them reachable.
+        _sync_filesystem(self.path)
+        self._move_branch(parent, str(oid), message.splitlines()[0])
+        return str(oid)
+
+    def _move_branch(self, expected: str | None, new: str, reason: str) -> None:
+        """Point the branch at new, but only if it still points at expected."""
+        try:
+            ref = self._repo.references.get(self.ref_name)
+            current = str(ref.target) if ref is not None else None
+            if current != expected:
+                raise RepoError(f"branch {self.branch} moved during the sync "
+                                f"({expected} -> {current}); nothing was changed")
+            if ref is None:
+                self._repo.create_reference_direct(self.ref_name, pygit2.Oid(hex=new), False,
+                                                   message=reason)
+            else:
+                ref.set_target(pygit2.Oid(hex=new), reason)
+        except pygit2.GitError as exc:
+            raise RepoError(f"cannot update branch {self.branch}: {exc}") from None
+        _sync_filesystem(self.path)
+
+    def _commit(self, commit_id: str) -> pygit2.Commit:
+        try:
+            obj = self._repo[commit_id]
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"vault commit {commit_id} is missing or damaged: {exc}") from None
+        if not isinstance(obj, pygit2.Commit):
+            raise RepoError(f"{commit_id} is not a commit")
+        return obj
+
+
+def _info(commit: pygit2.Commit) -> CommitInfo:
+    message = commit.message
+    return CommitInfo(id=str(commit.id),
+                      time=datetime.fromtimestamp(commit.commit_time, timezone.utc),
+                      summary=message.split("\n", 1)[0], message=message,
+                      parents=tuple(str(p) for p in commit.parent_ids))
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Flush the vault's filesystem (syncfs: one call for every object just written)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)  # the running process: libc is in it
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()

@@ -1,0 +1,136 @@
+"""Turn one source file into the bytes that go into the vault, or say why it cannot be taken."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from dataclasses import dataclass
+
+from vault.config import SnapshotSettings
+from vault.errors import SqliteSnapshotError
+from vault.sources import Entry, StatKey, stat_key
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+JSON_SUFFIXES = (".json",)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The bytes to commit for a file (None when skipped, with the reason) and its stat key."""
+
+    kind: str
+    key: StatKey
+    data: bytes | None = None
+    reason: str | None = None
+    vanished: bool = False
+    held_back: int = 0  # bytes of an incomplete trailing JSONL line left for the next sync
+
+
+def kind_by_name(name: str) -> str:
+    """The kind a file's name suggests (SQLite is recognised by content, not name)."""
+    lower = name.lower()
+    if lower.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if lower.endswith(JSON_SUFFIXES):
+        return "json"
+    if lower.endswith(MARKDOWN_SUFFIXES):
+        return "markdown"
+    return "text"
+
+
+def take_snapshot(entry: Entry, settings: SnapshotSettings) -> Snapshot:
+    """Read a file consistently and shape it by kind: SQLite dump, valid JSON, complete JSONL lines."""
+    kind = kind_by_name(entry.rel)
+    if entry.size > settings.max_file_size:
+        return Snapshot(kind, entry.key, reason=f"larger than snapshot.max_file_size "
+                        f"({_mib(entry.size)} > {_mib(settings.max_file_size)})")
+    try:
+        with open(entry.path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return Snapshot(kind, entry.key, vanished=True, reason="vanished during the scan")
+    except OSError as exc:
+        return Snapshot(kind, entry.key, reason=f"cannot read: {exc.strerror}")
+    if header == SQLITE_HEADER:
+        return _sqlite(entry, settings)
+    return _plain(entry, kind, settings)
+
+
+def _sqlite(entry: Entry, settings: SnapshotSettings) -> Snapshot:
+    from vault.sqlite_dump import snapshot_sqlite
+
+    try:
+        data = snapshot_sqlite(Path(entry.path), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    except SqliteSnapshotError as exc:
+        return Snapshot("sqlite", entry.key, reason=f"SQLite: {exc.message}")
+    # The key was taken before the snapshot: a write during the backup shows up next time.
+    return Snapshot("sqlite", entry.key, data=data)
+
+
+def _plain(entry: Entry, kind: str, settings: SnapshotSettings) -> Snapshot:
+    data, key, reason = _read_stable(entry, settings)
+    if data is None:
+        return Snapshot(kind, key, reason=reason, vanished=reason == "vanished during the scan")
+    if kind == "json":
+        problem = _json_problem(data)
+        if problem:
+            return Snapshot(kind, key, reason=problem)
+    if kind == "jsonl":
+        complete = _complete_lines(data)
+        return Snapshot(kind, key, data=complete, held_back=len(data) - len(complete))
+    return Snapshot(kind, key, data=data)
+
+
+def _read_stable(entry: Entry, settings: SnapshotSettings) -> tuple[bytes | None, StatKey, str]:
+    """Read the whole file, again if it changed while being read; give up after the retries."""
+    key = entry.key
+    for _ in range(settings.read_retries):
+        try:
+            with open(entry.path, "rb") as handle:
+                before = os.fstat(handle.fileno())
+                if before.st_size > settings.max_file_size:
+                    return None, key, (f"larger than snapshot.max_file_size "
+                                       f"({_mib(before.st_size)} > "
+                                       f"{_mib(settings.max_file_size)})")
+                data = handle.read()
+            after = os.stat(entry.path)
+        except FileNotFoundError:
+            return None, key, "vanished during the scan"
+        except OSError as exc:
+            return None, key, f"cannot read: {exc.strerror}"
+        key = stat_key(before) + entry.key[4:]
+        if stat_key(before) == stat_key(after) and len(data) == before.st_size:
+            return data, key, ""
+    return None, key, f"kept changing while being read ({settings.read_retries} tries)"
+
+
+def _json_problem(data: bytes) -> str | None:
+    if not data.strip():
+        return "empty JSON file (being written?)"
+    try:
+        json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        return f"JSON is not valid UTF-8 (byte {exc.start})"
+    except ValueError as exc:
+        return f"invalid JSON (half-written?): {exc}"
+    return None
+
+
+def _complete_lines(data: bytes) -> bytes:
+    """Keep whole lines; a trailing line without newline is kept only if it parses as JSON."""
+    cut = data.rfind(b"\n") + 1
+    tail = data[cut:]
+    if not tail.strip():
+        return data
+    try:
+        value = json.loads(tail)
+    except ValueError:
+        return data[:cut]
+    return data if isinstance(value, (dict, list)) else data[:cut]
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB"

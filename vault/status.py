@@ -1,0 +1,35 @@
+"""Status: the last sync, what a sync would record now, and the lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from vault.config import Config
+from vault.lock import LockState, lock_state
+from vault.repo import CommitInfo, VaultRepo
+from vault.sync import SyncOptions, SyncResult, sync
+
+
+@dataclass(frozen=True)
+class Status:
+    """A vault at a glance."""
+
+    vault_path: str
+    branch: str
+    last_sync: CommitInfo | None
+    commits: int
+    pending: SyncResult
+    lock: LockState
+
+
+def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
+    """Read the vault's state; pending changes come from a dry-run sync (nothing is written)."""
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    head = repo.head_id()
+    last = repo.commit_info(head) if head else None
+    commits = sum(1 for _ in repo.walk()) if head else 0
+    pending = sync(config, SyncOptions(dry_run=True), now=now)
+    return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
+                  commits=commits, pending=pending, lock=lock_state(config.state_dir))
