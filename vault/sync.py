@@ -11,7 +11,7 @@ from pathlib import Path
 from vault import __version__
 from vault.config import Config, SourceConfig
 from vault.detect import CachedFile, StatCache, file_changed, is_racy, load_cache, save_cache
-from vault.errors import SourceError, UsageError
+from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import take_snapshot
@@ -217,7 +217,13 @@ def _save_cache(path: Path, old: StatCache, new: dict[str, CachedFile], scanned:
     racy_before = any(is_racy(e.key, old.scanned_ns) for e in old.files.values())
     if files == old.files and commit == old.commit and not racy_before:
         return  # nothing learned: skip the write (the common cron case)
-    save_cache(path, StatCache(scanned_ns=scan_ns, commit=commit, files=files))
+    try:
+        save_cache(path, StatCache(scanned_ns=scan_ns, commit=commit, files=files))
+    except OSError as exc:
+        # The commit (if any) is safe; without the cache the next sync just reads every file.
+        raise RepoError(f"cannot write the stat cache {path}: {exc.strerror} "
+                        "(the vault itself is intact)",
+                        hint="check the permissions and free space of the vault folder") from None
 
 
 def commit_message(stamp: datetime, plan: _Plan, host: str) -> str:

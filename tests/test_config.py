@@ -1,0 +1,87 @@
+"""Config: search order, defaults, validation that names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vault.config import find_config, load_config, parse_size
+from vault.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    cfg = load_config(write(tmp_path / "vault.toml", '[[sources]]\nname = "a"\npath = "ws"\n'))
+    assert cfg.sources[0].root == tmp_path / "ws"
+    assert cfg.vault.branch == "main"
+    assert cfg.vault.path == tmp_path / "home" / "vault-data" / "memory-vault"  # VAULT_HOME
+    assert cfg.sources[0].include == ("*",)
+
+
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = write(tmp_path / "vault.toml", "")
+    other = write(tmp_path / "other.toml", "")
+    user = tmp_path / "home" / ".config" / "vault" / "vault.toml"
+    user.parent.mkdir(parents=True)
+    write(user, "")
+    assert find_config() == local
+    monkeypatch.setenv("VAULT_CONFIG", str(other))
+    assert find_config() == other
+    assert find_config(explicit=str(local)) == local
+    monkeypatch.delenv("VAULT_CONFIG")
+    local.unlink()
+    assert find_config() == user
+    user.unlink()
+    with pytest.raises(ConfigError, match="no vault.toml found"):
+        find_config()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[vault]\npaht = 'x'\n", "vault.paht: unknown key"),
+    ("colour = 1\n", "colour: unknown key"),
+    ("[[sources]]\nname = 'a'\npath = 'x'\ninclude = '*.md'\n",
+     "sources[0].include: must be an array, not a string"),
+    ("[[sources]]\nname = 'a'\npath = 'x'\n[[sources]]\nname = 'a'\npath = 'y'\n",
+     "sources[1].name: duplicate source name 'a'"),
+    ("[[sources]]\npath = 'x'\n", "sources[0].name: missing"),
+    ("[[sources]]\nname = 'a/b'\npath = 'x'\n", "sources[0].name: 'a/b': use letters"),
+    ("[[sources]]\nname = 'a'\n", "sources[0].path: missing"),
+    ("[[sources]]\nname = 'a'\npath = 'x'\nexclude = ['']\n",
+     "sources[0].exclude[0]: must be a non-empty string"),
+    ("[snapshot]\nmax_file_size = 'huge'\n", "snapshot.max_file_size: not a size: 'huge'"),
+    ("[snapshot]\nread_retries = true\n", "snapshot.read_retries: must be an integer, not a boolean"),
+    ("[snapshot]\nread_retries = 0\n", "snapshot.read_retries: must be between 1 and 100"),
+    ("[vault]\nbranch = 'a..b'\n", "vault.branch: not a valid branch name"),
+    ("[index]\nmodel = 'x'\n", "index.model: unknown key"),
+    ("vault = 3\n", "vault: must be a table, not an integer"),
+    ("[vault\n", "not valid TOML"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "vault.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("text, size", [
+    ("100", 100), ("1 KiB", 1024), ("50MB", 50_000_000), ("2 GiB", 2 * 1024**3), (4096, 4096),
+    ("1.5 MiB", int(1.5 * 1024**2)),
+])
+def test_parse_size(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_root_vault_toml_is_valid() -> None:
+    """The commented example at the repository root loads against examples/."""
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "vault.toml")
+    assert {s.name for s in cfg.sources} >= {"openclaw", "ragent", "memento", "synthians"}
+    for source in cfg.sources:
+        assert source.root.is_dir(), source
