@@ -1,0 +1,150 @@
+"""CLI: exit codes and the exact one-line Error messages, --json schemas, help, README coverage."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from conftest import run_cli, write_config
+from vault.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_lists_exit_codes() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for code in ("0", "1", "2", "3", "10", "11", "130"):
+        assert re.search(rf"^\s+{code}\s+\S", proc.stdout, re.M), code
+    sync_help = run_cli("sync", "--help")
+    assert "--dry-run" in sync_help.stdout and "11" in sync_help.stdout
+
+
+def test_broken_config_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "vault.toml").write_text("[vault]\npaht = 'x'\n")
+    proc = run_cli("sync", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == f"Error: {tmp_path / 'vault.toml'}: vault.paht: unknown key\n"
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_config_anywhere(tmp_path: Path) -> None:
+    proc = run_cli("status", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Error: no vault.toml found")
+    assert proc.stderr.splitlines()[1].startswith("Hint: ")
+
+
+def test_no_vault_is_exit_10(config_file: Path, tmp_path: Path) -> None:
+    proc = run_cli("sync", "--config", str(config_file))
+    assert proc.returncode == 10
+    assert proc.stderr.splitlines() == [f"Error: no vault at {tmp_path / 'memory-vault'}",
+                                        "Hint: run `vault init` first"]
+
+
+def test_init_sync_status_log_json(config_file: Path, workspace: Path) -> None:
+    init = run_cli("init", "--json", "--config", str(config_file))
+    assert init.returncode == 0 and json.loads(init.stdout)["created"] is True
+    again = run_cli("init", "--config", str(config_file))
+    assert again.returncode == 0 and again.stdout.startswith("Already a vault:")
+    first = json.loads(run_cli("sync", "--json", "--config", str(config_file)).stdout)
+    assert set(first) >= {"commit", "timestamp", "added", "modified", "deleted", "skipped",
+                          "unchanged"}
+    assert re.fullmatch(r"[0-9a-f]{40}", first["commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["timestamp"])
+    assert len(first["added"]) == 5
+    (workspace / "memory.json").write_text("{")
+    second = run_cli("sync", "--json", "--config", str(config_file))
+    assert second.returncode == 0
+    doc = json.loads(second.stdout)
+    assert doc["commit"] is None
+    assert doc["skipped"] == [{"path": "agent/memory.json",
+                               "reason": doc["skipped"][0]["reason"]}]
+    status = json.loads(run_cli("status", "--json", "--config", str(config_file)).stdout)
+    assert status["last_sync"]["commit"] == first["commit"]
+    assert status["lock"]["held"] is False
+    assert status["pending"]["skipped"][0]["path"] == "agent/memory.json"
+    log = json.loads(run_cli("log", "--json", "--config", str(config_file)).stdout)
+    assert [c["commit"] for c in log["commits"]] == [first["commit"]]
+    by_path = json.loads(run_cli("log", "--json", "--path", "agent/memory/*.md", "--config",
+                                 str(config_file)).stdout)
+    assert by_path["commits"][0]["changes"] == [{"status": "A",
+                                                 "path": "agent/memory/2026-11-20.md"}]
+    since = json.loads(run_cli("log", "--json", "--since", "1h ago", "-n", "5", "--config",
+                               str(config_file)).stdout)
+    assert len(since["commits"]) == 1
+    none = run_cli("log", "--since", "bogus", "--config", str(config_file))
+    assert none.returncode == 2 and none.stderr.startswith("Error: cannot understand time 'bogus'")
+
+
+def test_quiet_sync_prints_nothing_and_failures_exit_1(config_file: Path, tmp_path: Path,
+                                                       workspace: Path) -> None:
+    assert run_cli("init", "--config", str(config_file)).returncode == 0
+    quiet = run_cli("sync", "--quiet", "--config", str(config_file))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    workspace.rename(tmp_path / "gone")
+    failed = run_cli("sync", "--quiet", "--config", str(config_file))
+    assert failed.returncode == 1
+    assert failed.stderr == f"Error: source 'agent': folder not found: {workspace}\n"
+
+
+def test_dry_run_human_output(config_file: Path) -> None:
+    run_cli("init", "--config", str(config_file))
+    proc = run_cli("sync", "--dry-run", "--config", str(config_file))
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("Dry run: would commit 0 modified, 5 added, 0 deleted")
+
+
+def test_unexpected_error_is_one_line_exit_3(config_file: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import vault.sync
+    from vault.cli import main
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    run_cli("init", "--config", str(config_file))
+    monkeypatch.setattr(vault.sync, "sync", boom)  # only the error-mapping path is under test
+    with pytest.raises(SystemExit) as info:
+        main(["sync", "--config", str(config_file)])
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "Error: unexpected: RuntimeError: disk on fire"
+    assert "Traceback" not in err
+    monkeypatch.setenv("VAULT_DEBUG", "1")
+    with pytest.raises(SystemExit):
+        main(["sync", "--config", str(config_file)])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_stat_cache_that_cannot_be_written_is_a_clear_error(config_file: Path,
+                                                             tmp_path: Path) -> None:
+    run_cli("init", "--config", str(config_file))
+    (tmp_path / "memory-vault" / "vault").mkdir(exist_ok=True)
+    (tmp_path / "memory-vault" / "vault" / "stat-cache.json").mkdir()
+    proc = run_cli("sync", "--config", str(config_file))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot write the stat cache")
+    assert "(the vault itself is intact)" in proc.stderr
+    assert run_cli("log", "--config", str(config_file)).stdout.count("vault sync") == 1
+
+
+def _options(command: click.Command) -> set[str]:
+    names: set[str] = set()
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(o for o in param.opts if o.startswith("--"))
+    return names - {"--help"}
+
+
+def test_every_cli_option_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert isinstance(cli, click.Group)
+    for name, command in cli.commands.items():
+        assert f"vault {name}" in readme, name
+        for option in _options(command):
+            assert option in readme, f"vault {name} {option}"
