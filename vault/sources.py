@@ -54,7 +54,7 @@ def stat_key(st: os.stat_result) -> StatKey:
 
 def compile_patterns(patterns: Iterable[str]) -> pathspec.PathSpec:
     """gitignore-style patterns (`*.md`, `memory/**`, `!keep.json`) as one matcher."""
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan:
