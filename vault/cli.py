@@ -145,10 +145,10 @@ def _render_sync(result: Any) -> None:
     else:
         click.echo(f"Nothing changed ({result.unchanged} files checked); no commit.")
     for tag, paths in (("M", result.modified), ("A", result.added), ("D", result.deleted)):
-        for path in paths[:50]:
+        for path in paths[:20]:
             click.echo(f"  {tag} {path}")
-        if len(paths) > 50:
-            click.echo(f"  ... and {len(paths) - 50} more {tag}")
+        if len(paths) > 20:
+            click.echo(f"  ... and {len(paths) - 20} more ({tag})")
     if result.skipped:
         click.echo(f"Skipped {len(result.skipped)} (the vault keeps the last good version):")
         for item in result.skipped:

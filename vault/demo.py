@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vault.errors import UsageError
 from vault.examples import KINDS, generate
 
 
@@ -51,6 +51,8 @@ def _change_memory(memory: Path) -> list[str]:
 def run_demo(keep: str | None = None) -> list[DemoStep]:
     """Generate the examples in a temp dir, then init, sync, change, sync, log and status."""
     root = Path(keep).absolute() if keep else Path(tempfile.mkdtemp(prefix="vault-demo-"))
+    if keep and root.exists() and any(root.iterdir()):
+        raise UsageError(f"{root} is not empty; the demo needs a new or empty folder")
     root.mkdir(parents=True, exist_ok=True)
     steps: list[DemoStep] = []
     try:
@@ -83,12 +85,8 @@ def run_demo(keep: str | None = None) -> list[DemoStep]:
             steps.append(DemoStep("It is plain git", "git -C memory-vault log --stat -1",
                                   proc.stdout + proc.stderr))
         run("Status", "status")
-        out = subprocess.run([sys.executable, "-m", "vault", "sync", "--json", "--dry-run"],
-                             env=env, text=True, capture_output=True, check=False).stdout
-        pending = json.loads(out) if out.strip().startswith("{") else {}
         steps.append(DemoStep("Done", "", f"Demo folder: {root}"
-                              + ("" if keep else " (deleted now; use --keep DIR to keep it)")
-                              + f"\nPending after the demo: {len(pending.get('added', []))} added"))
+                              + ("" if keep else " (deleted now; use --keep DIR to keep it)")))
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
