@@ -1,0 +1,707 @@
+"""Turn a live SQLite database into a deterministic, diffable SQL dump, and rebuild one from it.
+
+The dump is what goes into git, so it is built for `git log -p`: one row per line, rows in
+primary-key order, objects in name order, values formatted one stable way. Nothing in it depends
+on page layout, the freelist, VACUUM or insertion order, so an unchanged database always gives
+the same bytes and a changed row shows up as a one-line diff.
+
+Layout of a dump::
+
+    -- vault sqlite dump v1
+    PRAGMA page_size / auto_vacuum / encoding / journal_mode   (file settings, before any content)
+    BEGIN TRANSACTION;
+    PRAGMA user_version / application_id
+    ordinary tables, by name: CREATE TABLE as stored, then one INSERT per row
+    AUTOINCREMENT counters (sqlite_sequence) and ANALYZE results (sqlite_stat1)
+    virtual tables, by name: CREATE VIRTUAL TABLE, then their rows (_DumpWriter._virtual_table)
+    indexes, then views, then rebuilds of external-content full-text indexes, then triggers
+    COMMIT;
+
+Triggers come last so that replaying the INSERTs does not fire them. Full-text tables (FTS5,
+FTS4) are dumped as their rows and their index is rebuilt on restore; other virtual tables
+(rtree, contentless FTS, modules not loaded here) keep their shadow tables, like `.dump` does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from vault.errors import SqliteSnapshotError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+DUMP_HEADER = b"-- vault sqlite dump v1\n"
+
+# Full-text modules whose rows we can read back and re-insert, so their binary index pages
+# (shadow tables) stay out of the dump; the index is rebuilt from the rows on restore.
+_FTS_SHADOW_SUFFIXES: dict[str, frozenset[str]] = {
+    "fts5": frozenset({"data", "idx", "content", "docsize", "config"}),
+    "fts4": frozenset({"content", "segments", "segdir", "docsize", "stat"}),
+    "fts3": frozenset({"content", "segments", "segdir", "docsize", "stat"}),
+}
+
+# Names SQLite accepts for the rowid of a rowid table, unless a real column takes the name.
+_ROWID_NAMES = ("rowid", "_rowid_", "oid")
+
+# Python codec for each value of PRAGMA encoding; text is read as raw bytes in this encoding.
+_CODECS = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Tell whether the file starts with the 16-byte SQLite header, whatever its name."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def is_dump(data: bytes) -> bool:
+    """Tell whether the bytes are a dump written by this module."""
+    return data.startswith(DUMP_HEADER)
+
+
+def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000) -> bytes:
+    """Copy a live database with the online backup API and return its deterministic dump."""
+    # Error messages do not repeat the path: the caller reports them against its name for it.
+    try:
+        wal = _header_says_wal(path)
+    except FileNotFoundError:
+        raise SqliteSnapshotError("no such file") from None
+    except OSError as e:
+        raise SqliteSnapshotError(f"cannot read: {e.strerror or e}") from e
+    try:
+        copy = apsw.Connection(":memory:")
+        try:
+            journal_mode = _backup(path, copy, wal=wal, busy_timeout_ms=busy_timeout_ms)
+            problem = _integrity_problem(copy)
+            if problem is not None:
+                raise SqliteSnapshotError(
+                    f"integrity check failed: {problem}",
+                    hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
+                )
+            return _dump(copy, wal=journal_mode == "wal")
+        finally:
+            copy.close()
+    except apsw.Error as e:
+        raise _snapshot_error(path, e, busy_timeout_ms) from e
+    except UnicodeDecodeError as e:
+        # Only names can get here (values are read as bytes): a schema that is not valid text.
+        raise SqliteSnapshotError(f"schema is not valid text: {e.reason}") from e
+
+
+def dump_connection(conn: apsw.Connection, *, wal: bool | None = None) -> bytes:
+    """Return the deterministic SQL dump of the connection's main database."""
+    # wal=None asks the connection; snapshot_sqlite passes the source's mode because its
+    # in-memory copy always reports journal_mode=memory.
+    try:
+        if wal is None:
+            wal = _pragma(conn, "journal_mode") == "wal"
+        return _dump(conn, wal=wal)
+    except apsw.Error as e:
+        raise SqliteSnapshotError(f"cannot dump database: {_message(e)}") from e
+    except UnicodeDecodeError as e:
+        message = f"cannot dump database: schema is not valid text: {e.reason}"
+        raise SqliteSnapshotError(message) from e
+
+
+def load_dump(data: bytes, dest: Path) -> None:
+    """Rebuild a database file at dest (which must not exist) from a dump."""
+    if not is_dump(data):
+        raise SqliteSnapshotError("not a vault sqlite dump (missing header line)")
+    try:
+        sql = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SqliteSnapshotError(f"bad dump: not valid UTF-8 at byte {e.start}") from e
+    if dest.exists() or dest.is_symlink():
+        raise SqliteSnapshotError(f"{dest}: already exists", hint="restore to a new path")
+    # Build beside dest and move it into place only once it is complete and checked, so a
+    # failed or interrupted restore never leaves a half-built database at dest.
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    except FileNotFoundError:
+        raise SqliteSnapshotError(f"{dest.parent}: no such directory") from None
+    except OSError as e:
+        raise SqliteSnapshotError(f"{dest.parent}: cannot write: {e.strerror or e}") from e
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _replay(sql, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except apsw.Error as e:
+        raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
+    except OSError as e:
+        raise SqliteSnapshotError(f"{dest}: cannot write: {e.strerror or e}") from e
+    finally:
+        # The -wal/-shm/-journal are normally gone once the connection closed; make sure.
+        for leftover in (tmp, *(Path(f"{tmp}{s}") for s in ("-wal", "-shm", "-journal"))):
+            leftover.unlink(missing_ok=True)
+
+
+# --- snapshot ----------------------------------------------------------------------------
+
+
+def _header_says_wal(path: Path) -> bool:
+    """Tell from the file header (read/write versions 2) whether the database is in WAL mode."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    return len(header) == 20 and header.startswith(SQLITE_HEADER) and 2 in header[18:20]
+
+
+def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: int) -> str:
+    """Copy the database at path into copy in one read transaction; return its journal mode."""
+    # A rollback-journal database is opened read-only: nothing is written and no file is
+    # created. A WAL database is opened read-write (never with CREATE): a read-only connection
+    # would create the -wal and -shm files when they are missing and could not remove them,
+    # while a read-write one removes them when it is the last connection to close, as any
+    # SQLite client does.
+    if not wal:
+        try:
+            return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms)
+        except apsw.ReadOnlyError:
+            pass  # A hot journal left by a crashed writer: only a writer may roll it back.
+    return _copy_from(path, copy, apsw.SQLITE_OPEN_READWRITE, busy_timeout_ms)
+
+
+def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: int) -> str:
+    """Open path with flags and back it up into copy; return the source's journal mode."""
+    source = apsw.Connection(str(path), flags=flags)
+    try:
+        source.set_busy_timeout(busy_timeout_ms)
+        # Belt and braces: this connection must never write to the user's database.
+        source.execute("PRAGMA query_only=ON")
+        with copy.backup("main", source, "main") as backup:
+            # All pages in one step, so one read transaction: a consistent copy even while
+            # another process writes (the busy timeout covers waiting for its locks).
+            if not backup.step(-1):
+                raise SqliteSnapshotError("backup did not complete")
+        return _pragma(source, "journal_mode")
+    finally:
+        source.close()
+
+
+def _integrity_problem(conn: apsw.Connection) -> str | None:
+    """Return the first line of PRAGMA integrity_check, or None when the database is ok."""
+    rows = conn.execute("PRAGMA integrity_check").fetchall()
+    first = str(rows[0][0]) if rows else "no result"
+    return None if first == "ok" else first.splitlines()[0]
+
+
+def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSnapshotError:
+    """Turn an apsw error into a one-line SqliteSnapshotError (the caller names the file)."""
+    if isinstance(e, (apsw.BusyError, apsw.LockedError)):
+        return SqliteSnapshotError(
+            f"database is locked (busy for {busy_timeout_ms / 1000:g} s)",
+            hint="another process holds a write lock; try again later",
+        )
+    if isinstance(e, apsw.NotADBError):
+        return SqliteSnapshotError("file is not a database")
+    if isinstance(e, apsw.CorruptError):
+        return SqliteSnapshotError(
+            "database disk image is malformed (corrupt or truncated)",
+            hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
+        )
+    if isinstance(e, apsw.CantOpenError):
+        return SqliteSnapshotError(f"cannot open database: {_message(e)}")
+    return SqliteSnapshotError(_message(e))
+
+
+def _message(e: BaseException) -> str:
+    """Return the exception's message on one line."""
+    text = " ".join(str(e.args[0]).split()) if e.args else ""
+    # The backup API reports some errors on the destination connection, whose message then
+    # reads "not an error"; the exception class says more.
+    return text if text and text != "not an error" else type(e).__name__
+
+
+# --- dump --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Object:
+    """One row of sqlite_schema."""
+
+    type: str
+    name: str
+    tbl_name: str
+    sql: str | None
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One column from PRAGMA table_xinfo."""
+
+    name: str
+    decl_type: str
+    pk: int  # position in the primary key, 0 when not part of it
+    hidden: int  # 0 ordinary, 1 hidden virtual-table column, 2/3 generated column
+
+
+def _dump(conn: apsw.Connection, *, wal: bool) -> bytes:
+    """Dump the main database inside one read transaction and return the UTF-8 bytes."""
+    # A savepoint is a read transaction when none is open, and nests inside the caller's.
+    conn.execute("SAVEPOINT vault_dump")
+    try:
+        text = _DumpWriter(conn, wal=wal).write()
+    finally:
+        conn.execute("RELEASE vault_dump")
+    return text.encode("utf-8")
+
+
+class _DumpWriter:
+    """Writes the dump of one connection's main database, section by section."""
+
+    def __init__(self, conn: apsw.Connection, *, wal: bool) -> None:
+        self.conn = conn
+        self.wal = wal
+        self.lines: list[str] = []
+        self.encoding = _pragma(conn, "encoding")
+        self.codec = _CODECS.get(self.encoding, "utf-8")
+        self.objects = [
+            _Object(str(t), str(n), str(tn), None if s is None else str(s))
+            for t, n, tn, s in conn.execute(
+                "SELECT type, name, tbl_name, sql FROM main.sqlite_schema ORDER BY type, name"
+            )
+        ]
+        self.modules = _available_modules(conn)
+        self.table_list, self.knows_shadows = _table_list(conn)
+
+    def write(self) -> str:
+        """Return the whole dump as text."""
+        tables = [o for o in self.objects if o.type == "table"]
+        virtual = [o for o in tables if _is_virtual(o)]
+        # Virtual tables whose rows we dump and whose shadow tables we leave out.
+        fts = {o.name: spec for o in virtual if (spec := self._fts_spec(o)) is not None}
+        skipped = self._fts_shadow_tables(fts, [o.name for o in virtual], [o.name for o in tables])
+
+        self._header()
+        for obj in tables:
+            if obj.name in skipped or _is_virtual(obj) or _is_internal(obj.name):
+                continue
+            self.lines.append(f"{obj.sql};")
+            self._table_rows(obj.name)
+        self._sqlite_sequence()
+        self._sqlite_stat()
+        for obj in virtual:
+            self._virtual_table(obj, fts.get(obj.name))
+        others = [
+            o
+            for o in self.objects
+            if o.sql is not None and o.tbl_name not in skipped and not _is_internal(o.name)
+        ]
+        for kind in ("index", "view"):
+            self.lines.extend(f"{o.sql};" for o in others if o.type == kind)
+        # After the views, in case a content table is a view; before the triggers, though
+        # rebuilding fires none.
+        for name, spec in sorted(fts.items()):
+            if spec.content:
+                self.lines.append(f"INSERT INTO {_q(name)}({_q(name)}) VALUES('rebuild');")
+        self.lines.extend(f"{o.sql};" for o in others if o.type == "trigger")
+        self.lines.append("COMMIT;")
+        return "\n".join(self.lines) + "\n"
+
+    def _header(self) -> None:
+        """Write the header line and the pragmas that make the restored file faithful."""
+        self.lines.append(DUMP_HEADER.decode("ascii").rstrip("\n"))
+        # These describe the file itself, so they must run before anything is written to it.
+        self.lines.append(f"PRAGMA page_size={int(_pragma(self.conn, 'page_size'))};")
+        self.lines.append(f"PRAGMA auto_vacuum={int(_pragma(self.conn, 'auto_vacuum'))};")
+        self.lines.append(f"PRAGMA encoding='{self.encoding}';")
+        # WAL is the one journal mode stored in the file; the others are per connection.
+        self.lines.append(f"PRAGMA journal_mode={'WAL' if self.wal else 'DELETE'};")
+        self.lines.append("BEGIN TRANSACTION;")
+        self.lines.append(f"PRAGMA user_version={int(_pragma(self.conn, 'user_version'))};")
+        self.lines.append(f"PRAGMA application_id={int(_pragma(self.conn, 'application_id'))};")
+
+    def _table_rows(self, table: str) -> None:
+        """Write one INSERT per row of table, in primary-key order."""
+        columns = _columns(self.conn, table)
+        # Generated columns are computed again on insert and cannot be written.
+        values = [c.name for c in columns if c.hidden == 0]
+        without_rowid = self.table_list.get(table, ("table", False))[1]
+        if without_rowid:
+            pk = [c.name for c in sorted(columns, key=lambda c: c.pk) if c.pk > 0]
+            self._rows(table, values, order=pk, rowid=None)
+        elif (alias := _rowid_alias_column(self.conn, table, columns)) is not None:
+            # An INTEGER PRIMARY KEY is the rowid: writing the column keeps it.
+            self._rows(table, values, order=[alias.name], rowid=None)
+        else:
+            taken = {c.name.lower() for c in columns}
+            free = [n for n in _ROWID_NAMES if n not in taken]
+            if free:
+                # Name the rowid explicitly so it survives restore: other rows, FTS content
+                # tables or the application may refer to rows by rowid.
+                self._rows(table, values, order=[], rowid=free[0])
+            else:
+                self.lines.append(
+                    f"-- {_q(table)}: columns named rowid, _rowid_ and oid hide the rowid;"
+                    " rowids are not kept"
+                )
+                self._rows(table, values, order=values, rowid=None)
+
+    def _rows(
+        self,
+        table: str,
+        columns: list[str],
+        *,
+        order: list[str],
+        rowid: str | None,
+    ) -> None:
+        """Write the INSERTs for a SELECT of columns from table, sorted by order or the rowid."""
+        # Text is read as raw bytes (with a flag saying it was text) so that text that is not
+        # valid in the database encoding, or holds NUL, still round-trips.
+        select = [
+            f"CASE WHEN typeof({_q(c)})='text' THEN CAST({_q(c)} AS BLOB) ELSE {_q(c)} END,"
+            f" typeof({_q(c)})='text'"
+            for c in columns
+        ]
+        insert = [_q(c) for c in columns]
+        if rowid is not None:
+            select.insert(0, f"{rowid}, 0")
+            insert.insert(0, _q(rowid))
+            order = [rowid]
+        sql = f"SELECT {', '.join(select)} FROM main.{_q(table)}"
+        if order:
+            sql += " ORDER BY " + ", ".join(o if o == rowid else _q(o) for o in order)
+        prefix = f"INSERT INTO {_q(table)}({','.join(insert)}) VALUES("
+        for row in self.conn.execute(sql):
+            literals = [
+                self._literal(row[i], is_text=bool(row[i + 1])) for i in range(0, len(row), 2)
+            ]
+            self.lines.append(prefix + ",".join(literals) + ");")
+
+    def _literal(self, value: apsw.SQLiteValue, *, is_text: bool) -> str:
+        """Format one value as an SQL literal, the same way every time, on one line."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            # repr() is the shortest text that reads back as the same double.
+            if math.isinf(value):
+                return "1e999" if value > 0 else "-1e999"
+            return repr(value)
+        raw = bytes(value) if not isinstance(value, str) else value.encode(self.codec)
+        if not is_text:
+            return f"X'{raw.hex()}'"
+        try:
+            text = raw.decode(self.codec)
+        except UnicodeDecodeError:
+            # Not valid in the database encoding: keep the exact bytes.
+            return f"CAST(X'{raw.hex()}' AS TEXT)"
+        return _text_literal(text)
+
+    def _sqlite_sequence(self) -> None:
+        """Write the AUTOINCREMENT counters, which can be above the largest rowid left."""
+        if not self._has_rows("sqlite_sequence"):
+            return
+        # Replaying the INSERTs already set counters to the largest rowid; put back the real ones.
+        self.lines.append('DELETE FROM "sqlite_sequence";')
+        self._rows("sqlite_sequence", ["name", "seq"], order=["name", "seq"], rowid=None)
+
+    def _sqlite_stat(self) -> None:
+        """Write the ANALYZE results of sqlite_stat1, sorted; leave out sqlite_stat4 samples."""
+        if not self._has_rows("sqlite_stat1"):
+            return
+        self.lines.append(
+            "-- ANALYZE results: sqlite_stat1 is kept, sqlite_stat4 samples are not"
+            " (run ANALYZE to rebuild them)"
+        )
+        # sqlite_stat1 cannot be created with CREATE TABLE; ANALYZE of the schema table
+        # creates it (empty) without analysing anything.
+        self.lines.append("ANALYZE sqlite_schema;")
+        columns = ["tbl", "idx", "stat"]
+        self._rows("sqlite_stat1", columns, order=columns, rowid=None)
+
+    def _has_rows(self, table: str) -> bool:
+        """Tell whether the internal table exists and holds at least one row."""
+        if not any(o.type == "table" and o.name == table for o in self.objects):
+            return False
+        return bool(self.conn.execute(f"SELECT 1 FROM main.{_q(table)} LIMIT 1").fetchall())
+
+    def _virtual_table(self, obj: _Object, fts: _FtsSpec | None) -> None:
+        """Write a virtual table: as SQL plus rows for full-text tables, as raw schema otherwise."""
+        if fts is None:
+            # A module we cannot read rows through (rtree, an extension such as sqlite-vec
+            # that is not loaded here, a contentless full-text table): its shadow tables were
+            # dumped as ordinary tables above, and its schema row is written directly, the
+            # way the sqlite3 shell's .dump does. The restored file is then the same data,
+            # and works wherever the module is available.
+            self.lines.append(
+                f"-- {_q(obj.name)}: module data is kept in its shadow tables above"
+            )
+            self.lines.append("PRAGMA writable_schema=ON;")
+            values = ",".join(
+                ["'table'", _text_literal(obj.name), _text_literal(obj.tbl_name), "0"]
+                + [_text_literal(obj.sql or "")]
+            )
+            self.lines.append(
+                f'INSERT INTO "sqlite_schema"("type","name","tbl_name","rootpage","sql")'
+                f" VALUES({values});"
+            )
+            # RESET also reloads the schema, so later statements see the new table.
+            self.lines.append("PRAGMA writable_schema=RESET;")
+            return
+        self.lines.append(f"{obj.sql};")
+        if fts.module == "fts5":
+            self._fts5_config(obj.name)
+        if fts.content is None:
+            self._table_rows(obj.name)
+
+    def _fts5_config(self, name: str) -> None:
+        """Write an FTS5 table's persistent settings (rank, pgsz, automerge, ...)."""
+        # The 'version' row is written by FTS5 itself; the others are user settings, made
+        # with the special INSERT INTO t(t, rank) command.
+        rows = self.conn.execute(
+            f"SELECT k, v FROM main.{_q(name + '_config')} WHERE k <> 'version' ORDER BY k"
+        ).fetchall()
+        for k, v in rows:
+            self.lines.append(
+                f"INSERT INTO {_q(name)}({_q(name)},\"rank\") VALUES("
+                f"{self._literal(k, is_text=True)},{self._literal(v, is_text=isinstance(v, str))});"
+            )
+
+    def _fts_spec(self, obj: _Object) -> _FtsSpec | None:
+        """Return how to dump a full-text table, or None to treat it as an opaque module."""
+        module, args = _parse_virtual_table(obj.sql or "")
+        if module not in _FTS_SHADOW_SUFFIXES or module not in self.modules:
+            return None
+        content = None
+        for arg in args:
+            if len(arg) >= 2 and _unquote(arg[0]).lower() == "content" and arg[1] == "=":
+                content = _unquote(" ".join(arg[2:]))
+        if content == "":
+            # Contentless: the index is all there is and no rows can be read back, so keep
+            # the index itself (opaque path) rather than lose the search data.
+            return None
+        return _FtsSpec(module, content)
+
+    def _fts_shadow_tables(
+        self, fts: dict[str, _FtsSpec], virtual: list[str], tables: list[str]
+    ) -> set[str]:
+        """Return the shadow tables of the full-text tables whose rows are dumped."""
+        # A user table can look like a shadow table ("notes_content" as the external content
+        # of "notes"); content tables are always kept.
+        content = {spec.content for spec in fts.values()}
+        shadow: set[str] = set()
+        for table in tables:
+            # The owner is the longest virtual-table name the table's name extends.
+            owners = [v for v in virtual if table.startswith(v + "_")]
+            if not owners or table in content:
+                continue
+            owner = max(owners, key=len)
+            if owner not in fts:
+                continue
+            if self.knows_shadows:
+                is_shadow = self.table_list.get(table, ("table", False))[0] == "shadow"
+            else:  # Before SQLite 3.37: the modules' known suffixes.
+                is_shadow = table[len(owner) + 1 :] in _FTS_SHADOW_SUFFIXES[fts[owner].module]
+            if is_shadow:
+                shadow.add(table)
+        return shadow
+
+
+@dataclass(frozen=True)
+class _FtsSpec:
+    """A full-text table: its module and its content option (None: it stores its own rows)."""
+
+    module: str
+    content: str | None
+
+
+def _pragma(conn: apsw.Connection, name: str) -> str:
+    """Return the single value of a PRAGMA on the main database, as text."""
+    rows = conn.execute(f"PRAGMA main.{name}").fetchall()
+    return str(rows[0][0]) if rows else ""
+
+
+def _available_modules(conn: apsw.Connection) -> set[str]:
+    """Return the virtual-table modules this SQLite provides."""
+    try:
+        return {str(r[0]).lower() for r in conn.execute("PRAGMA module_list")}
+    except apsw.SQLError:
+        return set()  # Unknown: every virtual table then takes the opaque path, which is safe.
+
+
+def _table_list(conn: apsw.Connection) -> tuple[dict[str, tuple[str, bool]], bool]:
+    """Return name -> (type, without_rowid) for main's tables, and whether SQLite said so."""
+    try:
+        rows = conn.execute("PRAGMA main.table_list").fetchall()
+    except apsw.SQLError:
+        # Before SQLite 3.37: read WITHOUT ROWID from the CREATE statement instead.
+        result: dict[str, tuple[str, bool]] = {}
+        for name, sql in conn.execute(
+            "SELECT name, sql FROM main.sqlite_schema WHERE type = 'table'"
+        ):
+            text = str(sql or "")
+            wr = re.search(r"\)\s*WITHOUT\s+ROWID\s*(,|$)", text, re.IGNORECASE) is not None
+            result[str(name)] = ("table", wr)
+        return result, False
+    return {str(r[1]): (str(r[2]), bool(r[4])) for r in rows}, True
+
+
+def _columns(conn: apsw.Connection, table: str) -> list[_Column]:
+    """Return the columns of a table, including generated and hidden ones."""
+    return [
+        _Column(str(r[1]), str(r[2] or ""), int(r[5] or 0), int(r[6] or 0))
+        for r in conn.execute(f"PRAGMA main.table_xinfo({_q(table)})")
+    ]
+
+
+def _rowid_alias_column(
+    conn: apsw.Connection, table: str, columns: list[_Column]
+) -> _Column | None:
+    """Return the INTEGER PRIMARY KEY column that is the table's rowid, if there is one."""
+    pk = [c for c in columns if c.pk > 0]
+    if len(pk) != 1 or pk[0].decl_type.upper() != "INTEGER":
+        return None
+    # "INTEGER PRIMARY KEY DESC" is the documented exception: it is not the rowid, and it
+    # shows as an index whose origin is 'pk'.
+    for row in conn.execute(f"PRAGMA main.index_list({_q(table)})"):
+        if row[3] == "pk":
+            return None
+    return pk[0]
+
+
+def _is_virtual(obj: _Object) -> bool:
+    """Tell whether a sqlite_schema row is a virtual table."""
+    return obj.type == "table" and re.match(
+        r"\s*CREATE\s+VIRTUAL\s+TABLE\b", obj.sql or "", re.IGNORECASE
+    ) is not None
+
+
+def _is_internal(name: str) -> bool:
+    """Tell whether an object is SQLite's own (sqlite_sequence, sqlite_stat1, autoindexes)."""
+    return name.lower().startswith("sqlite_")
+
+
+# Tokens of a CREATE VIRTUAL TABLE statement: comments and blanks, quoted names and strings,
+# punctuation, and barewords.
+_TOKEN = re.compile(
+    r"""(?P<skip>\s+|--[^\n]*|/\*.*?(?:\*/|\Z))
+      | (?P<tok>"(?:[^"]|"")*"|'(?:[^']|'')*'|`(?:[^`]|``)*`|\[[^\]]*\]|[(),=.;]|[^\s(),=.;"'`\[]+)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _parse_virtual_table(sql: str) -> tuple[str, list[list[str]]]:
+    """Return the module name (lower case) and the module arguments, each a list of tokens."""
+    tokens = [m.group("tok") for m in _TOKEN.finditer(sql) if m.group("tok")]
+    # The name cannot be a bare USING (a keyword), so the first bare USING ends it.
+    at = next((i for i, t in enumerate(tokens) if t.lower() == "using"), None)
+    if at is None or at + 1 >= len(tokens):
+        return "", []
+    module = _unquote(tokens[at + 1]).lower()
+    args: list[list[str]] = []
+    rest = tokens[at + 2 :]
+    if rest[:1] == ["("]:
+        depth, current = 0, list[str]()
+        for t in rest[1:]:
+            if t == ")" and depth == 0:
+                break
+            if t == "," and depth == 0:
+                args.append(current)
+                current = []
+                continue
+            depth += {"(": 1, ")": -1}.get(t, 0)
+            current.append(t)
+        args.append(current)
+    return module, args
+
+
+def _unquote(token: str) -> str:
+    """Remove SQL quotes from a name or string token."""
+    if len(token) >= 2 and token[0] in "\"'`" and token[-1] == token[0]:
+        return token[1:-1].replace(token[0] * 2, token[0])
+    if len(token) >= 2 and token[0] == "[" and token[-1] == "]":
+        return token[1:-1]
+    return token
+
+
+def _q(name: str) -> str:
+    """Quote an identifier, always, with embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_LINE_BREAKING = re.compile(r"([\n\r\x00])")
+
+
+def _text_literal(text: str) -> str:
+    """Quote text as one line: quotes doubled, newlines, CRs and NULs as char(n)."""
+    # A literal newline would split one row over several lines of the diff, and a NUL
+    # would end the statement early, so they are spliced in with char() instead.
+    parts = [
+        f"char({ord(p)})" if _LINE_BREAKING.fullmatch(p) else "'" + p.replace("'", "''") + "'"
+        for p in _LINE_BREAKING.split(text)
+        if p
+    ]
+    return "||".join(parts) if parts else "''"
+
+
+# --- restore -----------------------------------------------------------------------------
+
+
+def _replay(sql: str, path: Path) -> None:
+    """Run the dump's SQL into a new database at path and check the result."""
+    try:
+        conn = apsw.Connection(str(path))
+    except apsw.Error as e:
+        raise SqliteSnapshotError(f"cannot create database: {_message(e)}") from e
+    try:
+        # Settings another part of the program may have changed for every connection
+        # (apsw.bestpractice): the dump needs the plain SQLite behaviour.
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # writable_schema for opaque modules
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
+        conn.execute("PRAGMA foreign_keys=OFF")  # tables are filled in name order
+        conn.execute("PRAGMA recursive_triggers=OFF")
+        # A dump only ever writes to this database; never let one reach another file.
+        conn.authorizer = _deny_attach
+        try:
+            for _ in conn.execute(sql, can_cache=False):
+                pass
+        except apsw.AuthError as e:
+            raise SqliteSnapshotError("bad dump: it tries to attach another database") from e
+        except apsw.Error as e:
+            raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+            raise SqliteSnapshotError("bad dump: truncated (no COMMIT)")
+        conn.authorizer = None
+        problem = _integrity_problem(conn)
+        if problem is not None:
+            raise SqliteSnapshotError(f"bad dump: the result fails integrity check: {problem}")
+    finally:
+        conn.close()
+
+
+def _deny_attach(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
+) -> int:
+    """Authorizer that refuses ATTACH and DETACH (and so VACUUM INTO)."""
+    if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
+        return apsw.SQLITE_DENY
+    return apsw.SQLITE_OK
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in the directory durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
