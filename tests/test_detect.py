@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vault.detect import RACY_MARGIN_NS, CachedFile, StatCache, file_changed, load_cache, save_cache
+import marshal
+
+from vault.detect import CACHE_VERSION, RACY_MARGIN_NS, CachedFile, StatCache, file_changed, load_cache, save_cache
 
 SCAN = 1_000_000_000_000_000_000  # the time the cached scan began, in ns
 OLD = SCAN - 10 * RACY_MARGIN_NS  # a timestamp well before that scan
@@ -45,8 +47,11 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     assert load_cache(tmp_path / "cache.json") == cache
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 99}', b'{"version": 1}',
-                                     b'{"version": 1, "scanned_ns": 1, "files": {"a": []}}'])
+@pytest.mark.parametrize("content", [
+    b"", b"{", b"[]", marshal.dumps([]), marshal.dumps((99, 1, None, {})),
+    marshal.dumps((CACHE_VERSION, 1, None, {"a": ()})), marshal.dumps((CACHE_VERSION, "x", None, {})),
+    marshal.dumps((CACHE_VERSION, 1, None, {"a": ((1, 2, 3, 4), "b" * 40)})),
+    marshal.dumps((CACHE_VERSION, 1, 5, {})), b"\x00" * 64])
 def test_damaged_cache_means_reread_everything(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "cache.json").write_bytes(content)
     assert load_cache(tmp_path / "cache.json") == StatCache()

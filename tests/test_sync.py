@@ -325,6 +325,7 @@ while time.time() < deadline:
     db.execute("INSERT INTO ledger(amount) VALUES(?)", (amount,))
     db.execute("UPDATE counter SET n = n + 1")
     db.execute("COMMIT")
+    time.sleep(0.001)  # a busy agent, not a tight loop: back-to-back commits starve readers
 """
 
 

@@ -30,7 +30,7 @@ def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None 
         if matcher is not None:
             changed = repo.changed_paths(info.id)
             changes = tuple(sorted((status, path) for path, status in changed.items()
-                                   if path in exact or matcher.match_file(path)
+                                   if path in exact or matcher(path)
                                    or any(path.startswith(e + "/") for e in exact)))
             if not changes:
                 continue

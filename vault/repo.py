@@ -8,14 +8,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pygit2
+from typing import TYPE_CHECKING
 
 from vault.errors import NoVaultError, RepoError, VaultError
 
 AUTHOR_NAME = "vault"
 
+if TYPE_CHECKING:
+    import pygit2
+
 FileMap = dict[str, tuple[str, int]]  # vault path -> (blob id, mode)
+HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -32,15 +35,30 @@ class CommitInfo:
 class VaultRepo:
     """A bare git repository holding the vault's history on one branch."""
 
-    def __init__(self, repo: pygit2.Repository, path: Path, branch: str) -> None:
-        self._repo = repo
+    def __init__(self, path: Path, branch: str) -> None:
         self.path = path
         self.branch = branch
         self.ref_name = f"refs/heads/{branch}"
+        self._pygit2_repo: pygit2.Repository | None = None
+
+    @property
+    def _repo(self) -> pygit2.Repository:
+        # pygit2 is imported on first use: a sync that finds nothing changed never needs it.
+        if self._pygit2_repo is None:
+            import pygit2
+
+            try:
+                self._pygit2_repo = pygit2.Repository(str(self.path))
+            except pygit2.GitError:
+                raise NoVaultError(f"{self.path} is not a vault (not a git repository)",
+                                   hint="run `vault init`, or fix [vault] path") from None
+        return self._pygit2_repo
 
     @classmethod
     def init(cls, path: Path, branch: str) -> tuple[VaultRepo, bool]:
         """Create the vault (private to the user); return it and whether it was new."""
+        import pygit2
+
         if (path / "HEAD").exists() or (path / ".git").exists():
             return cls.open(path, branch), False
         if path.exists() and any(path.iterdir()):
@@ -59,24 +77,34 @@ class VaultRepo:
         repo.config["core.logAllRefUpdates"] = "always"
         repo.config["gc.auto"] = "0"  # never let a `git` command repack while vault writes
         (path / "description").write_text("memory-vault: agent memory kept by vault\n")
-        return cls(repo, path, branch), True
+        return cls(path, branch), True
 
     @classmethod
     def open(cls, path: Path, branch: str) -> VaultRepo:
         """Open an existing vault; NoVaultError when there is none."""
         if not path.exists():
             raise NoVaultError(f"no vault at {path}", hint="run `vault init` first")
-        try:
-            repo = pygit2.Repository(str(path))
-        except pygit2.GitError:
+        if (path / ".git").is_dir():  # a non-bare repository someone pointed us at
+            path = path / ".git"
+        if not ((path / "HEAD").is_file() and (path / "objects").is_dir()):
             raise NoVaultError(f"{path} is not a vault (not a git repository)",
-                               hint="run `vault init`, or fix [vault] path") from None
-        return cls(repo, Path(repo.path).resolve(), branch)
+                               hint="run `vault init`, or fix [vault] path")
+        return cls(path.resolve(), branch)
 
     # Reading -------------------------------------------------------------------------------
 
     def head_id(self) -> str | None:
         """The commit the branch points at, or None before the first sync."""
+        # Fast path without pygit2: a loose ref file holding a full id is authoritative
+        # (git reads loose refs before packed-refs). Anything else goes through libgit2.
+        try:
+            text = (self.path / self.ref_name).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if len(text) == 40 and set(text) <= HEX:
+            return text
+        import pygit2
+
         try:
             ref = self._repo.references.get(self.ref_name)
         except pygit2.GitError as exc:
@@ -92,6 +120,7 @@ class VaultRepo:
 
     def resolve(self, spec: str) -> CommitInfo:
         """A commit id, prefix, or HEAD~N-style revision on the vault's branch -> that commit."""
+        import pygit2
         text = spec.strip()
         for alias in ("HEAD", "@"):
             if text == alias or text.startswith((alias + "~", alias + "^")):
@@ -107,6 +136,7 @@ class VaultRepo:
 
     def files(self, commit_id: str | None) -> FileMap:
         """Every file in a commit's tree: vault path -> (blob id, mode)."""
+        import pygit2
         if commit_id is None:
             return {}
         index = pygit2.Index()
@@ -115,6 +145,7 @@ class VaultRepo:
 
     def read_blob(self, oid: str) -> bytes:
         """The bytes of one blob."""
+        import pygit2
         try:
             blob = self._repo[oid]
         except (KeyError, ValueError, pygit2.GitError) as exc:
@@ -129,6 +160,7 @@ class VaultRepo:
 
     def walk(self, start: str | None = None) -> Iterator[CommitInfo]:
         """Commits from start (default: the branch tip) back to the first, newest first."""
+        import pygit2
         start = start or self.head_id()
         if start is None:
             return
@@ -138,6 +170,7 @@ class VaultRepo:
 
     def changed_paths(self, commit_id: str) -> dict[str, str]:
         """Paths a commit changed against its first parent: path -> 'A', 'M' or 'D'."""
+        import pygit2
         commit = self._commit(commit_id)
         if commit.parents:
             diff = commit.parents[0].tree.diff_to_tree(commit.tree)
@@ -151,6 +184,7 @@ class VaultRepo:
 
     def write_blob(self, data: bytes) -> str:
         """Store bytes as a blob (no-op when already there); return its id."""
+        import pygit2
         try:
             return str(self._repo.create_blob(data))
         except pygit2.GitError as exc:
@@ -159,11 +193,13 @@ class VaultRepo:
     @staticmethod
     def hash_blob(data: bytes) -> str:
         """The blob id bytes would get, without writing anything."""
+        import pygit2
         return str(pygit2.hash(data))
 
     def commit(self, parent: str | None, changes: Mapping[str, tuple[str, int] | None],
                message: str, when: datetime, host: str) -> str:
         """Write a commit of parent's tree with changes applied, then move the branch to it."""
+        import pygit2
         index = pygit2.Index()
         if parent is not None:
             index.read_tree(self._commit(parent).tree)
@@ -172,7 +208,8 @@ class VaultRepo:
                 if value is None:
                     index.remove(path)
                 else:
-                    index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=value[0]), value[1]))
+                    index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=value[0]),
+                                                pygit2.enums.FileMode(value[1])))
             tree = index.write_tree(self._repo)
             stamp = int(when.astimezone(timezone.utc).timestamp())
             sig = pygit2.Signature(AUTHOR_NAME, f"vault@{host}", stamp, 0)
@@ -187,6 +224,7 @@ class VaultRepo:
 
     def _move_branch(self, expected: str | None, new: str, reason: str) -> None:
         """Point the branch at new, but only if it still points at expected."""
+        import pygit2
         try:
             ref = self._repo.references.get(self.ref_name)
             current = str(ref.target) if ref is not None else None
@@ -203,6 +241,7 @@ class VaultRepo:
         _sync_filesystem(self.path)
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
+        import pygit2
         try:
             obj = self._repo[commit_id]
         except (KeyError, ValueError, pygit2.GitError) as exc:

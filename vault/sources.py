@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import stat as stat_mod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pathspec
+from typing import NamedTuple
 
 from vault.config import SourceConfig
 from vault.errors import SourceError
 
-# Never worth keeping, whatever the patterns say.
-DEFAULT_EXCLUDES = (".git/", ".DS_Store", "*.vault-tmp")
+# Never worth keeping, whatever the patterns say (checked by name: no pattern engine needed).
+SKIP_DIR_NAMES = frozenset({".git"})
+SKIP_FILE_NAMES = frozenset({".DS_Store"})
+SKIP_FILE_SUFFIXES = (".vault-tmp",)
+MATCH_ALL = frozenset({"*", "**", "**/*", "/**"})
 # SQLite's companion files: they belong to the database beside them and are never synced as
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -25,8 +28,7 @@ MODE_EXEC = 0o100755
 StatKey = tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A file found in a source: its path relative to the root, its path on disk, its stat key."""
 
     rel: str
@@ -52,9 +54,21 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def compile_patterns(patterns: Iterable[str]) -> pathspec.PathSpec:
-    """gitignore-style patterns (`*.md`, `memory/**`, `!keep.json`) as one matcher."""
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+Matcher = Callable[[str], bool]
+
+
+def compile_patterns(patterns: Iterable[str]) -> Matcher:
+    """gitignore-style patterns (`*.md`, `memory/`, `!keep.json`) as one match function."""
+    import pathspec  # only sources with their own patterns pay for it
+
+    spec = pathspec.GitIgnoreSpec.from_lines(list(patterns))
+    regexes = [p.regex for p in spec.patterns if p.include is not None and p.regex is not None]
+    if regexes and all(p.include for p in spec.patterns if p.include is not None):
+        # No negation: "any pattern matches" is one regex, far faster than pathspec's loop.
+        combined = re.compile("|".join(f"(?:{r.pattern.replace('?P<ps_d>', '')})"
+                                       for r in regexes))
+        return lambda path: combined.match(path) is not None
+    return spec.match_file
 
 
 def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan:
@@ -72,16 +86,21 @@ def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan
     if not os.access(root, os.R_OK | os.X_OK):
         raise SourceError(f"source '{source.name}': cannot read {root}: permission denied")
 
-    include = compile_patterns(source.include)
-    exclude = compile_patterns((*DEFAULT_EXCLUDES, *source.exclude))
-    skip = {os.path.realpath(p) for p in skip_dirs}
+    include = None if set(source.include) <= MATCH_ALL else compile_patterns(source.include)
+    exclude = compile_patterns(source.exclude) if source.exclude else None
+    skip: dict[int, str] = {}  # inode -> path of folders never walked (the vault itself)
+    for folder in skip_dirs:
+        try:
+            skip[os.stat(folder).st_ino] = str(folder)
+        except OSError:
+            pass
     scan = Scan(source=source)
     stack: list[tuple[str, str]] = [(str(root), "")]
     while stack:
         dir_path, rel_dir = stack.pop()
         try:
             with os.scandir(dir_path) as it:
-                children = sorted(it, key=lambda e: e.name)
+                children = list(it)
         except OSError as exc:
             if not rel_dir:
                 raise SourceError(f"source '{source.name}': cannot read {root}: "
@@ -89,24 +108,33 @@ def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan
             scan.unreadable_dirs.append(rel_dir)
             scan.skipped.append((rel_dir + "/", f"folder unreadable: {exc.strerror}"))
             continue
-        names = {c.name for c in children}
+        # Only a folder holding SQLite companion files needs the name set (rare).
+        names = {c.name for c in children} \
+            if any(c.name.endswith(COMPANION_SUFFIXES) for c in children) else None
+        prefix = rel_dir + "/" if rel_dir else ""
         for child in children:
-            rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                scan.skipped.append((rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                                     "file name is not valid UTF-8"))
-                continue
+            name = child.name
+            rel = prefix + name
+            if not name.isascii():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    scan.skipped.append((shown, "file name is not valid UTF-8"))
+                    continue
             try:
                 if child.is_dir(follow_symlinks=False):
-                    if exclude.match_file(rel + "/") or os.path.realpath(child.path) in skip:
+                    if name in SKIP_DIR_NAMES or (exclude and exclude(rel + "/")) \
+                            or (child.inode() in skip
+                                and os.path.samefile(child.path, skip[child.inode()])):
                         continue
                     stack.append((child.path, rel))
                     continue
-                if _is_companion(child.name, names):
+                if names and name.endswith(COMPANION_SUFFIXES) and _is_companion(name, names):
                     continue
-                if exclude.match_file(rel) or not include.match_file(rel):
+                if name in SKIP_FILE_NAMES or name.endswith(SKIP_FILE_SUFFIXES):
+                    continue
+                if (exclude and exclude(rel)) or (include and not include(rel)):
                     continue
                 if child.is_symlink():
                     scan.skipped.append((rel, "symbolic link (not followed)"))
@@ -120,14 +148,14 @@ def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan
             if not stat_mod.S_ISREG(st.st_mode):
                 scan.skipped.append((rel, "not a regular file"))
                 continue
-            key = stat_key(st)
-            for suffix in ("-wal", "-journal"):
-                if child.name + suffix in names:
-                    key += _companion_key(child.path + suffix)
+            key: StatKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            if names:
+                if name + "-wal" in names:
+                    key += _companion_key(child.path + "-wal")
+                if name + "-journal" in names:
+                    key += _companion_key(child.path + "-journal")
             mode = MODE_EXEC if st.st_mode & 0o100 else MODE_FILE
-            scan.entries.append(Entry(rel=rel, path=child.path, key=key, mode=mode,
-                                      size=st.st_size))
-    scan.entries.sort(key=lambda e: e.rel)
+            scan.entries.append(Entry(rel, child.path, key, mode, st.st_size))
     return scan
 
 

@@ -81,6 +81,7 @@ class _Plan:
     skipped: list[Skipped] = field(default_factory=list)
     failures: list[SourceFailure] = field(default_factory=list)
     unchanged: int = 0
+    reads: int = 0
 
 
 def format_time(moment: datetime) -> str:
@@ -117,21 +118,39 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     cache_path = config.state_dir / CACHE_NAME
     cache = load_cache(cache_path)
     head = repo.head_id()
-    head_files = repo.files(head)
+    # The cache lists the whole tree of the commit it was written for: when that is still the
+    # branch tip, no git object needs to be opened to know what the vault holds.
+    trusted = head is not None and cache.commit == head
+    head_files: FileMap = ({p: (c[1], c[2]) for p, c in cache.files.items()} if trusted
+                           else repo.files(head))
+    by_source: dict[str, FileMap] = {}
+    for path, value in head_files.items():
+        by_source.setdefault(path.split("/", 1)[0], {})[path] = value
     new_cache: dict[str, CachedFile] = {}
     plan = _Plan()
     scanned: set[str] = set()
     for source in sources:
-        if _sync_source(config, repo, source, cache, head_files, new_cache, plan,
-                        write=not options.dry_run, allow_mass_delete=options.allow_mass_delete):
+        if _sync_source(config, repo, source, cache, by_source.get(source.name, {}), new_cache,
+                        plan, write=not options.dry_run, trusted=trusted,
+                        allow_mass_delete=options.allow_mass_delete):
             scanned.add(source.name)
 
+    for names in (plan.added, plan.modified, plan.deleted):
+        names.sort()
+    plan.skipped.sort(key=lambda s: s.path)
     commit_id: str | None = None
     if plan.changes and not options.dry_run:
         message = commit_message(stamp, plan, config.vault.host)
         commit_id = repo.commit(head, plan.changes, message, stamp, config.vault.host)
-    if not options.dry_run:
-        _save_cache(cache_path, cache, new_cache, scanned, scan_ns, commit_id or head)
+        for path, change in plan.changes.items():
+            if change is None:
+                head_files.pop(path, None)
+            else:
+                head_files[path] = change
+    if not options.dry_run and (plan.reads or commit_id or cache.commit != head
+                                or plan.failures):
+        _save_cache(cache_path, cache, new_cache, head_files, scanned, scan_ns,
+                    commit_id or head, plan.reads)
     return SyncResult(commit=commit_id, timestamp=stamp, dry_run=options.dry_run,
                       added=tuple(plan.added), modified=tuple(plan.modified),
                       deleted=tuple(plan.deleted), skipped=tuple(plan.skipped),
@@ -139,8 +158,8 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
 
 
 def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: StatCache,
-                 head_files: FileMap, new_cache: dict[str, CachedFile], plan: _Plan, *,
-                 write: bool, allow_mass_delete: bool) -> bool:
+                 in_head: FileMap, new_cache: dict[str, CachedFile], plan: _Plan, *,
+                 write: bool, trusted: bool, allow_mass_delete: bool) -> bool:
     """Plan one source's changes into plan; False when the source could not be read at all."""
     prefix = source.name + "/"
     try:
@@ -148,22 +167,26 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     except SourceError as exc:
         plan.failures.append(SourceFailure(source.name, exc.message))
         return False
-    in_head = {p: v for p, v in head_files.items() if p.startswith(prefix)}
     changes: dict[str, tuple[str, int] | None] = {}
     added: list[str] = []
     modified: list[str] = []
     keep: set[str] = set()  # paths the vault must keep as they are (skipped, unreadable)
     unchanged = 0
+    cached_files = cache.files
     for entry in scan.entries:
         vpath = prefix + entry.rel
-        cached = cache.files.get(vpath)
+        cached = cached_files.get(vpath)
         current = in_head.get(vpath)
         oid: str | None = None
         key = entry.key
-        if cached is not None and not file_changed(cached, entry.key, cache.scanned_ns):
-            if current is not None and current[0] == cached.oid or repo.has_object(cached.oid):
+        if cached is not None and not file_changed(cached, key, cache.scanned_ns):
+            # The stat proves the content is the blob the cache names; make sure that blob is
+            # really in the vault when the cache is not known to match the branch tip.
+            if trusted or (current is not None and current[0] == cached.oid) \
+                    or repo.has_object(cached.oid):
                 oid = cached.oid
         if oid is None:
+            plan.reads += 1
             snap = take_snapshot(entry, config.snapshot)
             if snap.vanished:
                 continue
@@ -175,22 +198,21 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             if write and (current is None or current[0] != oid):
                 repo.write_blob(snap.data)
             key = snap.key
-        new_cache[vpath] = CachedFile(key=key, oid=oid, mode=entry.mode)
+        new_cache[vpath] = CachedFile(key, oid, entry.mode)
         if current is None:
             added.append(vpath)
             changes[vpath] = (oid, entry.mode)
-        elif current != (oid, entry.mode):
+        elif current[0] != oid or current[1] != entry.mode:
             modified.append(vpath)
             changes[vpath] = (oid, entry.mode)
         else:
             unchanged += 1
-    seen = set(new_cache)
     dirs = tuple(prefix + d + "/" for d in scan.unreadable_dirs)
     for rel, reason in scan.skipped:
         keep.add(prefix + rel)
         plan.skipped.append(Skipped(prefix + rel, reason))
     deleted = [p for p in in_head
-               if p not in seen and p not in keep and not p.startswith(dirs)]
+               if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
     if deleted and len(deleted) * 2 > len(in_head) and not allow_mass_delete:
         plan.failures.append(SourceFailure(
             source.name, f"{len(deleted)} of {len(in_head)} files would be deleted; refusing "
@@ -207,16 +229,22 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     return True
 
 
-def _save_cache(path: Path, old: StatCache, new: dict[str, CachedFile], scanned: set[str],
-                scan_ns: int, commit: str | None) -> None:
-    """Keep entries of sources not scanned this time (if still trustworthy); write if different."""
-    files = dict(new)
-    for vpath, entry in old.files.items():
-        if vpath.split("/", 1)[0] not in scanned and not is_racy(entry.key, old.scanned_ns):
-            files[vpath] = entry
-    racy_before = any(is_racy(e.key, old.scanned_ns) for e in old.files.values())
-    if files == old.files and commit == old.commit and not racy_before:
-        return  # nothing learned: skip the write (the common cron case)
+def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: FileMap,
+                scanned: set[str], scan_ns: int, commit: str | None, reads: int) -> None:
+    """Record the tree at commit, each file with the stat key that proves it (when known)."""
+    files: dict[str, CachedFile] = {}
+    for vpath, (oid, mode) in tree.items():
+        entry = seen.get(vpath)
+        if entry is None and vpath.split("/", 1)[0] not in scanned:
+            # A source not scanned this time: its old proof still holds if it was not racy.
+            prior = old.files.get(vpath)
+            if prior is not None and prior.key and not is_racy(prior.key, old.scanned_ns):
+                entry = prior
+        if entry is None or entry.oid != oid or entry.mode != mode:
+            entry = CachedFile((), oid, mode)  # in the vault, not proven by a stat: re-read
+        files[vpath] = entry
+    if reads == 0 and commit == old.commit and files == old.files:
+        return  # nothing learned: skip the write
     try:
         save_cache(path, StatCache(scanned_ns=scan_ns, commit=commit, files=files))
     except OSError as exc:
