@@ -200,17 +200,12 @@ class VaultRepo:
                message: str, when: datetime, host: str) -> str:
         """Write a commit of parent's tree with changes applied, then move the branch to it."""
         import pygit2
-        index = pygit2.Index()
-        if parent is not None:
-            index.read_tree(self._commit(parent).tree)
+
+        base = self._commit(parent).tree.id if parent is not None else None
         try:
-            for path, value in changes.items():
-                if value is None:
-                    index.remove(path)
-                else:
-                    index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=value[0]),
-                                                pygit2.enums.FileMode(value[1])))
-            tree = index.write_tree(self._repo)
+            tree = self._update_tree(base, changes, root=True)
+            if tree is None:  # pragma: no cover - the root is always written
+                raise RepoError("internal error: no root tree")
             stamp = int(when.astimezone(timezone.utc).timestamp())
             sig = pygit2.Signature(AUTHOR_NAME, f"vault@{host}", stamp, 0)
             parents = [pygit2.Oid(hex=parent)] if parent else []
@@ -221,6 +216,42 @@ class VaultRepo:
         _sync_filesystem(self.path)
         self._move_branch(parent, str(oid), message.splitlines()[0])
         return str(oid)
+
+    def _update_tree(self, base: pygit2.Oid | None,
+                     changes: Mapping[str, tuple[str, int] | None], *,
+                     root: bool = False) -> pygit2.Oid | None:
+        """Write the trees of the changed folders only (bottom-up); None for an emptied folder."""
+        import pygit2
+
+        builder = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
+        here: dict[str, tuple[str, int] | None] = {}
+        below: dict[str, dict[str, tuple[str, int] | None]] = {}
+        for path, value in changes.items():
+            name, _, rest = path.partition("/")
+            if rest:
+                below.setdefault(name, {})[rest] = value
+            else:
+                here[name] = value
+        # Deletions first, so a file replaced by a folder (or the reverse) works in one pass.
+        for name, value in here.items():
+            if value is None and builder.get(name) is not None:
+                builder.remove(name)
+        for name, sub in below.items():
+            existing = builder.get(name)
+            sub_base = existing.id if existing is not None and isinstance(
+                existing, pygit2.Tree) else None
+            new_sub = self._update_tree(sub_base, sub)
+            if new_sub is None:
+                if existing is not None:
+                    builder.remove(name)
+            else:
+                builder.insert(name, new_sub, pygit2.enums.FileMode.TREE)
+        for name, value in here.items():
+            if value is not None:
+                builder.insert(name, pygit2.Oid(hex=value[0]), pygit2.enums.FileMode(value[1]))
+        if not root and len(builder) == 0:
+            return None
+        return builder.write()
 
     def _move_branch(self, expected: str | None, new: str, reason: str) -> None:
         """Point the branch at new, but only if it still points at expected."""

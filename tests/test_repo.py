@@ -1,0 +1,119 @@
+"""The vault repository: incremental trees equal full rebuilds; refs move last and atomically."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from vault.errors import NoVaultError, RepoError
+from vault.repo import VaultRepo
+
+WHEN = datetime(2026, 11, 21, 10, 15, tzinfo=timezone.utc)
+
+
+def full_tree(repo: VaultRepo, files: dict[str, tuple[str, int]]) -> str:
+    """The tree id a from-scratch build of files gives (libgit2's index)."""
+    index = pygit2.Index()
+    for path, (oid, mode) in files.items():
+        index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=oid), pygit2.enums.FileMode(mode)))
+    raw = pygit2.Repository(str(repo.path))
+    return str(index.write_tree(raw))
+
+
+def tree_of(repo: VaultRepo, commit: str) -> str:
+    return subprocess.run(["git", "-C", str(repo.path), "rev-parse", f"{commit}^{{tree}}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_incremental_tree_equals_full_rebuild(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    names = ["a", "b", "c", "d.md", "e.json"]
+    blobs = [repo.write_blob(f"blob {i}\n".encode()) for i in range(8)]
+
+    def path() -> str:
+        return "/".join(rng.choice(names) for _ in range(rng.randint(1, 4)))
+
+    files: dict[str, tuple[str, int]] = {}
+    parent = None
+    for _ in range(6):
+        changes: dict[str, tuple[str, int] | None] = {}
+        for _ in range(rng.randint(1, 12)):
+            p = path()
+            if p in files and rng.random() < 0.4:
+                changes[p] = None
+            else:
+                changes[p] = (rng.choice(blobs), rng.choice([0o100644, 0o100755]))
+        # A filesystem cannot hold a file and a folder of the same name: drop what clashes.
+        merged = {**files, **{k: v for k, v in changes.items() if v is not None}}
+        for k in list(changes):
+            if changes[k] is not None and any(o.startswith(k + "/") or k.startswith(o + "/")
+                                              for o in merged if o != k):
+                del changes[k]
+        for k, v in list(changes.items()):
+            if v is None and k not in files:
+                del changes[k]
+        for k in [k for k in files if any(k.startswith(c + "/") or c.startswith(k + "/")
+                                          for c, v in changes.items() if v is not None)]:
+            changes[k] = None
+        parent = repo.commit(parent, changes, "test\n", WHEN, "host")
+        for k, v in changes.items():
+            if v is None:
+                files.pop(k, None)
+            else:
+                files[k] = v
+        assert tree_of(repo, parent) == full_tree(repo, files)
+        assert repo.files(parent) == files
+    subprocess.run(["git", "-C", str(repo.path), "fsck", "--strict", "--no-dangling"],
+                   check=True, capture_output=True)
+
+
+def test_file_replaced_by_folder_and_back(tmp_path: Path) -> None:
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    blob = repo.write_blob(b"x\n")
+    c1 = repo.commit(None, {"s/notes": (blob, 0o100644)}, "1\n", WHEN, "h")
+    c2 = repo.commit(c1, {"s/notes": None, "s/notes/today.md": (blob, 0o100644)}, "2\n", WHEN, "h")
+    assert repo.files(c2) == {"s/notes/today.md": (blob, 0o100644)}
+    c3 = repo.commit(c2, {"s/notes/today.md": None, "s/notes": (blob, 0o100644)}, "3\n", WHEN, "h")
+    assert repo.files(c3) == {"s/notes": (blob, 0o100644)}
+    c4 = repo.commit(c3, {"s/notes": None}, "4\n", WHEN, "h")
+    assert repo.files(c4) == {}
+
+
+def test_branch_moves_only_from_where_the_sync_started(tmp_path: Path) -> None:
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    blob = repo.write_blob(b"x\n")
+    first = repo.commit(None, {"a": (blob, 0o100644)}, "1\n", WHEN, "h")
+    with pytest.raises(RepoError, match="moved during the sync"):
+        repo.commit(None, {"b": (blob, 0o100644)}, "2\n", WHEN, "h")
+    assert repo.head_id() == first
+    log = subprocess.run(["git", "-C", str(repo.path), "reflog", "main"], capture_output=True,
+                         text=True, check=True).stdout
+    assert len(log.splitlines()) == 1
+
+
+def test_head_read_without_and_with_packed_refs(tmp_path: Path) -> None:
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    blob = repo.write_blob(b"x\n")
+    first = repo.commit(None, {"a": (blob, 0o100644)}, "1\n", WHEN, "h")
+    subprocess.run(["git", "-C", str(repo.path), "pack-refs", "--all"], check=True)
+    assert not (repo.path / "refs" / "heads" / "main").exists()
+    assert VaultRepo.open(repo.path, "main").head_id() == first
+
+
+def test_open_refuses_what_is_not_a_vault(tmp_path: Path) -> None:
+    with pytest.raises(NoVaultError, match="no vault at"):
+        VaultRepo.open(tmp_path / "missing", "main")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(NoVaultError, match="is not a vault"):
+        VaultRepo.open(tmp_path / "plain", "main")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(Exception, match="not empty"):
+        VaultRepo.init(tmp_path / "full", "main")
