@@ -249,6 +249,155 @@ def _since(repo: Any, text: str) -> datetime:
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@click.option("--at", "at", metavar="WHEN", required=True,
+              help="ISO time, date, HH:MM, '2h ago', 'yesterday', commit id or HEAD~N.")
+@click.option("--to", "to", metavar="DIR", type=click.Path(file_okay=False),
+              help="Write into DIR (as <source>/<path>) instead of the live sources.")
+@click.option("--source", "sources", multiple=True, metavar="NAME",
+              help="Only this source (repeatable).")
+@click.option("--path", "paths", multiple=True, metavar="GLOB",
+              help="Only matching paths (repeatable; vault path or path in its source).")
+@click.option("--dry-run", is_flag=True, help="List every action; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before overwriting live files.")
+@click.option("--delete", is_flag=True,
+              help="Also delete files that did not exist at WHEN (default: keep them).")
+def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
+            sources: tuple[str, ...], paths: tuple[str, ...], dry_run: bool, yes: bool,
+            delete: bool) -> None:
+    """Bring files back as they were at WHEN, safely and undoably."""
+    from pathlib import Path
+
+    from vault.restore import RestoreOptions, RestorePlan
+    from vault.restore import restore as run_restore
+
+    config = _load(config_path)
+    options = RestoreOptions(at=at, to=Path(to).absolute() if to else None, sources=sources,
+                             paths=paths, dry_run=dry_run, delete=delete)
+
+    def confirm(plan: RestorePlan) -> bool:
+        if yes or not plan.touches_live_files:
+            return True
+        if not sys.stdin.isatty():
+            from vault.errors import UsageError
+
+            raise UsageError("refusing to overwrite live files without --yes (no terminal to ask)",
+                             hint="add --dry-run to see the actions, --to DIR to restore aside")
+        if not as_json:
+            _render_plan(plan, limit=30)
+        return click.confirm("Overwrite these live files?", default=False, err=True)
+
+    result = run_restore(config, options, confirm=confirm)
+    undo = _undo_command(config, options, result.undo_commit)
+    if as_json:
+        _emit_json(restore_json(result, undo))
+        return
+    _render_plan(result.plan, limit=None if dry_run else 50)
+    if result.safety_sync is not None and result.safety_sync.commit:
+        click.echo(f"Safety sync: committed {result.safety_sync.commit[:10]} first "
+                   "(the state just replaced is in the vault).")
+    for action in result.plan.actions:
+        if action.set_aside:
+            click.echo(f"Kept aside (not in the vault): {action.set_aside}")
+    if dry_run:
+        click.echo("Dry run: nothing was changed.")
+    elif undo:
+        click.echo(f"Undo with: {undo}")
+
+
+def _render_plan(plan: Any, limit: int | None) -> None:
+    from vault.sync import format_time
+
+    where = f"into {plan.into}" if plan.into else "into the live sources"
+    click.echo(f"Restoring commit {plan.commit.id[:10]} ({format_time(plan.commit.time)}) {where}")
+    shown = [a for a in plan.actions if a.action != "unchanged"]
+    for action in shown[:limit]:
+        click.echo(f"  {action.action:9} {action.path}")
+    if limit is not None and len(shown) > limit:
+        click.echo(f"  ... and {len(shown) - limit} more")
+    counts = {k: sum(1 for a in plan.actions if a.action == k)
+              for k in ("create", "overwrite", "delete", "unchanged")}
+    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+def _undo_command(config: Any, options: Any, undo_commit: str | None) -> str | None:
+    if undo_commit is None:
+        return None
+    import shlex
+
+    parts = ["vault", "restore", "--at", undo_commit[:12]]
+    for name in options.sources:
+        parts += ["--source", name]
+    for pattern in options.paths:
+        parts += ["--path", pattern]
+    parts += ["--delete", "--yes"]
+    if config.file:
+        parts += ["--config", str(config.file)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def restore_json(result: Any, undo: str | None) -> dict[str, Any]:
+    """The stable --json schema of a restore."""
+    from vault.sync import format_time
+
+    plan = result.plan
+    counts = {k: sum(1 for a in plan.actions if a.action == k)
+              for k in ("create", "overwrite", "delete", "unchanged")}
+    return {"commit": plan.commit.id, "time": format_time(plan.commit.time),
+            "summary": plan.commit.summary, "into": plan.into, "dry_run": result.dry_run,
+            "actions": [{"action": a.action, "path": a.path, "target": a.target,
+                         "set_aside": a.set_aside} for a in plan.actions],
+            "counts": counts,
+            "safety_sync": None if result.safety_sync is None else sync_json(result.safety_sync),
+            "undo": undo}
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@click.argument("path")
+@click.option("--at", "at", metavar="WHEN", default="HEAD", show_default=True,
+              help="The moment to look at (any WHEN that restore accepts).")
+@click.option("--sql", metavar="QUERY",
+              help="For a SQLite file: run a read-only query against it as it was.")
+def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | None) -> None:
+    """Print a file as it was at WHEN (or query a database as it was)."""
+    from vault.repo import VaultRepo
+    from vault.show import query_dump, show_file
+    from vault.sync import format_time
+
+    config = _load(config_path)
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    shown = show_file(config, repo, path, at, datetime.now(timezone.utc))
+    head = {"path": shown.path, "commit": shown.commit.id, "time": format_time(shown.commit.time)}
+    if sql is not None:
+        result = query_dump(shown.data, sql)
+        if as_json:
+            _emit_json({**head, "columns": list(result.columns),
+                        "rows": [[_jsonable(v) for v in row] for row in result.rows]})
+            return
+        if result.columns:
+            click.echo("\t".join(result.columns))
+        for row in result.rows:
+            click.echo("\t".join("NULL" if v is None else str(_jsonable(v)) for v in row))
+        return
+    if as_json:
+        _emit_json({**head, "sqlite": shown.sqlite, "size": len(shown.data),
+                    "content": shown.data.decode("utf-8", "replace")})
+        return
+    out = click.get_binary_stream("stdout")
+    out.write(shown.data)
+    out.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "x'" + value.hex() + "'"
+    return value
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
 @json_option
 @click.option("--keep", metavar="DIR", help="Run in DIR and keep it (default: a temp dir).")
 def demo(as_json: bool, keep: str | None) -> None:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
 from pathlib import Path
 
+_libc: ctypes.CDLL | None = None
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Replace path with data so a crash leaves either the old or the new file, never a mix."""
+
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
+                 durable: bool = True) -> None:
+    """Replace path with data so a crash leaves either the old or the new file, never a mix.
+
+    durable=False skips the per-file fsyncs, for batches that end with one sync_filesystem().
+    """
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".vault-tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -25,7 +33,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -40,3 +49,20 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush the filesystem holding path (syncfs: one call for a whole batch of writes)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)  # the running process: libc is in it
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()

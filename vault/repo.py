@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vault.errors import NoVaultError, RepoError, VaultError
+from vault.fsutil import sync_filesystem
 
 AUTHOR_NAME = "vault"
 
@@ -168,6 +168,15 @@ class VaultRepo:
                                       | pygit2.enums.SortMode.TIME):
             yield _info(commit)
 
+    def walk_first_parent(self, start: str) -> Iterator[CommitInfo]:
+        """The branch's own line of history from start back to the first commit."""
+        import pygit2
+
+        commit: pygit2.Commit | None = self._commit(start)
+        while commit is not None:
+            yield _info(commit)
+            commit = commit.parents[0] if commit.parents else None
+
     def changed_paths(self, commit_id: str) -> dict[str, str]:
         """Paths a commit changed against its first parent: path -> 'A', 'M' or 'D'."""
         import pygit2
@@ -213,7 +222,7 @@ class VaultRepo:
         except (pygit2.GitError, OSError) as exc:
             raise RepoError(f"cannot write to the vault: {exc}") from None
         # Objects must be on disk before the ref that makes them reachable.
-        _sync_filesystem(self.path)
+        sync_filesystem(self.path)
         self._move_branch(parent, str(oid), message.splitlines()[0])
         return str(oid)
 
@@ -269,7 +278,7 @@ class VaultRepo:
                 ref.set_target(pygit2.Oid(hex=new), reason)
         except pygit2.GitError as exc:
             raise RepoError(f"cannot update branch {self.branch}: {exc}") from None
-        _sync_filesystem(self.path)
+        sync_filesystem(self.path)
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
         import pygit2
@@ -288,23 +297,3 @@ def _info(commit: pygit2.Commit) -> CommitInfo:
                       time=datetime.fromtimestamp(commit.commit_time, timezone.utc),
                       summary=message.split("\n", 1)[0], message=message,
                       parents=tuple(str(p) for p in commit.parent_ids))
-
-
-_libc: ctypes.CDLL | None = None
-
-
-def _sync_filesystem(path: Path) -> None:
-    """Flush the vault's filesystem (syncfs: one call for every object just written)."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)  # the running process: libc is in it
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _libc.syncfs(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-    except (OSError, AttributeError):
-        pass
-    os.sync()

@@ -100,6 +100,12 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
         return _sync(config, repo, options, clock)
 
 
+def sync_locked(config: Config, repo: VaultRepo, options: SyncOptions,
+                clock: Callable[[], datetime]) -> SyncResult:
+    """Sync when the caller already holds the sync lock (restore syncs before it overwrites)."""
+    return _sync(config, repo, options, clock)
+
+
 def _select(config: Config, names: tuple[str, ...]) -> list[SourceConfig]:
     known = {s.name: s for s in config.sources}
     for name in names:

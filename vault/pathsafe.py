@@ -1,0 +1,41 @@
+"""Path safety for restores: a vault path may only ever land inside its target root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vault.errors import VaultError
+
+
+class UnsafePathError(VaultError):
+    """A vault entry would be written outside its target (.., absolute, or through a symlink)."""
+
+
+def check_vault_path(path: str) -> tuple[str, ...]:
+    """Split a vault tree path into safe components, or raise UnsafePathError."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        raise UnsafePathError(f"refusing unsafe path in the vault: {path!r}")
+    parts = tuple(path.split("/"))
+    for part in parts:
+        if part in ("", ".", "..") or part.lower() == ".git":
+            raise UnsafePathError(f"refusing unsafe path in the vault: {path!r}")
+    return parts
+
+
+def safe_target(root: Path, rel: str) -> Path:
+    """root/rel, refusing any component that escapes root (.., absolute, symlinked folders)."""
+    parts = check_vault_path(rel)
+    real_root = Path(os.path.realpath(root))
+    current = real_root
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            resolved = Path(os.path.realpath(current))
+            if resolved != real_root and real_root not in resolved.parents:
+                raise UnsafePathError(f"refusing to write through a symlink that leaves "
+                                      f"{root}: {current} -> {resolved}")
+            current = resolved
+    # A symlink as the last component is fine: os.replace swaps the name itself and never
+    # writes through the link.
+    return current / parts[-1]

@@ -1,0 +1,95 @@
+"""Look without restoring: a file as it was, or a read-only SQL query against a database as it was."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from vault.config import Config
+from vault.errors import UsageError, VaultError
+from vault.repo import CommitInfo, VaultRepo
+from vault.restore import resolve_at
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One file of one commit."""
+
+    commit: CommitInfo
+    path: str
+    data: bytes
+
+    @property
+    def sqlite(self) -> bool:
+        """True when the file is a SQLite database (stored as a dump)."""
+        from vault.sqlite_dump import is_dump
+
+        return is_dump(self.data)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Columns and rows of a read-only query."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+def vault_path(config: Config, path: str) -> str:
+    """Accept a vault path (source/rel) or a file path inside a configured source root."""
+    names = {s.name for s in config.sources}
+    if path.split("/", 1)[0] in names and not Path(path).is_absolute():
+        return path.strip("/")
+    absolute = Path(path).expanduser().absolute()
+    for source in config.sources:
+        try:
+            rel = absolute.relative_to(source.root)
+        except ValueError:
+            continue
+        return f"{source.name}/{rel.as_posix()}"
+    return path.strip("/")
+
+
+def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime) -> Shown:
+    """The bytes of path as they were at WHEN."""
+    commit = resolve_at(repo, at, now)
+    vpath = vault_path(config, path)
+    files = repo.files(commit.id)
+    if vpath not in files:
+        near = sorted(p for p in files if p.endswith("/" + vpath.rsplit("/", 1)[-1]))[:3]
+        raise UsageError(f"{vpath} is not in commit {commit.id[:10]} "
+                         f"({commit.time:%Y-%m-%dT%H:%M:%SZ})",
+                         hint=f"did you mean {', '.join(near)}?" if near
+                         else "`vault log --path` lists when it existed")
+    return Shown(commit=commit, path=vpath, data=repo.read_blob(files[vpath][0]))
+
+
+def query_dump(data: bytes, sql: str) -> QueryResult:
+    """Run one read-only query against the database a dump rebuilds (in a temp file)."""
+    import apsw
+
+    from vault.sqlite_dump import is_dump, load_dump
+
+    if not is_dump(data):
+        raise UsageError("--sql needs a SQLite database; this file is not one")
+    with tempfile.TemporaryDirectory(prefix="vault-show-") as tmp:
+        db_path = Path(tmp) / "asof.db"
+        load_dump(data, db_path)
+        conn = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql)
+                try:
+                    columns = tuple(d[0] for d in cursor.getdescription())
+                except apsw.ExecutionCompleteError:
+                    columns = ()  # no rows: SQLite finished the statement already
+                rows = tuple(tuple(row) for row in cursor)
+            except apsw.Error as exc:
+                raise VaultError(f"SQL error: {exc}") from None
+        finally:
+            conn.close()
+    return QueryResult(columns=columns, rows=rows)
