@@ -2,60 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from vault import __version__
-from vault.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
+from vault.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(
-    f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
-
-
-class Abort(Exception):
-    """Exit with a code after the command has already said why."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
-
-
-def _error(message: str, hint: str | None = None) -> None:
-    click.echo(f"Error: {message}", err=True)
-    if hint:
-        click.echo(f"Hint: {hint}", err=True)
-
-
-def json_option(func: F) -> F:
-    """Every command takes --json."""
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print a stable JSON document instead of text.")(func)
-
-
-def config_option(func: F) -> F:
-    """Every command that reads vault.toml takes --config."""
-    return click.option("--config", "config_path", metavar="FILE", envvar="VAULT_CONFIG",
-                        help="Config file (default: $VAULT_CONFIG, ./vault.toml, "
-                             "~/.config/vault/vault.toml).")(func)
-
-
-def _load(config_path: str | None) -> Any:
-    from vault.config import load_config
-
-    return load_config(config_path)
+from vault.cliutil import (  # noqa: F401 - re-exported for command modules
+    EXIT_CODE_HELP, Abort, config_option, emit_json, json_option, load_config_at, print_error)
 
 
 @click.group(epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,10 +34,10 @@ def init(config_path: str | None, as_json: bool) -> None:
     """Create the vault repository (a bare git repository, private to you)."""
     from vault.repo import VaultRepo
 
-    config = _load(config_path)
+    config = load_config_at(config_path)
     repo, created = VaultRepo.init(config.vault.path, config.vault.branch)
     if as_json:
-        _emit_json({"path": str(repo.path), "branch": repo.branch, "created": created,
+        emit_json({"path": str(repo.path), "branch": repo.branch, "created": created,
                     "sources": [s.name for s in config.sources]})
         return
     verb = "Created" if created else "Already a vault:"
@@ -103,15 +62,15 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
     from vault.sync import SyncOptions
     from vault.sync import sync as run_sync
 
-    config = _load(config_path)
+    config = load_config_at(config_path)
     result = run_sync(config, SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
                                           sources=sources))
     if as_json:
-        _emit_json(sync_json(result))
+        emit_json(sync_json(result))
     elif not quiet:
         _render_sync(result)
     for failure in result.failures:
-        _error(f"source '{failure.source}': {failure.message}"
+        print_error(f"source '{failure.source}': {failure.message}"
                if not failure.message.startswith("source ") else failure.message)
     if not result.ok:
         raise Abort(1)
@@ -163,13 +122,13 @@ def status(config_path: str | None, as_json: bool) -> None:
     from vault.status import status as read_status
     from vault.sync import format_time
 
-    config = _load(config_path)
+    config = load_config_at(config_path)
     st = read_status(config)
     last = st.last_sync
     lock = {"held": st.lock.held, "pid": st.lock.pid, "host": st.lock.host,
             "command": st.lock.command}
     if as_json:
-        _emit_json({"vault": st.vault_path, "branch": st.branch, "commits": st.commits,
+        emit_json({"vault": st.vault_path, "branch": st.branch, "commits": st.commits,
                     "last_sync": None if last is None else {
                         "commit": last.id, "time": format_time(last.time),
                         "summary": last.summary},
@@ -220,12 +179,12 @@ def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: s
     from vault.repo import VaultRepo
     from vault.sync import format_time
 
-    config = _load(config_path)
+    config = load_config_at(config_path)
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     since_at = _since(repo, since) if since else None
     entries = read_log(repo, paths=paths, since=since_at, limit=limit)
     if as_json:
-        _emit_json({"commits": [{"commit": e.commit.id, "time": format_time(e.commit.time),
+        emit_json({"commits": [{"commit": e.commit.id, "time": format_time(e.commit.time),
                                  "summary": e.commit.summary, "message": e.commit.message,
                                  "changes": [{"status": s, "path": p} for s, p in e.changes]}
                                 for e in entries]})
@@ -272,7 +231,7 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     from vault.restore import RestoreOptions, RestorePlan
     from vault.restore import restore as run_restore
 
-    config = _load(config_path)
+    config = load_config_at(config_path)
     options = RestoreOptions(at=at, to=Path(to).absolute() if to else None, sources=sources,
                              paths=paths, dry_run=dry_run, delete=delete)
 
@@ -291,7 +250,7 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     result = run_restore(config, options, confirm=confirm)
     undo = _undo_command(config, options, result.undo_commit)
     if as_json:
-        _emit_json(restore_json(result, undo))
+        emit_json(restore_json(result, undo))
         return
     _render_plan(result.plan, limit=None if dry_run else 50)
     if result.safety_sync is not None and result.safety_sync.commit:
@@ -367,14 +326,14 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
     from vault.show import query_dump, show_file
     from vault.sync import format_time
 
-    config = _load(config_path)
+    config = load_config_at(config_path)
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     shown = show_file(config, repo, path, at, datetime.now(timezone.utc))
     head = {"path": shown.path, "commit": shown.commit.id, "time": format_time(shown.commit.time)}
     if sql is not None:
         result = query_dump(shown.data, sql)
         if as_json:
-            _emit_json({**head, "columns": list(result.columns),
+            emit_json({**head, "columns": list(result.columns),
                         "rows": [[_jsonable(v) for v in row] for row in result.rows]})
             return
         if result.columns:
@@ -383,7 +342,7 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
             click.echo("\t".join("NULL" if v is None else str(_jsonable(v)) for v in row))
         return
     if as_json:
-        _emit_json({**head, "sqlite": shown.sqlite, "size": len(shown.data),
+        emit_json({**head, "sqlite": shown.sqlite, "size": len(shown.data),
                     "content": shown.data.decode("utf-8", "replace")})
         return
     out = click.get_binary_stream("stdout")
@@ -406,7 +365,7 @@ def demo(as_json: bool, keep: str | None) -> None:
 
     steps = run_demo(keep)
     if as_json:
-        _emit_json({"steps": [{"title": s.title, "command": s.command, "output": s.output}
+        emit_json({"steps": [{"title": s.title, "command": s.command, "output": s.output}
                               for s in steps]})
         return
     for step in steps:
@@ -427,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     except VaultError as exc:
         if debug:
             traceback.print_exc()
-        _error(exc.message, exc.hint)
+        print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -442,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if debug:
             traceback.print_exc()
-        _error(f"unexpected: {type(exc).__name__}: {exc}",
+        print_error(f"unexpected: {type(exc).__name__}: {exc}",
                "set VAULT_DEBUG=1 for a traceback; please report it")
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
