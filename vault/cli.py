@@ -345,9 +345,8 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
         emit_json({**head, "sqlite": shown.sqlite, "size": len(shown.data),
                     "content": shown.data.decode("utf-8", "replace")})
         return
-    out = click.get_binary_stream("stdout")
-    out.write(shown.data)
-    out.flush()
+    sys.stdout.buffer.write(shown.data)
+    sys.stdout.buffer.flush()
 
 
 def _jsonable(value: Any) -> Any:

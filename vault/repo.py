@@ -139,8 +139,14 @@ class VaultRepo:
         import pygit2
         if commit_id is None:
             return {}
+        tree = self._commit(commit_id).tree
         index = pygit2.Index()
-        index.read_tree(self._commit(commit_id).tree)
+        try:
+            index.read_tree(tree)
+        except pygit2.GitError:
+            # libgit2 refuses entries such as '..' or '.git' (a hand-made commit): list them
+            # anyway, so that restore can name and refuse them.
+            return dict(_walk_tree(tree, ""))
         return {entry.path: (str(entry.id), entry.mode) for entry in index}
 
     def read_blob(self, oid: str) -> bytes:
@@ -289,6 +295,17 @@ class VaultRepo:
         if not isinstance(obj, pygit2.Commit):
             raise RepoError(f"{commit_id} is not a commit")
         return obj
+
+
+def _walk_tree(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, tuple[str, int]]]:
+    import pygit2
+
+    for entry in tree:
+        path = prefix + str(entry.name)
+        if isinstance(entry, pygit2.Tree):
+            yield from _walk_tree(entry, path + "/")
+        else:
+            yield path, (str(entry.id), int(entry.filemode))
 
 
 def _info(commit: pygit2.Commit) -> CommitInfo:

@@ -1,0 +1,299 @@
+"""Restore: every commit comes back byte for byte (text) and table by table (SQLite), safely."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from conftest import Clock, git, run_cli
+from vault.config import Config
+from vault.errors import UsageError
+from vault.pathsafe import UnsafePathError
+from vault.repo import VaultRepo
+from vault.restore import RestoreError, RestoreOptions, restore
+from vault.show import query_dump, show_file
+from vault.sqlite_dump import load_dump
+from vault.sync import sync
+
+
+def tables(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, in rowid order (a read-write open: it leaves no -wal/-shm behind)."""
+    db = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        names = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        return {n: list(db.execute(f'SELECT rowid, * FROM "{n}" ORDER BY rowid')) for n in names}
+    finally:
+        db.close()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root (SQLite companions included)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def history(config: Config, clock: Clock, workspace: Path) -> list[dict[str, Any]]:
+    """Three syncs with text and SQLite changes; what each commit must restore to."""
+    states = []
+    for step in range(3):
+        if step:
+            (workspace / "MEMORY.md").write_text(f"# Memory\n\n- version {step}\n")
+            (workspace / "memory" / f"2026-11-2{step}.md").write_text(f"day {step}\n")
+            db = apsw.Connection(str(workspace / "memory.db"))
+            db.execute("UPDATE memories SET content = ? WHERE id = 1", (f"memory v{step}",))
+            db.execute("INSERT INTO memories(content, embedding) VALUES(?, ?)",
+                       (f"new {step}", os.urandom(1536)))
+            db.close()
+        clock.tick()
+        result = sync(config, now=clock)
+        assert result.commit
+        files = {p.relative_to(workspace).as_posix(): p.read_bytes()
+                 for p in workspace.rglob("*") if p.is_file() and not p.name.endswith(
+                     ("-wal", "-shm", ".db"))}
+        states.append({"commit": result.commit, "time": clock.now, "files": files,
+                       "db": tables(workspace / "memory.db")})
+    return states
+
+
+@pytest.fixture
+def states(config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> list[dict[str, Any]]:
+    return history(config, clock, workspace)
+
+
+def test_restore_each_commit_to_a_folder(config: Config, states: list[dict[str, Any]],
+                                         tmp_path: Path, clock: Clock) -> None:
+    for i, state in enumerate(states):
+        out = tmp_path / f"out{i}"
+        result = restore(config, RestoreOptions(at=state["commit"][:8], to=out), now=clock)
+        assert result.plan.commit.id == state["commit"]
+        assert {a.action for a in result.plan.actions} == {"create"}
+        for rel, data in state["files"].items():
+            assert (out / "agent" / rel).read_bytes() == data, rel
+        assert tables(out / "agent" / "memory.db") == state["db"]
+        db = apsw.Connection(str(out / "agent" / "memory.db"))
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+        db.close()
+
+
+def test_when_resolves_to_the_last_commit_at_or_before(config: Config, vault: VaultRepo,
+                                                       states: list[dict[str, Any]],
+                                                       tmp_path: Path, clock: Clock) -> None:
+    def chosen(at: str) -> str:
+        return restore(config, RestoreOptions(at=at, to=tmp_path / "x", dry_run=True),
+                       now=clock).plan.commit.id
+
+    between = (states[1]["time"] + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert chosen(between) == states[1]["commit"]
+    assert chosen(states[2]["time"].strftime("%Y-%m-%dT%H:%M:%SZ")) == states[2]["commit"]
+    assert chosen("HEAD~2") == states[0]["commit"]
+    # the clock stands at the last sync; syncs were 15 minutes apart
+    assert chosen("10 minutes ago") == states[1]["commit"]
+    assert chosen("20 minutes ago") == states[0]["commit"]
+    with pytest.raises(RestoreError, match="no commit at or before 2026-11-20T00:00:00Z: the "
+                                           "first commit is"):
+        chosen("2026-11-20T00:00:00Z")
+    with pytest.raises(UsageError, match="cannot understand time"):
+        chosen("last tuesday-ish")
+
+
+def test_restore_live_sources_and_undo(config: Config, states: list[dict[str, Any]],
+                                       workspace: Path, clock: Clock, tmp_path: Path) -> None:
+    # Unsynced work in progress: the safety sync must capture it before it is replaced.
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- unsynced edit\n")
+    before = tree_digest(workspace)
+    dry = restore(config, RestoreOptions(at=states[0]["commit"], dry_run=True), now=clock)
+    assert tree_digest(workspace) == before
+    assert {(a.action, a.path) for a in dry.plan.actions if a.action != "unchanged"} == {
+        ("overwrite", "agent/MEMORY.md"), ("overwrite", "agent/memory.db")}
+    clock.tick()
+    result = restore(config, RestoreOptions(at=states[0]["commit"]), now=clock)
+    assert result.safety_sync is not None and result.safety_sync.commit
+    assert b"unsynced edit" in git(config.vault.path, "show",
+                                   f"{result.safety_sync.commit}:agent/MEMORY.md").encode()
+    assert (workspace / "MEMORY.md").read_bytes() == states[0]["files"]["MEMORY.md"]
+    assert tables(workspace / "memory.db") == states[0]["db"]
+    assert not (workspace / "memory.db-wal").exists()
+    # files that did not exist then are kept without --delete
+    assert (workspace / "memory" / "2026-11-22.md").exists()
+    # undo, exactly as printed by the CLI
+    assert result.undo_commit == result.safety_sync.commit
+    proc = run_cli("restore", "--at", result.undo_commit, "--delete", "--yes", "--config",
+                   str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- unsynced edit\n"
+    assert tables(workspace / "memory.db") == states[2]["db"]
+
+
+def test_delete_removes_files_that_did_not_exist(config: Config, states: list[dict[str, Any]],
+                                                 workspace: Path, clock: Clock) -> None:
+    result = restore(config, RestoreOptions(at=states[0]["commit"], delete=True,
+                                            paths=("memory/*.md",)), now=clock)
+    deleted = sorted(a.path for a in result.plan.actions if a.action == "delete")
+    assert deleted == ["agent/memory/2026-11-21.md", "agent/memory/2026-11-22.md"]
+    assert sorted(p.name for p in (workspace / "memory").iterdir()) == ["2026-11-20.md"]
+    assert (workspace / "MEMORY.md").read_text().endswith("version 2\n")  # outside --path
+
+
+def test_uncaptured_file_is_kept_aside_not_lost(config: Config, states: list[dict[str, Any]],
+                                                workspace: Path, clock: Clock) -> None:
+    (workspace / "memory.json").write_text('[{"id": 1, "content": "half')  # cannot be synced
+    result = restore(config, RestoreOptions(at=states[0]["commit"], paths=("memory.json",)),
+                     now=clock)
+    aside = [a.set_aside for a in result.plan.actions if a.set_aside]
+    assert len(aside) == 1
+    assert Path(str(aside[0])).read_text() == '[{"id": 1, "content": "half'
+    assert json.loads((workspace / "memory.json").read_text())[0]["content"] == "likes tea"
+
+
+def test_file_modes_are_kept(config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+                             tmp_path: Path) -> None:
+    script = workspace / "hook.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    sync(config, now=clock)
+    restore(config, RestoreOptions(at="HEAD", to=tmp_path / "out"), now=clock)
+    assert (tmp_path / "out" / "agent" / "hook.sh").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / "agent" / "MEMORY.md").stat().st_mode & 0o777 == 0o644
+
+
+HOLD_OPEN = """
+import sys, time, sqlite3
+db = sqlite3.connect(sys.argv[1])
+db.execute("SELECT count(*) FROM memories").fetchall()
+print("open", flush=True)
+time.sleep(60)
+"""
+
+
+def test_live_database_held_open_is_refused(config: Config, states: list[dict[str, Any]],
+                                            workspace: Path, clock: Clock) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(workspace / "memory.db")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(RestoreError, match=rf"memory.db is open in another process \(pid "
+                                               rf"{holder.pid}\); refusing"):
+            restore(config, RestoreOptions(at=states[0]["commit"], paths=("memory.db",)),
+                    now=clock)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert tables(workspace / "memory.db") == states[2]["db"]  # untouched
+
+
+def test_stale_wal_is_removed_and_database_sound(config: Config, states: list[dict[str, Any]],
+                                                 workspace: Path, clock: Clock) -> None:
+    wal = workspace / "memory.db-wal"
+    wal.write_bytes(b"stale wal that must never be replayed" * 100)
+    restore(config, RestoreOptions(at=states[0]["commit"], paths=("memory.db",)), now=clock)
+    assert not wal.exists()
+    assert tables(workspace / "memory.db") == states[0]["db"]
+
+
+def craft_commit(vault: VaultRepo, tree_lines: list[str]) -> str:
+    """Write a tree and commit with git plumbing (bypassing every vault check), move main."""
+    def plumb(*args: str, data: bytes = b"") -> str:
+        return subprocess.run(["git", "-C", str(vault.path), *args], input=data,
+                              capture_output=True, check=True).stdout.decode().strip()
+
+    raw = b""
+    for line in tree_lines:
+        mode, name, content = line.split(" ", 2)
+        oid = plumb("hash-object", "-w", "--stdin", data=content.encode())
+        raw += mode.encode() + b" " + name.encode() + b"\0" + bytes.fromhex(oid)
+    sub = plumb("hash-object", "-t", "tree", "-w", "--stdin", "--literally", data=raw)
+    root = b"40000 agent\0" + bytes.fromhex(sub)
+    tree = plumb("hash-object", "-t", "tree", "-w", "--stdin", "--literally", data=root)
+    parent = vault.head_id()
+    commit = plumb("-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p",
+                   str(parent), "-m", "crafted")
+    plumb("update-ref", "refs/heads/main", commit)
+    return commit
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("100644 .. escaped", "refusing unsafe path in the vault: 'agent/..'"),
+    ("100644 .git sneaky", "refusing unsafe path in the vault: 'agent/.git'"),
+    ("120000 link /etc/passwd", "refusing to restore 'agent/link': not a regular file"),
+])
+def test_crafted_commit_cannot_write_outside(config: Config, states: list[dict[str, Any]],
+                                             vault: VaultRepo, tmp_path: Path, clock: Clock,
+                                             entry: str, message: str) -> None:
+    commit = craft_commit(vault, [entry, "100644 fine.md ok"])
+    out = tmp_path / "out"
+    with pytest.raises(UnsafePathError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        restore(config, RestoreOptions(at=commit, to=out), now=clock)
+    assert not out.exists()
+    proc = run_cli("restore", "--at", commit, "--to", str(out), "--config", str(config.file))
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: refusing")
+
+
+def test_symlinked_folder_leaving_the_target_is_refused(config: Config,
+                                                        states: list[dict[str, Any]],
+                                                        tmp_path: Path, clock: Clock) -> None:
+    out = tmp_path / "out"
+    outside = tmp_path / "outside"
+    (out / "agent").mkdir(parents=True)
+    outside.mkdir()
+    (out / "agent" / "memory").symlink_to(outside)
+    with pytest.raises(UnsafePathError, match="refusing to write through a symlink"):
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert list(outside.iterdir()) == []
+
+
+def test_show_and_sql_as_of(config: Config, vault: VaultRepo, states: list[dict[str, Any]],
+                            workspace: Path, clock: Clock) -> None:
+    now = clock.now
+    old = show_file(config, vault, "agent/MEMORY.md", states[0]["commit"], now)
+    assert old.data == states[0]["files"]["MEMORY.md"]
+    by_disk_path = show_file(config, vault, str(workspace / "MEMORY.md"), "HEAD", now)
+    assert by_disk_path.path == "agent/MEMORY.md"
+    db = show_file(config, vault, "agent/memory.db", states[1]["commit"], now)
+    result = query_dump(db.data, "SELECT content FROM memories WHERE id = 1")
+    assert result.columns == ("content",) and result.rows == (("memory v1",),)
+    with pytest.raises(UsageError, match="agent/nope.md is not in commit"):
+        show_file(config, vault, "agent/nope.md", "HEAD", now)
+
+
+def test_cli_restore_json_and_refusals(config: Config, states: list[dict[str, Any]],
+                                       tmp_path: Path) -> None:
+    refused = run_cli("restore", "--at", states[0]["commit"], "--config", str(config.file))
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[0] == (
+        "Error: refusing to overwrite live files without --yes (no terminal to ask)")
+    doc = json.loads(run_cli("restore", "--at", "HEAD~2", "--to", str(tmp_path / "o"), "--json",
+                             "--config", str(config.file)).stdout)
+    assert doc["commit"] == states[0]["commit"]
+    assert doc["counts"]["create"] == len(doc["actions"]) == 5
+    assert set(doc["actions"][0]) == {"action", "path", "target", "set_aside"}
+    sql = json.loads(run_cli("show", "agent/memory.db", "--at", "HEAD~1", "--sql",
+                             "SELECT id, embedding FROM memories WHERE id = 1", "--json",
+                             "--config", str(config.file)).stdout)
+    assert sql["rows"][0][0] == 1 and sql["rows"][0][1].startswith("x'")
+    shown = run_cli("show", "agent/MEMORY.md", "--at", "HEAD~2", "--config", str(config.file))
+    assert shown.stdout.encode() == states[0]["files"]["MEMORY.md"]
+
+
+def test_restore_before_first_sync(config: Config, vault: VaultRepo, tmp_path: Path) -> None:
+    with pytest.raises(RestoreError, match="the vault has no commits yet"):
+        restore(config, RestoreOptions(at="now", to=tmp_path / "o"),
+                now=lambda: datetime.now(timezone.utc))
+
+
+def test_restored_dump_loads_like_the_original(config: Config, vault: VaultRepo,
+                                               states: list[dict[str, Any]], tmp_path: Path) -> None:
+    dump = subprocess.run(["git", "-C", str(vault.path), "show", "main:agent/memory.db"],
+                          capture_output=True, check=True).stdout
+    load_dump(dump, tmp_path / "direct.db")
+    assert tables(tmp_path / "direct.db") == states[2]["db"]
