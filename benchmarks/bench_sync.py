@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -21,33 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vault.examples import KINDS, generate_files, mutate  # noqa: E402
+from common import ROOT, VAULT, machine, timed, write_config  # noqa: E402
 
-
-def timed(cmd: list[str] | str, env: dict[str, str], cwd: Path, check: bool = True) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, shell=isinstance(cmd, str),
-                          capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if check and proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {cmd}\n{proc.stderr}")
-    return elapsed
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+from vault.examples import generate_files, mutate  # noqa: E402
 
 
 def main() -> None:
@@ -62,13 +38,8 @@ def main() -> None:
         ws = work / "ws"
         counts = generate_files(ws, files=args.files, seed=1)
         nfiles = sum(counts.values())
-        config = work / "vault.toml"
-        lines = ["[vault]", f'path = "{work / "memory-vault"}"', ""]
-        for kind in KINDS:
-            lines += ["[[sources]]", f'name = "{kind}"', f'path = "{ws / kind}"', ""]
-        config.write_text("\n".join(lines))
-        env = {**os.environ, "VAULT_CONFIG": str(config), "VAULT_HOME": str(work / "home")}
-        vault = [sys.executable, "-m", "vault"]
+        env = write_config(work, ws)
+        vault = VAULT
         git_dir = work / "baseline.git"
         git = f"git --git-dir={git_dir} --work-tree={ws} -c user.name=b -c user.email=b@b"
         git_commit = f"{git} add -A && {git} commit -q -m sync"

@@ -23,9 +23,15 @@ def check_vault_path(path: str) -> tuple[str, ...]:
     return parts
 
 
-def safe_target(root: Path, rel: str) -> Path:
-    """root/rel, refusing any component that escapes root (.., absolute, symlinked folders)."""
+def safe_target(root: Path, rel: str, checked: dict[str, Path] | None = None) -> Path:
+    """root/rel, refusing any component that escapes root (.., absolute, symlinked folders).
+
+    checked caches folders already proven safe (pass the same dict for a whole batch).
+    """
     parts = check_vault_path(rel)
+    folder = f"{root}\0{'/'.join(parts[:-1])}"
+    if checked is not None and folder in checked:
+        return checked[folder] / parts[-1]
     real_root = Path(os.path.realpath(root))
     current = real_root
     for part in parts[:-1]:
@@ -36,6 +42,8 @@ def safe_target(root: Path, rel: str) -> Path:
                 raise UnsafePathError(f"refusing to write through a symlink that leaves "
                                       f"{root}: {current} -> {resolved}")
             current = resolved
+    if checked is not None:
+        checked[folder] = current
     # A symlink as the last component is fine: os.replace swaps the name itself and never
     # writes through the link.
     return current / parts[-1]

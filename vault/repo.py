@@ -152,13 +152,16 @@ class VaultRepo:
     def read_blob(self, oid: str) -> bytes:
         """The bytes of one blob."""
         import pygit2
+
         try:
-            blob = self._repo[oid]
+            blob = self._repo.get(pygit2.Oid(hex=oid)) if len(oid) == 40 else self._repo[oid]
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise RepoError(f"vault object {oid} is missing or damaged: {exc}") from None
+        if blob is None:
+            raise RepoError(f"vault object {oid} is missing")
         if not isinstance(blob, pygit2.Blob):
             raise RepoError(f"vault object {oid} is not a file")
-        return bytes(blob.data)
+        return blob.data
 
     def has_object(self, oid: str) -> bool:
         """True when the object is in the object database."""

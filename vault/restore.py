@@ -108,13 +108,14 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     actions: list[Action] = []
+    checked: dict[str, Path] = {}
     for path, (oid, mode) in sorted(files.items()):
         check_vault_path(path)
         if mode not in (0o100644, MODE_EXEC):
             # vault never stores links or submodules: such an entry was made by hand
             raise UnsafePathError(f"refusing to restore {path!r}: not a regular file in the "
                                   f"vault (mode {mode:o})")
-        target = _target(config, options, path)
+        target = _target(config, options, path, checked)
         actions.append(_action_for(repo, path, target, oid, mode))
     if options.delete:
         for path, target in _present_files(config, options, wanted):
@@ -174,15 +175,16 @@ def _selector(options: RestoreOptions) -> Callable[[str], bool]:
     return wanted
 
 
-def _target(config: Config, options: RestoreOptions, path: str) -> Path:
+def _target(config: Config, options: RestoreOptions, path: str,
+            checked: dict[str, Path]) -> Path:
     if options.to is not None:
-        return safe_target(options.to, path)
+        return safe_target(options.to, path, checked)
     source_name, _, rel = path.partition("/")
     source = next((s for s in config.sources if s.name == source_name), None)
     if source is None:
         raise RestoreError(f"{path}: source '{source_name}' is not in the config",
                            hint="restore it elsewhere with --to DIR")
-    return safe_target(source.root, rel)
+    return safe_target(source.root, rel, checked)
 
 
 def _action_for(repo: VaultRepo, path: str, target: Path, oid: str, mode: int) -> Action:
