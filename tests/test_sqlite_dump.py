@@ -925,3 +925,19 @@ def test_is_sqlite_file_and_is_dump(tmp_path: Path) -> None:
     assert not is_sqlite_file(tmp_path)
     assert is_dump(snapshot_sqlite(db))
     assert not is_dump(b"-- some other dump\n")
+
+
+def test_trailing_comment_in_stored_sql_does_not_eat_the_semicolon(tmp_path: Path) -> None:
+    """SQLite keeps a trailing -- comment in index, view and table SQL; the dump must still load."""
+    src = tmp_path / "c.db"
+    db = apsw.Connection(str(src))
+    db.execute("CREATE TABLE t(a, b) -- the table")
+    db.execute("CREATE INDEX i ON t(a) -- why this index")
+    db.execute("CREATE VIEW v AS SELECT a FROM t -- a view")
+    db.execute("INSERT INTO t VALUES(1, 2)")
+    db.close()
+    dump = snapshot_sqlite(src)
+    load_dump(dump, tmp_path / "back.db")
+    back = apsw.Connection(str(tmp_path / "back.db"))
+    assert back.execute("SELECT a FROM v").fetchall() == [(1,)]
+    assert snapshot_sqlite(tmp_path / "back.db") == dump

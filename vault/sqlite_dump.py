@@ -287,7 +287,7 @@ class _DumpWriter:
         for obj in tables:
             if obj.name in skipped or _is_virtual(obj) or _is_internal(obj.name):
                 continue
-            self.lines.append(f"{obj.sql};")
+            self.lines.append(_statement(obj.sql))
             self._table_rows(obj.name)
         self._sqlite_sequence()
         self._sqlite_stat()
@@ -299,13 +299,13 @@ class _DumpWriter:
             if o.sql is not None and o.tbl_name not in skipped and not _is_internal(o.name)
         ]
         for kind in ("index", "view"):
-            self.lines.extend(f"{o.sql};" for o in others if o.type == kind)
+            self.lines.extend(_statement(o.sql) for o in others if o.type == kind)
         # After the views, in case a content table is a view; before the triggers, though
         # rebuilding fires none.
         for name, spec in sorted(fts.items()):
             if spec.content:
                 self.lines.append(f"INSERT INTO {_q(name)}({_q(name)}) VALUES('rebuild');")
-        self.lines.extend(f"{o.sql};" for o in others if o.type == "trigger")
+        self.lines.extend(_statement(o.sql) for o in others if o.type == "trigger")
         self.lines.append("COMMIT;")
         return "\n".join(self.lines) + "\n"
 
@@ -451,7 +451,7 @@ class _DumpWriter:
             # RESET also reloads the schema, so later statements see the new table.
             self.lines.append("PRAGMA writable_schema=RESET;")
             return
-        self.lines.append(f"{obj.sql};")
+        self.lines.append(_statement(obj.sql))
         if fts.module == "fts5":
             self._fts5_config(obj.name)
         if fts.content is None:
@@ -705,3 +705,10 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _statement(sql: str) -> str:
+    """A stored CREATE statement with its terminating ';' (on its own line after a -- comment)."""
+    import apsw
+
+    return f"{sql};" if apsw.complete(f"{sql};") else f"{sql}\n;"
