@@ -356,6 +356,55 @@ def _jsonable(value: Any) -> Any:
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@click.argument("when1", metavar="WHEN1")
+@click.argument("when2", metavar="[WHEN2]", default="HEAD")
+@click.option("--path", "paths", multiple=True, metavar="GLOB",
+              help="Only matching paths (repeatable).")
+def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
+         paths: tuple[str, ...]) -> None:
+    """What changed between WHEN1 and WHEN2 (default: the last sync), file by file."""
+    from vault.diff import diff as run_diff
+    from vault.repo import VaultRepo
+    from vault.sync import format_time
+
+    config = load_config_at(config_path)
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    result = run_diff(repo, when1, when2, datetime.now(timezone.utc), paths)
+    if as_json:
+        emit_json({
+            "old": {"commit": result.old.id, "time": format_time(result.old.time)},
+            "new": {"commit": result.new.id, "time": format_time(result.new.time)},
+            "files": [{"path": f.path, "status": f.status, "sqlite": f.sqlite,
+                       "lines_added": f.lines_added, "lines_removed": f.lines_removed,
+                       "tables": [{"table": t.table, "status": t.status, "added": t.added,
+                                   "changed": t.changed, "removed": t.removed,
+                                   "schema_changed": t.schema_changed,
+                                   "rows": [{"kind": r.kind, "key": r.key, "old": r.old,
+                                             "new": r.new} for r in t.rows]}
+                                  for t in f.tables]} for f in result.files]})
+        return
+    click.echo(f"From {result.old.id[:10]} ({format_time(result.old.time)}) "
+               f"to {result.new.id[:10]} ({format_time(result.new.time)}):")
+    if not result.files:
+        click.echo("  no differences")
+    tag = {"added": "A", "modified": "M", "deleted": "D"}
+    for f in result.files:
+        if not f.sqlite:
+            click.echo(f"  {tag[f.status]} {f.path}  +{f.lines_added} -{f.lines_removed}")
+            continue
+        click.echo(f"  {tag[f.status]} {f.path}  (SQLite)")
+        for t in f.tables:
+            what = ", ".join(f"{n} {k}" for k, n in (("added", t.added), ("changed", t.changed),
+                                                     ("removed", t.removed)) if n)
+            schema = "; schema changed" if t.schema_changed else ""
+            click.echo(f"      {t.table}: {what or 'no row changes'}{schema}")
+            for r in t.rows[:5]:
+                click.echo(f"        {r.kind} {r.key}")
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
 @json_option
 @click.option("--keep", metavar="DIR", help="Run in DIR and keep it (default: a temp dir).")
 def demo(as_json: bool, keep: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def run_demo(keep: str | None = None) -> list[DemoStep]:
         def run(title: str, *args: str) -> None:
             proc = subprocess.run([sys.executable, "-m", "vault", *args], env=env, text=True,
                                   capture_output=True, check=False)
-            steps.append(DemoStep(title, "vault " + " ".join(args),
+            steps.append(DemoStep(title, shlex.join(["vault", *args]),
                                   proc.stdout + proc.stderr))
 
         run("Create the vault", "init")
@@ -84,6 +85,16 @@ def run_demo(keep: str | None = None) -> list[DemoStep]:
                                   capture_output=True, check=False)
             steps.append(DemoStep("It is plain git", "git -C memory-vault log --stat -1",
                                   proc.stdout + proc.stderr))
+        run("What changed, row by row", "diff", "HEAD~1", "--path", "memento/memory.db",
+            "--path", "openclaw/MEMORY.md")
+        run("The database as it was before the change", "show", "memento/memory.db",
+            "--at", "HEAD~1", "--sql", "SELECT id, substr(content, 1, 60) FROM memories "
+            "ORDER BY id LIMIT 2")
+        (root / "memory" / "openclaw" / "MEMORY.md").write_text("oops, overwritten\n")
+        steps.append(DemoStep("An accident: MEMORY.md is overwritten", "",
+                              "openclaw/MEMORY.md now holds one line"))
+        run("Restore it as it was at the last sync (a safety sync runs first)", "restore",
+            "--at", "HEAD", "--path", "openclaw/MEMORY.md", "--yes")
         run("Status", "status")
         steps.append(DemoStep("Done", "", f"Demo folder: {root}"
                               + ("" if keep else " (deleted now; use --keep DIR to keep it)")))

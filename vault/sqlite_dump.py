@@ -707,7 +707,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _statement(sql: str) -> str:
+def _statement(sql: str | None) -> str:
     """A stored CREATE statement with its terminating ';' (on its own line after a -- comment)."""
     import apsw
 

@@ -1,0 +1,49 @@
+"""vault diff: file by file between two moments; SQLite rows added, changed, removed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apsw
+
+from conftest import Clock, run_cli
+from vault.config import Config
+from vault.diff import diff
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def test_diff_files_and_rows(config: Config, vault: VaultRepo, clock: Clock,
+                             workspace: Path) -> None:
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- The user prefers coffee.\n- new line\n")
+    (workspace / "memory" / "2026-11-20.md").unlink()
+    (workspace / "notes.md").write_text("a\nb\n")
+    db = apsw.Connection(str(workspace / "memory.db"))
+    db.execute("UPDATE memories SET content = 'changed' WHERE id = 2")
+    db.execute("DELETE FROM memories WHERE id = 4")
+    db.execute("INSERT INTO memories(content) VALUES ('added one'), ('added two')")
+    db.close()
+    clock.tick()
+    sync(config, now=clock)
+    result = diff(vault, "HEAD~1", "HEAD", clock.now)
+    got = {f.path: (f.status, f.lines_added, f.lines_removed) for f in result.files if not f.sqlite}
+    assert got == {"agent/MEMORY.md": ("modified", 2, 1),
+                   "agent/memory/2026-11-20.md": ("deleted", 0, 3),
+                   "agent/notes.md": ("added", 2, 0)}
+    (db_diff,) = [f for f in result.files if f.sqlite]
+    (table,) = db_diff.tables
+    assert (table.table, table.added, table.changed, table.removed) == ("memories", 2, 1, 1)
+    assert sorted((r.kind, r.key) for r in table.rows) == [
+        ("added", "6"), ("added", "7"), ("changed", "2"), ("removed", "4")]
+    only = diff(vault, "HEAD~1", "HEAD", clock.now, paths=("*.db",))
+    assert [f.path for f in only.files] == ["agent/memory.db"]
+    proc = run_cli("diff", "HEAD~1", "--json", "--config", str(config.file))
+    doc = json.loads(proc.stdout)
+    assert doc["new"]["commit"] == vault.head_id()
+    assert {f["path"] for f in doc["files"]} == set(got) | {"agent/memory.db"}
+    human = run_cli("diff", "HEAD~1", "--path", "memory.db", "--config", str(config.file)).stdout
+    assert "memories: 2 added, 1 changed, 1 removed" in human
+    same = run_cli("diff", "HEAD", "HEAD", "--config", str(config.file)).stdout
+    assert "no differences" in same
