@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import os
-import tempfile
 from pathlib import Path
 
 _libc: ctypes.CDLL | None = None
+_UMASK: list[int] = []
+
+
+def _umask() -> int:
+    """The process umask (read once: reading it means setting it)."""
+    if not _UMASK:
+        current = os.umask(0o022)
+        os.umask(current)
+        _UMASK.append(current)
+    return _UMASK[0]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
@@ -17,15 +26,23 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
     durable=False skips the per-file fsyncs, for batches that end with one sync_filesystem().
     """
     directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".vault-tmp", dir=directory)
+    # One temp name per process and target: O_EXCL fails loudly if a stale one is in the way
+    # (left by a crash), and then it is removed and tried once more.
+    tmp = directory / f".{path.name}.{os.getpid()}.vault-tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600 if mode is None else mode)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o600 if mode is None else mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        if mode is not None and mode & _umask():
+            os.chmod(tmp, mode)  # the umask took bits away
         os.replace(tmp, path)
     except BaseException:
         try:

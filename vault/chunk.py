@@ -1,0 +1,663 @@
+"""Cut a vault file into chunks that follow its structure, for the index and recall.
+
+Each kind is cut where its own structure puts the seams:
+
+- Markdown: by heading section, long sections by paragraph (list items count as paragraphs);
+  the heading path (`MEMORY.md` > `People`) is kept as the chunk's context.
+- JSON: by memory entry (list items and keyed records that hold text), located by a JSON
+  pointer (`/3`, `/ctx_0001`, `/sessions/2/turns/5`).
+- JSONL transcripts: by message, user and assistant text, tool calls summarised in a line;
+  tool results and other events are left out. Located by line (`L12`).
+- SQLite (stored as a vault dump): by row of the tables that hold text, located `table:rowid`;
+  BLOB values and full-text shadow tables are left out.
+- Anything else that is text: by paragraph.
+
+A chunk's `text` is what is embedded and shown; its `context` (heading path, parent record,
+table) is embedded with it; its `keys` (ids, timestamps, numbers) are searched lexically only,
+so an exact id is found without diluting the meaning of the text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+# Bump when chunking changes: blobs chunked by an older version are chunked again.
+CHUNKER_VERSION = 1
+
+SOFT_CHARS = 700  # pieces are packed together up to this size
+HARD_CHARS = 1200  # a piece longer than this is cut (about the model's 256-token window)
+
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
+JSON_SUFFIXES = (".json",)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+# Record fields whose value is the content itself: shown without a "key:" prefix.
+CONTENT_KEYS = frozenset({
+    "text", "content", "body", "message", "summary", "description", "note", "notes",
+    "response", "prompt", "answer", "question", "observation", "observations", "memory",
+    "value", "fact", "insight", "reflection", "msg", "utterance", "output", "input",
+})
+# Fields that name who speaks: "Caroline: I went to ..." reads better than two fields.
+SPEAKER_KEYS = ("speaker", "role", "author", "sender", "from")
+
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_HEX = re.compile(r"^(?:0x)?[0-9a-fA-F]{12,}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+                    r"(?:Z|[+-]\d{2}:?\d{2})?$")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_FILE_NAME = re.compile(r"^[\w.-]+\.[A-Za-z0-9]{1,6}$")
+_KEY_WORD = re.compile(r"^[^\W\d][^\W\d ]*(?:[ _-][^\W\d]+)*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])[ \t]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One searchable piece of a file: where it is, its text, its context, lexical-only keys."""
+
+    locator: str
+    text: str
+    context: str = ""
+    keys: str = ""
+
+    @property
+    def embed_text(self) -> str:
+        """The string the model embeds: the context line, then the text."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+def file_kind(path: str, data: bytes) -> str:
+    """The kind of a vault file: sqlite, markdown, json, jsonl, text or binary."""
+    from vault.sqlite_dump import is_dump
+
+    if is_dump(data):
+        return "sqlite"
+    if b"\0" in data[:8192]:
+        return "binary"
+    lower = path.lower()
+    if lower.endswith(MARKDOWN_SUFFIXES):
+        return "markdown"
+    if lower.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if lower.endswith(JSON_SUFFIXES):
+        return "json"
+    return "text"
+
+
+def chunk_file(path: str, data: bytes) -> list[Chunk]:
+    """Cut one file (as stored in the vault) into chunks; binary files give none."""
+    kind = file_kind(path, data)
+    if kind == "binary":
+        return []
+    if kind == "sqlite":
+        return chunk_sqlite_dump(data)
+    text = data.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if kind == "markdown":
+        return chunk_markdown(text, title=path.rsplit("/", 1)[-1])
+    if kind == "jsonl":
+        return chunk_jsonl(text)
+    if kind == "json":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return chunk_text(text)
+        return chunk_json(value)
+    return chunk_text(text)
+
+
+# --- pieces ------------------------------------------------------------------------------
+
+
+def _cut_long(text: str, limit: int = HARD_CHARS) -> list[str]:
+    """Cut text longer than limit at sentence ends, then at spaces, never mid-word if avoidable."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for sentence in _SENTENCE_END.split(text):
+        while len(sentence) > limit:
+            cut = sentence.rfind(" ", 0, limit)
+            cut = cut if cut > limit // 2 else limit
+            head, sentence = sentence[:cut], sentence[cut:].lstrip()
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(head)
+        if current and len(current) + 1 + len(sentence) > limit:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}" if current else sentence
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _pack(pieces: list[tuple[int, int, str]], soft: int = SOFT_CHARS
+          ) -> list[tuple[int, int, str]]:
+    """Join consecutive (first line, last line, text) pieces up to soft characters."""
+    packed: list[tuple[int, int, str]] = []
+    for first, last, text in pieces:
+        if packed and len(packed[-1][2]) + 1 + len(text) <= soft:
+            start, _, joined = packed[-1]
+            packed[-1] = (start, last, f"{joined}\n{text}")
+        else:
+            packed.append((first, last, text))
+    return packed
+
+
+def _lines_locator(first: int, last: int) -> str:
+    return f"L{first}" if first == last else f"L{first}-L{last}"
+
+
+def _blocks(lines: list[str], offset: int) -> Iterator[tuple[int, int, str]]:
+    """Paragraphs (and list items, and whole fenced code blocks) as (first, last, text)."""
+    block: list[str] = []
+    start = 0
+    fence: str | None = None
+
+    def flush(end: int) -> Iterator[tuple[int, int, str]]:
+        nonlocal block
+        if block and any(line.strip() for line in block):
+            yield from _split_block(block, start, offset)
+        block = []
+
+    for i, line in enumerate(lines):
+        match = _FENCE.match(line)
+        if fence is not None:
+            block.append(line)
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = None
+            continue
+        if match:
+            if not block:
+                start = i
+            block.append(line)
+            fence = match.group(1)
+            continue
+        if not line.strip():
+            yield from flush(i)
+            continue
+        if not block:
+            start = i
+        block.append(line)
+    yield from flush(len(lines))
+
+
+def _split_block(block: list[str], start: int, offset: int) -> Iterator[tuple[int, int, str]]:
+    """One paragraph, or its list items when it is a list, each cut to the hard limit."""
+    items: list[tuple[int, list[str]]] = []
+    in_fence = False
+    for j, line in enumerate(block):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        if not in_fence and _LIST_ITEM.match(line) and items:
+            items.append((j, [line]))
+        elif items:
+            items[-1][1].append(line)
+        else:
+            items.append((j, [line]))
+    for j, item_lines in items:
+        text = "\n".join(item_lines).strip()
+        first = offset + start + j + 1
+        last = first + len(item_lines) - 1
+        for piece in _cut_long(text):
+            yield first, last, piece
+
+
+# --- markdown ----------------------------------------------------------------------------
+
+
+def chunk_markdown(text: str, title: str = "") -> list[Chunk]:
+    """Heading sections, long ones by paragraph, each with its heading path as context."""
+    lines = text.splitlines()
+    sections: list[tuple[tuple[str, ...], int, list[str]]] = []
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+    body_start = 0
+    fence: str | None = None
+    for i, line in enumerate(lines):
+        match = _FENCE.match(line)
+        if fence is not None:
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = None
+            body.append(line)
+            continue
+        if match:
+            fence = match.group(1)
+            body.append(line)
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            sections.append((tuple(t for _, t in path), body_start, body))
+            level = len(heading.group(1))
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, (heading.group(2) or "").strip()))
+            body, body_start = [], i + 1
+            continue
+        body.append(line)
+    sections.append((tuple(t for _, t in path), body_start, body))
+
+    chunks: list[Chunk] = []
+    for headings, start, section in sections:
+        context = " > ".join(h for h in headings if h) or title
+        pieces = list(_blocks(section, start))
+        if not pieces:
+            continue
+        for first, last, piece in _pack(pieces):
+            chunks.append(Chunk(_lines_locator(first, last), piece, context))
+    return chunks
+
+
+def chunk_text(text: str) -> list[Chunk]:
+    """Plain text by paragraph, packed up to the soft limit."""
+    lines = text.splitlines()
+    return [Chunk(_lines_locator(first, last), piece)
+            for first, last, piece in _pack(list(_blocks(lines, 0)))]
+
+
+# --- records (JSON entries, transcript lines, table rows) -------------------------------
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _is_key_like(text: str) -> bool:
+    """Ids, hashes, timestamps, paths and numbers: found by exact search, not by meaning."""
+    value = text.strip()
+    if not value:
+        return True
+    if _UUID.match(value) or _HEX.match(value) or _STAMP.match(value):
+        return True
+    if not any(c.isspace() for c in value):
+        # One token: a path, a URL, a file name, or letters mixed with digits (an id, a
+        # version, a ticket): searched exactly, it would only blur the meaning.
+        if "/" in value or _FILE_NAME.match(value) or value.startswith(("http:", "https:")):
+            return True
+        if any(c.isdigit() for c in value) and len(value) >= 5:
+            return True
+        if len(value) >= 24:
+            return True
+    return _WORD.search(value) is None
+
+
+def _is_prose(text: str) -> bool:
+    return _words(text) >= 3 and any(c.isspace() for c in text.strip()) \
+        and not _is_key_like(text)
+
+
+def _maybe_json(value: str) -> Any:
+    """A string holding a JSON object or array (SQLite metadata columns), parsed; else None."""
+    stripped = value.strip()
+    if len(stripped) < 2 or stripped[0] not in "[{" or stripped[-1] not in "]}":
+        return None
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        return None
+
+
+def _holds_prose(value: Any, depth: int = 0) -> bool:
+    if depth > 20:
+        return False
+    if isinstance(value, str):
+        return _is_prose(value)
+    if isinstance(value, dict):
+        return any(_holds_prose(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_prose(v, depth + 1) for v in value)
+    return False
+
+
+@dataclass
+class _Rendered:
+    prose: list[str]
+    labels: list[str]
+    keys: list[str]
+    speaker: str | None = None
+
+    def chunk_text(self) -> str:
+        prose = list(self.prose)
+        if self.speaker and prose:
+            prose[0] = f"{self.speaker}: {prose[0]}"
+        parts = prose + (["; ".join(self.labels)] if self.labels else [])
+        return "\n".join(parts)
+
+    def worth_a_chunk(self) -> bool:
+        return bool(self.prose) or len(self.labels) >= 3
+
+
+def _render_fields(fields: list[tuple[str, Any]], out: _Rendered, depth: int = 0) -> None:
+    """Render a record's own fields: prose lines, short labels, lexical-only keys."""
+    for key, value in fields:
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float)):
+            if isinstance(value, int) and key.lower() in ("id", "rowid") or key.endswith("_id"):
+                out.keys.append(str(value))
+            continue
+        if isinstance(value, str):
+            parsed = _maybe_json(value) if depth == 0 else None
+            if isinstance(parsed, (dict, list)):
+                _render_fields([(key, parsed)] if isinstance(parsed, list)
+                               else list(parsed.items()), out, depth + 1)
+            elif _is_prose(value):
+                out.prose.append(value.strip() if key.lower() in CONTENT_KEYS
+                                 else f"{key}: {value.strip()}")
+            elif _is_key_like(value):
+                out.keys.append(value.strip())
+            else:
+                short = " ".join(value.split())
+                if (out.speaker is None and depth == 0 and key.lower() in SPEAKER_KEYS
+                        and len(short) <= 60):
+                    out.speaker = short
+                else:
+                    out.labels.append(f"{key}: {short}")
+            continue
+        if isinstance(value, list):
+            strings = [v for v in value if isinstance(v, str)]
+            prose = [v.strip() for v in strings if _is_prose(v)]
+            if prose:
+                out.prose.extend(prose)
+            labels = [" ".join(v.split()) for v in strings
+                      if not _is_prose(v) and not _is_key_like(v)]
+            if labels:
+                out.labels.append(f"{key}: {', '.join(labels)}")
+            out.keys.extend(v.strip() for v in strings if _is_key_like(v) and v.strip())
+            for item in value:
+                if isinstance(item, dict) and depth < 4:
+                    _render_fields(list(item.items()), out, depth + 1)
+            continue
+        if isinstance(value, dict) and depth < 4 and not (
+                value and all(isinstance(v, dict) for v in value.values())):
+            # A nested table of records without text (an index) adds nothing to read.
+            _render_fields(list(value.items()), out, depth + 1)
+
+
+def _record_chunks(locator: str, fields: list[tuple[str, Any]], context: str = "",
+                   extra_keys: tuple[str, ...] = ()) -> list[Chunk]:
+    rendered = _Rendered([], [], list(extra_keys))
+    _render_fields(fields, rendered)
+    if not rendered.worth_a_chunk():
+        return []
+    keys = " ".join(dict.fromkeys(rendered.keys))
+    text = rendered.chunk_text()
+    pieces = _cut_long(text) if len(text) > HARD_CHARS else [text]
+    if len(pieces) == 1:
+        return [Chunk(locator, pieces[0], context, keys)]
+    return [Chunk(f"{locator}#{i}", piece, context, keys) for i, piece in enumerate(pieces, 1)]
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def _pointer(parent: str, key: str | int) -> str:
+    token = str(key).replace("~", "~0").replace("/", "~1")
+    return f"{parent}/{token}"
+
+
+def _is_container(value: Any) -> bool:
+    """A field that holds records of its own (chunked separately), not a field of this one."""
+    if isinstance(value, list):
+        return any(isinstance(v, (dict, list)) for v in value) and _holds_prose(value)
+    if isinstance(value, dict):
+        return _holds_prose(value) and (
+            len(value) > 1 and all(isinstance(v, dict) for v in value.values())
+            or any(isinstance(v, (dict, list)) and _holds_prose(v) for v in value.values())
+            or sum(1 for v in value.values() if isinstance(v, str) and _is_prose(v)) >= 1)
+    return False
+
+
+def chunk_json(value: Any) -> list[Chunk]:
+    """Memory entries of a JSON document: list items and keyed records that hold text."""
+    chunks: list[Chunk] = []
+    _walk_json(value, "", [], chunks, 0)
+    return chunks
+
+
+def _label_of(fields: list[tuple[str, Any]]) -> str:
+    """A short name for a record, used as its children's context."""
+    labels = [" ".join(v.split()) for k, v in fields
+              if isinstance(v, str) and not _is_key_like(v) and len(v) <= 80]
+    return " · ".join(labels[:3])
+
+
+def _walk_json(value: Any, pointer: str, context: list[str], out: list[Chunk],
+               depth: int) -> None:
+    if depth > 64:
+        return
+    ctx = " > ".join(c for c in context if c)
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            here = _pointer(pointer, i)
+            if isinstance(item, (dict, list)):
+                _walk_json(item, here, context, out, depth + 1)
+            elif isinstance(item, str) and _is_prose(item):
+                out.extend(_record_chunks(here, [("text", item)], ctx))
+        return
+    if not isinstance(value, dict):
+        if isinstance(value, str) and _is_prose(value):
+            out.extend(_record_chunks(pointer or "/", [("text", value)], ctx))
+        return
+    own: list[tuple[str, Any]] = []
+    children: list[tuple[str, Any]] = []
+    for key, item in value.items():
+        (children if _is_container(item) else own).append((str(key), item))
+    prose_fields = [(k, v) for k, v in own if isinstance(v, str) and _is_prose(v)]
+    if len(prose_fields) >= 2 and sum(len(v) for _, v in prose_fields) > SOFT_CHARS:
+        # A table of texts keyed by name ({"Lena": "...", "Tomasz": "..."}): one entry each.
+        for key, text in prose_fields:
+            out.extend(_record_chunks(_pointer(pointer, key), [(key, text)], ctx))
+        own = [(k, v) for k, v in own if (k, v) not in prose_fields]
+        if own:
+            out.extend(_record_chunks(pointer or "/", own, ctx))
+    elif own:
+        out.extend(_record_chunks(pointer or "/", own, ctx))
+    label = _label_of(own)
+    for key, item in children:
+        key_label = key if _KEY_WORD.match(key) else ""
+        sub = [*context, label] if label else list(context)
+        if key_label:
+            sub.append(key_label)
+        _walk_json(item, _pointer(pointer, key), sub[-3:], out, depth + 1)
+
+
+# --- JSONL transcripts -------------------------------------------------------------------
+
+
+def _message_of(record: dict[str, Any]) -> tuple[str, Any] | None:
+    """(role or speaker, content) of a transcript line, or None when it is no message."""
+    inner = record.get("message")
+    if isinstance(inner, dict) and ("role" in inner or "content" in inner):
+        role = inner.get("role") or record.get("type") or ""
+        return str(role), inner.get("content", inner.get("text"))
+    for key in ("speaker", "role", "author", "sender", "from"):
+        who = record.get(key)
+        if isinstance(who, str) and who:
+            for content_key in ("content", "text", "message", "body", "utterance"):
+                if content_key in record:
+                    return who, record[content_key]
+    kind = record.get("type")
+    if kind in ("user", "assistant", "human", "ai") and "content" in record:
+        return str(kind), record["content"]
+    return None
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    if isinstance(value, dict):
+        text = " ".join(_brief(v, limit) for v in value.values() if not isinstance(v, bool))
+    elif isinstance(value, list):
+        text = " ".join(_brief(v, limit) for v in value)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _content_text(content: Any) -> str:
+    """The visible text of a message: text parts, tool calls in a line, no tool output."""
+    if isinstance(content, str):
+        return content.strip()
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, list):
+        return ""
+    parts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append(part.strip())
+            continue
+        if not isinstance(part, dict):
+            continue
+        kind = str(part.get("type", ""))
+        if kind in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
+            parts.append(part["text"].strip())
+        elif kind in ("toolCall", "tool_use", "function_call", "tool_call"):
+            name = part.get("name") or (part.get("function") or {}).get("name") or "tool"
+            args = part.get("arguments", part.get("input", (part.get("function") or {})
+                                                  .get("arguments", "")))
+            parts.append(f"[tool {name}: {_brief(args)}]")
+        elif kind == "image":
+            parts.append("[image]")
+    return "\n".join(p for p in parts if p)
+
+
+def chunk_jsonl(text: str) -> list[Chunk]:
+    """Transcript lines: one chunk per user or assistant message (long ones in parts)."""
+    chunks: list[Chunk] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            record = json.loads(stripped)
+        except ValueError:
+            continue  # a torn last line, or a line that is not JSON
+        locator = f"L{lineno}"
+        if not isinstance(record, dict):
+            if isinstance(record, str) and _is_prose(record):
+                chunks.append(Chunk(locator, record.strip()))
+            continue
+        message = _message_of(record)
+        if message is None:
+            # Not a message: a memory entry written as a line (or an event without text).
+            chunks.extend(_record_chunks(locator, list(record.items())))
+            continue
+        role, content = message
+        role_l = role.lower()
+        if role_l in ("toolresult", "tool", "function", "tool_result", "system", "developer"):
+            continue
+        body = _content_text(content)
+        if not body or _words(body) == 0:
+            continue
+        keys = [str(record[k]) for k in ("id", "timestamp", "time", "date", "created_at")
+                if isinstance(record.get(k), (str, int)) and not isinstance(record.get(k), bool)]
+        pieces = _cut_long(f"{role}: {body}")
+        for i, piece in enumerate(pieces, 1):
+            chunks.append(Chunk(locator if len(pieces) == 1 else f"{locator}#{i}", piece,
+                                keys=" ".join(keys)))
+    return chunks
+
+
+# --- SQLite ------------------------------------------------------------------------------
+
+
+def chunk_sqlite_dump(data: bytes) -> list[Chunk]:
+    """Rows of the tables that hold text, from a vault SQLite dump, located `table:rowid`."""
+    import apsw
+
+    try:
+        sql = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return []
+    conn = apsw.Connection(":memory:")
+    try:
+        # The dump is replayed in memory only: no ATTACH, so it can never touch a file.
+        conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
+        try:
+            for _ in conn.execute(sql):  # a cursor runs the statements as it is read
+                pass
+        except apsw.Error:
+            return []
+        return _chunk_rows(conn)
+    finally:
+        conn.close()
+
+
+def _chunk_rows(conn: Any) -> list[Chunk]:
+    tables = [(str(n), str(s or "")) for n, s in conn.execute(
+        "SELECT name, sql FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name")]
+    names = {n for n, _ in tables}
+    shadows: set[str] = set()
+    readable_virtual: set[str] = set()
+    for name, sql in tables:
+        if sql.upper().startswith("CREATE VIRTUAL TABLE"):
+            for suffix in ("data", "idx", "content", "docsize", "config", "segments", "segdir",
+                           "stat", "node", "parent", "rowid"):
+                shadows.add(f"{name}_{suffix}")
+            # Only a full-text table that keeps its own text (a _content table) is read; an
+            # external-content one repeats a table that is read anyway.
+            if f"{name}_content" in names and re.search(r"\bfts[345]\b", sql, re.I):
+                readable_virtual.add(name)
+    chunks: list[Chunk] = []
+    for name, sql in tables:
+        if name in shadows:
+            continue
+        virtual = sql.upper().startswith("CREATE VIRTUAL TABLE")
+        if virtual and name not in readable_virtual:
+            continue
+        chunks.extend(_table_chunks(conn, name))
+    return chunks
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table_chunks(conn: Any, table: str) -> list[Chunk]:
+    import apsw
+
+    columns = [(str(row[1]), str(row[2] or "").upper(), int(row[5]))
+               for row in conn.execute(f"PRAGMA table_info({_q(table)})")]
+    if not columns:
+        return []
+    names = [c for c, _, _ in columns]
+    blob_cols = {c for c, decl, _ in columns if "BLOB" in decl}
+    pk = [c for c, _, p in sorted(columns, key=lambda c: c[2]) if p > 0]
+    try:
+        without_rowid = any(row[4] for row in conn.execute("PRAGMA table_list")
+                            if str(row[1]) == table and len(row) > 4)
+    except apsw.Error:
+        without_rowid = False
+    select = ", ".join(_q(c) for c in names)
+    if without_rowid:
+        query = f"SELECT {select} FROM {_q(table)} ORDER BY {', '.join(_q(c) for c in pk)}"
+    else:
+        query = f"SELECT rowid, {select} FROM {_q(table)} ORDER BY rowid"
+    chunks: list[Chunk] = []
+    try:
+        rows = conn.execute(query).fetchall()
+    except apsw.Error:
+        return []
+    for row in rows:
+        if without_rowid:
+            values = list(row)
+            locator = f"{table}:" + ",".join(str(row[names.index(c)]) for c in pk)
+        else:
+            locator = f"{table}:{row[0]}"
+            values = list(row[1:])
+        fields = [(c, v) for c, v in zip(names, values)
+                  if c not in blob_cols and not isinstance(v, bytes)]
+        chunks.extend(_record_chunks(locator, fields, table))
+    return chunks
