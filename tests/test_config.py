@@ -58,7 +58,15 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("[snapshot]\nread_retries = true\n", "snapshot.read_retries: must be an integer, not a boolean"),
     ("[snapshot]\nread_retries = 0\n", "snapshot.read_retries: must be between 1 and 100"),
     ("[vault]\nbranch = 'a..b'\n", "vault.branch: not a valid branch name"),
-    ("[index]\nmodel = 'x'\n", "index.model: unknown key"),
+    ("[alerts]\nrepo = 'x'\n", "alerts.repo: unknown key"),
+    ("[secrets]\npolicy = 'ignore'\n", "secrets.policy: 'ignore': use one of block, redact, allow"),
+    ("[secrets]\nallow_fingerprints = ['sk-live-123']\n",
+     "secrets.allow_fingerprints[0]: 'sk-live-123' is not a fingerprint"),
+    ("[hooks]\npre_sync = 3\n", "hooks.pre_sync: must be a string, not an integer"),
+    ("[hooks]\ntimeout = 0\n", "hooks.timeout: must be between 1 and 3600 seconds"),
+    ("[hooks]\npost-sync = 'x'\n", "hooks.post-sync: unknown key"),
+    ("[schedule]\ninterval = 'often'\n", "schedule.interval: "),
+    ("[schedule]\ninterval = '10s'\n", "schedule.interval: must be at least 1m"),
     ("vault = 3\n", "vault: must be a table, not an integer"),
     ("[vault\n", "not valid TOML"),
 ])
@@ -76,6 +84,16 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 ])
 def test_parse_size(text: str | int, size: int) -> None:
     assert parse_size(text) == size
+
+
+def test_sections_parse(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path / "vault.toml", (
+        "[secrets]\npolicy = 'redact'\nallow_paths = ['docs/*.md']\n"
+        "allow_fingerprints = ['0123abcd0123abcd']\n"
+        "[hooks]\npre_sync = 'echo pre'\ntimeout = 5\n[schedule]\ninterval = '1h'\n")))
+    assert (cfg.secrets.policy, cfg.secrets.allow_paths) == ("redact", ("docs/*.md",))
+    assert cfg.hooks.pre_sync == "echo pre" and cfg.hooks.timeout == 5
+    assert cfg.schedule.interval == 3600
 
 
 def test_root_vault_toml_is_valid() -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vault.errors import ConfigError
+from vault.errors import ConfigError, VaultError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +29,8 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
 
 # Sections later features fill in. They are recognised so that the file can carry them, but
 # until a feature lands any key in them is an error: a typo must never silently do nothing.
-RESERVED_SECTIONS = ("index", "secrets", "alerts", "hooks", "schedule", "health")
+RESERVED_SECTIONS = ("index", "alerts", "health")
+SECRET_POLICIES = ("block", "redact", "allow")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,32 @@ class SnapshotSettings:
 
 
 @dataclass(frozen=True)
+class SecretsSettings:
+    """What happens to a file with a secret in it, and what is known not to be one."""
+
+    policy: str = "block"  # block | redact | allow
+    allow_paths: tuple[str, ...] = ()  # gitignore-style patterns on vault paths
+    allow_fingerprints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HooksSettings:
+    """Commands run around a sync, each with a timeout."""
+
+    pre_sync: str = ""
+    post_sync: str = ""
+    on_failure: str = ""
+    timeout: int = 60
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """How often syncs are expected to run (cron, systemd timer, hooks)."""
+
+    interval: int = 15 * 60  # seconds
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -69,6 +96,9 @@ class Config:
     vault: VaultSettings
     snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     sources: tuple[SourceConfig, ...] = ()
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
+    hooks: HooksSettings = field(default_factory=HooksSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -264,9 +294,45 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         sources.append(SourceConfig(name=name, root=_resolve(root_text, base),
                                     include=include, exclude=exclude))
 
+    sec_raw = _Section(top.get("secrets", dict, {}), "secrets", file)
+    policy = sec_raw.get("policy", str, "block")
+    if policy not in SECRET_POLICIES:
+        sec_raw.fail("secrets.policy", f"{policy!r}: use one of {', '.join(SECRET_POLICIES)}")
+    fingerprints = sec_raw.strings("allow_fingerprints", ())
+    for i, fp in enumerate(fingerprints):
+        if not re.fullmatch(r"[0-9a-f]{8,64}", fp):
+            sec_raw.fail(f"secrets.allow_fingerprints[{i}]", f"{fp!r} is not a fingerprint "
+                         "(hex, as `vault secrets scan` prints it)")
+    secrets = SecretsSettings(policy=policy, allow_paths=sec_raw.strings("allow_paths", ()),
+                              allow_fingerprints=fingerprints)
+    sec_raw.done()
+
+    hooks_raw = _Section(top.get("hooks", dict, {}), "hooks", file)
+    hooks = HooksSettings(pre_sync=hooks_raw.get("pre_sync", str, ""),
+                          post_sync=hooks_raw.get("post_sync", str, ""),
+                          on_failure=hooks_raw.get("on_failure", str, ""),
+                          timeout=hooks_raw.get("timeout", int, 60))
+    if not 1 <= hooks.timeout <= 3600:
+        hooks_raw.fail("hooks.timeout", "must be between 1 and 3600 seconds")
+    hooks_raw.done()
+
+    sched_raw = _Section(top.get("schedule", dict, {}), "schedule", file)
+    interval_text = sched_raw.get("interval", str, "15m")
+    try:
+        from vault.when import parse_duration
+
+        interval = int(parse_duration(interval_text).total_seconds())
+    except VaultError as exc:
+        sched_raw.fail("schedule.interval", exc.message)
+    if interval < 60:
+        sched_raw.fail("schedule.interval", "must be at least 1m")
+    sched_raw.done()
+    schedule = ScheduleSettings(interval=interval)
+
     for section in RESERVED_SECTIONS:
         reserved = _Section(top.get(section, dict, {}), section, file)
         reserved.done()  # no keys are supported yet: any key is reported as unknown
 
     top.done()
-    return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources))
+    return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources),
+                  secrets=secrets, hooks=hooks, schedule=schedule)
