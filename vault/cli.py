@@ -59,14 +59,19 @@ def init(config_path: str | None, as_json: bool) -> None:
 def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
          allow_mass_delete: bool, sources: tuple[str, ...]) -> None:
     """Record every changed memory file in one timestamped commit."""
+    from vault.hooks import sync_with_hooks
     from vault.sync import SyncOptions
-    from vault.sync import sync as run_sync
 
     config = load_config_at(config_path)
-    result = run_sync(config, SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
-                                          sources=sources))
+    result, hooks = sync_with_hooks(config, SyncOptions(
+        dry_run=dry_run, allow_mass_delete=allow_mass_delete, sources=sources))
+    for hook in hooks:
+        if hook.returncode != 0:
+            why = "timed out" if hook.returncode is None else f"exit {hook.returncode}"
+            click.echo(f"Warning: {hook.event} hook failed ({why}): {hook.output}", err=True)
     if as_json:
-        emit_json(sync_json(result))
+        emit_json({**sync_json(result), "hooks": [
+            {"event": h.event, "returncode": h.returncode} for h in hooks]})
     elif not quiet:
         _render_sync(result)
     for failure in result.failures:
