@@ -137,7 +137,8 @@ def status(config_path: str | None, as_json: bool) -> None:
                     "last_sync": None if last is None else {
                         "commit": last.id, "time": format_time(last.time),
                         "summary": last.summary},
-                    "pending": sync_json(st.pending), "lock": lock})
+                    "pending": sync_json(st.pending), "lock": lock,
+                    "interval_seconds": st.interval, "overdue": st.overdue})
         return
     click.echo(f"Vault:     {st.vault_path} (branch {st.branch}, {st.commits} commits)")
     if last is None:
@@ -145,6 +146,9 @@ def status(config_path: str | None, as_json: bool) -> None:
     else:
         click.echo(f"Last sync: {format_time(last.time)} ({_ago(last.time)}), "
                    f"commit {last.id[:10]}")
+        if st.overdue:
+            click.echo(f"Warning:   the last sync is older than two intervals "
+                       f"({st.interval // 60} min each): is cron or the timer running?")
     p = st.pending
     if p.changed or p.skipped:
         click.echo(f"Pending:   {len(p.modified)} modified, {len(p.added)} added, "
@@ -407,6 +411,97 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
             click.echo(f"      {t.table}: {what or 'no row changes'}{schema}")
             for r in t.rows[:5]:
                 click.echo(f"        {r.kind} {r.key}")
+
+
+@cli.group(epilog=EXIT_CODE_HELP)
+def cron() -> None:
+    """Run `vault sync --quiet` from cron (one entry, absolute paths, appends to vault.log)."""
+
+
+crontab_file_option = click.option(
+    "--crontab-file", metavar="PATH", type=click.Path(dir_okay=False),
+    help="Edit this crontab file instead of your crontab (crontabs kept in files, tests).")
+
+
+@cron.command("install", epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@crontab_file_option
+@click.option("--every", default="15m", show_default=True, metavar="INTERVAL",
+              help="How often: 5m, 10m, 15m, 30m, 1h, 2h, 6h, 12h or 1d.")
+def cron_install(config_path: str | None, as_json: bool, crontab_file: str | None,
+                 every: str) -> None:
+    """Add vault's crontab entry (installing twice changes nothing)."""
+    from pathlib import Path
+
+    from vault.schedule import install
+
+    config = load_config_at(config_path)
+    st = install(config, every, Path(crontab_file) if crontab_file else None)
+    _render_cron(st, as_json)
+
+
+@cron.command("remove", epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@crontab_file_option
+def cron_remove(config_path: str | None, as_json: bool, crontab_file: str | None) -> None:
+    """Remove vault's crontab entry."""
+    from pathlib import Path
+
+    from vault.schedule import remove
+
+    config = load_config_at(config_path)
+    removed = remove(config, Path(crontab_file) if crontab_file else None)
+    if as_json:
+        emit_json({"removed": removed})
+    else:
+        click.echo("Removed vault's crontab entry." if removed else "No vault crontab entry.")
+
+
+@cron.command("status", epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@crontab_file_option
+def cron_status(config_path: str | None, as_json: bool, crontab_file: str | None) -> None:
+    """Show the entry, the last sync and the next run."""
+    from pathlib import Path
+
+    from vault.schedule import status as read_cron
+
+    config = load_config_at(config_path)
+    _render_cron(read_cron(config, Path(crontab_file) if crontab_file else None), as_json,
+                 config)
+
+
+def _render_cron(st: Any, as_json: bool, config: Any = None) -> None:
+    last = None
+    if config is not None:
+        from vault.errors import NoVaultError
+        from vault.repo import VaultRepo
+
+        try:
+            repo = VaultRepo.open(config.vault.path, config.vault.branch)
+            head = repo.head_id()
+            last = repo.commit_info(head).time if head else None
+        except NoVaultError:
+            last = None
+    from vault.sync import format_time
+
+    if as_json:
+        emit_json({"installed": st.entry is not None, "crontab": st.crontab,
+                   "schedule": st.entry.schedule if st.entry else None,
+                   "line": st.entry.line if st.entry else None,
+                   "next_run": st.next_run.isoformat() if st.next_run else None,
+                   "last_sync": format_time(last) if last else None})
+        return
+    if st.entry is None:
+        click.echo(f"No vault entry in {st.crontab} (run `vault cron install`).")
+        return
+    click.echo(f"Entry ({st.crontab}): {st.entry.line}")
+    click.echo(f"Next run:  {st.next_run:%Y-%m-%d %H:%M} (local time)")
+    if config is not None:
+        click.echo(f"Last sync: {format_time(last) if last else 'never'}")
 
 
 @cli.command(epilog=EXIT_CODE_HELP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from vault.config import Config
 from vault.lock import LockState, lock_state
@@ -22,6 +22,8 @@ class Status:
     commits: int
     pending: SyncResult
     lock: LockState
+    interval: int = 900
+    overdue: bool = False  # the last sync is older than two [schedule] intervals
 
 
 def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
@@ -31,5 +33,8 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     last = repo.commit_info(head) if head else None
     commits = sum(1 for _ in repo.walk()) if head else 0
     pending = sync(config, SyncOptions(dry_run=True), now=now)
+    moment = (now or (lambda: datetime.now(timezone.utc)))()
+    overdue = last is not None and (moment - last.time).total_seconds() > 2 * config.schedule.interval
     return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
-                  commits=commits, pending=pending, lock=lock_state(config.state_dir))
+                  commits=commits, pending=pending, lock=lock_state(config.state_dir),
+                  interval=config.schedule.interval, overdue=overdue)
