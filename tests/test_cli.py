@@ -101,14 +101,14 @@ def test_dry_run_human_output(config_file: Path) -> None:
 
 def test_unexpected_error_is_one_line_exit_3(config_file: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    import vault.sync
+    import vault.hooks
     from vault.cli import main
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
     run_cli("init", "--config", str(config_file))
-    monkeypatch.setattr(vault.sync, "sync", boom)  # only the error-mapping path is under test
+    monkeypatch.setattr(vault.hooks, "sync_with_hooks", boom)  # only the error mapping is tested
     with pytest.raises(SystemExit) as info:
         main(["sync", "--config", str(config_file)])
     assert info.value.code == 3

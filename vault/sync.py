@@ -129,17 +129,19 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     trusted = head is not None and cache.commit == head
     head_files: FileMap = ({p: (c[1], c[2]) for p, c in cache.files.items()} if trusted
                            else repo.files(head))
-    by_source: dict[str, FileMap] = {}
+    depth = config.prefix_depth
+    by_prefix: dict[str, FileMap] = {}
     for path, value in head_files.items():
-        by_source.setdefault(path.split("/", 1)[0], {})[path] = value
+        by_prefix.setdefault("/".join(path.split("/", depth)[:depth]) + "/", {})[path] = value
     new_cache: dict[str, CachedFile] = {}
     plan = _Plan()
-    scanned: set[str] = set()
+    scanned: set[str] = set()  # prefixes of the sources read this time
     for source in sources:
-        if _sync_source(config, repo, source, cache, by_source.get(source.name, {}), new_cache,
+        prefix = config.prefix(source.name)
+        if _sync_source(config, repo, source, cache, by_prefix.get(prefix, {}), new_cache,
                         plan, write=not options.dry_run, trusted=trusted,
                         allow_mass_delete=options.allow_mass_delete):
-            scanned.add(source.name)
+            scanned.add(prefix)
 
     for names in (plan.added, plan.modified, plan.deleted):
         names.sort()
@@ -155,7 +157,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
                 head_files[path] = change
     if not options.dry_run and (plan.reads or commit_id or cache.commit != head
                                 or plan.failures):
-        _save_cache(cache_path, cache, new_cache, head_files, scanned, scan_ns,
+        _save_cache(cache_path, cache, new_cache, head_files, scanned, depth, scan_ns,
                     commit_id or head, plan.reads)
     return SyncResult(commit=commit_id, timestamp=stamp, dry_run=options.dry_run,
                       added=tuple(plan.added), modified=tuple(plan.modified),
@@ -167,7 +169,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                  in_head: FileMap, new_cache: dict[str, CachedFile], plan: _Plan, *,
                  write: bool, trusted: bool, allow_mass_delete: bool) -> bool:
     """Plan one source's changes into plan; False when the source could not be read at all."""
-    prefix = source.name + "/"
+    prefix = config.prefix(source.name)
     try:
         scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
     except SourceError as exc:
@@ -236,12 +238,13 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
 
 
 def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: FileMap,
-                scanned: set[str], scan_ns: int, commit: str | None, reads: int) -> None:
+                scanned: set[str], depth: int, scan_ns: int, commit: str | None,
+                reads: int) -> None:
     """Record the tree at commit, each file with the stat key that proves it (when known)."""
     files: dict[str, CachedFile] = {}
     for vpath, (oid, mode) in tree.items():
         entry = seen.get(vpath)
-        if entry is None and vpath.split("/", 1)[0] not in scanned:
+        if entry is None and "/".join(vpath.split("/", depth)[:depth]) + "/" not in scanned:
             # A source not scanned this time: its old proof still holds if it was not racy.
             prior = old.files.get(vpath)
             if prior is not None and prior.key and not is_racy(prior.key, old.scanned_ns):
