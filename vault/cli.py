@@ -74,6 +74,14 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
             {"event": h.event, "returncode": h.returncode} for h in hooks]})
     elif not quiet:
         _render_sync(result)
+        if result.push is not None:
+            if result.push.pushed:
+                extra = (f" ({result.push.replayed} commit(s) replayed on top of other hosts')"
+                         if result.push.replayed else "")
+                click.echo(f"Pushed to the remote{extra}.")
+            else:
+                click.echo(f"Warning: not pushed, {result.push.unpushed} commit(s) stay local "
+                           f"until the next sync: {result.push.message}", err=True)
     for failure in result.failures:
         print_error(f"source '{failure.source}': {failure.message}"
                if not failure.message.startswith("source ") else failure.message)
@@ -92,7 +100,10 @@ def sync_json(result: Any) -> dict[str, Any]:
             "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
             "unchanged": result.unchanged,
             "failures": [{"source": f.source, "message": f.message} for f in result.failures],
-            "ok": result.ok}
+            "ok": result.ok,
+            "push": None if result.push is None else {
+                "pushed": result.push.pushed, "unpushed": result.push.unpushed,
+                "replayed": result.push.replayed, "message": result.push.message}}
 
 
 def _render_sync(result: Any) -> None:
@@ -138,7 +149,8 @@ def status(config_path: str | None, as_json: bool) -> None:
                         "commit": last.id, "time": format_time(last.time),
                         "summary": last.summary},
                     "pending": sync_json(st.pending), "lock": lock,
-                    "interval_seconds": st.interval, "overdue": st.overdue})
+                    "interval_seconds": st.interval, "overdue": st.overdue,
+                    "remote": st.remote, "unpushed": st.unpushed})
         return
     click.echo(f"Vault:     {st.vault_path} (branch {st.branch}, {st.commits} commits)")
     if last is None:
@@ -157,6 +169,9 @@ def status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"Pending:   nothing ({p.unchanged} files up to date)")
     for failure in p.failures:
         click.echo(f"Problem:   source '{failure.source}': {failure.message}")
+    if st.remote:
+        click.echo(f"Remote:    {st.remote} ({st.unpushed} commit(s) not pushed yet)"
+                   if st.unpushed else f"Remote:    {st.remote} (up to date)")
     if st.lock.held:
         who = f" by pid {st.lock.pid} ({st.lock.command})" if st.lock.pid else ""
         click.echo(f"Lock:      held{who}")

@@ -147,7 +147,7 @@ class VaultRepo:
             # libgit2 refuses entries such as '..' or '.git' (a hand-made commit): list them
             # anyway, so that restore can name and refuse them.
             return dict(_walk_tree(tree, ""))
-        return {entry.path: (str(entry.id), entry.mode) for entry in index}
+        return {entry.path: (str(entry.id), int(entry.mode)) for entry in index}
 
     def read_blob(self, oid: str) -> bytes:
         """The bytes of one blob."""
@@ -234,6 +234,91 @@ class VaultRepo:
         sync_filesystem(self.path)
         self._move_branch(parent, str(oid), message.splitlines()[0])
         return str(oid)
+
+    # Refs and history for pushing -----------------------------------------------------------
+
+    def ref_id(self, name: str) -> str | None:
+        """The commit a ref points at (loose ref file first, libgit2 otherwise), or None."""
+        try:
+            text = (self.path / name).read_text(encoding="ascii").strip()
+            if len(text) == 40 and set(text) <= HEX:
+                return text
+        except (OSError, UnicodeDecodeError):
+            pass
+        import pygit2
+
+        try:
+            ref = self._repo.references.get(name)
+        except pygit2.GitError:
+            return None
+        return str(ref.target) if ref is not None else None
+
+    def set_ref(self, name: str, oid: str, reason: str) -> None:
+        """Point a ref (e.g. the remote-tracking one) at a commit."""
+        import pygit2
+
+        if not oid:
+            return
+        self._repo.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=reason)
+
+    def delete_ref(self, name: str) -> None:
+        """Remove a ref if it exists."""
+        ref = self._repo.references.get(name)
+        if ref is not None:
+            ref.delete()
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two commits."""
+        import pygit2
+
+        base = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        return str(base) if base is not None else None
+
+    def count_ahead(self, tracking: str) -> int:
+        """Commits on the branch that the tracking ref does not have (all of them without one)."""
+        import pygit2
+
+        head = self.head_id()
+        if head is None:
+            return 0
+        upstream = self.ref_id(tracking)
+        if upstream is None:
+            return sum(1 for _ in self.walk(head))
+        ahead, _behind = self._repo.ahead_behind(pygit2.Oid(hex=head), pygit2.Oid(hex=upstream))
+        return int(ahead)
+
+    def move_branch(self, expected: str | None, new: str, reason: str) -> None:
+        """Point the branch at new if it still points at expected (compare-and-swap)."""
+        self._move_branch(expected, new, reason)
+
+    def replay_onto(self, base: str | None, local: str, onto: str, host: str) -> int:
+        """Re-make this host's commits since base on top of onto, taking only the host's folder.
+
+        With one folder per host the trees never conflict: each new commit is onto's tree with
+        this host's folder as the original commit had it. Messages, authors and times are kept;
+        the branch moves to the new tip only if it still points at local.
+        """
+        import pygit2
+
+        chain: list[pygit2.Commit] = []
+        commit: pygit2.Commit | None = self._commit(local)
+        while commit is not None and str(commit.id) != base:
+            chain.append(commit)
+            commit = commit.parents[0] if commit.parents else None
+        parent = self._commit(onto)
+        for original in reversed(chain):
+            builder = self._repo.TreeBuilder(parent.tree)
+            if host in original.tree:
+                builder.insert(host, original.tree[host].id, pygit2.enums.FileMode.TREE)
+            elif builder.get(host) is not None:
+                builder.remove(host)
+            oid = self._repo.create_commit(None, original.author, original.committer,
+                                           original.message, builder.write(), [parent.id])
+            parent = self._commit(str(oid))
+        sync_filesystem(self.path)
+        self._move_branch(local, str(parent.id), f"vault: replayed {len(chain)} commit(s) on "
+                                                 "top of the remote")
+        return len(chain)
 
     def _update_tree(self, base: pygit2.Oid | None,
                      changes: Mapping[str, tuple[str, int] | None], *,

@@ -24,6 +24,8 @@ class Status:
     lock: LockState
     interval: int = 900
     overdue: bool = False  # the last sync is older than two [schedule] intervals
+    remote: str | None = None  # URL without credentials
+    unpushed: int = 0
 
 
 def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
@@ -35,6 +37,11 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     pending = sync(config, SyncOptions(dry_run=True), now=now)
     moment = (now or (lambda: datetime.now(timezone.utc)))()
     overdue = last is not None and (moment - last.time).total_seconds() > 2 * config.schedule.interval
+    from vault.remote import REMOTE, clean_url, remote_url
+
+    url = remote_url(config)
+    unpushed = repo.count_ahead(f"refs/remotes/{REMOTE}/{repo.branch}") if url else 0
     return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
                   commits=commits, pending=pending, lock=lock_state(config.state_dir),
-                  interval=config.schedule.interval, overdue=overdue)
+                  interval=config.schedule.interval, overdue=overdue,
+                  remote=clean_url(url) if url else None, unpushed=unpushed)

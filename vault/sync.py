@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vault import __version__
 from vault.config import Config, SourceConfig
@@ -16,6 +17,9 @@ from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import take_snapshot
 from vault.sources import scan_source
+
+if TYPE_CHECKING:
+    from vault.remote import PushResult
 
 CACHE_NAME = "stat-cache.json"
 MAX_BODY_PATHS = 1000  # more than this and the commit body says how many it left out
@@ -60,6 +64,7 @@ class SyncResult:
     unchanged: int = 0
     failures: tuple[SourceFailure, ...] = ()
     parent: str | None = None
+    push: PushResult | None = None  # None when there is no remote (or nothing to push)
 
     @property
     def changed(self) -> bool:
@@ -97,7 +102,17 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
     if options.dry_run:
         return _sync(config, repo, options, clock)
     with SyncLock(config.state_dir):
-        return _sync(config, repo, options, clock)
+        result = _sync(config, repo, options, clock)
+        return _push(config, repo, result)
+
+
+def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
+    """Push when a remote is set and the branch is ahead of it (also when nothing changed now)."""
+    from vault.remote import nothing_to_push, push, remote_url
+
+    if remote_url(config) is None or nothing_to_push(repo):
+        return result
+    return replace(result, push=push(config, repo))
 
 
 def sync_locked(config: Config, repo: VaultRepo, options: SyncOptions,

@@ -1,0 +1,181 @@
+"""Remote: push after each sync, offline keeps commits local, several hosts share one vault."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Clock, git, run_cli
+from vault.config import Config, load_config
+from vault.repo import VaultRepo
+from vault.status import status
+from vault.sync import sync
+
+
+def bare(path: Path) -> Path:
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    return path
+
+
+def host_config(tmp_path: Path, name: str, remote: str, layout: str = "{host}/{source}") -> Config:
+    ws = tmp_path / f"ws-{name}"
+    ws.mkdir(parents=True, exist_ok=True)
+    (ws / "MEMORY.md").write_text(f"# {name}\n")
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f'[vault]\npath = "{tmp_path / ("vault-" + name)}"\nhost = "{name}"\n'
+                   f'layout = "{layout}"\nremote = "{remote}"\n\n'
+                   f'[[sources]]\nname = "agent"\npath = "{ws}"\n')
+    config = load_config(cfg)
+    VaultRepo.init(config.vault.path, "main")
+    return config
+
+
+def remote_files(remote: Path) -> dict[str, str]:
+    out = git(remote, "ls-tree", "-r", "main")
+    return {line.split("\t")[1]: line.split()[2] for line in out.splitlines()}
+
+
+def linear(remote: Path) -> list[str]:
+    """Commits on the remote branch, asserting each has at most one parent."""
+    lines = git(remote, "rev-list", "--parents", "main").splitlines()
+    assert all(len(line.split()) <= 2 for line in lines), "history is not linear"
+    return [line.split()[0] for line in lines]
+
+
+def test_push_after_each_sync(tmp_path: Path, clock: Clock) -> None:
+    remote = bare(tmp_path / "remote.git")
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    result = sync(config, now=clock)
+    assert result.push is not None and result.push.pushed
+    assert git(remote, "rev-parse", "main").strip() == result.commit
+    assert remote_files(remote).keys() == {"agent/MEMORY.md"}
+    # nothing changed and nothing to push: no network at all
+    assert sync(config, now=clock).push is None
+    subprocess.run(["git", "-C", str(remote), "fsck", "--no-dangling"], check=True,
+                   capture_output=True)
+
+
+def test_offline_keeps_commits_local_and_the_next_sync_pushes(tmp_path: Path,
+                                                              clock: Clock) -> None:
+    remote = tmp_path / "not-yet.git"
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    first = sync(config, now=clock)
+    assert first.commit and first.push is not None and not first.push.pushed
+    assert first.push.unpushed == 1 and first.push.message.startswith("offline or refused:")
+    (tmp_path / "ws-laptop" / "MEMORY.md").write_text("# laptop\n- more\n")
+    clock.tick()
+    second = sync(config, now=clock)
+    assert second.push is not None and second.push.unpushed == 2
+    st = status(config, now=clock)
+    assert st.unpushed == 2 and st.remote == str(remote)
+    proc = run_cli("status", "--config", str(config.file))
+    assert f"Remote:    {remote} (2 commit(s) not pushed yet)" in proc.stdout
+    bare(remote)  # back online
+    clock.tick()
+    third = sync(config, now=clock)  # no file changed, but the commits go out
+    assert third.commit is None and third.push is not None and third.push.pushed
+    assert linear(remote) == [second.commit, first.commit]
+    assert status(config, now=clock).unpushed == 0
+
+
+def test_two_hosts_one_vault(tmp_path: Path, clock: Clock) -> None:
+    remote = bare(tmp_path / "remote.git")
+    a = host_config(tmp_path, "alpha", str(remote))
+    b = host_config(tmp_path, "beta", str(remote))
+    assert sync(a, now=clock).push.pushed  # type: ignore[union-attr]
+    pushed_b = sync(b, now=clock).push
+    assert pushed_b is not None and pushed_b.pushed and pushed_b.replayed == 1
+    assert remote_files(remote).keys() == {"alpha/agent/MEMORY.md", "beta/agent/MEMORY.md"}
+    # alpha learns beta's commit on its next push, and keeps its own folder
+    (tmp_path / "ws-alpha" / "MEMORY.md").write_text("# alpha v2\n")
+    clock.tick()
+    assert sync(a, now=clock).push.pushed  # type: ignore[union-attr]
+    files = remote_files(remote)
+    assert git(remote, "show", f"main:alpha/agent/MEMORY.md") == "# alpha v2\n"
+    assert git(remote, "show", f"main:beta/agent/MEMORY.md") == "# beta\n"
+    assert len(linear(remote)) == 3 and len(files) == 2
+
+
+def test_two_hosts_syncing_at_the_same_time(tmp_path: Path) -> None:
+    remote = bare(tmp_path / "remote.git")
+    configs = [host_config(tmp_path, name, str(remote)) for name in ("alpha", "beta")]
+    for round_ in range(4):
+        for config in configs:
+            ws = config.sources[0].root
+            (ws / f"note{round_}.md").write_text(f"{config.vault.host} round {round_}\n")
+        procs = [subprocess.Popen([sys.executable, "-m", "vault", "sync", "--json", "--config",
+                                   str(c.file)], stdout=subprocess.PIPE, text=True)
+                 for c in configs]
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0
+            assert json.loads(out)["push"]["pushed"] is True
+    files = remote_files(remote)
+    for config in configs:
+        for round_ in range(4):
+            path = f"{config.vault.host}/agent/note{round_}.md"
+            assert git(remote, "show", f"main:{path}") == f"{config.vault.host} round {round_}\n"
+    commits = linear(remote)
+    assert len(commits) == 8  # one commit per host per round: none lost, none merged away
+    assert len(files) == 2 + 8
+    for config in configs:  # each host's branch is on the remote's line of history
+        assert VaultRepo.open(config.vault.path, "main").head_id() in commits
+
+
+def test_single_layout_refuses_to_mix_writers(tmp_path: Path, clock: Clock) -> None:
+    remote = bare(tmp_path / "remote.git")
+    a = host_config(tmp_path, "alpha", str(remote), layout="{source}")
+    b = host_config(tmp_path, "beta", str(remote), layout="{source}")
+    sync(a, now=clock)
+    result = sync(b, now=clock)
+    assert result.commit and result.push is not None and not result.push.pushed
+    assert 'set [vault] layout = "{host}/{source}"' in result.push.message
+    assert VaultRepo.open(b.vault.path, "main").head_id() == result.commit  # kept, not lost
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_push_to_a_git_daemon_on_localhost(tmp_path: Path, clock: Clock) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    bare(served / "vault.git")
+    port = free_port()
+    daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all",
+                               "--enable=receive-pack", f"--base-path={served}",
+                               "--listen=127.0.0.1", f"--port={port}", str(served)],
+                              stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        config = host_config(tmp_path, "alpha", f"git://127.0.0.1:{port}/vault.git")
+        result = sync(config, now=clock)
+        assert result.push is not None and result.push.pushed, result.push
+        assert remote_files(served / "vault.git").keys() == {"alpha/agent/MEMORY.md"}
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+@pytest.mark.parametrize("url", ["https://user:ghp_abcdefabcdef1234@example.invalid/x.git"])
+def test_credentials_never_printed(tmp_path: Path, clock: Clock, url: str) -> None:
+    config = host_config(tmp_path, "alpha", url, layout="{source}")
+    result = sync(config, now=clock)
+    assert result.push is not None and not result.push.pushed
+    assert "ghp_abcdef" not in result.push.message
+    proc = run_cli("status", "--json", "--config", str(config.file))
+    assert "ghp_abcdef" not in proc.stdout and "***@" in json.loads(proc.stdout)["remote"]

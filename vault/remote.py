@@ -1,0 +1,147 @@
+"""Push the vault to its remote through the user's own git (GitPython): never a force-push."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from vault.config import Config
+from vault.errors import VaultError
+from vault.repo import VaultRepo
+
+REMOTE = "origin"
+ATTEMPTS = 5  # fetch, replay and push again when another host pushed in between
+NETWORK_TIMEOUT = 120  # seconds for one fetch or push
+URL_SECRET = re.compile(r"(://)[^/@\s]+@")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did: pushed or not, what is still only local, commits replayed on top."""
+
+    pushed: bool
+    unpushed: int
+    replayed: int = 0
+    message: str = ""
+
+
+class RemoteError(VaultError):
+    """The remote could not be set up (the vault itself is fine)."""
+
+
+def clean(text: str) -> str:
+    """A git message without credentials embedded in URLs, on one line."""
+    text = URL_SECRET.sub(r"\1***@", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if line.startswith(("fatal:", "error:", "remote:", "!"))]
+    return (useful or lines or ["unknown error"])[-1][:300]
+
+
+def clean_url(url: str) -> str:
+    """A remote URL without embedded credentials."""
+    return URL_SECRET.sub(r"\1***@", url)
+
+
+def remote_url(config: Config) -> str | None:
+    """[vault] remote, else the vault repository's own origin (as `vault init --github` sets)."""
+    if config.vault.remote:
+        return config.vault.remote
+    try:
+        text = (config.vault.path / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    section = re.search(r'^\[remote "origin"\]\s*$(.*?)(?=^\[|\Z)', text, re.M | re.S)
+    if section is None:
+        return None
+    url = re.search(r"^\s*url\s*=\s*(.+?)\s*$", section.group(1), re.M)
+    return url.group(1) if url else None
+
+
+def set_remote(repo: VaultRepo, url: str) -> None:
+    """Point the vault's origin at url (created or updated)."""
+    import git
+
+    try:
+        grepo = git.Repo(str(repo.path))
+        if REMOTE in [r.name for r in grepo.remotes]:
+            grepo.remote(REMOTE).set_url(url)
+        else:
+            grepo.create_remote(REMOTE, url)
+    except git.GitError as exc:
+        raise RemoteError(f"cannot set the vault's remote: {clean(str(exc))}") from None
+
+
+def _tracking(repo: VaultRepo) -> str:
+    return f"refs/remotes/{REMOTE}/{repo.branch}"
+
+
+def nothing_to_push(repo: VaultRepo) -> bool:
+    """True when the branch equals what the remote had at the last fetch or push (no network)."""
+    head = repo.head_id()
+    return head is None or head == repo.ref_id(_tracking(repo))
+
+
+def push(config: Config, repo: VaultRepo) -> PushResult:
+    """Fetch, put local commits on top of the remote branch if another host moved it, push."""
+    import git
+
+    url = remote_url(config)
+    if url is None:
+        raise RemoteError("no remote configured", hint="set [vault] remote or use init --github")
+    if config.vault.remote and remote_url_of_repo(repo) != config.vault.remote:
+        set_remote(repo, config.vault.remote)
+    env = {"GIT_TERMINAL_PROMPT": "0"}  # cron has no one to type a password
+    if "GIT_SSH_COMMAND" not in os.environ:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    grepo = git.Repo(str(repo.path))
+    branch, tracking = repo.branch, _tracking(repo)
+    replayed = 0
+    for _ in range(ATTEMPTS):
+        try:
+            with grepo.git.custom_environment(**env):
+                grepo.git.fetch(REMOTE, f"+refs/heads/{branch}:{tracking}",
+                                kill_after_timeout=NETWORK_TIMEOUT)
+        except git.GitCommandError as exc:
+            if "couldn't find remote ref" not in str(exc):
+                return PushResult(False, repo.count_ahead(tracking),
+                                  message=f"offline or refused: {clean(str(exc))}")
+            repo.delete_ref(tracking)  # the remote branch does not exist yet: first push
+        local, remote = repo.head_id(), repo.ref_id(tracking)
+        if local is None:
+            return PushResult(False, 0, message="nothing to push yet")
+        if remote is not None and remote != local:
+            base = repo.merge_base(local, remote)
+            if base == local:  # only the remote moved: take its commits
+                repo.move_branch(local, remote, "vault: fast-forward to the remote")
+                return PushResult(True, 0, replayed, "up to date with the remote")
+            if base != remote:  # both moved
+                if config.vault.layout == "{source}":
+                    return PushResult(False, repo.count_ahead(tracking), message=(
+                        "the remote branch has commits this vault does not have; with "
+                        "several machines set [vault] layout = \"{host}/{source}\""))
+                replayed += repo.replay_onto(base, local, remote, config.vault.host)
+        try:
+            with grepo.git.custom_environment(**env):
+                grepo.git.push(REMOTE, f"refs/heads/{branch}:refs/heads/{branch}",
+                               kill_after_timeout=NETWORK_TIMEOUT)
+        except git.GitCommandError as exc:
+            text = str(exc)
+            if "rejected" in text or "fetch first" in text or "non-fast-forward" in text:
+                continue  # another host pushed in between: fetch and replay again
+            return PushResult(False, repo.count_ahead(tracking),
+                              message=f"push failed: {clean(text)}")
+        repo.set_ref(tracking, repo.head_id() or "", "vault: pushed")
+        return PushResult(True, 0, replayed, "pushed")
+    return PushResult(False, repo.count_ahead(tracking), replayed,
+                      f"the remote kept moving; gave up after {ATTEMPTS} attempts")
+
+
+def remote_url_of_repo(repo: VaultRepo) -> str | None:
+    """The origin URL recorded in the vault repository itself."""
+    import git
+
+    try:
+        return str(git.Repo(str(repo.path)).remote(REMOTE).url)
+    except (ValueError, git.GitError):
+        return None
