@@ -30,18 +30,36 @@ def cli() -> None:
 @cli.command(epilog=EXIT_CODE_HELP)
 @config_option
 @json_option
-def init(config_path: str | None, as_json: bool) -> None:
+@click.option("--github", "github", metavar="OWNER/NAME",
+              help="Also create the private GitHub repository (default name memory-vault) and "
+                   "push there; token from $GITHUB_TOKEN ([vault] token_env).")
+def init(config_path: str | None, as_json: bool, github: str | None) -> None:
     """Create the vault repository (a bare git repository, private to you)."""
     from vault.repo import VaultRepo
 
     config = load_config_at(config_path)
+    hosted = None
+    if github:
+        from vault.github import ensure_private_repo
+
+        hosted = ensure_private_repo(github, config.vault.token_env)
     repo, created = VaultRepo.init(config.vault.path, config.vault.branch)
+    if hosted is not None:
+        from vault.remote import set_remote
+
+        set_remote(repo, hosted.url)
     if as_json:
         emit_json({"path": str(repo.path), "branch": repo.branch, "created": created,
-                    "sources": [s.name for s in config.sources]})
+                   "sources": [s.name for s in config.sources],
+                   "github": None if hosted is None else {
+                       "repository": hosted.full_name, "remote": hosted.url,
+                       "created": hosted.created}})
         return
     verb = "Created" if created else "Already a vault:"
     click.echo(f"{verb} {repo.path} (branch {repo.branch})")
+    if hosted is not None:
+        click.echo(f"GitHub: {'created' if hosted.created else 'using'} private repository "
+                   f"{hosted.full_name}; each sync pushes to {hosted.url}")
     if created:
         click.echo(f"Next: `vault sync` records {len(config.sources)} source(s): "
                    + ", ".join(s.name for s in config.sources))

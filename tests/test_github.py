@@ -1,0 +1,149 @@
+"""`vault init --github`: the real PyGithub client against a small GitHub API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import git, run_cli
+from vault.github import GitHubError, ensure_private_repo, parse_spec
+from vault.errors import UsageError
+
+TOKEN = "ghp_testtoken0123456789abcdefghijklmnopqr"
+
+
+class FakeGitHub(BaseHTTPRequestHandler):
+    """Answers the endpoints PyGithub calls for get_user, get_repo, create_repo."""
+
+    repos: dict[str, dict[str, Any]] = {}
+    requests: list[tuple[str, str]] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") != f"token {TOKEN}" and \
+                self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self._send(401, {"message": "Bad credentials"})
+            return False
+        return True
+
+    def _repo(self, owner: str, name: str, private: bool) -> dict[str, Any]:
+        base = f"http://{self.headers['Host']}"
+        return {"id": len(self.repos) + 1, "name": name, "full_name": f"{owner}/{name}",
+                "private": private, "owner": {"login": owner},
+                "url": f"{base}/repos/{owner}/{name}",
+                "clone_url": f"https://github.example/{owner}/{name}.git",
+                "ssh_url": f"git@github.example:{owner}/{name}.git"}
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        self.requests.append(("GET", self.path))
+        if not self._authorized():
+            return
+        if self.path == "/user":
+            self._send(200, {"login": "sam", "id": 1, "url": "x"})
+        elif self.path.startswith("/repos/"):
+            full = self.path[len("/repos/"):]
+            if full in self.repos:
+                self._send(200, self.repos[full])
+            else:
+                self._send(404, {"message": "Not Found"})
+        elif self.path.startswith("/orgs/"):
+            org = self.path.split("/")[2]
+            self._send(200, {"login": org, "id": 7,
+                             "url": f"http://{self.headers['Host']}/orgs/{org}"})
+        else:
+            self._send(404, {"message": "Not Found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.requests.append(("POST", self.path))
+        if not self._authorized():
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        owner = "sam" if self.path == "/user/repos" else self.path.split("/")[2]
+        repo = self._repo(owner, body["name"], bool(body.get("private")))
+        self.repos[repo["full_name"]] = repo
+        self._send(201, repo)
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    FakeGitHub.repos = {}
+    FakeGitHub.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", url)
+    yield url
+    server.shutdown()
+
+
+def test_creates_a_private_repo_for_the_user(api: str) -> None:
+    repo = ensure_private_repo("sam")
+    assert (repo.full_name, repo.created) == ("sam/memory-vault", True)
+    assert FakeGitHub.repos["sam/memory-vault"]["private"] is True
+    assert ("POST", "/user/repos") in FakeGitHub.requests
+    again = ensure_private_repo("sam/memory-vault")
+    assert again.created is False
+
+
+def test_creates_in_an_organisation(api: str) -> None:
+    repo = ensure_private_repo("acme/agent-memory")
+    assert repo.full_name == "acme/agent-memory"
+    assert ("POST", "/orgs/acme/repos") in FakeGitHub.requests
+
+
+def test_refuses_a_public_repository(api: str) -> None:
+    FakeGitHub.repos["sam/open"] = {"id": 9, "name": "open", "full_name": "sam/open",
+                                    "private": False, "owner": {"login": "sam"},
+                                    "clone_url": "https://github.example/sam/open.git",
+                                    "ssh_url": "git@github.example:sam/open.git"}
+    with pytest.raises(GitHubError, match="refusing to use sam/open: it is public"):
+        ensure_private_repo("sam/open")
+
+
+def test_bad_or_missing_token(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong")
+    with pytest.raises(GitHubError, match="GitHub rejected the token in GITHUB_TOKEN") as info:
+        ensure_private_repo("sam")
+    assert "ghp_wrong" not in str(info.value)
+    monkeypatch.delenv("GITHUB_TOKEN")
+    with pytest.raises(GitHubError, match="no GitHub token: set GITHUB_TOKEN"):
+        ensure_private_repo("sam")
+
+
+@pytest.mark.parametrize("spec", ["", "a/b/c", "a b", "/"])
+def test_bad_spec(spec: str) -> None:
+    with pytest.raises(UsageError):
+        parse_spec(spec)
+
+
+def test_cli_init_github_sets_the_remote(api: str, config_file: Path, tmp_path: Path) -> None:
+    proc = run_cli("init", "--github", "sam", "--json", "--config", str(config_file))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["github"] == {"repository": "sam/memory-vault", "created": True,
+                             "remote": "https://github.example/sam/memory-vault.git"}
+    assert git(tmp_path / "memory-vault", "remote", "get-url", "origin").strip() == \
+        "https://github.example/sam/memory-vault.git"
+    assert TOKEN not in proc.stdout + proc.stderr
+    public = run_cli("init", "--github", "sam/open", "--config", str(config_file),
+                     env={"GITHUB_TOKEN": "nope"})
+    assert public.returncode == 1
+    assert public.stderr.splitlines()[0] == "Error: GitHub rejected the token in GITHUB_TOKEN"

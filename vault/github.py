@@ -1,0 +1,75 @@
+"""`vault init --github`: create (or adopt) the private GitHub repository for the vault."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from vault.errors import UsageError, VaultError
+
+DEFAULT_NAME = "memory-vault"
+DEFAULT_API = "https://api.github.com"
+
+
+class GitHubError(VaultError):
+    """GitHub refused, or the repository is not safe to use; no token is ever in the message."""
+
+
+@dataclass(frozen=True)
+class GitHubRepo:
+    """The repository the vault pushes to."""
+
+    full_name: str
+    url: str  # https clone URL (the user's git credential helper authenticates it)
+    ssh_url: str
+    created: bool
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """'OWNER/NAME' or 'OWNER' (name memory-vault) -> (owner, name)."""
+    owner, _, name = spec.strip().strip("/").partition("/")
+    name = name or DEFAULT_NAME
+    if not owner or "/" in name or not all(c.isalnum() or c in "-_." for c in owner + name):
+        raise UsageError(f"--github {spec!r}: use OWNER/NAME (or OWNER for OWNER/{DEFAULT_NAME})")
+    return owner, name
+
+
+def ensure_private_repo(spec: str, token_env: str = "GITHUB_TOKEN",
+                        base_url: str | None = None) -> GitHubRepo:
+    """Create OWNER/NAME as a private repository, or adopt it if it exists and is private."""
+    from github import Auth, BadCredentialsException, Github, GithubException
+    from github import UnknownObjectException
+
+    owner, name = parse_spec(spec)
+    token = os.environ.get(token_env, "")
+    if not token:
+        raise GitHubError(f"no GitHub token: set {token_env}",
+                          hint="a token with the 'repo' scope (or fine-grained: administration)")
+    api = base_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API
+    gh = Github(auth=Auth.Token(token), base_url=api, retry=None, timeout=30)
+    full = f"{owner}/{name}"
+    try:
+        login = gh.get_user().login
+        try:
+            repo = gh.get_repo(full)
+            created = False
+        except UnknownObjectException:
+            if owner.lower() == login.lower():
+                repo = gh.get_user().create_repo(
+                    name, private=True, auto_init=False,
+                    description="Agent memory, kept by vault (private)")
+            else:
+                repo = gh.get_organization(owner).create_repo(
+                    name, private=True, auto_init=False,
+                    description="Agent memory, kept by vault (private)")
+            created = True
+    except BadCredentialsException:
+        raise GitHubError(f"GitHub rejected the token in {token_env}") from None
+    except GithubException as exc:
+        detail = exc.data.get("message") if isinstance(exc.data, dict) else ""
+        raise GitHubError(f"GitHub refused ({exc.status}): {detail or 'no detail'}") from None
+    if not repo.private:
+        raise GitHubError(f"refusing to use {full}: it is public, and agent memory is private",
+                          hint="make it private on GitHub, or choose another name")
+    return GitHubRepo(full_name=repo.full_name, url=repo.clone_url, ssh_url=repo.ssh_url,
+                      created=created)
