@@ -29,7 +29,7 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
 
 # Sections later features fill in. They are recognised so that the file can carry them, but
 # until a feature lands any key in them is an error: a typo must never silently do nothing.
-RESERVED_SECTIONS = ("alerts", "health")
+RESERVED_SECTIONS = ("alerts",)
 SECRET_POLICIES = ("block", "redact", "allow")
 LAYOUTS = ("{source}", "{host}/{source}")
 
@@ -85,6 +85,13 @@ class HooksSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """What sync and doctor do about corrupted memory files."""
+
+    auto_rollback: bool = False  # move a corrupt file aside and restore its last good version
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     """How often syncs are expected to run (cron, systemd timer, hooks)."""
 
@@ -113,6 +120,7 @@ class Config:
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     hooks: HooksSettings = field(default_factory=HooksSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
 
     def prefix(self, source: str) -> str:
@@ -380,13 +388,17 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
 
     index = _parse_index(_Section(top.get("index", dict, {}), "index", file), base)
 
+    health_raw = _Section(top.get("health", dict, {}), "health", file)
+    health = HealthSettings(auto_rollback=health_raw.get("auto_rollback", bool, False))
+    health_raw.done()
+
     for section in RESERVED_SECTIONS:
         reserved = _Section(top.get(section, dict, {}), section, file)
         reserved.done()  # no keys are supported yet: any key is reported as unknown
 
     top.done()
     return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources),
-                  secrets=secrets, hooks=hooks, schedule=schedule, index=index)
+                  secrets=secrets, hooks=hooks, schedule=schedule, index=index, health=health)
 
 
 def _parse_index(sec: _Section, base: Path) -> IndexSettings:
