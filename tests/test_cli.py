@@ -57,10 +57,13 @@ def test_init_sync_status_log_json(config_file: Path, workspace: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{40}", first["commit"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["timestamp"])
     assert len(first["added"]) == 5
-    (workspace / "memory.json").write_text("{")
+    (workspace / "memory.json").write_text("{")  # was valid: now it is corrupt
     second = run_cli("sync", "--json", "--config", str(config_file))
-    assert second.returncode == 0
+    assert second.returncode == 1
+    assert second.stderr.splitlines()[0].startswith(
+        "Error: agent/memory.json is corrupt (invalid JSON")
     doc = json.loads(second.stdout)
+    assert doc["corrupt"] == [{"path": "agent/memory.json", "reason": doc["corrupt"][0]["reason"]}]
     assert doc["commit"] is None
     assert doc["skipped"] == [{"path": "agent/memory.json",
                                "reason": doc["skipped"][0]["reason"]}]

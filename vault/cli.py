@@ -92,6 +92,9 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
             {"event": h.event, "returncode": h.returncode} for h in hooks]})
     elif not quiet:
         _render_sync(result)
+        for rollback in result.rollbacks:
+            click.echo(f"Rolled back {rollback.path}: the corrupt file is kept as "
+                       f"{rollback.aside}, its last good version is back")
         if result.push is not None:
             if result.push.pushed:
                 extra = (f" ({result.push.replayed} commit(s) replayed on top of other hosts')"
@@ -101,8 +104,7 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
                 click.echo(f"Warning: not pushed, {result.push.unpushed} commit(s) stay local "
                            f"until the next sync: {result.push.message}", err=True)
     for failure in result.failures:
-        print_error(f"source '{failure.source}': {failure.message}"
-               if not failure.message.startswith("source ") else failure.message)
+        print_error(failure.message)
     if not result.ok:
         raise Abort(1)
 
@@ -119,6 +121,9 @@ def sync_json(result: Any) -> dict[str, Any]:
             "unchanged": result.unchanged,
             "failures": [{"source": f.source, "message": f.message} for f in result.failures],
             "ok": result.ok,
+            "corrupt": [{"path": c.path, "reason": c.reason} for c in result.corrupt],
+            "rollbacks": [{"path": r.path, "aside": r.aside, "restored_from": r.commit}
+                          for r in result.rollbacks],
             "push": None if result.push is None else {
                 "pushed": result.push.pushed, "unpushed": result.push.unpushed,
                 "replayed": result.push.replayed, "message": result.push.message}}
@@ -444,6 +449,57 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
             click.echo(f"      {t.table}: {what or 'no row changes'}{schema}")
             for r in t.rows[:5]:
                 click.echo(f"        {r.kind} {r.key}")
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@config_option
+@json_option
+@click.option("--repair", is_flag=True,
+              help="Fix what can be fixed (roll back corrupt memory files, re-clone a damaged "
+                   "vault from its remote) and say what was done.")
+@click.option("--drill", is_flag=True,
+              help="Restore the last sync into a temp dir and prove every file equal.")
+@click.option("--crontab-file", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Check this crontab file instead of your crontab.")
+def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
+           crontab_file: str | None) -> None:
+    """Check the vault's health: exit 1 when a check fails, so monitoring can call it."""
+    from pathlib import Path
+
+    from vault.doctor import doctor as run_doctor
+
+    config = load_config_at(config_path)
+    report = run_doctor(config, repair=repair, drill=drill,
+                        crontab_file=Path(crontab_file) if crontab_file else None)
+    if as_json:
+        emit_json({"ok": report.ok,
+                   "checks": [{"name": c.name, "status": c.status, "detail": c.detail}
+                              for c in report.checks],
+                   "repairs": list(report.repairs),
+                   "drill": None if report.drill is None else {
+                       "commit": report.drill.commit, "files": report.drill.files,
+                       "databases": report.drill.databases,
+                       "seconds": round(report.drill.seconds, 3),
+                       "problems": list(report.drill.problems)}})
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        for check in report.checks:
+            click.echo(f"{marks[check.status]}  {check.name:13} {check.detail}")
+        for done in report.repairs:
+            click.echo(f"repaired: {done}")
+        if report.drill is not None:
+            d = report.drill
+            verdict = "passed" if not d.problems else f"FAILED: {d.problems[0]}"
+            click.echo(f"drill: restored {d.files} files ({d.databases} databases) of "
+                       f"{d.commit[:10]} in {d.seconds:.2f} s, {verdict}")
+    if not report.ok:
+        failed = [c for c in report.checks if c.status == "fail"]
+        if failed:
+            print_error(f"{failed[0].name}: {failed[0].detail}"
+                        + (f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""))
+        else:
+            print_error("the restore drill failed")
+        raise Abort(1)
 
 
 @cli.group(epilog=EXIT_CODE_HELP)

@@ -20,8 +20,16 @@ from vault.sources import scan_source
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
+    from vault.rollback import Rollback
 
 CACHE_NAME = "stat-cache.json"
+CORRUPT_RECHECK_S = 0.5
+
+
+def _looks_corrupt(reason: str) -> bool:
+    from vault.rollback import is_corruption
+
+    return is_corruption(reason)
 MAX_BODY_PATHS = 1000  # more than this and the commit body says how many it left out
 
 
@@ -39,6 +47,15 @@ class Skipped:
     """A file that was not taken this time, and why; the vault keeps its last good version."""
 
     path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CorruptFile:
+    """A file the vault has a good version of, that cannot be read as its kind any more."""
+
+    path: str  # vault path
+    file: str  # on disk
     reason: str
 
 
@@ -65,6 +82,8 @@ class SyncResult:
     failures: tuple[SourceFailure, ...] = ()
     parent: str | None = None
     push: PushResult | None = None  # None when there is no remote (or nothing to push)
+    corrupt: tuple[CorruptFile, ...] = ()  # files that were good and are now damaged
+    rollbacks: tuple[Rollback, ...] = ()  # what [health] auto_rollback put back
 
     @property
     def changed(self) -> bool:
@@ -87,6 +106,7 @@ class _Plan:
     failures: list[SourceFailure] = field(default_factory=list)
     unchanged: int = 0
     reads: int = 0
+    corrupt: list[tuple[str, str, str]] = field(default_factory=list)  # (vault path, file, why)
 
 
 def format_time(moment: datetime) -> str:
@@ -103,6 +123,11 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
         return _sync(config, repo, options, clock)
     with SyncLock(config.state_dir):
         result = _sync(config, repo, options, clock)
+        if result.corrupt and config.health.auto_rollback:
+            from vault.rollback import roll_back
+
+            damaged = [(c.path, c.file, c.reason) for c in result.corrupt]
+            result = replace(result, rollbacks=tuple(roll_back(repo, damaged, clock())))
         return _push(config, repo, result)
 
 
@@ -177,7 +202,8 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     return SyncResult(commit=commit_id, timestamp=stamp, dry_run=options.dry_run,
                       added=tuple(plan.added), modified=tuple(plan.modified),
                       deleted=tuple(plan.deleted), skipped=tuple(plan.skipped),
-                      unchanged=plan.unchanged, failures=tuple(plan.failures), parent=head)
+                      unchanged=plan.unchanged, failures=tuple(plan.failures), parent=head,
+                      corrupt=tuple(CorruptFile(*c) for c in plan.corrupt))
 
 
 def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: StatCache,
@@ -213,6 +239,17 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             snap = take_snapshot(entry, config.snapshot)
             if snap.vanished:
                 continue
+            if snap.data is None and current is not None and snap.reason \
+                    and _looks_corrupt(snap.reason):
+                # It was good (the vault has it) and now it is damaged; a writer caught halfway
+                # gets one more look before it is called corrupt.
+                time.sleep(CORRUPT_RECHECK_S)
+                snap = take_snapshot(entry, config.snapshot)
+                if snap.data is None and snap.reason and _looks_corrupt(snap.reason):
+                    plan.corrupt.append((vpath, entry.path, snap.reason))
+                    plan.failures.append(SourceFailure(source.name, (
+                        f"{vpath} is corrupt ({snap.reason}); the vault keeps its last good "
+                        "version")))
             if snap.data is None:
                 plan.skipped.append(Skipped(vpath, snap.reason or "unreadable"))
                 keep.add(vpath)
@@ -238,7 +275,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
     if deleted and len(deleted) * 2 > len(in_head) and not allow_mass_delete:
         plan.failures.append(SourceFailure(
-            source.name, f"{len(deleted)} of {len(in_head)} files would be deleted; refusing "
+            source.name, f"source '{source.name}': {len(deleted)} of {len(in_head)} files would "
+            "be deleted; refusing "
             f"(is {source.root} complete? use --allow-mass-delete if this is intended)"))
         plan.unchanged += unchanged
         return True

@@ -1,0 +1,148 @@
+"""vault doctor: checks, drills, repairs; corrupt memory files are rolled back, never deleted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import zlib
+from datetime import timedelta
+from pathlib import Path
+
+import apsw
+
+from conftest import Clock, git, run_cli, write_config
+from vault.config import Config, load_config
+from vault.doctor import doctor
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def checks(report) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {c.name: c.status for c in report.checks}
+
+
+def damage_sqlite(path: Path) -> None:
+    """Overwrite the middle of a database (header kept): SQLite reports it malformed."""
+    data = bytearray(path.read_bytes())
+    page = 4096 if len(data) >= 8192 else len(data) // 2
+    data[page:page + 400] = os.urandom(400)
+    path.write_bytes(bytes(data))
+
+
+def rows(path: Path) -> list[tuple[object, ...]]:
+    db = apsw.Connection(str(path))
+    try:
+        return list(db.execute("SELECT id, content FROM memories ORDER BY id"))
+    finally:
+        db.close()
+
+
+def test_healthy_vault(config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path) -> None:
+    sync(config)
+    report = doctor(config, drill=True, crontab_file=tmp_path / "crontab")
+    assert report.ok
+    got = checks(report)
+    assert {k: got[k] for k in ("repository", "databases", "sources", "memory files",
+                                "last sync", "lock", "disk")} == dict.fromkeys(
+        ("repository", "databases", "sources", "memory files", "last sync", "lock", "disk"), "ok")
+    assert got["remote"] == "warn" and got["cron"] == "warn"
+    assert report.drill is not None and report.drill.files == 5 and not report.drill.problems
+    proc = run_cli("doctor", "--json", "--crontab-file", str(tmp_path / "ct"), "--config",
+                   str(config.file))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"] is True
+
+
+def test_damaged_object_fails_with_a_clear_line(config: Config, vault: VaultRepo,
+                                                clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    oid = git(vault.path, "rev-parse", "main:agent/MEMORY.md").strip()
+    loose = vault.path / "objects" / oid[:2] / oid[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(zlib.compress(b"blob 5\0evil!"))
+    report = doctor(config, now=lambda: clock.now)
+    repo_check = next(c for c in report.checks if c.name == "repository")
+    assert repo_check.status == "fail" and oid[:10] in repo_check.detail
+    proc = run_cli("doctor", "--config", str(config.file))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0].startswith(f"Error: repository: blob {oid[:10]}")
+
+
+def test_corrupt_sqlite_fails_sync_and_repair_rolls_back(config: Config, vault: VaultRepo,
+                                                         clock: Clock, workspace: Path) -> None:
+    db = workspace / "memory.db"
+    conn = apsw.Connection(str(db))
+    with conn:  # big enough to have pages to damage
+        conn.executemany("INSERT INTO memories(content, embedding) VALUES(?, ?)",
+                         [(f"memory {i} " * 20, os.urandom(1536)) for i in range(400)])
+    conn.close()
+    sync(config, now=clock)
+    good = rows(db)
+    damage_sqlite(db)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert not result.ok and [c.path for c in result.corrupt] == ["agent/memory.db"]
+    assert "is corrupt (SQLite:" in result.failures[0].message
+    proc = run_cli("doctor", "--config", str(config.file))
+    assert proc.returncode == 1 and "memory files" in proc.stderr
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert any(r.startswith("rolled back agent/memory.db") for r in report.repairs)
+    assert rows(db) == good
+    aside = list(workspace.glob("memory.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].stat().st_size > 0  # kept, never deleted
+    assert checks(doctor(config, now=lambda: clock.now))["memory files"] == "ok"
+
+
+def test_auto_rollback_in_sync(tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, "main")
+    sync(config, now=clock)
+    good = (workspace / "memory.json").read_text()
+    (workspace / "memory.json").write_text('[{"id": 1, "content": "trunc')
+    clock.tick()
+    result = sync(config, now=clock)
+    assert not result.ok and [r.path for r in result.rollbacks] == ["agent/memory.json"]
+    assert (workspace / "memory.json").read_text() == good
+    assert Path(result.rollbacks[0].aside).read_text() == '[{"id": 1, "content": "trunc'
+
+
+def test_overdue_and_never_synced(config: Config, vault: VaultRepo, clock: Clock) -> None:
+    assert checks(doctor(config))["last sync"] == "fail"
+    sync(config, now=clock)
+    late = doctor(config, now=lambda: clock.now + timedelta(minutes=31))
+    assert checks(late)["last sync"] == "fail" and not late.ok
+
+
+def test_damaged_index_is_reported(config: Config, vault: VaultRepo, clock: Clock) -> None:
+    sync(config)
+    config.index_path.parent.mkdir(parents=True, exist_ok=True)
+    config.index_path.write_bytes(b"SQLite format 3\0" + os.urandom(5000))
+    assert checks(doctor(config))["index"] == "fail"
+
+
+def test_repair_reclones_a_damaged_vault_from_its_remote(tmp_path: Path, workspace: Path,
+                                                         clock: Clock) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra=f'remote = "{remote}"'))
+    vault, _ = VaultRepo.init(config.vault.path, "main")
+    pushed = sync(config, now=clock)
+    assert pushed.push is not None and pushed.push.pushed
+    (workspace / "MEMORY.md").write_text("# local only\n")
+    config_offline = load_config(write_config(tmp_path / "off.toml", {"agent": workspace},
+                                              extra='remote = "/nonexistent/x.git"',
+                                              vault_path=config.vault.path))
+    clock.tick()
+    local = sync(config_offline, now=clock)
+    assert local.push is not None and not local.push.pushed
+    for obj in (config.vault.path / "objects").glob("??/*"):
+        obj.chmod(0o644)
+        obj.write_bytes(b"garbage")
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert report.repairs and report.repairs[0].startswith(f"re-cloned the vault from {remote}")
+    assert f"1 commit(s) were only local" in report.repairs[0]
+    assert checks(report)["repository"] == "ok"
+    assert list(tmp_path.glob("memory-vault.damaged-*"))
+    assert VaultRepo.open(config.vault.path, "main").head_id() == pushed.commit

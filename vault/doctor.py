@@ -1,0 +1,371 @@
+"""vault doctor: every health check with a status and a one-line explanation; drills; repairs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from vault.config import Config
+from vault.errors import NoVaultError, SourceError, VaultError
+from vault.repo import VaultRepo
+from vault.sources import scan_source
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MIN_FREE_BYTES = 100 * 1024**2
+LOW_FREE_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health check: its name, ok / warn / fail, and a one-line explanation."""
+
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A restore drill: HEAD restored into a temp dir and proven equal, and how long it took."""
+
+    commit: str
+    files: int
+    databases: int
+    seconds: float
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Every check, what --repair did, and the drill when asked for."""
+
+    checks: tuple[Check, ...]
+    repairs: tuple[str, ...] = ()
+    drill: Drill | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return all(c.status != FAIL for c in self.checks) and (
+            self.drill is None or not self.drill.problems)
+
+
+def doctor(config: Config, *, repair: bool = False, drill: bool = False,
+           crontab_file: Path | None = None,
+           now: Callable[[], datetime] | None = None) -> DoctorReport:
+    """Run every check (and the drill and repairs when asked); never raises for a failed check."""
+    clock = now or (lambda: datetime.now(timezone.utc))
+    repairs: list[str] = []
+    try:
+        repo: VaultRepo | None = VaultRepo.open(config.vault.path, config.vault.branch)
+    except NoVaultError as exc:
+        repo = None
+        repo_check = Check("repository", FAIL, exc.message)
+    if repo is not None:
+        repo_check = check_repository(repo)
+        if repo_check.status == FAIL and repair:
+            repaired, repo = _repair_repository(config, repo, repo_check.detail)
+            repairs.append(repaired)
+            repo_check = check_repository(repo) if repo else repo_check
+    checks = [repo_check]
+    if repo is not None and repo_check.status != FAIL:
+        checks.append(check_databases(repo))
+        checks.append(check_index(config, repo))
+    checks.append(check_sources(config))
+    corrupt = check_corrupt_files(config, repo) if repo is not None else None
+    if corrupt is not None:
+        check, damaged = corrupt
+        if damaged and repair:
+            from vault.lock import SyncLock
+            from vault.rollback import roll_back
+
+            assert repo is not None
+            with SyncLock(config.state_dir, command="doctor --repair"):
+                for done in roll_back(repo, damaged, clock()):
+                    repairs.append(f"rolled back {done.path}: corrupt file kept as {done.aside}")
+            check = check_corrupt_files(config, repo)[0]  # type: ignore[index]
+        checks.append(check)
+    checks.append(check_last_sync(config, repo, clock()))
+    checks.append(check_lock(config))
+    if repo is not None:
+        checks.append(check_remote(config, repo))
+    checks.append(check_cron(config, crontab_file))
+    checks.append(check_disk(config))
+    drilled = run_drill(config, repo) if drill and repo is not None else None
+    return DoctorReport(checks=tuple(checks), repairs=tuple(repairs), drill=drilled)
+
+
+def check_repository(repo: VaultRepo) -> Check:
+    """Every object reachable from the branch is readable and matches its id."""
+    try:
+        count, problems = repo.verify()
+    except VaultError as exc:
+        return Check("repository", FAIL, exc.message)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Check("repository", FAIL, problems[0] + more)
+    if count == 0:
+        return Check("repository", WARN, f"{repo.path}: no commits yet (run `vault sync`)")
+    return Check("repository", OK, f"{count} objects reachable from {repo.branch}, all intact")
+
+
+def check_databases(repo: VaultRepo) -> Check:
+    """Every SQLite dump at the branch tip rebuilds into a database that passes integrity_check."""
+    from vault.sqlite_dump import is_dump, load_dump
+
+    head = repo.head_id()
+    if head is None:
+        return Check("databases", OK, "no commits yet")
+    bad: list[str] = []
+    count = 0
+    with tempfile.TemporaryDirectory(prefix="vault-doctor-") as tmp:
+        for path, (oid, _mode) in sorted(repo.files(head).items()):
+            data = repo.read_blob(oid)
+            if not is_dump(data):
+                continue
+            count += 1
+            try:
+                load_dump(data, Path(tmp) / f"{count}.db")
+            except VaultError as exc:
+                bad.append(f"{path}: {exc.message}")
+    if bad:
+        return Check("databases", FAIL, f"{len(bad)} of {count} do not rebuild: {bad[0]}")
+    return Check("databases", OK, f"{count} SQLite database(s) rebuild and pass integrity_check")
+
+
+def check_index(config: Config, repo: VaultRepo) -> Check:
+    """The recall index: absent, sound, or damaged."""
+    path = config.index_path
+    if not path.exists():
+        return Check("index", OK, "no recall index built (run `vault index` to search memory)")
+    try:
+        import apsw
+
+        db = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            result = db.execute("PRAGMA quick_check").fetchall()
+        finally:
+            db.close()
+    except Exception as exc:  # noqa: BLE001 - apsw raises many kinds for a damaged file
+        return Check("index", FAIL, f"{path} is damaged: {exc} (`vault doctor --repair` "
+                                    "rebuilds it)")
+    if result != [("ok",)]:
+        return Check("index", FAIL, f"{path} is damaged: {result[0][0]}")
+    return Check("index", OK, f"{path} is sound")
+
+
+def check_sources(config: Config) -> Check:
+    """Every configured source root can be read."""
+    problems: list[str] = []
+    files = 0
+    for source in config.sources:
+        try:
+            files += len(scan_source(source, skip_dirs=(config.vault.path, config.home)).entries)
+        except SourceError as exc:
+            problems.append(exc.message)
+    if problems:
+        return Check("sources", FAIL, problems[0] + (f" (+{len(problems) - 1} more)"
+                                                     if len(problems) > 1 else ""))
+    return Check("sources", OK, f"{len(config.sources)} source(s) readable, {files} files")
+
+
+def check_corrupt_files(config: Config, repo: VaultRepo | None
+                        ) -> tuple[Check, list[tuple[str, str, str]]] | None:
+    """Source files that the vault has good versions of and that are now damaged."""
+    from vault.rollback import is_corruption
+    from vault.snapshot import take_snapshot
+
+    if repo is None or repo.head_id() is None:
+        return None
+    files = repo.files(repo.head_id())
+    damaged: list[tuple[str, str, str]] = []
+    for source in config.sources:
+        try:
+            scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
+        except SourceError:
+            continue
+        for entry in scan.entries:
+            vpath = config.prefix(source.name) + entry.rel
+            if vpath not in files or not entry.rel.endswith((".json", ".db", ".sqlite",
+                                                              ".sqlite3")) and not _is_sqlite(
+                    entry.path):
+                continue
+            snap = take_snapshot(entry, config.snapshot)
+            if snap.data is None and snap.reason and is_corruption(snap.reason):
+                damaged.append((vpath, entry.path, snap.reason))
+    if damaged:
+        return Check("memory files", FAIL, f"{len(damaged)} corrupt: {damaged[0][0]} "
+                                           f"({damaged[0][2]}); `vault doctor --repair` rolls "
+                                           "back"), damaged
+    return Check("memory files", OK, "no corrupt JSON or SQLite memory files"), damaged
+
+
+def _is_sqlite(path: str) -> bool:
+    from vault.sqlite_dump import is_sqlite_file
+
+    return is_sqlite_file(Path(path))
+
+
+def check_last_sync(config: Config, repo: VaultRepo | None, now: datetime) -> Check:
+    """The age of the last sync against [schedule] interval."""
+    head = repo.head_id() if repo is not None else None
+    if repo is None or head is None:
+        return Check("last sync", FAIL, "never synced")
+    when = repo.commit_info(head).time
+    age = (now - when).total_seconds()
+    limit = 2 * config.schedule.interval
+    text = f"{when:%Y-%m-%dT%H:%M:%SZ}, {int(age // 60)} min ago"
+    if age > limit:
+        return Check("last sync", FAIL, f"{text}: older than two intervals "
+                                        f"({config.schedule.interval // 60} min each)")
+    return Check("last sync", OK, text)
+
+
+def check_lock(config: Config) -> Check:
+    """The sync lock: free, or held (by a process that is alive: flock dies with its process)."""
+    from vault.lock import lock_state
+
+    state = lock_state(config.state_dir)
+    if not state.held:
+        return Check("lock", OK, "free")
+    age = time.time() - state.since if state.since else 0
+    who = f"pid {state.pid} ({state.command})" if state.pid else "another process"
+    if age > 3600:
+        return Check("lock", WARN, f"held by {who} for {int(age // 60)} min: a hung sync?")
+    return Check("lock", OK, f"held by {who} (a sync is running)")
+
+
+def check_remote(config: Config, repo: VaultRepo) -> Check:
+    """The remote answers, and how many commits it lacks."""
+    from vault.remote import REMOTE, clean, clean_url, remote_url
+
+    url = remote_url(config)
+    if url is None:
+        return Check("remote", WARN, "no remote: the vault exists on this machine only")
+    import git
+
+    try:
+        git.cmd.Git().ls_remote(url, kill_after_timeout=30,
+                                env={"GIT_TERMINAL_PROMPT": "0"})
+    except git.GitCommandError as exc:
+        return Check("remote", FAIL, f"{clean_url(url)} unreachable: {clean(str(exc))}")
+    ahead = repo.count_ahead(f"refs/remotes/{REMOTE}/{repo.branch}")
+    if ahead:
+        return Check("remote", WARN, f"{clean_url(url)} reachable; {ahead} commit(s) not "
+                                     "pushed yet (the next sync pushes them)")
+    return Check("remote", OK, f"{clean_url(url)} reachable, up to date")
+
+
+def check_cron(config: Config, crontab_file: Path | None) -> Check:
+    """vault's crontab entry (a systemd timer or agent hooks are fine too: then a warning)."""
+    from vault.schedule import status
+
+    try:
+        st = status(config, crontab_file)
+    except VaultError as exc:
+        return Check("cron", WARN, f"{exc.message} (fine if a systemd timer or hooks run syncs)")
+    if st.entry is None:
+        return Check("cron", WARN, f"no vault entry in {st.crontab} (`vault cron install`, or "
+                                   "a systemd timer / agent hooks)")
+    return Check("cron", OK, f"{st.entry.schedule}, next run {st.next_run:%Y-%m-%d %H:%M}")
+
+
+def check_disk(config: Config) -> Check:
+    """Free space where the vault lives."""
+    where = config.vault.path if config.vault.path.exists() else config.vault.path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    usage = shutil.disk_usage(where)
+    free = f"{usage.free / 1024**3:.1f} GiB free of {usage.total / 1024**3:.0f} GiB"
+    if usage.free < MIN_FREE_BYTES:
+        return Check("disk", FAIL, f"{free}: syncs will fail soon")
+    if usage.free < LOW_FREE_BYTES:
+        return Check("disk", WARN, free)
+    return Check("disk", OK, free)
+
+
+def run_drill(config: Config, repo: VaultRepo) -> Drill:
+    """Restore the branch tip into a temp dir and prove every file equal to the vault's copy."""
+    from vault.restore import RestoreOptions, restore
+    from vault.sqlite_dump import is_dump, snapshot_sqlite
+
+    start = time.perf_counter()
+    head = repo.head_id()
+    if head is None:
+        return Drill("", 0, 0, 0.0, ("nothing to drill: no commits yet",))
+    problems: list[str] = []
+    files = databases = 0
+    with tempfile.TemporaryDirectory(prefix="vault-drill-") as tmp:
+        out = Path(tmp) / "restored"
+        restore(config, RestoreOptions(at=head, to=out))
+        for path, (oid, _mode) in sorted(repo.files(head).items()):
+            target = out / path
+            data = repo.read_blob(oid)
+            try:
+                if is_dump(data):
+                    databases += 1
+                    same = snapshot_sqlite(target) == data
+                else:
+                    same = hashlib.sha1(target.read_bytes()).digest() == hashlib.sha1(
+                        data).digest()
+            except (OSError, VaultError) as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            files += 1
+            if not same:
+                problems.append(f"{path}: restored copy differs from the vault")
+    return Drill(head, files, databases, time.perf_counter() - start, tuple(problems))
+
+
+def _repair_repository(config: Config, repo: VaultRepo, why: str
+                       ) -> tuple[str, VaultRepo | None]:
+    """Re-clone a damaged vault from its remote, keeping the damaged one aside."""
+    from vault.remote import clean, clean_url, remote_url
+
+    url = remote_url(config)
+    if url is None:
+        return (f"cannot repair the repository ({why}): no remote to re-clone from; the "
+                "damaged vault is untouched", repo)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = repo.path.with_name(f"{repo.path.name}.damaged-{stamp}")
+    local_only = _local_only_commits(repo)
+    import git
+
+    repo.path.rename(aside)
+    try:
+        git.Repo.clone_from(url, str(config.vault.path), bare=True,
+                            env={"GIT_TERMINAL_PROMPT": "0"})
+    except git.GitCommandError as exc:
+        aside.rename(config.vault.path)
+        return (f"re-clone from {clean_url(url)} failed ({clean(str(exc))}); the damaged "
+                "vault is back in place", repo)
+    fresh = VaultRepo.open(config.vault.path, config.vault.branch)
+    note = (f"; {len(local_only)} commit(s) were only local (see {aside}): "
+            + ", ".join(c[:10] for c in local_only[:5]) if local_only else "")
+    return f"re-cloned the vault from {clean_url(url)}, damaged copy kept at {aside}{note}", fresh
+
+
+def _local_only_commits(repo: VaultRepo) -> list[str]:
+    """Commits the remote never received, from the branch's reflog (plain text: it can be read
+    even when every object of the damaged vault is garbage)."""
+    from vault.remote import REMOTE
+
+    tracking = repo.ref_id(f"refs/remotes/{REMOTE}/{repo.branch}")
+    try:
+        lines = (repo.path / "logs" / repo.ref_name).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    ids = [line.split()[1] for line in lines if len(line.split()) > 1]
+    if tracking in ids:
+        ids = ids[len(ids) - ids[::-1].index(tracking):]
+    seen: list[str] = []
+    for oid in ids:
+        if oid not in seen and set(oid) != {"0"}:
+            seen.append(oid)
+    return seen
