@@ -29,7 +29,7 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
 
 # Sections later features fill in. They are recognised so that the file can carry them, but
 # until a feature lands any key in them is an error: a typo must never silently do nothing.
-RESERVED_SECTIONS = ("alerts",)
+RESERVED_SECTIONS: tuple[str, ...] = ()
 SECRET_POLICIES = ("block", "redact", "allow")
 LAYOUTS = ("{source}", "{host}/{source}")
 
@@ -109,6 +109,16 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class AlertsSettings:
+    """Where failures are reported: a GitHub issue per failing command and host, rate-limited."""
+
+    github_repo: str = ""  # OWNER/NAME; empty: alerts are off (failures.log is always written)
+    token_env: str = "GITHUB_TOKEN"
+    min_interval: int = 3600  # seconds between two alerts with the same issue title
+    label: str = "critical"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -122,6 +132,7 @@ class Config:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
     def prefix(self, source: str) -> str:
         """Where a source's files live in the vault tree: 'name/' or 'host/name/'."""
@@ -392,13 +403,16 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     health = HealthSettings(auto_rollback=health_raw.get("auto_rollback", bool, False))
     health_raw.done()
 
+    alerts = _parse_alerts(_Section(top.get("alerts", dict, {}), "alerts", file))
+
     for section in RESERVED_SECTIONS:
         reserved = _Section(top.get(section, dict, {}), section, file)
         reserved.done()  # no keys are supported yet: any key is reported as unknown
 
     top.done()
     return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources),
-                  secrets=secrets, hooks=hooks, schedule=schedule, index=index, health=health)
+                  secrets=secrets, hooks=hooks, schedule=schedule, index=index, health=health,
+                  alerts=alerts)
 
 
 def _parse_index(sec: _Section, base: Path) -> IndexSettings:
@@ -415,3 +429,29 @@ def _parse_index(sec: _Section, base: Path) -> IndexSettings:
     sec.done()
     return IndexSettings(model=model, path=_resolve(path_text, base) if path_text else None,
                          after_sync=after_sync, batch_size=batch_size)
+
+
+def _parse_alerts(sec: _Section) -> AlertsSettings:
+    """The [alerts] section: github_repo, token_env, min_interval, label."""
+    defaults = AlertsSettings()
+    repo = sec.get("github_repo", str, defaults.github_repo).strip()
+    if repo and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
+        sec.fail("alerts.github_repo", f"{repo!r}: use OWNER/NAME")
+    token_env = sec.get("token_env", str, defaults.token_env)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        sec.fail("alerts.token_env", f"{token_env!r} is not an environment variable name")
+    interval_text = sec.get("min_interval", str, "1h")
+    try:
+        from vault.when import parse_duration
+
+        min_interval = int(parse_duration(interval_text).total_seconds())
+    except VaultError as exc:
+        sec.fail("alerts.min_interval", exc.message)
+    if min_interval < 60:
+        sec.fail("alerts.min_interval", "must be at least 1m")
+    label = sec.get("label", str, defaults.label).strip()
+    if not label or len(label) > 50:
+        sec.fail("alerts.label", "must be 1 to 50 characters (a GitHub label name)")
+    sec.done()
+    return AlertsSettings(github_repo=repo, token_env=token_env, min_interval=min_interval,
+                          label=label)
