@@ -146,3 +146,19 @@ def test_repair_reclones_a_damaged_vault_from_its_remote(tmp_path: Path, workspa
     assert checks(report)["repository"] == "ok"
     assert list(tmp_path.glob("memory-vault.damaged-*"))
     assert VaultRepo.open(config.vault.path, "main").head_id() == pushed.commit
+
+
+def test_failing_sync_and_doctor_reach_failures_log(config: Config, vault: VaultRepo,
+                                                    workspace: Path, tmp_path: Path) -> None:
+    workspace.rename(tmp_path / "unmounted")
+    proc = run_cli("sync", "--quiet", "--config", str(config.file))
+    assert proc.returncode == 1
+    proc = run_cli("doctor", "--config", str(config.file))
+    assert proc.returncode == 1
+    log = [json.loads(line) for line in (config.home / "failures.log").read_text().splitlines()]
+    assert [entry["command"] for entry in log] == ["sync", "doctor"]
+    assert log[0]["error"] == f"source 'agent': folder not found: {workspace}"
+    assert log[0]["host"] == "testhost" and log[0]["time"].endswith("Z")
+    busy_free = run_cli("sync", "--dry-run", "--config", str(config.file))
+    assert busy_free.returncode == 1  # a dry run fails the same way but records nothing
+    assert len((config.home / "failures.log").read_text().splitlines()) == 2

@@ -80,9 +80,18 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
     from vault.hooks import sync_with_hooks
     from vault.sync import SyncOptions
 
+    from vault.errors import BusyError
+
     config = load_config_at(config_path)
-    result, hooks = sync_with_hooks(config, SyncOptions(
-        dry_run=dry_run, allow_mass_delete=allow_mass_delete, sources=sources))
+    try:
+        result, hooks = sync_with_hooks(config, SyncOptions(
+            dry_run=dry_run, allow_mass_delete=allow_mass_delete, sources=sources))
+    except BusyError:
+        raise  # another sync is running: normal, not a failure to report
+    except VaultError as exc:
+        if not dry_run:
+            _report_failure(config, "sync", exc.message, as_json)
+        raise
     for hook in hooks:
         if hook.returncode != 0:
             why = "timed out" if hook.returncode is None else f"exit {hook.returncode}"
@@ -106,7 +115,20 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
     for failure in result.failures:
         print_error(failure.message)
     if not result.ok:
+        if not dry_run:
+            summary = (result.failures[0].message if len(result.failures) == 1 else
+                       f"{len(result.failures)} failures: {result.failures[0].message}")
+            _report_failure(config, "sync", summary, as_json)
         raise Abort(1)
+
+
+def _report_failure(config: Any, command: str, message: str, as_json: bool) -> None:
+    """failures.log gets a line; [alerts] opens or comments on a GitHub issue (rate-limited)."""
+    from vault.alerts import alert, record_failure
+
+    outcome = alert(config, record_failure(config, command, message))
+    if outcome.action == "failed" and not as_json:
+        click.echo(f"Warning: {outcome.message}", err=True)
 
 
 def sync_json(result: Any) -> dict[str, Any]:
@@ -495,10 +517,12 @@ def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
     if not report.ok:
         failed = [c for c in report.checks if c.status == "fail"]
         if failed:
-            print_error(f"{failed[0].name}: {failed[0].detail}"
-                        + (f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""))
+            line = (f"{failed[0].name}: {failed[0].detail}"
+                    + (f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""))
         else:
-            print_error("the restore drill failed")
+            line = "the restore drill failed"
+        print_error(line)
+        _report_failure(config, "doctor", line, as_json)
         raise Abort(1)
 
 
