@@ -82,10 +82,14 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
 
     from vault.errors import BusyError
 
+    from vault.cliutil import Progress
+
     config = load_config_at(config_path)
     try:
-        result, hooks = sync_with_hooks(config, SyncOptions(
-            dry_run=dry_run, allow_mass_delete=allow_mass_delete, sources=sources))
+        with Progress("Reading changed files", not (quiet or as_json)) as bar:
+            result, hooks = sync_with_hooks(config, SyncOptions(
+                dry_run=dry_run, allow_mass_delete=allow_mass_delete, sources=sources,
+                progress=bar.file if bar.enabled else None))
     except BusyError:
         raise  # another sync is running: normal, not a failure to report
     except VaultError as exc:
@@ -141,7 +145,8 @@ def sync_json(result: Any) -> dict[str, Any]:
             "deleted": list(result.deleted),
             "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
             "unchanged": result.unchanged,
-            "failures": [{"source": f.source, "message": f.message} for f in result.failures],
+            "failures": [{"source": f.source, "message": f.message, "path": f.path}
+                         for f in result.failures],
             "ok": result.ok,
             "corrupt": [{"path": c.path, "reason": c.reason} for c in result.corrupt],
             "rollbacks": [{"path": r.path, "aside": r.aside, "restored_from": r.commit}
@@ -316,7 +321,11 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
             _render_plan(plan, limit=30)
         return click.confirm("Overwrite these live files?", default=False, err=True)
 
-    result = run_restore(config, options, confirm=confirm)
+    from vault.cliutil import Progress
+
+    with Progress("Restoring", not as_json and not dry_run) as bar:
+        result = run_restore(config, options, confirm=confirm,
+                             progress=bar.step if bar.enabled else None)
     undo = _undo_command(config, options, result.undo_commit)
     if as_json:
         emit_json(restore_json(result, undo))

@@ -54,3 +54,48 @@ def load_config_at(config_path: str | None) -> Any:
     from vault.config import load_config
 
     return load_config(config_path)
+
+
+class Progress:
+    """A rich progress display on a terminal only; does nothing for pipes, cron, --json."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        import sys
+
+        self.enabled = enabled and sys.stdout.isatty() and sys.stderr.isatty()
+        self.label = label
+        self._bar: Any = None
+        self._task: Any = None
+        self.count = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def _start(self) -> None:
+        # Started on the first update, so a prompt before any work (restore's confirmation)
+        # never fights with a live display.
+        if self.enabled and self._bar is None:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
+                                       SpinnerColumn, TextColumn, TimeElapsedColumn)
+
+            self._bar = Bar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=None)
+
+    def file(self, _name: str) -> None:
+        """One more file read (total unknown)."""
+        self.count += 1
+        if self.enabled and self.count % 25 == 0:
+            self._start()
+            self._bar.update(self._task, completed=self.count)
+
+    def step(self, done: int, total: int) -> None:
+        """done of total."""
+        if self.enabled and (done % 25 == 0 or done == total):
+            self._start()
+            self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)

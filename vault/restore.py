@@ -131,7 +131,8 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
 
 def restore(config: Config, options: RestoreOptions, *,
             confirm: Callable[[RestorePlan], bool] = lambda plan: True,
-            now: Callable[[], datetime] | None = None) -> RestoreResult:
+            now: Callable[[], datetime] | None = None,
+            progress: Callable[[int, int], None] | None = None) -> RestoreResult:
     """Restore under the sync lock: plan, sync what is about to be replaced, confirm, write."""
     clock = now or (lambda: datetime.now(timezone.utc))
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
@@ -147,17 +148,20 @@ def restore(config: Config, options: RestoreOptions, *,
                                      if a.action in ("overwrite", "delete")
                                      and (owner := config.source_for(a.path)) is not None}))
             safety = sync_locked(config, repo, SyncOptions(sources=involved), clock)
-            if safety.failures:
+            unreadable = [f for f in safety.failures if f.path is None]
+            if unreadable:  # a corrupt file is fine: it is kept aside below, like any skip
                 raise RestoreError(f"cannot restore: the safety sync failed: "
-                                   f"{safety.failures[0].message}",
+                                   f"{unreadable[0].message}",
                                    hint="fix the source, or restore elsewhere with --to DIR")
             plan = _set_aside_uncaptured(plan, safety)
         if not confirm(plan):
             raise RestoreError("restore cancelled; nothing was changed")
         undo = repo.head_id() if plan.into is None else None
         made: set[Path] = set()
-        for action in plan.actions:
+        for done, action in enumerate(plan.actions, 1):
             _apply(repo, action, made)
+            if progress is not None:
+                progress(done, len(plan.actions))
         # One flush for the whole batch instead of an fsync per file: every file was written
         # to a temp name and renamed, so a crash leaves old or new files, never torn ones.
         if made:

@@ -40,6 +40,7 @@ class SyncOptions:
     dry_run: bool = False
     allow_mass_delete: bool = False
     sources: tuple[str, ...] = ()
+    progress: Callable[[str], None] | None = None  # called with each file about to be read
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class SourceFailure:
 
     source: str
     message: str
+    path: str | None = None  # set when one file failed (corrupt), not the whole source
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,8 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
         prefix = config.prefix(source.name)
         if _sync_source(config, repo, source, cache, by_prefix.get(prefix, {}), new_cache,
                         plan, write=not options.dry_run, trusted=trusted,
-                        allow_mass_delete=options.allow_mass_delete):
+                        allow_mass_delete=options.allow_mass_delete,
+                        progress=options.progress):
             scanned.add(prefix)
 
     for names in (plan.added, plan.modified, plan.deleted):
@@ -208,7 +211,8 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
 
 def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: StatCache,
                  in_head: FileMap, new_cache: dict[str, CachedFile], plan: _Plan, *,
-                 write: bool, trusted: bool, allow_mass_delete: bool) -> bool:
+                 write: bool, trusted: bool, allow_mass_delete: bool,
+                 progress: Callable[[str], None] | None = None) -> bool:
     """Plan one source's changes into plan; False when the source could not be read at all."""
     prefix = config.prefix(source.name)
     try:
@@ -236,6 +240,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 oid = cached.oid
         if oid is None:
             plan.reads += 1
+            if progress is not None:
+                progress(vpath)
             snap = take_snapshot(entry, config.snapshot)
             if snap.vanished:
                 continue
@@ -249,7 +255,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                     plan.corrupt.append((vpath, entry.path, snap.reason))
                     plan.failures.append(SourceFailure(source.name, (
                         f"{vpath} is corrupt ({snap.reason}); the vault keeps its last good "
-                        "version")))
+                        "version"), path=vpath))
             if snap.data is None:
                 plan.skipped.append(Skipped(vpath, snap.reason or "unreadable"))
                 keep.add(vpath)
