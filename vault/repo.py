@@ -235,6 +235,51 @@ class VaultRepo:
         self._move_branch(parent, str(oid), message.splitlines()[0])
         return str(oid)
 
+    def verify(self) -> tuple[int, list[str]]:
+        """Read and re-hash every object reachable from the branch (what git fsck checks)."""
+        import hashlib
+
+        import pygit2
+
+        head = self.head_id()
+        if head is None:
+            return 0, []
+        names = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+        seen: set[str] = set()
+        problems: list[str] = []
+        stack: list[tuple[str, str, str]] = [(head, "commit", "the branch tip")]
+        while stack:
+            oid, kind, where = stack.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            try:
+                otype, data = self._repo.odb.read(pygit2.Oid(hex=oid))[:2]
+            except (KeyError, ValueError, pygit2.GitError) as exc:
+                problems.append(f"{kind} {oid[:10]} ({where}) is missing or unreadable: "
+                                f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}")
+                continue
+            header = names.get(otype, b"?") + b" " + str(len(data)).encode() + b"\0"
+            if hashlib.sha1(header + data).hexdigest() != oid:
+                problems.append(f"{kind} {oid[:10]} ({where}) is damaged: its content does not "
+                                "match its id")
+                continue
+            if otype == 1:
+                commit = self._repo[oid]
+                assert isinstance(commit, pygit2.Commit)
+                stack.append((str(commit.tree_id), "tree", f"commit {oid[:10]}"))
+                stack.extend((str(p), "commit", f"parent of {oid[:10]}")
+                             for p in commit.parent_ids)
+            elif otype == 2:
+                tree = self._repo[oid]
+                assert isinstance(tree, pygit2.Tree)
+                for entry in tree:
+                    if entry.filemode == pygit2.enums.FileMode.COMMIT:
+                        continue  # a submodule link points outside this repository
+                    kind = "tree" if entry.filemode == pygit2.enums.FileMode.TREE else "blob"
+                    stack.append((str(entry.id), kind, f"{where}: {entry.name}"))
+        return len(seen), problems
+
     # Refs and history for pushing -----------------------------------------------------------
 
     def ref_id(self, name: str) -> str | None:
