@@ -149,6 +149,7 @@ def sync_json(result: Any) -> dict[str, Any]:
                          for f in result.failures],
             "ok": result.ok,
             "corrupt": [{"path": c.path, "reason": c.reason} for c in result.corrupt],
+            "redacted": [{"path": r.path, "reason": r.reason} for r in result.redacted],
             "rollbacks": [{"path": r.path, "aside": r.aside, "restored_from": r.commit}
                           for r in result.rollbacks],
             "push": None if result.push is None else {
@@ -174,6 +175,8 @@ def _render_sync(result: Any) -> None:
             click.echo(f"  {tag} {path}")
         if len(paths) > 20:
             click.echo(f"  ... and {len(paths) - 20} more ({tag})")
+    for item in result.redacted:
+        click.echo(f"Redacted {item.path}: {item.reason}")
     if result.skipped:
         click.echo(f"Skipped {len(result.skipped)} (the vault keeps the last good version):")
         for item in result.skipped:
@@ -337,6 +340,10 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     for action in result.plan.actions:
         if action.set_aside:
             click.echo(f"Kept aside (not in the vault): {action.set_aside}")
+    if result.redacted:
+        click.echo(f"Warning: {len(result.redacted)} restored file(s) hold [REDACTED:...] "
+                   "markers: the secrets they held were never stored and cannot come back "
+                   f"({', '.join(result.redacted[:3])})", err=True)
     if dry_run:
         click.echo("Dry run: nothing was changed.")
     elif undo:
@@ -387,7 +394,7 @@ def restore_json(result: Any, undo: str | None) -> dict[str, Any]:
                          "set_aside": a.set_aside} for a in plan.actions],
             "counts": counts,
             "safety_sync": None if result.safety_sync is None else sync_json(result.safety_sync),
-            "undo": undo}
+            "undo": undo, "redacted": list(result.redacted)}
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
@@ -675,6 +682,16 @@ def main(argv: list[str] | None = None) -> None:
                "set VAULT_DEBUG=1 for a traceback; please report it")
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
+
+
+def _register_command_modules() -> None:
+    """Commands that live in their own modules (they import nothing heavy at load time)."""
+    from vault.cli_secrets import register as register_secrets
+
+    register_secrets(cli)
+
+
+_register_command_modules()
 
 
 if __name__ == "__main__":  # pragma: no cover

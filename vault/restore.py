@@ -73,6 +73,7 @@ class RestoreResult:
     dry_run: bool
     safety_sync: SyncResult | None = None
     undo_commit: str | None = None
+    redacted: tuple[str, ...] = ()  # restored files whose secrets were redacted: cannot come back
 
 
 def resolve_at(repo: VaultRepo, text: str, now: datetime) -> CommitInfo:
@@ -158,15 +159,18 @@ def restore(config: Config, options: RestoreOptions, *,
             raise RestoreError("restore cancelled; nothing was changed")
         undo = repo.head_id() if plan.into is None else None
         made: set[Path] = set()
+        redacted: list[str] = []
         for done, action in enumerate(plan.actions, 1):
-            _apply(repo, action, made)
+            if _apply(repo, action, made):
+                redacted.append(action.path)
             if progress is not None:
                 progress(done, len(plan.actions))
         # One flush for the whole batch instead of an fsync per file: every file was written
         # to a temp name and renamed, so a crash leaves old or new files, never torn ones.
         if made:
             sync_filesystem(next(iter(made)))
-    return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo)
+    return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
+                         redacted=tuple(redacted))
 
 
 def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
@@ -256,19 +260,21 @@ def _set_aside_uncaptured(plan: RestorePlan, safety: SyncResult) -> RestorePlan:
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
 
-def _apply(repo: VaultRepo, action: Action, made: set[Path]) -> None:
+def _apply(repo: VaultRepo, action: Action, made: set[Path]) -> bool:
+    """Carry out one action; True when the restored content carries redaction markers."""
+    from vault.secrets import is_redacted
     from vault.sqlite_dump import is_dump
 
     target = Path(action.target)
     if action.action == "unchanged":
-        return
+        return False
     if action.set_aside:
         os.replace(target, action.set_aside)
     if action.action == "delete":
         if not action.set_aside:
             target.unlink(missing_ok=True)
         _remove_companions(target)
-        return
+        return False
     data = repo.read_blob(action.oid)
     if target.parent not in made:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -278,6 +284,7 @@ def _apply(repo: VaultRepo, action: Action, made: set[Path]) -> None:
     else:
         atomic_write(target, data, mode=0o755 if action.mode == MODE_EXEC else 0o644,
                      durable=False)
+    return is_redacted(data)
 
 
 def _restore_sqlite(data: bytes, target: Path) -> None:

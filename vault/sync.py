@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from vault.remote import PushResult
     from vault.rollback import Rollback
 
+SECRETS_WIRED = True  # every file read by a sync goes through the [secrets] policy
 CACHE_NAME = "stat-cache.json"
 CORRUPT_RECHECK_S = 0.5
 
@@ -85,6 +86,7 @@ class SyncResult:
     parent: str | None = None
     push: PushResult | None = None  # None when there is no remote (or nothing to push)
     corrupt: tuple[CorruptFile, ...] = ()  # files that were good and are now damaged
+    redacted: tuple[Skipped, ...] = ()  # committed with secrets replaced ([secrets] redact)
     rollbacks: tuple[Rollback, ...] = ()  # what [health] auto_rollback put back
 
     @property
@@ -109,6 +111,8 @@ class _Plan:
     unchanged: int = 0
     reads: int = 0
     corrupt: list[tuple[str, str, str]] = field(default_factory=list)  # (vault path, file, why)
+    redacted: list[Skipped] = field(default_factory=list)  # committed with secrets replaced
+    allowed: frozenset[str] | None = None  # fingerprints known not to be secrets (read lazily)
 
 
 def format_time(moment: datetime) -> str:
@@ -206,7 +210,8 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
                       added=tuple(plan.added), modified=tuple(plan.modified),
                       deleted=tuple(plan.deleted), skipped=tuple(plan.skipped),
                       unchanged=plan.unchanged, failures=tuple(plan.failures), parent=head,
-                      corrupt=tuple(CorruptFile(*c) for c in plan.corrupt))
+                      corrupt=tuple(CorruptFile(*c) for c in plan.corrupt),
+                      redacted=tuple(plan.redacted))
 
 
 def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: StatCache,
@@ -260,9 +265,13 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 plan.skipped.append(Skipped(vpath, snap.reason or "unreadable"))
                 keep.add(vpath)
                 continue
-            oid = repo.hash_blob(snap.data)
+            data = _screen(config, plan, vpath, snap.data)
+            if data is None:  # a secret under policy "block": the last clean version stays
+                keep.add(vpath)
+                continue
+            oid = repo.hash_blob(data)
             if write and (current is None or current[0] != oid):
-                repo.write_blob(snap.data)
+                repo.write_blob(data)
             key = snap.key
         new_cache[vpath] = CachedFile(key, oid, entry.mode)
         if current is None:
@@ -294,6 +303,22 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     plan.deleted.extend(deleted)
     plan.unchanged += unchanged
     return True
+
+
+def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | None:
+    """The [secrets] policy on one file's vault bytes: pass, redact, or block (None)."""
+    if config.secrets.policy == "allow":
+        return data
+    from vault.secrets import allowed_fingerprints, screen
+
+    if plan.allowed is None:
+        plan.allowed = allowed_fingerprints(config)
+    screened = screen(data, path=vpath, settings=config.secrets, allowed=plan.allowed)
+    if screened.data is None:
+        plan.skipped.append(Skipped(vpath, screened.reason))
+    elif screened.redacted:
+        plan.redacted.append(Skipped(vpath, screened.reason))
+    return screened.data
 
 
 def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: FileMap,
@@ -334,6 +359,8 @@ def commit_message(stamp: datetime, plan: _Plan, host: str) -> str:
     lines.append("")
     if plan.skipped:
         lines.append(f"Vault-Skipped: {len(plan.skipped)}")
+    if plan.redacted:
+        lines.append(f"Vault-Redacted: {len(plan.redacted)}")
     lines.append(f"Vault-Host: {host}")
     lines.append(f"Vault-Version: {__version__}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,498 @@
+"""Secret scanning: a planted corpus in every format, redaction that keeps files valid, stable
+fingerprints, silence on the clean examples, speed, and the `vault secrets` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apsw
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import write_config
+from secret_corpus import Expected, Planted, planted, write_clean, write_corpus
+from vault import secrets as sec
+from vault.cli_secrets import register
+from vault.config import Config, SecretsSettings, SnapshotSettings, SourceConfig, load_config
+from vault.errors import NoVaultError, UsageError, VaultError
+from vault.examples import generate
+from vault.repo import VaultRepo
+from vault.snapshot import take_snapshot
+from vault.sources import scan_source
+from vault.sqlite_dump import is_dump, load_dump
+
+SECRETS = planted()
+CORPUS_FILES = ("notes/keys.md", "config.json", "sessions/chat.jsonl", "memory.db")
+
+
+def snapshots(root: Path) -> dict[str, bytes]:
+    """Every file under root as the vault would store it (SQLite as its dump)."""
+    scan = scan_source(SourceConfig("src", root))
+    result: dict[str, bytes] = {}
+    for entry in scan.entries:
+        snap = take_snapshot(entry, SnapshotSettings())
+        assert snap.data is not None, (entry.rel, snap.reason)
+        result[entry.rel] = snap.data
+    return result
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes],
+                                                               dict[str, list[Expected]]]:
+    """The corpus files as vault bytes, and where each planted secret is."""
+    root = tmp_path_factory.mktemp("corpus")
+    expected = write_corpus(root, SECRETS)
+    return snapshots(root), expected
+
+
+def matches(finding: sec.Finding, exp: Expected) -> bool:
+    planted_ = SECRETS[exp.name]
+    place = finding.locator.startswith(exp.locator) if exp.prefix else finding.locator == exp.locator
+    return (place and finding.kind == planted_.kind
+            and finding.fingerprint == sec.fingerprint(planted_.value))
+
+
+def test_corpus_has_at_least_15_kinds_in_four_formats(
+        corpus: tuple[dict[str, bytes], dict[str, list[Expected]]]) -> None:
+    data, expected = corpus
+    kinds = {SECRETS[e.name].kind for items in expected.values() for e in items}
+    assert len(kinds) >= 15, kinds
+    assert set(expected) == set(CORPUS_FILES)
+    assert is_dump(data["memory.db"])
+    # Every planted secret is somewhere in the corpus.
+    assert {e.name for items in expected.values() for e in items} == set(SECRETS)
+
+
+@pytest.mark.parametrize("rel", CORPUS_FILES)
+def test_scan_finds_each_planted_secret_with_kind_and_locator(
+        corpus: tuple[dict[str, bytes], dict[str, list[Expected]]], rel: str) -> None:
+    data, expected = corpus
+    findings = sec.scan_bytes(data[rel], path=f"agent/{rel}")
+    for exp in expected[rel]:
+        assert any(matches(f, exp) for f in findings), (
+            exp, SECRETS[exp.name].kind, [(f.kind, f.locator) for f in findings])
+    # ... and nothing else: every finding is a planted secret.
+    for f in findings:
+        assert any(matches(f, exp) for exp in expected[rel]), f
+
+
+def test_offsets_cover_exactly_the_secret_in_text_files(
+        corpus: tuple[dict[str, bytes], dict[str, list[Expected]]]) -> None:
+    data, expected = corpus
+    for rel in ("notes/keys.md", "sessions/chat.jsonl", "config.json"):
+        by_fp = {f.fingerprint: f for f in sec.scan_bytes(data[rel], path=rel)}
+        for exp in expected[rel]:
+            value = SECRETS[exp.name].value
+            f = by_fp[sec.fingerprint(value)]
+            span = data[rel][f.start:f.end]
+            assert span in (value.encode(), json.dumps(value)[1:-1].encode()), (exp, span[:20])
+
+
+@pytest.mark.parametrize("rel", CORPUS_FILES)
+def test_redact_removes_every_secret_and_keeps_the_format_valid(
+        corpus: tuple[dict[str, bytes], dict[str, list[Expected]]], rel: str,
+        tmp_path: Path) -> None:
+    data, expected = corpus
+    findings = sec.scan_bytes(data[rel], path=rel)
+    out = sec.redact(data[rel], findings)
+    for exp in expected[rel]:
+        for needle in SECRETS[exp.name].needles():
+            assert needle not in out, (exp.name, needle[:12])
+    markers = re.findall(rb"\[REDACTED:([a-z0-9-]+):([0-9a-f]{12})\]", out)
+    assert len(markers) == len(findings)
+    assert {fp.decode() for _, fp in markers} == {f.fingerprint for f in findings}
+    assert sec.is_redacted(out) and not sec.is_redacted(data[rel])
+    assert sec.scan_bytes(out, path=rel) == []  # markers are not secrets themselves
+    if rel.endswith(".json"):
+        doc = json.loads(out)
+        assert doc["api_key"].startswith("[REDACTED:high-entropy-secret:")
+        assert doc["service_account"]["private_key"].startswith("[REDACTED:private-key:")
+        assert doc["max_tokens"] == 4096
+    elif rel.endswith(".jsonl"):
+        rows = [json.loads(line) for line in out.decode().splitlines()]
+        assert rows[0]["type"] == "session" and rows[-1]["usage"] == {"input_tokens": 812}
+    elif rel.endswith(".db"):
+        load_dump(out, tmp_path / "restored.db")
+        db = apsw.Connection(str(tmp_path / "restored.db"))
+        cells = {int(i): str(c) for i, c in db.execute("SELECT id, content FROM memories")}
+        assert cells[1] == "The user prefers tea."
+        assert cells[3].startswith("ssh key for the NAS:\n[REDACTED:private-key:")
+        assert cells[4].startswith("db password: [REDACTED:password-assignment:")
+        assert json.loads(cells[6])["api_key"].startswith("[REDACTED:")
+        blobs = [b for (b,) in db.execute("SELECT embedding FROM memories")]
+        assert all(isinstance(b, bytes) and len(b) == 64 for b in blobs)
+        db.close()
+    else:
+        text = out.decode()
+        assert "postgres://app:[REDACTED:password-in-url:" in text
+        assert "Authorization: Bearer [REDACTED:bearer-token:" in text
+
+
+def test_redact_marker_names_kind_and_fingerprint() -> None:
+    token = SECRETS["github_classic"].value
+    data = f"token {token} here\n".encode()
+    (f,) = sec.scan_bytes(data, path="a.md")
+    assert sec.redact(data, [f]) == f"token [REDACTED:github-token:{f.fingerprint}] here\n".encode()
+    assert sec.marker("password in URL", "0123456789ab") == "[REDACTED:password-in-url:0123456789ab]"
+
+
+def test_fingerprints_are_stable_across_formats_and_reveal_nothing(
+        corpus: tuple[dict[str, bytes], dict[str, list[Expected]]]) -> None:
+    data, _ = corpus
+    value = SECRETS["slack_bot"].value  # in the markdown and in a SQLite cell
+    in_md = [f for f in sec.scan_bytes(data["notes/keys.md"], path="x") if f.kind == "Slack token"]
+    in_db = [f for f in sec.scan_bytes(data["memory.db"], path="y")
+             if f.locator.startswith("row notes")]
+    assert in_md[0].fingerprint == in_db[0].fingerprint == sec.fingerprint(value)
+    assert sec.fingerprint(value) == sec.fingerprint(value.encode())
+    for p in SECRETS.values():
+        fp = sec.fingerprint(p.value)
+        assert re.fullmatch(r"[0-9a-f]{12}", fp)
+        assert fp not in p.value and p.value[:8] not in fp
+    findings = [f for blob in data.values() for f in sec.scan_bytes(blob, path="z")]
+    shown = repr(findings) + sec.describe(findings, limit=len(findings))
+    for p in SECRETS.values():
+        for needle in p.needles():
+            assert needle.decode() not in shown
+
+
+def test_same_secret_in_a_pem_block_has_one_fingerprint_in_json_and_markdown() -> None:
+    pem = SECRETS["rsa_pem"].value
+    md = f"key:\n{pem}\n".encode()
+    js = (json.dumps({"private_key": pem + "\n"}) + "\n").encode()
+    (a,) = sec.scan_bytes(md, path="a.md")
+    (b,) = sec.scan_bytes(js, path="b.json")
+    assert a.fingerprint == b.fingerprint == sec.fingerprint(pem)
+    assert a.locator == "line 2" and b.locator == "line 1"
+
+
+@pytest.mark.parametrize("text", [
+    "Session tokens rotate every 15 minutes; refresh tokens last 14 days.",
+    '{"max_tokens": 4096, "totalTokens": 16777, "input_tokens": 812}',
+    '{"token_count": 1234, "password_hash": "$2b$12$abcdefghijklmnopqrstuv", "api_key_id": "k-1"}',
+    "commit 3f9a2b1c4d5e6f708192a3b4c5d6e7f8091a2b3c and uuid f3b2c1d0-1234-4abc-8def-0123456789ab",
+    "sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "password: rotated on Monday (see 1Password)",
+    "password: ${DB_PASSWORD}\napi_key = os.environ['API_KEY']\ntoken: <your token here>",
+    '"password": "changeme", "secret": null, "api_key": "[REDACTED:high-entropy-secret:0123456789ab]"',
+    "The author key (OPS-1234) is in the keyring; AUTH: required",
+    "INSERT INTO \"t\"(\"id\",\"v\") VALUES(1,X'736b5f6c6976655f000102');",
+    "Bearer of bad news: the basic plan was cancelled.",
+    "postgres://app@db.internal:5432/app and https://user:${PASSWORD}@host/",
+    "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
+    '{"sessionKey": "agent:main:telegram:dm:123456789", "cache_key": "a1b2c3d4e5f60718293a4b5c"}',
+    '{"idempotency_key": "f3b2c1d0-1234-4abc-8def-0123456789ab", "key": "9f86d081884c7d659a2f"}',
+    "ticket OPS-1234: rotate the signing key (key id kid-2026-11-21-a)",
+    'access_token: "refresh-token-v2-enabled-2026"',
+    "secrets: SecretsSettings = field(default_factory=SecretsSettings)\n"
+    "secrets = SecretsSettings(policy=policy, allow_paths=raw.strings('allow_paths', ()))",
+    "password = getpass.getpass()\ntoken = request.headers['Authorization']\n"
+    "db_password = settings.database.password",
+])
+def test_ordinary_text_is_not_a_secret(text: str) -> None:
+    assert sec.scan_bytes(text.encode(), path="note.md") == []
+
+
+def test_scrub_redacts_secrets_in_messages() -> None:
+    token = SECRETS["github_classic"].value
+    message = (f"push failed: https://x-access-token:{token}@github.com/sam/vault.git "
+               "rejected; https://0a1b2c3d4e5f60718293a4b5c6d7e8f9@github.com/sam/v.git")
+    out = sec.scrub(message)
+    assert token not in out and "0a1b2c3d4e5f60718293a4b5c6d7e8f9" not in out
+    assert out.startswith("push failed: https://x-access-token:[REDACTED:github-token:")
+    assert "https://[REDACTED:token-in-url:" in out
+    assert sec.scrub("nothing to see: OPS-1234 failed") == "nothing to see: OPS-1234 failed"
+
+
+def test_binary_and_non_utf8_data_is_not_scanned() -> None:
+    token = SECRETS["github_classic"].value.encode()
+    assert sec.scan_bytes(b"\x00\x01" + token, path="x.bin") == []
+    assert sec.scan_bytes(b"\xff\xfe" + token, path="x.txt") == []
+    assert sec.scan_bytes(b"", path="empty") == []
+    assert sec.scan_bytes("café ".encode() + token, path="x.md")[0].start == len("café ".encode())
+
+
+def test_dump_cells_with_quotes_newlines_and_unicode_redact_cleanly(tmp_path: Path) -> None:
+    token = SECRETS["github_classic"].value
+    password = SECRETS["password_sql"].value
+    cells = [f"it's '{token}'", f"x\n{token}\ny", f"pw: ''{password}''", f"{token}'",
+             "é" * 5 + token, "password: ab'cd'ef12345"]
+    db = apsw.Connection(str(tmp_path / "a.db"))
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, c TEXT)")
+    for i, cell in enumerate(cells, 1):
+        db.execute("INSERT INTO t VALUES(?, ?)", (i, cell))
+    db.close()
+    from vault.sqlite_dump import snapshot_sqlite
+
+    dump = snapshot_sqlite(tmp_path / "a.db")
+    findings = sec.scan_bytes(dump, path="a.db")
+    assert [f.locator for f in findings] == [f"row t:{i}" for i in range(1, 7)]
+    assert [f.fingerprint for f in findings if f.kind == "GitHub token"] == [
+        sec.fingerprint(token)] * 4
+    assert findings[2].fingerprint == sec.fingerprint(password)
+    assert findings[5].fingerprint == sec.fingerprint("ab'cd'ef12345")
+    load_dump(sec.redact(dump, findings), tmp_path / "b.db")
+    db = apsw.Connection(str(tmp_path / "b.db"))
+    rows = [c for (c,) in db.execute("SELECT c FROM t ORDER BY id")]
+    db.close()
+    fp = sec.fingerprint(token)
+    assert rows[:2] == [f"it's '[REDACTED:github-token:{fp}]'",
+                        f"x\n[REDACTED:github-token:{fp}]\ny"]
+    assert rows[2].startswith("pw: ''[REDACTED:password-assignment:") and rows[2].endswith("''")
+    assert rows[3:5] == [f"[REDACTED:github-token:{fp}]'", f"ééééé[REDACTED:github-token:{fp}]"]
+
+
+def test_blob_hex_in_a_dump_is_never_flagged(tmp_path: Path) -> None:
+    token = SECRETS["stripe_live2"].value.encode()
+    db = apsw.Connection(str(tmp_path / "m.db"))
+    db.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, v BLOB, t TEXT)")
+    db.execute("INSERT INTO m VALUES(1, ?, 'ok')", (token,))  # a secret's bytes as a BLOB
+    db.execute("INSERT INTO m VALUES(2, ?, ?)", (b"x'y", "it's fine"))
+    db.close()
+    from vault.sqlite_dump import snapshot_sqlite
+
+    dump = snapshot_sqlite(tmp_path / "m.db")
+    assert sec.scan_bytes(dump, path="m.db") == []
+
+
+def test_allowed_fingerprints_are_not_reported() -> None:
+    value = SECRETS["gitlab"].value
+    data = f"gitlab {value}\n".encode()
+    fp = sec.fingerprint(value)
+    assert [f.fingerprint for f in sec.scan_bytes(data, path="a")] == [fp]
+    assert sec.scan_bytes(data, path="a", allow_fingerprints=frozenset({fp})) == []
+    assert sec.scan_bytes(data, path="a", allow_fingerprints=frozenset({fp[:8]})) == []
+    assert sec.scan_bytes(data, path="a", allow_fingerprints=frozenset({"0" * 12})) != []
+
+
+def test_path_allowed_uses_gitignore_patterns() -> None:
+    assert sec.path_allowed("agent/fixtures/keys.md", ["fixtures/"])
+    assert sec.path_allowed("agent/a/b.json", ["agent/**/*.json"])
+    assert not sec.path_allowed("agent/notes.md", ["*.json"])
+    assert not sec.path_allowed("agent/notes.md", [])
+    assert not sec.path_allowed("agent/keep.json", ["*.json", "!keep.json"])
+
+
+def test_screen_applies_the_policy() -> None:
+    value = SECRETS["anthropic"].value
+    data = f"key: {value}\n".encode()
+    blocked = sec.screen(data, path="a/n.md", settings=SecretsSettings())
+    assert blocked.data is None and len(blocked.findings) == 1
+    fp = blocked.findings[0].fingerprint
+    assert blocked.reason == f"secret found: Anthropic API key at line 1 (fingerprint {fp})"
+    redacted = sec.screen(data, path="a/n.md", settings=SecretsSettings(policy="redact"))
+    assert redacted.redacted and redacted.data is not None
+    assert redacted.data == f"key: [REDACTED:anthropic-api-key:{fp}]\n".encode()
+    for settings, allowed in ((SecretsSettings(policy="allow"), frozenset[str]()),
+                              (SecretsSettings(allow_paths=("n.md",)), frozenset()),
+                              (SecretsSettings(), frozenset({fp}))):
+        passed = sec.screen(data, path="a/n.md", settings=settings, allowed=allowed)
+        assert passed.data == data and not passed.findings and not passed.redacted
+
+
+def test_describe_caps_the_list() -> None:
+    findings = [sec.Finding("JWT", f"{i:012x}", f"line {i}", 0, 1) for i in range(8)]
+    text = sec.describe(findings)
+    assert text.startswith("8 secrets found: JWT at line 0 (fingerprint 000000000000); ")
+    assert text.endswith("; and 3 more")
+
+
+def test_clean_examples_raise_nothing(tmp_path: Path) -> None:
+    generate(tmp_path / "ex", scale=2, seed=3)
+    data = snapshots(tmp_path / "ex")
+    assert len(data) > 40
+    found = {rel: sec.scan_bytes(blob, path=rel) for rel, blob in data.items()}
+    assert {rel: f for rel, f in found.items() if f} == {}
+
+
+def test_scanning_is_fast(tmp_path: Path) -> None:
+    generate(tmp_path / "ex", seed=1)
+    data = snapshots(tmp_path / "ex")
+    for suffix in (".jsonl", ".md", ".json"):
+        text = b"".join(v for k, v in data.items() if k.endswith(suffix))
+        text = (text * (1_000_000 // len(text) + 1))[:1_000_000]
+        sec.scan_bytes(text, path="warm-up" + suffix)
+        best = min(_timed(lambda: sec.scan_bytes(text, path="x" + suffix)) for _ in range(3))
+        assert best < 0.1, f"1 MB of {suffix} took {best * 1000:.0f} ms"
+
+
+def _timed(func: object) -> float:
+    start = time.perf_counter()
+    func()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def test_import_is_cheap_and_loads_no_detector() -> None:
+    code = ("import sys, time, json, re, dataclasses, vault.errors\n"
+            "t = time.perf_counter()\nimport vault.secrets, vault.cli_secrets\n"
+            "print(time.perf_counter() - t)\n"
+            "print(sorted(m for m in ('detect_secrets', 'hashlib', 'pathspec', 'apsw', 'pygit2')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[1] == "[]"
+    assert float(out[0]) < 0.1  # well under in practice; the bound is for loaded CI machines
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def test_scan_history_finds_every_commit_and_each_blob_once(tmp_path: Path) -> None:
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    from datetime import datetime, timezone
+
+    when = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    token = SECRETS["github_classic"].value
+    clean = repo.write_blob(b"nothing here\n")
+    leak = repo.write_blob(f"token {token}\n".encode())
+    c1 = repo.commit(None, {"a/notes.md": (leak, 0o100644), "a/ok.md": (clean, 0o100644)},
+                     "one", when, "h")
+    c2 = repo.commit(c1, {"a/copy.md": (leak, 0o100644)}, "two", when, "h")
+    c3 = repo.commit(c2, {"a/notes.md": (clean, 0o100644)}, "three", when, "h")
+    found = sec.scan_history(repo)
+    fp = sec.fingerprint(token)
+    assert [(f.fingerprint, f.path, f.first_commit, f.last_commit, f.commits, f.locator)
+            for f in found] == [(fp, "a/copy.md", c2, c3, 2, "line 1"),
+                                (fp, "a/notes.md", c1, c2, 2, "line 1")]
+    assert sec.scan_history(repo, allow_fingerprints=frozenset({fp})) == []
+    assert sec.scan_history(repo, allow_paths=["copy.md", "notes.md"]) == []
+
+
+# --- allowlist and CLI -------------------------------------------------------------------
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> tuple[Config, Path]:
+    """A config whose source holds the corpus, and an initialised vault."""
+    src = tmp_path / "agent"
+    write_corpus(src, SECRETS)
+    path = write_config(tmp_path / "vault.toml", {"agent": src})
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    return config, path
+
+
+def cli_group() -> click.Group:
+    @click.group()
+    def root() -> None:
+        """Test root."""
+
+    register(root)
+    return root
+
+
+def test_allow_fingerprint_records_it_atomically(leaky: tuple[Config, Path]) -> None:
+    config, _ = leaky
+    fp = sec.fingerprint(SECRETS["hf"].value)
+    assert sec.allow_fingerprint(config, fp.upper())
+    assert not sec.allow_fingerprint(config, fp)
+    path = config.state_dir / sec.ALLOW_FILE
+    assert json.loads(path.read_text()) == {"version": 1, "fingerprints": [fp]}
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert fp in sec.allowed_fingerprints(config)
+    with pytest.raises(UsageError, match="not a fingerprint"):
+        sec.allow_fingerprint(config, "hunter2")
+
+
+def test_allowed_fingerprints_unions_config_and_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "vault.toml", {},
+                        extra='[secrets]\nallow_fingerprints = ["aaaaaaaaaaaa"]')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sec.allow_fingerprint(config, "bbbbbbbbbbbb")
+    assert sec.allowed_fingerprints(config) == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
+    (config.state_dir / sec.ALLOW_FILE).write_text("{broken")
+    with pytest.raises(VaultError, match="cannot read"):
+        sec.allowed_fingerprints(config)
+
+
+def test_allow_needs_a_vault(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "vault.toml", {}))
+    with pytest.raises(NoVaultError):
+        sec.allow_fingerprint(config, "aaaaaaaaaaaa")
+
+
+def test_cli_scan_lists_findings_by_fingerprint_and_never_a_value(
+        leaky: tuple[Config, Path]) -> None:
+    config, path = leaky
+    runner = CliRunner()
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    out = result.output
+    assert out.splitlines()[0].endswith("found in the sources (values are never shown):")
+    fp = sec.fingerprint(SECRETS["gitlab"].value)
+    assert f"  {fp}  GitLab token\n      agent/notes/keys.md line 6\n" in out
+    assert "row memories:3" in out and "If one is not a secret: vault secrets allow" in out
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--json", "--config", str(path)])
+    doc = json.loads(result.output)
+    assert doc["scope"] == "sources" and doc["policy"] == "block"
+    by_fp = {f["fingerprint"]: f for f in doc["findings"]}
+    assert doc["count"] == len(by_fp) == len({sec.fingerprint(p.value) for p in SECRETS.values()})
+    assert by_fp[fp] == {"fingerprint": fp, "kind": "GitLab token",
+                         "locations": [{"path": "agent/notes/keys.md", "locator": "line 6"}]}
+    for p in SECRETS.values():
+        for needle in p.needles():
+            assert needle.decode() not in out and needle.decode() not in result.output
+
+
+def test_cli_allow_then_scan_skips_it(leaky: tuple[Config, Path]) -> None:
+    config, path = leaky
+    runner = CliRunner()
+    fps = {sec.fingerprint(p.value) for p in SECRETS.values()}
+    for i, fp in enumerate(sorted(fps)):
+        args = ["secrets", "allow", fp, "--config", str(path)] + (["--json"] if i == 0 else [])
+        result = runner.invoke(cli_group(), args)
+        assert result.exit_code == 0, result.output
+        if i == 0:
+            assert json.loads(result.output) == {
+                "fingerprint": fp, "added": True,
+                "file": str(config.state_dir / sec.ALLOW_FILE)}
+        else:
+            assert result.output == f"Allowed {fp}: later syncs take files holding it as they are.\n"
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--config", str(path)])
+    assert result.exit_code == 0 and result.output == "No secrets found in the sources.\n"
+    result = runner.invoke(cli_group(), ["secrets", "allow", "nothex", "--config", str(path)])
+    assert isinstance(result.exception, UsageError)
+
+
+def test_cli_scan_history(leaky: tuple[Config, Path]) -> None:
+    config, path = leaky
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    from datetime import datetime, timezone
+
+    token = SECRETS["stripe_live"].value
+    blob = repo.write_blob(f"stripe {token}\n".encode())
+    commit = repo.commit(None, {"agent/old.md": (blob, 0o100644)}, "leak",
+                         datetime(2026, 11, 21, tzinfo=timezone.utc), "h")
+    runner = CliRunner()
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--history", "--config", str(path)])
+    assert result.exit_code == 1
+    fp = sec.fingerprint(token)
+    assert (f"  {fp}  Stripe secret key\n      agent/old.md line 1 "
+            f"(commit {commit[:10]}, 1 in all)\n") in result.output
+    assert token not in result.output
+    result = runner.invoke(cli_group(),
+                           ["secrets", "scan", "--history", "--json", "--config", str(path)])
+    doc = json.loads(result.output)
+    assert doc["scope"] == "history" and doc["findings"] == [
+        {"fingerprint": fp, "kind": "Stripe secret key",
+         "locations": [{"path": "agent/old.md", "locator": "line 1", "first_commit": commit,
+                        "last_commit": commit, "commits": 1}]}]
+
+
+def test_clean_corpus_files_are_clean(tmp_path: Path) -> None:
+    write_clean(tmp_path / "c")
+    assert all(sec.scan_bytes(v, path=k) == [] for k, v in snapshots(tmp_path / "c").items())
+
+
+def test_planted_values_are_unique() -> None:
+    values = [p.value for p in SECRETS.values()]
+    assert len(set(values)) == len(values)
+    assert all(isinstance(p, Planted) for p in SECRETS.values())

@@ -1,0 +1,217 @@
+"""Secrets never leave the machine: sync under each [secrets] policy, checked against every
+object in the vault's object database (not just HEAD), every file beside them, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import vault.sync
+from conftest import Clock, run_cli, write_config
+from secret_corpus import planted, write_clean, write_corpus
+from vault import secrets as sec
+from vault.config import Config, SnapshotSettings, SourceConfig, load_config
+from vault.repo import VaultRepo
+from vault.snapshot import take_snapshot
+from vault.sources import scan_source
+from vault.sqlite_dump import is_dump, load_dump
+from vault.sync import sync
+
+SECRETS = planted()
+CORPUS_FILES = ("notes/keys.md", "config.json", "sessions/chat.jsonl", "memory.db")
+NEEDLES = sorted({n for p in SECRETS.values() for n in p.needles()})
+
+wired = pytest.mark.skipif(not hasattr(vault.sync, "SECRETS_WIRED"),
+                           reason="secret scanning is not wired into sync yet")
+
+
+def all_objects(repo: Path) -> list[bytes]:
+    """The decompressed content of every object in the repository, loose or packed."""
+    out = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch"],
+                         capture_output=True, check=True).stdout
+    objects: list[bytes] = []
+    i = 0
+    while i < len(out):
+        newline = out.index(b"\n", i)
+        size = int(out[i:newline].split()[2])
+        objects.append(out[newline + 1:newline + 1 + size])
+        i = newline + 1 + size + 1
+    return objects
+
+
+def leaks(blobs: list[bytes]) -> list[tuple[int, bytes]]:
+    """(index, needle prefix) for every planted secret, in any form, found in the blobs."""
+    return [(i, n[:10]) for i, b in enumerate(blobs) for n in NEEDLES if n in b]
+
+
+def state_files(repo: Path) -> dict[str, bytes]:
+    """Every file of the vault directory that is not a git object (caches, refs, logs, config)."""
+    return {str(p.relative_to(repo)): p.read_bytes() for p in repo.rglob("*")
+            if p.is_file() and "objects" not in p.relative_to(repo).parts}
+
+
+def vault_bytes(root: Path, rel: str) -> bytes:
+    """A source file as sync would store it (SQLite as its dump)."""
+    entry = next(e for e in scan_source(SourceConfig("agent", root)).entries if e.rel == rel)
+    data = take_snapshot(entry, SnapshotSettings()).data
+    assert data is not None
+    return data
+
+
+def head_files(config: Config) -> dict[str, bytes]:
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    return {p: repo.read_blob(oid) for p, (oid, _) in repo.files(repo.head_id()).items()}
+
+
+def setup(tmp_path: Path, extra: str = "") -> tuple[Config, Path]:
+    src = tmp_path / "agent"
+    write_clean(src)
+    (src / "MEMORY.md").write_text("# Memory\n\n- The user prefers tea.\n")
+    path = write_config(tmp_path / "vault.toml", {"agent": src}, extra=extra)
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    return config, src
+
+
+@wired
+def test_default_policy_keeps_every_planted_secret_out_of_every_object(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path)
+    first = sync(config, now=clock)
+    assert first.commit and not first.skipped
+    clean = head_files(config)
+
+    write_corpus(src, SECRETS)
+    (src / "new-note.md").write_text(f"deploy with {SECRETS['github_fine'].value}\n")
+    clock.tick()
+    result = sync(config, now=clock)
+
+    skipped = {s.path: s.reason for s in result.skipped}
+    assert set(skipped) == {f"agent/{rel}" for rel in (*CORPUS_FILES, "new-note.md")}
+    for rel in (*CORPUS_FILES, "new-note.md"):
+        reason = skipped[f"agent/{rel}"]
+        findings = sec.scan_bytes(vault_bytes(src, rel), path=f"agent/{rel}")
+        for f in findings[:5]:  # the reason names the first few, then counts the rest
+            assert f"{f.kind} at {f.locator} (fingerprint {f.fingerprint})" in reason
+        assert all(n.decode() not in reason for n in NEEDLES)
+    # The last clean version of each file stays; the new file with a secret never enters.
+    head = head_files(config)
+    for rel in CORPUS_FILES:
+        assert head[f"agent/{rel}"] == clean[f"agent/{rel}"]
+    assert "agent/new-note.md" not in head
+    # No planted secret in any form in any object, or in any other file of the vault.
+    assert leaks(all_objects(config.vault.path)) == []
+    assert [name for name, data in state_files(config.vault.path).items()
+            if any(n in data for n in NEEDLES)] == []
+
+
+@wired
+def test_cli_output_never_carries_a_secret(tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path)
+    write_corpus(src, SECRETS)
+    env = {"VAULT_CONFIG": str(config.file)}
+    for args in (["sync", "--json"], ["sync"], ["status", "--json"], ["log", "--json"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode in (0, 1), proc.stderr
+        shown = (proc.stdout + proc.stderr).encode()
+        assert [n[:10] for n in NEEDLES if n in shown] == [], args
+    assert leaks(all_objects(config.vault.path)) == []
+
+
+@wired
+def test_redact_policy_commits_redacted_copies_that_still_parse(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path, extra='[secrets]\npolicy = "redact"')
+    write_corpus(src, SECRETS)
+    result = sync(config, now=clock)
+    assert result.commit and not result.skipped
+    head = head_files(config)
+    for rel in CORPUS_FILES:
+        data = head[f"agent/{rel}"]
+        assert sec.is_redacted(data) and b"[REDACTED:" in data, rel
+        assert sec.scan_bytes(data, path=rel) == []
+    json.loads(head["agent/config.json"])
+    assert all(json.loads(line) for line in head["agent/sessions/chat.jsonl"].splitlines())
+    assert is_dump(head["agent/memory.db"])
+    load_dump(head["agent/memory.db"], tmp_path / "restored.db")
+    assert head["agent/MEMORY.md"] == (src / "MEMORY.md").read_bytes()
+    assert leaks(all_objects(config.vault.path)) == []
+    # The stat cache remembers the redacted blob: an unchanged file is not committed again.
+    clock.tick()
+    again = sync(config, now=clock)
+    assert again.commit is None and not again.changed
+
+
+@wired
+def test_allow_policy_commits_files_as_they_are(tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path, extra='[secrets]\npolicy = "allow"')
+    write_corpus(src, SECRETS)
+    result = sync(config, now=clock)
+    assert result.commit and not result.skipped
+    head = head_files(config)
+    for rel in CORPUS_FILES:
+        assert head[f"agent/{rel}"] == vault_bytes(src, rel)
+    assert SECRETS["anthropic"].value.encode() in head["agent/notes/keys.md"]
+
+
+@wired
+def test_allow_paths_and_allowed_fingerprints_let_a_file_through(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path, extra='[secrets]\nallow_paths = ["notes/"]')
+    write_corpus(src, SECRETS)
+    result = sync(config, now=clock)
+    assert {s.path for s in result.skipped} == {
+        "agent/config.json", "agent/sessions/chat.jsonl", "agent/memory.db"}
+    assert head_files(config)["agent/notes/keys.md"] == (src / "notes" / "keys.md").read_bytes()
+
+    # `vault secrets allow` each fingerprint of config.json: the next sync takes it as it is.
+    for f in sec.scan_bytes(vault_bytes(src, "config.json"), path="agent/config.json"):
+        sec.allow_fingerprint(config, f.fingerprint)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert {s.path for s in result.skipped} == {"agent/sessions/chat.jsonl", "agent/memory.db"}
+    assert head_files(config)["agent/config.json"] == (src / "config.json").read_bytes()
+
+    # Fingerprints in vault.toml count too.
+    fps = sorted({f.fingerprint for f in sec.scan_bytes(vault_bytes(src, "sessions/chat.jsonl"),
+                                                        path="agent/sessions/chat.jsonl")})
+    path = write_config(tmp_path / "vault.toml", {"agent": src},
+                        extra='[secrets]\nallow_paths = ["notes/"]\nallow_fingerprints = '
+                              + json.dumps(fps))
+    clock.tick()
+    result = sync(load_config(path), now=clock)
+    assert {s.path for s in result.skipped} == {"agent/memory.db"}
+
+
+@wired
+def test_a_secret_removed_from_the_file_is_taken_on_the_next_sync(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path)
+    note = src / "notes" / "keys.md"
+    note.write_text(f"token {SECRETS['gitlab'].value}\n")
+    assert {s.path for s in sync(config, now=clock).skipped} == {"agent/notes/keys.md"}
+    note.write_text("token moved to the password manager\n")
+    clock.tick()
+    result = sync(config, now=clock)
+    assert not result.skipped and "agent/notes/keys.md" in result.added
+    assert leaks(all_objects(config.vault.path)) == []
+
+
+def test_vault_and_data_dir_are_private_to_the_user(tmp_path: Path) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text('[vault]\nhost = "testhost"\n')
+    config = load_config(path)
+    assert not config.home.exists()
+    old = os.umask(0o022)  # a permissive umask must not leak into the vault's modes
+    try:
+        repo, created = VaultRepo.init(config.vault.path, config.vault.branch)
+    finally:
+        os.umask(old)
+    assert created and repo.path == config.vault.path.resolve()
+    for folder in (config.home, config.vault.path):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder

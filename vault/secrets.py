@@ -1,0 +1,925 @@
+"""Find secrets in the bytes about to enter the vault, fingerprint them, and redact them.
+
+A secret is never returned, logged or put in an error: a finding carries its kind, a stable
+fingerprint (a salted hash, cut short), where it is ("line 12", "row memories:42") and byte
+offsets for redaction, nothing else.
+
+Detection runs regex rules over the whole file's bytes at once (C speed, no Python loop per
+line; every rule starts with a literal, so the regex engine skips ahead): the provider patterns
+of Yelp's detect-secrets plugins (AWS, GitHub, GitLab, Slack, Stripe, OpenAI, Twilio,
+SendGrid, ...), imported on first use, plus our own rules for what they miss or cut short
+(Anthropic, OpenAI project keys, fine-grained GitHub tokens, full-length Stripe keys, whole PEM
+blocks, JWTs, bearer headers), plus a field scanner for `password=`, `"api_key": ...` and the
+like, whose values must look like a password or, for token and key fields, be random.
+High-entropy strings are only looked for in such fields: hashes, UUIDs and git ids elsewhere
+are normal in agent memory. A vault SQLite dump is scanned cell by cell (text literals decoded,
+BLOB hex never looked at) and located by table and rowid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vault.errors import UsageError, VaultError
+
+if TYPE_CHECKING:
+    from vault.config import Config, SecretsSettings
+    from vault.repo import VaultRepo
+
+ALLOW_FILE = "secrets-allow.json"
+FINGERPRINT_LEN = 12
+_SALT = b"vault-secret\0"
+_DUMP_HEADER = b"-- vault sqlite dump v1\n"  # vault.sqlite_dump.DUMP_HEADER, without apsw
+# Pattern texts, compiled on first use through re's cache: compiling them at import would cost
+# every `vault` command milliseconds.
+_REDACTED = rb"\[REDACTED:[a-z0-9-]+:[0-9a-f]{12}\]"
+_HEX_FP = r"[0-9a-f]{8,64}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One secret in scanned bytes: its kind, fingerprint, where it is; never the value."""
+
+    kind: str
+    fingerprint: str
+    locator: str  # "line 12", or "row memories:42" in a SQLite dump
+    start: int  # byte offsets of the secret in the scanned data (for redact)
+    end: int
+
+
+@dataclass(frozen=True)
+class SourceFinding:
+    """A secret in a source file as it is now."""
+
+    fingerprint: str
+    kind: str
+    path: str
+    locator: str
+
+
+@dataclass(frozen=True)
+class HistoryFinding:
+    """A secret in the vault's history: the file, and the oldest and newest commits holding it."""
+
+    fingerprint: str
+    kind: str
+    path: str
+    first_commit: str
+    last_commit: str
+    locator: str
+    commits: int = 1
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What a sync may commit for one file after the secret scan, and why."""
+
+    data: bytes | None  # None: blocked; the vault keeps the file's last clean version
+    findings: tuple[Finding, ...] = ()
+    redacted: bool = False
+
+    @property
+    def reason(self) -> str:
+        """One line naming each secret by kind, place and fingerprint (for Skipped and logs)."""
+        return describe(self.findings)
+
+
+# --- public API ----------------------------------------------------------------------------
+
+
+def fingerprint(secret: str | bytes) -> str:
+    """The stable short fingerprint of a secret value (a salted SHA-256, never reversible)."""
+    import hashlib
+
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hashlib.sha256(_SALT + raw).hexdigest()[:FINGERPRINT_LEN]
+
+
+def scan_bytes(data: bytes, *, path: str,
+               allow_fingerprints: frozenset[str] = frozenset()) -> list[Finding]:
+    """Find the secrets in a file's vault bytes (a SQLite dump cell by cell, text line by line)."""
+    del path  # the content decides; callers pass it so that rules may use it later
+    if not data or b"\x00" in data:
+        return []
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return []  # binary
+    rules = _rules()
+    if data.startswith(_DUMP_HEADER):
+        found = _scan_dump(data, rules)
+    else:
+        found = [(hit, f"line {n}", data[hit.start:hit.end])
+                 for hit, n in _with_lines(data, _scan(data, rules))]
+    allowed = _Allowed(allow_fingerprints)
+    findings = []
+    for hit, locator, secret in found:
+        fp = fingerprint(_normal(secret, hit.kind))
+        if not allowed(fp):
+            findings.append(Finding(hit.kind, fp, locator, hit.start, hit.end))
+    return findings
+
+
+def redact(data: bytes, findings: Sequence[Finding]) -> bytes:
+    """Put [REDACTED:<kind>:<fingerprint>] in place of each secret; JSON and dumps stay valid."""
+    out: list[bytes] = []
+    pos = 0
+    for finding in sorted(findings, key=lambda f: (f.start, f.end)):
+        if finding.start < pos:  # overlaps one already replaced (findings of two scans)
+            pos = max(pos, finding.end)
+            continue
+        out.append(data[pos:finding.start])
+        out.append(marker(finding.kind, finding.fingerprint).encode("ascii"))
+        pos = finding.end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def scrub(text: str) -> str:
+    """Text with every secret in it redacted: for error messages, logs and alerts, just in case."""
+    data = text.encode("utf-8", "surrogateescape")
+    findings = scan_bytes(data, path="")
+    return redact(data, findings).decode("utf-8", "surrogateescape") if findings else text
+
+
+def marker(kind: str, fp: str) -> str:
+    """The text that stands in for a redacted secret."""
+    slug = re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-") or "secret"
+    return f"[REDACTED:{slug}:{fp}]"
+
+
+def is_redacted(data: bytes) -> bool:
+    """Tell whether bytes carry redaction markers (restore warns: those values cannot come back)."""
+    return re.search(_REDACTED, data) is not None
+
+
+def path_allowed(path: str, allow_paths: Sequence[str]) -> bool:
+    """Tell whether a vault path matches one of the gitignore-style allow patterns."""
+    if not allow_paths:
+        return False
+    return _matcher(tuple(allow_paths))(path)
+
+
+def describe(findings: Sequence[Finding], limit: int = 5) -> str:
+    """One line naming secrets by kind, place and fingerprint, never by value."""
+    if not findings:
+        return "no secrets found"
+    parts = [f"{f.kind} at {f.locator} (fingerprint {f.fingerprint})" for f in findings[:limit]]
+    more = f"; and {len(findings) - limit} more" if len(findings) > limit else ""
+    noun = "secret" if len(findings) == 1 else f"{len(findings)} secrets"
+    return f"{noun} found: " + "; ".join(parts) + more
+
+
+def screen(data: bytes, *, path: str, settings: SecretsSettings,
+           allowed: frozenset[str] = frozenset()) -> Screened:
+    """Apply the [secrets] policy to one file's vault bytes: pass them, redact or block them."""
+    if settings.policy == "allow" or path_allowed(path, settings.allow_paths):
+        return Screened(data)
+    findings = tuple(scan_bytes(data, path=path, allow_fingerprints=allowed))
+    if not findings:
+        return Screened(data)
+    if settings.policy == "redact":
+        return Screened(redact(data, findings), findings, redacted=True)
+    return Screened(None, findings)
+
+
+def allowed_fingerprints(config: Config) -> frozenset[str]:
+    """Fingerprints accepted as not secret: [secrets] allow_fingerprints and `vault secrets allow`."""
+    configured = frozenset(fp.lower() for fp in config.secrets.allow_fingerprints)
+    return configured | frozenset(_read_allow_file(config))
+
+
+def allow_fingerprint(config: Config, fp: str) -> bool:
+    """Record a fingerprint so later syncs accept it; False when it was already recorded."""
+    from vault.fsutil import atomic_write
+    from vault.repo import VaultRepo
+
+    value = fp.strip().lower()
+    if not re.fullmatch(_HEX_FP, value):
+        raise UsageError(f"{fp!r} is not a fingerprint (hex, as `vault secrets scan` prints it)")
+    VaultRepo.open(config.vault.path, config.vault.branch)  # no vault: NoVaultError, no write
+    current = _read_allow_file(config)
+    if value in current:
+        return False
+    path = config.state_dir / ALLOW_FILE
+    document = {"version": 1, "fingerprints": sorted({*current, value})}
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise VaultError(f"cannot write {path}: {exc.strerror}") from None
+    return True
+
+
+def scan_sources(config: Config, names: Sequence[str] = ()) -> list[SourceFinding]:
+    """Scan every file of the configured sources as a sync would take it, writing nothing."""
+    from vault.snapshot import take_snapshot
+    from vault.sources import scan_source
+
+    known = {s.name: s for s in config.sources}
+    for name in names:
+        if name not in known:
+            raise UsageError(f"no source named {name!r} (known: {', '.join(known) or 'none'})")
+    allowed = allowed_fingerprints(config)
+    found: list[SourceFinding] = []
+    for source in [known[n] for n in names] if names else config.sources:
+        scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
+        for entry in scan.entries:
+            vpath = config.prefix(source.name) + entry.rel
+            if path_allowed(vpath, config.secrets.allow_paths):
+                continue
+            snap = take_snapshot(entry, config.snapshot)
+            if snap.data is None:
+                continue  # not synced either; `vault sync` reports why
+            found.extend(SourceFinding(f.fingerprint, f.kind, vpath, f.locator)
+                         for f in scan_bytes(snap.data, path=vpath, allow_fingerprints=allowed))
+    found.sort(key=lambda f: (f.fingerprint, f.path, f.locator))
+    return found
+
+
+def scan_history(repo: VaultRepo, *, allow_fingerprints: frozenset[str] = frozenset(),
+                 allow_paths: Sequence[str] = ()) -> list[HistoryFinding]:
+    """Scan every blob of every commit on the branch, each blob once; name first and last commit."""
+    by_blob: dict[str, list[Finding]] = {}
+    seen: dict[tuple[str, str], list[Any]] = {}  # (fp, path) -> [kind, locator, first, last, n]
+    for info in repo.walk():  # newest first
+        for path, (oid, mode) in repo.files(info.id).items():
+            if mode == 0o160000 or path_allowed(path, allow_paths):
+                continue  # a submodule entry names a commit, not a blob
+            findings = by_blob.get(oid)
+            if findings is None:
+                findings = by_blob[oid] = scan_bytes(repo.read_blob(oid), path=path,
+                                                     allow_fingerprints=allow_fingerprints)
+            for f in findings:
+                record = seen.get((f.fingerprint, path))
+                if record is None:
+                    seen[(f.fingerprint, path)] = [f.kind, f.locator, info.id, info.id, 1]
+                elif record[2] != info.id:
+                    record[2] = info.id  # an older commit: the walk goes back in time
+                    record[4] += 1
+    result = [HistoryFinding(fp, r[0], path, r[2], r[3], r[1], r[4])
+              for (fp, path), r in seen.items()]
+    result.sort(key=lambda f: (f.fingerprint, f.path))
+    return result
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+_Fix = Callable[[bytes, int, int], "tuple[int, int] | None"]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One pattern, which group is the secret, and what to check before believing it."""
+
+    kind: str
+    pattern: re.Pattern[bytes]
+    group: int = 0
+    priority: int = 3  # when two overlap: ours 4, library 3, generic 2, fields 1
+    lowered: bool = False  # runs on the lower-cased copy (case-insensitive, same offsets)
+    needles: tuple[bytes, ...] = ()  # a slow pattern runs only if one of these is in the text
+    weak: bool = False  # short or common prefix: must not start inside a word
+    extend: bool = False  # a library pattern without a right edge: take the whole token
+    fix: _Fix | None = None  # moves the span (PEM dashes, bot id digits), or rejects it
+    check: Callable[[bytes], bool] | None = None
+
+
+@dataclass(frozen=True)
+class _Rules:
+    tokens: tuple[_Rule, ...]
+    fields: tuple[re.Pattern[bytes], ...]  # one per keyword: a literal start is fast
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    kind: str
+    priority: int
+
+
+_CACHE: list[_Rules] = []
+
+# detect-secrets plugins used: module, class, the kind we report, needles for a pattern that is
+# slow on its own (case-insensitive or without a literal start). Left out on purpose:
+# KeywordDetector and the high-entropy plugins (our field scanner replaces them: they flag
+# every hash and id), IPPublicDetector (not a secret), ArtifactoryDetector (matches ordinary
+# upper-case words), the IBM, Cloudant and SoftLayer field patterns (the field scanner covers
+# them), and the JWT, private-key, Azure, Mailchimp and Telegram plugins, whose patterns cut
+# the secret short or need a slow scan: our own rules below find those whole.
+_LIBRARY: tuple[tuple[str, str, str, tuple[bytes, ...]], ...] = (
+    ("aws", "AWSKeyDetector", "AWS access key", ()),
+    ("basic_auth", "BasicAuthDetector", "password in URL", ()),
+    ("discord", "DiscordBotTokenDetector", "Discord bot token", (b"discord",)),
+    ("github_token", "GitHubTokenDetector", "GitHub token", ()),
+    ("gitlab_token", "GitLabTokenDetector", "GitLab token", ()),
+    ("npm", "NpmDetector", "npm token", (b"_authtoken",)),
+    ("openai", "OpenAIDetector", "OpenAI API key", ()),
+    ("pypi_token", "PypiTokenDetector", "PyPI token", ()),
+    ("sendgrid", "SendGridDetector", "SendGrid API key", ()),
+    ("slack", "SlackDetector", "Slack token", (b"xox", b"hooks.slack")),
+    ("square_oauth", "SquareOAuthDetector", "Square OAuth secret", ()),
+    ("stripe", "StripeDetector", "Stripe secret key", (b"k_live_",)),
+    ("twilio", "TwilioKeyDetector", "Twilio API key", ()),
+)
+# Library patterns that match inside ordinary words unless they start at a word edge.
+_LIBRARY_WEAK = frozenset({"DiscordBotTokenDetector", "TwilioKeyDetector"})
+# Library patterns whose group 1 is the secret (elsewhere a group is only a prefix: "(ghp|gho)_").
+_LIBRARY_GROUP = frozenset({"BasicAuthDetector", "NpmDetector", "AWSKeyDetector"})
+
+_PEM_BODY = (rb"(?:[\s\S]{0,20000}?-{4,5} ?END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)? ?-{4,5}"
+             rb"|(?:(?:\r?\n|\\r\\n|\\n)[ \t]*[A-Za-z0-9+/=:,.\- ]{8,})*)")
+# Our own rules: kind, pattern, group, weak. Each starts with a literal.
+_OWN: tuple[tuple[str, bytes, int, bool], ...] = (
+    ("Anthropic API key", rb"sk-ant-[A-Za-z0-9_\-]{20,}", 0, False),
+    ("OpenAI API key", rb"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}", 0, False),
+    ("OpenAI API key", rb"sk-[A-Za-z0-9]{48}(?![A-Za-z0-9_\-])", 0, True),
+    ("GitHub token", rb"gh[pousr]_[A-Za-z0-9]{36,255}", 0, False),
+    ("GitHub token", rb"github_pat_[A-Za-z0-9_]{22,255}", 0, False),
+    ("GitLab token", rb"gl(?:pat|dt|rt|ptt|ft|cbt|imt|soat)-[A-Za-z0-9_\-]{20,}", 0, False),
+    ("Stripe secret key", rb"sk_(?:live|test)_[A-Za-z0-9]{16,}", 0, False),
+    ("Stripe secret key", rb"rk_(?:live|test)_[A-Za-z0-9]{16,}", 0, False),
+    ("Stripe webhook secret", rb"whsec_[A-Za-z0-9+/=]{24,}", 0, False),
+    ("Slack token", rb"xox[abposer]-[A-Za-z0-9\-]{10,}", 0, False),
+    ("Slack token", rb"xapp-\d-[A-Za-z0-9\-]{20,}", 0, False),
+    ("Slack webhook",
+     rb"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}", 0, False),
+    ("AWS access key", rb"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])", 0, True),
+    ("Google API key", rb"AIza[0-9A-Za-z_\-]{35}", 0, True),
+    ("Google OAuth client secret", rb"GOCSPX-[A-Za-z0-9_\-]{20,}", 0, False),
+    ("Azure storage key", rb"AccountKey=([A-Za-z0-9+/]{86}==)", 1, False),
+    ("Hugging Face token", rb"hf_[A-Za-z0-9]{34,}", 0, True),
+    ("npm token", rb"npm_[A-Za-z0-9]{36,}", 0, True),
+    ("DigitalOcean token", rb"do[opr]_v1_[a-f0-9]{64}", 0, True),
+    ("Shopify token", rb"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}", 0, True),
+    ("Mailchimp API key", rb"-us[0-9]{1,2}(?![0-9A-Za-z])", 0, False),
+    ("Telegram bot token", rb":AA[0-9A-Za-z_\-]{33}(?![0-9A-Za-z_\-])", 0, False),
+    # A private key is the whole block, BEGIN to END; a block cut off is taken as far as its
+    # base64 lines go. Line breaks may be real, or \n escapes inside a JSON string.
+    ("private key", rb"BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)? ?-{4,5}" + _PEM_BODY, 0, False),
+    ("private key", rb"PuTTY-User-Key-File-\d: [\s\S]{0,20000}?Private-MAC: [0-9a-fA-F]+",
+     0, False),
+    ("JWT", rb"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*", 0, False),
+)
+# Field names: a keyword, more name characters, then the assignment: `password=`,
+# `"api_key": `, `token: `, `\"secret\": ` (JSON inside a JSON string), `**Password**: `.
+# Run on the lower-cased text.
+_FIELD_WORDS = (b"pass", b"pw", b"secret", b"token", b"key", b"auth", b"credential", b"bearer")
+_FIELD_TAIL = rb"[a-z0-9_.\-]*(?:\\?[\"'`]|\*\*)?[ \t]*(?::=|=>|=(?!=)|:(?!//))[ \t]*"
+
+_KEY_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_HEX_LOWER = frozenset(b"0123456789abcdef")
+_DIGITS = frozenset(b"0123456789")
+
+
+def _rules() -> _Rules:
+    """Compile the rules once per process (detect-secrets is imported here, not at import)."""
+    if _CACHE:
+        return _CACHE[0]
+    import importlib
+
+    fixes: dict[str, _Fix] = {"private key": _pem_start, "Mailchimp API key": _mailchimp_start,
+                              "Telegram bot token": _telegram_start}
+    checks: dict[str, Callable[[bytes], bool]] = {"JWT": _jwt_ok}
+    tokens = [_Rule(kind, re.compile(pattern), group, priority=4, weak=weak,
+                    fix=fixes.get(kind), check=checks.get(kind))
+              for kind, pattern, group, weak in _OWN]
+    tokens.append(_Rule("bearer token", re.compile(rb"bearer[ \t]+([a-z0-9._~+/\-]{16,}=*)"), 1,
+                        priority=2, lowered=True, check=_looks_random_bytes))
+    tokens.append(_Rule("token in URL", re.compile(rb"://([A-Za-z0-9_\-]{20,})@"), 1,
+                        priority=2, check=_looks_random_bytes))
+    tokens.append(_Rule("basic auth credentials",
+                        re.compile(rb"basic[ \t]+([a-z0-9+/]{12,}={0,2})(?![a-z0-9+/=])"), 1,
+                        priority=2, lowered=True, check=_basic_ok))
+    try:
+        for module_name, class_name, kind, needles in _LIBRARY:
+            module = importlib.import_module(f"detect_secrets.plugins.{module_name}")
+            detector = getattr(module, class_name, None)
+            if detector is None:  # renamed or dropped upstream: our own rules still run
+                continue
+            for pattern in getattr(detector, "denylist", ()):
+                compiled = _as_bytes(pattern)
+                if compiled is not None:
+                    tokens.append(_library_rule(class_name, kind, needles, compiled))
+    except ImportError as exc:
+        raise VaultError(f"secret scanning needs the detect-secrets package ({exc})",
+                         hint="pip install 'detect-secrets>=1.5,<2'") from None
+    rules = _Rules(tuple(tokens), tuple(re.compile(w + _FIELD_TAIL) for w in _FIELD_WORDS))
+    _CACHE.append(rules)
+    return rules
+
+
+def _library_rule(class_name: str, kind: str, needles: tuple[bytes, ...],
+                  pattern: re.Pattern[bytes]) -> _Rule:
+    """A detect-secrets pattern as one of our rules."""
+    group = 1 if class_name in _LIBRARY_GROUP and pattern.groups else 0
+    if class_name == "AWSKeyDetector" and group:
+        # aws...key = "<40 characters>": the secret key, found after a case-insensitive scan
+        kind, needles = "AWS secret key", (b"aws",)
+    return _Rule(kind, pattern, group, needles=needles, weak=class_name in _LIBRARY_WEAK,
+                 extend=group == 0,
+                 check=_url_password_ok if class_name == "BasicAuthDetector" else None)
+
+
+def _as_bytes(pattern: Any) -> re.Pattern[bytes] | None:
+    """A library str pattern as the same bytes pattern (all of them are ASCII)."""
+    try:
+        text = pattern.pattern.encode("ascii")
+        return re.compile(text, pattern.flags & ~re.UNICODE)
+    except (AttributeError, UnicodeEncodeError, re.error):
+        return None
+
+
+# --- scanning ------------------------------------------------------------------------------
+
+
+def _scan(data: bytes, rules: _Rules) -> list[_Hit]:
+    """Every secret in the bytes, overlaps merged, each span safe to replace in JSON text."""
+    lowered = data.lower()  # ASCII only: same length, same offsets
+    hits: list[_Hit] = []
+    for rule in rules.tokens:
+        if rule.needles and not any(n in lowered for n in rule.needles):
+            continue
+        for m in rule.pattern.finditer(lowered if rule.lowered else data):
+            start, end = m.span(rule.group)
+            if start < 0 or end <= start:
+                continue
+            if rule.fix is not None:
+                span = rule.fix(data, start, end)
+                if span is None:
+                    continue
+                start, end = span
+            if rule.weak and _glued(data, start):
+                continue
+            if rule.extend:
+                while end < len(data) and data[end] in _TOKEN_BYTES:
+                    end += 1
+            if rule.check is not None and not rule.check(data[start:end]):
+                continue
+            hits.append(_Hit(start, end, rule.kind, rule.priority))
+    done = -1
+    for m in sorted((m for p in rules.fields for m in p.finditer(lowered)), key=_start):
+        if m.start() < done:
+            continue  # "secret_token:" was read from "secret"; "token" is the same field
+        done = m.end()
+        hit = _field(data, m)
+        if hit is not None:
+            hits.append(hit)
+    if b"[REDACTED:" in data:  # a marker's text (e.g. "password-assignment:") is no secret
+        markers = [m.span() for m in re.finditer(_REDACTED, data)]
+        hits = [h for h in hits if not any(s < h.end and h.start < e for s, e in markers)]
+    safe = (_json_safe(data, h) for h in hits)
+    return _merge([h for h in safe if h is not None])
+
+
+def _start(m: re.Match[bytes]) -> int:
+    return m.start()
+
+
+def _glued(data: bytes, start: int) -> bool:
+    """True when a match starts inside a word (after a JSON escape such as \\n it does not)."""
+    if start == 0 or data[start - 1] not in _WORD_BYTES:
+        return False
+    return not (start >= 2 and data[start - 2] == 0x5C)
+
+
+def _merge(hits: list[_Hit]) -> list[_Hit]:
+    """Overlapping hits become one span (nothing of either is left), of the stronger kind."""
+    hits.sort(key=lambda h: (h.start, -h.end))
+    merged: list[_Hit] = []
+    for hit in hits:
+        if merged and hit.start < merged[-1].end:
+            last = merged[-1]
+            kind = hit.kind if hit.priority > last.priority else last.kind
+            merged[-1] = _Hit(last.start, max(last.end, hit.end), kind,
+                              max(last.priority, hit.priority))
+        else:
+            merged.append(hit)
+    return merged
+
+
+def _json_safe(data: bytes, hit: _Hit) -> _Hit | None:
+    """Cut a span at an unescaped quote or a half escape, so it stays inside one JSON string."""
+    i, end = hit.start, hit.end
+    while i < end:
+        c = data[i]
+        if c == 0x22:  # "
+            end = i
+            break
+        if c == 0x5C:  # backslash: an escape is replaced whole or not at all
+            width = 6 if data[i + 1:i + 2] == b"u" else 2
+            if i + width > end:
+                end = i
+                break
+            i += width
+        else:
+            i += 1
+    if end - hit.start < 4:
+        return None
+    return hit if end == hit.end else _Hit(hit.start, end, hit.kind, hit.priority)
+
+
+def _pem_start(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """Start a key block at its dashes ('-----BEGIN'); no dashes, no key block."""
+    s = start
+    while s > 0 and start - s < 6 and data[s - 1] in b"- ":
+        s -= 1
+    return (s, end) if data.count(b"-", s, start) >= 4 else None
+
+
+def _mailchimp_start(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """A Mailchimp key is 32 hex characters before its '-usN' data-centre suffix."""
+    s = start - 32
+    if s < 0 or not all(c in _HEX_LOWER for c in data[s:start]):
+        return None
+    return None if s > 0 and data[s - 1] in _WORD_BYTES else (s, end)
+
+
+def _telegram_start(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """A Telegram bot token starts with the bot's numeric id (8 to 10 digits) before ':AA'."""
+    s = start
+    while s > 0 and start - s <= 10 and data[s - 1] in _DIGITS:
+        s -= 1
+    if not 8 <= start - s <= 10 or (s > 0 and data[s - 1] in _WORD_BYTES):
+        return None
+    return s, end
+
+
+# --- fields: password=..., "api_key": "..." ---------------------------------------------------
+
+_PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "passcode", "pass",
+                             "passw", "pw"})
+_SECRET_WORDS = frozenset({"secret", "secrets", "token", "apikey", "credential", "credentials",
+                           "auth", "authorization", "bearer", "privatekey", "accesstoken",
+                           "authtoken", "apitoken", "refreshtoken", "sessionkey", "secretkey",
+                           "accesskey", "clientsecret"})
+_KEY_QUALIFIERS = frozenset({"api", "access", "secret", "private", "client", "signing",
+                             "encryption", "master", "auth", "session", "account", "service",
+                             "license", "admin", "app", "webhook", "deploy", "ssh", "consumer"})
+# A field whose last word is one of these holds a fact about a secret, not the secret.
+_NOT_SECRET_LAST = frozenset({
+    "id", "ids", "count", "counts", "type", "types", "name", "names", "url", "uri", "urls",
+    "endpoint", "path", "file", "dir", "len", "length", "size", "limit", "limits", "max", "min",
+    "hash", "hashed", "sha", "digest", "at", "time", "date", "expires", "expiry", "expiration",
+    "ttl", "usage", "used", "budget", "estimate", "field", "fields", "header", "env", "var",
+    "hint", "policy", "method", "methods", "scope", "scopes", "format", "kind", "label", "ref",
+    "version", "enabled", "disabled", "required", "provider", "mode", "rotation", "rotated",
+    "status", "source", "location", "prefix", "issuer", "audience", "algorithm", "alg", "set",
+    "changed", "reset", "strength", "rules", "flow", "error", "errors", "valid", "present",
+    "fingerprint", "index", "position", "board", "word", "words", "stroke", "strokes", "frame",
+})
+_PLACEHOLDERS = frozenset({
+    "password", "passwd", "pass", "secret", "token", "changeme", "change_me", "changeit", "none",
+    "null", "nil", "true", "false", "undefined", "redacted", "hidden", "example", "sample",
+    "test", "dummy", "placeholder", "yourpassword", "your_password", "mypassword", "required",
+    "optional", "string", "str", "text", "empty", "unset", "todo", "tbd", "n/a", "na",
+    "secret123", "password123", "default", "masked", "removed", "omitted", "notset", "not_set",
+})
+_INDIRECT = ("$", "{{", "${", "%(", "<", "[redacted", "os.environ", "process.env", "env.", "env[",
+             "getenv", "settings.", "config.", "self.", "op://", "vault:", "keyring", "secrets.",
+             "http://", "https://", "***", "...")
+_WORD_SPLIT = r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+"
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_QUOTED = {0x22: rb'"((?:[^"\\\n]|\\.)*)"', 0x27: rb"'([^'\n]*)'", 0x60: rb"`([^`\n]*)`"}
+# get_password(), os.environ["X"], settings.db.password: code that fetches the secret.
+_REFERENCE = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*[(\[].*|[A-Za-z_]+(?:\.[A-Za-z_]+)+"
+_UNQUOTED = rb"[^\s\"'`\\,;&][^\s\"`\\,;&]*"  # an apostrophe inside is part of it
+
+
+def _field(data: bytes, m: re.Match[bytes]) -> _Hit | None:
+    """A secret assigned to a password, token or key field, if the value looks like one."""
+    key_start = m.start()
+    while key_start > 0 and data[key_start - 1] in _KEY_BYTES:
+        key_start -= 1
+    key_end = m.start()
+    while key_end < len(data) and data[key_end] in _KEY_BYTES:
+        key_end += 1
+    key = data[key_start:key_end].decode("ascii")
+    kind = _classify(key)
+    if kind is None and key_start >= 2 and data[key_start - 1] == 0x20:
+        # "API key: ...", "access token = ...": the word before names the field
+        before = key_start - 1
+        while before > 0 and data[before - 1] in _WORD_BYTES:
+            before -= 1
+        kind = _classify(data[before:key_start - 1].decode("ascii") + "_" + key)
+    if kind is None:
+        return None
+    span = _value_span(data, m.end())
+    if span is None:
+        return None
+    start, end, quoted = span
+    value = data[start:end].decode("utf-8", "replace")
+    if kind == "password assignment":
+        return _Hit(start, end, kind, 1) if _password_ok(value, quoted) else None
+    return _Hit(start, end, kind, 1) if _looks_random(value) else None
+
+
+def _classify(key: str) -> str | None:
+    """The kind of secret a field of this name holds, or None for a name that names none."""
+    words = [w.lower() for w in re.findall(_WORD_SPLIT, key)]
+    if not words or words[-1] in _NOT_SECRET_LAST or "tokens" in words:
+        return None  # max_tokens, token_count, password_hash, api_key_id
+    found = set(words)
+    if found & _PASSWORD_WORDS:
+        return "password assignment"
+    if "aws" in found and found & {"secret", "secretkey"}:
+        return "AWS secret key"
+    if found & _SECRET_WORDS or ("key" in found and found & _KEY_QUALIFIERS):
+        return "high-entropy secret"
+    return None
+
+
+def _value_span(data: bytes, pos: int) -> tuple[int, int, bool] | None:
+    """Where the assigned value is: inside its quotes, or up to a delimiter when unquoted."""
+    while data.startswith((b"**", b"* ", b" "), pos):  # **Password:** hunter2
+        pos += 1
+    if data.startswith(b'\\"', pos):  # JSON text inside a JSON string: \"value\"
+        end = data.find(b'\\"', pos + 2)
+        newline = data.find(b"\n", pos)
+        if end < 0 or 0 <= newline < end:
+            return None
+        return pos + 2, end, True
+    quote = data[pos] if pos < len(data) else 0
+    if quote in _QUOTED:
+        m = re.compile(_QUOTED[quote]).match(data, pos)
+        if m is None:
+            return None
+        if m.end(1) > m.start(1):
+            return m.start(1), m.end(1), True
+        pos = m.end()  # '' or "" before the value: read on past it
+    m = re.compile(_UNQUOTED).match(data, pos)
+    if m is None:
+        return None
+    end = m.end()
+    while end > pos and data[end - 1] in b".)]}:!?*'":
+        end -= 1
+    return (pos, end, False) if end > pos else None
+
+
+def _placeholder(value: str) -> bool:
+    """A template, a reference to where the secret is, or an example: not the secret itself."""
+    lower = value.lower()
+    return (lower in _PLACEHOLDERS or lower.startswith(_INDIRECT) or len(set(value)) < 3
+            or (lower[:1] in ("{", "<", "(") and lower[-1:] in ("}", ">", ")"))
+            or re.fullmatch(_REFERENCE, value) is not None)
+
+
+def _password_ok(value: str, quoted: bool) -> bool:
+    """A real-looking password: not a placeholder, a reference or a word of prose."""
+    value = value.strip()
+    if not 6 <= len(value) <= 256 or _placeholder(value):
+        return False
+    if quoted:
+        return len(value.split()) <= 4  # a sentence in a password field is prose
+    if value.isalpha() and (value.islower() or value.istitle() or value.isupper()):
+        return len(value) >= 16  # "password: rotated" in a note is a word, not a password
+    if value.isdigit():
+        return len(value) >= 8
+    return True
+
+
+def _looks_random(value: str) -> bool:
+    """A token-like value: long, no spaces, letters and digits, high entropy, not an id."""
+    if not 16 <= len(value) <= 1024 or _placeholder(value):
+        return False
+    if any(c.isspace() for c in value) or re.fullmatch(_UUID, value) or re.match(_DATE, value):
+        return False
+    # A token has a long stretch of base64 mixing letters and digits; words and ids joined by
+    # separators ("agent:main:telegram:dm:123456789", "refresh-token-v2-2026") have none.
+    if not any(len(run) >= 10 and any(c.isdigit() for c in run)
+               and any(c.isalpha() for c in run) for run in re.findall(r"[A-Za-z0-9+/]+", value)):
+        return False
+    if _sequential(value):
+        return False
+    return _entropy(value) >= 3.0
+
+
+def _looks_random_bytes(value: bytes) -> bool:
+    return _looks_random(value.decode("ascii", "replace"))
+
+
+def _entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    counts: dict[str, int] = {}
+    for c in value:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(value)
+    return -sum(k / n * math.log2(k / n) for k in counts.values())
+
+
+_SEQUENCES = ("ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/",
+              "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZ+/",
+              "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+              "01234567890123456789", "0123456789ABCDEF0123456789ABCDEF")
+
+
+def _sequential(value: str) -> bool:
+    """'abcdef0123...' is a made-up example, not a secret (detect-secrets' heuristic)."""
+    upper = value.upper()
+    return any(upper in s for s in _SEQUENCES)
+
+
+def _jwt_ok(token: bytes) -> bool:
+    """Header and payload decode to JSON (detect-secrets' JWT check)."""
+    import base64
+    import binascii
+
+    for part in token.split(b".")[:2]:
+        try:
+            json.loads(base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4)))
+        except (binascii.Error, ValueError):
+            return False
+    return True
+
+
+def _basic_ok(value: bytes) -> bool:
+    """An HTTP Basic credential decodes to user:password."""
+    import base64
+    import binascii
+
+    try:
+        text = base64.b64decode(value + b"=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, password = text.partition(":")
+    return bool(sep and user and len(password) >= 4 and text.isprintable())
+
+
+def _url_password_ok(value: bytes) -> bool:
+    """The password part of scheme://user:password@host, unless a placeholder."""
+    text = value.decode("utf-8", "replace")
+    return len(text) >= 4 and not _placeholder(text)
+
+
+# --- SQLite dumps ---------------------------------------------------------------------------
+
+_INSERT = rb'INSERT INTO ("(?:[^"]|"")*")\("(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*\) VALUES\('
+# Tokens of a dump line that can hold quotes: BLOBs and quoted names (skipped whole, so that a
+# quote inside one never starts a cell), and text cells: literals and char(N) joined by ||.
+_CELL = (rb"[Xx]'[^']*'|\"(?:[^\"]|\"\")*\"|(?:'(?:[^']|'')*'|char\(\d+\))"
+         rb"(?:\|\|(?:'(?:[^']|'')*'|char\(\d+\)))*")
+_CELL_PART = rb"'((?:[^']|'')*)'|char\((\d+)\)"
+
+
+def _scan_dump(data: bytes, rules: _Rules) -> list[tuple[_Hit, str, bytes]]:
+    """Scan a dump's text cells one by one, on the lines where anything could be."""
+    # Any match, checked or not, marks a line; its cells, decoded, then say what and where.
+    lowered = data.lower()
+    marks = [m.start() for rule in rules.tokens
+             if not rule.needles or any(n in lowered for n in rule.needles)
+             for m in rule.pattern.finditer(lowered if rule.lowered else data)]
+    marks.extend(m.start() for p in rules.fields for m in p.finditer(lowered))
+    if not marks:
+        return []
+    starts = [0] + [m.end() for m in re.finditer(rb"\n", data)]
+    lines = sorted({bisect_right(starts, at) - 1 for at in marks})
+    found: list[tuple[_Hit, str, bytes]] = []
+    for index in lines:
+        base = starts[index]
+        line = data[base:starts[index + 1] - 1] if index + 1 < len(starts) else data[base:]
+        insert = re.compile(_INSERT).match(line)
+        locator = _row_locator(line, insert, index + 1)
+        for cell in re.compile(_CELL).finditer(line, insert.end() if insert else 0):
+            if cell.group()[:1] in (b"X", b"x", b'"'):
+                continue
+            value, where = _decode_cell(cell)
+            for hit in _scan(value, rules):
+                start, end = base + where.start(hit.start), base + where.end(hit.end)
+                found.append((_Hit(start, end, hit.kind, hit.priority), locator,
+                              value[hit.start:hit.end]))
+    return found
+
+
+def _row_locator(line: bytes, insert: re.Match[bytes] | None, number: int) -> str:
+    """'row memories:42' for an INSERT whose first value is the integer rowid, else the line."""
+    if insert is None:
+        return f"line {number}"
+    table = insert.group(1)[1:-1].replace(b'""', b'"').decode("utf-8", "replace")
+    first = re.match(rb"-?\d+(?=[,)])", line[insert.end():])
+    if first is None:
+        return f"row {table} (dump line {number})"
+    return f"row {table}:{first.group().decode('ascii')}"
+
+
+class _CellMap:
+    """Where each byte of a decoded text cell came from in its dump line."""
+
+    def __init__(self) -> None:
+        self.value_at: list[int] = []  # segment starts in the value
+        self.raw_at: list[int] = []  # ... and in the line
+        self.width: list[int] = []  # 0: copied byte for byte; n: one byte written as n ('', char)
+
+    def add(self, value_at: int, raw_at: int, width: int) -> None:
+        self.value_at.append(value_at)
+        self.raw_at.append(raw_at)
+        self.width.append(width)
+
+    def start(self, v: int) -> int:
+        """The line offset where value byte v starts."""
+        i = bisect_right(self.value_at, v) - 1
+        return self.raw_at[i] + (v - self.value_at[i] if self.width[i] == 0 else 0)
+
+    def end(self, v: int) -> int:
+        """The line offset just after value byte v - 1 (the end of a span)."""
+        i = bisect_right(self.value_at, v - 1) - 1
+        if self.width[i] == 0:
+            return self.raw_at[i] + v - self.value_at[i]
+        return self.raw_at[i] + self.width[i]
+
+
+def _decode_cell(cell: re.Match[bytes]) -> tuple[bytes, _CellMap]:
+    """A text cell's value ('a''b'||char(10)||'c' -> a'b, newline, c) and where it came from."""
+    value = bytearray()
+    where = _CellMap()
+    for part in re.compile(_CELL_PART).finditer(cell.group()):
+        at = cell.start() + part.start()
+        if part.group(2) is not None:  # char(N): a newline, CR or NUL spliced in
+            where.add(len(value), at, len(part.group()))
+            value += chr(int(part.group(2))).encode("utf-8")
+            continue
+        raw = at + 1
+        for i, piece in enumerate(part.group(1).split(b"''")):
+            if i:  # the quote written as ''
+                where.add(len(value), raw, 2)
+                value += b"'"
+                raw += 2
+            if piece:
+                where.add(len(value), raw, 0)
+                value += piece
+                raw += len(piece)
+    return bytes(value), where
+
+
+# --- lines, fingerprints, allowlists --------------------------------------------------------
+
+
+def _with_lines(data: bytes, hits: list[_Hit]) -> Iterator[tuple[_Hit, int]]:
+    """Each hit with its 1-based line number (hits are sorted by start)."""
+    line, pos = 1, 0
+    for hit in hits:
+        line += data.count(b"\n", pos, hit.start)
+        pos = hit.start
+        yield hit, line
+
+
+def _normal(secret: bytes, kind: str) -> str:
+    """The secret as its owner would type it, so one secret has one fingerprint in any file."""
+    text = secret.decode("utf-8", "replace")
+    if "\\" in text:
+        try:
+            text = json.loads(f'"{text}"')  # \n and \" inside a JSON string
+        except ValueError:
+            pass
+    if kind == "private key":
+        text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+    return text
+
+
+class _Allowed:
+    """Membership in an allowlist of fingerprints, where a short entry is a prefix."""
+
+    def __init__(self, entries: frozenset[str]) -> None:
+        self.exact = frozenset(e[:FINGERPRINT_LEN] for e in entries if len(e) >= FINGERPRINT_LEN)
+        self.prefixes = tuple(e for e in entries if len(e) < FINGERPRINT_LEN)
+
+    def __call__(self, fp: str) -> bool:
+        return fp in self.exact or (bool(self.prefixes) and fp.startswith(self.prefixes))
+
+
+_MATCHERS: dict[tuple[str, ...], Callable[[str], bool]] = {}
+
+
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    matcher = _MATCHERS.get(patterns)
+    if matcher is None:
+        from vault.sources import compile_patterns
+
+        matcher = _MATCHERS[patterns] = compile_patterns(patterns)
+    return matcher
+
+
+def _read_allow_file(config: Config) -> list[str]:
+    """Fingerprints recorded by `vault secrets allow` (none when the file does not exist)."""
+    path = config.state_dir / ALLOW_FILE
+    hint = "fix or delete the file; `vault secrets allow` writes it"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise VaultError(f"cannot read {path}: {exc}", hint=hint) from None
+    values = document.get("fingerprints") if isinstance(document, dict) else None
+    if not isinstance(values, list) or not all(
+            isinstance(v, str) and re.fullmatch(_HEX_FP, v) for v in values):
+        raise VaultError(f'{path}: expected {{"fingerprints": [hex, ...]}}', hint=hint)
+    return [v.lower() for v in values]
