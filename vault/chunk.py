@@ -28,7 +28,7 @@ from typing import Any
 # Bump when chunking changes: blobs chunked by an older version are chunked again.
 CHUNKER_VERSION = 1
 
-SOFT_CHARS = 700  # pieces are packed together up to this size
+SOFT_CHARS = 400  # pieces are packed together up to this size
 HARD_CHARS = 1200  # a piece longer than this is cut (about the model's 256-token window)
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
@@ -193,13 +193,18 @@ def _blocks(lines: list[str], offset: int) -> Iterator[tuple[int, int, str]]:
 
 
 def _split_block(block: list[str], start: int, offset: int) -> Iterator[tuple[int, int, str]]:
-    """One paragraph, or its list items when it is a list, each cut to the hard limit."""
+    """One paragraph, or its list items (or lines, when long), each cut to the hard limit."""
     items: list[tuple[int, list[str]]] = []
     in_fence = False
+    # A long block of lines with no blank line between them (a transcript written one turn a
+    # line, "Name: text") is cut at its lines, so that each turn can be found on its own.
+    by_line = (not _FENCE.match(block[0]) and len(block) > 1
+               and sum(len(line) + 1 for line in block) > SOFT_CHARS)
     for j, line in enumerate(block):
         if _FENCE.match(line):
             in_fence = not in_fence
-        if not in_fence and _LIST_ITEM.match(line) and items:
+        if not in_fence and items and (_LIST_ITEM.match(line) or (
+                by_line and not line.startswith((" ", "\t")))):
             items.append((j, [line]))
         elif items:
             items[-1][1].append(line)
@@ -466,7 +471,11 @@ def _walk_json(value: Any, pointer: str, context: list[str], out: list[Chunk],
     label = _label_of(own)
     for key, item in children:
         key_label = key if _KEY_WORD.match(key) else ""
-        sub = [*context, label] if label else list(context)
+        # Fields named after a child ("session_1_date_time" beside "session_1") describe it.
+        own_label = _label_of([(k, v) for k, v in own if k.startswith(key + "_")])
+        if own_label:
+            key_label = f"{key_label} {own_label}".strip()
+        sub = [*context, label] if label and not own_label else list(context)
         if key_label:
             sub.append(key_label)
         _walk_json(item, _pointer(pointer, key), sub[-3:], out, depth + 1)

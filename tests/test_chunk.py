@@ -1,0 +1,136 @@
+"""Chunking follows each kind's structure: headings, JSON entries, messages, table rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apsw
+
+from vault.chunk import HARD_CHARS, chunk_file, chunk_json, chunk_jsonl, chunk_markdown, file_kind
+from vault.sqlite_dump import snapshot_sqlite
+
+MARKDOWN = """# Memory
+
+Intro line.
+
+## About Sam
+- Sam prefers tea in the morning.
+- Editor: Neovim.
+
+## Projects
+### Tidewater
+Cutover moved to 18 Nov.
+
+```python
+# not a heading
+x = 1
+```
+"""
+
+
+def test_markdown_sections_keep_the_heading_path_and_lines() -> None:
+    chunks = chunk_markdown(MARKDOWN, title="MEMORY.md")
+    by_text = {c.text.splitlines()[0]: c for c in chunks}
+    assert by_text["Intro line."].context == "Memory"
+    assert by_text["Intro line."].locator == "L3"
+    about = by_text["- Sam prefers tea in the morning."]
+    assert about.context == "Memory > About Sam"
+    assert about.locator == "L6-L7"
+    tide = by_text["Cutover moved to 18 Nov."]
+    assert tide.context == "Memory > Projects > Tidewater"
+    assert "# not a heading" in tide.text  # a fenced comment is not a heading
+    assert tide.embed_text.startswith("Memory > Projects > Tidewater\n")
+
+
+def test_long_sections_split_by_paragraph_and_stay_under_the_limit() -> None:
+    paragraphs = [f"Paragraph {i}: " + "word " * 60 for i in range(12)]
+    text = "# Notes\n\n" + "\n\n".join(paragraphs) + "\n\n" + "x" * 3000 + "\n"
+    chunks = chunk_markdown(text)
+    assert len(chunks) > 4
+    assert all(len(c.text) <= HARD_CHARS for c in chunks)
+    assert all(c.context == "Notes" for c in chunks)
+    assert chunks[0].locator.startswith("L3")
+
+
+def test_json_entries_with_pointers_and_ids_kept_for_exact_search() -> None:
+    doc = [{"id": "0677e1e5-3f00-4773-8d4c-b900a9b8950a", "timestamp": "2026-11-01T07:54:53",
+            "content": "Sourdough starter lives in the fridge; feed it the night before.",
+            "tags": ["cooking", "food"], "embedding": [0.1, 0.2, 0.3]},
+           {"id": "x", "content": "The electrician is booked for 23 Nov."}]
+    chunks = chunk_json(doc)
+    assert [c.locator for c in chunks] == ["/0", "/1"]
+    first = chunks[0]
+    assert first.text.startswith("Sourdough starter lives in the fridge")
+    assert "tags: cooking, food" in first.text
+    assert "0677e1e5-3f00-4773-8d4c-b900a9b8950a" in first.keys  # searchable, not embedded
+    assert "0677e1e5" not in first.text and "0.1" not in first.text
+
+
+def test_json_keyed_records_and_nested_conversation_turns() -> None:
+    doc = {"ctx_0001": {"title": "Kitchen renovation", "content": "Quote of 21.000 euro from "
+                        "Van Dijk, installation included."},
+           "sessions": [{"date": "8 May 2023", "turns": [
+               {"speaker": "Caroline", "text": "I went to a support group yesterday."},
+               {"speaker": "Melanie", "text": "That sounds like it was really helpful."}]}]}
+    chunks = {c.locator: c for c in chunk_json(doc)}
+    assert "Van Dijk" in chunks["/ctx_0001"].text
+    turn = chunks["/sessions/0/turns/0"]
+    assert turn.text == "Caroline: I went to a support group yesterday."
+    assert "8 May 2023" in turn.context
+
+
+def test_jsonl_transcript_by_message_with_tool_calls_summarised() -> None:
+    lines = [
+        {"type": "session", "id": "s1"},
+        {"type": "message", "message": {"role": "user", "content": [
+            {"type": "text", "text": "Why is the elevation gain so high?"}]}},
+        {"type": "message", "message": {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking."},
+            {"type": "toolCall", "name": "exec", "arguments": {"command": "cargo test -q"}}]}},
+        {"type": "message", "message": {"role": "toolResult", "content": [
+            {"type": "text", "text": "test result: ok. 50 passed"}]}},
+        {"role": "assistant", "content": "GPS noise: smooth the elevations first."},
+    ]
+    text = "\n".join(json.dumps(x) for x in lines) + "\n{\"role\": \"user\", \"cont"
+    chunks = chunk_jsonl(text)
+    assert [c.locator for c in chunks] == ["L2", "L3", "L5"]
+    assert chunks[0].text == "user: Why is the elevation gain so high?"
+    assert chunks[1].text == "assistant: Checking.\n[tool exec: cargo test -q]"
+    assert "50 passed" not in " ".join(c.text for c in chunks)  # tool output left out
+
+
+def test_sqlite_rows_without_blobs_or_fts_shadow_tables(tmp_path: Path) -> None:
+    db_path = tmp_path / "memory.db"
+    db = apsw.Connection(str(db_path))
+    db.execute("CREATE TABLE memories(id INTEGER PRIMARY KEY, content TEXT, metadata TEXT, "
+               "embedding BLOB)")
+    db.execute("CREATE VIRTUAL TABLE memories_fts USING fts5(content, content='memories', "
+               "content_rowid='id')")
+    db.execute("CREATE VIRTUAL TABLE notes_fts USING fts5(body)")
+    db.execute("CREATE TABLE counters(name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID")
+    with db:
+        db.execute("INSERT INTO memories VALUES(7, 'The user prefers tea over coffee.', "
+                   "'{\"topic\": \"food\", \"tags\": [\"drinks\"]}', x'00ff00ff')")
+        db.execute("INSERT INTO memories_fts(rowid, content) VALUES(7, 'The user prefers tea "
+                   "over coffee.')")
+        db.execute("INSERT INTO notes_fts(rowid, body) VALUES(3, 'Standup moved to 9:30 on "
+                   "Mondays.')")
+        db.execute("INSERT INTO counters VALUES('x', 1)")
+    db.close()
+    data = snapshot_sqlite(db_path)
+    assert file_kind("memory.db", data) == "sqlite"
+    chunks = chunk_file("agent/memory.db", data)
+    by_locator = {c.locator: c for c in chunks}
+    assert set(by_locator) == {"memories:7", "notes_fts:3"}
+    memory = by_locator["memories:7"]
+    assert memory.text.startswith("The user prefers tea over coffee.")
+    assert "topic: food" in memory.text and memory.context == "memories"
+    assert "ff00" not in memory.text + memory.keys
+
+
+def test_other_text_by_paragraph_and_binary_gives_nothing() -> None:
+    chunks = chunk_file("notes.txt", b"First paragraph here.\n\nSecond one, a bit later.\n")
+    assert [c.locator for c in chunks] == ["L1-L3"]  # packed: both are short
+    assert chunk_file("image.png", b"\x89PNG\0\0binary") == []
+    assert chunk_file("broken.json", b"{not json but words in it}")[0].text.startswith("{not")

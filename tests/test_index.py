@@ -1,0 +1,165 @@
+"""The index: content-addressed chunks and vectors, snapshots of commits, rebuild, migrations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apsw
+import pytest
+
+from conftest import Clock, write_config
+from vault.config import Config, load_config
+from vault.embed import HashEmbedder
+from vault.errors import ConfigError, VaultError
+from vault.index import (SCHEMA_VERSION, IndexOptions, IndexStore, build_index, index_after_sync)
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def hash_config(tmp_path: Path, workspace: Path, extra: str = "") -> Config:
+    """A config for the workspace whose index uses the fake hash:64 model."""
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra=f'\n[index]\nmodel = "hash:64"\n{extra}')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    return config
+
+
+def test_index_section_is_parsed_and_unknown_keys_are_errors(tmp_path: Path,
+                                                            workspace: Path) -> None:
+    config = hash_config(tmp_path, workspace, 'after_sync = true\nbatch_size = 8\n'
+                                              'path = "idx/index.db"')
+    assert config.index.model == "hash:64" and config.index.after_sync
+    assert config.index.batch_size == 8
+    assert config.index_path == tmp_path / "idx" / "index.db"
+    bad = write_config(tmp_path / "bad.toml", {"agent": workspace},
+                       extra='\n[index]\nmodle = "x"')
+    with pytest.raises(ConfigError, match="index.modle: unknown key"):
+        load_config(bad)
+
+
+def test_index_head_then_again_embeds_nothing(tmp_path: Path, workspace: Path,
+                                              clock: Clock) -> None:
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    embedder = HashEmbedder(64)
+    first = build_index(config, IndexOptions(), embedder)
+    assert first.new_commits == 1 and first.files == 5
+    assert first.chunks > 0 and first.embedded > 0 and first.blobs_chunked == 5
+    assert embedder.calls == first.embedded
+    again = build_index(config, IndexOptions(), embedder)
+    assert (again.new_commits, again.embedded, again.blobs_chunked) == (0, 0, 0)
+    with IndexStore(config.index_path, readonly=True) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert len(store.indexed_commits("hash:64")) == 1
+
+
+def test_a_changed_file_is_the_only_one_read_and_only_new_text_is_embedded(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    embedder = HashEmbedder(64)
+    build_index(config, IndexOptions(), embedder)
+    with (workspace / "MEMORY.md").open("a") as handle:
+        handle.write("\n## Learned\n\n- The user now drinks rooibos in the evening.\n")
+    clock.tick(60)
+    sync(config, now=clock)
+    calls = embedder.calls
+    result = build_index(config, IndexOptions(), embedder)
+    assert result.blobs_chunked == 1  # only MEMORY.md's new blob was read and cut
+    assert result.embedded == 1 and embedder.calls - calls == 1  # only the new section
+    assert result.reused == result.chunks - 1
+
+
+def test_chunk_times_say_when_each_text_last_changed(tmp_path: Path, workspace: Path,
+                                                      clock: Clock) -> None:
+    from vault.recall import recall, RecallOptions
+
+    config = hash_config(tmp_path, workspace, "after_sync = true")
+    first_time = clock.now
+    first = sync(config, now=clock)
+    index_after_sync(config, first.commit)
+    with (workspace / "MEMORY.md").open("a") as handle:
+        handle.write("\n## Learned\n\n- Rooibos in the evening.\n")
+    later = clock.tick(90)
+    second = sync(config, now=clock)
+    assert index_after_sync(config, second.commit) is not None
+    hits = {h.text: h for h in recall(config, "tea rooibos evening", RecallOptions(k=10)).hits}
+    assert hits["- Rooibos in the evening."].changed == later.replace(microsecond=0)
+    assert hits["- The user prefers tea."].changed == first_time.replace(microsecond=0)
+
+
+def test_index_at_and_all(tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    (workspace / "memory.json").write_text(json.dumps([{"content": "likes green tea now"}]))
+    clock.tick(60)
+    sync(config, now=clock)
+    (workspace / "memory" / "2026-11-21.md").write_text("# 2026-11-21\n\n- Demo day.\n")
+    clock.tick(60)
+    sync(config, now=clock)
+    embedder = HashEmbedder(64)
+    at = build_index(config, IndexOptions(at="HEAD~2"), embedder, now=clock.now)
+    assert at.new_commits == 1 and at.files == 5
+    every = build_index(config, IndexOptions(all=True), embedder, now=clock.now)
+    assert len(every.commits) == 3 and every.new_commits == 2
+    assert every.files == 6
+    assert every.blobs_chunked == 2  # the two files that changed after the first commit
+
+
+def test_rebuild_makes_the_same_index_from_the_vault_alone(tmp_path: Path, workspace: Path,
+                                                           clock: Clock) -> None:
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    with IndexStore(config.index_path) as store:
+        before = store.stats()
+        store.conn.execute("DELETE FROM vectors")  # damage it
+    inode = config.index_path.stat().st_ino
+    result = build_index(config, IndexOptions(rebuild=True), HashEmbedder(64))
+    assert result.rebuilt and result.embedded == before["vectors"]
+    assert config.index_path.stat().st_ino != inode  # a new file, swapped in
+    assert not list(config.index_path.parent.glob(".index.db.rebuild-*"))
+    with IndexStore(config.index_path, readonly=True) as store:
+        assert store.stats() == before
+
+
+def test_vectors_of_one_model_are_never_used_for_another(tmp_path: Path, workspace: Path,
+                                                          clock: Clock) -> None:
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    one = build_index(config, IndexOptions(), HashEmbedder(64))
+    other = build_index(config, IndexOptions(), HashEmbedder(32))
+    assert other.new_commits == 1 and other.embedded == one.embedded  # all embedded again
+    assert other.blobs_chunked == 0  # but the files were not read again
+    with IndexStore(config.index_path, readonly=True) as store:
+        models = dict(store.conn.execute("SELECT key, dim FROM models").fetchall())
+        assert models == {"hash:64": 64, "hash:32": 32}
+
+
+def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    db = apsw.Connection(str(newer))
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(VaultError, match="newer vault"):
+        IndexStore(newer)
+    foreign = tmp_path / "foreign.db"
+    db = apsw.Connection(str(foreign))
+    db.execute("PRAGMA application_id=42")
+    db.close()
+    with pytest.raises(VaultError, match="not a vault index"):
+        IndexStore(foreign)
+
+
+def test_after_sync_is_off_by_default_and_needs_an_exported_encoder(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = hash_config(tmp_path, workspace)
+    result = sync(config, now=clock)
+    assert index_after_sync(config, result.commit) is None  # [index] after_sync = false
+    path = write_config(tmp_path / "st.toml", {"agent": workspace},
+                        extra='\n[index]\nafter_sync = true\nmodel = "all-MiniLM-L6-v2"')
+    st_config = load_config(path)
+    with pytest.raises(VaultError, match="not exported yet"):
+        index_after_sync(st_config, result.commit)

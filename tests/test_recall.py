@@ -1,0 +1,226 @@
+"""Recall: hybrid search over an indexed commit, at any moment, with filters, in batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import Clock, write_config
+from test_embed import link_models, real_model
+from vault.cli_recall import register
+from vault.config import Config, load_config
+from vault.embed import HashEmbedder
+from vault.errors import UsageError
+from vault.index import IndexOptions, build_index
+from vault.recall import Recaller, RecallOptions, combine, fts_query, recall
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def make_config(tmp_path: Path, workspace: Path, model: str = "hash:64") -> Config:
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra=f'\n[index]\nmodel = "{model}"')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    return config
+
+
+def add_notes(workspace: Path) -> None:
+    (workspace / "notes.md").write_text(
+        "# Notes\n\n## Billing\n\n- Duplicate invoice bug BILL-412 traced to webhook retries.\n\n"
+        "## Home\n\n- The kitchen renovation quote came in at 21,000 euro.\n")
+
+
+def test_fts_query_and_fusion() -> None:
+    assert fts_query("What did Sam say about BILL-412?") == '"sam" OR "bill" OR "412"'
+    assert fts_query("the") == '"the"'  # only stopwords: keep them rather than nothing
+    scores = combine({1: 0.9, 2: 0.5, 3: 0.1}, {3: 12.0, 1: 6.0, 4: 2.0})
+    assert scores[1] == pytest.approx(0.5 * 1.0 + 0.5 * 0.5)  # each side scaled to [0, 1]
+    assert scores[3] == pytest.approx(0.5) and scores[4] == pytest.approx(0.5 / 6)
+    assert max(scores, key=lambda r: scores[r]) == 1
+
+
+def test_recall_finds_exact_ids_and_says_where_and_when(tmp_path: Path, workspace: Path,
+                                                         clock: Clock) -> None:
+    add_notes(workspace)
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    result = recall(config, "BILL-412", RecallOptions(k=3))
+    assert result.indexed is None
+    top = result.hits[0]
+    assert (top.source, top.path, top.locator) == ("agent", "agent/notes.md", "L5")
+    assert top.context == "Notes > Billing" and "BILL-412" in top.snippet
+    assert top.changed == clock.now.replace(microsecond=0)
+    assert top.lexical is not None and top.dense is not None
+    lexical = recall(config, "BILL-412", RecallOptions(k=3, mode="lexical")).hits
+    assert lexical[0].path == "agent/notes.md" and lexical[0].dense is None
+
+
+def test_a_stale_index_is_brought_up_to_date_first(tmp_path: Path, workspace: Path,
+                                                    clock: Clock) -> None:
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    first = recall(config, "tea", RecallOptions(k=1))  # no index at all yet
+    assert first.indexed is not None and first.indexed.new_commits == 1
+    assert "tea" in first.hits[0].text
+    add_notes(workspace)
+    clock.tick(30)
+    sync(config, now=clock)
+    second = recall(config, "kitchen renovation", RecallOptions(k=1))
+    assert second.indexed is not None and second.indexed.blobs_chunked == 1
+    assert second.hits[0].path == "agent/notes.md"
+    assert recall(config, "kitchen", RecallOptions(k=1)).indexed is None
+
+
+def test_recall_at_searches_memory_as_it_was(tmp_path: Path, workspace: Path,
+                                             clock: Clock) -> None:
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    then = clock.now
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- The user switched to coffee.\n")
+    clock.tick(120)
+    sync(config, now=clock)
+    now_hits = recall(config, "prefers tea", RecallOptions(k=10), now=clock.now).hits
+    assert all("prefers tea" not in h.text for h in now_hits)
+    old = recall(config, "prefers tea", RecallOptions(k=3, at=then.isoformat()), now=clock.now)
+    assert old.commit_time == then.replace(microsecond=0)
+    assert old.hits[0].path == "agent/MEMORY.md" and "prefers tea" in old.hits[0].text
+
+
+def test_source_and_path_filters(tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    only_md = recall(config, "tea kitchen memory", RecallOptions(k=20, paths=("*.md",))).hits
+    assert only_md and all(h.path.endswith(".md") for h in only_md)
+    in_folder = recall(config, "backup", RecallOptions(k=20, paths=("memory/",))).hits
+    assert in_folder and all(h.path.startswith("agent/memory/") for h in in_folder)
+    assert recall(config, "tea", RecallOptions(sources=("nope",))).hits == ()
+    with pytest.raises(UsageError):
+        recall(config, "tea", RecallOptions(mode="fuzzy"))
+
+
+def test_batch_recall_loads_once_and_answers_each(tmp_path: Path, workspace: Path,
+                                                  clock: Clock) -> None:
+    add_notes(workspace)
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    recaller = Recaller.open(config)
+    try:
+        results = recaller.recall_many(["BILL-412", "kitchen quote", "tea"],
+                                       RecallOptions(k=2))
+        assert len(recaller.searchers) == 1
+    finally:
+        recaller.close()
+    assert [r.hits[0].path for r in results[:2]] == ["agent/notes.md", "agent/notes.md"]
+    assert "tea" in results[2].hits[0].text
+
+
+def _group() -> click.Group:
+    group = click.Group("vault")
+    register(group)
+    return group
+
+
+def test_cli_index_and_recall_json(tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    runner = CliRunner()
+    cfg = str(config.file)
+    out = runner.invoke(_group(), ["index", "--config", cfg, "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["files"] == 6 and data["encoder"] == "hash" and data["new_commits"] == 1
+    out = runner.invoke(_group(), ["recall", "BILL-412", "-k", "2", "--config", cfg, "--json"])
+    assert out.exit_code == 0, out.output
+    hits = json.loads(out.output)["hits"]
+    assert len(hits) == 2 and hits[0]["locator"] == "L5"
+    assert set(hits[0]) == {"score", "source", "path", "locator", "context", "snippet", "text",
+                            "changed", "dense", "lexical"}
+    queries = tmp_path / "queries.txt"
+    queries.write_text("BILL-412\n\nkitchen\n")
+    out = runner.invoke(_group(), ["recall", "--queries", str(queries), "--config", cfg])
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    assert [line["query"] for line in lines] == ["BILL-412", "kitchen"]
+    text = runner.invoke(_group(), ["recall", "kitchen", "--config", cfg])
+    assert " 1. " in text.output and "agent/notes.md  L9" in text.output
+    bad = runner.invoke(_group(), ["recall", "--config", cfg])
+    assert isinstance(bad.exception, UsageError)
+
+
+# --- the real model ----------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_real_model_recall_by_meaning_with_the_fast_encoder(tmp_path: Path, workspace: Path,
+                                                            clock: Clock) -> None:
+    add_notes(workspace)
+    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
+    sync(config, now=clock)
+    embedder, _ = real_model()
+    link_models(config.models_dir)
+    result = build_index(config, IndexOptions(), embedder)
+    assert result.encoder == "sentence-transformers" and result.export_cosine is None
+    recaller = Recaller.open(config)
+    try:
+        assert type(recaller.embedder).__name__ == "BackgroundEmbedder"
+        meaning = recaller.recall("what hot drink does the user like?", RecallOptions(k=3))
+        assert "prefers tea" in meaning.hits[0].text
+        exact = recaller.recall("BILL-412", RecallOptions(k=3))
+        assert exact.hits[0].locator == "L5"
+    finally:
+        recaller.close()
+
+
+@pytest.mark.model
+def test_the_query_path_never_imports_torch(tmp_path: Path, workspace: Path,
+                                            clock: Clock) -> None:
+    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
+    sync(config, now=clock)
+    embedder, _ = real_model()
+    link_models(config.models_dir)
+    build_index(config, IndexOptions(), embedder)
+    script = ("import sys; from vault.cli_recall import register, recall; "
+              "from vault import cli; register(cli.cli); "
+              "sys.argv = ['vault', 'recall', 'tea', '--json', '-k', '1']; "
+              "import atexit; atexit.register(lambda: print('HEAVY', 'torch' in sys.modules or "
+              "'sentence_transformers' in sys.modules, file=sys.stderr)); cli.main()")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "VAULT_CONFIG": str(config.file)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY False" in proc.stderr
+    assert "prefers tea" in json.loads(proc.stdout)["hits"][0]["text"]
+
+
+def test_large_indexes_rank_in_a_reduced_space_with_the_same_results(
+        tmp_path: Path, workspace: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vault.recall as recall_module
+
+    for i in range(40):
+        (workspace / "memory" / f"note-{i}.md").write_text(
+            f"# Note {i}\n\n- Topic {i}: the user talked about item {i} and tea number {i}.\n")
+    config = make_config(tmp_path, workspace, model="hash:256")
+    sync(config, now=clock)
+    monkeypatch.setattr(recall_module, "CANDIDATES", 10)
+    exact = recall(config, "tea item 7", RecallOptions(k=5)).hits
+    monkeypatch.setattr(recall_module, "PROJECT_ABOVE", 10)
+    monkeypatch.setattr(recall_module, "PROJECTED_DIM", 64)
+    monkeypatch.setattr(recall_module, "SHORTLIST", 30)
+    recaller = Recaller.open(config)
+    try:
+        reduced = recaller.recall("tea item 7", RecallOptions(k=5))
+        assert recaller.searchers[reduced.commit].view.projected is not None
+    finally:
+        recaller.close()
+    # The same scores in the same order (rows that tie may swap places), the same best hit.
+    assert [h.score for h in reduced.hits] == [h.score for h in exact]
+    assert reduced.hits[0].path == exact[0].path == "agent/memory/note-7.md"

@@ -1,0 +1,662 @@
+"""The recall index: any commit of the vault as a SQLite vector store with full-text search.
+
+Everything in it is derived from the vault and content-addressed, so it can be thrown away and
+rebuilt at any time (`vault index --rebuild`):
+
+- a file's chunk list is keyed by its git blob id (`blobs`, `chunks`): a file that did not
+  change is never read or cut again;
+- a chunk's text is stored once (`texts`, with an FTS5 index), and its vector is keyed by the
+  hash of the embedded text and the model (`vectors`, float32 BLOBs): indexing another commit
+  embeds only texts never seen before, and a vault indexed with one model is never searched
+  with vectors of another;
+- an indexed commit (`snapshots`) lists its file versions (`versions`: path, blob, and when
+  that path got that content; per chunk, when its text last changed).
+
+The schema is created and upgraded by numbered migrations (PRAGMA user_version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vault.chunk import CHUNKER_VERSION, Chunk, chunk_file, file_kind
+from vault.errors import VaultError
+
+if TYPE_CHECKING:
+    import apsw
+
+    from vault.config import Config
+    from vault.embed import Embedder
+    from vault.repo import CommitInfo, VaultRepo
+
+# (phase, done, total): phases are "files" (cutting changed files) and "embed" (new texts).
+ProgressFn = Callable[[str, int, int], None]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE models(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL);
+    CREATE TABLE texts(
+        id INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,      -- of context, body and keys
+        ehash BLOB NOT NULL,            -- of the embedded string: the vector's key
+        context TEXT NOT NULL,
+        body TEXT NOT NULL,
+        keys TEXT NOT NULL
+    );
+    CREATE INDEX texts_ehash ON texts(ehash);
+    CREATE VIRTUAL TABLE texts_fts USING fts5(
+        context, body, keys, content='texts', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER texts_ai AFTER INSERT ON texts BEGIN
+        INSERT INTO texts_fts(rowid, context, body, keys)
+            VALUES (new.id, new.context, new.body, new.keys);
+    END;
+    CREATE TRIGGER texts_ad AFTER DELETE ON texts BEGIN
+        INSERT INTO texts_fts(texts_fts, rowid, context, body, keys)
+            VALUES ('delete', old.id, old.context, old.body, old.keys);
+    END;
+    CREATE TABLE vectors(
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        ehash BLOB NOT NULL,
+        vec BLOB NOT NULL,              -- float32, little-endian, L2-normalised
+        PRIMARY KEY(model_id, ehash)
+    ) WITHOUT ROWID;
+    CREATE TABLE blobs(
+        blob_id TEXT PRIMARY KEY,
+        chunker INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        chunks INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE chunks(
+        blob_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        locator TEXT NOT NULL,
+        text_id INTEGER NOT NULL REFERENCES texts(id),
+        PRIMARY KEY(blob_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE versions(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        blob_id TEXT NOT NULL,
+        since INTEGER NOT NULL,         -- unix time of the commit where path got this blob
+        times BLOB,                     -- per chunk: when its text last changed (int64), or NULL
+        UNIQUE(path, blob_id, since)
+    );
+    CREATE TABLE snapshots(
+        commit_id TEXT PRIMARY KEY,
+        time INTEGER NOT NULL,
+        chunker INTEGER NOT NULL,
+        versions BLOB NOT NULL          -- zlib of the sorted version ids, delta-coded int64
+    ) WITHOUT ROWID;
+    CREATE TABLE indexed(
+        commit_id TEXT NOT NULL,
+        model_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY(commit_id, model_id)
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+APPLICATION_ID = 0x7661756C  # "vaul"
+
+
+class IndexStoreError(VaultError):
+    """The index could not be read or written."""
+
+
+class IndexUnavailable(VaultError):
+    """The index cannot be brought up to date here (no fast encoder exported yet)."""
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What an indexing run did."""
+
+    commits: tuple[str, ...]  # the commits asked for, now indexed (newest last)
+    new_commits: int  # of those, how many were not indexed before
+    files: int  # files in the last commit
+    chunks: int  # chunks in the last commit
+    blobs_chunked: int  # files (blobs) read and cut this time
+    embedded: int  # texts embedded this time
+    reused: int  # texts of these commits whose vectors were already there
+    model: str
+    encoder: str  # sentence-transformers | onnx | hash
+    seconds: float
+    path: str
+    rebuilt: bool = False
+    export_cosine: float | None = None  # set when the query encoder was exported now
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+def _pack_ids(ids: Sequence[int]) -> bytes:
+    import numpy as np
+
+    arr = np.asarray(sorted(ids), dtype=np.int64)
+    if len(arr):
+        arr = np.concatenate([arr[:1], np.diff(arr)])
+    return zlib.compress(arr.astype("<i8").tobytes(), 6)
+
+
+def _unpack_ids(data: bytes) -> Any:
+    import numpy as np
+
+    arr = np.frombuffer(zlib.decompress(data), dtype="<i8")
+    return np.cumsum(arr)
+
+
+def text_hashes(chunk: Chunk) -> tuple[bytes, bytes]:
+    """(row hash, vector key hash) of a chunk: the vector depends on the embedded string only."""
+    row = hashlib.sha256("\0".join((chunk.context, chunk.text, chunk.keys)).encode()).digest()
+    return row, hashlib.sha256(chunk.embed_text.encode()).digest()
+
+
+class IndexStore:
+    """One index database (apsw), migrated to the current schema when opened for writing."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        import apsw
+
+        self.path = path
+        self.readonly = readonly
+        flags = apsw.SQLITE_OPEN_READONLY if readonly else (
+            apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = apsw.Connection(str(path), flags=flags)
+            self.conn.set_busy_timeout(30_000)
+            self.conn.execute("PRAGMA foreign_keys=OFF")
+            version = self._pragma("user_version")
+            if readonly:
+                if version != SCHEMA_VERSION:
+                    raise IndexStoreError(f"index {path} has schema {version}, expected "
+                                      f"{SCHEMA_VERSION}", hint="run `vault index`")
+            else:
+                self._migrate(version)
+        except apsw.Error as exc:
+            raise IndexStoreError(f"cannot open the index {path}: {exc}",
+                              hint="`vault index --rebuild` makes it again from the vault"
+                              ) from None
+
+    def _pragma(self, name: str) -> int:
+        row = self.conn.execute(f"PRAGMA {name}").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise IndexStoreError(f"index {self.path} was made by a newer vault (schema {version})",
+                              hint="upgrade vault, or `vault index --rebuild`")
+        if version == 0 and self._pragma("application_id") not in (0, APPLICATION_ID):
+            raise IndexStoreError(f"{self.path} is not a vault index")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            with self.conn:
+                for _ in self.conn.execute(MIGRATIONS[number - 1]):
+                    pass
+                self.conn.execute(f"PRAGMA user_version={number}")
+                self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+
+    def close(self) -> None:
+        """Close the database."""
+        self.conn.close()
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # models ----------------------------------------------------------------------------
+
+    def model_id(self, key: str, dim: int | None = None) -> int | None:
+        """The id of a model key; created (when dim is given and writable) if new."""
+        row = self.conn.execute("SELECT id, dim FROM models WHERE key=?", (key,)).fetchone()
+        if row is not None:
+            if dim is not None and int(row[1]) != dim:
+                raise IndexStoreError(f"model {key} changed its vector size ({row[1]} -> {dim})",
+                                  hint="`vault index --rebuild`")
+            return int(row[0])
+        if dim is None or self.readonly:
+            return None
+        self.conn.execute("INSERT INTO models(key, dim) VALUES(?, ?)", (key, dim))
+        return int(self.conn.last_insert_rowid())
+
+    def is_indexed(self, commit_id: str, model_key: str) -> bool:
+        """True when the commit's snapshot and every vector of it for the model are stored."""
+        row = self.conn.execute(
+            "SELECT 1 FROM indexed i JOIN models m ON m.id = i.model_id "
+            "JOIN snapshots s ON s.commit_id = i.commit_id "
+            "WHERE i.commit_id=? AND m.key=? AND s.chunker=?",
+            (commit_id, model_key, CHUNKER_VERSION)).fetchone()
+        return row is not None
+
+    def indexed_commits(self, model_key: str) -> list[tuple[str, int]]:
+        """(commit id, commit time) of every commit indexed for the model, newest first."""
+        return [(str(c), int(t)) for c, t in self.conn.execute(
+            "SELECT s.commit_id, s.time FROM indexed i JOIN models m ON m.id = i.model_id "
+            "JOIN snapshots s ON s.commit_id = i.commit_id WHERE m.key=? AND s.chunker=? "
+            "ORDER BY s.time DESC", (model_key, CHUNKER_VERSION))]
+
+    def snapshot_versions(self, commit_id: str) -> Any:
+        """The version ids of an indexed commit (numpy int64 array), or None."""
+        row = self.conn.execute("SELECT versions FROM snapshots WHERE commit_id=? AND chunker=?",
+                                (commit_id, CHUNKER_VERSION)).fetchone()
+        return None if row is None else _unpack_ids(row[0])
+
+    def stats(self) -> dict[str, int]:
+        """Row counts, for `vault index --json` and tests."""
+        out: dict[str, int] = {}
+        for table in ("texts", "vectors", "blobs", "chunks", "versions", "snapshots"):
+            row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            out[table] = int(row[0]) if row else 0
+        return out
+
+
+# --- building ----------------------------------------------------------------------------
+
+
+class _Builder:
+    """Adds commits to a store: snapshots, chunk lists of new blobs, vectors of new texts."""
+
+    def __init__(self, store: IndexStore, repo: VaultRepo, progress: ProgressFn | None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.repo = repo
+        self.progress = progress
+        self.blobs_chunked = 0
+        self.last_files = 0
+        self._known_snapshots: set[str] = {
+            str(r[0]) for r in self.conn.execute(
+                "SELECT commit_id FROM snapshots WHERE chunker=?", (CHUNKER_VERSION,))}
+
+    # snapshots ------------------------------------------------------------------------
+
+    def ensure_snapshot(self, commit: CommitInfo) -> None:
+        """Record the commit's file versions (and cut files never cut before)."""
+        if commit.id in self._known_snapshots:
+            return
+        files = self.repo.files(commit.id)
+        self.last_files = len(files)
+        base, changes = self._history(commit, set(files))
+        base_versions = self._versions_by_path(base) if base else {}
+        stamp = int(commit.time.timestamp())
+        # A blob's kind depends on its name (.md, .jsonl): any path that holds it will do.
+        self._chunk_blobs({oid: path for path, (oid, _mode) in files.items()})
+        ids: list[int] = []
+        with self.conn:
+            for path, (oid, _mode) in files.items():
+                prior = base_versions.get(path)
+                if path in changes:
+                    since = changes[path]
+                elif prior is not None and prior[1] == oid:
+                    ids.append(prior[0])
+                    continue
+                else:
+                    since = stamp  # cannot happen on a consistent history; be safe
+                times = self._chunk_times(prior, oid, since) if prior is not None else None
+                ids.append(self._version(path, oid, since, times))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO snapshots(commit_id, time, chunker, versions) "
+                "VALUES(?, ?, ?, ?)", (commit.id, stamp, CHUNKER_VERSION, _pack_ids(ids)))
+        self._known_snapshots.add(commit.id)
+
+    def _history(self, commit: CommitInfo, paths: set[str]) -> tuple[str | None, dict[str, int]]:
+        """The nearest indexed ancestor, and when each path last changed after it."""
+        changes: dict[str, int] = {}
+        for info in self.repo.walk_first_parent(commit.id):
+            if info.id in self._known_snapshots:
+                return info.id, changes
+            stamp = int(info.time.timestamp())
+            for path, status in self.repo.changed_paths(info.id).items():
+                if status != "D" and path not in changes:
+                    changes[path] = stamp
+            if paths <= changes.keys():
+                break  # every file's last change is known: no need to walk further
+        return None, changes
+
+    def _versions_by_path(self, commit_id: str) -> dict[str, tuple[int, str, int, bytes | None]]:
+        ids = self.store.snapshot_versions(commit_id)
+        if ids is None:
+            return {}
+        rows = self.conn.execute(
+            "SELECT v.id, v.path, v.blob_id, v.since, v.times FROM json_each(?) j "
+            "CROSS JOIN versions v ON v.id = j.value", (_json_ids(ids),))
+        return {str(p): (int(i), str(b), int(s), t) for i, p, b, s, t in rows}
+
+    def _chunk_times(self, prior: tuple[int, str, int, bytes | None], oid: str,
+                     since: int) -> bytes | None:
+        """Per chunk of the new blob: when its text appeared (kept from the prior version)."""
+        import numpy as np
+
+        _vid, old_oid, old_since, old_times = prior
+        if old_oid == oid:
+            return old_times
+        old: list[Any] = self.conn.execute(
+            "SELECT seq, text_id FROM chunks WHERE blob_id=? ORDER BY seq", (old_oid,)).fetchall()
+        if not old:
+            return None
+        old_t = (np.frombuffer(old_times, dtype="<i8") if old_times is not None
+                 and len(old_times) == 8 * len(old) else None)
+        first_seen: dict[int, int] = {}
+        for seq, text_id in old:
+            when = int(old_t[seq]) if old_t is not None else old_since
+            first_seen.setdefault(int(text_id), when)
+        new = [int(t) for (t,) in self.conn.execute(
+            "SELECT text_id FROM chunks WHERE blob_id=? ORDER BY seq", (oid,))]
+        times = [first_seen.get(t, since) for t in new]
+        if all(t == since for t in times):
+            return None
+        return np.asarray(times, dtype="<i8").tobytes()
+
+    def _version(self, path: str, oid: str, since: int, times: bytes | None) -> int:
+        row = self.conn.execute("SELECT id FROM versions WHERE path=? AND blob_id=? AND since=?",
+                                (path, oid, since)).fetchone()
+        if row is not None:
+            return int(row[0])
+        self.conn.execute("INSERT INTO versions(path, blob_id, since, times) VALUES(?, ?, ?, ?)",
+                          (path, oid, since, times))
+        return int(self.conn.last_insert_rowid())
+
+    # chunking -------------------------------------------------------------------------
+
+    def _chunk_blobs(self, paths: dict[str, str]) -> None:
+        done = {str(b) for (b,) in self.conn.execute(
+            "SELECT j.value FROM json_each(?) j CROSS JOIN blobs b ON b.blob_id = j.value "
+            "WHERE b.chunker=?", (_json_list(sorted(paths)), CHUNKER_VERSION))}
+        todo = sorted(paths.keys() - done)
+        if not todo:
+            return
+        total = len(todo)
+        batch: list[tuple[str, str, list[Chunk]]] = []
+        size = 0
+        for n, oid in enumerate(todo, 1):
+            data = self.repo.read_blob(oid)
+            path = paths.get(oid, "")
+            chunks = chunk_file(path, data)
+            batch.append((oid, file_kind(path, data), chunks))
+            size += len(data)
+            if size > 32 * 1024**2 or len(batch) >= 2000 or n == total:
+                self._store_chunks(batch)
+                batch, size = [], 0
+                if self.progress is not None:
+                    self.progress("files", n, total)
+        self.blobs_chunked += total
+
+    def _store_chunks(self, batch: list[tuple[str, str, list[Chunk]]]) -> None:
+        with self.conn:
+            for oid, kind, chunks in batch:
+                self.conn.execute("DELETE FROM chunks WHERE blob_id=?", (oid,))
+                self.conn.execute("UPDATE versions SET times=NULL WHERE blob_id=?", (oid,))
+                for seq, chunk in enumerate(chunks):
+                    text_id = self._text_id(chunk)
+                    self.conn.execute("INSERT INTO chunks(blob_id, seq, locator, text_id) "
+                                      "VALUES(?, ?, ?, ?)", (oid, seq, chunk.locator, text_id))
+                self.conn.execute("INSERT OR REPLACE INTO blobs(blob_id, chunker, kind, chunks) "
+                                  "VALUES(?, ?, ?, ?)", (oid, CHUNKER_VERSION, kind, len(chunks)))
+
+    def _text_id(self, chunk: Chunk) -> int:
+        row_hash, ehash = text_hashes(chunk)
+        row = self.conn.execute("SELECT id FROM texts WHERE hash=?", (row_hash,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        self.conn.execute("INSERT INTO texts(hash, ehash, context, body, keys) "
+                          "VALUES(?, ?, ?, ?, ?)",
+                          (row_hash, ehash, chunk.context, chunk.text, chunk.keys))
+        return int(self.conn.last_insert_rowid())
+
+    # embedding ------------------------------------------------------------------------
+
+    def embed_missing(self, commits: Iterable[str], embedder: Embedder) -> tuple[int, int]:
+        """Embed every text of these commits that has no vector for the model: (new, reused)."""
+        import numpy as np
+
+        model = self.store.model_id(embedder.key, embedder.dim)
+        assert model is not None
+        versions: set[int] = set()
+        for commit_id in commits:
+            ids = self.store.snapshot_versions(commit_id)
+            if ids is not None:
+                versions.update(int(i) for i in ids)
+        rows: list[Any] = self.conn.execute(
+            "SELECT DISTINCT t.ehash, t.context, t.body, "
+            "EXISTS(SELECT 1 FROM vectors x WHERE x.model_id=? AND x.ehash=t.ehash) "
+            "FROM json_each(?) j CROSS JOIN versions v ON v.id = j.value "
+            "CROSS JOIN chunks c ON c.blob_id = v.blob_id "
+            "CROSS JOIN texts t ON t.id = c.text_id",
+            (model, _json_list(sorted(versions)))).fetchall()
+        missing: dict[bytes, str] = {}
+        have: set[bytes] = set()
+        for ehash, context, body, exists in rows:
+            if exists:
+                have.add(bytes(ehash))
+            else:
+                missing.setdefault(bytes(ehash), f"{context}\n{body}" if context else str(body))
+        if missing:
+            keys = list(missing)
+            texts = [missing[k] for k in keys]
+            # Embed and store in windows, so an interrupted run keeps what it paid for.
+            window = 4096
+            for start in range(0, len(keys), window):
+                part = texts[start:start + window]
+
+                def report(done: int, _total: int, offset: int = start) -> None:
+                    if self.progress is not None:
+                        self.progress("embed", offset + done, len(texts))
+
+                vectors = np.asarray(embedder.embed_documents(part, progress=report),
+                                     dtype="<f4")
+                with self.conn:
+                    self.conn.executemany(
+                        "INSERT OR REPLACE INTO vectors(model_id, ehash, vec) VALUES(?, ?, ?)",
+                        ((model, keys[start + i], vectors[i].tobytes())
+                         for i in range(len(part))))
+        with self.conn:
+            now = int(time.time())
+            for commit_id in commits:
+                self.conn.execute("INSERT OR REPLACE INTO indexed(commit_id, model_id, at) "
+                                  "VALUES(?, ?, ?)", (commit_id, model, now))
+        return len(missing), len(have)
+
+
+def _json_list(items: Sequence[str] | Sequence[int]) -> str:
+    import json
+
+    return json.dumps(list(items))
+
+
+def _json_ids(ids: Any) -> str:
+    return "[" + ",".join(str(int(i)) for i in ids) + "]"
+
+
+# --- the entry points --------------------------------------------------------------------
+
+
+def index_commits(store: IndexStore, repo: VaultRepo, commits: Sequence[CommitInfo],
+                  embedder: Embedder, *, progress: ProgressFn | None = None,
+                  encoder: str = "", rebuilt: bool = False) -> IndexResult:
+    """Index commits (oldest first is cheapest) into the store with the embedder."""
+    started = time.perf_counter()
+    builder = _Builder(store, repo, progress)
+    todo = [c for c in commits if not store.is_indexed(c.id, embedder.key)]
+    for n, commit in enumerate(todo, 1):
+        builder.ensure_snapshot(commit)
+        if progress is not None and len(todo) > 1:
+            progress("commits", n, len(todo))
+    embedded, reused = builder.embed_missing([c.id for c in todo], embedder)
+    last = commits[-1].id if commits else None
+    files = _file_count(store, last) if last else 0
+    chunks = _chunk_count(store, last) if last else 0
+    return IndexResult(commits=tuple(c.id for c in commits), new_commits=len(todo),
+                       files=files, chunks=chunks,
+                       blobs_chunked=builder.blobs_chunked, embedded=embedded, reused=reused,
+                       model=embedder.key, encoder=encoder or _encoder_name(embedder),
+                       seconds=time.perf_counter() - started, path=str(store.path),
+                       rebuilt=rebuilt)
+
+
+def _file_count(store: IndexStore, commit_id: str) -> int:
+    ids = store.snapshot_versions(commit_id)
+    return 0 if ids is None else len(ids)
+
+
+def _chunk_count(store: IndexStore, commit_id: str) -> int:
+    ids = store.snapshot_versions(commit_id)
+    if ids is None:
+        return 0
+    row = store.conn.execute(
+        "SELECT count(*) FROM json_each(?) j CROSS JOIN versions v ON v.id = j.value "
+        "CROSS JOIN chunks c ON c.blob_id = v.blob_id", (_json_ids(ids),)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _encoder_name(embedder: Embedder) -> str:
+    name = type(embedder).__name__
+    return {"SentenceTransformerEmbedder": "sentence-transformers", "OnnxEmbedder": "onnx",
+            "BackgroundEmbedder": "onnx",
+            "HashEmbedder": "hash"}.get(name, name)
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """What `vault index` indexes: HEAD, the commit at WHEN, or every commit; rebuild or not."""
+
+    at: str | None = None
+    all: bool = False
+    rebuild: bool = False
+
+
+def target_commits(repo: VaultRepo, options: IndexOptions, now: datetime) -> list[CommitInfo]:
+    """The commits an index run covers, oldest first."""
+    from vault.restore import resolve_at
+
+    if options.all:
+        return list(reversed(list(repo.walk())))
+    head = repo.head_id()
+    if head is None:
+        raise VaultError("the vault has no commits yet", hint="run `vault sync` first")
+    if options.at:
+        return [resolve_at(repo, options.at, now)]
+    return [repo.commit_info(head)]
+
+
+def _lock(config: Config) -> Any:
+    import filelock
+
+    path = config.index_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(path) + ".lock", timeout=600)
+
+
+def build_index(config: Config, options: IndexOptions, embedder: Embedder, *,
+                progress: ProgressFn | None = None, now: datetime | None = None,
+                export_encoder: bool = True) -> IndexResult:
+    """`vault index`: bring the index up to date for the chosen commits (or rebuild it)."""
+    from vault.embed import ensure_query_encoder
+    from vault.repo import VaultRepo
+
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    commits = target_commits(repo, options, now or datetime.now(timezone.utc))
+    with _lock(config):
+        cosine: float | None = None
+        if export_encoder:
+            if options.rebuild:
+                _drop_encoder(config, embedder)
+            cosine = ensure_query_encoder(embedder, config.models_dir)
+        if options.rebuild:
+            result = _rebuild(config, repo, commits, embedder, progress)
+        else:
+            with IndexStore(config.index_path) as store:
+                result = index_commits(store, repo, commits, embedder, progress=progress)
+    if cosine is not None:
+        result = _with(result, export_cosine=cosine)
+    return result
+
+
+def _with(result: IndexResult, **changes: Any) -> IndexResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _drop_encoder(config: Config, embedder: Embedder) -> None:
+    import shutil
+
+    from vault.embed import SentenceTransformerEmbedder, encoder_dir
+
+    if isinstance(embedder, SentenceTransformerEmbedder):
+        shutil.rmtree(encoder_dir(config.models_dir, embedder.spec), ignore_errors=True)
+
+
+def _rebuild(config: Config, repo: VaultRepo, commits: Sequence[CommitInfo],
+             embedder: Embedder, progress: ProgressFn | None) -> IndexResult:
+    """Build a new index from the vault alone in a temp file, then swap it in atomically."""
+    from vault.fsutil import fsync_dir
+
+    target = config.index_path
+    tmp = target.with_name(f".{target.name}.rebuild-{os.getpid()}")
+    for leftover in (tmp, Path(f"{tmp}-journal")):
+        leftover.unlink(missing_ok=True)
+    try:
+        with IndexStore(tmp) as store:
+            result = index_commits(store, repo, commits, embedder, progress=progress,
+                                   rebuilt=True)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _with(result, path=str(target))
+
+
+def ensure_indexed(config: Config, repo: VaultRepo, commit_id: str, embedder: Embedder,
+                   progress: ProgressFn | None = None) -> IndexResult | None:
+    """Index one commit if it is not indexed yet (recall's catch-up); None when it was."""
+    if config.index_path.exists():
+        with IndexStore(config.index_path, readonly=True) as store:
+            if store.is_indexed(commit_id, embedder.key):
+                return None
+    with _lock(config):
+        with IndexStore(config.index_path) as store:
+            if store.is_indexed(commit_id, embedder.key):
+                return None
+            return index_commits(store, repo, [repo.commit_info(commit_id)], embedder,
+                                 progress=progress)
+
+
+def index_after_sync(config: Config, commit_id: str | None) -> IndexResult | None:
+    """After a sync commit: index it when `[index] after_sync = true` (never imports torch).
+
+    Returns None when after_sync is off or there was no commit. Raises IndexUnavailable when
+    the fast encoder has not been exported yet (run `vault index` once): the sync itself
+    succeeded, so the caller reports it as a warning.
+    """
+    if not config.index.after_sync or commit_id is None:
+        return None
+    from vault.embed import load_query_encoder, make_embedder, resolve_model
+    from vault.repo import VaultRepo
+
+    spec = resolve_model(config.index.model, config.file.parent if config.file else None)
+    embedder: Embedder | None
+    if spec.kind == "hash":
+        embedder = make_embedder(spec)
+    else:
+        embedder = load_query_encoder(config.models_dir, spec)
+    if embedder is None:
+        raise IndexUnavailable("the index was not updated: the query encoder for "
+                               f"{spec.name} is not exported yet",
+                               hint="run `vault index` once")
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    return ensure_indexed(config, repo, commit_id, embedder)
