@@ -162,3 +162,30 @@ def test_failing_sync_and_doctor_reach_failures_log(config: Config, vault: Vault
     busy_free = run_cli("sync", "--dry-run", "--config", str(config.file))
     assert busy_free.returncode == 1  # a dry run fails the same way but records nothing
     assert len((config.home / "failures.log").read_text().splitlines()) == 2
+
+
+def test_index_current_lagging_damaged_and_rebuilt(tmp_path: Path, workspace: Path,
+                                                   clock: Clock) -> None:
+    from vault.embed import make_embedder, resolve_model
+    from vault.index import IndexOptions, build_index
+
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra='[index]\nmodel = "hash:64"'))
+    VaultRepo.init(config.vault.path, "main")
+    sync(config, now=clock)
+    build_index(config, IndexOptions(), make_embedder(resolve_model("hash:64")))
+    index = next(c for c in doctor(config, now=lambda: clock.now).checks if c.name == "index")
+    assert index.status == "ok" and index.detail.startswith("current at")
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- more\n")
+    clock.tick()
+    sync(config, now=clock)
+    index = next(c for c in doctor(config, now=lambda: clock.now).checks if c.name == "index")
+    assert (index.status, index.detail.split(" (")[0]) == ("warn", "lagging by 1 commit(s)")
+    data = bytearray(config.index_path.read_bytes())
+    data[200:4000] = os.urandom(3800)
+    config.index_path.write_bytes(bytes(data))
+    damaged = next(c for c in doctor(config, now=lambda: clock.now).checks if c.name == "index")
+    assert damaged.status == "fail" and "is damaged" in damaged.detail
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert any(r.startswith("rebuilt the index from the vault") for r in report.repairs)
+    assert next(c for c in report.checks if c.name == "index").status == "ok"

@@ -536,6 +536,7 @@ def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
                        "commit": report.drill.commit, "files": report.drill.files,
                        "databases": report.drill.databases,
                        "seconds": round(report.drill.seconds, 3),
+                       "chunks_reindexed": report.drill.chunks_reindexed,
                        "problems": list(report.drill.problems)}})
     else:
         marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
@@ -546,8 +547,9 @@ def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
         if report.drill is not None:
             d = report.drill
             verdict = "passed" if not d.problems else f"FAILED: {d.problems[0]}"
+            sample = f", re-indexed {d.chunks_reindexed} chunks" if d.chunks_reindexed else ""
             click.echo(f"drill: restored {d.files} files ({d.databases} databases) of "
-                       f"{d.commit[:10]} in {d.seconds:.2f} s, {verdict}")
+                       f"{d.commit[:10]}{sample} in {d.seconds:.2f} s, {verdict}")
     if not report.ok:
         failed = [c for c in report.checks if c.status == "fail"]
         if failed:

@@ -39,6 +39,7 @@ class Drill:
     databases: int
     seconds: float
     problems: tuple[str, ...]
+    chunks_reindexed: int = 0  # a sample of files chunked and embedded again (when indexed)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,11 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
     checks = [repo_check]
     if repo is not None and repo_check.status != FAIL:
         checks.append(check_databases(repo))
-        checks.append(check_index(config, repo))
+        index_check = check_index(config, repo)
+        if index_check.status == FAIL and repair:
+            repairs.append(_rebuild_index(config))
+            index_check = check_index(config, repo)
+        checks.append(index_check)
     checks.append(check_sources(config))
     corrupt = check_corrupt_files(config, repo) if repo is not None else None
     if corrupt is not None:
@@ -140,24 +145,71 @@ def check_databases(repo: VaultRepo) -> Check:
 
 
 def check_index(config: Config, repo: VaultRepo) -> Check:
-    """The recall index: absent, sound, or damaged."""
+    """The recall index against the branch tip: current, lagging by N commits, or damaged."""
     path = config.index_path
     if not path.exists():
         return Check("index", OK, "no recall index built (run `vault index` to search memory)")
-    try:
-        import apsw
+    from vault.embed import resolve_model
+    from vault.index import IndexStore
 
-        db = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            result = db.execute("PRAGMA quick_check").fetchall()
-        finally:
-            db.close()
-    except Exception as exc:  # noqa: BLE001 - apsw raises many kinds for a damaged file
-        return Check("index", FAIL, f"{path} is damaged: {exc} (`vault doctor --repair` "
-                                    "rebuilds it)")
-    if result != [("ok",)]:
-        return Check("index", FAIL, f"{path} is damaged: {result[0][0]}")
-    return Check("index", OK, f"{path} is sound")
+    try:
+        key = resolve_model(config.index.model,
+                            config.file.parent if config.file else None).key
+        with IndexStore(path, readonly=True) as store:
+            if store.conn.execute("PRAGMA quick_check").fetchall() != [("ok",)]:
+                raise VaultError("PRAGMA quick_check failed")
+            indexed = {commit for commit, _time in store.indexed_commits(key)}
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        text = exc.message if isinstance(exc, VaultError) else str(exc)
+        return Check("index", FAIL, f"{path} is damaged: {text} (`vault doctor --repair` "
+                                    "rebuilds it from the vault)")
+    head = repo.head_id()
+    if head is None or head in indexed:
+        return Check("index", OK, f"current at {head[:10] if head else 'an empty vault'}")
+    lag = 0
+    for info in repo.walk_first_parent(head):
+        if info.id in indexed:
+            return Check("index", WARN, f"lagging by {lag} commit(s) (`vault recall` catches "
+                                        "up first; or set [index] after_sync = true)")
+        lag += 1
+    return Check("index", WARN, f"no commit of this branch indexed with {config.index.model} "
+                                "(run `vault index`)")
+
+
+def _rebuild_index(config: Config) -> str:
+    """Rebuild a damaged index from the vault alone (the old file is replaced atomically)."""
+    from vault.embed import make_embedder, resolve_model
+    from vault.index import IndexOptions, build_index
+
+    try:
+        spec = resolve_model(config.index.model, config.file.parent if config.file else None)
+        result = build_index(config, IndexOptions(rebuild=True), make_embedder(spec))
+    except VaultError as exc:
+        return f"could not rebuild the index: {exc.message}"
+    return f"rebuilt the index from the vault ({result.chunks} chunks)"
+
+
+def _drill_index_sample(config: Config, repo: VaultRepo, head: str,
+                        sample: int = 20) -> tuple[int, str | None]:
+    """Chunk and embed a sample of the restored files with the exported query encoder."""
+    from vault.chunk import chunk_file
+    from vault.embed import load_query_encoder, resolve_model
+
+    try:
+        spec = resolve_model(config.index.model, config.file.parent if config.file else None)
+        encoder = load_query_encoder(config.models_dir, spec)
+    except VaultError as exc:
+        return 0, exc.message
+    if encoder is None:
+        return 0, None  # never indexed here: nothing to prove
+    texts: list[str] = []
+    for path, (oid, _mode) in sorted(repo.files(head).items())[:sample]:
+        texts.extend(c.embed_text for c in chunk_file(path, repo.read_blob(oid)))
+    if texts:
+        vectors = encoder.embed_documents(texts)
+        if len(vectors) != len(texts):
+            return 0, "the encoder returned the wrong number of vectors"
+    return len(texts), None
 
 
 def check_sources(config: Config) -> Check:
@@ -320,7 +372,10 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
             files += 1
             if not same:
                 problems.append(f"{path}: restored copy differs from the vault")
-    return Drill(head, files, databases, time.perf_counter() - start, tuple(problems))
+    chunks, trouble = _drill_index_sample(config, repo, head)
+    if trouble:
+        problems.append(f"index sample: {trouble}")
+    return Drill(head, files, databases, time.perf_counter() - start, tuple(problems), chunks)
 
 
 def _repair_repository(config: Config, repo: VaultRepo, why: str
