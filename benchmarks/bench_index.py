@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 from vault.config import load_config  # noqa: E402
 from vault.embed import (DEFAULT_MODEL, SentenceTransformerEmbedder,  # noqa: E402
                          ensure_query_encoder, load_query_encoder, resolve_model)
-from vault.examples import KINDS, generate_files, mutate  # noqa: E402
+from common import write_config  # noqa: E402
+from vault.examples import generate_files, mutate  # noqa: E402
 from vault.index import IndexOptions, IndexStore, build_index  # noqa: E402
 from vault.repo import VaultRepo  # noqa: E402
 from vault.sync import sync  # noqa: E402
@@ -53,11 +54,7 @@ def run(root: Path, files: int, rounds: int) -> dict[str, object]:
     """Generate, sync, index, encode raw, mutate 1%, re-index; print and return the figures."""
     memory = root / "memory"
     generate_files(memory, files=files)
-    lines = [f'[vault]\npath = "{root / "vault"}"\n']
-    for kind in KINDS:
-        lines.append(f'[[sources]]\nname = "{kind}"\npath = "{memory / kind}"\n')
-    (root / "vault.toml").write_text("\n".join(lines))
-    os.environ["VAULT_HOME"] = str(root / "home")
+    os.environ.update(write_config(root, memory, vault_dir="vault"))
     config = load_config(root / "vault.toml")
     VaultRepo.init(config.vault.path, config.vault.branch)
     sync(config)

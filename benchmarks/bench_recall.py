@@ -35,7 +35,8 @@ sys.path.insert(0, str(HERE.parent))
 from vault.config import Config, load_config  # noqa: E402
 from vault.embed import (DEFAULT_MODEL, HashEmbedder, SentenceTransformerEmbedder,  # noqa: E402
                          ensure_query_encoder, load_query_encoder, resolve_model)
-from vault.examples import KINDS, generate_files  # noqa: E402
+from common import write_config  # noqa: E402
+from vault.examples import generate_files  # noqa: E402
 from vault.index import IndexOptions, IndexStore, build_index  # noqa: E402
 from vault.recall import Searcher  # noqa: E402
 from vault.repo import VaultRepo  # noqa: E402
@@ -69,11 +70,8 @@ def make_vault(root: Path, files: int, model: str) -> Config:
     """Generated agent memory in a synced vault whose index uses model."""
     memory = root / "memory"
     generate_files(memory, files=files)
-    lines = [f'[vault]\npath = "{root / "vault"}"\n\n[index]\nmodel = "{model}"\n']
-    for kind in KINDS:
-        lines.append(f'[[sources]]\nname = "{kind}"\npath = "{memory / kind}"\n')
-    (root / "vault.toml").write_text("\n".join(lines))
-    os.environ["VAULT_HOME"] = str(root / "home")
+    os.environ.update(write_config(root, memory, extra=f'[index]\nmodel = "{model}"',
+                                   vault_dir="vault"))
     config = load_config(root / "vault.toml")
     VaultRepo.init(config.vault.path, config.vault.branch)
     sync(config)

@@ -40,10 +40,11 @@ def timed(cmd: list[str] | str, env: dict[str, str], cwd: Path, check: bool = Tr
     return elapsed
 
 
-def write_config(work: Path, ws: Path) -> dict[str, str]:
+def write_config(work: Path, ws: Path, extra: str = "",
+                 vault_dir: str = "memory-vault") -> dict[str, str]:
     """A vault.toml with one source per example kind; the environment that selects it."""
     config = work / "vault.toml"
-    lines = ["[vault]", f'path = "{work / "memory-vault"}"', ""]
+    lines = ["[vault]", f'path = "{work / vault_dir}"', "", extra, ""]
     for kind in KINDS:
         lines += ["[[sources]]", f'name = "{kind}"', f'path = "{ws / kind}"', ""]
     config.write_text("\n".join(lines))

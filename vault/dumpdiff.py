@@ -47,7 +47,7 @@ from typing import NamedTuple, Union
 import apsw
 
 from vault.errors import SqliteSnapshotError
-from vault.sqlite_dump import is_dump
+from vault.sqlite_dump import is_dump, unquote
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def _statement(text: str, tables: dict[str, _Table]) -> None:
     ident = _IDENT.match(text, m.end())
     if ident is None:
         return
-    name = _unquote(ident.group())
+    name = unquote(ident.group())
     sql = text.rstrip()
     if sql.endswith(";"):
         sql = sql[:-1]
@@ -214,15 +214,6 @@ def _opaque_virtual_table(line: bytes, start: int, tables: dict[str, _Table]) ->
     name, sql = _text(literals[1]), _text(literals[4])
     if name is not None and sql is not None:
         tables.setdefault(name, _Table(name, None, virtual=True)).sql = sql
-
-
-def _unquote(ident: str) -> str:
-    """Remove SQL quotes from a name."""
-    if len(ident) >= 2 and ident[0] in "\"'`" and ident[-1] == ident[0]:
-        return ident[1:-1].replace(ident[0] * 2, ident[0])
-    if len(ident) >= 2 and ident[0] == "[" and ident[-1] == "]":
-        return ident[1:-1]
-    return ident
 
 
 def _unquote_bytes(quoted: bytes) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 import apsw
 
 from vault.errors import SqliteSnapshotError
+from vault.fsutil import fsync_dir
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 DUMP_HEADER = b"-- vault sqlite dump v1\n"
@@ -136,7 +137,7 @@ def load_dump(data: bytes, dest: Path) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except apsw.Error as e:
         raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
     except OSError as e:
@@ -477,8 +478,8 @@ class _DumpWriter:
             return None
         content = None
         for arg in args:
-            if len(arg) >= 2 and _unquote(arg[0]).lower() == "content" and arg[1] == "=":
-                content = _unquote(" ".join(arg[2:]))
+            if len(arg) >= 2 and unquote(arg[0]).lower() == "content" and arg[1] == "=":
+                content = unquote(" ".join(arg[2:]))
         if content == "":
             # Contentless: the index is all there is and no rows can be read back, so keep
             # the index itself (opaque path) rather than lose the search data.
@@ -601,7 +602,7 @@ def _parse_virtual_table(sql: str) -> tuple[str, list[list[str]]]:
     at = next((i for i, t in enumerate(tokens) if t.lower() == "using"), None)
     if at is None or at + 1 >= len(tokens):
         return "", []
-    module = _unquote(tokens[at + 1]).lower()
+    module = unquote(tokens[at + 1]).lower()
     args: list[list[str]] = []
     rest = tokens[at + 2 :]
     if rest[:1] == ["("]:
@@ -619,7 +620,7 @@ def _parse_virtual_table(sql: str) -> tuple[str, list[list[str]]]:
     return module, args
 
 
-def _unquote(token: str) -> str:
+def unquote(token: str) -> str:
     """Remove SQL quotes from a name or string token."""
     if len(token) >= 2 and token[0] in "\"'`" and token[-1] == token[0]:
         return token[1:-1].replace(token[0] * 2, token[0])
@@ -691,20 +692,6 @@ def _deny_attach(
     if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
         return apsw.SQLITE_DENY
     return apsw.SQLITE_OK
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in the directory durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _statement(sql: str | None) -> str:
