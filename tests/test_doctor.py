@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,12 @@ def damage_sqlite(path: Path) -> None:
     page = 4096 if len(data) >= 8192 else len(data) // 2
     data[page:page + 400] = os.urandom(400)
     path.write_bytes(bytes(data))
+
+
+def age(path: Path, seconds: int = 60) -> None:
+    """Make a file look untouched for a while (a file written a moment ago is never rolled back)."""
+    old = time.time_ns() - seconds * 10**9
+    os.utime(path, ns=(old, old))
 
 
 def rows(path: Path) -> list[tuple[object, ...]]:
@@ -79,6 +86,7 @@ def test_corrupt_sqlite_fails_sync_and_repair_rolls_back(config: Config, vault: 
     sync(config, now=clock)
     good = rows(db)
     damage_sqlite(db)
+    age(db)
     clock.tick()
     result = sync(config, now=clock)
     assert not result.ok and [c.path for c in result.corrupt] == ["agent/memory.db"]
@@ -93,6 +101,19 @@ def test_corrupt_sqlite_fails_sync_and_repair_rolls_back(config: Config, vault: 
     assert checks(doctor(config, now=lambda: clock.now))["memory files"] == "ok"
 
 
+def test_file_written_a_moment_ago_is_never_rolled_back(tmp_path: Path, workspace: Path,
+                                                        clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, "main")
+    sync(config, now=clock)
+    (workspace / "memory.json").write_text('[{"id": 1, "content": "still being wri')
+    clock.tick()
+    result = sync(config, now=clock)
+    assert not result.ok and result.rollbacks == ()
+    assert (workspace / "memory.json").read_text().endswith("still being wri")
+
+
 def test_auto_rollback_in_sync(tmp_path: Path, workspace: Path, clock: Clock) -> None:
     config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
                                       extra="[health]\nauto_rollback = true"))
@@ -100,6 +121,7 @@ def test_auto_rollback_in_sync(tmp_path: Path, workspace: Path, clock: Clock) ->
     sync(config, now=clock)
     good = (workspace / "memory.json").read_text()
     (workspace / "memory.json").write_text('[{"id": 1, "content": "trunc')
+    age(workspace / "memory.json")
     clock.tick()
     result = sync(config, now=clock)
     assert not result.ok and [r.path for r in result.rollbacks] == ["agent/memory.json"]

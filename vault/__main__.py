@@ -1,5 +1,5 @@
 """`python -m vault` runs the CLI."""
 
-from vault.cli import main
+from vault.entry import main
 
 main()

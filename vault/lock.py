@@ -12,7 +12,7 @@ from types import TracebackType
 
 import filelock
 
-from vault.errors import BusyError
+from vault.errors import BusyError, RepoError
 
 LOCK_NAME = "sync.lock"
 INFO_NAME = "sync.lock.json"
@@ -41,14 +41,18 @@ class SyncLock:
                                             fallback_to_soft=False)
 
     def __enter__(self) -> SyncLock:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock.acquire(timeout=self.wait)
-        except filelock.Timeout:
+        except filelock.Timeout:  # (a TimeoutError, so an OSError: it must come first)
             state = lock_state(self.state_dir, probe=False)
             who = f" (pid {state.pid} on {state.host}, {state.command})" if state.pid else ""
             raise BusyError(f"another vault process holds the lock{who}",
                             hint="it ends by itself; a lock never outlives its process") from None
+        except OSError as exc:  # read-only or full filesystem, permissions
+            raise RepoError(f"cannot take the sync lock in {self.state_dir}: "
+                            f"{exc.strerror or exc}",
+                            hint="is the vault's disk read-only or full?") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
                 "command": self.command}
         try:
@@ -78,8 +82,11 @@ def lock_state(state_dir: Path, *, probe: bool = True) -> LockState:
             lock.acquire(timeout=0)
             lock.release()
             held = False
-        except filelock.Timeout:
+        except filelock.Timeout:  # before OSError: Timeout is a TimeoutError
             held = True
+        except OSError:
+            # Cannot even open the lock file (a read-only vault): then no sync can hold it.
+            held = False
     if not held:
         return LockState(held=False)
     pid = info.get("pid")

@@ -14,7 +14,8 @@ class UnsafePathError(VaultError):
 
 def check_vault_path(path: str) -> tuple[str, ...]:
     """Split a vault tree path into safe components, or raise UnsafePathError."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+    # A backslash is an ordinary character in a POSIX file name: it is kept, not refused.
+    if not path or path.startswith("/") or "\x00" in path:
         raise UnsafePathError(f"refusing unsafe path in the vault: {path!r}")
     parts = tuple(path.split("/"))
     for part in parts:

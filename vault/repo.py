@@ -137,17 +137,24 @@ class VaultRepo:
     def files(self, commit_id: str | None) -> FileMap:
         """Every file in a commit's tree: vault path -> (blob id, mode)."""
         import pygit2
+
         if commit_id is None:
             return {}
-        tree = self._commit(commit_id).tree
-        index = pygit2.Index()
         try:
-            index.read_tree(tree)
-        except pygit2.GitError:
-            # libgit2 refuses entries such as '..' or '.git' (a hand-made commit): list them
-            # anyway, so that restore can name and refuse them.
-            return dict(_walk_tree(tree, ""))
-        return {entry.path: (str(entry.id), int(entry.mode)) for entry in index}
+            tree = self._commit(commit_id).tree
+            index = pygit2.Index()
+            try:
+                index.read_tree(tree)
+            except pygit2.GitError:
+                # libgit2 refuses entries such as '..' or '.git' (a hand-made commit): list
+                # them anyway, so that restore can name and refuse them.
+                return dict(_walk_tree(tree, ""))
+            return {entry.path: (str(entry.id), int(entry.mode)) for entry in index}
+        except (KeyError, ValueError, OSError, pygit2.GitError) as exc:
+            raise RepoError(f"the tree of vault commit {commit_id[:10]} is missing or damaged: "
+                            f"{_reason(exc)}",
+                            hint="`vault doctor` checks the vault; `vault doctor --repair` "
+                                 "re-clones it from its remote") from None
 
     def read_blob(self, oid: str) -> bytes:
         """The bytes of one blob."""
@@ -229,7 +236,9 @@ class VaultRepo:
             parents = [pygit2.Oid(hex=parent)] if parent else []
             oid = self._repo.create_commit(None, sig, sig, message, tree, parents)
         except (pygit2.GitError, OSError) as exc:
-            raise RepoError(f"cannot write to the vault: {exc}") from None
+            raise RepoError(f"cannot write to the vault: {_reason(exc)}",
+                            hint="check free space and permissions of the vault folder"
+                            ) from None
         # Objects must be on disk before the ref that makes them reachable.
         sync_filesystem(self.path)
         self._move_branch(parent, str(oid), message.splitlines()[0])
@@ -402,8 +411,21 @@ class VaultRepo:
         return builder.write()
 
     def _move_branch(self, expected: str | None, new: str, reason: str) -> None:
-        """Point the branch at new, but only if it still points at expected."""
+        """Point the branch at new, but only if it still points at expected.
+
+        Callers hold the sync lock, so no other vault process can be updating the ref: a
+        `<ref>.lock` file found now was left by a killed process (libgit2 creates it, writes
+        and renames it), and it goes, or every later sync would fail.
+        """
         import pygit2
+
+        for stale in (self.path / f"{self.ref_name}.lock", self.path / "packed-refs.lock"):
+            try:
+                stale.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise RepoError(f"cannot remove the stale lock {stale}: {exc.strerror}") from None
         try:
             ref = self._repo.references.get(self.ref_name)
             current = str(ref.target) if ref is not None else None
@@ -415,8 +437,8 @@ class VaultRepo:
                                                    message=reason)
             else:
                 ref.set_target(pygit2.Oid(hex=new), reason)
-        except pygit2.GitError as exc:
-            raise RepoError(f"cannot update branch {self.branch}: {exc}") from None
+        except (pygit2.GitError, OSError) as exc:
+            raise RepoError(f"cannot update branch {self.branch}: {_reason(exc)}") from None
         sync_filesystem(self.path)
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
@@ -428,6 +450,14 @@ class VaultRepo:
         if not isinstance(obj, pygit2.Commit):
             raise RepoError(f"{commit_id} is not a commit")
         return obj
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an OSError or a libgit2 error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _walk_tree(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, tuple[str, int]]]:

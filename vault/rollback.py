@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +12,7 @@ from vault.config import Config
 from vault.fsutil import atomic_write
 from vault.repo import VaultRepo
 
+BUSY_NS = 2_000_000_000  # a file touched this recently is never rolled back
 CORRUPTION_MARKERS = ("SQLite: integrity check failed", "SQLite: database disk image is malformed",
                       "SQLite: file is not a database", "invalid JSON", "JSON is not valid UTF-8",
                       "empty JSON file")
@@ -49,6 +51,11 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
         if vpath not in files:
             continue  # never had a good version: nothing to go back to
         target = Path(target_text)
+        try:
+            if time.time_ns() - target.stat().st_mtime_ns < BUSY_NS:
+                continue  # written a moment ago: maybe still being written; never replace it
+        except FileNotFoundError:
+            continue
         aside = Path(f"{target}.corrupt-{stamp}")
         data = repo.read_blob(files[vpath][0])
         os.replace(target, aside)

@@ -18,6 +18,8 @@ SKIP_DIR_NAMES = frozenset({".git"})
 SKIP_FILE_NAMES = frozenset({".DS_Store"})
 SKIP_FILE_SUFFIXES = (".vault-tmp",)
 MATCH_ALL = frozenset({"*", "**", "**/*", "/**"})
+# Names git refuses inside a tree, whatever their case (and git~1, their 8.3 short form).
+GIT_RESERVED = frozenset({".git", "git~1"})
 # SQLite's companion files: they belong to the database beside them and are never synced as
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -122,6 +124,9 @@ def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan
                     shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                     scan.skipped.append((shown, "file name is not valid UTF-8"))
                     continue
+            if name not in SKIP_DIR_NAMES and name.lower().rstrip(". ") in GIT_RESERVED:
+                scan.skipped.append((rel, "git cannot store a file or folder with this name"))
+                continue
             try:
                 if child.is_dir(follow_symlinks=False):
                     if name in SKIP_DIR_NAMES or (exclude and exclude(rel + "/")) \

@@ -253,16 +253,25 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             if snap.data is None and current is not None and snap.reason \
                     and _looks_corrupt(snap.reason):
                 # It was good (the vault has it) and now it is damaged; a writer caught halfway
-                # gets one more look before it is called corrupt.
+                # gets one more look before it is called corrupt, and a file that changed
+                # between the two looks is being written: busy, not corrupt.
+                first = snap.key
                 time.sleep(CORRUPT_RECHECK_S)
                 snap = take_snapshot(entry, config.snapshot)
-                if snap.data is None and snap.reason and _looks_corrupt(snap.reason):
+                if snap.data is None and snap.key != first:
+                    snap = replace(snap, reason="being written (changed while checked); the "
+                                                "next sync looks again")
+                elif snap.data is None and snap.reason and _looks_corrupt(snap.reason):
                     plan.corrupt.append((vpath, entry.path, snap.reason))
                     plan.failures.append(SourceFailure(source.name, (
                         f"{vpath} is corrupt ({snap.reason}); the vault keeps its last good "
                         "version"), path=vpath))
             if snap.data is None:
                 plan.skipped.append(Skipped(vpath, snap.reason or "unreadable"))
+                if snap.reason and snap.reason.startswith(("cannot read:", "cannot stat:")):
+                    # Unlike a busy file, this will not fix itself: cron must hear of it.
+                    plan.failures.append(SourceFailure(source.name, f"{vpath}: {snap.reason}",
+                                                       path=vpath))
                 keep.add(vpath)
                 continue
             data = _screen(config, plan, vpath, snap.data)
