@@ -210,10 +210,26 @@ class VaultRepo:
     def write_blob(self, data: bytes) -> str:
         """Store bytes as a blob (no-op when already there); return its id."""
         import pygit2
+
         try:
             return str(self._repo.create_blob(data))
-        except pygit2.GitError as exc:
-            raise RepoError(f"cannot write to the vault: {exc}") from None
+        except (pygit2.GitError, OSError) as exc:  # libgit2 reports ENOSPC/EROFS as OSError
+            raise self._write_error(exc, len(data)) from None
+
+    def _write_error(self, exc: BaseException, size: int = 0) -> RepoError:
+        """One clear line for a failed write; libgit2 sometimes loses the errno of a full disk."""
+        import shutil
+
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError:
+            free = None
+        if free is not None and free < size + 1024**2:
+            return RepoError(f"cannot write to the vault: No space left on device "
+                             f"({free / 1024**2:.1f} MiB free, {size / 1024**2:.1f} MiB needed)",
+                             hint="free space on the vault's disk; nothing was committed")
+        return RepoError(f"cannot write to the vault: {_reason(exc)}",
+                         hint="check free space and permissions of the vault folder")
 
     @staticmethod
     def hash_blob(data: bytes) -> str:
@@ -226,7 +242,13 @@ class VaultRepo:
         """Write a commit of parent's tree with changes applied, then move the branch to it."""
         import pygit2
 
-        base = self._commit(parent).tree.id if parent is not None else None
+        try:
+            base = self._commit(parent).tree.id if parent is not None else None
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"the tree of vault commit {str(parent)[:10]} is missing or "
+                            f"damaged: {_reason(exc)}",
+                            hint="`vault doctor` checks the vault; `vault doctor --repair` "
+                                 "re-clones it from its remote") from None
         try:
             tree = self._update_tree(base, changes, root=True)
             if tree is None:  # pragma: no cover - the root is always written
@@ -236,9 +258,12 @@ class VaultRepo:
             parents = [pygit2.Oid(hex=parent)] if parent else []
             oid = self._repo.create_commit(None, sig, sig, message, tree, parents)
         except (pygit2.GitError, OSError) as exc:
-            raise RepoError(f"cannot write to the vault: {_reason(exc)}",
-                            hint="check free space and permissions of the vault folder"
-                            ) from None
+            if isinstance(exc, pygit2.GitError) and "Unable to read tree" in str(exc):
+                raise RepoError(f"a tree of vault commit {str(parent)[:10]} is missing or "
+                                f"damaged: {_reason(exc)}",
+                                hint="`vault doctor --repair` re-clones the vault from its "
+                                     "remote") from None
+            raise self._write_error(exc) from None
         # Objects must be on disk before the ref that makes them reachable.
         sync_filesystem(self.path)
         self._move_branch(parent, str(oid), message.splitlines()[0])

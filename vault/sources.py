@@ -124,7 +124,9 @@ def scan_source(source: SourceConfig, *, skip_dirs: Iterable[Path] = ()) -> Scan
                     shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                     scan.skipped.append((shown, "file name is not valid UTF-8"))
                     continue
-            if name not in SKIP_DIR_NAMES and name.lower().rstrip(". ") in GIT_RESERVED:
+            if name.lower().rstrip(". ") in GIT_RESERVED and not (
+                    name in SKIP_DIR_NAMES and child.is_dir(follow_symlinks=False)):
+                # (a .git folder is a nested repository's metadata: left out silently)
                 scan.skipped.append((rel, "git cannot store a file or folder with this name"))
                 continue
             try:

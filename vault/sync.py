@@ -27,6 +27,13 @@ CACHE_NAME = "stat-cache.json"
 CORRUPT_RECHECK_S = 0.5
 
 
+def _open_elsewhere(path: str) -> bool:
+    """True when another process holds the file open (a writer that has paused)."""
+    from vault.inuse import open_by
+
+    return bool(open_by([Path(path)]))
+
+
 def _looks_corrupt(reason: str) -> bool:
     from vault.rollback import is_corruption
 
@@ -258,9 +265,10 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 first = snap.key
                 time.sleep(CORRUPT_RECHECK_S)
                 snap = take_snapshot(entry, config.snapshot)
-                if snap.data is None and snap.key != first:
-                    snap = replace(snap, reason="being written (changed while checked); the "
-                                                "next sync looks again")
+                if snap.data is None and (snap.key != first or _open_elsewhere(entry.path)):
+                    snap = replace(snap, reason="being written (changed while checked, or open "
+                                                "in another process); the next sync looks "
+                                                "again")
                 elif snap.data is None and snap.reason and _looks_corrupt(snap.reason):
                     plan.corrupt.append((vpath, entry.path, snap.reason))
                     plan.failures.append(SourceFailure(source.name, (
