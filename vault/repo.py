@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -140,8 +141,10 @@ class VaultRepo:
 
         if commit_id is None:
             return {}
+        commit = self._commit(commit_id)
+        self._check_trees(str(commit.tree_id))
         try:
-            tree = self._commit(commit_id).tree
+            tree = commit.tree
             index = pygit2.Index()
             try:
                 index.read_tree(tree)
@@ -288,6 +291,7 @@ class VaultRepo:
                 continue
             seen.add(oid)
             try:
+                self._check_loose(oid)
                 otype, data = self._repo.odb.read(pygit2.Oid(hex=oid))[:2]
             except (KeyError, ValueError, pygit2.GitError) as exc:
                 problems.append(f"{kind} {oid[:10]} ({where}) is missing or unreadable: "
@@ -405,6 +409,8 @@ class VaultRepo:
         """Write the trees of the changed folders only (bottom-up); None for an emptied folder."""
         import pygit2
 
+        if base is not None:
+            self._check_loose(str(base))
         builder = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
         here: dict[str, tuple[str, int] | None] = {}
         below: dict[str, dict[str, tuple[str, int] | None]] = {}
@@ -466,8 +472,55 @@ class VaultRepo:
             raise RepoError(f"cannot update branch {self.branch}: {_reason(exc)}") from None
         sync_filesystem(self.path)
 
+    def _check_loose(self, oid: str) -> None:
+        """Refuse a damaged loose object before libgit2 reads it.
+
+        libgit2 up to 1.9.7 (pygit2 1.21.0) loops forever inflating a truncated loose object
+        (libgit2#7342): the sync would hang holding the lock, and every later sync exit 11.
+        """
+        path = self.path / "objects" / oid[:2] / oid[2:]
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return  # packed, or missing: libgit2 reports a missing object itself
+        except OSError as exc:
+            raise RepoError(f"vault object {oid} cannot be read: {exc.strerror}") from None
+        inflater = zlib.decompressobj()
+        try:
+            inflater.decompress(raw)
+            whole = inflater.eof
+        except zlib.error:
+            whole = False
+        if not whole:
+            raise RepoError(f"vault object {oid} is damaged (truncated or not a zlib stream)",
+                            hint="`vault doctor` checks the vault; `vault doctor --repair` "
+                                 "re-clones it from its remote")
+
+    def _check_trees(self, root: str) -> None:
+        """_check_loose every loose tree under root, reading them with zlib (not libgit2)."""
+        stack, seen = [root], set()
+        while stack:
+            oid = stack.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            self._check_loose(oid)
+            try:
+                data = zlib.decompress((self.path / "objects" / oid[:2] / oid[2:]).read_bytes())
+            except OSError:
+                continue  # packed or missing: left to libgit2
+            body = data[data.index(b"\0") + 1:]
+            i = 0
+            while i < len(body):  # entries: b"<mode> <name>\0<20-byte id>"
+                nul = body.index(b"\0", i)
+                if body[i:body.index(b" ", i)] == b"40000":
+                    stack.append(body[nul + 1:nul + 21].hex())
+                i = nul + 21
+
     def _commit(self, commit_id: str) -> pygit2.Commit:
         import pygit2
+        if len(commit_id) == 40:
+            self._check_loose(commit_id)
         try:
             obj = self._repo[commit_id]
         except (KeyError, ValueError, pygit2.GitError) as exc:

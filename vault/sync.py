@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -135,6 +136,7 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
     if options.dry_run:
         return _sync(config, repo, options, clock)
     with SyncLock(config.state_dir):
+        _sweep_temp_files(config)
         result = _sync(config, repo, options, clock)
         if result.corrupt and config.health.auto_rollback:
             from vault.rollback import roll_back
@@ -151,6 +153,31 @@ def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
     if remote_url(config) is None or nothing_to_push(repo):
         return result
     return replace(result, push=push(config, repo))
+
+
+def _sweep_temp_files(config: Config) -> None:
+    """Remove what killed syncs left (under the lock, no other vault process writes these)."""
+    for tmp in config.state_dir.glob(".*.vault-tmp"):  # .<name>.<pid>.vault-tmp
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+    cutoff = time.time() - 3600  # libgit2's temp objects name no pid: only old ones go
+    for tmp in (config.vault.path / "objects").glob("tmp_object_git2_*"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, someone else's
+    return True
 
 
 def sync_locked(config: Config, repo: VaultRepo, options: SyncOptions,
