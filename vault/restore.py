@@ -280,14 +280,14 @@ def _apply(repo: VaultRepo, action: Action, made: set[Path]) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         made.add(target.parent)
     if is_dump(data):
-        _restore_sqlite(data, target)
+        restore_sqlite_file(data, target)
     else:
         atomic_write(target, data, mode=0o755 if action.mode == MODE_EXEC else 0o644,
                      durable=False)
     return is_redacted(data)
 
 
-def _restore_sqlite(data: bytes, target: Path) -> None:
+def restore_sqlite_file(data: bytes, target: Path) -> None:
     """Rebuild the database beside the target, check it, drop stale WAL/SHM, move it in."""
     from vault.inuse import open_by
     from vault.sqlite_dump import load_dump

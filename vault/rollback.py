@@ -37,7 +37,7 @@ def is_corruption(reason: str) -> bool:
 def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
               now: datetime | None = None) -> list[Rollback]:
     """For each (vault path, file, reason): move the file aside, restore the branch tip's copy."""
-    from vault.restore import _restore_sqlite
+    from vault.restore import restore_sqlite_file
     from vault.sqlite_dump import is_dump
 
     head = repo.head_id()
@@ -65,7 +65,7 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
                 os.replace(companion, Path(f"{aside}{suffix}"))
         Path(f"{target}-shm").unlink(missing_ok=True)
         if is_dump(data):
-            _restore_sqlite(data, target)
+            restore_sqlite_file(data, target)
         else:
             atomic_write(target, data, mode=0o755 if files[vpath][1] == 0o100755 else 0o644)
         done.append(Rollback(vpath, str(target), str(aside), head, reason))
