@@ -31,9 +31,6 @@ CHUNKER_VERSION = 1
 SOFT_CHARS = 400  # pieces are packed together up to this size
 HARD_CHARS = 1200  # a piece longer than this is cut (about the model's 256-token window)
 
-MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
-JSON_SUFFIXES = (".json",)
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 # Record fields whose value is the content itself: shown without a "key:" prefix.
 CONTENT_KEYS = frozenset({
@@ -80,14 +77,9 @@ def file_kind(path: str, data: bytes) -> str:
         return "sqlite"
     if b"\0" in data[:8192]:
         return "binary"
-    lower = path.lower()
-    if lower.endswith(MARKDOWN_SUFFIXES):
-        return "markdown"
-    if lower.endswith(JSONL_SUFFIXES):
-        return "jsonl"
-    if lower.endswith(JSON_SUFFIXES):
-        return "json"
-    return "text"
+    from vault.snapshot import kind_by_name
+
+    return kind_by_name(path)
 
 
 def chunk_file(path: str, data: bytes) -> list[Chunk]:

@@ -14,7 +14,7 @@ from vault.sources import Entry, StatKey, stat_key
 SQLITE_HEADER = b"SQLite format 3\x00"
 JSON_SUFFIXES = (".json",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-MARKDOWN_SUFFIXES = (".md", ".markdown")
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 
 
 @dataclass(frozen=True)
