@@ -51,4 +51,10 @@ def write_config(work: Path, ws: Path, extra: str = "",
     return {**os.environ, "VAULT_CONFIG": str(config), "VAULT_HOME": str(work / "home")}
 
 
-VAULT = [sys.executable, "-m", "vault"]
+def _vault_command() -> list[str]:
+    """The installed `vault` script beside this interpreter, as a user runs it; else -m vault."""
+    script = Path(sys.executable).parent / "vault"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "vault"]
+
+
+VAULT = _vault_command()

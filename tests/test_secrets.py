@@ -496,3 +496,46 @@ def test_planted_values_are_unique() -> None:
     values = [p.value for p in SECRETS.values()]
     assert len(set(values)) == len(values)
     assert all(isinstance(p, Planted) for p in SECRETS.values())
+
+
+def _probe_rules(env: dict[str, str]) -> dict[str, object]:
+    """In a fresh process: the library rules as compiled, and whether detect-secrets was imported."""
+    code = ("import json, sys; from vault import secrets as s; r = s._rules(); "
+            "print(json.dumps({'rules': [[x.kind, x.pattern.pattern.decode(), x.pattern.flags] "
+            "for x in r.tokens], 'imported': 'detect_secrets' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def test_library_patterns_are_cached_and_identical_to_an_import(tmp_path: Path) -> None:
+    env = {**os.environ, "VAULT_HOME": str(tmp_path / "home")}
+    first = _probe_rules(env)
+    assert first["imported"] is True  # no cache yet: read from the plugins
+    cache = tmp_path / "home" / "cache" / sec.PATTERN_CACHE
+    assert cache.is_file()
+    second = _probe_rules(env)
+    assert second["imported"] is False  # from the cache: detect-secrets (and requests) not loaded
+    assert second["rules"] == first["rules"]
+    assert len(first["rules"]) > len(sec._OWN)  # type: ignore[arg-type]
+
+    cache.write_bytes(b"\x00damaged")  # a damaged cache is read past, never trusted
+    third = _probe_rules(env)
+    assert third["imported"] is True and third["rules"] == first["rules"]
+
+
+def test_library_pattern_cache_follows_the_installed_plugins(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setenv("VAULT_HOME", str(tmp_path / "home"))
+    stamp = sec._library_stamp()
+    assert stamp is not None
+    real = sec._library_patterns()
+    # Another install (different plugin files) must not reuse patterns cached for this one.
+    monkeypatch.setattr(sec, "_library_stamp", lambda: ("other",) + tuple(stamp))
+    monkeypatch.setattr(sec, "_import_library_patterns", lambda: [])
+    assert sec._library_patterns() == []
+    monkeypatch.undo()
+    monkeypatch.setenv("VAULT_HOME", str(tmp_path / "home"))
+    assert sec._library_patterns() == real  # the cache now names the other install: re-read
