@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vault import locate
 from vault.errors import ConfigError, VaultError
 
 if sys.version_info >= (3, 11):
@@ -18,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-CONFIG_NAME = "vault.toml"
+CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_REPO_NAME = "memory-vault"
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
@@ -169,46 +170,18 @@ class Config:
 
 def vault_home(env: Mapping[str, str] | None = None) -> Path:
     """The data dir: VAULT_HOME, else $XDG_DATA_HOME/vault, else ~/.local/share/vault."""
-    env = os.environ if env is None else env
-    if env.get("VAULT_HOME"):
-        return Path(env["VAULT_HOME"]).expanduser().absolute()
-    xdg = env.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return (base / "vault").absolute()
+    return Path(locate.home_dir(env))
 
 
 def user_config_path(env: Mapping[str, str] | None = None) -> Path:
     """The user's config file: $XDG_CONFIG_HOME/vault/vault.toml or ~/.config/vault/vault.toml."""
-    env = os.environ if env is None else env
-    xdg = env.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "vault" / CONFIG_NAME
+    return Path(locate.user_config_file(env))
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None,
                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
     """Pick the config file: --config, then VAULT_CONFIG, then ./vault.toml, then the user's dir."""
-    env = os.environ if env is None else env
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        return path.absolute()
-    if env.get("VAULT_CONFIG"):
-        path = Path(env["VAULT_CONFIG"]).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path} (from VAULT_CONFIG)")
-        return path.absolute()
-    local = (cwd or Path.cwd()) / CONFIG_NAME
-    if local.is_file():
-        return local.absolute()
-    user = user_config_path(env)
-    if user.is_file():
-        return user
-    raise ConfigError(
-        f"no {CONFIG_NAME} found (looked in --config, VAULT_CONFIG, ./{CONFIG_NAME}, {user})",
-        hint=f"copy the example {CONFIG_NAME} from the vault README and list your sources",
-    )
+    return Path(locate.find_config_file(explicit, env, cwd))
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None,

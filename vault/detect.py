@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import marshal
-from dataclasses import dataclass, field
-from typing import NamedTuple
-from pathlib import Path
 
-from vault.fsutil import atomic_write
 from vault.sources import StatKey
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# On `vault sync`'s quick check: plain classes, no typing or dataclasses imports (~20 ms).
 
 CACHE_VERSION = 1
 # A file whose timestamps fall this close to the scan that recorded it may be rewritten within the
@@ -17,18 +19,27 @@ CACHE_VERSION = 1
 RACY_MARGIN_NS = 2_000_000_000
 
 
-class CachedFile(NamedTuple):
+class CachedFile:
     """What the last sync learned about a file: its stat key and the blob it became.
 
     An empty key means "in the vault, but not proven by a stat" (a skipped file): re-read it.
     """
 
-    key: StatKey
-    oid: str
-    mode: int
+    __slots__ = ("key", "oid", "mode")
+
+    def __init__(self, key: StatKey, oid: str, mode: int) -> None:
+        self.key = key
+        self.oid = oid
+        self.mode = mode
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CachedFile) and (self.key, self.oid, self.mode) == (
+            other.key, other.oid, other.mode)
+
+    def __repr__(self) -> str:
+        return f"CachedFile({self.key!r}, {self.oid!r}, {self.mode:o})"
 
 
-@dataclass
 class StatCache:
     """Every file of the vault's tree at `commit`, with the stat key that proves it current.
 
@@ -36,9 +47,23 @@ class StatCache:
     finds nothing changed never has to open a git object.
     """
 
-    scanned_ns: int = 0
-    commit: str | None = None
-    files: dict[str, CachedFile] = field(default_factory=dict)
+    __slots__ = ("scanned_ns", "commit", "files")
+
+    def __init__(self, scanned_ns: int = 0, commit: str | None = None,
+                 files: dict[str, CachedFile] | None = None) -> None:
+        self.scanned_ns = scanned_ns
+        self.commit = commit
+        self.files: dict[str, CachedFile] = {} if files is None else files
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StatCache) and (self.scanned_ns, self.commit, self.files) == (
+            other.scanned_ns, other.commit, other.files)
+
+    def __repr__(self) -> str:
+        return f"StatCache({self.scanned_ns}, {self.commit!r}, {len(self.files)} files)"
+
+
+RawEntries = dict[str, tuple[StatKey, str, int]]
 
 
 def is_racy(key: StatKey, scanned_ns: int) -> bool:
@@ -62,25 +87,42 @@ def file_changed(cached: CachedFile | None, key: StatKey, scanned_ns: int) -> bo
     return is_racy(old, scanned_ns)
 
 
-def load_cache(path: Path) -> StatCache:
-    """Read the stat cache; a missing, damaged or foreign cache is empty (everything is re-read)."""
+def read_raw(path: str | Path) -> tuple[int, str | None, RawEntries] | None:
+    """The cache file as stored: (scanned_ns, commit, {vault path: (key, oid, mode)}); None when
+    missing, damaged or foreign. No per-entry objects: the quick check compares these directly."""
     # marshal: loads ten thousand entries in a few ms and runs no code; its format is tied to
     # the Python version, and a cache written by another version simply reads as empty.
     try:
-        raw = marshal.loads(path.read_bytes())
-        if not isinstance(raw, tuple) or len(raw) != 4 or raw[0] != CACHE_VERSION:
-            return StatCache()
-        _, scanned_ns, commit, entries = raw
-        files = {rel: CachedFile(key, oid, mode) for rel, (key, oid, mode) in entries.items()}
-        if not isinstance(scanned_ns, int) or not (commit is None or isinstance(commit, str)):
-            return StatCache()
-        return StatCache(scanned_ns=scanned_ns, commit=commit, files=files)
-    except (OSError, ValueError, EOFError, TypeError, AttributeError):
+        with open(path, "rb") as handle:
+            raw = marshal.loads(handle.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(raw, tuple) or len(raw) != 4 or raw[0] != CACHE_VERSION:
+        return None
+    _, scanned_ns, commit, entries = raw
+    if not isinstance(scanned_ns, int) or not (commit is None or isinstance(commit, str)) \
+            or not isinstance(entries, dict):
+        return None
+    return scanned_ns, commit, entries
+
+
+def load_cache(path: Path) -> StatCache:
+    """Read the stat cache; a missing, damaged or foreign cache is empty (everything is re-read)."""
+    raw = read_raw(path)
+    if raw is None:
         return StatCache()
+    scanned_ns, commit, entries = raw
+    try:
+        files = {rel: CachedFile(key, oid, mode) for rel, (key, oid, mode) in entries.items()}
+    except (ValueError, TypeError):
+        return StatCache()
+    return StatCache(scanned_ns=scanned_ns, commit=commit, files=files)
 
 
 def save_cache(path: Path, cache: StatCache) -> None:
     """Write the stat cache atomically."""
+    from vault.fsutil import atomic_write
+
     entries = {rel: (tuple(c.key), c.oid, c.mode) for rel, c in cache.files.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, marshal.dumps((CACHE_VERSION, cache.scanned_ns, cache.commit, entries)))

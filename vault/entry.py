@@ -8,6 +8,13 @@ import sys
 def main() -> None:
     """Load the CLI and run it."""
     try:
+        if sys.argv[1:2] == ["sync"]:
+            # Most syncs find nothing to do: prove it before loading the CLI and git.
+            from vault.quick import quick_sync
+
+            code = quick_sync(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
         from vault.cli import main as cli_main
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")

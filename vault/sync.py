@@ -143,7 +143,11 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
 
             damaged = [(c.path, c.file, c.reason) for c in result.corrupt]
             result = replace(result, rollbacks=tuple(roll_back(repo, damaged, clock())))
-        return _push(config, repo, result)
+        result = _push(config, repo, result)
+        from vault.quick import write_plan
+
+        write_plan(config, result, all_sources=not options.sources)
+        return result
 
 
 def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
@@ -207,7 +211,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     # The cache lists the whole tree of the commit it was written for: when that is still the
     # branch tip, no git object needs to be opened to know what the vault holds.
     trusted = head is not None and cache.commit == head
-    head_files: FileMap = ({p: (c[1], c[2]) for p, c in cache.files.items()} if trusted
+    head_files: FileMap = ({p: (c.oid, c.mode) for p, c in cache.files.items()} if trusted
                            else repo.files(head))
     depth = config.prefix_depth
     by_prefix: dict[str, FileMap] = {}

@@ -1,0 +1,239 @@
+"""`vault sync`'s quick check: it answers "nothing changed" only when the full sync would find
+nothing to do, and hands every other case to the full sync.
+
+Each case gets its own workspace and vault, all synced once after their files have aged past
+the racy margin (one wait for all), then changed in one way; `vault sync` runs in a real process,
+which reports whether the quick check answered (the CLI was never imported) or the full sync ran.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import git, make_sqlite, write_config
+from vault.detect import RACY_MARGIN_NS
+from vault.quick import _parse
+
+PROBE = """
+import sys
+sys.argv = ["vault", *sys.argv[1:]]
+from vault import entry
+try:
+    entry.main()
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+sys.stdout.flush()
+sys.stderr.write("\\nPROBE " + ("full" if "vault.cli" in sys.modules else "quick") + " " + str(code) + "\\n")
+"""
+
+
+@dataclass
+class Case:
+    """One workspace, its config and vault, and the environment its commands run in."""
+
+    root: Path
+    ws: Path
+    config: Path
+    vault: Path
+    env: dict[str, str]
+
+    def run(self, *args: str) -> tuple[str, int, str]:
+        """Run `vault ARGS` in a real process: (who answered: quick or full, exit code, stdout)."""
+        proc = subprocess.run([sys.executable, "-c", PROBE, *args], env=self.env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("PROBE ")][-1]
+        _, who, code = line.split()
+        return who, int(code), proc.stdout
+
+    def commits(self) -> int:
+        return int(git(self.vault, "rev-list", "--count", "main").strip())
+
+
+def _make_case(root: Path, extra: str = "") -> Case:
+    ws = root / "agent"
+    (ws / "memory").mkdir(parents=True)
+    (ws / "MEMORY.md").write_text("# Memory\n\n- The user prefers tea.\n")
+    (ws / "memory" / "2026-11-20.md").write_text("# 2026-11-20\n\n- Fixed the backup job.\n")
+    (ws / "memory.json").write_text(json.dumps([{"id": 1, "content": "likes tea"}]))
+    (ws / "notes.log").write_text("excluded by the config\n")
+    make_sqlite(ws / "memory.db", wal=True)
+    config = write_config(root / "vault.toml", {"agent": ws},
+                          extra=extra + '\n\n[[sources]]\nname = "other"\n'
+                          f'path = "{root / "other"}"\nexclude = ["*.log"]\n')
+    (root / "other").mkdir()
+    (root / "other" / "a.md").write_text("a\n")
+    env = {k: v for k, v in os.environ.items() if k != "VAULT_CONFIG"}
+    env.update(VAULT_CONFIG=str(config), VAULT_HOME=str(root / "home"), HOME=str(root / "user"))
+    return Case(root, ws, config, root / "memory-vault", env)
+
+
+def _hold_lock(case: Case) -> Callable[[], None]:
+    fd = os.open(case.vault / "vault" / "sync.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return lambda: os.close(fd)
+
+
+def _same_size_same_mtime(case: Case) -> None:
+    path = case.ws / "MEMORY.md"
+    st = path.stat()
+    path.write_text(path.read_text().replace("tea", "TEA"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # only ctime tells
+
+
+def _wal_only(case: Case) -> None:
+    import apsw
+
+    db = apsw.Connection(str(case.ws / "memory.db"))
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("INSERT INTO memories(content) VALUES ('written to the WAL only')")
+    db.close()
+
+
+def _move_branch(case: Case) -> None:
+    head = git(case.vault, "rev-parse", "main").strip()
+    tree = git(case.vault, "rev-parse", "main^{tree}").strip()
+    other = subprocess.run(["git", "-C", str(case.vault), "-c", "user.name=x", "-c",
+                            "user.email=x@x", "commit-tree", tree, "-p", head, "-m", "elsewhere"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    git(case.vault, "update-ref", "refs/heads/main", other)
+
+
+# name -> (change, who must answer, whether the full sync then records a commit)
+CHANGES: dict[str, tuple[Callable[[Case], object], str, bool]] = {
+    "nothing": (lambda c: None, "quick", False),
+    "new empty folder": (lambda c: (c.ws / "empty").mkdir(), "quick", False),
+    "new excluded file": (lambda c: (c.root / "other" / "b.log").write_text("x"), "quick", False),
+    "modified": (lambda c: (c.ws / "MEMORY.md").write_text("# Memory\n\n- coffee now\n"),
+                 "full", True),
+    "same size and mtime": (_same_size_same_mtime, "full", True),
+    "new file": (lambda c: (c.ws / "memory" / "2026-11-21.md").write_text("new\n"), "full", True),
+    "new file in a new folder": (lambda c: (c.ws / "d" / "e").mkdir(parents=True)
+                                 or (c.ws / "d" / "e" / "f.md").write_text("f\n"), "full", True),
+    "deleted file": (lambda c: (c.ws / "memory.json").unlink(), "full", True),
+    "SQLite write in the WAL only": (_wal_only, "full", True),
+    "config edited": (lambda c: c.config.write_text(c.config.read_text() + "\n# note\n"),
+                      "full", False),
+    "variable the config names": (lambda c: c.env.update(AGENT_DIR="/elsewhere"), "full", False),
+    "VAULT_HOME": (lambda c: c.env.update(VAULT_HOME=str(c.root / "home2")), "full", False),
+    "branch moved by another writer": (_move_branch, "full", False),
+    "temp file of a killed sync": (lambda c: (c.vault / "vault" / ".x.99999999.vault-tmp")
+                                   .write_bytes(b""), "full", False),
+    "source root gone": (lambda c: shutil.rmtree(c.root / "other"), "full", False),
+    "a symlink (skipped every time)": (lambda c: (c.ws / "link.md").symlink_to(c.ws / "MEMORY.md"),
+                                       "full", False),
+}
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
+    """One synced vault per change, its files older than the racy margin when the plan was made."""
+    made = {}
+    for i, name in enumerate(CHANGES):
+        extra = ""
+        if name == "variable the config names":
+            extra = '# paths may name variables: $AGENT_DIR'
+        made[name] = _make_case(tmp_path_factory.mktemp(f"case{i}"), extra)
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.2)
+    for case in made.values():
+        assert case.run("init")[1] == 0
+        who, code, _ = case.run("sync", "--quiet")
+        assert (who, code) == ("full", 0)
+        assert any((case.root / "home" / "sync-plans").iterdir())
+    return made
+
+
+@pytest.mark.parametrize("name", list(CHANGES))
+def test_quick_check_answers_only_when_nothing_changed(cases: dict[str, Case], name: str) -> None:
+    case = cases[name]
+    change, expected, commits = CHANGES[name]
+    change(case)
+    before = case.commits()
+    who, code, out = case.run("sync")
+    assert who == expected, out
+    if name == "a symlink (skipped every time)":
+        assert code == 0 and "Skipped 1" in out
+    elif name == "source root gone":
+        assert code == 1
+    else:
+        assert code == 0, out
+    assert case.commits() == before + (1 if commits else 0)
+    if expected == "quick":
+        assert out.strip() == "Nothing changed (6 files checked); no commit."
+        # and the full sync agrees: nothing to commit
+        assert "nothing to commit" in case.run("sync", "--dry-run")[2]
+    if name == "temp file of a killed sync":
+        assert not (case.vault / "vault" / ".x.99999999.vault-tmp").exists()  # swept
+
+
+def test_a_file_the_stat_cannot_prove_keeps_the_full_sync(cases: dict[str, Case]) -> None:
+    case = cases["new file"]
+    path = case.ws / "MEMORY.md"
+    path.write_text("# Memory\n\n- written by a clock ahead of ours\n")
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(ahead, ahead))  # racily clean for the next hour: every sync reads it
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    before = case.commits()
+    for _ in range(2):
+        assert case.run("sync", "-q")[:2] == ("full", 0)
+    assert case.commits() == before
+
+
+def test_lock_held_goes_to_the_full_sync_which_reports_busy(cases: dict[str, Case]) -> None:
+    case = cases["nothing"]
+    release = _hold_lock(case)
+    try:
+        who, code, _ = case.run("sync", "-q")
+    finally:
+        release()
+    assert (who, code) == ("full", 11)
+    assert case.run("sync", "-q")[:2] == ("quick", 0)
+
+
+def test_hooks_and_unpushed_commits_always_take_the_full_sync(cases: dict[str, Case],
+                                                             tmp_path: Path) -> None:
+    case = cases["new excluded file"]
+    marker = tmp_path / "hook-ran"
+    case.config.write_text(case.config.read_text() + f'\n[hooks]\npost_sync = "touch {marker}"\n')
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    assert case.run("sync", "-q")[:2] == ("full", 0) and marker.exists()
+
+    case = cases["new empty folder"]
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    case.config.write_text(case.config.read_text().replace(
+        "[vault]\n", f'[vault]\nremote = "{remote}"\n'))
+    assert case.run("sync", "-q")[:2] == ("full", 0)  # pushes
+    assert git(remote, "rev-parse", "main") == git(case.vault, "rev-parse", "main")
+    assert case.run("sync", "-q")[:2] == ("quick", 0)  # pushed: nothing to do
+    (case.vault / "refs" / "remotes" / "origin" / "main").unlink()  # as if never pushed
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    assert (case.vault / "refs" / "remotes" / "origin" / "main").exists()
+
+
+@pytest.mark.parametrize("argv, parsed", [
+    (["sync"], (None, False)),
+    (["sync", "-q"], (None, True)),
+    (["sync", "--quiet", "--config", "/x.toml"], ("/x.toml", True)),
+    (["sync", "--config=/x.toml"], ("/x.toml", False)),
+    (["sync", "--config"], None),
+    (["sync", "--json"], None),
+    (["sync", "--dry-run"], None),
+    (["sync", "--source", "a"], None),
+    (["sync", "--help"], None),
+    (["status"], None),
+])
+def test_only_the_plain_forms_of_sync_are_answered(argv: list[str],
+                                                   parsed: tuple[str | None, bool] | None) -> None:
+    assert _parse(argv) == parsed

@@ -1,0 +1,286 @@
+"""`vault sync`'s quick check: prove that nothing changed without loading the CLI, the config
+parser or git, and otherwise hand over to the full sync.
+
+Most syncs find nothing to do (cron runs every 15 minutes, hooks on every compaction), and for
+those the cost is the process itself: the CLI, TOML and git libraries take longer to import than
+the stat walk takes. After every clean full sync, the sync writes a *plan* (`write_plan`): the
+config file's bytes and the environment it was read in, the resolved sources, and where the lock,
+stat cache and branch ref are. `quick_sync` runs first on `vault sync [--quiet] [--config F]`; it
+trusts the plan only while all of that is unchanged, takes the sync lock, walks the sources with
+the same scan as the full sync, and needs every file's stat to equal the stat cache's proof for
+the branch tip. Anything else (a change, a racy or skipped file, another sync, hooks, a push to
+make, a doubt of any kind) returns None and the full sync runs as if this did not exist.
+
+Imports here and in what it calls (locate, sources, detect, errors) stay at os/stat/marshal.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+PLAN_VERSION = 1
+PLANS_DIR = "sync-plans"
+NOTHING_CHANGED = "Nothing changed ({} files checked); no commit."
+# Environment the parsed config depends on besides $VARS named in the file (added per plan).
+ENV_NAMES = ("VAULT_HOME", "XDG_DATA_HOME", "HOME")
+QUIET_FLAGS = frozenset({"--quiet", "-q"})
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from vault.config import Config
+    from vault.sync import SyncResult
+
+
+class _Source:
+    """A configured source as the plan recorded it (what vault.sources.scan_source reads)."""
+
+    __slots__ = ("name", "root", "include", "exclude")
+
+    def __init__(self, name: str, root: str, include: tuple[str, ...],
+                 exclude: tuple[str, ...]) -> None:
+        self.name = name
+        self.root = root
+        self.include = include
+        self.exclude = exclude
+
+
+def plan_path(home: str, config_file: str) -> str:
+    """Where the plan for one config file lives (in the data dir: VAULT_HOME moves it)."""
+    import zlib
+
+    name = f"{zlib.crc32(config_file.encode('utf-8', 'surrogateescape')):08x}.plan"
+    return os.path.join(home, PLANS_DIR, name)
+
+
+def quick_sync(argv: list[str]) -> int | None:
+    """0 when a sync is proved to have nothing to do (having printed what it prints), else None."""
+    args = _parse(argv)
+    if args is None:
+        return None
+    explicit, quiet = args
+    try:
+        count = _nothing_changed(explicit)
+    except Exception:  # noqa: BLE001 - any doubt at all: the full sync decides and reports
+        return None
+    if count is None:
+        return None
+    if not quiet:
+        sys.stdout.write(NOTHING_CHANGED.format(count) + "\n")
+    return 0
+
+
+def _parse(argv: list[str]) -> tuple[str | None, bool] | None:
+    """`sync`, `--quiet`/`-q`, `--config F`: the forms cron and hooks use; None for anything else."""
+    if not argv or argv[0] != "sync":
+        return None
+    explicit: str | None = None
+    quiet = False
+    rest = iter(argv[1:])
+    for arg in rest:
+        if arg in QUIET_FLAGS:
+            quiet = True
+        elif arg == "--config":
+            explicit = next(rest, None)
+            if not explicit:
+                return None
+        elif arg.startswith("--config=") and len(arg) > len("--config="):
+            explicit = arg[len("--config="):]
+        else:
+            return None
+    return explicit, quiet
+
+
+def _nothing_changed(explicit: str | None) -> int | None:
+    """The number of files proved unchanged, or None when the full sync must run."""
+    from vault.locate import find_config_file, home_dir
+
+    config_file = find_config_file(explicit)
+    plan = _read_plan(plan_path(home_dir(), config_file))
+    if plan is None or plan["config_file"] != config_file:
+        return None
+    with open(config_file, "rb") as handle:
+        if handle.read() != plan["config_bytes"]:
+            return None
+    if any(os.environ.get(name) != value for name, value in plan["env"]) \
+            or os.uname().nodename != plan["nodename"]:
+        return None
+    fd = _try_lock(plan["lock"])
+    if fd is None:
+        return None  # another sync: the full path says who, and exits 11
+    try:
+        return _check_under_lock(plan)
+    finally:
+        os.close(fd)
+
+
+def _check_under_lock(plan: dict[str, Any]) -> int | None:
+    from vault.detect import read_raw
+    from vault.errors import SourceError
+    from vault.sources import scan_source
+
+    if _stat_key(plan["cache"]) != plan["cache_stat"] \
+            or _stat_key(plan["git_config"]) != plan["git_config_stat"]:
+        return None
+    for folder, marker in plan["leftovers"]:  # temp files of a killed sync: the full one sweeps
+        if any(marker in name for name in os.listdir(folder)):
+            return None
+    raw = read_raw(plan["cache"])
+    head = _read_ref(plan["ref"])
+    if raw is None or head is None or raw[1] != head:
+        return None
+    if plan["tracking"] and _read_ref(plan["tracking"]) != head:
+        return None  # commits to push
+    entries = raw[2]
+    skip_dirs = plan["skip_dirs"]
+    count = 0
+    for name, root, include, exclude, prefix in plan["sources"]:
+        try:
+            scan = scan_source(_Source(name, root, include, exclude), skip_dirs=skip_dirs)
+        except SourceError:
+            return None
+        if scan.skipped or scan.unreadable_dirs:
+            return None
+        for entry in scan.entries:
+            cached = entries.get(prefix + entry.rel)
+            if cached is None or cached[0] != entry.key:
+                return None
+        count += len(scan.entries)
+    if count != plan["expected"]:
+        return None  # a file the vault holds is gone: a deletion to record
+    return count
+
+
+def _read_plan(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            raw = marshal.loads(handle.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(raw, dict) or raw.get("version") != PLAN_VERSION \
+            or raw.get("python") != sys.version:
+        return None
+    return raw
+
+
+def _try_lock(path: object) -> int | None:
+    """The sync lock (the same flock as vault.lock.SyncLock), without waiting; None if busy."""
+    import fcntl
+
+    try:
+        fd = os.open(str(path), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_ref(path: object) -> str | None:
+    """A loose ref's full id; None for anything else (packed, symbolic, missing: let git read it)."""
+    try:
+        with open(str(path), "rb") as handle:
+            text = handle.read(100).strip()
+    except OSError:
+        return None
+    if len(text) != 40 or text.strip(b"0123456789abcdef"):
+        return None
+    return text.decode("ascii")
+
+
+def _stat_key(path: object) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(str(path))
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+# --- the full sync's side: write the plan, or remove it -------------------------------------
+
+
+def write_plan(config: Config, result: SyncResult, *, all_sources: bool) -> None:
+    """After a full sync: record a plan when the next sync's quick check may trust it, else
+    remove the old one. Never fails the sync (the plan only saves time)."""
+    if config.file is None:
+        return
+    path = plan_path(os.fspath(config.home), os.fspath(config.file))
+    try:
+        plan = _plan_for(config, result, all_sources)
+        if plan is None:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        from pathlib import Path
+
+        from vault.fsutil import atomic_write
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(Path(path), marshal.dumps(plan), durable=False)
+    except (OSError, ValueError):
+        pass
+
+
+def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str, Any] | None:
+    """The plan, or None when this sync's outcome cannot be replayed by the quick check."""
+    import re
+
+    from vault.detect import RACY_MARGIN_NS, read_raw
+    from vault.lock import LOCK_NAME
+    from vault.remote import REMOTE, remote_url
+    from vault.sync import CACHE_NAME
+
+    hooks = config.hooks
+    if (not all_sources or result.dry_run or not result.ok or result.skipped or result.corrupt
+            or result.rollbacks or hooks.pre_sync or hooks.post_sync or hooks.on_failure
+            or (result.push is not None and not result.push.pushed)):
+        return None
+    assert config.file is not None
+    cache = config.state_dir / CACHE_NAME
+    raw = read_raw(cache)
+    if raw is None:
+        return None
+    scanned_ns, commit, entries = raw
+    head = commit if commit == (result.commit or result.parent) else None
+    if head is None:
+        return None
+    prefixes = tuple(config.prefix(s.name) for s in config.sources)
+    limit = scanned_ns - RACY_MARGIN_NS
+    expected = 0
+    for vpath, (key, _oid, _mode) in entries.items():
+        if not vpath.startswith(prefixes):
+            continue
+        if not key or any(key[i + 1] >= limit or key[i + 2] >= limit
+                          for i in range(0, len(key) - 3, 4)):
+            return None  # not proven by a stat, or racily clean: the full sync reads it again
+        expected += 1
+    config_bytes = config.file.read_bytes()
+    text = config_bytes.decode("utf-8", "replace")
+    names = ENV_NAMES + tuple(sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))))
+    vault_path = config.vault.path
+    has_remote = remote_url(config) is not None
+    return {
+        "version": PLAN_VERSION, "python": sys.version,
+        "config_file": os.fspath(config.file), "config_bytes": config_bytes,
+        "env": tuple((name, os.environ.get(name)) for name in names),
+        "nodename": os.uname().nodename,
+        "lock": os.fspath(config.state_dir / LOCK_NAME),
+        "cache": os.fspath(cache), "cache_stat": _stat_key(cache),
+        "git_config": os.fspath(vault_path / "config"),
+        "git_config_stat": _stat_key(vault_path / "config"),
+        "leftovers": ((os.fspath(config.state_dir), ".vault-tmp"),
+                      (os.fspath(vault_path / "objects"), "tmp_object_git2_")),
+        "ref": os.fspath(vault_path / "refs" / "heads" / config.vault.branch),
+        "tracking": (os.fspath(vault_path / "refs" / "remotes" / REMOTE / config.vault.branch)
+                     if has_remote else ""),
+        "sources": tuple((s.name, os.fspath(s.root), s.include, s.exclude,
+                          config.prefix(s.name)) for s in config.sources),
+        "skip_dirs": (os.fspath(vault_path), os.fspath(config.home)),
+        "expected": expected,
+    }
