@@ -237,3 +237,21 @@ def test_hooks_and_unpushed_commits_always_take_the_full_sync(cases: dict[str, C
 def test_only_the_plain_forms_of_sync_are_answered(argv: list[str],
                                                    parsed: tuple[str | None, bool] | None) -> None:
     assert _parse(argv) == parsed
+
+
+def test_after_a_failed_quick_check_the_full_sync_does_not_walk_again(
+        cases: dict[str, Case]) -> None:
+    case = cases["nothing"]
+    (case.ws / "handed-over.md").write_text("found by the quick check's walk\n")
+    probe = ("import sys, vault.sources as s\n"
+             "real = s.scan_source\ncalls = []\n"
+             "def counted(*a, **k):\n    calls.append(1)\n    return real(*a, **k)\n"
+             "s.scan_source = counted\n"
+             "sys.argv = ['vault', 'sync', '-q']\nfrom vault import entry\n"
+             "try:\n    entry.main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "print(len(calls), code, 'vault.cli' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=case.env, capture_output=True,
+                         text=True, check=True, timeout=120).stdout.split()
+    assert out == ["2", "0", "True"]  # two sources, each walked once, by the quick check
+    assert "A agent/handed-over.md" in git(case.vault, "show", "--name-status", "--format=",
+                                           "main").replace("\t", " ")

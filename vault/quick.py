@@ -19,6 +19,7 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+import time
 
 PLAN_VERSION = 1
 PLANS_DIR = "sync-plans"
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from vault.config import Config
+    from vault.sources import Scan
     from vault.sync import SyncResult
 
 
@@ -118,7 +120,6 @@ def _nothing_changed(explicit: str | None) -> int | None:
 
 
 def _check_under_lock(plan: dict[str, Any]) -> int | None:
-    from vault.detect import read_raw
     from vault.errors import SourceError
     from vault.sources import scan_source
 
@@ -128,30 +129,58 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     for folder, marker in plan["leftovers"]:  # temp files of a killed sync: the full one sweeps
         if any(marker in name for name in os.listdir(folder)):
             return None
-    raw = read_raw(plan["cache"])
     head = _read_ref(plan["ref"])
-    if raw is None or head is None or raw[1] != head:
+    if head is None or head != plan["commit"]:
         return None
     if plan["tracking"] and _read_ref(plan["tracking"]) != head:
         return None  # commits to push
-    entries = raw[2]
-    skip_dirs = plan["skip_dirs"]
-    count = 0
+    scanned_ns = time.time_ns()
+    scans: dict[str, Scan] = {}
+    paths: list[str] = []
+    keys: list[tuple[int, ...]] = []
     for name, root, include, exclude, prefix in plan["sources"]:
         try:
-            scan = scan_source(_Source(name, root, include, exclude), skip_dirs=skip_dirs)
+            scan = scan_source(_Source(name, root, include, exclude), skip_dirs=plan["skip_dirs"])
         except SourceError:
             return None
-        if scan.skipped or scan.unreadable_dirs:
-            return None
-        for entry in scan.entries:
-            cached = entries.get(prefix + entry.rel)
-            if cached is None or cached[0] != entry.key:
-                return None
-        count += len(scan.entries)
-    if count != plan["expected"]:
-        return None  # a file the vault holds is gone: a deletion to record
-    return count
+        scans[name] = scan
+        paths += [prefix + entry[0] for entry in scan.entries]
+        keys += [entry[2] for entry in scan.entries]
+    # The same files, in the same order, with the same stat keys as the full sync proved.
+    if not any(s.skipped or s.unreadable_dirs for s in scans.values()) \
+            and len(paths) == plan["count"] and "\0".join(paths) == plan["paths"] \
+            and hash(tuple(keys)) == plan["keys_hash"]:
+        return len(paths)
+    # Something changed: the full sync takes over, and need not walk the sources again.
+    _PRESCANS.append(Prescan(plan["config_file"], plan["sources"], scanned_ns, scans))
+    return None
+
+
+class Prescan:
+    """The walk a quick check made before it handed over to the full sync."""
+
+    __slots__ = ("config_file", "sources", "scanned_ns", "scans")
+
+    def __init__(self, config_file: str, sources: tuple[tuple[Any, ...], ...], scanned_ns: int,
+                 scans: dict[str, Scan]) -> None:
+        self.config_file = config_file
+        self.sources = sources  # (name, root, include, exclude, prefix) as the plan had them
+        self.scanned_ns = scanned_ns  # taken before the walk began
+        self.scans = scans
+
+
+_PRESCANS: list[Prescan] = []
+
+
+def take_prescan(config: Config) -> Prescan | None:
+    """The quick check's walk of this process, once, if it walked these very sources."""
+    if not _PRESCANS:
+        return None
+    prescan = _PRESCANS.pop()
+    if config.file is None or os.fspath(config.file) != prescan.config_file \
+            or _sources(config) != prescan.sources:
+        return None
+    return prescan
 
 
 def _read_plan(path: str) -> dict[str, Any] | None:
@@ -231,35 +260,22 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
     """The plan, or None when this sync's outcome cannot be replayed by the quick check."""
     import re
 
-    from vault.detect import RACY_MARGIN_NS, read_raw
     from vault.lock import LOCK_NAME
     from vault.remote import REMOTE, remote_url
     from vault.sync import CACHE_NAME
 
     hooks = config.hooks
-    if (not all_sources or result.dry_run or not result.ok or result.skipped or result.corrupt
-            or result.rollbacks or hooks.pre_sync or hooks.post_sync or hooks.on_failure
+    if (not all_sources or result.proof is None or result.dry_run or not result.ok
+            or result.skipped or result.corrupt or result.rollbacks
+            or hooks.pre_sync or hooks.post_sync or hooks.on_failure
             or (result.push is not None and not result.push.pushed)):
         return None
     assert config.file is not None
+    commit = result.commit or result.parent
+    if commit is None:
+        return None
+    paths, keys_hash = result.proof
     cache = config.state_dir / CACHE_NAME
-    raw = read_raw(cache)
-    if raw is None:
-        return None
-    scanned_ns, commit, entries = raw
-    head = commit if commit == (result.commit or result.parent) else None
-    if head is None:
-        return None
-    prefixes = tuple(config.prefix(s.name) for s in config.sources)
-    limit = scanned_ns - RACY_MARGIN_NS
-    expected = 0
-    for vpath, (key, _oid, _mode) in entries.items():
-        if not vpath.startswith(prefixes):
-            continue
-        if not key or any(key[i + 1] >= limit or key[i + 2] >= limit
-                          for i in range(0, len(key) - 3, 4)):
-            return None  # not proven by a stat, or racily clean: the full sync reads it again
-        expected += 1
     config_bytes = config.file.read_bytes()
     text = config_bytes.decode("utf-8", "replace")
     names = ENV_NAMES + tuple(sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))))
@@ -277,10 +293,15 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         "leftovers": ((os.fspath(config.state_dir), ".vault-tmp"),
                       (os.fspath(vault_path / "objects"), "tmp_object_git2_")),
         "ref": os.fspath(vault_path / "refs" / "heads" / config.vault.branch),
+        "commit": commit,
         "tracking": (os.fspath(vault_path / "refs" / "remotes" / REMOTE / config.vault.branch)
                      if has_remote else ""),
-        "sources": tuple((s.name, os.fspath(s.root), s.include, s.exclude,
-                          config.prefix(s.name)) for s in config.sources),
+        "sources": _sources(config),
         "skip_dirs": (os.fspath(vault_path), os.fspath(config.home)),
-        "expected": expected,
+        "paths": paths, "keys_hash": keys_hash, "count": paths.count("\0") + 1 if paths else 0,
     }
+
+
+def _sources(config: Config) -> tuple[tuple[Any, ...], ...]:
+    return tuple((s.name, os.fspath(s.root), s.include, s.exclude, config.prefix(s.name))
+                 for s in config.sources)

@@ -39,6 +39,7 @@ GIT_RESERVED = frozenset({".git", "git~1"})
 # SQLite's companion files: they belong to the database beside them and are never synced as
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+_ODD_SUFFIXES = COMPANION_SUFFIXES + SKIP_FILE_SUFFIXES
 _RESERVED_FIRST = frozenset(".gG")  # first letters of GIT_RESERVED names: most names skip the test
 
 MODE_FILE = 0o100644
@@ -47,20 +48,35 @@ MODE_EXEC = 0o100755
 StatKey = tuple[int, ...]
 
 
-class Entry:
-    """A file found in a source: its path relative to the root, its path on disk, its stat key."""
+class Entry(tuple[str, str, StatKey, int, int]):
+    """A file found in a source: its path relative to the root, its path on disk, its stat key,
+    git mode and size. A tuple underneath: a walk makes one per file, and a tuple costs least."""
 
-    __slots__ = ("rel", "path", "key", "mode", "size")
+    __slots__ = ()
 
-    def __init__(self, rel: str, path: str, key: StatKey, mode: int, size: int) -> None:
-        self.rel = rel
-        self.path = path
-        self.key = key
-        self.mode = mode
-        self.size = size
+    @property
+    def rel(self) -> str:
+        return self[0]
 
-    def __repr__(self) -> str:
-        return f"Entry({self.rel!r}, size={self.size})"
+    @property
+    def path(self) -> str:
+        return self[1]
+
+    @property
+    def key(self) -> StatKey:
+        return self[2]
+
+    @property
+    def mode(self) -> int:
+        return self[3]
+
+    @property
+    def size(self) -> int:
+        return self[4]
+
+    def with_key(self, key: StatKey) -> Entry:
+        """The same file with another stat key (a database's with its -wal stat added)."""
+        return Entry((self[0], self[1], key, self[3], self[4]))
 
 
 class Scan:
@@ -189,12 +205,14 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                     continue
                 stack.append((base + name, rel))
                 continue
-            if name.endswith(COMPANION_SUFFIXES):
+            if name.endswith(_ODD_SUFFIXES):  # one test for both rare cases
+                if name.endswith(SKIP_FILE_SUFFIXES):
+                    continue
                 if names is None:
                     names = {c.name for c in children}
                 if _is_companion(name, names):
                     continue
-            if name in SKIP_FILE_NAMES or name.endswith(SKIP_FILE_SUFFIXES):
+            if name in SKIP_FILE_NAMES:
                 continue
             if (exclude and exclude(rel)) or (include and not include(rel)):
                 continue
@@ -209,16 +227,18 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
             skipped.append((rel, "symbolic link (not followed)" if stat_mod.S_ISLNK(st_mode)
                             else "not a regular file"))
             continue
-        entries.append(Entry(rel, base + name,
-                             (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino),
-                             MODE_EXEC if st_mode & 0o100 else MODE_FILE, st.st_size))
+        size = st.st_size
+        entries.append(Entry((rel, base + name, (size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino),
+                              MODE_EXEC if st_mode & 0o100 else MODE_FILE, size)))
     if names is not None:
         # A database's key includes its -wal and -journal stat: a write may touch only those.
-        for entry in entries[first:]:
+        for i in range(first, len(entries)):
+            entry = entries[i]
             name = entry.rel.rpartition("/")[2]
             for suffix in ("-wal", "-journal"):
                 if name + suffix in names:
-                    entry.key += _companion_key(entry.path + suffix)
+                    entry = entry.with_key(entry.key + _companion_key(entry.path + suffix))
+            entries[i] = entry
 
 
 def _is_companion(name: str, names: set[str]) -> bool:

@@ -17,7 +17,7 @@ from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import take_snapshot
-from vault.sources import scan_source
+from vault.sources import Scan, scan_source
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
@@ -96,6 +96,9 @@ class SyncResult:
     corrupt: tuple[CorruptFile, ...] = ()  # files that were good and are now damaged
     redacted: tuple[Skipped, ...] = ()  # committed with secrets replaced ([secrets] redact)
     rollbacks: tuple[Rollback, ...] = ()  # what [health] auto_rollback put back
+    # Vault paths in scan order and a hash of their stat keys, when every source was scanned
+    # and every file proved by its stat: what vault.quick compares on the next sync.
+    proof: tuple[str, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -205,6 +208,13 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     sources = _select(config, options.sources)
     stamp = clock().astimezone(timezone.utc).replace(microsecond=0)
     scan_ns = time.time_ns()
+    scans: dict[str, Scan] = {}
+    if not options.sources:
+        from vault.quick import take_prescan
+
+        prescan = take_prescan(config)  # `vault sync`'s quick check walked them moments ago
+        if prescan is not None:
+            scans, scan_ns = prescan.scans, min(scan_ns, prescan.scanned_ns)
     cache_path = config.state_dir / CACHE_NAME
     cache = load_cache(cache_path)
     head = repo.head_id()
@@ -223,7 +233,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     for source in sources:
         prefix = config.prefix(source.name)
         if _sync_source(config, repo, source, cache, by_prefix.get(prefix, {}), new_cache,
-                        plan, write=not options.dry_run, trusted=trusted,
+                        plan, scans.get(source.name), write=not options.dry_run, trusted=trusted,
                         allow_mass_delete=options.allow_mass_delete,
                         progress=options.progress):
             scanned.add(prefix)
@@ -240,11 +250,15 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
                 head_files.pop(path, None)
             else:
                 head_files[path] = change
+    proof_ns = cache.scanned_ns  # the scan time the stat cache on disk is proved against
     if not options.dry_run and (plan.reads or commit_id or cache.commit != head
                                 or plan.failures):
-        _save_cache(cache_path, cache, new_cache, head_files, scanned, depth, scan_ns,
-                    commit_id or head, plan.reads)
-    return SyncResult(commit=commit_id, timestamp=stamp, dry_run=options.dry_run,
+        proof_ns = _save_cache(cache_path, cache, new_cache, head_files, scanned, depth, scan_ns,
+                               commit_id or head, plan.reads)
+    proof = None
+    if not (options.dry_run or options.sources or plan.skipped or plan.failures):
+        proof = _proof(new_cache, proof_ns)
+    return SyncResult(commit=commit_id, timestamp=stamp, dry_run=options.dry_run, proof=proof,
                       added=tuple(plan.added), modified=tuple(plan.modified),
                       deleted=tuple(plan.deleted), skipped=tuple(plan.skipped),
                       unchanged=plan.unchanged, failures=tuple(plan.failures), parent=head,
@@ -253,16 +267,18 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
 
 
 def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: StatCache,
-                 in_head: FileMap, new_cache: dict[str, CachedFile], plan: _Plan, *,
-                 write: bool, trusted: bool, allow_mass_delete: bool,
+                 in_head: FileMap, new_cache: dict[str, CachedFile], plan: _Plan,
+                 scan: Scan | None, *, write: bool, trusted: bool, allow_mass_delete: bool,
                  progress: Callable[[str], None] | None = None) -> bool:
-    """Plan one source's changes into plan; False when the source could not be read at all."""
+    """Plan one source's changes into plan (walking it unless scan is given); False when the
+    source could not be read at all."""
     prefix = config.prefix(source.name)
-    try:
-        scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
-    except SourceError as exc:
-        plan.failures.append(SourceFailure(source.name, exc.message))
-        return False
+    if scan is None:
+        try:
+            scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
+        except SourceError as exc:
+            plan.failures.append(SourceFailure(source.name, exc.message))
+            return False
     changes: dict[str, tuple[str, int] | None] = {}
     added: list[str] = []
     modified: list[str] = []
@@ -371,8 +387,9 @@ def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | Non
 
 def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: FileMap,
                 scanned: set[str], depth: int, scan_ns: int, commit: str | None,
-                reads: int) -> None:
-    """Record the tree at commit, each file with the stat key that proves it (when known)."""
+                reads: int) -> int:
+    """Record the tree at commit, each file with the stat key that proves it (when known);
+    return the scan time the cache on disk is proved against."""
     files: dict[str, CachedFile] = {}
     for vpath, (oid, mode) in tree.items():
         entry = seen.get(vpath)
@@ -385,7 +402,7 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
             entry = CachedFile((), oid, mode)  # in the vault, not proven by a stat: re-read
         files[vpath] = entry
     if reads == 0 and commit == old.commit and files == old.files:
-        return  # nothing learned: skip the write
+        return old.scanned_ns  # nothing learned: skip the write
     try:
         save_cache(path, StatCache(scanned_ns=scan_ns, commit=commit, files=files))
     except OSError as exc:
@@ -393,6 +410,18 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
         raise RepoError(f"cannot write the stat cache {path}: {exc.strerror} "
                         "(the vault itself is intact)",
                         hint="check the permissions and free space of the vault folder") from None
+    return scan_ns
+
+
+def _proof(seen: dict[str, CachedFile], scanned_ns: int) -> tuple[str, int] | None:
+    """What `vault.quick` compares next time: every file's vault path in scan order, and a hash
+    of their stat keys; None when a key is missing or racily clean (the next sync reads it)."""
+    keys = []
+    for cached in seen.values():
+        if not cached.key or is_racy(cached.key, scanned_ns):
+            return None
+        keys.append(cached.key)
+    return "\0".join(seen), hash(tuple(keys))
 
 
 def commit_message(stamp: datetime, plan: _Plan, host: str) -> str:
