@@ -226,7 +226,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     depth = config.prefix_depth
     by_prefix: dict[str, FileMap] = {}
     for path, value in head_files.items():
-        by_prefix.setdefault("/".join(path.split("/", depth)[:depth]) + "/", {})[path] = value
+        by_prefix.setdefault(_top(path, depth), {})[path] = value
     new_cache: dict[str, CachedFile] = {}
     plan = _Plan()
     scanned: set[str] = set()  # prefixes of the sources read this time
@@ -285,12 +285,19 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     keep: set[str] = set()  # paths the vault must keep as they are (skipped, unreadable)
     unchanged = 0
     cached_files = cache.files
-    for entry in scan.entries:
-        vpath = prefix + entry.rel
+    for entry in scan.entries:  # once per file per sync: plain tuple reads, no attribute calls
+        vpath = prefix + entry[0]
+        key = entry[2]
+        mode = entry[3]
         cached = cached_files.get(vpath)
         current = in_head.get(vpath)
+        if cached is not None and current is not None and cached[0] == key and trusted \
+                and current[0] == cached[1] and current[1] == mode \
+                and not file_changed(cached, key, cache.scanned_ns):
+            new_cache[vpath] = cached  # the common case: proved unchanged by its stat
+            unchanged += 1
+            continue
         oid: str | None = None
-        key = entry.key
         if cached is not None and not file_changed(cached, key, cache.scanned_ns):
             # The stat proves the content is the blob the cache names; make sure that blob is
             # really in the vault when the cache is not known to match the branch tip.
@@ -337,13 +344,13 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             if write and (current is None or current[0] != oid):
                 repo.write_blob(data)
             key = snap.key
-        new_cache[vpath] = CachedFile(key, oid, entry.mode)
+        new_cache[vpath] = CachedFile(key, oid, mode)
         if current is None:
             added.append(vpath)
-            changes[vpath] = (oid, entry.mode)
-        elif current[0] != oid or current[1] != entry.mode:
+            changes[vpath] = (oid, mode)
+        elif current[0] != oid or current[1] != mode:
             modified.append(vpath)
-            changes[vpath] = (oid, entry.mode)
+            changes[vpath] = (oid, mode)
         else:
             unchanged += 1
     dirs = tuple(prefix + d + "/" for d in scan.unreadable_dirs)
@@ -385,6 +392,14 @@ def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | Non
     return screened.data
 
 
+def _top(path: str, depth: int) -> str:
+    """The source prefix of a vault path: its first depth folders, with the slash."""
+    end = path.find("/") + 1
+    if depth == 2 and end:
+        end = path.find("/", end) + 1
+    return path[:end] if end else path + "/"
+
+
 def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: FileMap,
                 scanned: set[str], depth: int, scan_ns: int, commit: str | None,
                 reads: int) -> int:
@@ -393,7 +408,7 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
     files: dict[str, CachedFile] = {}
     for vpath, (oid, mode) in tree.items():
         entry = seen.get(vpath)
-        if entry is None and "/".join(vpath.split("/", depth)[:depth]) + "/" not in scanned:
+        if entry is None and _top(vpath, depth) not in scanned:
             # A source not scanned this time: its old proof still holds if it was not racy.
             prior = old.files.get(vpath)
             if prior is not None and prior.key and not is_racy(prior.key, old.scanned_ns):
