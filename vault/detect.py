@@ -133,7 +133,7 @@ def save_cache(path: Path, cache: StatCache) -> None:
     """Write the stat cache atomically."""
     from vault.fsutil import atomic_write
 
-    entries = {rel: (tuple(c.key), c.oid, c.mode) for rel, c in cache.files.items()}
+    entries = {rel: tuple(c) for rel, c in cache.files.items()}  # marshal takes exact tuples
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not fsynced: a cache lost in a crash reads as damaged or names an older commit, and then
     # every file is read again or checked against the vault; it never vouches for a wrong blob.

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from vault import __version__
 from vault.config import Config, SourceConfig
-from vault.detect import CachedFile, StatCache, file_changed, is_racy, load_cache, save_cache
+from vault.detect import (RACY_MARGIN_NS, CachedFile, StatCache, file_changed, is_racy,
+                          load_cache, save_cache)
 from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
@@ -221,7 +222,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     # The cache lists the whole tree of the commit it was written for: when that is still the
     # branch tip, no git object needs to be opened to know what the vault holds.
     trusted = head is not None and cache.commit == head
-    head_files: FileMap = ({p: (c.oid, c.mode) for p, c in cache.files.items()} if trusted
+    head_files: FileMap = ({p: (c[1], c[2]) for p, c in cache.files.items()} if trusted
                            else repo.files(head))
     depth = config.prefix_depth
     by_prefix: dict[str, FileMap] = {}
@@ -285,6 +286,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     keep: set[str] = set()  # paths the vault must keep as they are (skipped, unreadable)
     unchanged = 0
     cached_files = cache.files
+    limit = cache.scanned_ns - RACY_MARGIN_NS  # a stat this recent proves nothing (racy)
     for entry in scan.entries:  # once per file per sync: plain tuple reads, no attribute calls
         vpath = prefix + entry[0]
         key = entry[2]
@@ -293,7 +295,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
         current = in_head.get(vpath)
         if cached is not None and current is not None and cached[0] == key and trusted \
                 and current[0] == cached[1] and current[1] == mode \
-                and not file_changed(cached, key, cache.scanned_ns):
+                and (key[1] < limit and key[2] < limit if len(key) == 4
+                     else not file_changed(cached, key, cache.scanned_ns)):
             new_cache[vpath] = cached  # the common case: proved unchanged by its stat
             unchanged += 1
             continue
@@ -406,8 +409,12 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
     """Record the tree at commit, each file with the stat key that proves it (when known);
     return the scan time the cache on disk is proved against."""
     files: dict[str, CachedFile] = {}
-    for vpath, (oid, mode) in tree.items():
+    for vpath, value in tree.items():  # (CachedFile read by index: this runs per file)
         entry = seen.get(vpath)
+        if entry is not None and entry[1] == value[0] and entry[2] == value[1]:
+            files[vpath] = entry
+            continue
+        oid, mode = value
         if entry is None and _top(vpath, depth) not in scanned:
             # A source not scanned this time: its old proof still holds if it was not racy.
             prior = old.files.get(vpath)
@@ -431,11 +438,14 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
 def _proof(seen: dict[str, CachedFile], scanned_ns: int) -> tuple[str, int] | None:
     """What `vault.quick` compares next time: every file's vault path in scan order, and a hash
     of their stat keys; None when a key is missing or racily clean (the next sync reads it)."""
-    keys = []
-    for cached in seen.values():
-        if not cached.key or is_racy(cached.key, scanned_ns):
+    keys = [cached[0] for cached in seen.values()]
+    limit = scanned_ns - RACY_MARGIN_NS
+    for key in keys:
+        if len(key) != 4:  # (a database with companions, or no key at all)
+            if not key or is_racy(key, scanned_ns):
+                return None
+        elif key[1] >= limit or key[2] >= limit:
             return None
-        keys.append(cached.key)
     return "\0".join(seen), hash(tuple(keys))
 
 
