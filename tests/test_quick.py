@@ -171,6 +171,8 @@ def test_quick_check_answers_only_when_nothing_changed(cases: dict[str, Case], n
     assert case.commits() == before + (1 if commits else 0)
     if expected == "quick":
         assert out.strip() == "Nothing changed (6 files checked); no commit."
+        stamp = case.vault / "vault" / "last-sync"  # a completed sync, for status and doctor
+        assert time.time() - stamp.stat().st_mtime < 30
         # and the full sync agrees: nothing to commit
         assert "nothing to commit" in case.run("sync", "--dry-run")[2]
     if name == "temp file of a killed sync":

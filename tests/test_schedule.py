@@ -95,3 +95,18 @@ def test_status_warns_when_overdue(tmp_path: Path, workspace: Path, clock: Clock
     sync(config, now=lambda: old)
     proc = run_cli("status", "--config", str(config.file))
     assert "Warning:   the last sync is older than two intervals (15 min each)" in proc.stdout
+
+
+def test_a_sync_that_finds_nothing_keeps_the_vault_from_looking_overdue(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra="[schedule]\ninterval = '15m'"))
+    VaultRepo.init(config.vault.path, "main")
+    first = sync(config, now=clock)
+    assert first.commit is not None
+    quiet = sync(config, now=lambda: clock.now + timedelta(minutes=20))  # the agent was idle
+    assert quiet.commit is None and quiet.ok
+    later = vault_status(config, now=lambda: clock.now + timedelta(minutes=45))
+    assert not later.overdue and later.last_run == clock.now + timedelta(minutes=20)
+    assert later.last_sync is not None and later.last_sync.id == first.commit
+    assert vault_status(config, now=lambda: clock.now + timedelta(minutes=51)).overdue

@@ -220,6 +220,7 @@ def status(config_path: str | None, as_json: bool) -> None:
                         "commit": last.id, "time": format_time(last.time),
                         "summary": last.summary},
                     "pending": sync_json(st.pending), "lock": lock,
+                    "last_run": format_time(st.last_run) if st.last_run else None,
                     "interval_seconds": st.interval, "overdue": st.overdue,
                     "remote": st.remote, "unpushed": st.unpushed})
         return
@@ -227,8 +228,10 @@ def status(config_path: str | None, as_json: bool) -> None:
     if last is None:
         click.echo("Last sync: never (run `vault sync`)")
     else:
-        click.echo(f"Last sync: {format_time(last.time)} ({_ago(last.time)}), "
-                   f"commit {last.id[:10]}")
+        ran = st.last_run or last.time
+        click.echo(f"Last sync: {format_time(ran)} ({_ago(ran)})")
+        click.echo(f"Last commit: {format_time(last.time)} ({_ago(last.time)}), "
+                   f"{last.id[:10]}")
         if st.overdue:
             click.echo(f"Warning:   the last sync is older than two intervals "
                        f"({st.interval // 60} min each): is cron or the timer running?")
@@ -632,7 +635,9 @@ def _render_cron(st: Any, as_json: bool, config: Any = None) -> None:
         try:
             repo = VaultRepo.open(config.vault.path, config.vault.branch)
             head = repo.head_id()
-            last = repo.commit_info(head).time if head else None
+            from vault.sync import last_run
+
+            last = last_run(config, repo.commit_info(head).time) if head else None
         except NoVaultError:
             last = None
     from vault.sync import format_time

@@ -269,7 +269,9 @@ def check_last_sync(config: Config, repo: VaultRepo | None, now: datetime) -> Ch
     head = repo.head_id() if repo is not None else None
     if repo is None or head is None:
         return Check("last sync", FAIL, "never synced")
-    when = repo.commit_info(head).time
+    from vault.sync import last_run
+
+    when = last_run(config, repo.commit_info(head).time) or repo.commit_info(head).time
     age = (now - when).total_seconds()
     limit = 2 * config.schedule.interval
     text = f"{when:%Y-%m-%dT%H:%M:%SZ}, {int(age // 60)} min ago"

@@ -150,6 +150,10 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     if not any(s.skipped or s.unreadable_dirs for s in scans.values()) \
             and len(paths) == plan["count"] and "\0".join(paths) == plan["paths"] \
             and hash(tuple(keys)) == plan["keys_hash"]:
+        try:
+            os.utime(plan["stamp"])  # a completed sync: what status and doctor call the last
+        except OSError:
+            pass
         return len(paths)
     # Something changed: the full sync takes over, and need not walk the sources again.
     _PRESCANS.append(Prescan(plan["config_file"], plan["sources"], scanned_ns, scans))
@@ -262,7 +266,7 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
 
     from vault.lock import LOCK_NAME
     from vault.remote import REMOTE, remote_url
-    from vault.sync import CACHE_NAME
+    from vault.sync import CACHE_NAME, LAST_RUN_NAME
 
     hooks = config.hooks
     if (not all_sources or result.proof is None or result.dry_run or not result.ok
@@ -288,6 +292,7 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         "nodename": os.uname().nodename,
         "lock": os.fspath(config.state_dir / LOCK_NAME),
         "cache": os.fspath(cache), "cache_stat": _stat_key(cache),
+        "stamp": os.fspath(config.state_dir / LAST_RUN_NAME),
         "git_config": os.fspath(vault_path / "config"),
         "git_config_stat": _stat_key(vault_path / "config"),
         "leftovers": ((os.fspath(config.state_dir), ".vault-tmp"),

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from vault.config import Config
 from vault.lock import LockState, lock_state
 from vault.repo import CommitInfo, VaultRepo
-from vault.sync import SyncOptions, SyncResult, sync
+from vault.sync import SyncOptions, SyncResult, last_run, sync
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Status:
 
     vault_path: str
     branch: str
-    last_sync: CommitInfo | None
+    last_sync: CommitInfo | None  # the last commit
     commits: int
     pending: SyncResult
     lock: LockState
@@ -26,6 +26,7 @@ class Status:
     overdue: bool = False  # the last sync is older than two [schedule] intervals
     remote: str | None = None  # URL without credentials
     unpushed: int = 0
+    last_run: datetime | None = None  # the last sync that completed, whether or not it committed
 
 
 def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
@@ -36,7 +37,8 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     commits = sum(1 for _ in repo.walk()) if head else 0
     pending = sync(config, SyncOptions(dry_run=True), now=now)
     moment = (now or (lambda: datetime.now(timezone.utc)))()
-    overdue = last is not None and (moment - last.time).total_seconds() > 2 * config.schedule.interval
+    ran = last_run(config, last.time if last else None)
+    overdue = ran is not None and (moment - ran).total_seconds() > 2 * config.schedule.interval
     from vault.remote import REMOTE, clean_url, remote_url
 
     url = remote_url(config)
@@ -44,4 +46,4 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
                   commits=commits, pending=pending, lock=lock_state(config.state_dir),
                   interval=config.schedule.interval, overdue=overdue,
-                  remote=clean_url(url) if url else None, unpushed=unpushed)
+                  remote=clean_url(url) if url else None, unpushed=unpushed, last_run=ran)

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 SECRETS_WIRED = True  # every file read by a sync goes through the [secrets] policy
 CACHE_NAME = "stat-cache.json"
+# Touched by every sync that completes without failures, changed or not (its mtime is the time):
+# "last sync" is this, not the last commit, or an agent idle for an hour would look overdue.
+LAST_RUN_NAME = "last-sync"
 CORRUPT_RECHECK_S = 0.5
 
 
@@ -148,6 +151,8 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
             damaged = [(c.path, c.file, c.reason) for c in result.corrupt]
             result = replace(result, rollbacks=tuple(roll_back(repo, damaged, clock())))
         result = _push(config, repo, result)
+        if result.ok:
+            mark_run(config.state_dir / LAST_RUN_NAME, result.timestamp)
         from vault.quick import write_plan
 
         write_plan(config, result, all_sources=not options.sources)
@@ -161,6 +166,29 @@ def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
     if remote_url(config) is None or nothing_to_push(repo):
         return result
     return replace(result, push=push(config, repo))
+
+
+def mark_run(stamp: Path, when: datetime) -> None:
+    """Record that a sync completed at when (best effort: a read-only state dir loses only this)."""
+    seconds = when.timestamp()
+    try:
+        with open(stamp, "ab"):
+            pass
+        os.utime(stamp, (seconds, seconds))
+    except OSError:
+        pass
+
+
+def last_run(config: Config, head_time: datetime | None = None) -> datetime | None:
+    """When a sync last completed: its stamp, or the last commit's time if that is later."""
+    try:
+        stamp: datetime | None = datetime.fromtimestamp(
+            (config.state_dir / LAST_RUN_NAME).stat().st_mtime, timezone.utc)
+    except OSError:
+        stamp = None
+    if stamp is None or (head_time is not None and head_time > stamp):
+        return head_time
+    return stamp
 
 
 def _sweep_temp_files(config: Config) -> None:
