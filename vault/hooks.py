@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +28,9 @@ class HookRun:
 
 def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) -> HookRun:
     """Run one hook command through the shell, killing its process group on timeout."""
+    import signal
+    import subprocess  # (only syncs with hooks pay for it)
+
     env = {**os.environ, "VAULT_EVENT": event, "VAULT_REPO": str(config.vault.path),
            "VAULT_CONFIG": str(config.file or ""), "VAULT_HOST": config.vault.host, **extra}
     proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE,
