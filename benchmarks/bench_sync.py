@@ -2,6 +2,11 @@
 
     python benchmarks/bench_sync.py [--files 10000] [--rounds 5] [--out benchmarks/out/sync.json]
 
+Run it with the interpreter of a regular install (`python3 -m venv /tmp/bv && /tmp/bv/bin/pip
+install . && /tmp/bv/bin/python benchmarks/bench_sync.py`): it times the `vault` script beside
+that interpreter, as a user runs it. An editable install adds its import finder (~10 ms here)
+to every process.
+
 Both sides run as fresh processes, in the same run, on the same files (git's work tree *is* the
 workspace, its repository lives beside it), so page cache and disk are shared. Prints medians
 and the ratio vault/git: the goal is <= 1.5 for "nothing changed" and for "1% changed".
