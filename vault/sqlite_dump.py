@@ -112,12 +112,15 @@ def dump_connection(conn: apsw.Connection, *, wal: bool | None = None) -> bytes:
         raise SqliteSnapshotError(message) from e
 
 
-def load_dump(data: bytes, dest: Path) -> None:
-    """Rebuild a database file at dest (which must not exist) from a dump."""
-    if not is_dump(data):
+def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> None:
+    """Rebuild a database file at dest (which must not exist) from a dump.
+
+    durable=False skips the fsyncs, for batches that end with one fsutil.sync_filesystem().
+    """
+    if not is_dump(bytes(data[:len(DUMP_HEADER)])):
         raise SqliteSnapshotError("not a vault sqlite dump (missing header line)")
     try:
-        sql = data.decode("utf-8")
+        sql = str(data, "utf-8")
     except UnicodeDecodeError as e:
         raise SqliteSnapshotError(f"bad dump: not valid UTF-8 at byte {e.start}") from e
     if dest.exists() or dest.is_symlink():
@@ -134,10 +137,12 @@ def load_dump(data: bytes, dest: Path) -> None:
     tmp = Path(tmp_name)
     try:
         _replay(sql, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        if durable:
+            fsync_dir(dest.parent)
     except apsw.Error as e:
         raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
     except OSError as e:
@@ -665,6 +670,9 @@ def _replay(sql: str, path: Path) -> None:
         conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
         conn.execute("PRAGMA foreign_keys=OFF")  # tables are filled in name order
         conn.execute("PRAGMA recursive_triggers=OFF")
+        # No fsync at COMMIT or checkpoint: the file is a temp file that nobody else opens,
+        # flushed once when it is whole and checked (by load_dump, or with the caller's batch).
+        conn.execute("PRAGMA synchronous=OFF")
         # A dump only ever writes to this database; never let one reach another file.
         conn.authorizer = _deny_attach
         try:
