@@ -1,0 +1,90 @@
+"""Bulk reads for restores: the same files and bytes as repo.py gives, and damage is reported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from vault.errors import RepoError
+from vault.objects import BlobReader, tree_files
+from vault.repo import VaultRepo
+
+WHEN = datetime(2026, 11, 21, 10, 15, tzinfo=timezone.utc)
+
+
+def sample(tmp_path: Path) -> tuple[VaultRepo, str, dict[str, bytes]]:
+    """A vault with nested folders, an executable, an empty file and a large blob."""
+    repo, _ = VaultRepo.init(tmp_path / "vault", "main")
+    contents = {
+        "agent/MEMORY.md": b"# Memory\n",
+        "agent/memory/2026-11-20.md": "caf\u00e9 \u2615\n".encode(),
+        "agent/memory/deep/er/note.md": b"deep\n",
+        "agent/empty": b"",
+        "agent/hook.sh": b"#!/bin/sh\necho hi\n",
+        "other/big.bin": os.urandom(3 << 20),  # stored over 1 MB: inflated into an exact buffer
+    }
+    changes = {path: (repo.write_blob(data), 0o100755 if path.endswith(".sh") else 0o100644)
+               for path, data in contents.items()}
+    commit = repo.commit(None, changes, "sample", WHEN, "testhost")
+    return repo, commit, contents
+
+
+def loose(repo: VaultRepo, oid: str) -> Path:
+    return repo.path / "objects" / oid[:2] / oid[2:]
+
+
+def test_files_and_blobs_match_repo(tmp_path: Path) -> None:
+    repo, commit, contents = sample(tmp_path)
+    files = tree_files(repo, commit)
+    assert files == repo.files(commit)
+    with BlobReader(repo) as reader:
+        for path, (oid, _mode) in files.items():
+            blob = reader.get(oid)
+            assert blob.head(4) == contents[path][:4]
+            assert bytes(blob.view()) == blob.data() == contents[path] == repo.read_blob(oid)
+            assert blob.contains(b"deep") == (b"deep" in contents[path])
+
+
+def test_a_packed_vault_reads_the_same(tmp_path: Path) -> None:
+    repo, commit, contents = sample(tmp_path)
+    subprocess.run(["git", "-C", str(repo.path), "gc", "-q", "--prune=now"], check=True)
+    assert not any(p.name != "pack" and p.name != "info"
+                   for p in (repo.path / "objects").iterdir())  # nothing loose left
+    files = tree_files(repo, commit)
+    assert files == repo.files(commit)
+    with BlobReader(repo) as reader:
+        assert {p: reader.read(oid) for p, (oid, _m) in files.items()} == contents
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other-content", "missing"])
+def test_a_damaged_blob_is_reported(tmp_path: Path, damage: str) -> None:
+    repo, commit, _contents = sample(tmp_path)
+    oid = tree_files(repo, commit)["agent/MEMORY.md"][0]
+    path = loose(repo, oid)
+    good = path.read_bytes()
+    path.chmod(0o644)
+    if damage == "garbage":
+        path.write_bytes(b"this is not a zlib stream\n")
+    elif damage == "truncated":
+        path.write_bytes(good[:12])
+    elif damage == "other-content":
+        path.write_bytes(zlib.compress(b"blob 9\0# Memorx\n"))
+    else:
+        path.unlink()
+    with BlobReader(repo) as reader, pytest.raises(RepoError, match=f"vault object {oid}"):
+        reader.read(oid)
+
+
+def test_a_damaged_tree_goes_through_repo(tmp_path: Path) -> None:
+    repo, commit, _contents = sample(tmp_path)
+    sub = subprocess.run(["git", "-C", str(repo.path), "rev-parse", f"{commit}:agent/memory"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    loose(repo, sub).chmod(0o644)
+    loose(repo, sub).write_bytes(b"garbage")
+    with pytest.raises(RepoError, match="damaged"):
+        tree_files(repo, commit)

@@ -1,0 +1,221 @@
+"""Fast reads for bulk restores: loose objects straight from disk, anything else via repo.
+
+repo.py is the module that owns the vault's git data; this one only reads, and only what a
+restore of thousands of files needs in bulk: the file list of a commit and the blobs. Any
+object that is not a plain loose object (packed, damaged, unusual) goes through VaultRepo,
+which reports it the usual way.
+
+A restore reads thousands of small blobs. pygit2 opens and reads each loose object twice
+(once for its type, once for its bytes); here it takes one open and one read, relative to the
+open objects folder, and zlib and sha1 let go of the GIL, so several threads can read at once.
+The checks are the ones libgit2 makes: the zlib stream is whole, the header says blob with the
+right size, and the content hashes to its id. A blob can be looked at (its first bytes)
+before it is inflated, so that a large one can be handed to someone else to inflate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+
+from vault.errors import RepoError
+from vault.repo import FileMap, VaultRepo
+
+HINT = "`vault doctor` checks the vault; `vault doctor --repair` re-clones it from its remote"
+_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_LARGE = 1 << 20  # a stored object this big is inflated into a buffer of its exact size
+_CHUNK = 1 << 16  # the first read of an object file
+
+
+class Blob:
+    """One blob, read from the vault; inflated and checked on first use of its content."""
+
+    __slots__ = ("oid", "_raw", "_whole", "_start")
+
+    def __init__(self, oid: str, raw: bytes | None = None, data: bytes | None = None) -> None:
+        self.oid = oid
+        self._raw = raw  # the loose object as stored (zlib), until inflated
+        self._whole = data  # the inflated object (header and content), or just the content
+        self._start = 0  # where the content starts in _whole
+
+    def head(self, size: int) -> bytes:
+        """The first size bytes of the content (fewer when it is shorter).
+
+        A large blob is only inflated that far (b"" when it is damaged: data() says how);
+        a small one is inflated and checked whole, once.
+        """
+        if self._raw is not None and len(self._raw) > _LARGE:
+            try:
+                start = zlib.decompressobj().decompress(self._raw, 64 + size)
+            except zlib.error:
+                return b""
+            nul = start.find(b"\0")
+            return start[nul + 1:nul + 1 + size] if nul > 0 else b""
+        self._inflate()
+        assert self._whole is not None
+        return self._whole[self._start:self._start + size]
+
+    def data(self) -> bytes:
+        """The content, checked against the blob's id; RepoError when damaged."""
+        self._inflate()
+        assert self._whole is not None
+        return self._whole[self._start:] if self._start else self._whole
+
+    def contains(self, needle: bytes) -> bool:
+        """True when needle occurs in the content."""
+        self._inflate()
+        assert self._whole is not None
+        return self._whole.find(needle, self._start) >= 0
+
+    def view(self) -> memoryview:
+        """data() without copying it out of the inflated object (for large blobs)."""
+        self._inflate()
+        assert self._whole is not None
+        return memoryview(self._whole)[self._start:]
+
+    def _inflate(self) -> None:
+        if self._raw is not None:
+            self._whole, self._start = _inflate_blob(self.oid, self._raw)
+            self._raw = None
+
+
+class BlobReader:
+    """Reads blobs of one vault; packed or unusual objects go through VaultRepo.read_blob.
+
+    It holds the objects folder open: close() it (or use it as a context manager).
+    """
+
+    def __init__(self, repo: VaultRepo) -> None:
+        self.repo = repo
+        try:  # object files are opened relative to it: no walk of the whole path each time
+            self._dir_fd: int | None = os.open(repo.path / "objects",
+                                               os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self._dir_fd = None  # every read goes through repo, which says what is wrong
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the objects folder."""
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def read(self, oid: str) -> bytes:
+        """The bytes of one blob, checked against its id; RepoError when missing or damaged."""
+        return self.get(oid).data()
+
+    def get(self, oid: str) -> Blob:
+        """One blob, read from disk but not inflated yet."""
+        if len(oid) != 40 or self._dir_fd is None:
+            return self._from_repo(oid)
+        try:
+            fd = os.open(f"{oid[:2]}/{oid[2:]}", _FLAGS, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            return self._from_repo(oid)  # packed (or missing: repo says)
+        except OSError as exc:
+            raise RepoError(f"vault object {oid} cannot be read: {exc.strerror}",
+                            hint=HINT) from None
+        try:
+            raw = os.read(fd, _CHUNK)
+            if len(raw) == _CHUNK:  # most objects fit in one read; this one goes on
+                parts = [raw]
+                while part := os.read(fd, 1 << 20):
+                    parts.append(part)
+                raw = b"".join(parts)
+        except OSError as exc:
+            raise RepoError(f"vault object {oid} cannot be read: {exc.strerror}",
+                            hint=HINT) from None
+        finally:
+            os.close(fd)
+        return Blob(oid, raw=raw)
+
+    def _from_repo(self, oid: str) -> Blob:
+        with self._lock:  # several threads may read; one pygit2 repository is not for sharing
+            return Blob(oid, data=self.repo.read_blob(oid))
+
+
+def _damaged(oid: str, why: str) -> RepoError:
+    return RepoError(f"vault object {oid} is missing or damaged: {why}", hint=HINT)
+
+
+def _inflate_blob(oid: str, raw: bytes) -> tuple[bytes, int]:
+    """Inflate a loose object, check it is the blob oid names; (object, where content starts)."""
+    try:
+        if len(raw) > _LARGE:
+            # Its header gives the size: inflate once into a buffer of that size, instead of
+            # growing one by copies (a large dump is tens of MB).
+            peek = zlib.decompressobj().decompress(raw, 64)
+            nul = peek.find(b"\0")
+            size = peek[peek.find(b" ") + 1:nul]
+            whole = zlib.decompress(raw, bufsize=nul + 1 + int(size)) if nul > 0 and \
+                size.isdigit() else zlib.decompress(raw)
+        else:
+            whole = zlib.decompress(raw)
+    except zlib.error:
+        raise _damaged(oid, "truncated or not a zlib stream") from None
+    nul = whole.find(b"\0", 0, 32)
+    kind, _, size = whole[:max(nul, 0)].partition(b" ")
+    if kind != b"blob":
+        if nul > 0 and size.isdigit():
+            raise RepoError(f"vault object {oid} is not a file", hint=HINT)
+        raise _damaged(oid, "bad header")
+    if not size.isdigit() or int(size) != len(whole) - nul - 1:
+        raise _damaged(oid, "wrong size")
+    if hashlib.sha1(whole).hexdigest() != oid:
+        raise _damaged(oid, "its content does not match its id")
+    return whole, nul + 1
+
+
+def tree_files(repo: VaultRepo, commit_id: str) -> FileMap:
+    """repo.files(commit_id), read from loose objects by hand (repo.files when any is not)."""
+    files: FileMap = {}
+    objects = os.fspath(repo.path / "objects")
+    commit = _loose(objects, commit_id, b"commit")
+    if commit is None or not commit.startswith(b"tree ") or commit[45:46] != b"\n":
+        return repo.files(commit_id)
+    stack = [(commit[5:45].decode("ascii"), "")]
+    while stack:
+        oid, prefix = stack.pop()
+        body = _loose(objects, oid, b"tree")
+        if body is None:
+            return repo.files(commit_id)
+        i, end = 0, len(body)
+        try:
+            while i < end:  # entries: b"<mode> <name>\0<20-byte id>"
+                space = body.index(b" ", i)
+                nul = body.index(b"\0", space)
+                mode = int(body[i:space], 8)
+                path = prefix + body[space + 1:nul].decode("utf-8")
+                entry = body[nul + 1:nul + 21].hex()
+                if len(entry) != 40:
+                    return repo.files(commit_id)
+                if mode == 0o40000:
+                    stack.append((entry, path + "/"))
+                else:
+                    files[path] = (entry, mode)
+                i = nul + 21
+        except ValueError:  # no space or NUL where one must be, a bad mode, a bad name
+            return repo.files(commit_id)
+    return files
+
+
+def _loose(objects: str, oid: str, kind: bytes) -> bytes | None:
+    """The body of a whole, checked loose object of that kind; None for anything else."""
+    try:
+        with open(f"{objects}/{oid[:2]}/{oid[2:]}", "rb", buffering=0) as handle:
+            whole = zlib.decompress(handle.read())
+    except (OSError, zlib.error):
+        return None
+    nul = whole.find(b"\0", 0, 32)
+    if nul < 0 or whole[:nul] != kind + b" " + str(len(whole) - nul - 1).encode() or \
+            hashlib.sha1(whole).hexdigest() != oid:
+        return None
+    return whole[nul + 1:]
