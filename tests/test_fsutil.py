@@ -77,3 +77,32 @@ def test_threads_stage_into_one_folder_at_once(tmp_path: Path) -> None:
             writer.publish(staged[name], exists=False)
     assert sorted(os.listdir(out)) == names
     assert all((out / n).read_bytes() == n.encode() for n in names)
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_an_unnamed_file_that_cannot_be_linked_is_copied(tmp_path: Path, exists: bool) -> None:
+    """Where /proc will not link an O_TMPFILE file, its bytes go to a named temp file."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if exists:
+        (out / "x.md").write_text("old\n")
+    with BatchWriter() as writer:
+        dir_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            # O_EXCL: this unnamed file may never be linked, as on a system that forbids it
+            fd = os.open(out, os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o640)
+        except OSError:
+            os.close(dir_fd)
+            pytest.skip("no O_TMPFILE here")
+        os.write(fd, b"copied\n" * 10_000)
+        writer.publish(Staged(str(out), dir_fd, "x.md", fd, None), exists=exists)
+        os.close(dir_fd)
+    assert os.listdir(out) == ["x.md"]
+    assert (out / "x.md").read_bytes() == b"copied\n" * 10_000
+    assert (out / "x.md").stat().st_mode & 0o777 == 0o640 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

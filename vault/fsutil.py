@@ -83,7 +83,8 @@ class BatchWriter:
     _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
     _FILE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                    | getattr(os, "O_NOFOLLOW", 0))
-    _TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
+    # Read-write: should linking it fail, its bytes can still be copied to a named temp file.
+    _TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_RDWR | os.O_CLOEXEC
     # Errors that mean "no O_TMPFILE here" (old kernel, or a filesystem without it).
     _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP})
     _MAX_IDLE = 32  # open folders kept with nothing staged in them
@@ -141,14 +142,10 @@ class BatchWriter:
                         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd,
                                 follow_symlinks=True)
                         return
-                    except FileExistsError:
-                        pass  # it appeared since: replaced below, as a rename would
-                tmp = f".{name}{self._suffix}"
-                try:
-                    os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
-                except FileExistsError:  # left by a crash of a process that had our pid
-                    os.unlink(tmp, dir_fd=dir_fd)
-                    os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+                    except OSError:
+                        pass  # it appeared since (replaced below, as a rename would), or
+                        # /proc will not link it (copied below)
+                tmp = self._name_unnamed(fd, dir_fd, name)
             assert tmp is not None
             try:
                 os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -180,6 +177,35 @@ class BatchWriter:
         for fd, _users in folders.values():
             os.close(fd)
 
+    def _name_unnamed(self, fd: int, dir_fd: int, name: str) -> str:
+        """Give an unnamed file a temp name in its folder (to be renamed over name)."""
+        tmp = f".{name}{self._suffix}"
+        try:
+            try:
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            except FileExistsError:  # left by a crash of a process that had our pid
+                os.unlink(tmp, dir_fd=dir_fd)
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            return tmp
+        except OSError:
+            pass  # /proc will not link it here: copy it to a named temp file instead
+        self._tmpfile = False
+        copy, tmp = self._named(dir_fd, name, os.fstat(fd).st_mode & 0o7777)
+        try:
+            offset = 0
+            while chunk := os.pread(fd, 1 << 20, offset):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(copy, view):]
+                offset += len(chunk)
+            os.fchmod(copy, os.fstat(fd).st_mode & 0o7777)
+        except BaseException:
+            _unlink_quietly(tmp, dir_fd)
+            raise
+        finally:
+            os.close(copy)
+        return tmp
+
     def _create(self, dir_fd: int, name: str, mode: int) -> tuple[int, str | None]:
         if self._tmpfile:
             try:
@@ -188,6 +214,9 @@ class BatchWriter:
                 if exc.errno not in self._NO_TMPFILE:
                     raise
                 self._tmpfile = False
+        return self._named(dir_fd, name, mode)
+
+    def _named(self, dir_fd: int, name: str, mode: int) -> tuple[int, str]:
         tmp = f".{name}{self._suffix}"
         try:
             return os.open(tmp, self._FILE_FLAGS, mode, dir_fd=dir_fd), tmp
