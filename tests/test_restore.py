@@ -14,12 +14,12 @@ from typing import Any
 import apsw
 import pytest
 
-from conftest import Clock, git, run_cli
+from conftest import Clock, git, make_sqlite, run_cli
 from vault.config import Config
-from vault.errors import UsageError
+from vault.errors import RepoError, SqliteSnapshotError, UsageError
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
-from vault.restore import RestoreError, RestoreOptions, restore
+from vault.restore import Action, RestoreError, RestoreOptions, _Databases, restore
 from vault.show import query_dump, show_file
 from vault.sqlite_dump import load_dump
 from vault.sync import sync
@@ -297,3 +297,68 @@ def test_restored_dump_loads_like_the_original(config: Config, vault: VaultRepo,
                           capture_output=True, check=True).stdout
     load_dump(dump, tmp_path / "direct.db")
     assert tables(tmp_path / "direct.db") == states[2]["db"]
+
+
+def leftovers(root: Path) -> list[str]:
+    """Temp files and folders of a restore anywhere under root (there should be none)."""
+    return [str(p) for p in root.rglob(".*") if p.name.endswith(".vault-tmp")
+            or p.name.startswith(".vault-restore-")]
+
+
+def test_several_databases_and_nothing_left_behind(config: Config, vault: VaultRepo,
+                                                   clock: Clock, workspace: Path,
+                                                   tmp_path: Path) -> None:
+    (workspace / "sub").mkdir()
+    for name, rows in (("a.db", 50), ("b.db", 3), ("sub/c.db", 200)):
+        make_sqlite(workspace / name, rows=rows, wal=name == "b.db")
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    result = restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert {a.action for a in result.plan.actions} == {"create"}
+    for name in ("memory.db", "a.db", "b.db", "sub/c.db"):
+        assert tables(out / "agent" / name) == tables(workspace / name), name
+    assert (out / "agent" / "MEMORY.md").read_bytes() == (workspace / "MEMORY.md").read_bytes()
+    assert leftovers(out) == []
+
+
+def test_databases_are_built_here_when_the_helper_dies(vault: VaultRepo,
+                                                       states: list[dict[str, Any]],
+                                                       tmp_path: Path) -> None:
+    oid, mode = vault.files(states[0]["commit"])["agent/memory.db"]
+    target = tmp_path / "out" / "memory.db"
+    target.parent.mkdir()
+    action = Action("create", "agent/memory.db", str(target), oid=oid, mode=mode)
+    with _Databases(vault.path) as databases:
+        databases.start()
+        assert databases._proc is not None
+        databases._proc.kill()  # gone before it got any work
+        databases._proc.wait()
+        databases.submit(action, target)
+        [(got, built, redacted)] = list(databases.results())
+        assert got is action and not redacted
+        assert tables(built / "db") == states[0]["db"]
+    assert leftovers(target.parent) == []
+
+
+def test_a_bad_dump_fails_cleanly(config: Config, states: list[dict[str, Any]],
+                                  vault: VaultRepo, tmp_path: Path, clock: Clock) -> None:
+    commit = craft_commit(vault, ["100644 bad.db -- vault sqlite dump v1\nCREATE TABLE t(x);\n"
+                                  "INSERT INTO t VALUES(;\n", "100644 fine.md ok"])
+    out = tmp_path / "out"
+    with pytest.raises(SqliteSnapshotError, match="bad dump"):
+        restore(config, RestoreOptions(at=commit, to=out), now=clock)
+    assert not (out / "agent" / "bad.db").exists()
+    assert leftovers(out) == []
+
+
+def test_a_damaged_blob_stops_the_restore_and_leaves_no_temp_files(
+        config: Config, states: list[dict[str, Any]], vault: VaultRepo, tmp_path: Path,
+        clock: Clock) -> None:
+    oid = vault.files(states[2]["commit"])["agent/memory/2026-11-21.md"][0]
+    path = vault.path / "objects" / oid[:2] / oid[2:]
+    path.chmod(0o644)
+    path.write_bytes(b"garbage")
+    out = tmp_path / "out"
+    with pytest.raises(RepoError, match=f"vault object {oid} is missing or damaged"):
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert leftovers(out) == []

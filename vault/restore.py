@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import queue
+import subprocess
+import sys
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from vault.config import Config
-from vault.errors import UsageError, VaultError
-from vault.fsutil import atomic_write, fsync_dir, sync_filesystem
+from vault.errors import RepoError, SqliteSnapshotError, UsageError, VaultError
+from vault.fsutil import BatchWriter, Staged, fsync_dir, sync_filesystem
 from vault.lock import SyncLock
+from vault.objects import Blob, BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import compile_patterns, scan_source
@@ -20,6 +27,11 @@ from vault.sync import SyncOptions, SyncResult, format_time, sync_locked
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
+
+
+# What a stager hands over: the action, its staged file (None for a database, or the error
+# that stopped it), and whether the content carries redactions.
+_Item = tuple["Action", "Staged | BaseException | None", bool]
 
 
 class RestoreError(VaultError):
@@ -104,7 +116,7 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
             raise UsageError(f"no source named {name!r} in the config",
                              hint="use --to DIR to restore a source that is not configured")
     wanted = _selector(config, options)
-    files = {p: v for p, v in repo.files(commit.id).items() if wanted(p)}
+    files = {p: v for p, v in tree_files(repo, commit.id).items() if wanted(p)}
     if options.to is None and config.vault.layout != "{source}":
         # Other machines' files (under their own host prefix) are not this machine's to place.
         mine = config.vault.host + "/"
@@ -113,21 +125,24 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     actions: list[Action] = []
-    checked: dict[str, Path] = {}
-    for path, (oid, mode) in sorted(files.items()):
-        check_vault_path(path)
-        if mode not in (0o100644, MODE_EXEC):
-            # vault never stores links or submodules: such an entry was made by hand
-            raise UnsafePathError(f"refusing to restore {path!r}: not a regular file in the "
-                                  f"vault (mode {mode:o})")
-        target = _target(config, options, path, checked)
-        actions.append(_action_for(repo, path, target, oid, mode))
+    targets = _Targets(config, options)
+    with BlobReader(repo) as reader:
+        for path, (oid, mode) in sorted(files.items()):
+            check_vault_path(path)
+            if mode not in (0o100644, MODE_EXEC):
+                # vault never stores links or submodules: such an entry was made by hand
+                raise UnsafePathError(f"refusing to restore {path!r}: not a regular file in "
+                                      f"the vault (mode {mode:o})")
+            target, missing = targets.target(path)
+            verb = "create" if missing else _verb(reader, Path(target), oid)
+            actions.append(Action(verb, path, target, oid=oid, mode=mode))
     if options.delete:
-        for path, target in _present_files(config, options, wanted):
+        for path, present in _present_files(config, options, wanted):
             if path not in files:
-                actions.append(Action("delete", path, str(target)))
+                actions.append(Action("delete", path, str(present)))
+        actions.sort(key=lambda a: a.path)
     return RestorePlan(commit=commit, into=str(options.to) if options.to else None,
-                       actions=tuple(sorted(actions, key=lambda a: a.path)))
+                       actions=tuple(actions))
 
 
 def restore(config: Config, options: RestoreOptions, *,
@@ -139,7 +154,8 @@ def restore(config: Config, options: RestoreOptions, *,
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     if options.dry_run:
         return RestoreResult(plan=plan_restore(config, repo, options, clock()), dry_run=True)
-    with SyncLock(config.state_dir, command="restore"):
+    with SyncLock(config.state_dir, command="restore"), _Databases(repo.path) as databases:
+        databases.start()  # its start-up overlaps the planning (it is idle without databases)
         plan = plan_restore(config, repo, options, clock())
         safety: SyncResult | None = None
         if plan.touches_live_files:
@@ -158,22 +174,14 @@ def restore(config: Config, options: RestoreOptions, *,
         if not confirm(plan):
             raise RestoreError("restore cancelled; nothing was changed")
         undo = repo.head_id() if plan.into is None else None
-        made: set[Path] = set()
-        redacted: list[str] = []
-        for done, action in enumerate(plan.actions, 1):
-            if _apply(repo, action, made):
-                redacted.append(action.path)
-            if progress is not None:
-                progress(done, len(plan.actions))
-        # One flush for the whole batch instead of an fsync per file: every file was written
-        # to a temp name and renamed, so a crash leaves old or new files, never torn ones.
-        if made:
-            sync_filesystem(next(iter(made)))
+        redacted = _apply_all(repo, plan.actions, progress, databases)
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                          redacted=tuple(redacted))
 
 
 def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
+    if not options.sources and not options.paths:
+        return lambda path: True
     match = compile_patterns(options.paths) if options.paths else None
     sources = set(options.sources)
 
@@ -189,34 +197,48 @@ def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
     return wanted
 
 
-def _target(config: Config, options: RestoreOptions, path: str,
-            checked: dict[str, Path]) -> Path:
-    if options.to is not None:
-        return safe_target(options.to, path, checked)
-    owner = config.source_for(path)
-    if owner is None:
-        raise RestoreError(f"{path}: its source is not in the config",
-                           hint="restore it elsewhere with --to DIR")
-    return safe_target(owner[0].root, owner[1], checked)
+class _Targets:
+    """Where each vault path goes on disk, checked by safe_target once per folder."""
+
+    def __init__(self, config: Config, options: RestoreOptions) -> None:
+        self._config = config
+        self._to = options.to
+        self._checked: dict[str, Path] = {}
+        self._folders: dict[tuple[Path, str], tuple[str, bool]] = {}
+
+    def target(self, path: str) -> tuple[str, bool]:
+        """The file path for a vault path (checked with check_vault_path), and whether its
+        folder is missing (then the file is too, without a look at it)."""
+        if self._to is not None:
+            root, rel = self._to, path
+        else:
+            owner = self._config.source_for(path)
+            if owner is None:
+                raise RestoreError(f"{path}: its source is not in the config",
+                                   hint="restore it elsewhere with --to DIR")
+            root, rel = owner[0].root, owner[1]
+        folder_rel, _, name = rel.rpartition("/")
+        known = self._folders.get((root, folder_rel))
+        if known is None or not name:
+            folder = safe_target(root, rel, self._checked).parent
+            known = self._folders[(root, folder_rel)] = (str(folder).rstrip("/") + "/",
+                                                        not os.path.lexists(folder))
+        return known[0] + name, known[1]
 
 
-def _action_for(repo: VaultRepo, path: str, target: Path, oid: str, mode: int) -> Action:
+def _verb(reader: BlobReader, target: Path, oid: str) -> str:
     if not target.exists() and not target.is_symlink():
-        verb = "create"
-    elif target.is_symlink() or not target.is_file():
-        verb = "overwrite"
-    elif _same_content(target, repo, oid):
-        verb = "unchanged"
-    else:
-        verb = "overwrite"
-    return Action(verb, path, str(target), oid=oid, mode=mode)
+        return "create"
+    if target.is_symlink() or not target.is_file():
+        return "overwrite"
+    return "unchanged" if _same_content(target, reader, oid) else "overwrite"
 
 
-def _same_content(target: Path, repo: VaultRepo, oid: str) -> bool:
-    from vault.sqlite_dump import is_dump, is_sqlite_file, snapshot_sqlite
+def _same_content(target: Path, reader: BlobReader, oid: str) -> bool:
+    from vault.sqlite_dump import DUMP_HEADER, is_sqlite_file, snapshot_sqlite
 
     try:
-        if is_dump(repo.read_blob(oid)):
+        if reader.get(oid).head(len(DUMP_HEADER)) == DUMP_HEADER:
             return is_sqlite_file(target) and VaultRepo.hash_blob(snapshot_sqlite(target)) == oid
         return VaultRepo.hash_blob(target.read_bytes()) == oid
     except (OSError, VaultError):
@@ -260,37 +282,275 @@ def _set_aside_uncaptured(plan: RestorePlan, safety: SyncResult) -> RestorePlan:
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
 
-def _apply(repo: VaultRepo, action: Action, made: set[Path]) -> bool:
-    """Carry out one action; True when the restored content carries redaction markers."""
-    from vault.secrets import is_redacted
-    from vault.sqlite_dump import is_dump
+def _apply_all(repo: VaultRepo, actions: tuple[Action, ...],
+               progress: Callable[[int, int], None] | None,
+               databases: _Databases) -> list[str]:
+    """Carry out every action, in order; the paths whose restored content carries redactions.
 
-    target = Path(action.target)
-    if action.action == "unchanged":
-        return False
-    if action.set_aside:
-        os.replace(target, action.set_aside)
-    if action.action == "delete":
-        if not action.set_aside:
-            target.unlink(missing_ok=True)
-        _remove_companions(target)
-        return False
-    data = repo.read_blob(action.oid)
-    if target.parent not in made:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        made.add(target.parent)
-    if is_dump(data):
-        restore_sqlite_file(data, target)
-    else:
-        atomic_write(target, data, mode=0o755 if action.mode == MODE_EXEC else 0o644,
-                     durable=False)
-    return is_redacted(data)
+    Plain files are read, inflated and staged ahead by _Stagers and put in place here, in
+    plan order. Databases are rebuilt by a helper process (_Databases) and moved into place
+    after the plain files.
+    """
+    redacted: list[str] = []
+    writes = [a for a in actions if a.action in ("create", "overwrite")]
+    with BatchWriter() as writer, BlobReader(repo) as reader:
+        stagers = _Stagers(reader, writer, writes)
+        try:
+            for done, action in enumerate(actions, 1):
+                if action.action != "unchanged":
+                    if action.set_aside:
+                        os.replace(action.target, action.set_aside)
+                    if action.action == "delete":
+                        if not action.set_aside:
+                            Path(action.target).unlink(missing_ok=True)
+                        _remove_companions(Path(action.target))
+                    else:
+                        staged, marked = stagers.next(action)
+                        if staged is not None:
+                            _publish(writer, staged, exists=action.action != "create")
+                            if marked:
+                                redacted.append(action.path)
+                        else:  # a database
+                            target = Path(action.target)
+                            writer.make_folder(str(target.parent))
+                            _refuse_if_open(target)
+                            databases.submit(action, target)
+                if progress is not None:
+                    progress(done, len(actions))
+            for action, built, marked in databases.results():
+                _install_sqlite(built, Path(action.target), durable=False)
+                if marked:
+                    redacted.append(action.path)
+        finally:
+            stagers.stop()
+            databases.close()  # the temp folders of databases not moved in (after an error)
+        first = writer.first_folder
+    # One flush for the whole batch instead of an fsync per file: every file was written to a
+    # temp file and moved into place in one step, so a crash leaves old or new files, never
+    # torn ones.
+    if first is not None:
+        sync_filesystem(Path(first))
+    return sorted(redacted)
+
+
+class _Databases:
+    """Rebuilds databases in a helper process (vault.dbbuild), beside the rest of the restore.
+
+    Each database is built in a temp folder beside its target, by whichever of the helper and
+    this process claims it first (mkdir of folder/claim): the helper takes them in order as
+    they come, and results() builds here, from the last, those it has not started, so the two
+    finish together. Where the helper cannot start or dies, this process builds what it did
+    not. results() hands the databases over in the order they were submitted.
+    """
+
+    def __init__(self, vault_dir: Path) -> None:
+        self._vault_dir = vault_dir
+        self._jobs: list[tuple[Action, Path]] = []  # action, temp folder
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+
+    def __enter__(self) -> _Databases:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()  # never used: it has nothing to finish
+            self._proc.wait()
+
+    def start(self) -> None:
+        """Start the helper now, ahead of the first database (it waits for work)."""
+        if self._started:
+            return
+        self._started = True
+        # The helper imports this very copy of vault, and runs in the vault's folder so that
+        # no `vault` folder where the user happens to be can stand in for it.
+        package_root = str(Path(__file__).resolve().parent.parent)
+        paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+        try:
+            # stdout and stderr go nowhere: results come back as files, so no pipe can fill
+            # up and stall the helper.
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "vault.dbbuild", str(self._vault_dir)],
+                cwd=self._vault_dir, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            self._proc = None
+
+    def submit(self, action: Action, target: Path) -> None:
+        """Have action's database rebuilt beside target."""
+        folder = Path(tempfile.mkdtemp(prefix=".vault-restore-", dir=target.parent))
+        self._jobs.append((action, folder))
+        self.start()
+        if self._proc is not None and self._proc.stdin is not None:
+            try:
+                self._proc.stdin.write(f"{action.oid}\t{folder}\n".encode())
+                self._proc.stdin.flush()
+            except OSError:
+                pass  # the helper died: results() builds what it did not
+
+    def results(self) -> Iterator[tuple[Action, Path, bool]]:
+        """Each database, built and checked: its action, its temp folder, is it redacted?"""
+        from vault.dbbuild import build, claim
+
+        if not self._jobs:
+            return
+        if self._proc is not None and self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()  # no more work: it exits when done
+            except OSError:
+                pass
+        results: dict[Path, dict[str, object]] = {}
+        for action, folder in reversed(self._jobs):
+            if claim(folder):
+                results[folder] = build(self._vault_dir, action.oid, folder)
+        if self._proc is not None:
+            self._proc.wait()
+        for action, folder in self._jobs:
+            result = results.get(folder)
+            if result is None:
+                try:
+                    result = json.loads((folder / "result").read_bytes())
+                except (OSError, ValueError):  # the helper died on it: build it here
+                    _discard(folder)
+                    folder.mkdir()
+                    result = build(self._vault_dir, action.oid, folder)
+            if "error" in result:
+                error = RepoError if result.get("kind") == "repo" else SqliteSnapshotError
+                raise error(str(result["error"]),
+                            hint=str(result["hint"]) if result.get("hint") else None)
+            yield action, folder, bool(result["redacted"])
+
+    def close(self) -> None:
+        """Stop any build under way and remove every temp folder left (after an error)."""
+        if self._jobs and self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for _action, folder in self._jobs:
+            _discard(folder)
+        self._jobs = []
+
+
+def _publish(writer: BatchWriter, staged: Staged, exists: bool) -> None:
+    try:
+        writer.publish(staged, exists=exists)
+    except OSError as exc:
+        raise _symlinked(exc, f"{staged.folder}/{staged.name}") from None
+
+
+def _symlinked(exc: BaseException, where: str) -> BaseException:
+    """UnsafePathError for ELOOP (a folder became a symlink after it was checked), else exc."""
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return UnsafePathError(f"refusing to write through a symlink: {where}")
+    return exc
+
+
+class _Stagers:
+    """Threads that read the blobs of actions, inflate and check them, and stage each file.
+
+    Staging (an unnamed temp file beside the target, filled) is most of the work of a file,
+    and two threads can do it at once: zlib, sha1 and the system calls let go of the GIL,
+    and an O_TMPFILE file is made without locking its folder, so even the inode allocations
+    overlap. The actions are cut into chunks; stager k takes chunks k, k+N, k+2N... and hands
+    each over whole on its own queue (one hand-over per chunk, not per file: each costs a
+    wake-up), so next() gives them back in plan order. A database is not staged: next() says
+    so, and the caller has it rebuilt.
+    """
+
+    def __init__(self, reader: BlobReader, writer: BatchWriter, actions: list[Action],
+                 threads: int = 2, chunk: int = 32, ahead: int = 4) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._stopped = threading.Event()
+        chunks = [actions[i:i + chunk] for i in range(0, len(actions), chunk)]
+        self._queues: list[queue.Queue[list[_Item]]] = [queue.Queue(ahead)
+                                                         for _ in range(threads)]
+        self._taken = 0  # chunks taken so far
+        self._current: list[_Item] = []  # what is left of the chunk being taken, reversed
+        self._threads = [threading.Thread(target=self._run,
+                                          args=(chunks[k::threads], self._queues[k]),
+                                          name=f"vault-restore-stage-{k}", daemon=True)
+                         for k in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, chunks: list[list[Action]], out: queue.Queue[list[_Item]]) -> None:
+        for chunk in chunks:
+            items: list[_Item] = []
+            for action in chunk:
+                items.append(self._stage(action))
+                if isinstance(items[-1][1], BaseException):
+                    break
+            while True:
+                if self._stopped.is_set():
+                    self._drop(items)
+                    return
+                try:
+                    out.put(items, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(items[-1][1], BaseException):
+                return
+
+    def _stage(self, action: Action) -> _Item:
+        from vault.sqlite_dump import DUMP_HEADER
+
+        try:
+            blob = self._reader.get(action.oid)
+            if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
+                return (action, None, False)  # a database: rebuilt elsewhere
+            folder, _, name = action.target.rpartition("/")
+            staged = self._writer.stage(folder, name, blob.view(),
+                                        0o755 if action.mode == MODE_EXEC else 0o644)
+            return (action, staged, _is_redacted(blob))
+        except BaseException as exc:  # handed over, and raised there, in plan order
+            return (action, exc, False)
+
+    def next(self, action: Action) -> tuple[Staged | None, bool]:
+        """The action's staged file (None for a database) and whether it is redacted."""
+        if not self._current:
+            self._current = self._queues[self._taken % len(self._queues)].get()
+            self._current.reverse()
+            self._taken += 1
+        got, staged, marked = self._current.pop()
+        assert got is action
+        if isinstance(staged, BaseException):
+            raise _symlinked(staged, action.target)
+        return staged, marked
+
+    def stop(self) -> None:
+        """Stop the threads and drop whatever they staged that was never published."""
+        self._stopped.set()
+        for thread in self._threads:
+            thread.join()
+        self._drop(self._current)
+        for waiting in self._queues:
+            while not waiting.empty():
+                self._drop(waiting.get_nowait())
+
+    def _drop(self, items: list[_Item]) -> None:
+        for item in items:
+            if isinstance(item[1], Staged):
+                self._writer.discard(item[1])
+
+
+def _is_redacted(blob: Blob) -> bool:
+    if not blob.contains(b"[REDACTED:"):
+        return False  # the usual case, without the full scan (or importing the scanner)
+    from vault.secrets import is_redacted
+
+    return is_redacted(blob.data())
 
 
 def restore_sqlite_file(data: bytes, target: Path) -> None:
     """Rebuild the database beside the target, check it, drop stale WAL/SHM, move it in."""
+    _refuse_if_open(target)
+    _install_sqlite(_build_sqlite(data, target, durable=True), target, durable=True)
+
+
+def _refuse_if_open(target: Path) -> None:
     from vault.inuse import open_by
-    from vault.sqlite_dump import load_dump
 
     companions = [Path(f"{target}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
     holders = open_by([target, *companions])
@@ -298,19 +558,44 @@ def restore_sqlite_file(data: bytes, target: Path) -> None:
         raise RestoreError(f"{target} is open in another process (pid "
                            f"{', '.join(map(str, holders))}); refusing to replace a live database",
                            hint="stop the agent first, or restore elsewhere with --to DIR")
+
+
+def _build_sqlite(data: bytes, target: Path, durable: bool) -> Path:
+    """The database built from its dump and checked, in a temp folder beside the target."""
+    from vault.sqlite_dump import load_dump
+
     tmp = Path(tempfile.mkdtemp(prefix=".vault-restore-", dir=target.parent))
     try:
-        built = tmp / "db"
-        load_dump(data, built)  # builds, checks PRAGMA integrity_check, fsyncs
+        load_dump(data, tmp / "db", durable=durable)  # builds, checks PRAGMA integrity_check
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def _install_sqlite(built: Path, target: Path, durable: bool) -> None:
+    """Move a database made by _build_sqlite into place."""
+    try:
+        _refuse_if_open(target)  # checked again: it may have been opened while we built
         # A leftover WAL would be replayed over the restored database: it goes first. (The
         # state it held is in the vault: the safety sync took it through the backup API.)
         _remove_companions(target)
-        os.replace(built, target)
-        fsync_dir(target.parent)
+        os.replace(built / "db", target)
+        if durable:
+            fsync_dir(target.parent)
     finally:
-        for leftover in tmp.iterdir() if tmp.exists() else ():
+        _discard(built)
+
+
+def _discard(tmp: Path) -> None:
+    if not tmp.exists():
+        return
+    for leftover in tmp.iterdir():
+        if leftover.is_dir() and not leftover.is_symlink():
+            leftover.rmdir()  # a build's claim
+        else:
             leftover.unlink()
-        tmp.rmdir()
+    tmp.rmdir()
 
 
 def _remove_companions(target: Path) -> None:

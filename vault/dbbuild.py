@@ -1,0 +1,73 @@
+"""Rebuild databases from their dumps in a helper process, beside the rest of a restore.
+
+A restore writes thousands of small files; rebuilding a large database from its dump
+(inflate, replay, integrity check) is its longest single job, and on a thread of the same
+process it fights the file writes for the GIL (it took twice as long there, and slowed the
+writes). In a process of its own it runs on the other core, the way `git archive` feeds `tar`
+(restore.py starts it: `python -m vault.dbbuild`).
+
+Protocol: VAULT_DIR is the only argument. Each line on stdin is "BLOB_ID<TAB>FOLDER": unless
+the restore has claimed FOLDER for itself (claim()), build FOLDER/db from the dump in that
+blob, check it, and write FOLDER/result, one JSON object: {"redacted": bool} when the database
+was built and checked, or {"error": message, "hint": hint, "kind": "repo" | "dump"} when it
+could not be. Nothing goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def claim(folder: Path) -> bool:
+    """Take the job of building folder/db; False when the other side already took it."""
+    try:
+        (folder / "claim").mkdir()
+    except OSError:
+        return False
+    return True
+
+
+def build(vault_dir: Path, oid: str, folder: Path) -> dict[str, object]:
+    """Build folder/db from blob oid; what goes into folder/result."""
+    from vault.errors import RepoError, VaultError
+    from vault.objects import BlobReader
+    from vault.repo import VaultRepo
+    from vault.sqlite_dump import load_dump
+
+    try:
+        with BlobReader(VaultRepo(vault_dir, "")) as reader:
+            data = reader.get(oid).view()  # tens of MB: no copies
+        load_dump(data, folder / "db", durable=False)  # the restore flushes the whole batch
+    except VaultError as exc:
+        return {"error": exc.message, "hint": exc.hint,
+                "kind": "repo" if isinstance(exc, RepoError) else "dump"}
+    return {"redacted": _is_redacted(data)}
+
+
+def _is_redacted(data: memoryview) -> bool:
+    if re.search(rb"\[REDACTED:", data) is None:
+        return False  # the usual case, without importing the secret scanner
+    from vault.secrets import is_redacted
+
+    return is_redacted(bytes(data))
+
+
+def main(argv: list[str]) -> int:
+    """Serve build requests from stdin until it closes."""
+    from vault.fsutil import atomic_write
+
+    vault_dir = Path(argv[0])
+    for line in sys.stdin:
+        oid, _, folder = line.rstrip("\n").partition("\t")
+        if not claim(Path(folder)):
+            continue  # the restore builds this one itself
+        result = build(vault_dir, oid, Path(folder))
+        atomic_write(Path(folder) / "result", json.dumps(result).encode(), durable=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
