@@ -334,7 +334,7 @@ def test_sigkill_at_random_moments_longer(tmp_path: Path) -> None:
 CRASH_AT = r"""
 import os, signal, sys
 stage, argv = sys.argv[1], sys.argv[2:]
-import vault.repo, vault.lock, vault.detect
+import vault.repo, vault.lock, vault.detect, vault.restore
 
 def die(*_args, **_kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -363,6 +363,8 @@ elif stage == "before-ref":
     patch(vault.repo.VaultRepo, "_move_branch", before=True)
 elif stage == "after-ref":
     patch(vault.repo.VaultRepo, "_move_branch", after=True)
+elif stage == "restore-before-db-install":
+    patch(vault.restore, "_install_sqlite", before=True)
 elif stage == "mid-cache":
     real_replace = os.replace
     def replace(src, dst, *args, **kwargs):
@@ -1016,6 +1018,42 @@ def test_backslash_in_a_file_name_round_trips(small: Setup) -> None:
     proc = small.run("restore", "--at", "HEAD", "--to", str(out))
     assert proc.returncode == 0, proc.stderr
     assert (out / "agent" / "a\\b.md").read_text() == "backslash\n"
+
+
+def memories(db_path: Path) -> list[tuple[object, ...]]:
+    db = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        return list(db.execute("SELECT * FROM memories ORDER BY id"))
+    finally:
+        db.close()
+
+
+def test_restore_killed_before_its_database_is_moved_in(small: Setup) -> None:
+    """A restore killed between building a database and moving it into place: the live
+    database is still the old, whole one, the next sync keeps the restore's temp folder out
+    of the vault, and the printed undo still works."""
+    ws = small.sources["agent"]
+    first = head(small.vault)
+    change_small_workspace(ws, "k")
+    small.sync_ok()
+    old_db = memories(ws / "memory.db")
+    proc = subprocess.run([sys.executable, "-c", CRASH_AT, "restore-before-db-install",
+                           "restore", "--at", str(first), "--yes"],
+                          capture_output=True, text=True, env=small.env, cwd=small.root,
+                          timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
+    leftovers = [p for p in ws.rglob(".vault-restore-*")]
+    assert leftovers, "the crash point should leave the built database behind"
+    assert memories(ws / "memory.db") == old_db  # not touched: it was never moved in
+    fsck(small.vault)
+    result = small.sync_ok()
+    assert not [p for p in tree(small.vault) if ".vault-restore-" in p]
+    assert not [s for s in result["skipped"] if ".vault-restore-" in s["path"]]  # type: ignore
+    undo = small.run("restore", "--at", str(head(small.vault)), "--yes")
+    assert undo.returncode == 0, undo.stderr
+    assert memories(ws / "memory.db") == old_db
+    fsck(small.vault)
 
 
 # --------------------------------------------------------------------------------------------

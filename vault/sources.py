@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 # Never worth keeping, whatever the patterns say (checked by name: no pattern engine needed).
 SKIP_DIR_NAMES = frozenset({".git"})
+# Temp folders of a restore that was killed (restore.py): never a memory of the agent's.
+SKIP_DIR_PREFIX = ".vault-restore-"
 SKIP_FILE_NAMES = frozenset({".DS_Store"})
 SKIP_FILE_SUFFIXES = (".vault-tmp",)
 MATCH_ALL = frozenset({"*", "**", "**/*", "/**"})
@@ -198,7 +200,8 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
             continue
         try:
             if child.is_dir(follow_symlinks=False):
-                if name in SKIP_DIR_NAMES or (exclude and exclude(rel + "/")):
+                if name in SKIP_DIR_NAMES or name.startswith(SKIP_DIR_PREFIX) or (
+                        exclude and exclude(rel + "/")):
                     continue
                 if skip and child.inode() in skip \
                         and os.path.samefile(base + name, skip[child.inode()]):
