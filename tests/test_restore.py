@@ -19,7 +19,8 @@ from vault.config import Config
 from vault.errors import RepoError, SqliteSnapshotError, UsageError
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
-from vault.restore import Action, RestoreError, RestoreOptions, _Databases, restore
+from vault.restore import (Action, RestoreError, RestoreOptions, _Databases, _set_aside,
+                           restore)
 from vault.show import query_dump, show_file
 from vault.sqlite_dump import load_dump
 from vault.sync import sync
@@ -362,3 +363,136 @@ def test_a_damaged_blob_stops_the_restore_and_leaves_no_temp_files(
     with pytest.raises(RepoError, match=f"vault object {oid} is missing or damaged"):
         restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
     assert leftovers(out) == []
+
+
+def test_a_folder_name_with_a_newline_stays_in_its_own_folder(config: Config, vault: VaultRepo,
+                                                              clock: Clock, workspace: Path,
+                                                              tmp_path: Path) -> None:
+    # The database helper gets its jobs as lines: a newline in a folder name once split a
+    # request in two, and the helper wrote into the folder next door and the vault's folder.
+    (workspace / "a\nb").mkdir()
+    make_sqlite(workspace / "a\nb" / "x.db", rows=3)
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "agent" / "a").mkdir(parents=True)
+    (out / "agent" / "a" / "result").write_text("the user's own file\n")
+    restore(config, RestoreOptions(at="HEAD", to=out, paths=("agent/a\nb/x.db",)), now=clock)
+    assert tables(out / "agent" / "a\nb" / "x.db") == tables(workspace / "a\nb" / "x.db")
+    assert sorted(os.listdir(out / "agent" / "a")) == ["result"]
+    assert (out / "agent" / "a" / "result").read_text() == "the user's own file\n"
+    assert not {"claim", "result"} & set(os.listdir(vault.path))
+    assert leftovers(out) == []
+
+
+def test_delete_then_a_folder_where_a_file_was(config: Config, vault: VaultRepo, clock: Clock,
+                                               workspace: Path, tmp_path: Path) -> None:
+    # Files are staged ahead of the plan: this one's folder only exists once the file in its
+    # way is deleted, earlier in the plan.
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "x.md").write_text("x\n")
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "agent").mkdir(parents=True)
+    (out / "agent" / "notes").write_text("a file where the folder goes\n")
+    result = restore(config, RestoreOptions(at="HEAD", to=out, delete=True), now=clock)
+    assert ("delete", "agent/notes") in {(a.action, a.path) for a in result.plan.actions}
+    assert (out / "agent" / "notes" / "x.md").read_text() == "x\n"
+
+
+def test_a_file_in_the_way_of_a_folder_is_a_clear_error(config: Config, vault: VaultRepo,
+                                                        clock: Clock, workspace: Path,
+                                                        tmp_path: Path) -> None:
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "x.md").write_text("x\n")
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "agent").mkdir(parents=True)
+    (out / "agent" / "notes").write_text("a file where the folder goes\n")
+    with pytest.raises(RestoreError, match="notes/x.md: cannot write: Not a directory"):
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert (out / "agent" / "notes").read_text() == "a file where the folder goes\n"
+    assert leftovers(out) == []
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_checks(config: Config, vault: VaultRepo,
+                                                         clock: Clock, workspace: Path,
+                                                         tmp_path: Path) -> None:
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "agent" / "memory").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    (outside / "memory").mkdir(parents=True)
+
+    def confirm(plan: Any) -> bool:  # anything may happen between the checks and the writes
+        os.rename(out / "agent", out / "agent.real")
+        os.symlink(outside, out / "agent")
+        return True
+
+    with pytest.raises(UnsafePathError, match="refusing to write through a symlink"):
+        restore(config, RestoreOptions(at="HEAD", to=out, paths=("agent/memory/*",)),
+                now=clock, confirm=confirm)
+    assert os.listdir(outside / "memory") == []
+
+
+def test_a_failed_restore_leaves_no_folders_it_made(config: Config, vault: VaultRepo,
+                                                   clock: Clock, workspace: Path,
+                                                   tmp_path: Path) -> None:
+    for i in range(40):  # folders after the damaged file, which the stagers reach first
+        (workspace / f"zz{i // 8}").mkdir(exist_ok=True)
+        (workspace / f"zz{i // 8}" / f"f{i}.md").write_text(f"{i}\n")
+    sync(config, now=clock)
+    oid = vault.files(vault.head_id())["agent/MEMORY.md"][0]
+    damaged = vault.path / "objects" / oid[:2] / oid[2:]
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"garbage")
+    out = tmp_path / "new" / "out"
+    with pytest.raises(RepoError, match="missing or damaged"):
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_helper_that_never_exits_does_not_hold_up_the_restore(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+        tmp_path: Path) -> None:
+    # sys.executable is not always a Python that runs `-m vault.dbbuild` (an embedding host):
+    # the restore builds the databases itself and does not wait for it.
+    sync(config, now=clock)
+    fake = tmp_path / "host"
+    fake.write_text("#!/bin/sh\nexec sleep 600\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    script = ("import sys; sys.executable = sys.argv[1]\n"
+              "from vault.cli import main\n"
+              "main(['restore', '--at', 'HEAD', '--to', sys.argv[2], '--config', sys.argv[3]])")
+    proc = subprocess.run([sys.executable, "-c", script, str(fake), str(out), str(config.file)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert tables(out / "agent" / "memory.db") == tables(workspace / "memory.db")
+
+
+def test_a_target_folder_that_is_not_utf8(config: Config, vault: VaultRepo, clock: Clock,
+                                          workspace: Path, tmp_path: Path) -> None:
+    sync(config, now=clock)
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9"))
+    with pytest.raises(SqliteSnapshotError, match="not valid UTF-8"):
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert (out / "agent" / "MEMORY.md").read_bytes() == (workspace / "MEMORY.md").read_bytes()
+    assert leftovers(out) == []
+
+
+def test_a_database_set_aside_takes_its_wal_along(tmp_path: Path) -> None:
+    # A writer killed with its connection open leaves committed rows only in the -wal.
+    db = tmp_path / "memory.db"
+    writer = ("import apsw, os, sys\n"
+              "db = apsw.Connection(sys.argv[1])\n"
+              "db.execute('PRAGMA journal_mode=WAL')\n"
+              "db.execute('CREATE TABLE m(x)')\n"
+              "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+              "db.execute('INSERT INTO m VALUES (1), (2)')\n"
+              "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", writer, str(db)], check=True)
+    assert Path(f"{db}-wal").stat().st_size > 0
+    aside = tmp_path / "memory.db.pre-restore-x"
+    _set_aside(Action("overwrite", "agent/memory.db", str(db), set_aside=str(aside)))
+    assert not db.exists() and not Path(f"{db}-wal").exists()
+    assert tables(aside) == {"m": [(1, 1), (2, 2)]}

@@ -6,16 +6,19 @@ process it fights the file writes for the GIL (it took twice as long there, and 
 writes). In a process of its own it runs on the other core, the way `git archive` feeds `tar`
 (restore.py starts it: `python -m vault.dbbuild`).
 
-Protocol: VAULT_DIR is the only argument. Each line on stdin is "BLOB_ID<TAB>FOLDER": unless
-the restore has claimed FOLDER for itself (claim()), build FOLDER/db from the dump in that
-blob, check it, and write FOLDER/result, one JSON object: {"redacted": bool} when the database
-was built and checked, or {"error": message, "hint": hint, "kind": "repo" | "dump"} when it
-could not be. Nothing goes to stdout.
+Protocol: VAULT_DIR is the only argument. Each line on stdin is a JSON object {"blob": BLOB_ID,
+"folder": FOLDER}: unless the restore has claimed FOLDER for itself (claim()), build FOLDER/db
+from the dump in that blob, check it, and write FOLDER/result, one JSON object: {"redacted":
+bool} when the database was built and checked, or {"error": message, "hint": hint, "kind":
+"repo" | "dump"} when it could not be. A request that is not a blob id and an absolute
+.vault-restore-* folder is ignored (the restore then builds that one itself). Nothing goes to
+stdout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -55,17 +58,33 @@ def _is_redacted(data: memoryview) -> bool:
     return is_redacted(bytes(data))
 
 
+def _request(line: bytes) -> tuple[str, Path] | None:
+    """The blob id and folder of one request; None unless both are what a restore sends."""
+    try:
+        request = json.loads(line)
+        oid, folder = request["blob"], request["folder"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(oid, str) or re.fullmatch(r"[0-9a-f]{40}", oid) is None:
+        return None
+    if not isinstance(folder, str) or not os.path.isabs(folder) or \
+            not os.path.basename(folder).startswith(".vault-restore-"):
+        return None
+    return oid, Path(folder)
+
+
 def main(argv: list[str]) -> int:
     """Serve build requests from stdin until it closes."""
     from vault.fsutil import atomic_write
 
     vault_dir = Path(argv[0])
-    for line in sys.stdin:
-        oid, _, folder = line.rstrip("\n").partition("\t")
-        if not claim(Path(folder)):
+    for line in sys.stdin.buffer:
+        job = _request(line)
+        if job is None or not claim(job[1]):
             continue  # the restore builds this one itself
-        result = build(vault_dir, oid, Path(folder))
-        atomic_write(Path(folder) / "result", json.dumps(result).encode(), durable=False)
+        oid, folder = job
+        result = build(vault_dir, oid, folder)
+        atomic_write(folder / "result", json.dumps(result).encode(), durable=False)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -89,9 +90,14 @@ class BatchWriter:
     _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP})
     _MAX_IDLE = 32  # open folders kept with nothing staged in them
 
-    def __init__(self, *, unnamed: bool = True) -> None:
+    def __init__(self, *, unnamed: bool = True, roots: tuple[str, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._folders: dict[str, list[int]] = {}  # folder -> [fd, files staged and unpublished]
+        # Below a root, folders are opened (and made) one part at a time, none followed if it
+        # is a symlink: a folder swapped for a link after the caller checked the path is
+        # refused (ELOOP), not written through. Longest first: the innermost root applies.
+        self._roots = sorted((r.rstrip("/") + "/" for r in roots), key=len, reverse=True)
+        self._made: list[str] = []  # folders this batch made, parents first
         self._suffix = f".{os.getpid()}.vault-tmp"
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
         self._tmpfile = unnamed and hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
@@ -170,6 +176,15 @@ class BatchWriter:
         """stage() and publish() in one step."""
         self.publish(self.stage(folder, name, data, mode))
 
+    def remove_new_folders(self) -> None:
+        """Remove the folders this batch made that are still empty (after a failed batch)."""
+        for folder in reversed(self._made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty (or gone): it stays
+        self._made = []
+
     def close(self) -> None:
         """Close every folder (files still staged are the caller's to discard first)."""
         with self._lock:
@@ -230,11 +245,7 @@ class BatchWriter:
             if entry is not None:
                 entry[1] += 1
                 return entry[0]
-            try:
-                fd = os.open(folder, self._DIR_FLAGS)
-            except FileNotFoundError:
-                os.makedirs(folder, exist_ok=True)
-                fd = os.open(folder, self._DIR_FLAGS)
+            fd = self._open_folder(folder)
             if len(self._folders) >= self._MAX_IDLE:
                 for other, (other_fd, users) in list(self._folders.items()):
                     if not users:
@@ -244,6 +255,56 @@ class BatchWriter:
             if self.first_folder is None:
                 self.first_folder = folder
             return fd
+
+    def _open_folder(self, folder: str) -> int:
+        """Open folder, making any part that is missing (called with the lock held)."""
+        root = next((r for r in self._roots if (folder + "/").startswith(r)), None)
+        if root is None:
+            try:
+                return os.open(folder, self._DIR_FLAGS)
+            except FileNotFoundError:
+                self._make(folder)
+                return os.open(folder, self._DIR_FLAGS)
+        try:  # the root itself is the caller's choice, links and all
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._make(root)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        where = root.rstrip("/")
+        try:
+            for part in folder[len(root):].split("/"):
+                if not part:
+                    continue
+                where += "/" + part
+                try:
+                    child = os.open(part, self._DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    try:
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                        self._made.append(where)
+                    except FileExistsError:
+                        pass  # made by someone else meanwhile
+                    child = os.open(part, self._DIR_FLAGS, dir_fd=fd)
+                except NotADirectoryError:  # a file, or a symlink (O_NOFOLLOW says ENOTDIR)
+                    if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                        raise OSError(errno.ELOOP, "a folder is a symbolic link", where) from None
+                    raise
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _make(self, folder: str) -> None:
+        """os.makedirs(folder), noting each folder it makes."""
+        missing = []
+        current = folder.rstrip("/") or "/"
+        while current and not os.path.lexists(current):
+            missing.append(current)
+            current = os.path.dirname(current)
+        os.makedirs(folder, exist_ok=True)
+        self._made.extend(reversed(missing))
 
     def _release(self, folder: str, dir_fd: int) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ from vault.sync import SyncOptions, SyncResult, format_time, sync_locked
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
+_COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 
 
 # What a stager hands over: the action, its staged file (None for a database, or the error
@@ -174,7 +176,8 @@ def restore(config: Config, options: RestoreOptions, *,
         if not confirm(plan):
             raise RestoreError("restore cancelled; nothing was changed")
         undo = repo.head_id() if plan.into is None else None
-        redacted = _apply_all(repo, plan.actions, progress, databases)
+        redacted = _apply_all(repo, plan.actions, _roots(config, options), progress,
+                              databases)
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                          redacted=tuple(redacted))
 
@@ -195,6 +198,12 @@ def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
         return match(path) or match(rel) or any(path.startswith(p.rstrip("/") + "/")
                                                 for p in options.paths)
     return wanted
+
+
+def _roots(config: Config, options: RestoreOptions) -> tuple[str, ...]:
+    """The folders a restore writes below, as safe_target resolves them (real paths)."""
+    roots = [options.to] if options.to is not None else [s.root for s in config.sources]
+    return tuple(os.path.realpath(root) for root in roots)
 
 
 class _Targets:
@@ -282,48 +291,69 @@ def _set_aside_uncaptured(plan: RestorePlan, safety: SyncResult) -> RestorePlan:
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
 
-def _apply_all(repo: VaultRepo, actions: tuple[Action, ...],
+def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, ...],
                progress: Callable[[int, int], None] | None,
                databases: _Databases) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
 
     Plain files are read, inflated and staged ahead by _Stagers and put in place here, in
     plan order. Databases are rebuilt by a helper process (_Databases) and moved into place
-    after the plain files.
+    (and their old files set aside, when they must be) after the plain files. Folders are
+    opened below roots without following symlinks. After a failure, the folders this restore
+    made and left empty are removed.
     """
     redacted: list[str] = []
     writes = [a for a in actions if a.action in ("create", "overwrite")]
-    with BatchWriter() as writer, BlobReader(repo) as reader:
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, len(actions))
+
+    with BatchWriter(roots=roots) as writer, BlobReader(repo) as reader:
         stagers = _Stagers(reader, writer, writes)
+        finished = False
         try:
-            for done, action in enumerate(actions, 1):
-                if action.action != "unchanged":
-                    if action.set_aside:
-                        os.replace(action.target, action.set_aside)
+            for action in actions:
+                try:
                     if action.action == "delete":
-                        if not action.set_aside:
-                            Path(action.target).unlink(missing_ok=True)
-                        _remove_companions(Path(action.target))
-                    else:
+                        _delete(action)
+                    elif action.action != "unchanged":
                         staged, marked = stagers.next(action)
-                        if staged is not None:
-                            _publish(writer, staged, exists=action.action != "create")
-                            if marked:
-                                redacted.append(action.path)
-                        else:  # a database
+                        if staged is None:  # a database: moved in with the others, at the end
                             target = Path(action.target)
                             writer.make_folder(str(target.parent))
                             _refuse_if_open(target)
                             databases.submit(action, target)
-                if progress is not None:
-                    progress(done, len(actions))
+                            continue
+                        if action.set_aside:
+                            _set_aside(action)
+                        writer.publish(staged, exists=action.action != "create")
+                        if marked:
+                            redacted.append(action.path)
+                except OSError as exc:
+                    raise _write_error(exc, action.target) from None
+                step()
             for action, built, marked in databases.results():
-                _install_sqlite(built, Path(action.target), durable=False)
+                target = Path(action.target)
+                try:
+                    _refuse_if_open(target)
+                    if action.set_aside:
+                        _set_aside(action)
+                    _install_sqlite(built, target, durable=False)
+                except OSError as exc:
+                    raise _write_error(exc, action.target) from None
                 if marked:
                     redacted.append(action.path)
+                step()
+            finished = True
         finally:
             stagers.stop()
             databases.close()  # the temp folders of databases not moved in (after an error)
+            if not finished:
+                writer.remove_new_folders()
         first = writer.first_folder
     # One flush for the whole batch instead of an fsync per file: every file was written to a
     # temp file and moved into place in one step, so a crash leaves old or new files, never
@@ -331,6 +361,39 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...],
     if first is not None:
         sync_filesystem(Path(first))
     return sorted(redacted)
+
+
+def _delete(action: Action) -> None:
+    if action.set_aside:
+        _set_aside(action)
+        return
+    Path(action.target).unlink(missing_ok=True)
+    _remove_companions(Path(action.target))
+
+
+def _set_aside(action: Action) -> None:
+    """Move the live file to action.set_aside; a database takes its -wal/-shm/-journal along
+    (its last transactions may be in the WAL), and is refused while another process has it."""
+    from vault.sqlite_dump import is_sqlite_file
+
+    assert action.set_aside is not None
+    target = Path(action.target)
+    if is_sqlite_file(target):
+        _refuse_if_open(target)
+    os.replace(target, action.set_aside)
+    for suffix in _COMPANIONS:
+        try:
+            os.replace(f"{target}{suffix}", f"{action.set_aside}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
+def _write_error(exc: OSError, target: str) -> VaultError:
+    if exc.errno == errno.ELOOP:
+        return UnsafePathError(f"refusing to write through a symlink: {exc.filename or target}")
+    return RestoreError(f"{target}: cannot write: {exc.strerror or exc}",
+                        hint="the files before it in the plan are restored; fix the cause and "
+                             "run the restore again")
 
 
 class _Databases:
@@ -363,8 +426,9 @@ class _Databases:
         if self._started:
             return
         self._started = True
-        # The helper imports this very copy of vault, and runs in the vault's folder so that
-        # no `vault` folder where the user happens to be can stand in for it.
+        # The helper imports this very copy of vault: it runs in the folder that holds the
+        # package (the first place `-m` looks), so no `vault` folder where the user happens
+        # to be can stand in for it.
         package_root = str(Path(__file__).resolve().parent.parent)
         paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
         try:
@@ -372,7 +436,7 @@ class _Databases:
             # up and stall the helper.
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "vault.dbbuild", str(self._vault_dir)],
-                cwd=self._vault_dir, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                cwd=package_root, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             self._proc = None
@@ -384,7 +448,10 @@ class _Databases:
         self.start()
         if self._proc is not None and self._proc.stdin is not None:
             try:
-                self._proc.stdin.write(f"{action.oid}\t{folder}\n".encode())
+                # One JSON object per line: any folder name (newlines, bytes that are not
+                # UTF-8) goes over whole.
+                request = {"blob": action.oid, "folder": os.path.abspath(folder)}
+                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
                 self._proc.stdin.flush()
             except OSError:
                 pass  # the helper died: results() builds what it did not
@@ -404,22 +471,31 @@ class _Databases:
         for action, folder in reversed(self._jobs):
             if claim(folder):
                 results[folder] = build(self._vault_dir, action.oid, folder)
-        if self._proc is not None:
-            self._proc.wait()
         for action, folder in self._jobs:
-            result = results.get(folder)
-            if result is None:
-                try:
-                    result = json.loads((folder / "result").read_bytes())
-                except (OSError, ValueError):  # the helper died on it: build it here
-                    _discard(folder)
-                    folder.mkdir()
-                    result = build(self._vault_dir, action.oid, folder)
+            result = results.get(folder) or self._helper_result(folder)
+            if result is None:  # the helper died on it (or never was a helper): build it here
+                _discard(folder)
+                folder.mkdir()
+                result = build(self._vault_dir, action.oid, folder)
             if "error" in result:
                 error = RepoError if result.get("kind") == "repo" else SqliteSnapshotError
                 raise error(str(result["error"]),
                             hint=str(result["hint"]) if result.get("hint") else None)
             yield action, folder, bool(result["redacted"])
+
+    def _helper_result(self, folder: Path) -> dict[str, object] | None:
+        """What the helper wrote for a job it claimed, once it is written; None when the
+        helper is gone without writing it."""
+        done = folder / "result"  # written whole (temp file and rename), or not at all
+        while True:
+            gone = self._proc is None or self._proc.poll() is not None
+            try:
+                result: dict[str, object] = json.loads(done.read_bytes())
+                return result
+            except (OSError, ValueError):
+                if gone:
+                    return None
+            time.sleep(0.005)
 
     def close(self) -> None:
         """Stop any build under way and remove every temp folder left (after an error)."""
@@ -429,20 +505,6 @@ class _Databases:
         for _action, folder in self._jobs:
             _discard(folder)
         self._jobs = []
-
-
-def _publish(writer: BatchWriter, staged: Staged, exists: bool) -> None:
-    try:
-        writer.publish(staged, exists=exists)
-    except OSError as exc:
-        raise _symlinked(exc, f"{staged.folder}/{staged.name}") from None
-
-
-def _symlinked(exc: BaseException, where: str) -> BaseException:
-    """UnsafePathError for ELOOP (a folder became a symlink after it was checked), else exc."""
-    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
-        return UnsafePathError(f"refusing to write through a symlink: {where}")
-    return exc
 
 
 class _Stagers:
@@ -476,11 +538,7 @@ class _Stagers:
 
     def _run(self, chunks: list[list[Action]], out: queue.Queue[list[_Item]]) -> None:
         for chunk in chunks:
-            items: list[_Item] = []
-            for action in chunk:
-                items.append(self._stage(action))
-                if isinstance(items[-1][1], BaseException):
-                    break
+            items = [self._stage(action) for action in chunk]
             while True:
                 if self._stopped.is_set():
                     self._drop(items)
@@ -490,8 +548,6 @@ class _Stagers:
                     break
                 except queue.Full:
                     continue
-            if isinstance(items[-1][1], BaseException):
-                return
 
     def _stage(self, action: Action) -> _Item:
         from vault.sqlite_dump import DUMP_HEADER
@@ -515,8 +571,12 @@ class _Stagers:
             self._taken += 1
         got, staged, marked = self._current.pop()
         assert got is action
+        if isinstance(staged, OSError) and staged.errno != errno.ELOOP:
+            # Staged ahead of the actions before it: a file that a delete before it removes
+            # may have stood where its folder goes. Once more, now in its turn.
+            got, staged, marked = self._stage(action)
         if isinstance(staged, BaseException):
-            raise _symlinked(staged, action.target)
+            raise staged
         return staged, marked
 
     def stop(self) -> None:
@@ -599,5 +659,5 @@ def _discard(tmp: Path) -> None:
 
 
 def _remove_companions(target: Path) -> None:
-    for suffix in ("-wal", "-shm", "-journal"):
+    for suffix in _COMPANIONS:
         Path(f"{target}{suffix}").unlink(missing_ok=True)

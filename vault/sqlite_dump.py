@@ -663,6 +663,10 @@ def _replay(sql: str, path: Path) -> None:
         conn = apsw.Connection(str(path))
     except apsw.Error as e:
         raise SqliteSnapshotError(f"cannot create database: {_message(e)}") from e
+    except UnicodeEncodeError:  # SQLite takes UTF-8 file names only
+        raise SqliteSnapshotError("cannot create a database in a folder whose name is not "
+                                  "valid UTF-8", hint="restore it to another folder (--to)") \
+            from None
     try:
         # Settings another part of the program may have changed for every connection
         # (apsw.bestpractice): the dump needs the plain SQLite behaviour.
