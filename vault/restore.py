@@ -5,11 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from pathlib import Path
 
 from vault.config import Config
 from vault.errors import RepoError, SqliteSnapshotError, UsageError, VaultError
-from vault.fsutil import BatchWriter, Staged, fsync_dir, sync_filesystem
+from vault.fsutil import BatchWriter, fsync_dir, sync_filesystem
 from vault.lock import SyncLock
 from vault.objects import Blob, BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
@@ -29,11 +27,6 @@ from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
 _COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
-
-
-# What a stager hands over: the action, its staged file (None for a database, or the error
-# that stopped it), and whether the content carries redactions.
-_Item = tuple["Action", "Staged | BaseException | None", bool]
 
 
 class RestoreError(VaultError):
@@ -296,14 +289,17 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                databases: _Databases) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
 
-    Plain files are read, inflated and staged ahead by _Stagers and put in place here, in
-    plan order. Databases are rebuilt by a helper process (_Databases) and moved into place
-    (and their old files set aside, when they must be) after the plain files. Folders are
-    opened below roots without following symlinks. After a failure, the folders this restore
-    made and left empty are removed.
+    Plain files are read, inflated, checked, written to a temp file beside their target and
+    put in place, one by one in plan order. (Two threads staging ahead of this one were tried:
+    no faster on two cores, where the database helper has the other one.) Databases are
+    rebuilt by a helper process (_Databases) and moved into place (and their old files set
+    aside, when they must be) after the plain files. Folders are opened below roots without
+    following symlinks. After a failure, the folders this restore made and left empty are
+    removed.
     """
+    from vault.sqlite_dump import DUMP_HEADER
+
     redacted: list[str] = []
-    writes = [a for a in actions if a.action in ("create", "overwrite")]
     done = 0
 
     def step() -> None:
@@ -313,7 +309,6 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
             progress(done, len(actions))
 
     with BatchWriter(roots=roots) as writer, BlobReader(repo) as reader:
-        stagers = _Stagers(reader, writer, writes)
         finished = False
         try:
             for action in actions:
@@ -321,17 +316,25 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                     if action.action == "delete":
                         _delete(action)
                     elif action.action != "unchanged":
-                        staged, marked = stagers.next(action)
-                        if staged is None:  # a database: moved in with the others, at the end
+                        blob = reader.get(action.oid)
+                        if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
+                            # a database: rebuilt by the helper, moved in at the end
                             target = Path(action.target)
                             writer.make_folder(str(target.parent))
                             _refuse_if_open(target)
                             databases.submit(action, target)
                             continue
+                        folder, _, name = action.target.rpartition("/")
+                        staged = writer.stage(folder, name, blob.view(),
+                                              0o755 if action.mode == MODE_EXEC else 0o644)
                         if action.set_aside:
-                            _set_aside(action)
+                            try:
+                                _set_aside(action)
+                            except BaseException:
+                                writer.discard(staged)
+                                raise
                         writer.publish(staged, exists=action.action != "create")
-                        if marked:
+                        if _is_redacted(blob):
                             redacted.append(action.path)
                 except OSError as exc:
                     raise _write_error(exc, action.target) from None
@@ -350,7 +353,6 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                 step()
             finished = True
         finally:
-            stagers.stop()
             databases.close()  # the temp folders of databases not moved in (after an error)
             if not finished:
                 writer.remove_new_folders()
@@ -505,94 +507,6 @@ class _Databases:
         for _action, folder in self._jobs:
             _discard(folder)
         self._jobs = []
-
-
-class _Stagers:
-    """Threads that read the blobs of actions, inflate and check them, and stage each file.
-
-    Staging (an unnamed temp file beside the target, filled) is most of the work of a file,
-    and two threads can do it at once: zlib, sha1 and the system calls let go of the GIL,
-    and an O_TMPFILE file is made without locking its folder, so even the inode allocations
-    overlap. The actions are cut into chunks; stager k takes chunks k, k+N, k+2N... and hands
-    each over whole on its own queue (one hand-over per chunk, not per file: each costs a
-    wake-up), so next() gives them back in plan order. A database is not staged: next() says
-    so, and the caller has it rebuilt.
-    """
-
-    def __init__(self, reader: BlobReader, writer: BatchWriter, actions: list[Action],
-                 threads: int = 2, chunk: int = 32, ahead: int = 4) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._stopped = threading.Event()
-        chunks = [actions[i:i + chunk] for i in range(0, len(actions), chunk)]
-        self._queues: list[queue.Queue[list[_Item]]] = [queue.Queue(ahead)
-                                                         for _ in range(threads)]
-        self._taken = 0  # chunks taken so far
-        self._current: list[_Item] = []  # what is left of the chunk being taken, reversed
-        self._threads = [threading.Thread(target=self._run,
-                                          args=(chunks[k::threads], self._queues[k]),
-                                          name=f"vault-restore-stage-{k}", daemon=True)
-                         for k in range(threads)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, chunks: list[list[Action]], out: queue.Queue[list[_Item]]) -> None:
-        for chunk in chunks:
-            items = [self._stage(action) for action in chunk]
-            while True:
-                if self._stopped.is_set():
-                    self._drop(items)
-                    return
-                try:
-                    out.put(items, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-
-    def _stage(self, action: Action) -> _Item:
-        from vault.sqlite_dump import DUMP_HEADER
-
-        try:
-            blob = self._reader.get(action.oid)
-            if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
-                return (action, None, False)  # a database: rebuilt elsewhere
-            folder, _, name = action.target.rpartition("/")
-            staged = self._writer.stage(folder, name, blob.view(),
-                                        0o755 if action.mode == MODE_EXEC else 0o644)
-            return (action, staged, _is_redacted(blob))
-        except BaseException as exc:  # handed over, and raised there, in plan order
-            return (action, exc, False)
-
-    def next(self, action: Action) -> tuple[Staged | None, bool]:
-        """The action's staged file (None for a database) and whether it is redacted."""
-        if not self._current:
-            self._current = self._queues[self._taken % len(self._queues)].get()
-            self._current.reverse()
-            self._taken += 1
-        got, staged, marked = self._current.pop()
-        assert got is action
-        if isinstance(staged, OSError) and staged.errno != errno.ELOOP:
-            # Staged ahead of the actions before it: a file that a delete before it removes
-            # may have stood where its folder goes. Once more, now in its turn.
-            got, staged, marked = self._stage(action)
-        if isinstance(staged, BaseException):
-            raise staged
-        return staged, marked
-
-    def stop(self) -> None:
-        """Stop the threads and drop whatever they staged that was never published."""
-        self._stopped.set()
-        for thread in self._threads:
-            thread.join()
-        self._drop(self._current)
-        for waiting in self._queues:
-            while not waiting.empty():
-                self._drop(waiting.get_nowait())
-
-    def _drop(self, items: list[_Item]) -> None:
-        for item in items:
-            if isinstance(item[1], Staged):
-                self._writer.discard(item[1])
 
 
 def _is_redacted(blob: Blob) -> bool:
