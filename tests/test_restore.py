@@ -384,16 +384,22 @@ def test_a_folder_name_with_a_newline_stays_in_its_own_folder(config: Config, va
     assert leftovers(out) == []
 
 
-def test_delete_then_a_folder_where_a_file_was(config: Config, vault: VaultRepo, clock: Clock,
-                                               workspace: Path, tmp_path: Path) -> None:
-    # Files are staged ahead of the plan: this one's folder only exists once the file in its
-    # way is deleted, earlier in the plan.
+def file_where_a_folder_goes(config: Config, clock: Clock, workspace: Path,
+                             tmp_path: Path) -> Path:
+    """A vault with notes/x.md, and an output folder with a file named notes in its way."""
     (workspace / "notes").mkdir()
     (workspace / "notes" / "x.md").write_text("x\n")
     sync(config, now=clock)
     out = tmp_path / "out"
     (out / "agent").mkdir(parents=True)
     (out / "agent" / "notes").write_text("a file where the folder goes\n")
+    return out
+
+
+def test_delete_then_a_folder_where_a_file_was(config: Config, vault: VaultRepo, clock: Clock,
+                                               workspace: Path, tmp_path: Path) -> None:
+    # The folder can only be made once the file in its way is deleted, earlier in the plan.
+    out = file_where_a_folder_goes(config, clock, workspace, tmp_path)
     result = restore(config, RestoreOptions(at="HEAD", to=out, delete=True), now=clock)
     assert ("delete", "agent/notes") in {(a.action, a.path) for a in result.plan.actions}
     assert (out / "agent" / "notes" / "x.md").read_text() == "x\n"
@@ -402,12 +408,7 @@ def test_delete_then_a_folder_where_a_file_was(config: Config, vault: VaultRepo,
 def test_a_file_in_the_way_of_a_folder_is_a_clear_error(config: Config, vault: VaultRepo,
                                                         clock: Clock, workspace: Path,
                                                         tmp_path: Path) -> None:
-    (workspace / "notes").mkdir()
-    (workspace / "notes" / "x.md").write_text("x\n")
-    sync(config, now=clock)
-    out = tmp_path / "out"
-    (out / "agent").mkdir(parents=True)
-    (out / "agent" / "notes").write_text("a file where the folder goes\n")
+    out = file_where_a_folder_goes(config, clock, workspace, tmp_path)
     with pytest.raises(RestoreError, match="notes/x.md: cannot write: Not a directory"):
         restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
     assert (out / "agent" / "notes").read_text() == "a file where the folder goes\n"
