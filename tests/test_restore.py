@@ -497,3 +497,27 @@ def test_a_database_set_aside_takes_its_wal_along(tmp_path: Path) -> None:
     _set_aside(Action("overwrite", "agent/memory.db", str(db), set_aside=str(aside)))
     assert not db.exists() and not Path(f"{db}-wal").exists()
     assert tables(aside) == {"m": [(1, 1), (2, 2)]}
+
+
+def test_a_folder_swapped_while_its_database_is_built(config: Config, vault: VaultRepo,
+                                                      clock: Clock, workspace: Path,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "memory.db-wal").write_bytes(b"not ours to delete")
+    built = _Databases.results
+
+    def swap_then_hand_over(self: _Databases) -> Any:
+        for item in built(self):
+            os.rename(out / "agent", out / "agent.real")
+            os.symlink(outside, out / "agent")
+            yield item
+
+    monkeypatch.setattr(_Databases, "results", swap_then_hand_over)
+    restore(config, RestoreOptions(at="HEAD", to=out, paths=("agent/memory.db",)), now=clock)
+    assert sorted(os.listdir(outside)) == ["memory.db-wal"]
+    assert (outside / "memory.db-wal").read_bytes() == b"not ours to delete"
+    assert tables(out / "agent.real" / "memory.db") == tables(workspace / "memory.db")

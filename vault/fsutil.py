@@ -176,6 +176,23 @@ class BatchWriter:
         """stage() and publish() in one step."""
         self.publish(self.stage(folder, name, data, mode))
 
+    def move_in(self, folder: str, src: str, name: str) -> None:
+        """Rename folder/src over folder/name, in folder as this writer opened (and checked)
+        it: a folder swapped for a symlink since is not followed."""
+        dir_fd = self._acquire(folder)
+        try:
+            os.replace(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            self._release(folder, dir_fd)
+
+    def remove(self, folder: str, name: str) -> None:
+        """Remove folder/name if it is there, in folder as this writer opened it."""
+        dir_fd = self._acquire(folder)
+        try:
+            _unlink_quietly(name, dir_fd)
+        finally:
+            self._release(folder, dir_fd)
+
     def remove_new_folders(self) -> None:
         """Remove the folders this batch made that are still empty (after a failed batch)."""
         for folder in reversed(self._made):

@@ -345,7 +345,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                     _refuse_if_open(target)
                     if action.set_aside:
                         _set_aside(action)
-                    _install_sqlite(built, target, durable=False)
+                    _install_sqlite(built, target, durable=False, writer=writer)
                 except OSError as exc:
                     raise _write_error(exc, action.target) from None
                 if marked:
@@ -547,14 +547,22 @@ def _build_sqlite(data: bytes, target: Path, durable: bool) -> Path:
     return tmp
 
 
-def _install_sqlite(built: Path, target: Path, durable: bool) -> None:
-    """Move a database made by _build_sqlite into place."""
+def _install_sqlite(built: Path, target: Path, durable: bool,
+                    writer: BatchWriter | None = None) -> None:
+    """Move a database made by _build_sqlite (in a temp folder beside target) into place;
+    with a writer, relative to the target's folder as the writer opened it."""
     try:
         _refuse_if_open(target)  # checked again: it may have been opened while we built
         # A leftover WAL would be replayed over the restored database: it goes first. (The
         # state it held is in the vault: the safety sync took it through the backup API.)
-        _remove_companions(target)
-        os.replace(built / "db", target)
+        if writer is None:
+            _remove_companions(target)
+            os.replace(built / "db", target)
+        else:
+            folder = str(target.parent)
+            for suffix in _COMPANIONS:
+                writer.remove(folder, target.name + suffix)
+            writer.move_in(folder, f"{built.name}/db", target.name)
         if durable:
             fsync_dir(target.parent)
     finally:
