@@ -17,6 +17,7 @@ import pytest
 from conftest import Clock, git, make_sqlite, run_cli
 from vault.config import Config
 from vault.errors import RepoError, SqliteSnapshotError, UsageError
+from vault.fsutil import BatchWriter
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
 from vault.restore import (Action, RestoreError, RestoreOptions, _Databases, _set_aside,
@@ -494,7 +495,8 @@ def test_a_database_set_aside_takes_its_wal_along(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", writer, str(db)], check=True)
     assert Path(f"{db}-wal").stat().st_size > 0
     aside = tmp_path / "memory.db.pre-restore-x"
-    _set_aside(Action("overwrite", "agent/memory.db", str(db), set_aside=str(aside)))
+    with BatchWriter(roots=(str(tmp_path),)) as writer:
+        _set_aside(Action("overwrite", "agent/memory.db", str(db), set_aside=str(aside)), writer)
     assert not db.exists() and not Path(f"{db}-wal").exists()
     assert tables(aside) == {"m": [(1, 1), (2, 2)]}
 

@@ -189,7 +189,9 @@ class BatchWriter:
         """Remove folder/name if it is there, in folder as this writer opened it."""
         dir_fd = self._acquire(folder)
         try:
-            _unlink_quietly(name, dir_fd)
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
         finally:
             self._release(folder, dir_fd)
 

@@ -314,7 +314,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
             for action in actions:
                 try:
                     if action.action == "delete":
-                        _delete(action)
+                        _delete(action, writer)
                     elif action.action != "unchanged":
                         blob = reader.get(action.oid)
                         if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
@@ -329,7 +329,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                                               0o755 if action.mode == MODE_EXEC else 0o644)
                         if action.set_aside:
                             try:
-                                _set_aside(action)
+                                _set_aside(action, writer)
                             except BaseException:
                                 writer.discard(staged)
                                 raise
@@ -344,7 +344,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                 try:
                     _refuse_if_open(target)
                     if action.set_aside:
-                        _set_aside(action)
+                        _set_aside(action, writer)
                     _install_sqlite(built, target, durable=False, writer=writer)
                 except OSError as exc:
                     raise _write_error(exc, action.target) from None
@@ -365,27 +365,31 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
     return sorted(redacted)
 
 
-def _delete(action: Action) -> None:
+def _delete(action: Action, writer: BatchWriter) -> None:
     if action.set_aside:
-        _set_aside(action)
+        _set_aside(action, writer)
         return
-    Path(action.target).unlink(missing_ok=True)
-    _remove_companions(Path(action.target))
+    folder, _, name = action.target.rpartition("/")
+    for suffix in ("", *_COMPANIONS):
+        writer.remove(folder, name + suffix)
 
 
-def _set_aside(action: Action) -> None:
-    """Move the live file to action.set_aside; a database takes its -wal/-shm/-journal along
-    (its last transactions may be in the WAL), and is refused while another process has it."""
+def _set_aside(action: Action, writer: BatchWriter) -> None:
+    """Move the live file to action.set_aside (beside it); a database takes its -wal, -shm
+    and -journal along (its last transactions may be in the WAL), and is refused while
+    another process has it."""
     from vault.sqlite_dump import is_sqlite_file
 
     assert action.set_aside is not None
     target = Path(action.target)
     if is_sqlite_file(target):
         _refuse_if_open(target)
-    os.replace(target, action.set_aside)
+    folder, _, name = action.target.rpartition("/")
+    aside = action.set_aside.rpartition("/")[2]
+    writer.move_in(folder, name, aside)
     for suffix in _COMPANIONS:
         try:
-            os.replace(f"{target}{suffix}", f"{action.set_aside}{suffix}")
+            writer.move_in(folder, name + suffix, aside + suffix)
         except FileNotFoundError:
             pass
 
