@@ -126,6 +126,9 @@ CHANGES: dict[str, tuple[Callable[[Case], object], str, bool]] = {
     "config edited": (lambda c: c.config.write_text(c.config.read_text() + "\n# note\n"),
                       "full", False),
     "variable the config names": (lambda c: c.env.update(AGENT_DIR="/elsewhere"), "full", False),
+    "variable behind a TOML escape": (lambda c: c.env.update(AGENT_DIR="/elsewhere"), "full",
+                                      False),
+    "variable in a comment only": (lambda c: c.env.update(AGENT_DIR="/elsewhere"), "quick", False),
     "VAULT_HOME": (lambda c: c.env.update(VAULT_HOME=str(c.root / "home2")), "full", False),
     "branch moved by another writer": (_move_branch, "full", False),
     "temp file of a killed sync": (lambda c: (c.vault / "vault" / ".x.99999999.vault-tmp")
@@ -136,15 +139,20 @@ CHANGES: dict[str, tuple[Callable[[Case], object], str, bool]] = {
 }
 
 
+# Config lines of some cases: paths expand $VARS (a TOML escape decodes to one too).
+EXTRA = {
+    "variable the config names": '[index]\npath = "$AGENT_DIR/index.db"',
+    "variable behind a TOML escape": '[index]\npath = "\\u0024{AGENT_DIR}/index.db"',
+    "variable in a comment only": "# paths may name variables: $AGENT_DIR",
+}
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     """One synced vault per change, its files older than the racy margin when the plan was made."""
     made = {}
     for i, name in enumerate(CHANGES):
-        extra = ""
-        if name == "variable the config names":
-            extra = '# paths may name variables: $AGENT_DIR'
-        made[name] = _make_case(tmp_path_factory.mktemp(f"case{i}"), extra)
+        made[name] = _make_case(tmp_path_factory.mktemp(f"case{i}"), EXTRA.get(name, ""))
     time.sleep(RACY_MARGIN_NS / 1e9 + 0.2)
     for case in made.values():
         assert case.run("init")[1] == 0
@@ -258,3 +266,89 @@ def test_after_a_failed_quick_check_the_full_sync_does_not_walk_again(
     assert out == ["2", "0", "True"]  # two sources, each walked once, by the quick check
     assert "A agent/handed-over.md" in git(case.vault, "show", "--name-status", "--format=",
                                            "main").replace("\t", " ")
+
+
+def _synced_case(root: Path) -> Case:
+    """A case of its own, aged past the racy margin and synced: it has a plan."""
+    case = _make_case(root)
+    assert case.run("init")[1] == 0
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.2)
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    assert case.run("sync", "-q")[:2] == ("quick", 0)
+    return case
+
+
+def test_a_config_edited_during_a_sync_is_not_taken_as_synced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault.config import load_config
+    from vault.sync import sync
+
+    case = _synced_case(tmp_path)
+    for name in ("VAULT_HOME", "HOME"):
+        monkeypatch.setenv(name, case.env[name])
+    config = load_config(case.config)  # the sync has read its config...
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "n.md").write_text("a source added while the sync ran\n")
+    case.config.write_text(case.config.read_text()  # ...and the user adds a source meanwhile
+                           + f'\n[[sources]]\nname = "new"\npath = "{new}"\n')
+    [plan_file] = (case.root / "home" / "sync-plans").iterdir()
+    plan_file.unlink()
+    result = sync(config)  # nothing changed in the sources it read: it writes a plan
+    assert result.ok and result.commit is None and plan_file.exists()
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    assert "new/n.md" in git(case.vault, "ls-tree", "-r", "--name-only", "main").split()
+
+
+def test_the_walk_is_not_handed_over_when_another_sync_ran_in_between(tmp_path: Path) -> None:
+    # The quick check lets go of the lock before the CLI loads; a sync that commits in that gap
+    # makes its walk stale: files the new tip has and the walk missed looked deleted.
+    case = _synced_case(tmp_path)
+    script = (
+        "import os, subprocess, sys\n"
+        "from vault.quick import quick_sync\n"
+        "ws = sys.argv[1]\n"
+        "open(ws + '/MEMORY.md', 'a').write('- edited\\n')\n"
+        "assert quick_sync(['sync']) is None  # walked, handed over, lock released\n"
+        "open(ws + '/memory/new-note.md', 'w').write('new note\\n')\n"
+        "subprocess.run([sys.executable, '-m', 'vault', 'sync', '-q'], check=True)\n"
+        "from vault.cli import main\n"
+        "main(['sync', '-q'])\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(case.ws)], env=case.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    files = git(case.vault, "ls-tree", "-r", "--name-only", "main").split()
+    assert "agent/memory/new-note.md" in files
+    assert "D\tagent/memory/new-note.md" not in git(case.vault, "log", "--name-status",
+                                                    "--format=")
+
+
+def test_a_vault_without_head_is_reported_not_answered(tmp_path: Path) -> None:
+    case = _synced_case(tmp_path)
+    (case.vault / "HEAD").unlink()
+    stamp = (case.vault / "vault" / "last-sync").stat().st_mtime_ns
+    who, code, _ = case.run("sync", "-q")
+    assert (who, code) == ("full", 10)
+    assert (case.vault / "vault" / "last-sync").stat().st_mtime_ns == stamp
+
+
+def test_the_quick_check_says_who_holds_the_lock(tmp_path: Path) -> None:
+    case = _synced_case(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, "sync", "-q"], env=case.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=120)
+    assert err.strip().endswith("PROBE quick 0")
+    info = json.loads((case.vault / "vault" / "sync.lock.json").read_text())
+    assert info["pid"] == proc.pid and info["command"] == "sync"
+
+
+def test_a_plan_from_another_vault_version_is_not_trusted(tmp_path: Path) -> None:
+    import marshal
+
+    case = _synced_case(tmp_path)
+    [plan_file] = (case.root / "home" / "sync-plans").iterdir()
+    plan = marshal.loads(plan_file.read_bytes())
+    plan["vault"] = "0.0.0-older"
+    plan_file.write_bytes(marshal.dumps(plan))
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    assert case.run("sync", "-q")[:2] == ("quick", 0)  # the full sync wrote a plan of its own

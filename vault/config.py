@@ -7,7 +7,7 @@ import re
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,9 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    # The file's bytes as parsed (the quick check must compare against these, not the file
+    # as it is by the end of a sync: it may have been edited meanwhile).
+    text: bytes = field(default=b"", repr=False, compare=False)
 
     def prefix(self, source: str) -> str:
         """Where a source's files live in the vault tree: 'name/' or 'host/name/'."""
@@ -189,12 +192,13 @@ def load_config(explicit: str | os.PathLike[str] | None = None,
     """Find, parse and validate the config file."""
     path = find_config(explicit, env, cwd)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
+        raw = tomllib.loads(text.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return parse_config(raw, file=path, env=env)
+    return replace(parse_config(raw, file=path, env=env), text=text)
 
 
 class _Section:

@@ -21,6 +21,8 @@ import os
 import sys
 import time
 
+from vault import __version__
+
 PLAN_VERSION = 1
 PLANS_DIR = "sync-plans"
 NOTHING_CHANGED = "Nothing changed ({} files checked); no commit."
@@ -113,6 +115,7 @@ def _nothing_changed(explicit: str | None) -> int | None:
     fd = _try_lock(plan["lock"])
     if fd is None:
         return None  # another sync: the full path says who, and exits 11
+    _say_who_holds(plan["lock"])
     try:
         return _check_under_lock(plan)
     finally:
@@ -124,8 +127,9 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     from vault.sources import scan_source
 
     if _stat_key(plan["cache"]) != plan["cache_stat"] \
-            or _stat_key(plan["git_config"]) != plan["git_config_stat"]:
-        return None
+            or _stat_key(plan["git_config"]) != plan["git_config_stat"] \
+            or _stat_key(plan["git_head"]) != plan["git_head_stat"]:
+        return None  # (a vault without HEAD is damaged: the full sync says so)
     for folder, marker in plan["leftovers"]:  # temp files of a killed sync: the full one sweeps
         if any(marker in name for name in os.listdir(folder)):
             return None
@@ -156,33 +160,44 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
             pass
         return len(paths)
     # Something changed: the full sync takes over, and need not walk the sources again.
-    _PRESCANS.append(Prescan(plan["config_file"], plan["sources"], scanned_ns, scans))
+    _PRESCANS.append(Prescan(plan, scanned_ns, scans))
     return None
 
 
 class Prescan:
     """The walk a quick check made before it handed over to the full sync."""
 
-    __slots__ = ("config_file", "sources", "scanned_ns", "scans")
+    __slots__ = ("config_file", "sources", "scanned_ns", "scans", "ref", "commit", "cache",
+                 "cache_stat")
 
-    def __init__(self, config_file: str, sources: tuple[tuple[Any, ...], ...], scanned_ns: int,
-                 scans: dict[str, Scan]) -> None:
-        self.config_file = config_file
-        self.sources = sources  # (name, root, include, exclude, prefix) as the plan had them
+    def __init__(self, plan: dict[str, Any], scanned_ns: int, scans: dict[str, Scan]) -> None:
+        self.config_file: str = plan["config_file"]
+        # (name, root, include, exclude, prefix) as the plan had them
+        self.sources: tuple[tuple[Any, ...], ...] = plan["sources"]
         self.scanned_ns = scanned_ns  # taken before the walk began
         self.scans = scans
+        # What the walk was checked against, under the lock: should another sync commit or
+        # rewrite the cache before the full sync takes the lock, the walk is stale (files
+        # the new tip has and the walk missed would be taken for deletions).
+        self.ref: str = plan["ref"]
+        self.commit: str = plan["commit"]
+        self.cache: str = plan["cache"]
+        self.cache_stat: tuple[int, ...] | None = plan["cache_stat"]
 
 
 _PRESCANS: list[Prescan] = []
 
 
 def take_prescan(config: Config) -> Prescan | None:
-    """The quick check's walk of this process, once, if it walked these very sources."""
+    """The quick check's walk of this process, once, if it walked these very sources and no
+    other sync has run since (call it under the sync lock)."""
     if not _PRESCANS:
         return None
     prescan = _PRESCANS.pop()
     if config.file is None or os.fspath(config.file) != prescan.config_file \
-            or _sources(config) != prescan.sources:
+            or _sources(config) != prescan.sources \
+            or _read_ref(prescan.ref) != prescan.commit \
+            or _stat_key(prescan.cache) != prescan.cache_stat:
         return None
     return prescan
 
@@ -194,7 +209,7 @@ def _read_plan(path: str) -> dict[str, Any] | None:
     except (OSError, ValueError, EOFError, TypeError):
         return None
     if not isinstance(raw, dict) or raw.get("version") != PLAN_VERSION \
-            or raw.get("python") != sys.version:
+            or raw.get("python") != sys.version or raw.get("vault") != __version__:
         return None
     return raw
 
@@ -213,6 +228,22 @@ def _try_lock(path: object) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def _say_who_holds(lock: str) -> None:
+    """Write the lock's info file as vault.lock.SyncLock does (for `vault status` and the busy
+    message of a sync that overlaps this check), without importing json."""
+    host = os.uname().nodename
+    if not host.replace(".", "").replace("-", "").replace("_", "").isalnum() \
+            or not host.isascii():
+        return  # a name that would need JSON escapes: the info file is only a courtesy
+    info = f'{{"pid": {os.getpid()}, "host": "{host}", "since": {time.time()!r}, ' \
+           f'"command": "sync"}}'
+    try:
+        with open(lock + ".json", "w") as handle:
+            handle.write(info)
+    except OSError:
+        pass
 
 
 def _read_ref(path: object) -> str | None:
@@ -262,8 +293,6 @@ def write_plan(config: Config, result: SyncResult, *, all_sources: bool) -> None
 
 def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str, Any] | None:
     """The plan, or None when this sync's outcome cannot be replayed by the quick check."""
-    import re
-
     from vault.lock import LOCK_NAME
     from vault.remote import REMOTE, remote_url
     from vault.sync import CACHE_NAME, LAST_RUN_NAME
@@ -280,13 +309,14 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         return None
     paths, keys_hash = result.proof
     cache = config.state_dir / CACHE_NAME
-    config_bytes = config.file.read_bytes()
-    text = config_bytes.decode("utf-8", "replace")
-    names = ENV_NAMES + tuple(sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))))
+    config_bytes = config.text  # as parsed: the file may have been edited during the sync
+    if not config_bytes:
+        return None
+    names = ENV_NAMES + _expanded_names(config_bytes)
     vault_path = config.vault.path
     has_remote = remote_url(config) is not None
     return {
-        "version": PLAN_VERSION, "python": sys.version,
+        "version": PLAN_VERSION, "python": sys.version, "vault": __version__,
         "config_file": os.fspath(config.file), "config_bytes": config_bytes,
         "env": tuple((name, os.environ.get(name)) for name in names),
         "nodename": os.uname().nodename,
@@ -295,6 +325,7 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         "stamp": os.fspath(config.state_dir / LAST_RUN_NAME),
         "git_config": os.fspath(vault_path / "config"),
         "git_config_stat": _stat_key(vault_path / "config"),
+        "git_head": os.fspath(vault_path / "HEAD"), "git_head_stat": _stat_key(vault_path / "HEAD"),
         "leftovers": ((os.fspath(config.state_dir), ".vault-tmp"),
                       (os.fspath(vault_path / "objects"), "tmp_object_git2_")),
         "ref": os.fspath(vault_path / "refs" / "heads" / config.vault.branch),
@@ -305,6 +336,30 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         "skip_dirs": (os.fspath(vault_path), os.fspath(config.home)),
         "paths": paths, "keys_hash": keys_hash, "count": paths.count("\0") + 1 if paths else 0,
     }
+
+
+def _expanded_names(config_bytes: bytes) -> tuple[str, ...]:
+    """Every name os.path.expandvars would look up in the config's strings (after TOML
+    escapes are decoded: "\\u0024HOME" is $HOME too), with its own pattern."""
+    import re
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+
+    pattern = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)  # posixpath.expandvars's
+    names: set[str] = set()
+    stack: list[object] = [tomllib.loads(config_bytes.decode("utf-8"))]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            names.update(m.strip("{}") for m in pattern.findall(value))
+    return tuple(sorted(names))
 
 
 def _sources(config: Config) -> tuple[tuple[Any, ...], ...]:
