@@ -200,8 +200,10 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
             continue
         try:
             if child.is_dir(follow_symlinks=False):
-                if name in SKIP_DIR_NAMES or name.startswith(SKIP_DIR_PREFIX) or (
-                        exclude and exclude(rel + "/")):
+                if name in SKIP_DIR_NAMES or (exclude and exclude(rel + "/")):
+                    continue
+                if name.startswith(SKIP_DIR_PREFIX):
+                    skipped.append((rel + "/", "left by an interrupted restore: safe to delete"))
                     continue
                 if skip and child.inode() in skip \
                         and os.path.samefile(base + name, skip[child.inode()]):
@@ -213,7 +215,7 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                     continue
                 if names is None:
                     names = {c.name for c in children}
-                if _is_companion(name, names):
+                if _is_companion(name, names, base):
                     continue
             if name in SKIP_FILE_NAMES:
                 continue
@@ -244,10 +246,17 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
             entries[i] = entry
 
 
-def _is_companion(name: str, names: set[str]) -> bool:
+def _is_companion(name: str, names: set[str], base: str) -> bool:
+    """name is X-wal, X-shm or X-journal beside a SQLite database X (beside a plain file X,
+    it is a file of the user's like any other)."""
     for suffix in COMPANION_SUFFIXES:
-        if name.endswith(suffix) and name[: -len(suffix)] in names:
-            return True
+        stem = name[: -len(suffix)]
+        if name.endswith(suffix) and stem in names:
+            try:
+                with open(base + stem, "rb") as handle:
+                    return handle.read(16) == b"SQLite format 3\x00"
+            except OSError:
+                return True  # X is there but cannot be read: its sync reports that
     return False
 
 
