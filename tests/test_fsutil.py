@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
-from vault.fsutil import BatchWriter, Staged
+from vault.fsutil import BatchWriter, OutsideRoots, Staged
 
 
 @pytest.mark.parametrize("unnamed", [True, False], ids=["o_tmpfile", "named-temp"])
@@ -106,3 +108,32 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_remove_makes_no_folder_and_a_batch_stays_in_its_roots(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with BatchWriter(roots=(str(root),)) as writer:
+        writer.remove(str(root / "gone"), "x.md")  # nothing there: nothing made
+        assert not root.exists()
+        writer.write(str(root / "a"), "x.md", b"x", 0o644)
+        with pytest.raises(OutsideRoots):
+            writer.write(str(tmp_path / "elsewhere"), "x.md", b"x", 0o644)
+    assert (root / "a" / "x.md").read_bytes() == b"x"
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_one_flush_per_filesystem(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm)")
+    other = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        with BatchWriter() as writer:
+            for folder in (tmp_path / "a", tmp_path / "b", other):
+                writer.write(str(folder), "x.md", b"x", 0o644)
+            flushed = writer.filesystems()
+        assert {Path(f).stat().st_dev for f in flushed} == {tmp_path.stat().st_dev,
+                                                              other.stat().st_dev}
+        assert len(flushed) == 2
+    finally:
+        shutil.rmtree(other)

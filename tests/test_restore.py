@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -14,8 +15,8 @@ from typing import Any
 import apsw
 import pytest
 
-from conftest import Clock, git, make_sqlite, run_cli
-from vault.config import Config
+from conftest import Clock, git, make_sqlite, run_cli, write_config
+from vault.config import Config, load_config
 from vault.errors import RepoError, SqliteSnapshotError, UsageError
 from vault.fsutil import BatchWriter
 from vault.pathsafe import UnsafePathError
@@ -523,3 +524,105 @@ def test_a_folder_swapped_while_its_database_is_built(config: Config, vault: Vau
     assert sorted(os.listdir(outside)) == ["memory.db-wal"]
     assert (outside / "memory.db-wal").read_bytes() == b"not ours to delete"
     assert tables(out / "agent.real" / "memory.db") == tables(workspace / "memory.db")
+
+
+def swap_for_symlink(folder: Path, outside: Path) -> None:
+    os.rename(folder, folder.with_name(folder.name + ".real"))
+    os.symlink(outside, folder)
+
+
+def outside_with_a_file(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "extra.md").write_text("not the restore's to delete\n")
+    return outside
+
+
+def test_deletes_refuse_a_folder_swapped_for_a_symlink_with_a_relative_to(
+        config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "agent" / "sub" / "deep").mkdir(parents=True)
+    (out / "agent" / "sub" / "deep" / "extra.md").write_text("in the target\n")
+    outside = outside_with_a_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    def confirm(plan: Any) -> bool:
+        swap_for_symlink(out / "agent" / "sub", outside)
+        return True
+
+    with pytest.raises(UnsafePathError):
+        restore(config, RestoreOptions(at="HEAD", to=Path("out"), delete=True), now=clock,
+                confirm=confirm)
+    assert (outside / "deep" / "extra.md").exists()
+
+
+def test_deletes_refuse_a_folder_swapped_for_a_symlink_below_a_linked_source_root(
+        vault: VaultRepo, clock: Clock, tmp_path: Path, workspace: Path) -> None:
+    link = tmp_path / "agent-link"
+    link.symlink_to(workspace)  # e.g. ~/.agent -> /data/agent
+    config = load_config(write_config(tmp_path / "linked.toml", {"agent": link},
+                                      vault_path=tmp_path / "memory-vault"))
+    sync(config, now=clock)
+    (workspace / "sub" / "deep").mkdir(parents=True)
+    (workspace / "sub" / "deep" / "extra.md").write_text("new since the sync\n")
+    outside = outside_with_a_file(tmp_path)
+
+    def confirm(plan: Any) -> bool:
+        swap_for_symlink(workspace / "sub", outside)
+        return True
+
+    clock.tick()
+    with pytest.raises(UnsafePathError):
+        restore(config, RestoreOptions(at=vault.head_id(), delete=True, paths=("sub/**",)),
+                now=clock, confirm=confirm)
+    assert (outside / "deep" / "extra.md").exists()
+
+
+def test_a_journal_named_file_beside_a_plain_file_is_the_users(config: Config,
+                                                               vault: VaultRepo, clock: Clock,
+                                                               workspace: Path) -> None:
+    # X-journal is SQLite's only beside a database X; beside a plain X it is a file like any
+    # other: synced, and deleted or kept aside only as itself.
+    first = sync(config, now=clock).commit
+    (workspace / "trip").write_text("itinerary\n")
+    (workspace / "trip-journal").write_text("day 1: the user's own notes\n")
+    clock.tick()
+    assert "agent/trip-journal" in sync(config, now=clock).added
+    (workspace / "trip").write_text("itinerary, changed\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at=first, delete=True, paths=("trip",)), now=clock)
+    assert [(a.action, a.path) for a in result.plan.actions] == [("delete", "agent/trip")]
+    assert not (workspace / "trip").exists()
+    assert (workspace / "trip-journal").read_text() == "day 1: the user's own notes\n"
+
+
+def test_a_helper_that_never_reads_does_not_stall_the_restore(tmp_path: Path) -> None:
+    # The jobs go down a pipe: one nobody reads fills up (64 KiB) and a blocking write would
+    # wait forever. They are written without blocking; what does not fit is built here.
+    fake = tmp_path / "host"
+    fake.write_text("#!/bin/sh\nexec sleep 600\n")
+    fake.chmod(0o755)
+    deep = tmp_path / ("d" * 200) / ("e" * 200)
+    deep.mkdir(parents=True)
+    real = sys.executable
+    sys.executable = str(fake)
+
+    def stalled(*_args: object) -> None:
+        raise AssertionError("submit() blocked on the helper's pipe")
+
+    signal.signal(signal.SIGALRM, stalled)
+    signal.alarm(60)  # a hang becomes a failure
+    try:
+        with _Databases(tmp_path) as databases:
+            databases.start()
+            for n in range(400):  # ~500 bytes a job: 200 KB
+                target = deep / f"{n}.db"
+                databases.submit(Action("create", f"agent/{n}.db", str(target), oid="0" * 40),
+                                 target)
+            assert not databases._feeding
+    finally:
+        signal.alarm(0)
+        sys.executable = real
+    assert leftovers(tmp_path) == []

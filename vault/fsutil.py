@@ -58,6 +58,10 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
         fsync_dir(directory)
 
 
+class OutsideRoots(OSError):
+    """A BatchWriter with roots was asked to write somewhere else."""
+
+
 class Staged(NamedTuple):
     """A file written in full but not yet in place (BatchWriter.stage, then publish)."""
 
@@ -98,10 +102,10 @@ class BatchWriter:
         # refused (ELOOP), not written through. Longest first: the innermost root applies.
         self._roots = sorted((r.rstrip("/") + "/" for r in roots), key=len, reverse=True)
         self._made: list[str] = []  # folders this batch made, parents first
+        self._devices: dict[int, str] = {}  # a folder on each filesystem written to
         self._suffix = f".{os.getpid()}.vault-tmp"
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
         self._tmpfile = unnamed and hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-        self.first_folder: str | None = None
         _umask()  # read here, once: reading it from two threads at once could change it
 
     def __enter__(self) -> BatchWriter:
@@ -186,14 +190,22 @@ class BatchWriter:
             self._release(folder, dir_fd)
 
     def remove(self, folder: str, name: str) -> None:
-        """Remove folder/name if it is there, in folder as this writer opened it."""
-        dir_fd = self._acquire(folder)
+        """Remove folder/name if it is there, in folder as this writer opened it (a folder
+        that is not there is not made)."""
+        try:
+            dir_fd = self._acquire(folder, create=False)
+        except FileNotFoundError:
+            return
         try:
             os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         finally:
             self._release(folder, dir_fd)
+
+    def filesystems(self) -> list[str]:
+        """A folder on each filesystem this batch opened a folder on (one flush each)."""
+        return list(self._devices.values())
 
     def remove_new_folders(self) -> None:
         """Remove the folders this batch made that are still empty (after a failed batch)."""
@@ -258,35 +270,45 @@ class BatchWriter:
             os.unlink(tmp, dir_fd=dir_fd)
             return os.open(tmp, self._FILE_FLAGS, mode, dir_fd=dir_fd), tmp
 
-    def _acquire(self, folder: str) -> int:
+    def _acquire(self, folder: str, create: bool = True) -> int:
         with self._lock:
             entry = self._folders.get(folder)
             if entry is not None:
                 entry[1] += 1
                 return entry[0]
-            fd = self._open_folder(folder)
+            fd = self._open_folder(folder, create)
+            try:
+                self._devices.setdefault(os.fstat(fd).st_dev, folder)
+            except OSError:
+                os.close(fd)
+                raise
             if len(self._folders) >= self._MAX_IDLE:
                 for other, (other_fd, users) in list(self._folders.items()):
                     if not users:
                         os.close(other_fd)
                         del self._folders[other]
             self._folders[folder] = [fd, 1]
-            if self.first_folder is None:
-                self.first_folder = folder
             return fd
 
-    def _open_folder(self, folder: str) -> int:
+    def _open_folder(self, folder: str, create: bool) -> int:
         """Open folder, making any part that is missing (called with the lock held)."""
         root = next((r for r in self._roots if (folder + "/").startswith(r)), None)
         if root is None:
+            if self._roots:  # a batch with roots writes below them, nowhere else
+                raise OutsideRoots(errno.EPERM, "not below the folders this batch writes to",
+                                   folder)
             try:
                 return os.open(folder, self._DIR_FLAGS)
             except FileNotFoundError:
+                if not create:
+                    raise
                 self._make(folder)
                 return os.open(folder, self._DIR_FLAGS)
         try:  # the root itself is the caller's choice, links and all
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
+            if not create:
+                raise
             self._make(root)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         where = root.rstrip("/")
@@ -298,6 +320,8 @@ class BatchWriter:
                 try:
                     child = os.open(part, self._DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
+                    if not create:
+                        raise
                     try:
                         os.mkdir(part, 0o777, dir_fd=fd)
                         self._made.append(where)

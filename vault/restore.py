@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vault.config import Config
 from vault.errors import RepoError, SqliteSnapshotError, UsageError, VaultError
-from vault.fsutil import BatchWriter, fsync_dir, sync_filesystem
+from vault.fsutil import BatchWriter, OutsideRoots, fsync_dir, sync_filesystem
 from vault.lock import SyncLock
 from vault.objects import Blob, BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
@@ -132,9 +132,9 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
             verb = "create" if missing else _verb(reader, Path(target), oid)
             actions.append(Action(verb, path, target, oid=oid, mode=mode))
     if options.delete:
-        for path, present in _present_files(config, options, wanted):
-            if path not in files:
-                actions.append(Action("delete", path, str(present)))
+        for path, _present in _present_files(config, options, wanted):
+            if path not in files:  # its target as for a write: resolved, checked, in a root
+                actions.append(Action("delete", path, targets.target(path)[0]))
         actions.sort(key=lambda a: a.path)
     return RestorePlan(commit=commit, into=str(options.to) if options.to else None,
                        actions=tuple(actions))
@@ -356,21 +356,26 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
             databases.close()  # the temp folders of databases not moved in (after an error)
             if not finished:
                 writer.remove_new_folders()
-        first = writer.first_folder
-    # One flush for the whole batch instead of an fsync per file: every file was written to a
-    # temp file and moved into place in one step, so a crash leaves old or new files, never
-    # torn ones.
-    if first is not None:
-        sync_filesystem(Path(first))
+        flush = writer.filesystems()
+    # One flush per filesystem for the whole batch instead of an fsync per file: every file was
+    # written to a temp file and moved into place in one step, so a crash leaves old or new
+    # files, never torn ones.
+    for folder in flush:
+        sync_filesystem(Path(folder))
     return sorted(redacted)
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
+    from vault.sqlite_dump import is_sqlite_file
+
     if action.set_aside:
         _set_aside(action, writer)
         return
     folder, _, name = action.target.rpartition("/")
-    for suffix in ("", *_COMPANIONS):
+    # A database's -wal/-shm/-journal go with it; beside a plain file, such names are files of
+    # the user's (synced as such), not to be touched.
+    suffixes = ("", *_COMPANIONS) if is_sqlite_file(Path(action.target)) else ("",)
+    for suffix in suffixes:
         writer.remove(folder, name + suffix)
 
 
@@ -382,12 +387,13 @@ def _set_aside(action: Action, writer: BatchWriter) -> None:
 
     assert action.set_aside is not None
     target = Path(action.target)
-    if is_sqlite_file(target):
+    database = is_sqlite_file(target)
+    if database:
         _refuse_if_open(target)
     folder, _, name = action.target.rpartition("/")
     aside = action.set_aside.rpartition("/")[2]
     writer.move_in(folder, name, aside)
-    for suffix in _COMPANIONS:
+    for suffix in _COMPANIONS if database else ():
         try:
             writer.move_in(folder, name + suffix, aside + suffix)
         except FileNotFoundError:
@@ -397,9 +403,11 @@ def _set_aside(action: Action, writer: BatchWriter) -> None:
 def _write_error(exc: OSError, target: str) -> VaultError:
     if exc.errno == errno.ELOOP:
         return UnsafePathError(f"refusing to write through a symlink: {exc.filename or target}")
+    if isinstance(exc, OutsideRoots):  # not below any root of the restore
+        return UnsafePathError(f"refusing to write outside the target: {target}")
     return RestoreError(f"{target}: cannot write: {exc.strerror or exc}",
-                        hint="the files before it in the plan are restored; fix the cause and "
-                             "run the restore again")
+                        hint="part of the plan was carried out; fix the cause and run the "
+                             "restore again")
 
 
 class _Databases:
@@ -417,6 +425,7 @@ class _Databases:
         self._jobs: list[tuple[Action, Path]] = []  # action, temp folder
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = False
+        self._feeding = True  # jobs still go to the helper
 
     def __enter__(self) -> _Databases:
         return self
@@ -446,21 +455,26 @@ class _Databases:
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             self._proc = None
+        if self._proc is not None and self._proc.stdin is not None:
+            os.set_blocking(self._proc.stdin.fileno(), False)
 
     def submit(self, action: Action, target: Path) -> None:
         """Have action's database rebuilt beside target."""
         folder = Path(tempfile.mkdtemp(prefix=".vault-restore-", dir=target.parent))
         self._jobs.append((action, folder))
         self.start()
-        if self._proc is not None and self._proc.stdin is not None:
+        if self._proc is not None and self._proc.stdin is not None and self._feeding:
+            # One JSON object per line: any folder name (newlines, bytes that are not UTF-8)
+            # goes over whole. The pipe does not block: a helper that does not keep up (or
+            # never reads) gets no more work, and results() builds the rest here.
+            request = json.dumps({"blob": action.oid, "folder": os.path.abspath(folder)})
+            line = request.encode() + b"\n"
             try:
-                # One JSON object per line: any folder name (newlines, bytes that are not
-                # UTF-8) goes over whole.
-                request = {"blob": action.oid, "folder": os.path.abspath(folder)}
-                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-                self._proc.stdin.flush()
-            except OSError:
-                pass  # the helper died: results() builds what it did not
+                written = os.write(self._proc.stdin.fileno(), line)
+            except OSError:  # full (BlockingIOError), or the helper died
+                written = 0
+            if written != len(line):
+                self._feeding = False  # a cut line is refused by the helper
 
     def results(self) -> Iterator[tuple[Action, Path, bool]]:
         """Each database, built and checked: its action, its temp folder, is it redacted?"""
