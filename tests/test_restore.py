@@ -626,3 +626,39 @@ def test_a_helper_that_never_reads_does_not_stall_the_restore(tmp_path: Path) ->
         signal.alarm(0)
         sys.executable = real
     assert leftovers(tmp_path) == []
+
+
+def test_a_live_file_is_replaced_only_once_its_new_contents_are_flushed(
+        config: Config, states: list[dict[str, Any]], workspace: Path, clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import vault.restore as restore_module
+
+    live = (workspace / "MEMORY.md").read_bytes()
+    seen: list[bytes] = []
+    real_flush = restore_module.sync_filesystem
+
+    def flush(path: Path) -> None:
+        seen.append((workspace / "MEMORY.md").read_bytes())  # what is in place at each flush
+        real_flush(path)
+
+    monkeypatch.setattr(restore_module, "sync_filesystem", flush)
+    clock.tick()
+    restore(config, RestoreOptions(at=states[0]["commit"], paths=("MEMORY.md",)), now=clock)
+    assert seen and seen[0] == live  # flushed while the old file was still in place
+    assert (workspace / "MEMORY.md").read_bytes() == states[0]["files"]["MEMORY.md"] != live
+
+
+def test_more_live_files_than_one_flush_batch(config: Config, vault: VaultRepo, clock: Clock,
+                                              workspace: Path) -> None:
+    notes = workspace / "many"
+    notes.mkdir()
+    for i in range(300):  # more than _REPLACE_BATCH: two batches of replacements
+        (notes / f"{i}.md").write_text(f"note {i}\n")
+    first = sync(config, now=clock).commit
+    for i in range(300):
+        (notes / f"{i}.md").write_text(f"note {i}, edited\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at=first, paths=("many/*",)), now=clock)
+    assert [a.action for a in result.plan.actions] == ["overwrite"] * 300
+    assert all((notes / f"{i}.md").read_text() == f"note {i}\n" for i in range(300))
+    assert leftovers(workspace) == []
