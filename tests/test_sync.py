@@ -435,3 +435,16 @@ def test_sqlite_database_with_unusual_extension_is_recognised(tmp_path: Path, cl
     vault, _ = VaultRepo.init(config.vault.path, config.vault.branch)
     sync(config, now=clock)
     assert is_dump(show(vault, "main", "ws/store.bin"))
+
+
+def test_companion_names_beside_a_database_an_empty_file_and_a_plain_file(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    make_sqlite(workspace / "new.db")
+    (workspace / "new.db-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")  # hot journal
+    (workspace / "creating.db").write_bytes(b"")  # a database's first transaction under way
+    (workspace / "creating.db-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")
+    (workspace / "trip").write_text("itinerary\n")
+    (workspace / "trip-journal").write_text("day 1: the user's own notes\n")
+    result = sync(config, now=clock)
+    assert "agent/trip-journal" in result.added
+    assert not [p for p in tree(vault) if p.endswith(("new.db-journal", "creating.db-journal"))]

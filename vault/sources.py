@@ -247,16 +247,18 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
 
 
 def _is_companion(name: str, names: set[str], base: str) -> bool:
-    """name is X-wal, X-shm or X-journal beside a SQLite database X (beside a plain file X,
-    it is a file of the user's like any other)."""
+    """name is X-wal, X-shm or X-journal beside a SQLite database X, or beside an empty X (a
+    database being created: its first transaction's journal exists before its first page).
+    Beside a file X with other contents, it is a file of the user's like any other."""
     for suffix in COMPANION_SUFFIXES:
         stem = name[: -len(suffix)]
         if name.endswith(suffix) and stem in names:
             try:
                 with open(base + stem, "rb") as handle:
-                    return handle.read(16) == b"SQLite format 3\x00"
+                    head = handle.read(16)
             except OSError:
                 return True  # X is there but cannot be read: its sync reports that
+            return not head or head == b"SQLite format 3\x00"
     return False
 
 
