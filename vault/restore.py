@@ -322,13 +322,16 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
         if replacing:
             flush()
         while replacing:
-            action, staged = replacing.pop(0)
+            action, staged = replacing[0]
             try:
                 if action.set_aside:
                     _set_aside(action, writer)
-                writer.publish(staged, exists=True)
             except OSError as exc:
-                writer.discard(staged)
+                raise _write_error(exc, action.target) from None  # (discarded below)
+            del replacing[0]
+            try:
+                writer.publish(staged, exists=True)  # (which lets go of staged, come what may)
+            except OSError as exc:
                 raise _write_error(exc, action.target) from None
             step()
 
