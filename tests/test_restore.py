@@ -662,3 +662,13 @@ def test_more_live_files_than_one_flush_batch(config: Config, vault: VaultRepo, 
     assert [a.action for a in result.plan.actions] == ["overwrite"] * 300
     assert all((notes / f"{i}.md").read_text() == f"note {i}\n" for i in range(300))
     assert leftovers(workspace) == []
+
+
+def test_without_a_python_program_the_databases_are_built_here(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sync(config, now=clock)
+    monkeypatch.setattr(sys, "executable", None)  # embedded interpreters may say so
+    out = tmp_path / "out"
+    restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert tables(out / "agent" / "memory.db") == tables(workspace / "memory.db")

@@ -470,6 +470,8 @@ class _Databases:
         if self._started:
             return
         self._started = True
+        if not sys.executable:  # an embedded interpreter may not know its own program
+            return  # results() builds everything here
         # The helper imports this very copy of vault: it runs in the folder that holds the
         # package (the first place `-m` looks), so no `vault` folder where the user happens
         # to be can stand in for it.
