@@ -15,7 +15,7 @@ from vault import locate
 from vault.errors import ConfigError, VaultError
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib as tomllib  # (re-exported: quick.py reads config bytes with it too)
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 

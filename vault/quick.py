@@ -343,10 +343,7 @@ def _expanded_names(config_bytes: bytes) -> tuple[str, ...]:
     escapes are decoded: "\\u0024HOME" is $HOME too), with its own pattern."""
     import re
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from vault.config import tomllib  # loaded already: the full sync parsed the config
 
     pattern = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)  # posixpath.expandvars's
     names: set[str] = set()

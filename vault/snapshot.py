@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from vault.config import SnapshotSettings
 from vault.errors import SqliteSnapshotError
-from vault.sources import Entry, StatKey, stat_key
+from vault.sources import SQLITE_HEADER, Entry, StatKey, stat_key
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 JSON_SUFFIXES = (".json",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")

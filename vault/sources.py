@@ -41,6 +41,7 @@ GIT_RESERVED = frozenset({".git", "git~1"})
 # SQLite's companion files: they belong to the database beside them and are never synced as
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 _ODD_SUFFIXES = COMPANION_SUFFIXES + SKIP_FILE_SUFFIXES
 _RESERVED_FIRST = frozenset(".gG")  # first letters of GIT_RESERVED names: most names skip the test
 
@@ -255,10 +256,10 @@ def _is_companion(name: str, names: set[str], base: str) -> bool:
         if name.endswith(suffix) and stem in names:
             try:
                 with open(base + stem, "rb") as handle:
-                    head = handle.read(16)
+                    head = handle.read(len(SQLITE_HEADER))
             except OSError:
                 return True  # X is there but cannot be read: its sync reports that
-            return not head or head == b"SQLite format 3\x00"
+            return not head or head == SQLITE_HEADER
     return False
 
 

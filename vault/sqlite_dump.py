@@ -35,8 +35,8 @@ import apsw
 
 from vault.errors import SqliteSnapshotError
 from vault.fsutil import fsync_dir
+from vault.sources import SQLITE_HEADER as SQLITE_HEADER
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 DUMP_HEADER = b"-- vault sqlite dump v1\n"
 
 # Full-text modules whose rows we can read back and re-insert, so their binary index pages
