@@ -23,6 +23,10 @@ import re
 import sys
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from vault.objects import Blob
+
 
 def claim(folder: Path) -> bool:
     """Take the job of building folder/db; False when the other side already took it."""
@@ -42,20 +46,22 @@ def build(vault_dir: Path, oid: str, folder: Path) -> dict[str, object]:
 
     try:
         with BlobReader(VaultRepo(vault_dir, "")) as reader:
-            data = reader.get(oid).view()  # tens of MB: no copies
-        load_dump(data, folder / "db", durable=False)  # the restore flushes the whole batch
+            blob = reader.get(oid)
+        load_dump(blob.view(), folder / "db", durable=False)  # tens of MB: no copies; the
+        # restore flushes the whole batch
     except VaultError as exc:
         return {"error": exc.message, "hint": exc.hint,
                 "kind": "repo" if isinstance(exc, RepoError) else "dump"}
-    return {"redacted": _is_redacted(data)}
+    return {"redacted": is_redacted_blob(blob)}
 
 
-def _is_redacted(data: memoryview) -> bool:
-    if re.search(rb"\[REDACTED:", data) is None:
-        return False  # the usual case, without importing the secret scanner
+def is_redacted_blob(blob: Blob) -> bool:
+    """Whether a restored file's content carries the sync's [REDACTED:...] markers."""
+    if not blob.contains(b"[REDACTED:"):
+        return False  # the usual case, without the full scan (or importing the scanner)
     from vault.secrets import is_redacted
 
-    return is_redacted(bytes(data))
+    return is_redacted(blob.data())
 
 
 def _request(line: bytes) -> tuple[str, Path] | None:

@@ -77,11 +77,11 @@ class BatchWriter:
 
     stage() writes a file's bytes to a temp file in its own folder; publish() puts it at its
     name in one atomic step, so a crash leaves the old file or the new one, never a torn one.
-    The caller ends the batch with one sync_filesystem(). Where the system allows, the temp
-    file is unnamed (O_TMPFILE) and a new file is published with linkat, an existing one with
-    a rename: no stray temp names after a crash, fewer directory updates, and inodes can be
-    allocated by several threads at once (creating a name locks the folder; O_TMPFILE does
-    not). Elsewhere it is a named temp file and a rename, like atomic_write. Folders are made
+    The caller ends the batch with one sync_filesystem() per folder in filesystems(). Where
+    the system allows, the temp file is unnamed (O_TMPFILE) and a new file is published with
+    linkat, an existing one with a rename: no stray temp names after a crash, fewer directory
+    updates, and inodes can be allocated by several threads at once (creating a name locks
+    the folder; O_TMPFILE does not). Elsewhere it is a named temp file and a rename, like atomic_write. Folders are made
     and opened once; names are relative to the open folder (openat/linkat/renameat).
     """
 

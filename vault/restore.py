@@ -18,7 +18,8 @@ from vault.config import Config
 from vault.errors import RepoError, SqliteSnapshotError, UsageError, VaultError
 from vault.fsutil import BatchWriter, OutsideRoots, Staged, fsync_dir, sync_filesystem
 from vault.lock import SyncLock
-from vault.objects import Blob, BlobReader, tree_files
+from vault.dbbuild import build, claim, is_redacted_blob
+from vault.objects import BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import compile_patterns, scan_source
@@ -354,7 +355,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                         folder, _, name = action.target.rpartition("/")
                         staged = writer.stage(folder, name, blob.view(),
                                               0o755 if action.mode == MODE_EXEC else 0o644)
-                        if _is_redacted(blob):
+                        if is_redacted_blob(blob):
                             redacted.append(action.path)
                         if action.action == "overwrite":
                             replacing.append((action, staged))
@@ -372,7 +373,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
             for action, tmp, marked in built:
                 target = Path(action.target)
                 try:
-                    _refuse_if_open(target)
+                    _refuse_if_open(target)  # again: it may have been opened while we built
                     if action.set_aside:
                         _set_aside(action, writer)
                     _install_sqlite(tmp, target, durable=False, writer=writer)
@@ -509,8 +510,6 @@ class _Databases:
 
     def results(self) -> Iterator[tuple[Action, Path, bool]]:
         """Each database, built and checked: its action, its temp folder, is it redacted?"""
-        from vault.dbbuild import build, claim
-
         if not self._jobs:
             return
         if self._proc is not None and self._proc.stdin is not None:
@@ -558,24 +557,22 @@ class _Databases:
         self._jobs = []
 
 
-def _is_redacted(blob: Blob) -> bool:
-    if not blob.contains(b"[REDACTED:"):
-        return False  # the usual case, without the full scan (or importing the scanner)
-    from vault.secrets import is_redacted
-
-    return is_redacted(blob.data())
-
-
 def restore_sqlite_file(data: bytes, target: Path) -> None:
     """Rebuild the database beside the target, check it, drop stale WAL/SHM, move it in."""
     _refuse_if_open(target)
-    _install_sqlite(_build_sqlite(data, target, durable=True), target, durable=True)
+    built = _build_sqlite(data, target, durable=True)
+    try:
+        _refuse_if_open(target)  # again: it may have been opened while we built
+    except BaseException:
+        _discard(built)
+        raise
+    _install_sqlite(built, target, durable=True)
 
 
 def _refuse_if_open(target: Path) -> None:
     from vault.inuse import open_by
 
-    companions = [Path(f"{target}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
+    companions = [Path(f"{target}{suffix}") for suffix in _COMPANIONS]
     holders = open_by([target, *companions])
     if holders:
         raise RestoreError(f"{target} is open in another process (pid "
@@ -599,9 +596,9 @@ def _build_sqlite(data: bytes, target: Path, durable: bool) -> Path:
 def _install_sqlite(built: Path, target: Path, durable: bool,
                     writer: BatchWriter | None = None) -> None:
     """Move a database made by _build_sqlite (in a temp folder beside target) into place;
-    with a writer, relative to the target's folder as the writer opened it."""
+    with a writer, relative to the target's folder as the writer opened it. The caller has
+    just made sure that no other process has the target open (_refuse_if_open)."""
     try:
-        _refuse_if_open(target)  # checked again: it may have been opened while we built
         # A leftover WAL would be replayed over the restored database: it goes first. (The
         # state it held is in the vault: the safety sync took it through the backup API.)
         if writer is None:
