@@ -6,9 +6,8 @@ import ctypes
 import errno
 import os
 import stat
-import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple, TypeVar
 
 _libc: ctypes.CDLL | None = None
 _UMASK: list[int] = []
@@ -73,16 +72,16 @@ class Staged(NamedTuple):
 
 
 class BatchWriter:
-    """atomic_write(durable=False) for many files, from several threads.
+    """atomic_write(durable=False) for many files.
 
     stage() writes a file's bytes to a temp file in its own folder; publish() puts it at its
     name in one atomic step, so a crash leaves the old file or the new one, never a torn one.
     The caller ends the batch with one sync_filesystem() per folder in filesystems(). Where
     the system allows, the temp file is unnamed (O_TMPFILE) and a new file is published with
-    linkat, an existing one with a rename: no stray temp names after a crash, fewer directory
-    updates, and inodes can be allocated by several threads at once (creating a name locks
-    the folder; O_TMPFILE does not). Elsewhere it is a named temp file and a rename, like atomic_write. Folders are made
-    and opened once; names are relative to the open folder (openat/linkat/renameat).
+    linkat, an existing one with a rename: no stray temp names after a crash and fewer
+    directory updates. Elsewhere it is a named temp file and a rename, like atomic_write.
+    Folders are made and opened once; names are relative to the open folder
+    (openat/linkat/renameat). One thread at a time.
     """
 
     _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
@@ -95,7 +94,6 @@ class BatchWriter:
     _MAX_IDLE = 32  # open folders kept with nothing staged in them
 
     def __init__(self, *, unnamed: bool = True, roots: tuple[str, ...] = ()) -> None:
-        self._lock = threading.Lock()
         self._folders: dict[str, list[int]] = {}  # folder -> [fd, files staged and unpublished]
         # Below a root, folders are opened (and made) one part at a time, none followed if it
         # is a symlink: a folder swapped for a link after the caller checked the path is
@@ -106,7 +104,7 @@ class BatchWriter:
         self._suffix = f".{os.getpid()}.vault-tmp"
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
         self._tmpfile = unnamed and hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-        _umask()  # read here, once: reading it from two threads at once could change it
+        _umask()  # read once, up front
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -218,8 +216,7 @@ class BatchWriter:
 
     def close(self) -> None:
         """Close every folder (files still staged are the caller's to discard first)."""
-        with self._lock:
-            folders, self._folders = self._folders, {}
+        folders, self._folders = self._folders, {}
         for fd, _users in folders.values():
             os.close(fd)
 
@@ -227,11 +224,8 @@ class BatchWriter:
         """Give an unnamed file a temp name in its folder (to be renamed over name)."""
         tmp = f".{name}{self._suffix}"
         try:
-            try:
-                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
-            except FileExistsError:  # left by a crash of a process that had our pid
-                os.unlink(tmp, dir_fd=dir_fd)
-                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            _replacing_stale(tmp, dir_fd, lambda: os.link(
+                f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True))
             return tmp
         except OSError:
             pass  # /proc will not link it here: copy it to a named temp file instead
@@ -264,34 +258,30 @@ class BatchWriter:
 
     def _named(self, dir_fd: int, name: str, mode: int) -> tuple[int, str]:
         tmp = f".{name}{self._suffix}"
-        try:
-            return os.open(tmp, self._FILE_FLAGS, mode, dir_fd=dir_fd), tmp
-        except FileExistsError:  # left by a crash of a process that had our pid
-            os.unlink(tmp, dir_fd=dir_fd)
-            return os.open(tmp, self._FILE_FLAGS, mode, dir_fd=dir_fd), tmp
+        return _replacing_stale(tmp, dir_fd, lambda: os.open(
+            tmp, self._FILE_FLAGS, mode, dir_fd=dir_fd)), tmp
 
     def _acquire(self, folder: str, create: bool = True) -> int:
-        with self._lock:
-            entry = self._folders.get(folder)
-            if entry is not None:
-                entry[1] += 1
-                return entry[0]
-            fd = self._open_folder(folder, create)
-            try:
-                self._devices.setdefault(os.fstat(fd).st_dev, folder)
-            except OSError:
-                os.close(fd)
-                raise
-            if len(self._folders) >= self._MAX_IDLE:
-                for other, (other_fd, users) in list(self._folders.items()):
-                    if not users:
-                        os.close(other_fd)
-                        del self._folders[other]
-            self._folders[folder] = [fd, 1]
-            return fd
+        entry = self._folders.get(folder)
+        if entry is not None:
+            entry[1] += 1
+            return entry[0]
+        fd = self._open_folder(folder, create)
+        try:
+            self._devices.setdefault(os.fstat(fd).st_dev, folder)
+        except OSError:
+            os.close(fd)
+            raise
+        if len(self._folders) >= self._MAX_IDLE:
+            for other, (other_fd, users) in list(self._folders.items()):
+                if not users:
+                    os.close(other_fd)
+                    del self._folders[other]
+        self._folders[folder] = [fd, 1]
+        return fd
 
     def _open_folder(self, folder: str, create: bool) -> int:
-        """Open folder, making any part that is missing (called with the lock held)."""
+        """Open folder, making any part that is missing."""
         root = next((r for r in self._roots if (folder + "/").startswith(r)), None)
         if root is None:
             if self._roots:  # a batch with roots writes below them, nowhere else
@@ -350,10 +340,22 @@ class BatchWriter:
         self._made.extend(reversed(missing))
 
     def _release(self, folder: str, dir_fd: int) -> None:
-        with self._lock:
-            entry = self._folders.get(folder)
-            if entry is not None and entry[0] == dir_fd:
-                entry[1] -= 1
+        entry = self._folders.get(folder)
+        if entry is not None and entry[0] == dir_fd:
+            entry[1] -= 1
+
+
+_T = TypeVar("_T")
+
+
+def _replacing_stale(tmp: str, dir_fd: int, make: Callable[[], _T]) -> _T:
+    """make() a temp name; once more after removing the one a crash left there (a process that
+    had our pid: the names are per process)."""
+    try:
+        return make()
+    except FileExistsError:
+        os.unlink(tmp, dir_fd=dir_fd)
+        return make()
 
 
 def _unlink_quietly(name: str, dir_fd: int) -> None:

@@ -7,8 +7,7 @@ which reports it the usual way.
 
 A restore reads thousands of small blobs. pygit2 opens and reads each loose object twice
 (once for its type, once for its bytes); here it takes one open and one read, relative to the
-open objects folder, and zlib and sha1 let go of the GIL, so several threads can read at once.
-The checks are the ones libgit2 makes: the zlib stream is whole, the header says blob with the
+open objects folder. The checks are the ones libgit2 makes: the zlib stream is whole, the header says blob with the
 right size, and the content hashes to its id. A blob can be looked at (its first bytes)
 before it is inflated, so that a large one can be handed to someone else to inflate.
 """
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import zlib
 
 from vault.errors import RepoError
@@ -94,7 +92,6 @@ class BlobReader:
                                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             self._dir_fd = None  # every read goes through repo, which says what is wrong
-        self._lock = threading.Lock()
 
     def __enter__(self) -> BlobReader:
         return self
@@ -138,8 +135,7 @@ class BlobReader:
         return Blob(oid, raw=raw)
 
     def _from_repo(self, oid: str) -> Blob:
-        with self._lock:  # several threads may read; one pygit2 repository is not for sharing
-            return Blob(oid, data=self.repo.read_blob(oid))
+        return Blob(oid, data=self.repo.read_blob(oid))
 
 
 def _damaged(oid: str, why: str) -> RepoError:
