@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from collections.abc import Callable
 
 from vault.errors import RepoError
 from vault.repo import FileMap, VaultRepo
@@ -30,21 +31,23 @@ _CHUNK = 1 << 16  # the first read of an object file
 class Blob:
     """One blob, read from the vault; inflated and checked on first use of its content."""
 
-    __slots__ = ("oid", "_raw", "_whole", "_start")
+    __slots__ = ("oid", "_raw", "_rest", "_whole", "_start")
 
-    def __init__(self, oid: str, raw: bytes | None = None, data: bytes | None = None) -> None:
+    def __init__(self, oid: str, raw: bytes | None = None, data: bytes | None = None,
+                 rest: Callable[[], bytes] | None = None) -> None:
         self.oid = oid
         self._raw = raw  # the loose object as stored (zlib), until inflated
+        self._rest = rest  # when raw is only its start: reads the whole of it
         self._whole = data  # the inflated object (header and content), or just the content
         self._start = 0  # where the content starts in _whole
 
     def head(self, size: int) -> bytes:
         """The first size bytes of the content (fewer when it is shorter).
 
-        A large blob is only inflated that far (b"" when it is damaged: data() says how);
-        a small one is inflated and checked whole, once.
+        A large blob is only inflated (and read) that far (b"" when it is damaged: data() says
+        how); a small one is inflated and checked whole, once.
         """
-        if self._raw is not None and len(self._raw) > _LARGE:
+        if self._raw is not None and (self._rest is not None or len(self._raw) > _LARGE):
             try:
                 start = zlib.decompressobj().decompress(self._raw, 64 + size)
             except zlib.error:
@@ -74,6 +77,8 @@ class Blob:
         return memoryview(self._whole)[self._start:]
 
     def _inflate(self) -> None:
+        if self._rest is not None:
+            self._raw, self._rest = self._rest(), None
         if self._raw is not None:
             self._whole, self._start = _inflate_blob(self.oid, self._raw)
             self._raw = None
@@ -110,19 +115,28 @@ class BlobReader:
         return self.get(oid).data()
 
     def get(self, oid: str) -> Blob:
-        """One blob, read from disk but not inflated yet."""
+        """One blob, read from disk but not inflated yet (a large one: only its start, until
+        more than its head is asked for)."""
         if len(oid) != 40 or self._dir_fd is None:
             return self._from_repo(oid)
+        return self._loose(oid, whole=False) or self._from_repo(oid)
+
+    def _loose(self, oid: str, whole: bool) -> Blob | None:
+        """A loose object's blob; None when there is no such file (packed, or missing)."""
         try:
             fd = os.open(f"{oid[:2]}/{oid[2:]}", _FLAGS, dir_fd=self._dir_fd)
         except FileNotFoundError:
-            return self._from_repo(oid)  # packed (or missing: repo says)
+            return None
         except OSError as exc:
             raise RepoError(f"vault object {oid} cannot be read: {exc.strerror}",
                             hint=HINT) from None
         try:
             raw = os.read(fd, _CHUNK)
             if len(raw) == _CHUNK:  # most objects fit in one read; this one goes on
+                if not whole and os.fstat(fd).st_size > _LARGE:
+                    # Often a database's dump, which goes to the other process whole: the
+                    # rest is read only if this one needs it.
+                    return Blob(oid, raw=raw, rest=lambda: self._whole_raw(oid))
                 parts = [raw]
                 while part := os.read(fd, 1 << 20):
                     parts.append(part)
@@ -133,6 +147,21 @@ class BlobReader:
         finally:
             os.close(fd)
         return Blob(oid, raw=raw)
+
+    def _whole_raw(self, oid: str) -> bytes:
+        """The whole file of a loose object (also once the reader is closed)."""
+        try:
+            fd = os.open(self.repo.path / "objects" / oid[:2] / oid[2:], _FLAGS)
+            try:
+                parts = []
+                while part := os.read(fd, 1 << 20):
+                    parts.append(part)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise RepoError(f"vault object {oid} cannot be read: {exc.strerror}",
+                            hint=HINT) from None
+        return b"".join(parts)
 
     def _from_repo(self, oid: str) -> Blob:
         return Blob(oid, data=self.repo.read_blob(oid))

@@ -22,7 +22,7 @@ from vault.dbbuild import build, claim, is_redacted_blob
 from vault.objects import BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
-from vault.sources import compile_patterns, scan_source
+from vault.sources import DUMP_HEADER, compile_patterns, scan_source
 from vault.sync import SyncOptions, SyncResult, format_time, sync_locked
 from vault.when import Revision, parse_when
 
@@ -239,7 +239,7 @@ def _verb(reader: BlobReader, target: Path, oid: str) -> str:
 
 
 def _same_content(target: Path, reader: BlobReader, oid: str) -> bool:
-    from vault.sqlite_dump import DUMP_HEADER, is_sqlite_file, snapshot_sqlite
+    from vault.sqlite_dump import is_sqlite_file, snapshot_sqlite
 
     try:
         if reader.get(oid).head(len(DUMP_HEADER)) == DUMP_HEADER:
@@ -300,8 +300,6 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
     following symlinks. After a failure, the folders this restore made and left empty are
     removed.
     """
-    from vault.sqlite_dump import DUMP_HEADER
-
     redacted: list[str] = []
     done = 0
     # Files that replace a live one wait here, staged: they are flushed to disk (one syncfs for

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError, VaultError
+from vault.sources import DUMP_HEADER
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 ALLOW_FILE = "secrets-allow.json"
 FINGERPRINT_LEN = 12
 _SALT = b"vault-secret\0"
-_DUMP_HEADER = b"-- vault sqlite dump v1\n"  # vault.sqlite_dump.DUMP_HEADER, without apsw
 # Pattern texts, compiled on first use through re's cache: compiling them at import would cost
 # every `vault` command milliseconds.
 _REDACTED = rb"\[REDACTED:[a-z0-9-]+:[0-9a-f]{12}\]"
@@ -115,7 +115,7 @@ def scan_bytes(data: bytes, *, path: str,
         except UnicodeDecodeError:
             return []  # binary
     rules = _rules()
-    if data.startswith(_DUMP_HEADER):
+    if data.startswith(DUMP_HEADER):
         found = _scan_dump(data, rules)
     else:
         found = [(hit, f"line {n}", data[hit.start:hit.end])

@@ -42,6 +42,9 @@ GIT_RESERVED = frozenset({".git", "git~1"})
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
+# The first line of the SQL text a database is stored as in the vault (sqlite_dump writes it).
+# Here rather than there so that telling a stored database apart needs no apsw.
+DUMP_HEADER = b"-- vault sqlite dump v1\n"
 _ODD_SUFFIXES = COMPANION_SUFFIXES + SKIP_FILE_SUFFIXES
 _RESERVED_FIRST = frozenset(".gG")  # first letters of GIT_RESERVED names: most names skip the test
 

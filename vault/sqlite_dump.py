@@ -35,9 +35,8 @@ import apsw
 
 from vault.errors import SqliteSnapshotError
 from vault.fsutil import fsync_dir
+from vault.sources import DUMP_HEADER as DUMP_HEADER
 from vault.sources import SQLITE_HEADER as SQLITE_HEADER
-
-DUMP_HEADER = b"-- vault sqlite dump v1\n"
 
 # Full-text modules whose rows we can read back and re-insert, so their binary index pages
 # (shadow tables) stay out of the dump; the index is rebuilt from the rows on restore.
