@@ -21,8 +21,8 @@ from vault.errors import RepoError, SqliteSnapshotError, UsageError
 from vault.fsutil import BatchWriter
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
-from vault.restore import (Action, RestoreError, RestoreOptions, _Databases, _set_aside,
-                           restore)
+from vault.restore import (Action, PartialRestoreError, RestoreError, RestoreOptions,
+                           _Databases, _set_aside, restore)
 from vault.show import query_dump, show_file
 from vault.sqlite_dump import load_dump
 from vault.sync import sync
@@ -574,9 +574,10 @@ def test_deletes_refuse_a_folder_swapped_for_a_symlink_below_a_linked_source_roo
         return True
 
     clock.tick()
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(PartialRestoreError, match="refusing to write through a symlink") as err:
         restore(config, RestoreOptions(at=vault.head_id(), delete=True, paths=("sub/**",)),
                 now=clock, confirm=confirm)
+    assert isinstance(err.value.__cause__, UnsafePathError)
     assert (outside / "deep" / "extra.md").exists()
 
 

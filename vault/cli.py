@@ -326,7 +326,7 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     """Bring files back as they were at WHEN, safely and undoably."""
     from pathlib import Path
 
-    from vault.restore import RestoreOptions, RestorePlan
+    from vault.restore import PartialRestoreError, RestoreOptions, RestorePlan
     from vault.restore import restore as run_restore
 
     config = load_config_at(config_path)
@@ -347,10 +347,15 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
 
     from vault.cliutil import Progress
 
-    with Progress("Restoring", not as_json and not dry_run) as bar:
-        result = run_restore(config, options, confirm=confirm,
-                             progress=bar.step if bar.enabled else None)
-    undo = _undo_command(config, options, result.undo_commit)
+    try:
+        with Progress("Restoring", not as_json and not dry_run) as bar:
+            result = run_restore(config, options, confirm=confirm,
+                                 progress=bar.step if bar.enabled else None)
+    except PartialRestoreError as exc:
+        undo = _undo_command(config, options, exc.undo_commit, exc.undo_sources)
+        exc.hint = f"undo what was done with: {undo}"
+        raise
+    undo = _undo_command(config, options, result.undo_commit, result.undo_sources)
     if as_json:
         emit_json(restore_json(result, undo))
         return
@@ -386,13 +391,14 @@ def _render_plan(plan: Any, limit: int | None) -> None:
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
-def _undo_command(config: Any, options: Any, undo_commit: str | None) -> str | None:
+def _undo_command(config: Any, options: Any, undo_commit: str | None,
+                  sources: tuple[str, ...]) -> str | None:
     if undo_commit is None:
         return None
     import shlex
 
     parts = ["vault", "restore", "--at", undo_commit[:12]]
-    for name in options.sources:
+    for name in sources:  # the sources the safety sync took whole: no others
         parts += ["--source", name]
     for pattern in options.paths:
         parts += ["--path", pattern]

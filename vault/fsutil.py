@@ -178,11 +178,19 @@ class BatchWriter:
         """stage() and publish() in one step."""
         self.publish(self.stage(folder, name, data, mode))
 
-    def move_in(self, folder: str, src: str, name: str) -> None:
-        """Rename folder/src over folder/name, in folder as this writer opened (and checked)
-        it: a folder swapped for a symlink since is not followed."""
+    def move_in(self, folder: str, src: str, name: str, mode: int | None = None) -> None:
+        """Rename folder/src over folder/name (first giving it mode, if one is given), in
+        folder as this writer opened (and checked) it: a folder swapped for a symlink since is
+        not followed."""
         dir_fd = self._acquire(folder)
         try:
+            if mode is not None:
+                fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0),
+                             dir_fd=dir_fd)
+                try:
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
             os.replace(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         finally:
             self._release(folder, dir_fd)

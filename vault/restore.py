@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from vault.dbbuild import build, claim, is_redacted_blob
 from vault.objects import BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
-from vault.sources import DUMP_HEADER, compile_patterns, scan_source
+from vault.sources import DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source
 from vault.sync import SyncOptions, SyncResult, format_time, sync_locked
 from vault.when import Revision, parse_when
 
@@ -33,6 +34,18 @@ _REPLACE_BATCH = 256  # files staged to replace live ones, flushed together (ope
 
 class RestoreError(VaultError):
     """A restore could not be done safely; nothing was changed."""
+
+
+class PartialRestoreError(RestoreError):
+    """A restore into the live sources stopped part way: undo_commit (a restore of it, for
+    undo_sources, with --delete) puts back what it changed. Same exit code as its cause."""
+
+    def __init__(self, cause: VaultError, undo_commit: str, undo_sources: tuple[str, ...]) -> None:
+        super().__init__(f"{cause.message} (part of the restore was carried out)",
+                         hint=cause.hint)
+        self.exit_code = cause.exit_code
+        self.undo_commit = undo_commit
+        self.undo_sources = undo_sources
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,9 @@ class RestoreResult:
     dry_run: bool
     safety_sync: SyncResult | None = None
     undo_commit: str | None = None
+    # The sources the undo covers (each one the safety sync took whole): a restore of
+    # undo_commit with --delete limited to these puts back what this restore changed.
+    undo_sources: tuple[str, ...] = ()
     redacted: tuple[str, ...] = ()  # restored files whose secrets were redacted: cannot come back
 
 
@@ -131,10 +147,10 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                 raise UnsafePathError(f"refusing to restore {path!r}: not a regular file in "
                                       f"the vault (mode {mode:o})")
             target, missing = targets.target(path)
-            verb = "create" if missing else _verb(reader, Path(target), oid)
+            verb = "create" if missing else _verb(reader, Path(target), oid, mode)
             actions.append(Action(verb, path, target, oid=oid, mode=mode))
     if options.delete:
-        for path, _present in _present_files(config, options, wanted):
+        for path, _present in _present_files(config, options, wanted, files):
             if path not in files:  # its target as for a write: resolved, checked, in a root
                 actions.append(Action("delete", path, targets.target(path)[0]))
         actions.sort(key=lambda a: a.path)
@@ -155,26 +171,59 @@ def restore(config: Config, options: RestoreOptions, *,
         databases.start()  # its start-up overlaps the planning (it is idle without databases)
         plan = plan_restore(config, repo, options, clock())
         safety: SyncResult | None = None
-        if plan.touches_live_files:
-            # First put the state about to be replaced into the vault, so the restore can be
-            # undone; a source that cannot be synced stops the restore.
+        undo: str | None = None
+        involved: tuple[str, ...] = ()
+        if plan.into is None and any(a.action != "unchanged" for a in plan.actions):
+            # First put the live state of every source the restore changes into the vault,
+            # so that the restore can be undone exactly (a restore of that commit, for those
+            # sources, with --delete); a source that cannot be synced stops the restore.
             involved = tuple(sorted({owner[0].name for a in plan.actions
-                                     if a.action in ("overwrite", "delete")
+                                     if a.action != "unchanged"
                                      and (owner := config.source_for(a.path)) is not None}))
-            safety = sync_locked(config, repo, SyncOptions(sources=involved), clock)
-            unreadable = [f for f in safety.failures if f.path is None]
-            if unreadable:  # a corrupt file is fine: it is kept aside below, like any skip
-                raise RestoreError(f"cannot restore: the safety sync failed: "
-                                   f"{unreadable[0].message}",
-                                   hint="fix the source, or restore elsewhere with --to DIR")
-            plan = _set_aside_uncaptured(plan, safety)
+            _refuse_open_databases(plan)  # before anything is synced or changed
+            safety = _safety_sync(config, repo, involved, clock)
+            plan = _set_aside_uncaptured(repo, plan, safety)
+            undo = repo.head_id()
         if not confirm(plan):
             raise RestoreError("restore cancelled; nothing was changed")
-        undo = repo.head_id() if plan.into is None else None
-        redacted = _apply_all(repo, plan.actions, _roots(config, options), progress,
-                              databases)
+        try:
+            redacted = _apply_all(repo, plan.actions, _roots(config, options), progress,
+                                  databases)
+        except VaultError as exc:
+            if undo is None:
+                raise
+            raise PartialRestoreError(exc, undo, involved) from exc
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
-                         redacted=tuple(redacted))
+                         undo_sources=involved, redacted=tuple(redacted))
+
+
+def _safety_sync(config: Config, repo: VaultRepo, sources: tuple[str, ...],
+                 clock: Callable[[], datetime]) -> SyncResult:
+    """Sync the live state of sources before a restore replaces it.
+
+    A source whose folder is gone has nothing to keep (the restore brings it back), and a
+    sync that records many deletions is what the restore is there to repair: neither stops it.
+    """
+    present = tuple(name for name in sources
+                    if os.path.lexists(next(s.root for s in config.sources if s.name == name)))
+    safety = sync_locked(config, repo, SyncOptions(sources=present, allow_mass_delete=True),
+                         clock) if present else SyncResult(commit=None, timestamp=clock(),
+                                                           dry_run=False)
+    unreadable = [f for f in safety.failures if f.path is None]
+    if unreadable:  # a corrupt file is fine: it is kept aside, like any skip
+        raise RestoreError(f"cannot restore: the safety sync failed: {unreadable[0].message}",
+                           hint="fix the source, or restore elsewhere with --to DIR")
+    return safety
+
+
+def _refuse_open_databases(plan: RestorePlan) -> None:
+    """Refuse the restore up front when a database it replaces or deletes is open elsewhere
+    (each is checked again just before it is moved)."""
+    from vault.sqlite_dump import is_sqlite_file
+
+    for action in plan.actions:
+        if action.action in ("overwrite", "delete") and is_sqlite_file(Path(action.target)):
+            _refuse_if_open(Path(action.target))
 
 
 def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
@@ -230,12 +279,28 @@ class _Targets:
         return known[0] + name, known[1]
 
 
-def _verb(reader: BlobReader, target: Path, oid: str) -> str:
+def _verb(reader: BlobReader, target: Path, oid: str, mode: int) -> str:
     if not target.exists() and not target.is_symlink():
         return "create"
     if target.is_symlink() or not target.is_file():
         return "overwrite"
+    if bool(target.stat().st_mode & 0o100) != (mode == MODE_EXEC):
+        return "overwrite"  # same bytes, but executable where it was not (or the reverse)
     return "unchanged" if _same_content(target, reader, oid) else "overwrite"
+
+
+def _restored_mode(target: str, executable: bool) -> int:
+    """The permission bits of a restored file: those of the live file it replaces (a memory
+    kept private stays private), with the executable bits the vault recorded; 0o644 or 0o755
+    for a new file."""
+    try:
+        st = os.stat(target, follow_symlinks=False)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return 0o755 if executable else 0o644
+    perms = st.st_mode & 0o777
+    return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
 
 
 def _same_content(target: Path, reader: BlobReader, oid: str) -> bool:
@@ -249,23 +314,34 @@ def _same_content(target: Path, reader: BlobReader, oid: str) -> bool:
         return False  # unreadable or corrupt: it gets replaced
 
 
-def _present_files(config: Config, options: RestoreOptions,
-                   wanted: Callable[[str], bool]) -> list[tuple[str, Path]]:
-    """Files that exist now where the restore writes, as vault paths (for --delete)."""
+def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[str], bool],
+                   in_vault: Iterable[str]) -> list[tuple[str, Path]]:
+    """Files that exist now where the restore writes, as vault paths (for --delete).
+
+    With --to, only the folders of the sources restored (each vault path's first part: the
+    restore's own layout) are looked at: anything else in DIR is not the restore's business.
+    A source folder that is not there has nothing in it.
+    """
     found: list[tuple[str, Path]] = []
     if options.to is not None:
         root = options.to
-        if root.is_dir():
-            for dirpath, _dirs, names in os.walk(root):
+        tops = set(options.sources) if options.sources else \
+            {path.split("/", 1)[0] for path in in_vault} | {s.name for s in config.sources}
+        for top in sorted(tops):
+            folder = root / top
+            if not folder.is_dir() or folder.is_symlink():
+                continue  # a link here is refused when the plan resolves its targets
+            for dirpath, dirs, names in os.walk(folder):
+                dirs[:] = [d for d in dirs if d not in SKIP_DIR_NAMES]
                 for name in names:
                     full = Path(dirpath) / name
                     rel = full.relative_to(root).as_posix()
-                    if not name.endswith(("-wal", "-shm", "-journal")) and wanted(rel):
+                    if not name.endswith(_COMPANIONS) and wanted(rel):
                         found.append((rel, full))
         return found
     chosen = set(options.sources or [s.name for s in config.sources])
     for source in config.sources:
-        if source.name not in chosen:
+        if source.name not in chosen or not os.path.lexists(source.root):
             continue
         scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
         for entry in scan.entries:
@@ -275,13 +351,41 @@ def _present_files(config: Config, options: RestoreOptions,
     return found
 
 
-def _set_aside_uncaptured(plan: RestorePlan, safety: SyncResult) -> RestorePlan:
-    """Files the safety sync could not take (half-written, unreadable) are kept aside, not lost."""
-    skipped = {s.path for s in safety.skipped}
+def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
+                          safety: SyncResult) -> RestorePlan:
+    """Files the vault does not hold exactly as they are now are kept aside, not lost.
+
+    The safety sync may have skipped a file (half-written JSON, unreadable), stored part of it
+    (a JSONL file up to its last whole line) or stored it with its secrets redacted: each file
+    about to be replaced or deleted is checked against what the vault's tip holds for it.
+    """
+    from vault.sqlite_dump import is_sqlite_file
+
+    changing = [a for a in plan.actions if a.action in ("overwrite", "delete")]
+    if not changing:
+        return plan
+    head = repo.head_id()
+    stored = tree_files(repo, head) if head else {}
+    doubtful = {s.path for s in (*safety.skipped, *safety.redacted)}
     stamp = format_time(safety.timestamp).replace(":", "")
+
+    def captured(action: Action) -> bool:
+        if action.path in doubtful or action.path not in stored:
+            return False
+        target = Path(action.target)
+        if is_sqlite_file(target):
+            return True  # its dump: taken through the backup API, checked when it was made
+        try:
+            if target.is_symlink() or not target.is_file():
+                return False
+            return VaultRepo.hash_blob(target.read_bytes()) == stored[action.path][0]
+        except OSError:
+            return False  # moved aside unread
+
+    uncaptured = {a.path for a in changing if not captured(a)}
     actions = tuple(
         Action(a.action, a.path, a.target, f"{a.target}.pre-restore-{stamp}", a.oid, a.mode)
-        if a.action in ("overwrite", "delete") and a.path in skipped else a
+        if a.path in uncaptured else a
         for a in plan.actions)
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
@@ -351,8 +455,11 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                             databases.submit(action, target)
                             continue
                         folder, _, name = action.target.rpartition("/")
+                        executable = action.mode == MODE_EXEC
                         staged = writer.stage(folder, name, blob.view(),
-                                              0o755 if action.mode == MODE_EXEC else 0o644)
+                                              _restored_mode(action.target, executable)
+                                              if action.action == "overwrite" else
+                                              0o755 if executable else 0o644)
                         if is_redacted_blob(blob):
                             redacted.append(action.path)
                         if action.action == "overwrite":
@@ -372,9 +479,10 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                 target = Path(action.target)
                 try:
                     _refuse_if_open(target)  # again: it may have been opened while we built
+                    mode = _restored_mode(action.target, action.mode == MODE_EXEC)
                     if action.set_aside:
                         _set_aside(action, writer)
-                    _install_sqlite(tmp, target, durable=False, writer=writer)
+                    _install_sqlite(tmp, target, durable=False, writer=writer, mode=mode)
                 except OSError as exc:
                     raise _write_error(exc, action.target) from None
                 if marked:
@@ -402,7 +510,10 @@ def _delete(action: Action, writer: BatchWriter) -> None:
     folder, _, name = action.target.rpartition("/")
     # A database's -wal/-shm/-journal go with it; beside a plain file, such names are files of
     # the user's (synced as such), not to be touched.
-    suffixes = ("", *_COMPANIONS) if is_sqlite_file(Path(action.target)) else ("",)
+    database = is_sqlite_file(Path(action.target))
+    if database:
+        _refuse_if_open(Path(action.target))  # again: it may have been opened since the plan
+    suffixes = ("", *_COMPANIONS) if database else ("",)
     for suffix in suffixes:
         writer.remove(folder, name + suffix)
 
@@ -564,7 +675,7 @@ def restore_sqlite_file(data: bytes, target: Path) -> None:
     except BaseException:
         _discard(built)
         raise
-    _install_sqlite(built, target, durable=True)
+    _install_sqlite(built, target, durable=True, mode=_restored_mode(str(target), False))
 
 
 def _refuse_if_open(target: Path) -> None:
@@ -591,22 +702,23 @@ def _build_sqlite(data: bytes, target: Path, durable: bool) -> Path:
     return tmp
 
 
-def _install_sqlite(built: Path, target: Path, durable: bool,
+def _install_sqlite(built: Path, target: Path, durable: bool, mode: int,
                     writer: BatchWriter | None = None) -> None:
-    """Move a database made by _build_sqlite (in a temp folder beside target) into place;
-    with a writer, relative to the target's folder as the writer opened it. The caller has
-    just made sure that no other process has the target open (_refuse_if_open)."""
+    """Move a database made by _build_sqlite (in a temp folder beside target) into place,
+    with mode; with a writer, relative to the target's folder as the writer opened it. The
+    caller has just made sure that no other process has the target open (_refuse_if_open)."""
     try:
         # A leftover WAL would be replayed over the restored database: it goes first. (The
         # state it held is in the vault: the safety sync took it through the backup API.)
         if writer is None:
             _remove_companions(target)
+            os.chmod(built / "db", mode)  # built private (0o600)
             os.replace(built / "db", target)
         else:
             folder = str(target.parent)
             for suffix in _COMPANIONS:
                 writer.remove(folder, target.name + suffix)
-            writer.move_in(folder, f"{built.name}/db", target.name)
+            writer.move_in(folder, f"{built.name}/db", target.name, mode=mode)
         if durable:
             fsync_dir(target.parent)
     finally:

@@ -1,0 +1,230 @@
+"""Restores into the live sources: what they replace is kept, undo is exact, nothing else moves.
+
+Each test here is a case a review found where a restore lost data, touched what it should not,
+or refused the very disaster it exists for.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+import pytest
+
+from conftest import Clock, make_sqlite, run_cli, write_config
+from vault.config import Config, load_config
+from vault.repo import VaultRepo
+from vault.restore import PartialRestoreError, RestoreError, RestoreOptions, restore
+from vault.sources import DUMP_HEADER
+from vault.sync import sync
+
+
+def asides(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f"{name}.pre-restore-*"))
+
+
+def test_a_partial_jsonl_line_is_kept_aside(config: Config, vault: VaultRepo, clock: Clock,
+                                            workspace: Path) -> None:
+    transcript = workspace / "sessions" / "s1.jsonl"
+    sync(config, now=clock)
+    with transcript.open("a") as f:
+        f.write('{"type": "message", "text": "PARTIAL-LINE-IMPORTANT"')  # not ended yet
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD~0", paths=("sessions/s1.jsonl",)), now=clock)
+    # The safety sync stored the whole lines only: the live file is not in the vault as it is.
+    [action] = [a for a in result.plan.actions if a.path == "agent/sessions/s1.jsonl"]
+    assert action.action == "overwrite" and action.set_aside
+    [aside] = asides(transcript.parent, "s1.jsonl")
+    assert b"PARTIAL-LINE-IMPORTANT" in aside.read_bytes()
+    assert b"PARTIAL-LINE" not in transcript.read_bytes()
+
+
+def test_a_file_stored_redacted_is_kept_aside(tmp_path: Path, workspace: Path,
+                                              clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "redact.toml", {"agent": workspace},
+                                      extra='[secrets]\npolicy = "redact"'))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    token = "ghp_" + "".join(secrets.choice("abcdefghijkLMNOPQRS0123456789") for _ in range(36))
+    (workspace / "MEMORY.md").write_text(f"# Memory\n\n- deploy token {token}\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD", paths=("MEMORY.md",)), now=clock)
+    assert result.safety_sync is not None and result.safety_sync.redacted
+    [aside] = asides(workspace, "MEMORY.md")
+    assert token in aside.read_text()  # the only copy of it: the vault has [REDACTED:...]
+    assert "prefers tea" in (workspace / "MEMORY.md").read_text()
+
+
+def hold_open(db: Path) -> subprocess.Popen[str]:
+    """Another process with the database open (a live agent), until killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         "c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM memories')\n"
+         "print('open', flush=True); time.sleep(60)\n", str(db)],
+        stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+    return proc
+
+
+def test_delete_refuses_an_open_database_before_changing_anything(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    db = workspace / "memory.db"
+    moved = workspace.parent / "db-away"
+    moved.mkdir()
+    shutil.move(db, moved / "memory.db")
+    before = sync(config, now=clock).commit  # a commit without the database
+    shutil.move(moved / "memory.db", db)
+    (workspace / "new-note.md").write_text("written since\n")
+    clock.tick()
+    sync(config, now=clock)
+    proc = hold_open(db)
+    try:
+        clock.tick()
+        assert before is not None
+        with pytest.raises(RestoreError, match="is open in another process"):
+            restore(config, RestoreOptions(at=before, delete=True), now=clock)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert db.exists() and (workspace / "new-note.md").exists()  # nothing was deleted
+
+
+def test_a_restore_that_fails_part_way_says_how_to_undo(config: Config, vault: VaultRepo,
+                                                        clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    # A vault commit whose database dump is damaged, and whose MEMORY.md is older.
+    head = vault.head_id()
+    bad = vault.commit(head, {
+        "agent/memory.db": (vault.write_blob(DUMP_HEADER + b"this is not sql;\n"), 0o100644),
+        "agent/MEMORY.md": (vault.write_blob(b"# Memory\n\n- old\n"), 0o100644)},
+        "crafted", clock.tick(), "testhost")
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- unsynced edit\n")
+    clock.tick()
+    proc = run_cli("restore", "--at", bad, "--yes", "--config", str(config.file))
+    assert proc.returncode == 1
+    error, hint = proc.stderr.strip().splitlines()[-2:]
+    assert "bad dump" in error and "(part of the restore was carried out)" in error
+    assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- old\n"  # the part done
+    undo = hint.split("undo what was done with: ", 1)[1]
+    assert " --source agent " in f" {undo} " and "--delete --yes" in undo
+    args = undo.split()[1:]  # without the leading "vault"
+    assert run_cli(*args).returncode == 0
+    assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- unsynced edit\n"
+
+
+def test_restore_to_a_folder_deletes_only_in_the_sources_it_restores(
+        config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path) -> None:
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "docs").mkdir(parents=True)
+    (out / "docs" / "thesis.txt").write_text("mine\n")
+    (out / "unrelated.txt").write_text("mine too\n")
+    (out / ".git").mkdir()
+    (out / ".git" / "config").write_text("[core]\n")
+    (out / "agent").mkdir()
+    (out / "agent" / "extra.md").write_text("not at WHEN\n")
+    result = restore(config, RestoreOptions(at="HEAD", to=out, delete=True), now=clock)
+    assert [a.path for a in result.plan.actions if a.action == "delete"] == ["agent/extra.md"]
+    assert not (out / "agent" / "extra.md").exists()
+    assert (out / "docs" / "thesis.txt").exists() and (out / "unrelated.txt").exists()
+    assert (out / ".git" / "config").exists()
+
+
+def test_restore_repairs_a_mass_deletion(config: Config, vault: VaultRepo, clock: Clock,
+                                         workspace: Path) -> None:
+    sync(config, now=clock)
+    kept = (workspace / "MEMORY.md").read_bytes()
+    for name in ("memory", "sessions"):
+        shutil.rmtree(workspace / name)
+    for name in ("memory.json", "memory.db"):
+        (workspace / name).unlink()
+    (workspace / "MEMORY.md").write_text("junk\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD"), now=clock)
+    assert result.safety_sync is not None and result.safety_sync.deleted  # recorded, allowed
+    assert (workspace / "MEMORY.md").read_bytes() == kept
+    assert (workspace / "sessions" / "s1.jsonl").exists() and (workspace / "memory.db").exists()
+
+
+def test_restore_brings_back_a_source_folder_that_is_gone(config: Config, vault: VaultRepo,
+                                                          clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    shutil.rmtree(workspace)
+    clock.tick()
+    restore(config, RestoreOptions(at="HEAD", delete=True), now=clock)
+    assert (workspace / "MEMORY.md").exists() and (workspace / "memory.db").exists()
+
+
+def test_undo_puts_back_exactly_the_state_before(tmp_path: Path, workspace: Path,
+                                                 clock: Clock) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.md").write_text("synced\n")
+    config = load_config(write_config(tmp_path / "two.toml", {"agent": workspace,
+                                                              "other": other}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    (workspace / "memory" / "2026-11-20.md").unlink()  # deleted, not synced
+    (workspace / "fresh.json").write_text('{"a": 1}\n')  # new, not synced
+    (other / "draft.md").write_text("new in another source, not synced\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD"), now=clock)  # only creates
+    assert [a.action for a in result.plan.actions if a.action != "unchanged"] == ["create"]
+    assert result.undo_sources == ("agent",)
+    assert (workspace / "memory" / "2026-11-20.md").exists()
+    clock.tick()
+    assert result.undo_commit is not None
+    restore(config, RestoreOptions(at=result.undo_commit, sources=result.undo_sources,
+                                   delete=True), now=clock)
+    assert not (workspace / "memory" / "2026-11-20.md").exists()  # as before the restore
+    assert (workspace / "fresh.json").read_text() == '{"a": 1}\n'
+    assert (other / "draft.md").exists()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_modes_are_kept(config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+                        tmp_path: Path) -> None:
+    (workspace / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (workspace / "run.sh").chmod(0o755)
+    first = sync(config, now=clock).commit
+    assert first is not None
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- changed\n")
+    (workspace / "MEMORY.md").chmod(0o600)  # private memory stays private
+    db = apsw.Connection(str(workspace / "memory.db"))
+    db.execute("DELETE FROM memories WHERE id = 1")
+    db.close()
+    (workspace / "memory.db").chmod(0o640)
+    (workspace / "run.sh").chmod(0o644)  # lost its executable bit: same bytes
+    clock.tick()
+    sync(config, now=clock)
+    clock.tick()
+    result = restore(config, RestoreOptions(at=first), now=clock)
+    verbs = {a.path: a.action for a in result.plan.actions}
+    assert verbs["agent/run.sh"] == "overwrite"
+    assert mode(workspace / "MEMORY.md") == 0o600
+    assert mode(workspace / "memory.db") == 0o640
+    assert mode(workspace / "run.sh") == 0o755
+    out = tmp_path / "out"
+    restore(config, RestoreOptions(at=first, to=out), now=clock)
+    assert mode(out / "agent" / "memory.db") == 0o644  # as new files are, not the build's 0600
+    assert mode(out / "agent" / "run.sh") == 0o755
+
+
+def test_a_new_database_is_not_left_private(config: Config, vault: VaultRepo, clock: Clock,
+                                            workspace: Path) -> None:
+    make_sqlite(workspace / "second.db")
+    sync(config, now=clock)
+    (workspace / "second.db").unlink()
+    clock.tick()
+    restore(config, RestoreOptions(at="HEAD", paths=("second.db",)), now=clock)
+    assert mode(workspace / "second.db") == 0o644
+    assert os.access(workspace / "second.db", os.R_OK)
