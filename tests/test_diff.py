@@ -47,3 +47,45 @@ def test_diff_files_and_rows(config: Config, vault: VaultRepo, clock: Clock,
     assert "memories: 2 added, 1 changed, 1 removed" in human
     same = run_cli("diff", "HEAD", "HEAD", "--config", str(config.file)).stdout
     assert "no differences" in same
+
+
+def test_diff_file_that_turns_into_a_database_and_back(config: Config, vault: VaultRepo,
+                                                       clock: Clock, workspace: Path) -> None:
+    # Connecting creates a 0-byte file before the first write: it is synced as a plain file.
+    (workspace / "new.db").touch()
+    sync(config, now=clock)
+    db = apsw.Connection(str(workspace / "new.db"))
+    db.execute("CREATE TABLE t(a); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+    db.close()
+    (workspace / "notes.md").write_text("a\n")
+    clock.tick()
+    sync(config, now=clock)
+    result = diff(vault, "HEAD~1", "HEAD", clock.now)
+    files = {f.path: f for f in result.files}
+    assert set(files) == {"agent/new.db", "agent/notes.md"}
+    became = files["agent/new.db"]
+    assert (became.status, became.sqlite, became.old_kind, became.new_kind) == (
+        "modified", True, "plain", "sqlite")
+    (table,) = became.tables
+    assert (table.table, table.status, table.added, table.changed, table.removed) == (
+        "t", "added", 2, 0, 0)
+    assert (files["agent/notes.md"].sqlite, files["agent/notes.md"].lines_added) == (False, 1)
+    doc = json.loads(run_cli("diff", "HEAD~1", "--json", "--config", str(config.file)).stdout)
+    assert {f["path"]: f["sqlite"] for f in doc["files"]} == {"agent/new.db": True,
+                                                              "agent/notes.md": False}
+    assert [(f["old_kind"], f["new_kind"]) for f in doc["files"]] == [("plain", "sqlite"),
+                                                                      ("plain", "plain")]
+    human = run_cli("diff", "HEAD~1", "--config", str(config.file))
+    assert human.returncode == 0, human.stderr
+    assert "M agent/new.db  (plain -> SQLite)  +0 -0" in human.stdout
+    assert "t: 2 added; schema changed" in human.stdout
+
+    (workspace / "new.db").write_text("not a database any more\n")
+    clock.tick()
+    sync(config, now=clock)
+    (back,) = diff(vault, "HEAD~1", "HEAD", clock.now).files
+    assert (back.path, back.status, back.old_kind, back.new_kind) == (
+        "agent/new.db", "modified", "sqlite", "plain")
+    assert (back.lines_added, back.lines_removed) == (1, 0)
+    assert [(t.table, t.status, t.removed) for t in back.tables] == [("t", "removed", 2)]
+    assert run_cli("diff", "HEAD~1", "--json", "--config", str(config.file)).returncode == 0

@@ -489,6 +489,7 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
             "old": {"commit": result.old.id, "time": format_time(result.old.time)},
             "new": {"commit": result.new.id, "time": format_time(result.new.time)},
             "files": [{"path": f.path, "status": f.status, "sqlite": f.sqlite,
+                       "old_kind": f.old_kind, "new_kind": f.new_kind,
                        "lines_added": f.lines_added, "lines_removed": f.lines_removed,
                        "tables": [{"table": t.table, "status": t.status, "added": t.added,
                                    "changed": t.changed, "removed": t.removed,
@@ -506,7 +507,13 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
         if not f.sqlite:
             click.echo(f"  {tag[f.status]} {f.path}  +{f.lines_added} -{f.lines_removed}")
             continue
-        click.echo(f"  {tag[f.status]} {f.path}  (SQLite)")
+        if f.kind_changed:  # a plain file on one side: its lines, then the tables
+            kinds = " -> ".join("SQLite" if k == "sqlite" else "plain"
+                                for k in (f.old_kind, f.new_kind))
+            click.echo(f"  {tag[f.status]} {f.path}  ({kinds})  +{f.lines_added} "
+                       f"-{f.lines_removed}")
+        else:
+            click.echo(f"  {tag[f.status]} {f.path}  (SQLite)")
         for t in f.tables:
             what = ", ".join(f"{n} {k}" for k, n in (("added", t.added), ("changed", t.changed),
                                                      ("removed", t.removed)) if n)

@@ -19,10 +19,17 @@ class FileDiff:
 
     path: str
     status: str  # added | modified | deleted
-    sqlite: bool
-    lines_added: int = 0
+    sqlite: bool  # a SQLite database on either side: its tables are compared row by row
+    lines_added: int = 0  # lines of the side(s) that are not a database
     lines_removed: int = 0
     tables: tuple[TableDiff, ...] = ()
+    old_kind: str | None = None  # "sqlite" | "plain"; None where the file does not exist
+    new_kind: str | None = None
+
+    @property
+    def kind_changed(self) -> bool:
+        """True when the file is a database on one side and a plain file on the other."""
+        return None not in (self.old_kind, self.new_kind) and self.old_kind != self.new_kind
 
 
 @dataclass(frozen=True)
@@ -57,16 +64,28 @@ def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
         old_data = repo.read_blob(a[0]) if a else None
         new_data = repo.read_blob(b[0]) if b else None
         status = "added" if a is None else "deleted" if b is None else "modified"
-        if any(d is not None and is_dump(d) for d in (old_data, new_data)):
-            files.append(FileDiff(path, status, True, tables=tuple(
-                diff_dumps(old_data, new_data, limit=limit))))
-        else:
-            added, removed = _line_counts(old_data or b"", new_data or b"")
-            files.append(FileDiff(path, status, False, added, removed))
+        old_kind, new_kind = _kind(old_data), _kind(new_data)
+        # A file can be a database on one side only (a 0-byte file before the first write, a
+        # file replaced): that side's tables count as all added or removed, the other side's
+        # text as lines.
+        old_dump = old_data if old_kind == "sqlite" else None
+        new_dump = new_data if new_kind == "sqlite" else None
+        added, removed = _line_counts(old_data if old_kind == "plain" else None,
+                                      new_data if new_kind == "plain" else None)
+        tables = tuple(diff_dumps(old_dump, new_dump, limit=limit))  # () when neither is one
+        files.append(FileDiff(path, status, "sqlite" in (old_kind, new_kind), added, removed,
+                              tables, old_kind, new_kind))
     return DiffResult(old=old, new=new, files=tuple(files))
 
 
-def _line_counts(old: bytes, new: bytes) -> tuple[int, int]:
+def _kind(data: bytes | None) -> str | None:
+    """Whether a side is a database dump ("sqlite") or any other file ("plain"); None: absent."""
+    if data is None:
+        return None
+    return "sqlite" if is_dump(data) else "plain"
+
+
+def _line_counts(old: bytes | None, new: bytes | None) -> tuple[int, int]:
     """Lines added and removed (as multisets: fast on large transcripts, exact for appends)."""
-    a, b = Counter(old.splitlines()), Counter(new.splitlines())
+    a, b = Counter((old or b"").splitlines()), Counter((new or b"").splitlines())
     return sum((b - a).values()), sum((a - b).values())

@@ -47,7 +47,7 @@ from typing import NamedTuple, Union
 import apsw
 
 from vault.errors import SqliteSnapshotError
-from vault.sqlite_dump import is_dump, unquote
+from vault.sqlite_dump import deny_attach, is_dump, unquote
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def _key_columns(tables: Iterable[_Table]) -> dict[str, tuple[str, ...]]:
     conn = apsw.Connection(":memory:")
     try:
         conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
-        conn.authorizer = _deny_attach  # the statements come from a file: stay in memory
+        conn.authorizer = deny_attach  # the statements come from a file: stay in memory
         for table in ordinary:
             try:
                 conn.execute(table.sql or "")
@@ -268,15 +268,6 @@ def _table_key(conn: apsw.Connection, name: str) -> tuple[str, ...] | None:
     taken = {str(c[1]).lower() for c in columns}
     free = [n for n in _ROWID_NAMES if n not in taken]
     return (free[0],) if free else ()
-
-
-def _deny_attach(
-    action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
-) -> int:
-    """Authorizer that refuses ATTACH and DETACH."""
-    if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
-        return apsw.SQLITE_DENY
-    return apsw.SQLITE_OK
 
 
 # One value as the dump writes it: NULL, a number, a blob, text that was not valid in the

@@ -6,12 +6,15 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vault.config import Config
 from vault.errors import UsageError, VaultError
 from vault.repo import CommitInfo, VaultRepo
 from vault.restore import resolve_at
+
+if TYPE_CHECKING:
+    import apsw
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
     """Run one read-only query against the database a dump rebuilds (in a temp file)."""
     import apsw
 
-    from vault.sqlite_dump import is_dump, load_dump
+    from vault.sqlite_dump import deny_attach, is_dump, load_dump
 
     if not is_dump(data):
         raise UsageError("--sql needs a SQLite database; this file is not one")
@@ -79,16 +82,80 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
         load_dump(data, db_path)
         conn = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY)
         try:
+            # A read-only open still lets ATTACH create files and VACUUM INTO write one (it
+            # attaches its target): the authorizer refuses both, whatever the statement.
+            conn.authorizer = deny_attach
+            statement = _one_read_only_statement(conn, sql)
+            if statement is None:
+                return QueryResult(columns=(), rows=())
             cursor = conn.cursor()
             try:
-                cursor.execute(sql)
+                cursor.execute(statement)
                 try:
                     columns = tuple(d[0] for d in cursor.getdescription())
                 except apsw.ExecutionCompleteError:
                     columns = ()  # no rows: SQLite finished the statement already
                 rows = tuple(tuple(row) for row in cursor)
+            except apsw.AuthError:
+                raise _refusal(statement, "it reaches another database") from None
             except apsw.Error as exc:
                 raise VaultError(f"SQL error: {exc}") from None
         finally:
             conn.close()
     return QueryResult(columns=columns, rows=rows)
+
+
+def _one_read_only_statement(conn: apsw.Connection, sql: str) -> str | None:
+    """Return the one statement of sql (None: only blanks and comments), or refuse it."""
+    import apsw
+
+    try:
+        first = _first_statement(conn, sql)
+    except apsw.AuthError:
+        raise _refusal(sql, "it reaches another database") from None
+    except apsw.Error as exc:
+        raise VaultError(f"SQL error: {exc}") from None
+    if first is None:
+        return None
+    statement, read_only = first
+    try:
+        more = _first_statement(conn, sql[len(statement):]) is not None
+    except apsw.Error:
+        more = True  # something after the first statement that SQLite cannot even prepare
+    if more:
+        raise UsageError("--sql runs one statement; this query has more than one")
+    # SQLite's own verdict (sqlite3_stmt_readonly): VACUUM, for one, has no authorizer code.
+    if not read_only:
+        raise _refusal(statement, "it writes")
+    return statement
+
+
+def _first_statement(conn: apsw.Connection, sql: str) -> tuple[str, bool] | None:
+    """Prepare the first statement of sql without running it: its text and whether it is read-only."""
+    import apsw
+
+    seen: list[tuple[str, bool]] = []
+
+    def stop(cursor: apsw.Cursor, statement: str, bindings: apsw.Bindings | None) -> bool:
+        if not cursor.has_vdbe:
+            return True  # only blanks, comments and semicolons: nothing to run, nothing after
+        # The text runs from where the last statement ended, so it is a prefix of sql.
+        seen.append((statement, cursor.is_readonly))
+        return False  # abort before the statement runs
+
+    cursor = conn.cursor()
+    cursor.exec_trace = stop
+    try:
+        cursor.execute(sql)
+    except apsw.ExecTraceAbort:
+        pass
+    return seen[0] if seen else None
+
+
+def _refusal(statement: str, why: str) -> UsageError:
+    """The one-line error for a statement --sql will not run."""
+    text = " ".join(statement.split()).strip("; ")
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return UsageError(f"--sql is read-only: refusing `{text}` ({why})",
+                      hint="run one SELECT or PRAGMA query")

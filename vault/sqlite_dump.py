@@ -677,7 +677,7 @@ def _replay(sql: str, path: Path) -> None:
         # flushed once when it is whole and checked (by load_dump, or with the caller's batch).
         conn.execute("PRAGMA synchronous=OFF")
         # A dump only ever writes to this database; never let one reach another file.
-        conn.authorizer = _deny_attach
+        conn.authorizer = deny_attach
         try:
             for _ in conn.execute(sql, can_cache=False):
                 pass
@@ -696,7 +696,7 @@ def _replay(sql: str, path: Path) -> None:
         conn.close()
 
 
-def _deny_attach(
+def deny_attach(
     action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
 ) -> int:
     """Authorizer that refuses ATTACH and DETACH (and so VACUUM INTO)."""
