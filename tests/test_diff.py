@@ -74,7 +74,7 @@ def test_diff_file_that_turns_into_a_database_and_back(config: Config, vault: Va
     assert {f["path"]: f["sqlite"] for f in doc["files"]} == {"agent/new.db": True,
                                                               "agent/notes.md": False}
     assert [(f["old_kind"], f["new_kind"]) for f in doc["files"]] == [("plain", "sqlite"),
-                                                                      ("plain", "plain")]
+                                                                      (None, "plain")]
     human = run_cli("diff", "HEAD~1", "--config", str(config.file))
     assert human.returncode == 0, human.stderr
     assert "M agent/new.db  (plain -> SQLite)  +0 -0" in human.stdout
