@@ -1154,6 +1154,14 @@ def test_unreadable_file_is_an_error_under_quiet(nobody_root: Path) -> None:
                  "Permission denied")
 
 
+def test_unreadable_folder_is_an_error_under_quiet(nobody_root: Path) -> None:
+    setup = nobody_setup(nobody_root)
+    (setup.sources["agent"] / "memory" / "2026-11-22.md").write_text("new, never recorded\n")
+    (setup.sources["agent"] / "memory").chmod(0)
+    assert_error(run_as_nobody(setup, "sync", "--quiet"), 1, "agent/memory/",
+                 "folder cannot be read")
+
+
 def test_unreadable_source_root_and_config(nobody_root: Path) -> None:
     setup = nobody_setup(nobody_root)
     before = head(setup.vault)

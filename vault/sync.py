@@ -229,7 +229,7 @@ def _select(config: Config, names: tuple[str, ...]) -> list[SourceConfig]:
             raise UsageError(f"no source named {name!r} (known: {', '.join(known) or 'none'})")
     if not config.sources:
         raise UsageError("no sources configured", hint="add a [[sources]] table to vault.toml")
-    return [known[n] for n in names] if names else list(config.sources)
+    return [known[n] for n in dict.fromkeys(names)] if names else list(config.sources)
 
 
 def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
@@ -384,10 +384,18 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             changes[vpath] = (oid, mode)
         else:
             unchanged += 1
-    dirs = tuple(prefix + d + "/" for d in scan.unreadable_dirs)
+    # A skip is never a deletion: whatever was skipped (a file, or a folder that cannot be
+    # read or has become a symbolic link) keeps what the vault has of it, files below included.
+    dirs = tuple(prefix + rel.rstrip("/") + "/" for rel, _reason in scan.skipped)
     for rel, reason in scan.skipped:
         keep.add(prefix + rel)
         plan.skipped.append(Skipped(prefix + rel, reason))
+    for rel in scan.unreadable_dirs:  # new memory in it goes unrecorded: cron must hear of it
+        if not os.path.isdir(os.path.join(source.root, rel)):
+            continue  # removed while the walk went by: gone, not unreadable
+        plan.failures.append(SourceFailure(
+            source.name, f"{prefix}{rel}/: folder cannot be read; the vault keeps what it had "
+            "of it", path=f"{prefix}{rel}/"))
     deleted = [p for p in in_head
                if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
     if deleted and len(deleted) * 2 > len(in_head) and not allow_mass_delete:
@@ -477,12 +485,31 @@ def _proof(seen: dict[str, CachedFile], scanned_ns: int) -> tuple[str, int] | No
     return "\0".join(seen), hash(tuple(keys))
 
 
+def quote_path(path: str) -> str:
+    """A path as git quotes it with core.quotePath off: in double quotes with C escapes when it
+    holds a control character, a quote or a backslash, so that no file name can forge a line
+    or a trailer of the message. Other names (any printable Unicode) are left as they are."""
+    if path.isprintable() and '"' not in path and "\\" not in path:
+        return path
+    escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+    out = []
+    for char in path:
+        if char in escapes:
+            out.append(escapes[char])
+        elif not char.isprintable():
+            out.extend(f"\\{byte:03o}" for byte in char.encode("utf-8", "surrogateescape"))
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
 def commit_message(stamp: datetime, plan: _Plan, host: str) -> str:
     """The message `git log` shows: a summary line, the paths, and Vault-* trailers."""
     lines = [f"vault sync {format_time(stamp)}: {len(plan.modified)} modified, "
              f"{len(plan.added)} added, {len(plan.deleted)} deleted", ""]
-    body = ([f"M {p}" for p in plan.modified] + [f"A {p}" for p in plan.added]
-            + [f"D {p}" for p in plan.deleted])
+    body = ([f"M {quote_path(p)}" for p in plan.modified]
+            + [f"A {quote_path(p)}" for p in plan.added]
+            + [f"D {quote_path(p)}" for p in plan.deleted])
     lines.extend(body[:MAX_BODY_PATHS])
     if len(body) > MAX_BODY_PATHS:
         lines.append(f"... and {len(body) - MAX_BODY_PATHS} more (git show --stat lists all)")
