@@ -941,3 +941,27 @@ def test_trailing_comment_in_stored_sql_does_not_eat_the_semicolon(tmp_path: Pat
     back = apsw.Connection(str(tmp_path / "back.db"))
     assert back.execute("SELECT a FROM v").fetchall() == [(1,)]
     assert snapshot_sqlite(tmp_path / "back.db") == dump
+
+
+def test_a_snapshot_never_checkpoints_the_users_wal(tmp_path: Path) -> None:
+    # Frames left in the -wal by a writer that went away without checkpointing: the snapshot
+    # reads them (they are committed) but must not write them into the database file, which
+    # the last connection's close would do. A backup, or a restore's dry run, writes nothing.
+    db = tmp_path / "memory.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, content TEXT)")
+    conn.close()
+    writer = ("import os, sqlite3, sys\n"
+              "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "c.execute('PRAGMA wal_autocheckpoint=0')\n"
+              "c.execute(\"INSERT INTO m(content) VALUES ('only in the wal')\")\n"
+              "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", writer, str(db)], check=True)
+    main_before = db.read_bytes()
+    wal_before = Path(f"{db}-wal").read_bytes()
+    assert wal_before
+    dump = snapshot_sqlite(db)
+    assert b"only in the wal" in dump
+    assert db.read_bytes() == main_before
+    assert Path(f"{db}-wal").read_bytes() == wal_before

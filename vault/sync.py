@@ -391,8 +391,13 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
         keep.add(prefix + rel)
         plan.skipped.append(Skipped(prefix + rel, reason))
     for rel in scan.unreadable_dirs:  # new memory in it goes unrecorded: cron must hear of it
-        if not os.path.isdir(os.path.join(source.root, rel)):
-            continue  # removed while the walk went by: gone, not unreadable
+        try:
+            os.listdir(os.path.join(source.root, rel))
+            continue  # readable now: it was removed (or replaced) while the walk went by
+        except FileNotFoundError:
+            continue  # gone, not unreadable
+        except OSError:
+            pass
         plan.failures.append(SourceFailure(
             source.name, f"{prefix}{rel}/: folder cannot be read; the vault keeps what it had "
             "of it", path=f"{prefix}{rel}/"))
