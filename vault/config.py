@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from vault import locate
 from vault.errors import ConfigError, VaultError
@@ -22,7 +22,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_REPO_NAME = "memory-vault"
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-BRANCH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+# What git refuses anywhere in a ref name (refs.c check_refname_component): ASCII control
+# characters, DEL, space and ~ ^ : ? * [ \
+_REF_BAD_CHARS = frozenset(map(chr, range(0x20))) | frozenset("\x7f ~^:?*[\\")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,
               "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
@@ -212,7 +214,7 @@ class _Section:
         self.data: dict[str, Any] = data
         self.used: set[str] = set()
 
-    def fail(self, key: str, message: str) -> None:
+    def fail(self, key: str, message: str) -> NoReturn:
         prefix = f"{self.file}: " if self.file else ""
         raise ConfigError(f"{prefix}{key}: {message}")
 
@@ -269,6 +271,81 @@ def parse_size(text: str | int) -> int:
     return size
 
 
+def branch_name_problem(name: str) -> str | None:
+    """Why git would refuse name as a branch (`git check-ref-format --branch`), or None."""
+    if not name:
+        return "it is empty"
+    if name.startswith("-"):
+        return "it starts with '-'"
+    if name in ("HEAD", "@"):  # '@' is HEAD to git (and to `vault log`/`restore`)
+        return f"{name!r} names the current commit"
+    bad = sorted(set(name) & _REF_BAD_CHARS)
+    if bad:
+        return f"it contains {bad[0]!r} (no spaces, control characters or ~ ^ : ? * [ \\)"
+    for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "'//'")):
+        if part in name:
+            return f"it contains {why}"
+    if name.startswith("/") or name.endswith("/"):
+        return "it starts or ends with '/'"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for part in name.split("/"):
+        if part.startswith("."):
+            return f"the part {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"the part {part!r} ends with '.lock'"
+    return None
+
+
+def _check_patterns(sec: _Section, name: str, patterns: tuple[str, ...]) -> None:
+    """Compile gitignore patterns the way the scan will, so that a bad one is a config error."""
+    if name not in sec.data:
+        return  # the default needs no check (and no pattern engine)
+    # Both imported here, not at the top: a config with patterns is the only one paying for
+    # them, and every command that reads such a config scans with them anyway.
+    from vault.sources import MATCH_ALL, compile_patterns
+
+    if set(patterns) <= MATCH_ALL:
+        return  # the scan takes these without compiling anything
+    import pathspec
+
+    for i, pattern in enumerate(patterns):
+        key = f"{sec.key(name)}[{i}]"
+        try:
+            parsed = pathspec.GitIgnoreSpec.from_lines([pattern]).patterns
+        except re.error as exc:  # pathspec turns '[z-a]' into a regex that does not compile
+            sec.fail(key, f"{pattern!r} is not a valid pattern: {exc.msg}")
+        except ValueError:  # pathspec's GitIgnorePatternError
+            sec.fail(key, f"{pattern!r} is not a valid gitignore pattern{_pattern_why(pattern)}")
+        if all(p.include is None for p in parsed):
+            sec.fail(key, f"{pattern!r} matches nothing in gitignore syntax"
+                     f"{_pattern_why(pattern)}")
+    try:
+        compile_patterns(patterns)  # the scan's own compiler, on the list as a whole
+    except (re.error, ValueError) as exc:
+        sec.fail(sec.key(name), f"the patterns do not compile together: {_reason(exc)}")
+
+
+def _pattern_why(pattern: str) -> str:
+    """A hint at why pathspec refused a pattern or reads it as matching nothing."""
+    body = pattern.rstrip()
+    if (len(body) - len(body.rstrip("\\"))) % 2:
+        return " (it ends with a lone '\\')"
+    if body == "!":
+        return " (a lone '!' negates nothing)"
+    if body.startswith("#"):
+        return " ('#' starts a comment; write '\\#' for a literal '#')"
+    if "\\/" in body:
+        return " ('/' cannot be escaped)"
+    if "[" in body:
+        return " (a '[' is never closed)"
+    return ""
+
+
+def _reason(exc: Exception) -> str:
+    return exc.msg if isinstance(exc, re.error) else (str(exc) or type(exc).__name__)
+
+
 def _resolve(path_text: str, base: Path) -> Path:
     path = Path(os.path.expandvars(path_text)).expanduser()
     return path if path.is_absolute() else (base / path).absolute()
@@ -284,8 +361,9 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     vault_raw = _Section(top.get("vault", dict, {}), "vault", file)
     vault_path_text = vault_raw.get("path", str, "")
     branch = vault_raw.get("branch", str, "main")
-    if not BRANCH_RE.match(branch) or ".." in branch or branch.endswith((".lock", "/")):
-        vault_raw.fail("vault.branch", f"not a valid branch name: {branch!r}")
+    problem = branch_name_problem(branch)
+    if problem is not None:
+        vault_raw.fail("vault.branch", f"not a valid branch name {branch!r}: {problem}")
     host = vault_raw.get("host", str, "") or socket.gethostname() or "localhost"
     if not SOURCE_NAME_RE.match(host):
         vault_raw.fail("vault.host", f"{host!r}: use letters, digits, '.', '_' or '-'")
@@ -335,6 +413,8 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
             sec.fail(sec.key("path"), "missing (the folder that holds this source's memory)")
         include = sec.strings("include", ("*",))
         exclude = sec.strings("exclude", ())
+        _check_patterns(sec, "include", include)
+        _check_patterns(sec, "exclude", exclude)
         sec.done()
         sources.append(SourceConfig(name=name, root=_resolve(root_text, base),
                                     include=include, exclude=exclude))
@@ -348,7 +428,9 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         if not re.fullmatch(r"[0-9a-f]{8,64}", fp):
             sec_raw.fail(f"secrets.allow_fingerprints[{i}]", f"{fp!r} is not a fingerprint "
                          "(hex, as `vault secrets scan` prints it)")
-    secrets = SecretsSettings(policy=policy, allow_paths=sec_raw.strings("allow_paths", ()),
+    allow_paths = sec_raw.strings("allow_paths", ())
+    _check_patterns(sec_raw, "allow_paths", allow_paths)
+    secrets = SecretsSettings(policy=policy, allow_paths=allow_paths,
                               allow_fingerprints=fingerprints)
     sec_raw.done()
 

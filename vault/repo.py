@@ -60,24 +60,33 @@ class VaultRepo:
         """Create the vault (private to the user); return it and whether it was new."""
         import pygit2
 
-        if (path / "HEAD").exists() or (path / ".git").exists():
-            return cls.open(path, branch), False
-        if path.exists() and any(path.iterdir()):
-            raise VaultError(f"{path} exists and is not empty; refusing to create a vault there",
-                             hint="set [vault] path to an empty or new folder")
+        try:
+            if (path / "HEAD").exists() or (path / ".git").exists():
+                return cls.open(path, branch), False
+            if path.exists() and not path.is_dir():
+                raise RepoError(f"{path} is not a folder",
+                                hint="set [vault] path to an empty or new folder")
+            if path.exists() and any(path.iterdir()):
+                raise VaultError(f"{path} exists and is not empty; refusing to create a vault "
+                                 "there", hint="set [vault] path to an empty or new folder")
+        except OSError as exc:  # e.g. a folder on the way that cannot be read, a name too long
+            raise RepoError(f"cannot create the vault at {path}: {_reason(exc)}") from None
         old_umask = os.umask(0o077)
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
             repo = pygit2.init_repository(str(path), bare=True, initial_head=branch)
         except (OSError, pygit2.GitError) as exc:
-            raise RepoError(f"cannot create the vault at {path}: {exc}") from None
+            raise RepoError(f"cannot create the vault at {path}: {_reason(exc)}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(path, 0o700)
-        # A bare repository keeps no reflog unless asked; the reflog is a second way back.
-        repo.config["core.logAllRefUpdates"] = "always"
-        repo.config["gc.auto"] = "0"  # never let a `git` command repack while vault writes
-        (path / "description").write_text("memory-vault: agent memory kept by vault\n")
+        try:
+            os.chmod(path, 0o700)
+            # A bare repository keeps no reflog unless asked; the reflog is a second way back.
+            repo.config["core.logAllRefUpdates"] = "always"
+            repo.config["gc.auto"] = "0"  # never let a `git` command repack while vault writes
+            (path / "description").write_text("memory-vault: agent memory kept by vault\n")
+        except (OSError, pygit2.GitError) as exc:
+            raise RepoError(f"cannot set up the new vault at {path}: {_reason(exc)}") from None
         return cls(path, branch), True
 
     @classmethod
@@ -405,7 +414,7 @@ class VaultRepo:
 
     def _update_tree(self, base: pygit2.Oid | None,
                      changes: Mapping[str, tuple[str, int] | None], *,
-                     root: bool = False) -> pygit2.Oid | None:
+                     root: bool = False, prefix: str = "") -> pygit2.Oid | None:
         """Write the trees of the changed folders only (bottom-up); None for an emptied folder."""
         import pygit2
 
@@ -428,15 +437,16 @@ class VaultRepo:
             existing = builder.get(name)
             sub_base = existing.id if existing is not None and isinstance(
                 existing, pygit2.Tree) else None
-            new_sub = self._update_tree(sub_base, sub)
+            new_sub = self._update_tree(sub_base, sub, prefix=f"{prefix}{name}/")
             if new_sub is None:
                 if existing is not None:
                     builder.remove(name)
             else:
-                builder.insert(name, new_sub, pygit2.enums.FileMode.TREE)
+                _insert(builder, name, new_sub, pygit2.enums.FileMode.TREE, prefix)
         for name, value in here.items():
             if value is not None:
-                builder.insert(name, pygit2.Oid(hex=value[0]), pygit2.enums.FileMode(value[1]))
+                _insert(builder, name, pygit2.Oid(hex=value[0]), pygit2.enums.FileMode(value[1]),
+                        prefix)
         if not root and len(builder) == 0:
             return None
         return builder.write()
@@ -528,6 +538,26 @@ class VaultRepo:
         if not isinstance(obj, pygit2.Commit):
             raise RepoError(f"{commit_id} is not a commit")
         return obj
+
+
+def _insert(builder: pygit2.TreeBuilder, name: str, oid: pygit2.Oid, mode: int,
+            prefix: str) -> None:
+    """Add one entry to a tree; a name git cannot hold is named as such, not as a disk error."""
+    import pygit2
+
+    try:
+        builder.insert(name, oid, mode)
+    except ValueError:  # a NUL, or a name that is not UTF-8 (surrogate escapes)
+        raise _refused(prefix + name, "not a name git can store") from None
+    except pygit2.GitError as exc:
+        if "invalid name" not in str(exc):
+            raise
+        raise _refused(prefix + name, "git refuses it in a tree") from None
+
+
+def _refused(path: str, why: str) -> RepoError:
+    return RepoError(f"the vault refuses the file name {path!r}: {why}; nothing was committed",
+                     hint="rename the file, or exclude it in the source's patterns")
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,197 @@
+"""Config and vault-creation mistakes end in one clear line and the documented exit code."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, write_config
+
+from vault.config import branch_name_problem, load_config, parse_config
+from vault.errors import ConfigError, RepoError
+from vault.repo import VaultRepo
+from vault.sources import compile_patterns
+
+WHEN = datetime(2026, 11, 21, 10, 15, tzinfo=timezone.utc)
+
+
+def source_config(tmp_path: Path, workspace: Path, patterns: str) -> Path:
+    """vault.toml with one source whose [[sources]] table ends with the given pattern lines."""
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    path.write_text(path.read_text() + patterns + "\n")
+    return path
+
+
+# Include/exclude patterns -------------------------------------------------------------------
+
+BAD_PATTERNS = [
+    ('exclude = ["[z-a].md"]',
+     "sources[0].exclude[0]: '[z-a].md' is not a valid pattern: bad character range z-a"),
+    ('include = ["\\\\"]',
+     "sources[0].include[0]: '\\\\' is not a valid gitignore pattern (it ends with a lone "
+     "'\\')"),
+    ('include = ["*.md", "!"]',
+     "sources[0].include[1]: '!' is not a valid gitignore pattern (a lone '!' negates nothing)"),
+    ('exclude = ["#notes.md"]',
+     "sources[0].exclude[0]: '#notes.md' matches nothing in gitignore syntax ('#' starts a "
+     "comment; write '\\#' for a literal '#')"),
+    ('include = ["memory/[ab"]',
+     "sources[0].include[0]: 'memory/[ab' matches nothing in gitignore syntax (a '[' is "
+     "never closed)"),
+]
+
+
+@pytest.mark.parametrize("command", ["sync", "status"])
+@pytest.mark.parametrize("patterns, message", BAD_PATTERNS)
+def test_bad_pattern_is_a_config_error(tmp_path: Path, workspace: Path, command: str,
+                                       patterns: str, message: str) -> None:
+    cfg = source_config(tmp_path, workspace, patterns)
+    VaultRepo.init(tmp_path / "memory-vault", "main")  # `vault init` itself now refuses cfg
+    proc = run_cli(command, "--config", str(cfg))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == f"Error: {cfg}: {message}"
+    assert "unexpected" not in proc.stderr
+
+
+def test_bad_allow_path_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text('[secrets]\nallow_paths = ["notes/*.md", "[9-0]"]\n')
+    with pytest.raises(ConfigError, match=r"secrets\.allow_paths\[1\]: '\[9-0\]' is not a "
+                                          "valid pattern: bad character range 9-0"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("pattern", ["*.md", "memory/", "!keep.json", "**/*.jsonl", "\\#x",
+                                     "/MEMORY.md", "a/**/b", "[a-z]*.md", "[!.]*", "\\!x",
+                                     "*", "**"])
+def test_good_patterns_still_load(tmp_path: Path, pattern: str) -> None:
+    raw = {"sources": [{"name": "a", "path": str(tmp_path), "include": [pattern],
+                        "exclude": [pattern]}]}
+    source = parse_config(raw).sources[0]
+    assert source.include == source.exclude == (pattern,)
+
+
+def test_what_config_accepts_always_compiles(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    alphabet = "ab*?[]!-/\\^.#{}() "
+    accepted = 0
+    for _ in range(1500):
+        patterns = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+                    for _ in range(rng.randint(1, 3))]
+        if not all(p.strip() for p in patterns):
+            continue
+        raw = {"sources": [{"name": "a", "path": str(tmp_path), "include": patterns}]}
+        try:
+            parse_config(raw)
+        except ConfigError as exc:
+            assert "sources[0].include[" in str(exc)
+            continue
+        accepted += 1
+        match = compile_patterns(patterns)  # the scan's own compiler: must not raise
+        match("a/b.md")
+    assert accepted > 100
+
+
+# Branch names -------------------------------------------------------------------------------
+
+BRANCHES = ["main", "vault/host-1", "feat+x", "a#b", "été", "a@b", "a{b}", "a.lock.b",
+            "refs/heads/x", "HEAD/x", "x/HEAD", "a-", "a.b/c_d",
+            "x.lock/y", "a/.b", ".a", "a..b", "a.", "a/b.", "a/", "/a", "a//b", "x.lock",
+            "a b", "a~1", "a^", "a:b", "a?", "a*", "a[b", "a\\b", "a@{b", "a\tb", "a\x7fb",
+            "HEAD", "-x", "-", ""]
+
+
+def git_accepts_branch(name: str, cwd: Path) -> bool:
+    """What the real `git check-ref-format --branch` says (outside any repository)."""
+    proc = subprocess.run(["git", "check-ref-format", "--branch", name], cwd=cwd,
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "GIT_CEILING_DIRECTORIES": str(cwd.parent)})
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("name", BRANCHES)
+def test_branch_rules_agree_with_git(tmp_path: Path, name: str) -> None:
+    problem = branch_name_problem(name)
+    assert (problem is None) == git_accepts_branch(name, tmp_path), problem
+    if problem is not None:
+        with pytest.raises(ConfigError, match=r"^vault\.branch: not a valid branch name "):
+            parse_config({"vault": {"branch": name}})
+
+
+def test_bare_at_is_refused() -> None:
+    # Stricter than `git check-ref-format --branch` outside a repository: inside one git reads
+    # '@' as HEAD, and so does `vault log`/`restore` (VaultRepo.resolve).
+    assert branch_name_problem("@") is not None
+
+
+@pytest.mark.parametrize("branch", ["x.lock/y", "a/.b"])
+def test_init_refuses_a_bad_branch(tmp_path: Path, workspace: Path, branch: str) -> None:
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                       extra=f'branch = "{branch}"')
+    proc = run_cli("init", "--config", str(cfg))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines()[0].startswith(
+        f"Error: {cfg}: vault.branch: not a valid branch name {branch!r}: ")
+    assert not (tmp_path / "memory-vault").exists()
+
+
+# vault init where the path cannot be a vault ---------------------------------------------
+
+def test_init_on_a_file(tmp_path: Path, workspace: Path) -> None:
+    target = tmp_path / "not-a-folder"
+    target.write_text("hello\n")
+    with pytest.raises(RepoError, match=f"^{target} is not a folder$"):
+        VaultRepo.init(target, "main")
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace}, vault_path=target)
+    proc = run_cli("init", "--config", str(cfg))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[0] == f"Error: {target} is not a folder"
+    assert target.read_text() == "hello\n"
+
+
+def test_init_below_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "vault"
+    with pytest.raises(RepoError, match=f"^cannot create the vault at {target}: Not a "
+                                        "directory$"):
+        VaultRepo.init(target, "main")
+
+
+def test_init_with_a_name_too_long(tmp_path: Path) -> None:
+    target = tmp_path / ("v" * 300)
+    with pytest.raises(RepoError, match=f"^cannot create the vault at {target}: File name "
+                                        "too long$"):
+        VaultRepo.init(target, "main")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
+def test_init_in_an_unreadable_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        with pytest.raises(RepoError, match="cannot create the vault at .*: Permission denied"):
+            VaultRepo.init(locked / "vault", "main")
+    finally:
+        locked.chmod(0o700)
+
+
+# Names the vault's trees cannot hold -------------------------------------------------------
+
+@pytest.mark.parametrize("path, shown", [(".git:stream", "'.git:stream'"),
+                                         ("notes/.GIT", "'notes/.GIT'"),
+                                         ("a/b\x00c.md", "'a/b\\x00c.md'")])
+def test_commit_names_a_refused_file_name(tmp_path: Path, path: str, shown: str) -> None:
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    blob = repo.write_blob(b"memory\n")
+    first = repo.commit(None, {"ok.md": (blob, 0o100644)}, "first", WHEN, "host")
+    with pytest.raises(RepoError) as info:
+        repo.commit(first, {"x.md": (blob, 0o100644), path: (blob, 0o100644)}, "second",
+                    WHEN, "host")
+    assert str(info.value).startswith(f"the vault refuses the file name {shown}")
+    assert "space" not in str(info.value) + str(info.value.hint)
+    assert repo.head_id() == first
