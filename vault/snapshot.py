@@ -115,6 +115,10 @@ def _json_problem(data: bytes) -> str | None:
         return f"JSON is not valid UTF-8 (byte {exc.start})"
     except ValueError as exc:
         return f"invalid JSON (half-written?): {exc}"
+    except RecursionError:
+        # Nested deeper than Python's parser goes: valid JSON may be, and it cannot be checked.
+        # Stored as it is ("cannot check" is not "broken"), as any other file of this kind.
+        return None
     return None
 
 
@@ -127,6 +131,10 @@ def _complete_lines(data: bytes) -> bytes:
     try:
         value = json.loads(tail)
     except ValueError:
+        return data[:cut]
+    except RecursionError:
+        # Too deep to check: the trailing line counts as complete only once it ends with a
+        # newline, so it waits for the next sync like any line being written.
         return data[:cut]
     return data if isinstance(value, (dict, list)) else data[:cut]
 

@@ -36,17 +36,31 @@ SKIP_DIR_PREFIX = ".vault-restore-"
 SKIP_FILE_NAMES = frozenset({".DS_Store"})
 SKIP_FILE_SUFFIXES = (".vault-tmp",)
 MATCH_ALL = frozenset({"*", "**", "**/*", "/**"})
-# Names git refuses inside a tree, whatever their case (and git~1, their 8.3 short form).
-GIT_RESERVED = frozenset({".git", "git~1"})
+# Names libgit2 refuses in a tree (core.protectNTFS, on by default on every platform): ".git"
+# or its 8.3 short name "git~1", in any case, alone, followed only by dots and spaces (".git ."),
+# or followed by a backslash or a colon (".git\\x", ".git:stream", an NTFS data stream).
+# (libgit2 path.c validate_dotgit_ntfs; tests/test_scan_edges.py holds git_refuses to pygit2.)
+_RESERVED_FIRST = frozenset(".gG")  # their first letters: most names skip the test
+# core.protectHFS (on by default on macOS; refused everywhere, so a vault synced from Linux and
+# macOS takes the same files): HFS+ ignores these code points, so ".g\u200cit" is ".git" there.
+_HFS_IGNORED = frozenset("\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                         "\u206a\u206b\u206c\u206d\u206e\u206f\ufeff")
+_HFS_FIRST = _HFS_IGNORED | {"."}
 # SQLite's companion files: they belong to the database beside them and are never synced as
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
+# How SQLite's own companion files begin (sqlite.org/fileformat2.html), checked only beside a
+# file X still empty or all zeros (a database's first transaction): a rollback journal starts
+# with its magic, or with 8 zero bytes (SQLite writes the magic only when it syncs the journal,
+# and journal_mode=PERSIST zeroes it after a commit); a WAL with its magic (last bit: the byte
+# order of its checksums). tests/test_scan_edges.py checks them against a real SQLite.
+JOURNAL_MAGICS = (b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7", bytes(8))
+WAL_MAGICS = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
 # The first line of the SQL text a database is stored as in the vault (sqlite_dump writes it).
 # Here rather than there so that telling a stored database apart needs no apsw.
 DUMP_HEADER = b"-- vault sqlite dump v1\n"
 _ODD_SUFFIXES = COMPANION_SUFFIXES + SKIP_FILE_SUFFIXES
-_RESERVED_FIRST = frozenset(".gG")  # first letters of GIT_RESERVED names: most names skip the test
 
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
@@ -184,7 +198,8 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
     entries = scan.entries
     skipped = scan.skipped
     first = len(entries)
-    names: set[str] | None = None  # every name here, once a SQLite companion file shows up
+    by_name: dict[str, os.DirEntry[str]] | None = None  # once a companion's name shows up
+    companions: set[str] = set()  # the names here that are SQLite's own -wal/-shm/-journal
     prefix = rel_dir + "/" if rel_dir else ""
     base = dir_path if dir_path.endswith("/") else dir_path + "/"
     for child in children:
@@ -197,10 +212,13 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                 shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 skipped.append((shown, "file name is not valid UTF-8"))
                 continue
-        if name[0] in _RESERVED_FIRST and name.lower().rstrip(". ") in GIT_RESERVED and not (
-                name in SKIP_DIR_NAMES and child.is_dir(follow_symlinks=False)):
-            # (a .git folder is a nested repository's metadata: left out silently)
-            skipped.append((rel, "git cannot store a file or folder with this name"))
+            if name[0] in _HFS_FIRST and _hfs_dotgit(name):
+                _refused(child, rel, skipped)
+                continue
+        if name[0] in _RESERVED_FIRST and git_refuses(name):
+            if not (name in SKIP_DIR_NAMES and child.is_dir(follow_symlinks=False)):
+                # (a .git folder is a nested repository's metadata: left out silently)
+                _refused(child, rel, skipped)
             continue
         try:
             if child.is_dir(follow_symlinks=False):
@@ -217,9 +235,10 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
             if name.endswith(_ODD_SUFFIXES):  # one test for both rare cases
                 if name.endswith(SKIP_FILE_SUFFIXES):
                     continue
-                if names is None:
-                    names = {c.name for c in children}
-                if _is_companion(name, names, base):
+                if by_name is None:
+                    by_name = {c.name: c for c in children}
+                if _is_companion(name, by_name, base):
+                    companions.add(name)
                     continue
             if name in SKIP_FILE_NAMES:
                 continue
@@ -239,30 +258,76 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
         size = st.st_size
         entries.append(Entry((rel, base + name, (size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino),
                               MODE_EXEC if st_mode & 0o100 else MODE_FILE, size)))
-    if names is not None:
+    if companions:
         # A database's key includes its -wal and -journal stat: a write may touch only those.
         for i in range(first, len(entries)):
             entry = entries[i]
             name = entry.rel.rpartition("/")[2]
             for suffix in ("-wal", "-journal"):
-                if name + suffix in names:
+                if name + suffix in companions:
                     entry = entry.with_key(entry.key + _companion_key(entry.path + suffix))
             entries[i] = entry
 
 
-def _is_companion(name: str, names: set[str], base: str) -> bool:
-    """name is X-wal, X-shm or X-journal beside a SQLite database X, or beside an empty X (a
-    database being created: its first transaction's journal exists before its first page).
-    Beside a file X with other contents, it is a file of the user's like any other."""
+def git_refuses(name: str) -> bool:
+    """True when libgit2 refuses this file or folder name in a tree (its NTFS rule, above)."""
+    # (No non-ASCII letter lowers to one of these, so .lower() compares as strncasecmp does.)
+    if name[:4].lower() == ".git":
+        rest = name[4:]
+    elif name[3:5] == "~1" and name[:3].lower() == "git":
+        rest = name[5:]
+    else:
+        return False
+    return not rest.strip(" .") or rest[0] in "\\:"
+
+
+def _hfs_dotgit(name: str) -> bool:
+    """The core.protectHFS rule for a non-ASCII name: ".git" once the ignored code points are
+    dropped. As libgit2 (path.c validate_dotgit_hfs_generic) compares only the low byte of
+    each ASCII-lowered code point with "git", ".\u0167it" is refused too: mirrored exactly."""
+    points = [ord(c) for c in name if c not in _HFS_IGNORED]
+    return len(points) == 4 and points[0] == 0x2E and all(
+        ((p + 32 if 0x41 <= p <= 0x5A else p) & 0xFF) == want
+        for p, want in zip(points[1:], b"git"))
+
+
+def _refused(child: os.DirEntry[str], rel: str, skipped: list[tuple[str, str]]) -> None:
+    folder = child.is_dir(follow_symlinks=False)
+    skipped.append((rel + "/" if folder else rel,
+                    f"git cannot store a {'folder' if folder else 'file'} with this name"))
+
+
+def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str) -> bool:
+    """name is SQLite's own X-wal, X-shm or X-journal: beside a SQLite database X, or beside a
+    database being created (X empty, or all zeros so far: a first transaction that spilled
+    pages before page 1) when its own content is SQLite's. Beside a folder, or a file X with
+    other contents, it is a file of the user's like any other."""
     for suffix in COMPANION_SUFFIXES:
-        stem = name[: -len(suffix)]
-        if name.endswith(suffix) and stem in names:
-            try:
-                with open(base + stem, "rb") as handle:
-                    head = handle.read(len(SQLITE_HEADER))
-            except OSError:
-                return True  # X is there but cannot be read: its sync reports that
-            return not head or head == SQLITE_HEADER
+        if not name.endswith(suffix):
+            continue
+        stem = by_name.get(name[: -len(suffix)])
+        if stem is None:
+            return False
+        try:
+            if not stem.is_file():  # a folder, a FIFO (an open() would block): not a database
+                return False
+            with open(base + stem.name, "rb") as handle:
+                head = handle.read(len(SQLITE_HEADER))
+        except OSError:
+            return True  # X is there but cannot be read: its sync reports that
+        if head == SQLITE_HEADER:
+            return True
+        if head.strip(b"\0"):
+            return False
+        if suffix == "-shm":
+            return True  # its content says nothing: SQLite's, if X is a database at all
+        try:
+            with open(base + name, "rb") as handle:
+                own = handle.read(8)
+        except OSError:
+            return False  # taken as a file: its sync reports why it cannot be read
+        magics = JOURNAL_MAGICS if suffix == "-journal" else WAL_MAGICS
+        return not own or own.startswith(magics)
     return False
 
 

@@ -1,0 +1,307 @@
+"""Scan edges: names git refuses, SQLite's companion names beside folders and empty files, JSON
+nested too deep for Python's parser. Each once blocked or silently dropped part of a sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from conftest import Clock, git, run_cli, write_config
+from vault.config import load_config
+from vault.repo import VaultRepo
+from vault.sources import scan_source
+from vault.sqlite_dump import is_dump
+from vault.sync import sync
+
+# Names to hold the scan to libgit2 with: what git refuses on NTFS (".git" or "git~1" with a
+# trailing dot/space, an alternate data stream ":", a "\"), on HFS+ (code points HFS+ ignores,
+# and libgit2's low-byte compare: ".\u0167it"), and look-alikes git accepts.
+CANDIDATES = [
+    ".git", ".GIT", ".Git", ".git.", ".git ", ".git . .", ".git:stream", ".git::$INDEX_ALLOCATION",
+    ".git\\x", ".git\\", ".git:", ".gitx", ".git-x", ".git.x", ".git x", ".gitmodules",
+    ".gitmodules:x", ".gitignore", "git~1", "GIT~1", "git~1.", "git~1 ", "git~1:x", "git~1\\x",
+    "git~10", "git~2", "GIT~2", "xgit~1", "git", "git.md", "gitlog", "Goals.md", "g", ".g", ".gi",
+    ".git\u200c", "\u200c.git", ".g\u200cit", ".GIT\ufeff", "\u206a.g\u202ei\u200dt", ".git\u200c ",
+    ".\u0167\u0169\u0174", ".\u0167it", ".g\u0130t", "g\u0130t~1", ".gi\u0165", ".git\u00e9",
+    "a\\b", "\\", "a:b", "...", ". .", ".hidden", "notes.md", "caf\u00e9.md",
+]
+
+
+class Source:
+    """The three things scan_source reads of a source."""
+
+    include: tuple[str, ...] = ("**",)
+    exclude: tuple[str, ...] = ()
+
+    def __init__(self, root: Path) -> None:
+        self.name = "s"
+        self.root = root
+
+
+def libgit2_refuses(tmp_path: Path, names: list[str], **config: bool) -> set[str]:
+    """The names pygit2's TreeBuilder will not insert, in a scratch repo with this config."""
+    repo = pygit2.init_repository(str(tmp_path / f"scratch-{len(config)}"), bare=True)
+    for key, value in config.items():
+        repo.config[key] = value
+    blob = repo.create_blob(b"x")
+    refused = set()
+    for name in names:
+        try:
+            repo.TreeBuilder().insert(name, blob, pygit2.GIT_FILEMODE_BLOB)
+        except (ValueError, pygit2.GitError):
+            refused.add(name)
+    return refused
+
+
+def test_scan_skips_exactly_the_names_libgit2_refuses(tmp_path: Path) -> None:
+    files, folders = tmp_path / "files", tmp_path / "folders"
+    for name in CANDIDATES:
+        (files / name).parent.mkdir(exist_ok=True)
+        (files / name).write_text("x\n")
+        (folders / name).mkdir(parents=True)
+        (folders / name / "inner.md").write_text("x\n")
+    # The union of both protections (HFS is on by default on macOS): what the scan refuses.
+    refused = libgit2_refuses(tmp_path, CANDIDATES, **{"core.protectNTFS": True,
+                                                       "core.protectHFS": True})
+    assert libgit2_refuses(tmp_path, CANDIDATES) <= refused  # this platform's defaults
+    assert 10 < len(refused) < len(CANDIDATES) - 10
+
+    scan = scan_source(Source(files))
+    assert {rel for rel, reason in scan.skipped
+            if reason == "git cannot store a file with this name"} == refused
+    assert {e.rel for e in scan.entries} == set(CANDIDATES) - refused
+
+    scan = scan_source(Source(folders))
+    # (a folder named .git is a nested repository's metadata: left out, and not listed)
+    assert {rel for rel, reason in scan.skipped
+            if reason == "git cannot store a folder with this name"} == {
+                name + "/" for name in refused - {".git"}}
+    assert {e.rel for e in scan.entries} == {n + "/inner.md" for n in set(CANDIDATES) - refused}
+
+
+def test_a_name_git_refuses_skips_that_file_only(tmp_path: Path) -> None:
+    """Before: `invalid name for a tree entry - .git:stream`, exit 1, no source committed."""
+    src, other = tmp_path / "src", tmp_path / "other"
+    (src / ".git:dir").mkdir(parents=True)
+    (src / ".git:dir" / "inner.md").write_text("inside\n")
+    for name in (".git:stream", ".git::$INDEX_ALLOCATION", ".git\\x"):
+        (src / name).write_text("gitdir: elsewhere\n")
+    (src / "notes.md").write_text("notes\n")
+    other.mkdir()
+    (other / "n.md").write_text("other source\n")
+    config = write_config(tmp_path / "vault.toml", {"src": src, "other": other})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    proc = run_cli("sync", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["skipped"] == [
+        {"path": "src/.git::$INDEX_ALLOCATION", "reason": "git cannot store a file with this name"},
+        {"path": "src/.git:dir/", "reason": "git cannot store a folder with this name"},
+        {"path": "src/.git:stream", "reason": "git cannot store a file with this name"},
+        {"path": "src/.git\\x", "reason": "git cannot store a file with this name"}]
+    assert result["added"] == ["other/n.md", "src/notes.md"]
+    vault = tmp_path / "memory-vault"
+    assert git(vault, "ls-tree", "-r", "--name-only", "main").split() == [
+        "other/n.md", "src/notes.md"]
+
+
+def test_companion_names_beside_a_folder_or_an_empty_file_are_synced(tmp_path: Path) -> None:
+    """The report's repro. Before: neither file in `added` nor in `skipped`."""
+    src = tmp_path / "src"
+    (src / "daily").mkdir(parents=True)
+    (src / "daily-journal").write_text("important\n")
+    (src / "plan").write_bytes(b"")
+    (src / "plan-journal").write_text("log\n")
+    config = write_config(tmp_path / "vault.toml", {"src": src})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    proc = run_cli("sync", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["added"] == ["src/daily-journal", "src/plan", "src/plan-journal"]
+    assert result["skipped"] == []
+
+
+JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+# X -> (X's content, or None for a folder; {companion name: (content, SQLite's?)})
+BESIDE = {
+    "folder": (None, {"-journal": (JOURNAL_MAGIC + b"x" * 504, False),
+                      "-wal": (bytes.fromhex("377f0682") + b"x" * 28, False),
+                      "-shm": (b"important\n", False)}),
+    "empty": (b"", {"-journal": (b"log\n", False), "-wal": (b"wal of my own\n", False),
+                    "-shm": (b"anything\n", True)}),
+    "empty-j0": (b"", {"-journal": (b"", True)}),
+    "empty-j1": (b"", {"-journal": (JOURNAL_MAGIC + b"\0" * 504, True)}),
+    "empty-j2": (b"", {"-journal": (bytes(8) + b"\x00\x00\x00\x00\x13e\xb8\xe0", True)}),
+    "empty-j3": (b"", {"-journal": (b"\xd9\xd5\x05\xf9 my notes\n", False)}),
+    "empty-w0": (b"", {"-wal": (b"", True)}),
+    "empty-w1": (b"", {"-wal": (bytes.fromhex("377f0682002de218") + bytes(24), True)}),
+    "empty-w2": (b"", {"-wal": (bytes.fromhex("377f0683002de218") + bytes(24), True)}),
+    "zeros": (bytes(8192), {"-journal": (JOURNAL_MAGIC + bytes(504), True),
+                            "-wal": (b"text\n", False)}),
+    "text": (b"itinerary\n", {"-journal": (bytes(8), False), "-wal": (b"", False),
+                              "-shm": (b"", False)}),
+}
+
+
+def test_companion_names_are_sqlite_s_only_when_their_content_says_so(
+        tmp_path: Path, clock: Clock) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    want_added, want_hidden = [], []
+    for stem, (content, companions) in BESIDE.items():
+        if content is None:
+            (ws / stem).mkdir()
+            (ws / stem / "in.md").write_text("in\n")
+            want_added.append(f"ws/{stem}/in.md")
+        else:
+            (ws / stem).write_bytes(content)
+            want_added.append(f"ws/{stem}")
+        for suffix, (data, sqlite_s) in companions.items():
+            (ws / (stem + suffix)).write_bytes(data)
+            (want_hidden if sqlite_s else want_added).append(f"ws/{stem}{suffix}")
+    config = load_config(write_config(tmp_path / "vault.toml", {"ws": ws}))
+    vault, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+    result = sync(config, now=clock)
+    assert sorted(result.added) == sorted(want_added)
+    assert not result.skipped
+    assert sorted(git(vault.path, "ls-tree", "-r", "--name-only", "main").split()) \
+        == sorted(want_added)
+
+
+HOLDER = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+for pragma in sys.argv[2:]:
+    db.execute("PRAGMA " + pragma)
+db.execute("BEGIN IMMEDIATE")
+db.execute("CREATE TABLE t(x)")
+for _ in range(50):
+    db.execute("INSERT INTO t VALUES(?)", (os.urandom(5000),))
+print("ready", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+print("committed", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("pragmas, companion, magic", [
+    # Before its journal is synced, SQLite leaves the magic zero (the first transaction of
+    # every new database in the default mode; PERSIST's first one too).
+    (["journal_mode=DELETE"], "-journal", bytes(8)),
+    (["journal_mode=PERSIST"], "-journal", bytes(8)),
+    # Unsynced, the magic is written at once; a transaction that spills pages syncs it first.
+    (["synchronous=OFF"], "-journal", JOURNAL_MAGIC),
+    (["cache_size=1"], "-journal", JOURNAL_MAGIC),
+], ids=["delete", "persist", "nosync", "spilled"])
+def test_a_real_sqlite_s_journal_beside_a_database_being_created_is_not_a_file(
+        tmp_path: Path, clock: Clock, pragmas: list[str], companion: str, magic: bytes) -> None:
+    from vault.sources import JOURNAL_MAGICS
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "notes.md").write_text("notes\n")
+    config = load_config(write_config(tmp_path / "vault.toml", {"ws": ws}))
+    vault, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ws / "new.db"), *pragmas],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "ready"
+        # A write transaction held open in another process: the database file is not a
+        # database yet (empty, or its page 1 still zeros), its journal is there.
+        assert not (ws / "new.db").read_bytes()[:16].strip(b"\0")
+        head = (ws / f"new.db{companion}").read_bytes()[:8]
+        assert head == magic and head in JOURNAL_MAGICS
+        first = sync(config, now=clock)
+        assert "ws/notes.md" in first.added and not first.skipped
+        assert not [p for p in (*first.added, *first.modified) if p.endswith(companion)]
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+        clock.tick()
+        second = sync(config, now=clock)
+        assert not second.skipped
+    finally:
+        holder.kill()
+        holder.wait()
+    assert git(vault.path, "ls-tree", "-r", "--name-only", "main").split() == [
+        "ws/new.db", "ws/notes.md"]
+    assert is_dump(git(vault.path, "show", "main:ws/new.db").encode())
+
+
+def test_a_real_sqlite_s_wal_header_is_recognised_beside_an_empty_file(
+        tmp_path: Path, clock: Clock) -> None:
+    from vault.sources import WAL_MAGICS
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "live.db"),
+                               "journal_mode=WAL"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "ready"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+        wal = (tmp_path / "live.db-wal").read_bytes()  # the connection is open: not checkpointed
+    finally:
+        holder.kill()
+        holder.wait()
+    native = "82" if sys.byteorder == "little" else "83"
+    assert wal[:4] == bytes.fromhex("377f06" + native) and wal[:4] in WAL_MAGICS
+    # SQLite's WAL beside an empty file is SQLite's; a "-wal" of the user's is a file.
+    (ws / "fresh.db").write_bytes(b"")
+    (ws / "fresh.db-wal").write_bytes(wal)
+    (ws / "fresh.db-shm").write_bytes(bytes(32768))
+    (ws / "draft").write_bytes(b"")
+    (ws / "draft-wal").write_text("a wall of text\n")
+    config = load_config(write_config(tmp_path / "vault.toml", {"ws": ws}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    result = sync(config, now=clock)
+    assert sorted(result.added) == ["ws/draft", "ws/draft-wal", "ws/fresh.db"]
+
+
+def test_json_nested_deeper_than_python_parses_does_not_stop_the_sync(tmp_path: Path) -> None:
+    """Before: `Error: unexpected: RecursionError`, exit 3, nothing committed from any source.
+    Now: Python cannot check such JSON, and that is not proof it is broken: a .json is stored
+    as it is; a JSONL line counts as complete once it ends with a newline (a trailing line too
+    deep to check waits for its newline, as any line being written)."""
+    src, other = tmp_path / "src", tmp_path / "other"
+    src.mkdir()
+    other.mkdir()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    (src / "deep.json").write_bytes(deep + b"\n")
+    (src / "broken.json").write_text('{"half": ')
+    head = b'{"type": "session"}\n' + deep + b"\n"
+    (src / "log.jsonl").write_bytes(head + deep)  # a complete deep line, then a partial one
+    (src / "notes.md").write_text("notes\n")
+    (other / "n.md").write_text("other source\n")
+    config = write_config(tmp_path / "vault.toml", {"src": src, "other": other})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    proc = run_cli("sync", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["added"] == ["other/n.md", "src/deep.json", "src/log.jsonl", "src/notes.md"]
+    assert [s["path"] for s in result["skipped"]] == ["src/broken.json"]  # still checked
+    vault = tmp_path / "memory-vault"
+
+    def stored(path: str) -> bytes:
+        return subprocess.run(["git", "-C", str(vault), "show", f"main:{path}"],
+                              capture_output=True, check=True).stdout
+
+    assert stored("src/deep.json") == deep + b"\n"
+    assert stored("src/log.jsonl") == head
+    with (src / "log.jsonl").open("ab") as handle:
+        handle.write(b"\n")
+    proc = run_cli("sync", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["modified"] == ["src/log.jsonl"]
+    assert stored("src/log.jsonl") == head + deep + b"\n"
