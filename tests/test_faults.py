@@ -1162,6 +1162,14 @@ def test_unreadable_folder_is_an_error_under_quiet(nobody_root: Path) -> None:
                  "folder cannot be read")
 
 
+def test_a_folder_that_can_be_listed_but_not_entered_is_an_error(nobody_root: Path) -> None:
+    setup = nobody_setup(nobody_root)
+    (setup.sources["agent"] / "memory" / "2026-11-22.md").write_text("new, never recorded\n")
+    (setup.sources["agent"] / "memory").chmod(0o644)  # r without x: names, but no stat
+    assert_error(run_as_nobody(setup, "sync", "--quiet"), 1, "agent/memory/2026-11-22.md",
+                 "cannot stat")
+
+
 def test_unreadable_source_root_and_config(nobody_root: Path) -> None:
     setup = nobody_setup(nobody_root)
     before = head(setup.vault)

@@ -23,6 +23,7 @@ from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
 from vault.restore import (Action, PartialRestoreError, RestoreError, RestoreOptions,
                            _Databases, _set_aside, restore)
+import vault.restore as restore_module
 from vault.show import query_dump, show_file
 from vault.sqlite_dump import load_dump
 from vault.sync import sync
@@ -559,7 +560,8 @@ def test_deletes_refuse_a_folder_swapped_for_a_symlink_with_a_relative_to(
 
 
 def test_deletes_refuse_a_folder_swapped_for_a_symlink_below_a_linked_source_root(
-        vault: VaultRepo, clock: Clock, tmp_path: Path, workspace: Path) -> None:
+        vault: VaultRepo, clock: Clock, tmp_path: Path, workspace: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     link = tmp_path / "agent-link"
     link.symlink_to(workspace)  # e.g. ~/.agent -> /data/agent
     config = load_config(write_config(tmp_path / "linked.toml", {"agent": link},
@@ -568,17 +570,20 @@ def test_deletes_refuse_a_folder_swapped_for_a_symlink_below_a_linked_source_roo
     (workspace / "sub" / "deep").mkdir(parents=True)
     (workspace / "sub" / "deep" / "extra.md").write_text("new since the sync\n")
     outside = outside_with_a_file(tmp_path)
+    checked = restore_module._set_aside_uncaptured
 
-    def confirm(plan: Any) -> bool:
+    def swap_after_the_last_check(*args: Any) -> Any:  # after the plan, before any write
+        plan = checked(*args)
         swap_for_symlink(workspace / "sub", outside)
-        return True
+        return plan
 
+    monkeypatch.setattr(restore_module, "_set_aside_uncaptured", swap_after_the_last_check)
     clock.tick()
-    with pytest.raises(PartialRestoreError, match="refusing to write through a symlink") as err:
+    with pytest.raises(UnsafePathError, match="refusing to write through a symlink"):
         restore(config, RestoreOptions(at=vault.head_id(), delete=True, paths=("sub/**",)),
-                now=clock, confirm=confirm)
-    assert isinstance(err.value.__cause__, UnsafePathError)
+                now=clock)
     assert (outside / "deep" / "extra.md").exists()
+
 
 
 def test_a_journal_named_file_beside_a_plain_file_is_the_users(config: Config,

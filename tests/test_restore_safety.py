@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import apsw
@@ -19,6 +20,8 @@ import pytest
 
 from conftest import Clock, make_sqlite, run_cli, write_config
 from vault.config import Config, load_config
+from vault.detect import RACY_MARGIN_NS
+from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
 from vault.restore import PartialRestoreError, RestoreError, RestoreOptions, restore
 from vault.sources import DUMP_HEADER
@@ -228,3 +231,173 @@ def test_a_new_database_is_not_left_private(config: Config, vault: VaultRepo, cl
     restore(config, RestoreOptions(at="HEAD", paths=("second.db",)), now=clock)
     assert mode(workspace / "second.db") == 0o644
     assert os.access(workspace / "second.db", os.R_OK)
+
+
+def test_a_database_stored_redacted_long_ago_is_kept_aside(tmp_path: Path, workspace: Path,
+                                                           clock: Clock) -> None:
+    # The safety sync does not read a database its stat proves unchanged: whether the vault
+    # holds it exactly must come from the stored dump itself.
+    config = load_config(write_config(tmp_path / "redact.toml", {"agent": workspace},
+                                      extra='[secrets]\npolicy = "redact"'))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    first = sync(config, now=clock).commit
+    token = "ghp_" + "".join(secrets.choice("abcdefghijkLMNOPQRS0123456789") for _ in range(36))
+    db = apsw.Connection(str(workspace / "memory.db"))
+    db.execute("INSERT INTO memories(content) VALUES(?)", (f"deploy token {token}",))
+    db.close()
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)  # so that its stat proves it from now on
+    clock.tick()
+    assert sync(config, now=clock).redacted
+    clock.tick(60)
+    assert first is not None
+    result = restore(config, RestoreOptions(at=first, paths=("memory.db",)), now=clock)
+    assert result.safety_sync is not None and not result.safety_sync.modified  # not read again
+    [aside] = asides(workspace, "memory.db")
+    rows = apsw.Connection(str(aside)).execute("SELECT content FROM memories").fetchall()
+    assert (f"deploy token {token}",) in rows
+
+
+def test_what_is_written_while_the_question_waits_is_kept(config: Config, vault: VaultRepo,
+                                                          clock: Clock, workspace: Path) -> None:
+    first = sync(config, now=clock).commit
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
+    clock.tick()
+    sync(config, now=clock)
+
+    def confirm(plan: object) -> bool:  # the agent writes while the user reads the plan
+        (workspace / "MEMORY.md").write_text("# Memory\n\n- v3, written during the question\n")
+        (workspace / "memory" / "2026-11-20.md").write_text("changed meanwhile\n")
+        return True
+
+    clock.tick()
+    assert first is not None
+    result = restore(config, RestoreOptions(at=first), now=clock, confirm=confirm)
+    assert result.undo_commit is not None
+    stored = VaultRepo(config.vault.path, "main")
+    assert b"v3, written during the question" in stored.read_blob(
+        stored.files(result.undo_commit)["agent/MEMORY.md"][0])
+    verbs = {a.path: a.action for a in result.plan.actions}
+    assert verbs["agent/memory/2026-11-20.md"] == "overwrite"  # planned again after the question
+    assert "prefers tea" in (workspace / "MEMORY.md").read_text()
+
+
+def test_an_open_damaged_database_is_refused_before_anything_changes(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- edited\n")
+    (workspace / "new.md").write_text("not in the vault\n")
+    (workspace / "memory.db").write_bytes(os.urandom(8192))  # the agent's database, damaged
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "f = open(sys.argv[1], 'rb'); print('open', flush=True)\n"
+                               "time.sleep(60)\n", str(workspace / "memory.db")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        head = vault.head_id()
+        clock.tick()
+        with pytest.raises(RestoreError, match="is open in another process") as err:
+            restore(config, RestoreOptions(at="HEAD", delete=True), now=clock)
+        assert not isinstance(err.value, PartialRestoreError)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert vault.head_id() == head  # not even the safety sync ran
+    assert (workspace / "new.md").exists()
+    assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- edited\n"
+
+
+def test_restore_to_a_folder_with_host_folders_deletes_only_there(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "hosts.toml", {"notes": workspace},
+                                      extra='layout = "{host}/{source}"'))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "mine.txt").write_text("precious\n")
+    (out / "testhost" / "notes").mkdir(parents=True)
+    (out / "testhost" / "notes" / "stale.md").write_text("not at WHEN\n")
+    for sources in ((), ("notes",)):
+        result = restore(config, RestoreOptions(at="HEAD", to=out, sources=sources,
+                                                delete=True), now=clock)
+        assert (out / "notes" / "mine.txt").exists()
+        assert not (out / "testhost" / "notes" / "stale.md").exists()
+        assert (out / "testhost" / "notes" / "MEMORY.md").exists()
+        (out / "testhost" / "notes" / "stale.md").write_text("not at WHEN\n")
+        assert [a.path for a in result.plan.actions if a.action == "delete"] == [
+            "testhost/notes/stale.md"]
+
+
+def test_the_undo_keeps_what_was_kept_aside(config: Config, vault: VaultRepo, clock: Clock,
+                                            workspace: Path) -> None:
+    sync(config, now=clock)
+    (workspace / "memory.json").write_text('{"v": 2, "x": "unsaved')  # half-written
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD"), now=clock)
+    [aside] = asides(workspace, "memory.json")
+    clock.tick()
+    assert result.undo_commit is not None
+    undo = restore(config, RestoreOptions(at=result.undo_commit, sources=result.undo_sources,
+                                          delete=True), now=clock)
+    assert aside.exists()  # never deleted by a restore, the undo's --delete included
+    assert all(a.path != f"agent/{aside.name}" for a in undo.plan.actions)
+
+
+def test_the_undo_leaves_out_a_source_whose_folder_was_gone(tmp_path: Path, workspace: Path,
+                                                            clock: Clock) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.md").write_text("b\n")
+    config = load_config(write_config(tmp_path / "two.toml", {"agent": workspace,
+                                                              "other": other}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    shutil.rmtree(other)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- edited\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD"), now=clock)
+    assert (other / "b.md").read_text() == "b\n"
+    assert result.undo_sources == ("agent",) and result.new_sources == ("other",)
+    shutil.rmtree(other)
+    proc = run_cli("restore", "--at", "HEAD", "--source", "other", "--yes",
+                   "--config", str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    assert "(The undo leaves out other: its folder was not there before the restore; delete " \
+        "it to go back.)" in proc.stdout
+    assert "Undo with" not in proc.stdout  # nothing else was changed: nothing to undo
+
+
+def test_a_folder_that_is_a_symlink_inside_the_source_is_not_written_through(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    (workspace / "archive").mkdir()
+    (workspace / "archive" / "a.md").write_text("archived\n")
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "a.md").write_text("a note\n")
+    sync(config, now=clock)
+    shutil.rmtree(workspace / "notes")
+    (workspace / "notes").symlink_to("archive")  # sync skips it and keeps notes/a.md
+    clock.tick()
+    assert [s.path for s in sync(config, now=clock).skipped] == ["agent/notes"]
+    clock.tick()
+    with pytest.raises(UnsafePathError, match="symlink inside"):
+        restore(config, RestoreOptions(at="HEAD"), now=clock)
+    assert (workspace / "archive" / "a.md").read_text() == "archived\n"
+
+
+def test_an_interrupted_restore_says_how_to_undo(config: Config, vault: VaultRepo,
+                                                 clock: Clock, workspace: Path) -> None:
+    first = sync(config, now=clock).commit
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- edited\n")
+    (workspace / "memory.json").write_text('[{"id": 1, "content": "edited"}]')
+    clock.tick()
+    sync(config, now=clock)
+
+    def interrupt(done: int, total: int) -> None:
+        if done == total:
+            raise KeyboardInterrupt  # Ctrl-C once files are in place
+
+    clock.tick()
+    assert first is not None
+    with pytest.raises(PartialRestoreError, match="interrupted") as err:
+        restore(config, RestoreOptions(at=first), now=clock, progress=interrupt)
+    assert err.value.exit_code == 130 and err.value.undo_sources == ("agent",)

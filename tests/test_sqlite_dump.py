@@ -965,3 +965,20 @@ def test_a_snapshot_never_checkpoints_the_users_wal(tmp_path: Path) -> None:
     assert b"only in the wal" in dump
     assert db.read_bytes() == main_before
     assert Path(f"{db}-wal").read_bytes() == wal_before
+
+
+def test_a_snapshot_leaves_no_new_shm_beside_a_wal(tmp_path: Path) -> None:
+    # A writer in exclusive locking mode keeps its WAL index in memory: it leaves a -wal and
+    # no -shm. The snapshot's connection makes one; it must not stay behind.
+    db = tmp_path / "memory.db"
+    writer = ("import os, sqlite3, sys\n"
+              "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "c.execute('PRAGMA locking_mode=EXCLUSIVE')\n"
+              "c.execute('PRAGMA journal_mode=WAL')\n"
+              "c.execute('CREATE TABLE m(id INTEGER PRIMARY KEY, content TEXT)')\n"
+              "c.execute(\"INSERT INTO m(content) VALUES ('in the wal')\")\n"
+              "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", writer, str(db)], check=True)
+    assert Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+    assert b"in the wal" in snapshot_sqlite(db)
+    assert not Path(f"{db}-shm").exists()

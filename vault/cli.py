@@ -374,6 +374,9 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
         click.echo("Dry run: nothing was changed.")
     elif undo:
         click.echo(f"Undo with: {undo}")
+    if not dry_run and result.new_sources:
+        click.echo(f"(The undo leaves out {', '.join(result.new_sources)}: its folder was not "
+                   "there before the restore; delete it to go back.)")
 
 
 def _render_plan(plan: Any, limit: int | None) -> None:
@@ -393,7 +396,7 @@ def _render_plan(plan: Any, limit: int | None) -> None:
 
 def _undo_command(config: Any, options: Any, undo_commit: str | None,
                   sources: tuple[str, ...]) -> str | None:
-    if undo_commit is None:
+    if undo_commit is None or not sources:  # (without --source it would cover every source)
         return None
     import shlex
 

@@ -100,6 +100,7 @@ class BatchWriter:
         # refused (ELOOP), not written through. Longest first: the innermost root applies.
         self._roots = sorted((r.rstrip("/") + "/" for r in roots), key=len, reverse=True)
         self._made: list[str] = []  # folders this batch made, parents first
+        self.changes = 0  # files put in place, moved or removed so far
         self._devices: dict[int, str] = {}  # a folder on each filesystem written to
         self._suffix = f".{os.getpid()}.vault-tmp"
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
@@ -149,6 +150,7 @@ class BatchWriter:
                     try:
                         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd,
                                 follow_symlinks=True)
+                        self.changes += 1
                         return
                     except OSError:
                         pass  # it appeared since (replaced below, as a rename would), or
@@ -160,6 +162,7 @@ class BatchWriter:
             except BaseException:
                 _unlink_quietly(tmp, dir_fd)
                 raise
+            self.changes += 1
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -192,6 +195,7 @@ class BatchWriter:
                 finally:
                     os.close(fd)
             os.replace(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            self.changes += 1
         finally:
             self._release(folder, dir_fd)
 
@@ -204,6 +208,7 @@ class BatchWriter:
             return
         try:
             os.unlink(name, dir_fd=dir_fd)
+            self.changes += 1
         except FileNotFoundError:
             pass
         finally:

@@ -38,11 +38,16 @@ def safe_target(root: Path, rel: str, checked: dict[str, Path] | None = None) ->
     for part in parts[:-1]:
         current = current / part
         if current.is_symlink():
+            # Sync never follows a link (a folder that became one is skipped, its files kept
+            # as they were): writing them back through it would land in another folder, inside
+            # the root or out of it.
             resolved = Path(os.path.realpath(current))
-            if resolved != real_root and real_root not in resolved.parents:
-                raise UnsafePathError(f"refusing to write through a symlink that leaves "
-                                      f"{root}: {current} -> {resolved}")
-            current = resolved
+            where = "that leaves " + str(root) if resolved != real_root and \
+                real_root not in resolved.parents else "inside " + str(root)
+            raise UnsafePathError(f"refusing to write through a symlink {where}: "
+                                  f"{current} -> {resolved}",
+                                  hint="replace the link with a folder, or restore elsewhere "
+                                       "with --to DIR")
     if checked is not None:
         checked[folder] = current
     # A symlink as the last component is fine: os.replace swaps the name itself and never

@@ -5,18 +5,20 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from vault.config import Config
-from vault.errors import RepoError, SqliteSnapshotError, UsageError, VaultError
+from vault.errors import (EXIT_INTERRUPTED, RepoError, SqliteSnapshotError, UsageError,
+                          VaultError)
 from vault.fsutil import BatchWriter, OutsideRoots, Staged, fsync_dir, sync_filesystem
 from vault.lock import SyncLock
 from vault.dbbuild import build, claim, is_redacted_blob
@@ -29,6 +31,9 @@ from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
 _COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
+# A file an earlier restore kept aside (_set_aside_uncaptured names them): never deleted by a
+# restore, also not by the --delete of the undo command (the vault may not hold it).
+_ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z$")
 _REPLACE_BATCH = 256  # files staged to replace live ones, flushed together (open files each)
 
 
@@ -98,6 +103,7 @@ class RestoreResult:
     # The sources the undo covers (each one the safety sync took whole): a restore of
     # undo_commit with --delete limited to these puts back what this restore changed.
     undo_sources: tuple[str, ...] = ()
+    new_sources: tuple[str, ...] = ()  # sources whose folder the restore made: undo leaves them
     redacted: tuple[str, ...] = ()  # restored files whose secrets were redacted: cannot come back
 
 
@@ -151,6 +157,8 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
             actions.append(Action(verb, path, target, oid=oid, mode=mode))
     if options.delete:
         for path, _present in _present_files(config, options, wanted, files):
+            if _ASIDE.search(path):
+                continue  # what an earlier restore kept aside: the user's to look at
             if path not in files:  # its target as for a write: resolved, checked, in a root
                 actions.append(Action("delete", path, targets.target(path)[0]))
         actions.sort(key=lambda a: a.path)
@@ -170,31 +178,63 @@ def restore(config: Config, options: RestoreOptions, *,
     with SyncLock(config.state_dir, command="restore"), _Databases(repo.path) as databases:
         databases.start()  # its start-up overlaps the planning (it is idle without databases)
         plan = plan_restore(config, repo, options, clock())
+        live = plan.into is None and any(a.action != "unchanged" for a in plan.actions)
+        if live:
+            _refuse_open_databases(repo, plan)  # before asking, syncing or changing anything
+        if not confirm(plan):
+            raise RestoreError("restore cancelled; nothing was changed")
         safety: SyncResult | None = None
         undo: str | None = None
         involved: tuple[str, ...] = ()
-        if plan.into is None and any(a.action != "unchanged" for a in plan.actions):
-            # First put the live state of every source the restore changes into the vault,
-            # so that the restore can be undone exactly (a restore of that commit, for those
-            # sources, with --delete); a source that cannot be synced stops the restore.
-            involved = tuple(sorted({owner[0].name for a in plan.actions
-                                     if a.action != "unchanged"
-                                     and (owner := config.source_for(a.path)) is not None}))
-            _refuse_open_databases(plan)  # before anything is synced or changed
+        gone: tuple[str, ...] = ()  # sources whose folder is not there: the restore makes it
+        if live:
+            # Right before writing (the question above may have waited for minutes): put the
+            # live state of every source the restore changes into the vault, so that the
+            # restore can be undone exactly (a restore of that commit, for those sources, with
+            # --delete). Then plan again, against the same commit: files may have changed
+            # while the question waited.
+            involved = _sources_changed(config, plan)
+            gone = _missing(config, involved)
             safety = _safety_sync(config, repo, involved, clock)
+            plan = plan_restore(config, repo, replace(options, at=plan.commit.id), clock())
+            more = tuple(n for n in _sources_changed(config, plan) if n not in involved)
+            if more:  # a source that had nothing to restore a moment ago
+                gone += _missing(config, more)
+                safety = _safety_sync(config, repo, more, clock)
+                involved = tuple(sorted(involved + more))
+            _refuse_open_databases(repo, plan)
             plan = _set_aside_uncaptured(repo, plan, safety)
-            undo = repo.head_id()
-        if not confirm(plan):
-            raise RestoreError("restore cancelled; nothing was changed")
-        try:
-            redacted = _apply_all(repo, plan.actions, _roots(config, options), progress,
-                                  databases)
-        except VaultError as exc:
-            if undo is None:
-                raise
-            raise PartialRestoreError(exc, undo, involved) from exc
+            # (none when every source changed is one the restore makes: an undo with no
+            # source named would cover them all)
+            undo = repo.head_id() if _without(involved, gone) else None
+        with BatchWriter(roots=_roots(config, options)) as writer:
+            try:
+                redacted = _apply_all(repo, plan.actions, writer, progress, databases)
+            except (VaultError, KeyboardInterrupt) as exc:
+                if undo is None or not writer.changes:
+                    raise
+                cause = exc if isinstance(exc, VaultError) else _interrupted()
+                raise PartialRestoreError(cause, undo, _without(involved, gone)) from exc
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
-                         undo_sources=involved, redacted=tuple(redacted))
+                         undo_sources=_without(involved, gone), new_sources=gone,
+                         redacted=tuple(redacted))
+
+
+def _sources_changed(config: Config, plan: RestorePlan) -> tuple[str, ...]:
+    return tuple(sorted({owner[0].name for a in plan.actions if a.action != "unchanged"
+                         and (owner := config.source_for(a.path)) is not None}))
+
+
+def _missing(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The sources among names whose folder is not there (a dangling link counts as gone)."""
+    roots = {s.name: s.root for s in config.sources}
+    return tuple(n for n in names if not os.path.exists(roots[n]))
+
+
+def _without(names: tuple[str, ...], gone: tuple[str, ...]) -> tuple[str, ...]:
+    """The sources an undo puts back: not those the restore brought back from nothing (an
+    undo restores a commit, and no commit says "this folder is not there")."""
+    return tuple(n for n in names if n not in gone)
 
 
 def _safety_sync(config: Config, repo: VaultRepo, sources: tuple[str, ...],
@@ -204,8 +244,7 @@ def _safety_sync(config: Config, repo: VaultRepo, sources: tuple[str, ...],
     A source whose folder is gone has nothing to keep (the restore brings it back), and a
     sync that records many deletions is what the restore is there to repair: neither stops it.
     """
-    present = tuple(name for name in sources
-                    if os.path.lexists(next(s.root for s in config.sources if s.name == name)))
+    present = tuple(name for name in sources if name not in _missing(config, sources))
     safety = sync_locked(config, repo, SyncOptions(sources=present, allow_mass_delete=True),
                          clock) if present else SyncResult(commit=None, timestamp=clock(),
                                                            dry_run=False)
@@ -216,14 +255,26 @@ def _safety_sync(config: Config, repo: VaultRepo, sources: tuple[str, ...],
     return safety
 
 
-def _refuse_open_databases(plan: RestorePlan) -> None:
-    """Refuse the restore up front when a database it replaces or deletes is open elsewhere
-    (each is checked again just before it is moved)."""
+def _interrupted() -> VaultError:
+    error = VaultError("interrupted")
+    error.exit_code = EXIT_INTERRUPTED
+    return error
+
+
+def _refuse_open_databases(repo: VaultRepo, plan: RestorePlan) -> None:
+    """Refuse the restore up front when a database it replaces or deletes is open elsewhere:
+    a live file that is a database, or one (damaged, say) that a database will replace. Each
+    is checked again just before it is moved."""
     from vault.sqlite_dump import is_sqlite_file
 
-    for action in plan.actions:
-        if action.action in ("overwrite", "delete") and is_sqlite_file(Path(action.target)):
-            _refuse_if_open(Path(action.target))
+    with BlobReader(repo) as reader:
+        for action in plan.actions:
+            if action.action not in ("overwrite", "delete"):
+                continue
+            target = Path(action.target)
+            if is_sqlite_file(target) or (action.action == "overwrite" and reader.get(
+                    action.oid).head(len(DUMP_HEADER)) == DUMP_HEADER):
+                _refuse_if_open(target)
 
 
 def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
@@ -325,8 +376,10 @@ def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[st
     found: list[tuple[str, Path]] = []
     if options.to is not None:
         root = options.to
-        tops = set(options.sources) if options.sources else \
-            {path.split("/", 1)[0] for path in in_vault} | {s.name for s in config.sources}
+        depth = config.prefix_depth  # the folders of sources: "name", or "host/name"
+        tops = {config.prefix(n).rstrip("/") for n in options.sources} if options.sources else \
+            {"/".join(path.split("/")[:depth]) for path in in_vault} | {
+                config.prefix(s.name).rstrip("/") for s in config.sources}
         for top in sorted(tops):
             folder = root / top
             if not folder.is_dir() or folder.is_symlink():
@@ -374,7 +427,10 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
             return False
         target = Path(action.target)
         if is_sqlite_file(target):
-            return True  # its dump: taken through the backup API, checked when it was made
+            # Its dump, taken through the backup API (by this sync or, unchanged since, an
+            # earlier one): the database as it is, unless secrets were redacted from it.
+            with BlobReader(repo) as reader:
+                return not is_redacted_blob(reader.get(stored[action.path][0]))
         try:
             if target.is_symlink() or not target.is_file():
                 return False
@@ -390,7 +446,7 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
 
-def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, ...],
+def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
                progress: Callable[[int, int], None] | None,
                databases: _Databases) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
@@ -438,7 +494,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], roots: tuple[str, .
                 raise _write_error(exc, action.target) from None
             step()
 
-    with BatchWriter(roots=roots) as writer, BlobReader(repo) as reader:
+    with BlobReader(repo) as reader:
         finished = False
         try:
             for action in actions:

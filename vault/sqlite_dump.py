@@ -179,13 +179,14 @@ def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: in
 
 def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: int) -> str:
     """Open path with flags and back it up into copy; return the source's journal mode."""
-    wal_there = os.path.lexists(f"{path}-wal")
+    # Closing the last connection to a WAL database checkpoints it into the database file: a
+    # write to the user's file a backup (or a dry run) must not make. Only when its -wal and
+    # -shm are both there already: those this connection creates are empty and go away on
+    # close (with a checkpoint of nothing, or of a -wal left by a writer in exclusive mode).
+    wal_there = os.path.lexists(f"{path}-wal") and os.path.lexists(f"{path}-shm")
     source = apsw.Connection(str(path), flags=flags)
     try:
         if wal_there:
-            # Closing the last connection to a WAL database checkpoints it into the database
-            # file: a write to the user's file a backup (or a dry run) must not make. A -wal
-            # this connection created (there was none) is empty and goes away on close.
             source.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
         source.set_busy_timeout(busy_timeout_ms)
         # Belt and braces: this connection must never write to the user's database.

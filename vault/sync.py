@@ -390,12 +390,16 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     for rel, reason in scan.skipped:
         keep.add(prefix + rel)
         plan.skipped.append(Skipped(prefix + rel, reason))
+        if reason.startswith("cannot stat:"):
+            # (in a folder that can be listed but not entered): as an unreadable file
+            plan.failures.append(SourceFailure(source.name, f"{prefix}{rel}: {reason}",
+                                               path=prefix + rel))
     for rel in scan.unreadable_dirs:  # new memory in it goes unrecorded: cron must hear of it
         try:
             os.listdir(os.path.join(source.root, rel))
             continue  # readable now: it was removed (or replaced) while the walk went by
-        except FileNotFoundError:
-            continue  # gone, not unreadable
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone (or a file now), not unreadable
         except OSError:
             pass
         plan.failures.append(SourceFailure(
