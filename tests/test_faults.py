@@ -1170,6 +1170,16 @@ def test_a_folder_that_can_be_listed_but_not_entered_is_an_error(nobody_root: Pa
                  "cannot stat")
 
 
+def test_init_below_a_folder_nobody_may_enter(nobody_root: Path) -> None:
+    setup = Setup(nobody_root, {"agent": small_workspace(nobody_root)})
+    setup.vault = nobody_root / "locked" / "memory-vault"
+    setup.write_config()
+    chown_tree(nobody_root)
+    (nobody_root / "locked").mkdir(mode=0)  # root's, closed to everyone else
+    assert_error(run_as_nobody(setup, "init"), 1, "cannot create the vault at",
+                 "Permission denied")
+
+
 def test_unreadable_source_root_and_config(nobody_root: Path) -> None:
     setup = nobody_setup(nobody_root)
     before = head(setup.vault)
