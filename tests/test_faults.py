@@ -1170,6 +1170,30 @@ def test_a_folder_that_can_be_listed_but_not_entered_is_an_error(nobody_root: Pa
                  "cannot stat")
 
 
+def test_restore_into_a_folder_that_cannot_be_entered(nobody_root: Path) -> None:
+    setup = nobody_setup(nobody_root)
+    (setup.sources["agent"] / "memory").chmod(0)
+    for args in (("--dry-run",), ("--yes",)):
+        assert_error(run_as_nobody(setup, "restore", "--at", "HEAD", *args), 1,
+                     "cannot restore agent/memory/", "Permission denied")
+
+
+def test_an_unreadable_folder_the_patterns_leave_out_is_not_missed(nobody_root: Path) -> None:
+    setup = nobody_setup(nobody_root)
+    ws = setup.sources["agent"]
+    setup.write_config(setup.config.read_text() + 'exclude = ["private/*"]\n')
+    (ws / "private").mkdir()
+    (ws / "private" / "diary.md").write_text("not for the vault\n")
+    (ws / "private").chmod(0)
+    proc = run_as_nobody(setup, "sync", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["skipped"] == []
+    setup.write_config(setup.config.read_text().replace('exclude = ["private/*"]',
+                                                        'exclude = ["private/*.txt"]'))
+    assert_error(run_as_nobody(setup, "sync", "--quiet"), 1, "agent/private/",
+                 "folder cannot be read")
+
+
 def test_init_below_a_folder_nobody_may_enter(nobody_root: Path) -> None:
     setup = Setup(nobody_root, {"agent": small_workspace(nobody_root)})
     setup.vault = nobody_root / "locked" / "memory-vault"

@@ -401,3 +401,34 @@ def test_an_interrupted_restore_says_how_to_undo(config: Config, vault: VaultRep
     with pytest.raises(PartialRestoreError, match="interrupted") as err:
         restore(config, RestoreOptions(at=first), now=clock, progress=interrupt)
     assert err.value.exit_code == 130 and err.value.undo_sources == ("agent",)
+
+
+def test_a_corrupt_database_is_kept_aside_when_another_source_changes_during_the_question(
+        tmp_path: Path, clock: Clock) -> None:
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    s1.mkdir()
+    s2.mkdir()
+    db = apsw.Connection(str(s1 / "m.db"))
+    db.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    with db:
+        for i in range(400):
+            db.execute("INSERT INTO notes(body) VALUES(?)", (f"note {i} " * 10,))
+    db.close()
+    (s2 / "x.md").write_text("x\n")
+    config = load_config(write_config(tmp_path / "two.toml", {"s1": s1, "s2": s2}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    damaged = bytearray((s1 / "m.db").read_bytes())
+    damaged[4096 * 3 + 100:4096 * 3 + 300] = b"\xff" * 200
+    (s1 / "m.db").write_bytes(bytes(damaged))
+
+    def confirm(plan: object) -> bool:  # s2 changes while the question waits
+        with (s2 / "x.md").open("a") as f:
+            f.write("appended\n")
+        return True
+
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD"), now=clock, confirm=confirm)
+    assert result.undo_sources == ("s1", "s2")
+    [aside] = asides(s1, "m.db")
+    assert aside.read_bytes() == bytes(damaged)  # the only copy of what was there

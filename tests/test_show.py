@@ -9,7 +9,7 @@ import pytest
 
 from conftest import Clock, run_cli
 from vault.config import Config
-from vault.errors import UsageError
+from vault.errors import UsageError, VaultError
 from vault.repo import VaultRepo
 from vault.show import query_dump, show_file
 from vault.sync import sync
@@ -31,6 +31,11 @@ def test_sql_reads_keep_working(dump: bytes) -> None:
     assert query_dump(dump, "SELECT name FROM pragma_table_info('memories')").rows[0] == ("id",)
     assert query_dump(dump, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r "
                             "WHERE n < 3) SELECT n FROM r").rows == ((1,), (2,), (3,))
+    # SQLite counts these as writes; they only read, and the copy is opened read-only
+    assert query_dump(dump, "PRAGMA journal_mode").rows == (("wal",),)
+    assert query_dump(dump, "pragma user_version").rows == ((0,),)
+    with pytest.raises(VaultError, match="^SQL error: .*readonly"):
+        query_dump(dump, "PRAGMA user_version = 5")  # a PRAGMA that writes still cannot
 
 
 def test_sql_runs_one_statement(dump: bytes) -> None:

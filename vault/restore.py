@@ -153,7 +153,13 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                 raise UnsafePathError(f"refusing to restore {path!r}: not a regular file in "
                                       f"the vault (mode {mode:o})")
             target, missing = targets.target(path)
-            verb = "create" if missing else _verb(reader, Path(target), oid, mode)
+            try:
+                verb = "create" if missing else _verb(reader, Path(target), oid, mode)
+            except OSError as exc:  # a folder on the way that cannot be entered, say
+                raise RestoreError(f"cannot restore {path}: cannot look at {target}: "
+                                   f"{exc.strerror or exc}",
+                                   hint="fix the permissions, or restore elsewhere with --to DIR"
+                                   ) from None
             actions.append(Action(verb, path, target, oid=oid, mode=mode))
     if options.delete:
         for path, _present in _present_files(config, options, wanted, files):
@@ -198,12 +204,15 @@ def restore(config: Config, options: RestoreOptions, *,
             safety = _safety_sync(config, repo, involved, clock)
             plan = plan_restore(config, repo, replace(options, at=plan.commit.id), clock())
             more = tuple(n for n in _sources_changed(config, plan) if n not in involved)
+            syncs = [safety]
             if more:  # a source that had nothing to restore a moment ago
                 gone += _missing(config, more)
-                safety = _safety_sync(config, repo, more, clock)
+                syncs.append(_safety_sync(config, repo, more, clock))
                 involved = tuple(sorted(involved + more))
+                if syncs[-1].commit:
+                    safety = syncs[-1]  # the one that ends where the undo starts
             _refuse_open_databases(repo, plan)
-            plan = _set_aside_uncaptured(repo, plan, safety)
+            plan = _set_aside_uncaptured(repo, plan, syncs)
             # (none when every source changed is one the restore makes: an undo with no
             # source named would cover them all)
             undo = repo.head_id() if _without(involved, gone) else None
@@ -405,7 +414,7 @@ def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[st
 
 
 def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
-                          safety: SyncResult) -> RestorePlan:
+                          syncs: list[SyncResult]) -> RestorePlan:
     """Files the vault does not hold exactly as they are now are kept aside, not lost.
 
     The safety sync may have skipped a file (half-written JSON, unreadable), stored part of it
@@ -419,8 +428,8 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
         return plan
     head = repo.head_id()
     stored = tree_files(repo, head) if head else {}
-    doubtful = {s.path for s in (*safety.skipped, *safety.redacted)}
-    stamp = format_time(safety.timestamp).replace(":", "")
+    doubtful = {s.path for sync in syncs for s in (*sync.skipped, *sync.redacted)}
+    stamp = format_time(syncs[0].timestamp).replace(":", "")
 
     def captured(action: Action) -> bool:
         if action.path in doubtful or action.path not in stored:

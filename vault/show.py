@@ -125,7 +125,10 @@ def _one_read_only_statement(conn: apsw.Connection, sql: str) -> str | None:
     if more:
         raise UsageError("--sql runs one statement; this query has more than one")
     # SQLite's own verdict (sqlite3_stmt_readonly): VACUUM, for one, has no authorizer code.
-    if not read_only:
+    # A PRAGMA is let through whatever it says (`PRAGMA journal_mode` reads, yet counts as a
+    # write): the connection is read-only and the authorizer refuses ATTACH, so no PRAGMA can
+    # change the rebuilt copy or reach any other file.
+    if not read_only and not statement.lstrip().upper().startswith("PRAGMA"):
         raise _refusal(statement, "it writes")
     return statement
 

@@ -165,22 +165,30 @@ def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str
             # Listed through a folder fd, so each stat below is an fstatat on a short name.
             fd = os.open(dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            _unreadable(scan, rel_dir, exc)
+            _unreadable(scan, rel_dir, exc, exclude)
             continue
         try:
             _scan_dir(fd, dir_path, rel_dir, stack, scan, include, exclude, skip)
         except OSError as exc:
-            _unreadable(scan, rel_dir, exc)
+            _unreadable(scan, rel_dir, exc, exclude)
         finally:
             os.close(fd)
     return scan
 
 
-def _unreadable(scan: Scan, rel_dir: str, exc: OSError) -> None:
-    """A folder that cannot be listed: the root fails the source, a subfolder is kept as it is."""
+def _unreadable(scan: Scan, rel_dir: str, exc: OSError,
+                exclude: Callable[[str], bool] | None) -> None:
+    """A folder that cannot be listed: the root fails the source, a subfolder is kept as it is
+    (unless the patterns leave out whatever could be in it: then it is not missed)."""
     if not rel_dir:
         raise SourceError(f"source '{scan.source.name}': cannot read {scan.source.root}: "
                           f"{exc.strerror}") from None
+    # Names a file in it could have, of the kinds patterns single out: when the exclude
+    # patterns leave out every one (`private/*`), the folder holds nothing to sync.
+    probes = [f"{rel_dir}/{name}" for name in ("x", "x.md", "x.json", "x.jsonl", "x.db",
+                                               "x.txt", "x.yaml", ".x", "x/x", "x/x.md")]
+    if exclude is not None and all(exclude(p) for p in probes):
+        return
     scan.unreadable_dirs.append(rel_dir)
     scan.skipped.append((rel_dir + "/", f"folder unreadable: {exc.strerror}"))
 
@@ -200,6 +208,7 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
     first = len(entries)
     by_name: dict[str, os.DirEntry[str]] | None = None  # once a companion's name shows up
     companions: set[str] = set()  # the names here that are SQLite's own -wal/-shm/-journal
+    creating: set[str] = set()  # databases here whose first transaction is still open
     prefix = rel_dir + "/" if rel_dir else ""
     base = dir_path if dir_path.endswith("/") else dir_path + "/"
     for child in children:
@@ -213,7 +222,8 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                 skipped.append((shown, "file name is not valid UTF-8"))
                 continue
             if name[0] in _HFS_FIRST and _hfs_dotgit(name):
-                _refused(child, rel, skipped)
+                _refused(child, rel, skipped, "git on macOS cannot store a {} with this name "
+                         "(HFS+ reads it as .git), so the vault takes it nowhere")
                 continue
         if name[0] in _RESERVED_FIRST and git_refuses(name):
             if not (name in SKIP_DIR_NAMES and child.is_dir(follow_symlinks=False)):
@@ -237,7 +247,7 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                     continue
                 if by_name is None:
                     by_name = {c.name: c for c in children}
-                if _is_companion(name, by_name, base):
+                if _is_companion(name, by_name, base, creating):
                     companions.add(name)
                     continue
             if name in SKIP_FILE_NAMES:
@@ -258,6 +268,11 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
         size = st.st_size
         entries.append(Entry((rel, base + name, (size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino),
                               MODE_EXEC if st_mode & 0o100 else MODE_FILE, size)))
+    if creating:  # pages of a database before its first commit: the next sync takes it
+        kept = [e for e in entries[first:] if e.rel.rpartition("/")[2] not in creating]
+        skipped.extend((e.rel, "a database being created (its first transaction is open); "
+                        "the next sync takes it") for e in entries[first:] if e not in kept)
+        entries[first:] = kept
     if companions:
         # A database's key includes its -wal and -journal stat: a write may touch only those.
         for i in range(first, len(entries)):
@@ -291,17 +306,19 @@ def _hfs_dotgit(name: str) -> bool:
         for p, want in zip(points[1:], b"git"))
 
 
-def _refused(child: os.DirEntry[str], rel: str, skipped: list[tuple[str, str]]) -> None:
+def _refused(child: os.DirEntry[str], rel: str, skipped: list[tuple[str, str]],
+             reason: str = "git cannot store a {} with this name") -> None:
     folder = child.is_dir(follow_symlinks=False)
-    skipped.append((rel + "/" if folder else rel,
-                    f"git cannot store a {'folder' if folder else 'file'} with this name"))
+    skipped.append((rel + "/" if folder else rel, reason.format("folder" if folder else "file")))
 
 
-def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str) -> bool:
+def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str,
+                  creating: set[str]) -> bool:
     """name is SQLite's own X-wal, X-shm or X-journal: beside a SQLite database X, or beside a
     database being created (X empty, or all zeros so far: a first transaction that spilled
-    pages before page 1) when its own content is SQLite's. Beside a folder, or a file X with
-    other contents, it is a file of the user's like any other."""
+    pages before page 1) when its own content is SQLite's; such an X that is not empty goes
+    into creating (its pages are not a database yet). Beside a folder, or a file X with other
+    contents, it is a file of the user's like any other."""
     for suffix in COMPANION_SUFFIXES:
         if not name.endswith(suffix):
             continue
@@ -319,15 +336,22 @@ def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str) ->
             return True
         if head.strip(b"\0"):
             return False
-        if suffix == "-shm":
-            return True  # its content says nothing: SQLite's, if X is a database at all
+        # Its own first bytes decide; a -shm says nothing of itself: it is SQLite's when the
+        # -wal beside it is.
+        own_name = name if suffix != "-shm" else stem.name + "-wal"
+        if suffix == "-shm" and own_name not in by_name:
+            return False
         try:
-            with open(base + name, "rb") as handle:
+            with open(base + own_name, "rb") as handle:
                 own = handle.read(8)
         except OSError:
             return False  # taken as a file: its sync reports why it cannot be read
         magics = JOURNAL_MAGICS if suffix == "-journal" else WAL_MAGICS
-        return not own or own.startswith(magics)
+        if own and not own.startswith(magics):
+            return False
+        if head:
+            creating.add(stem.name)
+        return True
     return False
 
 
