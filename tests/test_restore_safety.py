@@ -164,15 +164,22 @@ def test_restore_brings_back_a_source_folder_that_is_gone(config: Config, vault:
     assert (workspace / "MEMORY.md").exists() and (workspace / "memory.db").exists()
 
 
-def test_undo_puts_back_exactly_the_state_before(tmp_path: Path, workspace: Path,
-                                                 clock: Clock) -> None:
+def with_another_source(tmp_path: Path, workspace: Path, clock: Clock, name: str,
+                        text: str) -> tuple[Config, Path]:
+    """A vault of two sources, agent (the workspace) and other (one file), synced once."""
     other = tmp_path / "other"
     other.mkdir()
-    (other / "notes.md").write_text("synced\n")
+    (other / name).write_text(text)
     config = load_config(write_config(tmp_path / "two.toml", {"agent": workspace,
                                                               "other": other}))
     VaultRepo.init(config.vault.path, config.vault.branch)
     sync(config, now=clock)
+    return config, other
+
+
+def test_undo_puts_back_exactly_the_state_before(tmp_path: Path, workspace: Path,
+                                                 clock: Clock) -> None:
+    config, other = with_another_source(tmp_path, workspace, clock, "notes.md", "synced\n")
     (workspace / "memory" / "2026-11-20.md").unlink()  # deleted, not synced
     (workspace / "fresh.json").write_text('{"a": 1}\n')  # new, not synced
     (other / "draft.md").write_text("new in another source, not synced\n")
@@ -345,13 +352,7 @@ def test_the_undo_keeps_what_was_kept_aside(config: Config, vault: VaultRepo, cl
 
 def test_the_undo_leaves_out_a_source_whose_folder_was_gone(tmp_path: Path, workspace: Path,
                                                             clock: Clock) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "b.md").write_text("b\n")
-    config = load_config(write_config(tmp_path / "two.toml", {"agent": workspace,
-                                                              "other": other}))
-    VaultRepo.init(config.vault.path, config.vault.branch)
-    sync(config, now=clock)
+    config, other = with_another_source(tmp_path, workspace, clock, "b.md", "b\n")
     shutil.rmtree(other)
     (workspace / "MEMORY.md").write_text("# Memory\n\n- edited\n")
     clock.tick()
