@@ -6,6 +6,7 @@ or refused the very disaster it exists for.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,8 +20,10 @@ import apsw
 import pytest
 
 from conftest import Clock, make_sqlite, run_cli, write_config
+import vault.restore as restore_module
 from vault.config import Config, load_config
 from vault.detect import RACY_MARGIN_NS
+from vault.errors import UsageError
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
 from vault.restore import PartialRestoreError, RestoreError, RestoreOptions, restore
@@ -433,3 +436,129 @@ def test_a_corrupt_database_is_kept_aside_when_another_source_changes_during_the
     assert result.undo_sources == ("s1", "s2")
     [aside] = asides(s1, "m.db")
     assert aside.read_bytes() == bytes(damaged)  # the only copy of what was there
+
+
+def test_restore_to_a_folder_that_is_a_live_source_is_refused(config: Config, vault: VaultRepo,
+                                                              clock: Clock,
+                                                              workspace: Path) -> None:
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- precious, unsynced\n")
+    for to in (workspace.parent, workspace, workspace / "memory"):
+        with pytest.raises(UsageError, match="would write into the live source 'agent'"):
+            restore(config, RestoreOptions(at="HEAD", to=to, delete=True), now=clock)
+    assert "precious" in (workspace / "MEMORY.md").read_text()
+
+
+def test_a_kept_aside_name_is_never_reused(config: Config, vault: VaultRepo, clock: Clock,
+                                          workspace: Path) -> None:
+    sync(config, now=clock)
+    clock.tick()
+    stamp = clock.now.strftime("%Y-%m-%dT%H%M%SZ")  # the safety sync's time, as names carry it
+    older = workspace / f"memory.json.pre-restore-{stamp}"
+    older.write_text("kept by an earlier restore\n")
+    (workspace / "memory.json").write_text('{"half": ')
+    result = restore(config, RestoreOptions(at="HEAD", paths=("memory.json",)), now=clock)
+    [action] = [a for a in result.plan.actions if a.path == "agent/memory.json"]
+    assert action.set_aside == f"{older}-2"
+    assert older.read_text() == "kept by an earlier restore\n"
+    assert Path(f"{older}-2").read_text() == '{"half": '
+
+
+def test_a_file_written_after_the_check_is_kept_aside(config: Config, vault: VaultRepo,
+                                                      clock: Clock, workspace: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    transcript = workspace / "sessions" / "s1.jsonl"
+    first = sync(config, now=clock).commit
+    with transcript.open("a") as f:
+        f.write('{"type": "message", "text": "second"}\n')
+    clock.tick()
+    sync(config, now=clock)
+    flushed = restore_module.sync_filesystem
+
+    def agent_appends_meanwhile(path: Path) -> None:  # between the check and the rename
+        with transcript.open("a") as f:
+            f.write('{"type": "message", "text": "LATE LINE"}\n')
+        flushed(path)
+
+    monkeypatch.setattr(restore_module, "sync_filesystem", agent_appends_meanwhile)
+    clock.tick()
+    assert first is not None
+    result = restore(config, RestoreOptions(at=first, paths=("sessions/s1.jsonl",)), now=clock)
+    [action] = [a for a in result.plan.actions if a.path == "agent/sessions/s1.jsonl"]
+    assert action.set_aside
+    assert b"LATE LINE" in Path(action.set_aside).read_bytes()
+
+
+def test_a_file_another_process_has_open_is_moved_aside_not_replaced(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    transcript = workspace / "sessions" / "s1.jsonl"
+    first = sync(config, now=clock).commit
+    with transcript.open("a") as f:
+        f.write('{"type": "message", "text": "second"}\n')
+    clock.tick()
+    sync(config, now=clock)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n"
+         "f = open(sys.argv[1], 'a'); print('open', flush=True); sys.stdin.readline()\n"
+         "f.write('{\"text\": \"written after the restore\"}\\n'); f.close()\n", str(transcript)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline() == "open\n"
+        clock.tick()
+        assert first is not None
+        result = restore(config, RestoreOptions(at=first, paths=("sessions/s1.jsonl",)),
+                         now=clock)
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        assert writer.wait(timeout=30) == 0
+    finally:
+        writer.kill()
+    [action] = [a for a in result.plan.actions if a.path == "agent/sessions/s1.jsonl"]
+    assert action.set_aside  # the writer's file, moved: what it writes next is not lost
+    assert b"written after the restore" in Path(action.set_aside).read_bytes()
+
+
+def test_path_patterns_name_vault_paths_or_paths_in_a_source(tmp_path: Path, clock: Clock,
+                                                             workspace: Path) -> None:
+    b = tmp_path / "b"
+    (b / "agent").mkdir(parents=True)
+    (b / "agent" / "MEMORY.md").write_text("b's folder named agent\n")
+    config = load_config(write_config(tmp_path / "two.toml", {"agent": workspace, "b": b}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+
+    def chosen(*patterns: str) -> list[str]:
+        plan = restore(config, RestoreOptions(at="HEAD", to=tmp_path / "out",
+                                              paths=patterns, dry_run=True), now=clock).plan
+        return [a.path for a in plan.actions]
+
+    assert chosen("agent/MEMORY.md") == ["agent/MEMORY.md"]  # a vault path: source agent's
+    assert chosen("b/agent/MEMORY.md") == ["b/agent/MEMORY.md"]
+    assert chosen("MEMORY.md") == ["agent/MEMORY.md", "b/agent/MEMORY.md"]  # in any source
+
+
+def test_a_failure_before_any_change_does_not_claim_a_partial_restore(
+        config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path) -> None:
+    sync(config, now=clock)
+    (tmp_path / "afile").write_text("a file where a folder goes\n")
+    proc = run_cli("restore", "--at", "HEAD", "--to", str(tmp_path / "afile" / "x"),
+                   "--config", str(config.file))
+    assert proc.returncode == 1
+    assert "part of" not in proc.stderr and "carried out" not in proc.stderr
+
+
+def test_json_after_a_partial_restore(config: Config, vault: VaultRepo, clock: Clock,
+                                      workspace: Path) -> None:
+    sync(config, now=clock)
+    bad = vault.commit(vault.head_id(), {
+        "agent/memory.db": (vault.write_blob(DUMP_HEADER + b"this is not sql;\n"), 0o100644),
+        "agent/MEMORY.md": (vault.write_blob(b"# Memory\n\n- old\n"), 0o100644)},
+        "crafted", clock.tick(), "testhost")
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- unsynced edit\n")
+    proc = run_cli("restore", "--at", bad, "--yes", "--json", "--config", str(config.file))
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert "bad dump" in doc["error"] and doc["undo"].startswith("vault restore --at ")
+    assert {a["path"] for a in doc["actions"] if a["action"] == "overwrite"} >= {
+        "agent/MEMORY.md", "agent/memory.db"}

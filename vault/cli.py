@@ -354,6 +354,8 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     except PartialRestoreError as exc:
         undo = _undo_command(config, options, exc.undo_commit, exc.undo_sources)
         exc.hint = f"undo what was done with: {undo}"
+        if as_json:  # the document too, with the error: what was planned, how to undo it
+            emit_json({**restore_json(exc.result, undo), "error": exc.message})
         raise
     undo = _undo_command(config, options, result.undo_commit, result.undo_sources)
     if as_json:

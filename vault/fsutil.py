@@ -181,10 +181,11 @@ class BatchWriter:
         """stage() and publish() in one step."""
         self.publish(self.stage(folder, name, data, mode))
 
-    def move_in(self, folder: str, src: str, name: str, mode: int | None = None) -> None:
+    def move_in(self, folder: str, src: str, name: str, mode: int | None = None,
+                replace: bool = True) -> None:
         """Rename folder/src over folder/name (first giving it mode, if one is given), in
         folder as this writer opened (and checked) it: a folder swapped for a symlink since is
-        not followed."""
+        not followed. replace=False: FileExistsError rather than replace anything at name."""
         dir_fd = self._acquire(folder)
         try:
             if mode is not None:
@@ -194,7 +195,10 @@ class BatchWriter:
                     os.fchmod(fd, mode)
                 finally:
                     os.close(fd)
-            os.replace(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            if replace:
+                os.replace(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            else:
+                _move_no_replace(src, name, dir_fd)
             self.changes += 1
         finally:
             self._release(folder, dir_fd)
@@ -356,6 +360,30 @@ class BatchWriter:
         entry = self._folders.get(folder)
         if entry is not None and entry[0] == dir_fd:
             entry[1] -= 1
+
+
+def _move_no_replace(src: str, name: str, dir_fd: int) -> None:
+    """Rename src to name in one folder, refusing to replace anything at name: a hard link
+    then an unlink for a file (atomic: link fails if the name is taken), a checked rename for
+    what cannot be linked (a folder)."""
+    try:
+        os.link(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:  # a folder (EPERM), or a filesystem without hard links
+        if _exists_at(name, dir_fd):
+            raise FileExistsError(errno.EEXIST, "already exists", name) from None
+        os.rename(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    os.unlink(src, dir_fd=dir_fd)
+
+
+def _exists_at(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 _T = TypeVar("_T")

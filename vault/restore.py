@@ -33,7 +33,7 @@ MODE_EXEC = 0o100755
 _COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 # A file an earlier restore kept aside (_set_aside_uncaptured names them): never deleted by a
 # restore, also not by the --delete of the undo command (the vault may not hold it).
-_ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z$")
+_ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?$")
 _REPLACE_BATCH = 256  # files staged to replace live ones, flushed together (open files each)
 
 
@@ -42,15 +42,17 @@ class RestoreError(VaultError):
 
 
 class PartialRestoreError(RestoreError):
-    """A restore into the live sources stopped part way: undo_commit (a restore of it, for
-    undo_sources, with --delete) puts back what it changed. Same exit code as its cause."""
+    """A restore into the live sources stopped part way: result says what it planned and how
+    to undo it (a restore of result.undo_commit, for result.undo_sources, with --delete).
+    Same exit code as its cause."""
 
-    def __init__(self, cause: VaultError, undo_commit: str, undo_sources: tuple[str, ...]) -> None:
+    def __init__(self, cause: VaultError, result: RestoreResult) -> None:
         super().__init__(f"{cause.message} (part of the restore was carried out)",
                          hint=cause.hint)
         self.exit_code = cause.exit_code
-        self.undo_commit = undo_commit
-        self.undo_sources = undo_sources
+        self.result = result
+        self.undo_commit = result.undo_commit
+        self.undo_sources = result.undo_sources
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Action:
     set_aside: str | None = None  # where the replaced file was kept, when the vault lacks it
     oid: str = ""  # the blob restored (create / overwrite / unchanged)
     mode: int = 0
+    # The live file's stat when the vault was found to hold it exactly: if it differs just
+    # before the file is replaced or deleted, it is kept aside after all.
+    seen: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
     if not files and not options.delete:
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
+    if options.to is not None:
+        _refuse_live_folders(config, options.to, files)
     actions: list[Action] = []
     targets = _Targets(config, options)
     with BlobReader(repo) as reader:
@@ -218,12 +225,21 @@ def restore(config: Config, options: RestoreOptions, *,
             undo = repo.head_id() if _without(involved, gone) else None
         with BatchWriter(roots=_roots(config, options)) as writer:
             try:
-                redacted = _apply_all(repo, plan.actions, writer, progress, databases)
+                redacted, late = _apply_all(repo, plan.actions, writer, progress, databases)
             except (VaultError, KeyboardInterrupt) as exc:
-                if undo is None or not writer.changes:
+                if not writer.changes:
+                    raise  # nothing was changed
+                if undo is None:  # --to DIR (or only new sources): nothing to undo
+                    if isinstance(exc, VaultError):
+                        exc.message += " (part of the restore was carried out)"
                     raise
                 cause = exc if isinstance(exc, VaultError) else _interrupted()
-                raise PartialRestoreError(cause, undo, _without(involved, gone)) from exc
+                raise PartialRestoreError(cause, RestoreResult(
+                    plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
+                    undo_sources=_without(involved, gone), new_sources=gone)) from exc
+    if late:
+        kept = {a.path: a for a in late}
+        plan = replace(plan, actions=tuple(kept.get(a.path, a) for a in plan.actions))
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                          undo_sources=_without(involved, gone), new_sources=gone,
                          redacted=tuple(redacted))
@@ -286,10 +302,33 @@ def _refuse_open_databases(repo: VaultRepo, plan: RestorePlan) -> None:
                 _refuse_if_open(target)
 
 
+def _refuse_live_folders(config: Config, to: Path, files: Iterable[str]) -> None:
+    """--to DIR writes DIR/<source>/...: refuse when one of those folders is (or holds, or is
+    inside) a live source, which a restore with --to would overwrite without any of the
+    safety of a restore into the live sources."""
+    depth = config.prefix_depth
+    tops = {"/".join(path.split("/")[:depth]) for path in files}
+    live = [(s.name, os.path.realpath(s.root)) for s in config.sources]
+    for top in sorted(tops):
+        folder = os.path.realpath(to / top)
+        for name, root in live:
+            if folder == root or folder.startswith(root + "/") or root.startswith(folder + "/"):
+                raise UsageError(f"--to {to} would write into the live source {name!r} "
+                                 f"({root})", hint="restore into the live sources without --to "
+                                                   "(safety sync, undo), or pick another folder")
+
+
 def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
     if not options.sources and not options.paths:
         return lambda path: True
-    match = compile_patterns(options.paths) if options.paths else None
+    # A pattern that starts with a source's folder in the vault (`openclaw/memory/*.md`) is a
+    # vault path, matched against vault paths only; any other (`memory/*.md`, `*.md`) is a path
+    # in its source. (So `a/MEMORY.md` is source a's, not a folder `a` of another source.)
+    tops = {config.prefix(s.name).split("/")[0] for s in config.sources}
+    in_vault = [p for p in options.paths if p.lstrip("/").split("/")[0] in tops]
+    in_source = [p for p in options.paths if p not in in_vault]
+    match_vault = compile_patterns(in_vault) if in_vault else None
+    match_source = compile_patterns(in_source) if in_source else None
     sources = set(options.sources)
 
     def wanted(path: str) -> bool:
@@ -297,10 +336,11 @@ def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
         source, rel = (owner[0].name, owner[1]) if owner else path.partition("/")[::2]
         if sources and source not in sources:
             return False
-        if match is None:
+        if not options.paths:
             return True
-        return match(path) or match(rel) or any(path.startswith(p.rstrip("/") + "/")
-                                                for p in options.paths)
+        return (match_vault is not None and (match_vault(path) or any(
+            path.startswith(p.rstrip("/") + "/") for p in in_vault))) or \
+            (match_source is not None and match_source(rel))
     return wanted
 
 
@@ -448,17 +488,46 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
             return False  # moved aside unread
 
     uncaptured = {a.path for a in changing if not captured(a)}
+    # A file another process has open (an agent appending to its transcript) is moved aside
+    # rather than replaced: the writer's later writes land in the kept file, not in a deleted one.
+    from vault.inuse import open_paths
+
+    held = {str(p) for p in open_paths([Path(a.target) for a in changing
+                                         if a.path not in uncaptured])}
+    used: set[str] = set()
     actions = tuple(
-        Action(a.action, a.path, a.target, f"{a.target}.pre-restore-{stamp}", a.oid, a.mode)
-        if a.path in uncaptured else a
+        replace(a, set_aside=_aside_name(a.target, stamp, used))
+        if a.path in uncaptured or a.target in held else
+        replace(a, seen=_stat_key(a.target)) if a.action in ("overwrite", "delete") else a
         for a in plan.actions)
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
 
+def _aside_name(target: str, stamp: str, used: set[str]) -> str:
+    """A name beside target for the live file kept aside, taken by nothing (and no companion
+    of it), also not by another file of this restore."""
+    base = f"{target}.pre-restore-{stamp}"
+    name, n = base, 1
+    while name in used or any(os.path.lexists(name + s) for s in ("", *_COMPANIONS)):
+        n += 1
+        name = f"{base}-{n}"
+    used.add(name)
+    return name
+
+
+def _stat_key(target: str) -> tuple[int, ...]:
+    try:
+        st = os.lstat(target)
+    except OSError:
+        return ()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
                progress: Callable[[int, int], None] | None,
-               databases: _Databases) -> list[str]:
-    """Carry out every action, in order; the paths whose restored content carries redactions.
+               databases: _Databases) -> tuple[list[str], list[Action]]:
+    """Carry out every action, in order; the paths whose restored content carries redactions,
+    and the actions whose live file changed since it was checked (kept aside after all).
 
     Plain files are read, inflated, checked, written to a temp file beside their target and
     put in place, one by one in plan order; those that replace a live file wait until their
@@ -475,6 +544,17 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     # the lot) before any of them is renamed over the old file, so that a power cut never
     # leaves an old file replaced by an empty one. New files are flushed once, at the end.
     replacing: list[tuple[Action, Staged]] = []
+    late: list[Action] = []  # live files that changed after the check: kept aside after all
+    used: set[str] = set()
+
+    def recheck(action: Action) -> Action:
+        """The action, keeping its live file aside when it changed since it was checked (an
+        agent still writing): the check and the replace are moments apart."""
+        if action.set_aside or not action.seen or _stat_key(action.target) == action.seen:
+            return action
+        stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
+        late.append(replace(action, set_aside=_aside_name(action.target, stamp, used)))
+        return late[-1]
 
     def step() -> None:
         nonlocal done
@@ -492,6 +572,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         while replacing:
             action, staged = replacing[0]
             try:
+                action = recheck(action)
                 if action.set_aside:
                     _set_aside(action, writer)
             except OSError as exc:
@@ -509,7 +590,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
             for action in actions:
                 try:
                     if action.action == "delete":
-                        _delete(action, writer)
+                        _delete(recheck(action), writer)
                     elif action.action != "unchanged":
                         blob = reader.get(action.oid)
                         if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
@@ -545,6 +626,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                 try:
                     _refuse_if_open(target)  # again: it may have been opened while we built
                     mode = _restored_mode(action.target, action.mode == MODE_EXEC)
+                    action = recheck(action)
                     if action.set_aside:
                         _set_aside(action, writer)
                     _install_sqlite(tmp, target, durable=False, writer=writer, mode=mode)
@@ -563,7 +645,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         # One flush per filesystem for the rest of the batch instead of an fsync per file:
         # every file was written to a temp file and moved into place in one step.
         flush()
-    return sorted(redacted)
+    return sorted(redacted), late
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
@@ -596,10 +678,10 @@ def _set_aside(action: Action, writer: BatchWriter) -> None:
         _refuse_if_open(target)
     folder, _, name = action.target.rpartition("/")
     aside = action.set_aside.rpartition("/")[2]
-    writer.move_in(folder, name, aside)
+    writer.move_in(folder, name, aside, replace=False)  # never over another kept file
     for suffix in _COMPANIONS if database else ():
         try:
-            writer.move_in(folder, name + suffix, aside + suffix)
+            writer.move_in(folder, name + suffix, aside + suffix, replace=False)
         except FileNotFoundError:
             pass
 
@@ -610,8 +692,7 @@ def _write_error(exc: OSError, target: str) -> VaultError:
     if isinstance(exc, OutsideRoots):  # not below any root of the restore
         return UnsafePathError(f"refusing to write outside the target: {target}")
     return RestoreError(f"{target}: cannot write: {exc.strerror or exc}",
-                        hint="part of the plan was carried out; fix the cause and run the "
-                             "restore again")
+                        hint="fix the cause and run the restore again")
 
 
 class _Databases:
