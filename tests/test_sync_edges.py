@@ -56,3 +56,28 @@ def test_quote_path_leaves_ordinary_names_alone() -> None:
     assert quote_path("agent/caf\u00e9 \u2615.md") == "agent/caf\u00e9 \u2615.md"
     assert quote_path("agent/tab\there") == '"agent/tab\\there"'
     assert quote_path("agent/\udcff.md") == '"agent/\\377.md"'  # a byte that is not UTF-8
+
+
+def test_a_database_whose_header_is_damaged_is_corrupt_not_a_new_file(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    stored = git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip()
+    db = workspace / "memory.db"
+    damaged = bytearray(db.read_bytes())
+    damaged[:23] = b"GARBAGE-GARBAGE-GARBAGE"
+    db.write_bytes(bytes(damaged))
+    clock.tick()
+    result = sync(config, now=clock)
+    assert [c.path for c in result.corrupt] == ["agent/memory.db"]
+    assert not result.ok and "agent/memory.db" not in result.modified
+    assert git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip() == stored
+
+
+def test_a_gitmodules_file_is_not_stored(config: Config, vault: VaultRepo, clock: Clock,
+                                         workspace: Path) -> None:
+    (workspace / ".gitmodules").write_text('[submodule "../../a"]\n\tpath = y\n'
+                                           '\turl = -oProxyCommand=x\n')
+    result = sync(config, now=clock)
+    assert [(s.path, s.reason) for s in result.skipped] == [
+        ("agent/.gitmodules", "git reads a .gitmodules file as submodule settings; not stored")]
+    git(config.vault.path, "fsck", "--strict")  # raises on any error

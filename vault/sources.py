@@ -165,30 +165,24 @@ def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str
             # Listed through a folder fd, so each stat below is an fstatat on a short name.
             fd = os.open(dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            _unreadable(scan, rel_dir, exc, exclude)
+            _unreadable(scan, rel_dir, exc)
             continue
         try:
             _scan_dir(fd, dir_path, rel_dir, stack, scan, include, exclude, skip)
         except OSError as exc:
-            _unreadable(scan, rel_dir, exc, exclude)
+            _unreadable(scan, rel_dir, exc)
         finally:
             os.close(fd)
     return scan
 
 
-def _unreadable(scan: Scan, rel_dir: str, exc: OSError,
-                exclude: Callable[[str], bool] | None) -> None:
-    """A folder that cannot be listed: the root fails the source, a subfolder is kept as it is
-    (unless the patterns leave out whatever could be in it: then it is not missed)."""
+def _unreadable(scan: Scan, rel_dir: str, exc: OSError) -> None:
+    """A folder that cannot be listed: the root fails the source, a subfolder is kept as it is.
+    (Whether patterns would have left out all it holds cannot be told without its names: a
+    folder excluded as such, `private/`, is never opened.)"""
     if not rel_dir:
         raise SourceError(f"source '{scan.source.name}': cannot read {scan.source.root}: "
                           f"{exc.strerror}") from None
-    # Names a file in it could have, of the kinds patterns single out: when the exclude
-    # patterns leave out every one (`private/*`), the folder holds nothing to sync.
-    probes = [f"{rel_dir}/{name}" for name in ("x", "x.md", "x.json", "x.jsonl", "x.db",
-                                               "x.txt", "x.yaml", ".x", "x/x", "x/x.md")]
-    if exclude is not None and all(exclude(p) for p in probes):
-        return
     scan.unreadable_dirs.append(rel_dir)
     scan.skipped.append((rel_dir + "/", f"folder unreadable: {exc.strerror}"))
 
@@ -252,6 +246,12 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                     continue
             if name in SKIP_FILE_NAMES:
                 continue
+            if name[0] == "." and name.lower() == ".gitmodules":
+                # git reads any blob by that name as submodule settings (git fsck, and hosts
+                # that check what is pushed, refuse odd ones): not the vault's to hold
+                skipped.append((rel, "git reads a .gitmodules file as submodule settings; "
+                                     "not stored"))
+                continue
             if (exclude and exclude(rel)) or (include and not include(rel)):
                 continue
             st = child.stat(follow_symlinks=False)
@@ -273,6 +273,9 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
         skipped.extend((e.rel, "a database being created (its first transaction is open); "
                         "the next sync takes it") for e in entries[first:] if e not in kept)
         entries[first:] = kept
+        skipped.extend((prefix + name, f"beside {name.rpartition('-')[0]}, which cannot be "
+                        "read: taken as a file or as its database's once it can be")
+                       for name in sorted(creating) if name in companions)
     if companions:
         # A database's key includes its -wal and -journal stat: a write may touch only those.
         for i in range(first, len(entries)):
@@ -331,7 +334,10 @@ def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str,
             with open(base + stem.name, "rb") as handle:
                 head = handle.read(len(SQLITE_HEADER))
         except OSError:
-            return True  # X is there but cannot be read: its sync reports that
+            # X is there but cannot be read (its sync reports that): whose this file is cannot
+            # be told; not synced, and not a deletion either: listed under skipped.
+            creating.add(name)
+            return True
         if head == SQLITE_HEADER:
             return True
         if head.strip(b"\0"):

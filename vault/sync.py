@@ -17,8 +17,8 @@ from vault.detect import (RACY_MARGIN_NS, CachedFile, StatCache, file_changed, i
 from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
-from vault.snapshot import take_snapshot
-from vault.sources import Scan, scan_source
+from vault.snapshot import Snapshot, take_snapshot
+from vault.sources import DUMP_HEADER, Scan, scan_source
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
@@ -339,7 +339,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             plan.reads += 1
             if progress is not None:
                 progress(vpath)
-            snap = take_snapshot(entry, config.snapshot)
+            snap = _unless_database_lost(repo, current, take_snapshot(entry, config.snapshot))
             if snap.vanished:
                 continue
             if snap.data is None and current is not None and snap.reason \
@@ -349,7 +349,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 # between the two looks is being written: busy, not corrupt.
                 first = snap.key
                 time.sleep(CORRUPT_RECHECK_S)
-                snap = take_snapshot(entry, config.snapshot)
+                snap = _unless_database_lost(repo, current,
+                                             take_snapshot(entry, config.snapshot))
                 if snap.data is None and (snap.key != first or _open_elsewhere(entry.path)):
                     snap = replace(snap, reason="being written (changed while checked, or open "
                                                 "in another process); the next sync looks "
@@ -404,7 +405,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             pass
         plan.failures.append(SourceFailure(
             source.name, f"{prefix}{rel}/: folder cannot be read; the vault keeps what it had "
-            "of it", path=f"{prefix}{rel}/"))
+            f"of it (to leave it out, exclude the folder itself: '{rel}/')",
+            path=f"{prefix}{rel}/"))
     deleted = [p for p in in_head
                if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
     if deleted and len(deleted) * 2 > len(in_head) and not allow_mass_delete:
@@ -422,6 +424,24 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     plan.deleted.extend(deleted)
     plan.unchanged += unchanged
     return True
+
+
+def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
+                          snap: Snapshot) -> Snapshot:
+    """A file the vault holds as a database that now reads as binary, not SQLite: its header
+    is damaged. Corrupt (kept at its last good version, [health] auto_rollback applies), not a
+    new plain file to store as raw pages."""
+    data = snap.data
+    if data is None or current is None or b"\0" not in data[:1 << 16] or \
+            data.startswith(DUMP_HEADER):
+        return snap  # (text has no NUL: the common case costs one search of its start)
+    from vault.objects import BlobReader
+
+    with BlobReader(repo) as reader:
+        if reader.get(current[0]).head(len(DUMP_HEADER)) != DUMP_HEADER:
+            return snap
+    return replace(snap, data=None, reason="SQLite: file is not a database (its header is "
+                                           "damaged; the vault's last version is a database)")
 
 
 def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | None:
