@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from conftest import Clock, run_cli, write_config
 from secret_corpus import planted, write_clean, write_corpus
 from vault import secrets as sec
 from vault.config import Config, SnapshotSettings, SourceConfig, load_config
+from vault.detect import RACY_MARGIN_NS
 from vault.repo import VaultRepo
 from vault.snapshot import take_snapshot
 from vault.sources import scan_source
@@ -215,3 +217,37 @@ def test_vault_and_data_dir_are_private_to_the_user(tmp_path: Path) -> None:
     assert created and repo.path == config.vault.path.resolve()
     for folder in (config.home, config.vault.path):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
+
+
+def test_allowing_a_secret_reaches_files_stored_redacted_before(tmp_path: Path) -> None:
+    # The files did not change: only what the screening lets through did. Through the CLI,
+    # so that the quick check (which answers before the full sync) is part of it.
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    token = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3hJ5"
+    (ws / "notes.md").write_text(f"example token: {token}\n")
+    (ws / "b.md").write_text("b\n")
+    config = write_config(tmp_path / "vault.toml", {"ws": ws},
+                          extra='[secrets]\npolicy = "redact"')
+    env = {"VAULT_CONFIG": str(config)}
+    assert run_cli("init", env=env).returncode == 0
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)  # stat-proven from the first sync on
+    for _ in range(2):
+        assert run_cli("sync", "-q", env=env).returncode == 0
+    vault_dir = tmp_path / "memory-vault"
+
+    def stored() -> str:
+        return subprocess.run(["git", "-C", str(vault_dir), "show", "main:ws/notes.md"],
+                              capture_output=True, text=True, check=True).stdout
+
+    assert "[REDACTED:" in stored()
+    [fp] = [f.fingerprint for f in sec.scan_bytes((ws / "notes.md").read_bytes(), path="")]
+    assert run_cli("secrets", "allow", fp, env=env).returncode == 0
+    assert run_cli("sync", "-q", env=env).returncode == 0
+    assert stored() == f"example token: {token}\n"
+    # and back: a stricter policy in the config takes the secret out again
+    config.write_text(config.read_text().replace('policy = "redact"',
+                                                 'policy = "redact"\nallow_fingerprints = []'))
+    (tmp_path / "memory-vault" / "vault" / sec.ALLOW_FILE).unlink()
+    assert run_cli("sync", "-q", env=env).returncode == 0
+    assert "[REDACTED:" in stored()

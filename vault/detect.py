@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 # On `vault sync`'s quick check: plain classes, no typing or dataclasses imports (~20 ms).
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the secret screening the cached blobs went through is recorded
 # A file whose timestamps fall this close to the scan that recorded it may be rewritten within the
 # same clock tick without its stat changing (git's "racy clean" case): it is re-read next time.
 # Coarse kernel clocks tick in milliseconds and some filesystems store 2-second times.
@@ -51,17 +51,21 @@ class StatCache:
     finds nothing changed never has to open a git object.
     """
 
-    __slots__ = ("scanned_ns", "commit", "files")
+    __slots__ = ("scanned_ns", "commit", "files", "screen")
 
     def __init__(self, scanned_ns: int = 0, commit: str | None = None,
-                 files: dict[str, CachedFile] | None = None) -> None:
+                 files: dict[str, CachedFile] | None = None, screen: str = "") -> None:
         self.scanned_ns = scanned_ns
         self.commit = commit
         self.files: dict[str, CachedFile] = {} if files is None else files
+        # The [secrets] screening the blobs went through (policy, allowed paths and
+        # fingerprints): under another, a stat proves nothing about what would be stored.
+        self.screen = screen
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, StatCache) and (self.scanned_ns, self.commit, self.files) == (
-            other.scanned_ns, other.commit, other.files)
+        return isinstance(other, StatCache) and (
+            self.scanned_ns, self.commit, self.files, self.screen) == (
+            other.scanned_ns, other.commit, other.files, other.screen)
 
     def __repr__(self) -> str:
         return f"StatCache({self.scanned_ns}, {self.commit!r}, {len(self.files)} files)"
@@ -91,9 +95,9 @@ def file_changed(cached: CachedFile | None, key: StatKey, scanned_ns: int) -> bo
     return is_racy(old, scanned_ns)
 
 
-def read_raw(path: str | Path) -> tuple[int, str | None, RawEntries] | None:
-    """The cache file as stored: (scanned_ns, commit, {vault path: (key, oid, mode)}); None when
-    missing, damaged or foreign. No per-entry objects: the quick check compares these directly."""
+def read_raw(path: str | Path) -> tuple[int, str | None, RawEntries, str] | None:
+    """The cache file as stored: (scanned_ns, commit, {vault path: (key, oid, mode)}, screen);
+    None when missing, damaged or foreign. No per-entry objects."""
     # marshal: loads ten thousand entries in a few ms and runs no code; its format is tied to
     # the Python version, and a cache written by another version simply reads as empty.
     try:
@@ -101,13 +105,13 @@ def read_raw(path: str | Path) -> tuple[int, str | None, RawEntries] | None:
             raw = marshal.loads(handle.read())
     except (OSError, ValueError, EOFError, TypeError):
         return None
-    if not isinstance(raw, tuple) or len(raw) != 4 or raw[0] != CACHE_VERSION:
+    if not isinstance(raw, tuple) or len(raw) != 5 or raw[0] != CACHE_VERSION:
         return None
-    _, scanned_ns, commit, entries = raw
+    _, scanned_ns, commit, entries, screen = raw
     if not isinstance(scanned_ns, int) or not (commit is None or isinstance(commit, str)) \
-            or not isinstance(entries, dict):
+            or not isinstance(entries, dict) or not isinstance(screen, str):
         return None
-    return scanned_ns, commit, entries
+    return scanned_ns, commit, entries, screen
 
 
 def load_cache(path: Path) -> StatCache:
@@ -115,14 +119,14 @@ def load_cache(path: Path) -> StatCache:
     raw = read_raw(path)
     if raw is None:
         return StatCache()
-    scanned_ns, commit, entries = raw
+    scanned_ns, commit, entries, screen = raw
     make = tuple.__new__
     try:
         files = {rel: make(CachedFile, value) for rel, value in entries.items()
                  if len(value) == 3 or _bad_entry()}
     except (ValueError, TypeError):
         return StatCache()
-    return StatCache(scanned_ns=scanned_ns, commit=commit, files=files)
+    return StatCache(scanned_ns=scanned_ns, commit=commit, files=files, screen=screen)
 
 
 def _bad_entry() -> bool:
@@ -137,5 +141,5 @@ def save_cache(path: Path, cache: StatCache) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not fsynced: a cache lost in a crash reads as damaged or names an older commit, and then
     # every file is read again or checked against the vault; it never vouches for a wrong blob.
-    atomic_write(path, marshal.dumps((CACHE_VERSION, cache.scanned_ns, cache.commit, entries)),
-                 durable=False)
+    atomic_write(path, marshal.dumps((CACHE_VERSION, cache.scanned_ns, cache.commit, entries,
+                                      cache.screen)), durable=False)

@@ -23,7 +23,7 @@ import time
 
 from vault import __version__
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 PLANS_DIR = "sync-plans"
 NOTHING_CHANGED = "Nothing changed ({} files checked); no commit."
 # Environment the parsed config depends on besides $VARS named in the file (added per plan).
@@ -127,6 +127,7 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     from vault.sources import scan_source
 
     if _stat_key(plan["cache"]) != plan["cache_stat"] \
+            or _stat_key(plan["allow"]) != plan["allow_stat"] \
             or _stat_key(plan["git_config"]) != plan["git_config_stat"] \
             or _stat_key(plan["git_head"]) != plan["git_head_stat"]:
         return None  # (a vault without HEAD is damaged: the full sync says so)
@@ -295,6 +296,7 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
     """The plan, or None when this sync's outcome cannot be replayed by the quick check."""
     from vault.lock import LOCK_NAME
     from vault.remote import REMOTE, remote_url
+    from vault.secrets import ALLOW_FILE
     from vault.sync import CACHE_NAME, LAST_RUN_NAME
 
     hooks = config.hooks
@@ -322,6 +324,9 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         "nodename": os.uname().nodename,
         "lock": os.fspath(config.state_dir / LOCK_NAME),
         "cache": os.fspath(cache), "cache_stat": _stat_key(cache),
+        # `vault secrets allow` changes what a sync stores without touching any file it reads
+        "allow": os.fspath(config.state_dir / ALLOW_FILE),
+        "allow_stat": _stat_key(config.state_dir / ALLOW_FILE),
         "stamp": os.fspath(config.state_dir / LAST_RUN_NAME),
         "git_config": os.fspath(vault_path / "config"),
         "git_config_stat": _stat_key(vault_path / "config"),

@@ -246,6 +246,11 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
             scans, scan_ns = prescan.scans, min(scan_ns, prescan.scanned_ns)
     cache_path = config.state_dir / CACHE_NAME
     cache = load_cache(cache_path)
+    screen = _screening(config)
+    if cache.screen != screen:
+        # Made under another [secrets] screening (policy, allowed paths or fingerprints): what
+        # was redacted or blocked then may be stored as it is now, or the reverse: read again.
+        cache = StatCache()
     head = repo.head_id()
     # The cache lists the whole tree of the commit it was written for: when that is still the
     # branch tip, no git object needs to be opened to know what the vault holds.
@@ -283,7 +288,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     if not options.dry_run and (plan.reads or commit_id or cache.commit != head
                                 or plan.failures):
         proof_ns = _save_cache(cache_path, cache, new_cache, head_files, scanned, depth, scan_ns,
-                               commit_id or head, plan.reads)
+                               commit_id or head, plan.reads, screen)
     proof = None
     if not (options.dry_run or options.sources or plan.skipped or plan.failures):
         proof = _proof(new_cache, proof_ns)
@@ -468,9 +473,22 @@ def _top(path: str, depth: int) -> str:
     return path[:end] if end else path + "/"
 
 
+def _screening(config: Config) -> str:
+    """What the [secrets] screening of this sync depends on, as one short key."""
+    if config.secrets.policy == "allow":
+        return "allow"
+    import hashlib
+
+    from vault.secrets import allowed_fingerprints
+
+    parts = [config.secrets.policy, *sorted(config.secrets.allow_paths), "",
+             *sorted(allowed_fingerprints(config))]
+    return hashlib.sha1("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: FileMap,
                 scanned: set[str], depth: int, scan_ns: int, commit: str | None,
-                reads: int) -> int:
+                reads: int, screen: str) -> int:
     """Record the tree at commit, each file with the stat key that proves it (when known);
     return the scan time the cache on disk is proved against."""
     files: dict[str, CachedFile] = {}
@@ -488,10 +506,11 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
         if entry is None or entry.oid != oid or entry.mode != mode:
             entry = CachedFile((), oid, mode)  # in the vault, not proven by a stat: re-read
         files[vpath] = entry
-    if reads == 0 and commit == old.commit and files == old.files:
+    if reads == 0 and commit == old.commit and files == old.files and screen == old.screen:
         return old.scanned_ns  # nothing learned: skip the write
     try:
-        save_cache(path, StatCache(scanned_ns=scan_ns, commit=commit, files=files))
+        save_cache(path, StatCache(scanned_ns=scan_ns, commit=commit, files=files,
+                                   screen=screen))
     except OSError as exc:
         # The commit (if any) is safe; without the cache the next sync just reads every file.
         raise RepoError(f"cannot write the stat cache {path}: {exc.strerror} "
