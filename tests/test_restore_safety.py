@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import stat
 import subprocess
@@ -562,3 +563,29 @@ def test_json_after_a_partial_restore(config: Config, vault: VaultRepo, clock: C
     assert "bad dump" in doc["error"] and doc["undo"].startswith("vault restore --at ")
     assert {a["path"] for a in doc["actions"] if a["action"] == "overwrite"} >= {
         "agent/MEMORY.md", "agent/memory.db"}
+
+
+def test_the_printed_undo_touches_only_what_the_restore_changed(tmp_path: Path,
+                                                                workspace: Path,
+                                                                clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "block.toml", {"agent": workspace},
+                                      extra='[secrets]\npolicy = "block"'))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    odd = workspace / "notes [v1] #1 !x.md"
+    odd.write_text("v1\n")
+    first = sync(config, now=clock).commit
+    odd.write_text("v2\n")
+    clock.tick()
+    sync(config, now=clock)
+    creds = workspace / "creds.md"  # never stored (blocked), and not the restore's business
+    token = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3hJ5"
+    creds.write_text(f"token {token}\n")
+    assert first is not None
+    proc = run_cli("restore", "--at", first, "--yes", "--config", str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    assert odd.read_text() == "v1\n"
+    [undo] = [line[len("Undo with: "):] for line in proc.stdout.splitlines()
+              if line.startswith("Undo with: ")]
+    assert run_cli(*shlex.split(undo)[1:]).returncode == 0
+    assert odd.read_text() == "v2\n"
+    assert creds.read_text() == f"token {token}\n" and not asides(workspace, "creds.md")

@@ -352,12 +352,12 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
             result = run_restore(config, options, confirm=confirm,
                                  progress=bar.step if bar.enabled else None)
     except PartialRestoreError as exc:
-        undo = _undo_command(config, options, exc.undo_commit, exc.undo_sources)
+        undo = _undo_command(config, options, exc.result)
         exc.hint = f"undo what was done with: {undo}"
         if as_json:  # the document too, with the error: what was planned, how to undo it
             emit_json({**restore_json(exc.result, undo), "error": exc.message})
         raise
-    undo = _undo_command(config, options, result.undo_commit, result.undo_sources)
+    undo = _undo_command(config, options, result)
     if as_json:
         emit_json(restore_json(result, undo))
         return
@@ -396,16 +396,26 @@ def _render_plan(plan: Any, limit: int | None) -> None:
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
-def _undo_command(config: Any, options: Any, undo_commit: str | None,
-                  sources: tuple[str, ...]) -> str | None:
-    if undo_commit is None or not sources:  # (without --source it would cover every source)
-        return None
+UNDO_PATHS = 50  # an undo names each file the restore changed, up to this many
+
+
+def _undo_command(config: Any, options: Any, result: Any) -> str | None:
+    """The command that puts back what the restore changed: a restore of the safety commit,
+    for the sources it took whole, with --delete; naming each file changed when they are few
+    (then files the safety sync could not take, which the restore did not touch, stay put)."""
+    if result.undo_commit is None or not result.undo_sources:
+        return None  # (without --source it would cover every source)
+    import re
     import shlex
 
-    parts = ["vault", "restore", "--at", undo_commit[:12]]
-    for name in sources:  # the sources the safety sync took whole: no others
+    parts = ["vault", "restore", "--at", result.undo_commit[:12]]
+    for name in result.undo_sources:  # the sources the safety sync took whole: no others
         parts += ["--source", name]
-    for pattern in options.paths:
+    changed = [a.path for a in result.plan.actions if a.action != "unchanged"]
+    # gitignore-style patterns: a backslash takes any special meaning away
+    patterns = [re.sub(r"([\\*?\[\]!# ])", r"\\\1", p) for p in changed] \
+        if len(changed) <= UNDO_PATHS else list(options.paths)
+    for pattern in patterns:
         parts += ["--path", pattern]
     parts += ["--delete", "--yes"]
     if config.file:
