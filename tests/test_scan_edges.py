@@ -16,7 +16,7 @@ import pytest
 from conftest import Clock, git, run_cli, write_config
 from vault.config import load_config
 from vault.repo import VaultRepo
-from vault.sources import scan_source
+from vault.sources import _gitmodules, scan_source
 from vault.sqlite_dump import is_dump
 from vault.sync import sync
 
@@ -88,8 +88,9 @@ def test_scan_skips_exactly_the_names_libgit2_refuses(tmp_path: Path) -> None:
 
     scan = scan_source(Source(files))
     assert refusals(scan, "file") == (refused - hfs_only, hfs_only)
-    # (git takes a .gitmodules file for submodule settings: skipped for that reason)
-    assert {e.rel for e in scan.entries} == set(CANDIDATES) - refused - {".gitmodules"}
+    # (git takes a .gitmodules file, however spelled, for submodule settings: skipped too)
+    assert {e.rel for e in scan.entries} == set(CANDIDATES) - refused - {
+        n for n in CANDIDATES if _gitmodules(n)}
 
     scan = scan_source(Source(folders))
     # (a folder named .git is a nested repository's metadata: left out, and not listed)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
-from conftest import Clock, git
-from vault.config import Config
+import apsw
+
+from conftest import Clock, git, write_config
+from vault.config import Config, load_config
+from vault.detect import RACY_MARGIN_NS
 from vault.repo import VaultRepo
 from vault.sync import SyncOptions, quote_path, sync
 
@@ -81,3 +86,83 @@ def test_a_gitmodules_file_is_not_stored(config: Config, vault: VaultRepo, clock
     assert [(s.path, s.reason) for s in result.skipped] == [
         ("agent/.gitmodules", "git reads a .gitmodules file as submodule settings; not stored")]
     git(config.vault.path, "fsck", "--strict")  # raises on any error
+
+
+def test_a_database_replaced_by_another_binary_file_is_taken_as_it_is(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    # An encrypted copy (SQLCipher) put in its place looks random past its first bytes: the
+    # user's new file, not a damaged database to roll back.
+    sync(config, now=clock)
+    encrypted = bytearray(os.urandom(4096 * 3))
+    encrypted[100] = 0x42  # (not a b-tree page type: random bytes would be one 1 time in 128)
+    encrypted = bytes(encrypted)
+    (workspace / "memory.db").write_bytes(encrypted)
+    for name in ("memory.db-wal", "memory.db-shm"):
+        (workspace / name).unlink(missing_ok=True)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.ok and not result.corrupt and "agent/memory.db" in result.modified
+    assert VaultRepo(config.vault.path, "main").read_blob(
+        git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip()) == encrypted
+
+
+def test_a_database_whose_first_page_is_zeroed_beside_its_journal_is_corrupt(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    db = workspace / "notes.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("PRAGMA journal_mode=TRUNCATE")  # leaves an empty notes.db-journal behind
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("INSERT INTO t VALUES('orig')")
+    conn.close()
+    assert Path(f"{db}-journal").exists()
+    sync(config, now=clock)
+    with db.open("r+b") as f:
+        f.write(bytes(4096))
+    clock.tick()
+    result = sync(config, now=clock)
+    assert [c.path for c in result.corrupt] == ["agent/notes.db"] and not result.ok
+
+
+def test_other_spellings_of_gitmodules_are_not_stored(config: Config, vault: VaultRepo,
+                                                      clock: Clock, workspace: Path) -> None:
+    odd = '[submodule "../../a"]\n\tpath = y\n\turl = -oProxyCommand=x\n'
+    names = [".gitmodules.", ".gitmodules ", ".GITMODULES", "GITMOD~1", "gi7eba~2",
+             ".gitmodules\u200c"]
+    for name in names:
+        (workspace / name).write_text(odd)
+    result = sync(config, now=clock)
+    assert sorted(s.path for s in result.skipped) == sorted(f"agent/{n}" for n in names)
+    git(config.vault.path, "fsck", "--strict")
+
+
+def test_patterns_silence_what_they_leave_out(tmp_path: Path, workspace: Path,
+                                              clock: Clock) -> None:
+    (workspace / ".gitmodules").write_text("[submodule]\n")
+    path = write_config(tmp_path / "ex.toml", {"agent": workspace})
+    path.write_text(path.read_text() + 'exclude = [".gitmodules"]\n')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)  # stat-proven: what a plan needs
+    result = sync(config, now=clock)
+    assert result.skipped == () and result.proof is not None  # the quick check can take over
+
+
+def test_the_quick_plan_is_not_written_under_a_screening_that_changed(
+        config: Config, vault: VaultRepo, clock: Clock) -> None:
+    from dataclasses import replace
+
+    from vault.quick import _plan_for
+
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)  # stat-proven: what a plan needs
+    result = sync(config, now=clock)
+    assert _plan_for(config, result, True) is not None
+    assert _plan_for(config, replace(result, screen="another"), True) is None
+
+
+def test_the_hint_for_an_unreadable_folder_is_a_pattern_that_matches_it() -> None:
+    from vault.sources import compile_patterns
+    from vault.sync import _pattern_for
+
+    for rel in ("[old]", "#tmp", "a b", "x*y", "!n", "memory"):
+        pattern = _pattern_for(rel) + "/"
+        assert compile_patterns([pattern])(rel + "/note.md"), pattern

@@ -297,7 +297,7 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
     from vault.lock import LOCK_NAME
     from vault.remote import REMOTE, remote_url
     from vault.secrets import ALLOW_FILE
-    from vault.sync import CACHE_NAME, LAST_RUN_NAME
+    from vault.sync import CACHE_NAME, LAST_RUN_NAME, screening_key
 
     hooks = config.hooks
     if (not all_sources or result.proof is None or result.dry_run or not result.ok
@@ -306,6 +306,8 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
             or (result.push is not None and not result.push.pushed)):
         return None
     assert config.file is not None
+    if result.screen != screening_key(config):
+        return None  # `vault secrets allow` ran meanwhile: the next sync reads files again
     commit = result.commit or result.parent
     if commit is None:
         return None

@@ -57,6 +57,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite dat
 # order of its checksums). tests/test_scan_edges.py checks them against a real SQLite.
 JOURNAL_MAGICS = (b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7", bytes(8))
 WAL_MAGICS = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+CREATING = "a database being created (its first transaction is open); the next sync takes it"
 # The first line of the SQL text a database is stored as in the vault (sqlite_dump writes it).
 # Here rather than there so that telling a stored database apart needs no apsw.
 DUMP_HEADER = b"-- vault sqlite dump v1\n"
@@ -246,13 +247,13 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                     continue
             if name in SKIP_FILE_NAMES:
                 continue
-            if name[0] == "." and name.lower() == ".gitmodules":
+            if (exclude and exclude(rel)) or (include and not include(rel)):
+                continue
+            if name[0] in _GITMODULES_FIRST and _gitmodules(name):
                 # git reads any blob by that name as submodule settings (git fsck, and hosts
                 # that check what is pushed, refuse odd ones): not the vault's to hold
                 skipped.append((rel, "git reads a .gitmodules file as submodule settings; "
                                      "not stored"))
-                continue
-            if (exclude and exclude(rel)) or (include and not include(rel)):
                 continue
             st = child.stat(follow_symlinks=False)
         except OSError as exc:  # vanished or unreadable between listing and stat
@@ -270,12 +271,13 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                               MODE_EXEC if st_mode & 0o100 else MODE_FILE, size)))
     if creating:  # pages of a database before its first commit: the next sync takes it
         kept = [e for e in entries[first:] if e.rel.rpartition("/")[2] not in creating]
-        skipped.extend((e.rel, "a database being created (its first transaction is open); "
-                        "the next sync takes it") for e in entries[first:] if e not in kept)
+        skipped.extend((e.rel, CREATING) for e in entries[first:] if e not in kept)
         entries[first:] = kept
         skipped.extend((prefix + name, f"beside {name.rpartition('-')[0]}, which cannot be "
                         "read: taken as a file or as its database's once it can be")
-                       for name in sorted(creating) if name in companions)
+                       for name in sorted(creating) if name in companions
+                       and not ((exclude and exclude(prefix + name))
+                                or (include and not include(prefix + name))))
     if companions:
         # A database's key includes its -wal and -journal stat: a write may touch only those.
         for i in range(first, len(entries)):
@@ -285,6 +287,18 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                 if name + suffix in companions:
                     entry = entry.with_key(entry.key + _companion_key(entry.path + suffix))
             entries[i] = entry
+
+
+_GITMODULES_FIRST = frozenset(".gG") | _HFS_IGNORED
+
+
+def _gitmodules(name: str) -> bool:
+    """A name git (and NTFS, HFS+) takes for .gitmodules: any case, trailing dots and spaces,
+    a data stream (":..."), its 8.3 short names (gitmod~1..4, gi7eba~N), HFS-ignored points."""
+    plain = "".join(c for c in name if c not in _HFS_IGNORED).lower()
+    base = plain.split(":", 1)[0].rstrip(". ")
+    return base == ".gitmodules" or (base[:7] in ("gitmod~", "gi7eba~") and len(base) == 8
+                                     and base[7] in ("1234" if base[2] == "t" else "123456789"))
 
 
 def git_refuses(name: str) -> bool:

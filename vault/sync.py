@@ -18,7 +18,7 @@ from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import Snapshot, take_snapshot
-from vault.sources import DUMP_HEADER, Scan, scan_source
+from vault.sources import CREATING, DUMP_HEADER, Scan, scan_source
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
@@ -103,6 +103,9 @@ class SyncResult:
     # Vault paths in scan order and a hash of their stat keys, when every source was scanned
     # and every file proved by its stat: what vault.quick compares on the next sync.
     proof: tuple[str, int] | None = field(default=None, repr=False, compare=False)
+    # The [secrets] screening this sync applied (screening_key): the quick check's plan is only
+    # written when it is still the one in force.
+    screen: str = field(default="", repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -246,7 +249,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
             scans, scan_ns = prescan.scans, min(scan_ns, prescan.scanned_ns)
     cache_path = config.state_dir / CACHE_NAME
     cache = load_cache(cache_path)
-    screen = _screening(config)
+    screen = screening_key(config)
     if cache.screen != screen:
         # Made under another [secrets] screening (policy, allowed paths or fingerprints): what
         # was redacted or blocked then may be stored as it is now, or the reverse: read again.
@@ -293,6 +296,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     if not (options.dry_run or options.sources or plan.skipped or plan.failures):
         proof = _proof(new_cache, proof_ns)
     return SyncResult(commit=commit_id, timestamp=stamp, dry_run=options.dry_run, proof=proof,
+                      screen=screen,
                       added=tuple(plan.added), modified=tuple(plan.modified),
                       deleted=tuple(plan.deleted), skipped=tuple(plan.skipped),
                       unchanged=plan.unchanged, failures=tuple(plan.failures), parent=head,
@@ -395,6 +399,17 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     dirs = tuple(prefix + rel.rstrip("/") + "/" for rel, _reason in scan.skipped)
     for rel, reason in scan.skipped:
         keep.add(prefix + rel)
+        if reason.startswith(CREATING) and prefix + rel in in_head and \
+                _stored_as_database(repo, in_head[prefix + rel][0]):
+            # A database the vault has had, with page 1 zeroed and a journal beside it: not a
+            # database being created but a damaged one (a journal of an earlier transaction
+            # stays beside it in some journal modes).
+            reason = "SQLite: file is not a database (its first page is zeroed; the vault's " \
+                     "last version is a database)"
+            plan.corrupt.append((prefix + rel, os.path.join(source.root, rel), reason))
+            plan.failures.append(SourceFailure(source.name, (
+                f"{prefix + rel} is corrupt ({reason}); the vault keeps its last good "
+                "version"), path=prefix + rel))
         plan.skipped.append(Skipped(prefix + rel, reason))
         if reason.startswith("cannot stat:"):
             # (in a folder that can be listed but not entered): as an unreadable file
@@ -410,7 +425,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             pass
         plan.failures.append(SourceFailure(
             source.name, f"{prefix}{rel}/: folder cannot be read; the vault keeps what it had "
-            f"of it (to leave it out, exclude the folder itself: '{rel}/')",
+            f"of it (to leave it out, exclude the folder itself: '{_pattern_for(rel)}/')",
             path=f"{prefix}{rel}/"))
     deleted = [p for p in in_head
                if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
@@ -437,16 +452,37 @@ def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
     is damaged. Corrupt (kept at its last good version, [health] auto_rollback applies), not a
     new plain file to store as raw pages."""
     data = snap.data
-    if data is None or current is None or b"\0" not in data[:1 << 16] or \
-            data.startswith(DUMP_HEADER):
-        return snap  # (text has no NUL: the common case costs one search of its start)
+    if data is None or current is None or len(data) < 512 or len(data) % 512 or \
+            data.startswith(DUMP_HEADER) or not _looks_like_page_one(data):
+        return snap  # (the common case: not even 512-byte pages)
+    if not _stored_as_database(repo, current[0]):
+        return snap
+    return replace(snap, data=None, reason="SQLite: file is not a database (its header is "
+                                           "damaged; the vault's last version is a database)")
+
+
+def _stored_as_database(repo: VaultRepo, oid: str) -> bool:
     from vault.objects import BlobReader
 
     with BlobReader(repo) as reader:
-        if reader.get(current[0]).head(len(DUMP_HEADER)) != DUMP_HEADER:
-            return snap
-    return replace(snap, data=None, reason="SQLite: file is not a database (its header is "
-                                           "damaged; the vault's last version is a database)")
+        return reader.get(oid).head(len(DUMP_HEADER)) == DUMP_HEADER
+
+
+def _pattern_for(rel: str) -> str:
+    """A gitignore-style pattern that matches exactly this path (special characters escaped)."""
+    import re
+
+    return re.sub(r"([\\*?\[\]!# ])", r"\\\1", rel)
+
+
+def _looks_like_page_one(data: bytes) -> bool:
+    """The first page of a SQLite database whose 100-byte header is damaged: past the header,
+    page 1 is still a table b-tree page with a sane cell count and content offset. Another
+    file put in the database's place (encrypted by SQLCipher, say, or anything else) is
+    random there, and is taken as the new file it is."""
+    kind, cells = data[100], int.from_bytes(data[103:105], "big")
+    content = int.from_bytes(data[105:107], "big") or 65536
+    return kind in (0x05, 0x0D) and cells < 4096 and 108 <= content <= min(len(data), 65536)
 
 
 def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | None:
@@ -473,7 +509,7 @@ def _top(path: str, depth: int) -> str:
     return path[:end] if end else path + "/"
 
 
-def _screening(config: Config) -> str:
+def screening_key(config: Config) -> str:
     """What the [secrets] screening of this sync depends on, as one short key."""
     if config.secrets.policy == "allow":
         return "allow"
