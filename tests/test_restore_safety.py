@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -589,3 +590,151 @@ def test_the_printed_undo_touches_only_what_the_restore_changed(tmp_path: Path,
     assert run_cli(*shlex.split(undo)[1:]).returncode == 0
     assert odd.read_text() == "v2\n"
     assert creds.read_text() == f"token {token}\n" and not asides(workspace, "creds.md")
+
+
+def test_restore_to_a_live_source_with_delete_is_refused(config: Config, vault: VaultRepo,
+                                                         clock: Clock,
+                                                         workspace: Path) -> None:
+    sync(config, now=clock)
+    (workspace / "precious.md").write_text("never synced\n")
+    with pytest.raises(UsageError, match="would write into the live source 'agent'"):
+        restore(config, RestoreOptions(at="HEAD", to=workspace.parent, sources=("agent",),
+                                       paths=("nothing-matches-this",), delete=True), now=clock)
+    assert (workspace / "precious.md").exists()
+
+
+def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: VaultRepo,
+                                                         clock: Clock, workspace: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    first = sync(config, now=clock).commit
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
+    clock.tick()
+    sync(config, now=clock)
+    import vault.inuse as inuse
+
+    looked = inuse.open_paths
+
+    def agent_writes_during_the_check(paths: list[Path]) -> set[Path]:
+        with (workspace / "MEMORY.md").open("a") as f:
+            f.write("- written while the restore checked\n")
+        return looked(paths)
+
+    monkeypatch.setattr(inuse, "open_paths", agent_writes_during_the_check)
+    clock.tick()
+    assert first is not None
+    result = restore(config, RestoreOptions(at=first, paths=("MEMORY.md",)), now=clock)
+    [action] = [a for a in result.plan.actions if a.path == "agent/MEMORY.md"]
+    assert action.set_aside and "written while" in Path(action.set_aside).read_text()
+
+
+def test_a_file_removed_before_it_is_replaced_is_simply_written(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first = sync(config, now=clock).commit
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
+    clock.tick()
+    sync(config, now=clock)
+    flushed = restore_module.sync_filesystem
+
+    removed: list[bool] = []
+
+    def agent_removes_it(path: Path) -> None:  # at the flush before the replace, once
+        if not removed:
+            (workspace / "MEMORY.md").unlink()
+            removed.append(True)
+        flushed(path)
+
+    monkeypatch.setattr(restore_module, "sync_filesystem", agent_removes_it)
+    clock.tick()
+    assert first is not None
+    restore(config, RestoreOptions(at=first, paths=("MEMORY.md",)), now=clock)
+    assert "prefers tea" in (workspace / "MEMORY.md").read_text()
+
+
+def test_the_undo_of_a_name_ending_in_a_tab_covers_the_source(tmp_path: Path, workspace: Path,
+                                                               clock: Clock) -> None:
+    from vault.cli import _undo_command
+    from vault.restore import Action, RestorePlan, RestoreResult
+
+    config = load_config(write_config(tmp_path / "t.toml", {"agent": workspace}))
+    repo, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+    info = repo.commit_info(sync(config, now=clock).commit or "")
+
+    def undo_for(*paths: str) -> str | None:
+        plan = RestorePlan(commit=info, into=None, actions=tuple(
+            Action("overwrite", p, str(workspace / p)) for p in paths))
+        result = RestoreResult(plan=plan, dry_run=False, undo_commit=info.id,
+                               undo_sources=("agent",))
+        return _undo_command(config, RestoreOptions(), result)
+
+    assert "--path 'agent/note.md\\ '" in (undo_for("agent/note.md ") or "")
+    assert "--path" not in (undo_for("agent/note.md\t") or "")  # cannot be named: whole source
+    assert "--source agent" in (undo_for("agent/note.md\t") or "")
+
+
+def test_path_names_another_machines_files_with_to(tmp_path: Path, workspace: Path,
+                                                   clock: Clock) -> None:
+    h2_file = write_config(tmp_path / "h2.toml", {"agent": workspace},
+                           extra='layout = "{host}/{source}"')
+    h2_file.write_text(h2_file.read_text().replace('host = "testhost"', 'host = "h2"'))
+    h2 = load_config(h2_file)
+    VaultRepo.init(h2.vault.path, h2.vault.branch)
+    sync(h2, now=clock)
+    h1 = load_config(write_config(tmp_path / "h1.toml", {"agent": workspace},
+                                  extra='layout = "{host}/{source}"'))
+    plan = restore(h1, RestoreOptions(at="HEAD", to=tmp_path / "out",
+                                      paths=("h2/agent/memory/*.md",), dry_run=True),
+                   now=clock).plan
+    assert [a.path for a in plan.actions] == ["h2/agent/memory/2026-11-20.md"]
+    with pytest.raises(UsageError, match="--path: not a valid pattern"):
+        restore(h1, RestoreOptions(at="HEAD", to=tmp_path / "out", paths=("\\",),
+                                   dry_run=True), now=clock)
+
+
+def test_one_look_through_proc_for_many_databases(tmp_path: Path, clock: Clock,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "dbs"
+    ws.mkdir()
+    for i in range(12):
+        make_sqlite(ws / f"m{i}.db")
+    config = load_config(write_config(tmp_path / "dbs.toml", {"dbs": ws}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    first = sync(config, now=clock).commit
+    for i in range(12):
+        db = apsw.Connection(str(ws / f"m{i}.db"))
+        db.execute("DELETE FROM memories WHERE id = 1")
+        db.close()
+    clock.tick()
+    sync(config, now=clock)
+    import vault.inuse as inuse
+
+    looks: list[int] = []
+    holders = inuse._holders
+
+    def counted(wanted: set[tuple[int, int]]) -> Any:
+        looks.append(len(wanted))
+        return holders(wanted)
+
+    monkeypatch.setattr(inuse, "_holders", counted)
+    clock.tick()
+    assert first is not None
+    restore(config, RestoreOptions(at=first), now=clock)
+    assert len(looks) <= 4  # not one (or four) per database: each look reads all of /proc
+
+
+def test_files_in_a_kept_aside_folder_are_never_deleted(config: Config, vault: VaultRepo,
+                                                        clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    kept = workspace / "notes.pre-restore-2026-11-20T101500Z"
+    kept.mkdir()
+    (kept / "1.md").write_text("kept by an earlier restore\n")
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD", delete=True), now=clock)
+    assert not [a for a in result.plan.actions if a.action == "delete"]
+    assert (kept / "1.md").exists()
+
+
+def test_an_empty_to_is_a_usage_error(config: Config, vault: VaultRepo, clock: Clock) -> None:
+    sync(config, now=clock)
+    proc = run_cli("restore", "--at", "HEAD", "--to", "", "--yes", "--config", str(config.file))
+    assert proc.returncode == 2 and "--to needs a folder" in proc.stderr

@@ -329,6 +329,10 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     from vault.restore import PartialRestoreError, RestoreOptions, RestorePlan
     from vault.restore import restore as run_restore
 
+    if to is not None and not to.strip():
+        from vault.errors import UsageError
+
+        raise UsageError("--to needs a folder (an empty one would mean the live sources)")
     config = load_config_at(config_path)
     options = RestoreOptions(at=at, to=Path(to).absolute() if to else None, sources=sources,
                              paths=paths, dry_run=dry_run, delete=delete)
@@ -412,9 +416,14 @@ def _undo_command(config: Any, options: Any, result: Any) -> str | None:
     for name in result.undo_sources:  # the sources the safety sync took whole: no others
         parts += ["--source", name]
     changed = [a.path for a in result.plan.actions if a.action != "unchanged"]
-    # gitignore-style patterns: a backslash takes any special meaning away
-    patterns = [re.sub(r"([\\*?\[\]!# ])", r"\\\1", p) for p in changed] \
-        if len(changed) <= UNDO_PATHS else list(options.paths)
+    # gitignore-style patterns: a backslash takes any special meaning away; a name that ends
+    # in other white space cannot be written as one (it would be cut), nor one with a line
+    # break: then the undo covers the sources whole
+    exact = len(changed) <= UNDO_PATHS and all(
+        (p == p.rstrip() or p.endswith(" ")) and "\n" not in p and "\r" not in p
+        for p in changed)
+    patterns = [re.sub(r"([\\*?\[\]!# ])", r"\\\1", p) for p in changed] if exact \
+        else list(options.paths)
     for pattern in patterns:
         parts += ["--path", pattern]
     parts += ["--delete", "--yes"]

@@ -33,7 +33,7 @@ MODE_EXEC = 0o100755
 _COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 # A file an earlier restore kept aside (_set_aside_uncaptured names them): never deleted by a
 # restore, also not by the --delete of the undo command (the vault may not hold it).
-_ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?$")
+_ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?(/|$)")  # or in one
 _REPLACE_BATCH = 256  # files staged to replace live ones, flushed together (open files each)
 
 
@@ -139,8 +139,9 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         if name not in known and options.to is None:
             raise UsageError(f"no source named {name!r} in the config",
                              hint="use --to DIR to restore a source that is not configured")
-    wanted = _selector(config, options)
-    files = {p: v for p, v in tree_files(repo, commit.id).items() if wanted(p)}
+    listing = tree_files(repo, commit.id)
+    wanted = _selector(config, options, listing)
+    files = {p: v for p, v in listing.items() if wanted(p)}
     if options.to is None and config.vault.layout != "{source}":
         # Other machines' files (under their own host prefix) are not this machine's to place.
         mine = config.vault.host + "/"
@@ -149,7 +150,9 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     if options.to is not None:
-        _refuse_live_folders(config, options.to, files)
+        walked = [config.prefix(n) for n in options.sources] if options.sources else \
+            [config.prefix(s.name) for s in config.sources]
+        _refuse_live_folders(config, options.to, [*files, *(walked if options.delete else [])])
     actions: list[Action] = []
     targets = _Targets(config, options)
     with BlobReader(repo) as reader:
@@ -223,10 +226,12 @@ def restore(config: Config, options: RestoreOptions, *,
             # (none when every source changed is one the restore makes: an undo with no
             # source named would cover them all)
             undo = repo.head_id() if _without(involved, gone) else None
+        late: list[Action] = []  # live files that changed after the check: kept aside
         with BatchWriter(roots=_roots(config, options)) as writer:
             try:
-                redacted, late = _apply_all(repo, plan.actions, writer, progress, databases)
+                redacted = _apply_all(repo, plan.actions, writer, progress, databases, late)
             except (VaultError, KeyboardInterrupt) as exc:
+                plan = _with(plan, late)
                 if not writer.changes:
                     raise  # nothing was changed
                 if undo is None:  # --to DIR (or only new sources): nothing to undo
@@ -237,12 +242,17 @@ def restore(config: Config, options: RestoreOptions, *,
                 raise PartialRestoreError(cause, RestoreResult(
                     plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                     undo_sources=_without(involved, gone), new_sources=gone)) from exc
-    if late:
-        kept = {a.path: a for a in late}
-        plan = replace(plan, actions=tuple(kept.get(a.path, a) for a in plan.actions))
+    plan = _with(plan, late)
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                          undo_sources=_without(involved, gone), new_sources=gone,
                          redacted=tuple(redacted))
+
+
+def _with(plan: RestorePlan, late: list[Action]) -> RestorePlan:
+    """The plan as carried out: with the files kept aside at the last moment."""
+    kept = {a.path: a for a in late}
+    return replace(plan, actions=tuple(kept.get(a.path, a) for a in plan.actions)) if kept \
+        else plan
 
 
 def _sources_changed(config: Config, plan: RestorePlan) -> tuple[str, ...]:
@@ -292,6 +302,7 @@ def _refuse_open_databases(repo: VaultRepo, plan: RestorePlan) -> None:
     is checked again just before it is moved."""
     from vault.sqlite_dump import is_sqlite_file
 
+    databases: list[Path] = []
     with BlobReader(repo) as reader:
         for action in plan.actions:
             if action.action not in ("overwrite", "delete"):
@@ -299,7 +310,20 @@ def _refuse_open_databases(repo: VaultRepo, plan: RestorePlan) -> None:
             target = Path(action.target)
             if is_sqlite_file(target) or (action.action == "overwrite" and reader.get(
                     action.oid).head(len(DUMP_HEADER)) == DUMP_HEADER):
-                _refuse_if_open(target)
+                databases.append(target)
+    _refuse_any_open(databases)
+
+
+def _refuse_any_open(databases: list[Path]) -> None:
+    """_refuse_if_open for many databases, with one look through /proc for them all (each
+    look reads every open file of every process: slow on a busy machine)."""
+    from vault.inuse import open_paths
+
+    files = [Path(f"{db}{suffix}") for db in databases for suffix in ("", *_COMPANIONS)]
+    held = open_paths(files)
+    for db in databases:
+        if any(Path(f"{db}{suffix}") in held for suffix in ("", *_COMPANIONS)):
+            _refuse_if_open(db)  # (names the processes)
 
 
 def _refuse_live_folders(config: Config, to: Path, files: Iterable[str]) -> None:
@@ -308,6 +332,7 @@ def _refuse_live_folders(config: Config, to: Path, files: Iterable[str]) -> None
     safety of a restore into the live sources."""
     depth = config.prefix_depth
     tops = {"/".join(path.split("/")[:depth]) for path in files}
+    tops.discard("")
     live = [(s.name, os.path.realpath(s.root)) for s in config.sources]
     for top in sorted(tops):
         folder = os.path.realpath(to / top)
@@ -318,17 +343,24 @@ def _refuse_live_folders(config: Config, to: Path, files: Iterable[str]) -> None
                                                    "(safety sync, undo), or pick another folder")
 
 
-def _selector(config: Config, options: RestoreOptions) -> Callable[[str], bool]:
+def _selector(config: Config, options: RestoreOptions,
+              listing: Iterable[str]) -> Callable[[str], bool]:
     if not options.sources and not options.paths:
         return lambda path: True
     # A pattern that starts with a source's folder in the vault (`openclaw/memory/*.md`) is a
     # vault path, matched against vault paths only; any other (`memory/*.md`, `*.md`) is a path
     # in its source. (So `a/MEMORY.md` is source a's, not a folder `a` of another source.)
-    tops = {config.prefix(s.name).split("/")[0] for s in config.sources}
+    # (Tops of the commit's own paths too: other machines' files, sources not configured.)
+    tops = {config.prefix(s.name).split("/")[0] for s in config.sources} | {
+        path.split("/", 1)[0] for path in listing}
     in_vault = [p for p in options.paths if p.lstrip("/").split("/")[0] in tops]
     in_source = [p for p in options.paths if p not in in_vault]
-    match_vault = compile_patterns(in_vault) if in_vault else None
-    match_source = compile_patterns(in_source) if in_source else None
+    try:
+        match_vault = compile_patterns(in_vault) if in_vault else None
+        match_source = compile_patterns(in_source) if in_source else None
+    except ValueError as exc:
+        raise UsageError(f"--path: not a valid pattern: {exc}",
+                         hint="patterns are gitignore-style; a backslash escapes") from None
     sources = set(options.sources)
 
     def wanted(path: str) -> bool:
@@ -466,6 +498,8 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
     changing = [a for a in plan.actions if a.action in ("overwrite", "delete")]
     if not changing:
         return plan
+    # Each file's stat, before it is looked at: a write after this point is seen later.
+    seen = {a.target: _stat_key(a.target) for a in changing}
     head = repo.head_id()
     stored = tree_files(repo, head) if head else {}
     doubtful = {s.path for sync in syncs for s in (*sync.skipped, *sync.redacted)}
@@ -498,7 +532,7 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
     actions = tuple(
         replace(a, set_aside=_aside_name(a.target, stamp, used))
         if a.path in uncaptured or a.target in held else
-        replace(a, seen=_stat_key(a.target)) if a.action in ("overwrite", "delete") else a
+        replace(a, seen=seen[a.target]) if a.action in ("overwrite", "delete") else a
         for a in plan.actions)
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
@@ -524,10 +558,11 @@ def _stat_key(target: str) -> tuple[int, ...]:
 
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
-               progress: Callable[[int, int], None] | None,
-               databases: _Databases) -> tuple[list[str], list[Action]]:
-    """Carry out every action, in order; the paths whose restored content carries redactions,
-    and the actions whose live file changed since it was checked (kept aside after all).
+               progress: Callable[[int, int], None] | None, databases: _Databases,
+               late: list[Action]) -> list[str]:
+    """Carry out every action, in order; the paths whose restored content carries redactions.
+    Into late go the actions whose live file changed since it was checked (kept aside after
+    all), also when a later one fails.
 
     Plain files are read, inflated, checked, written to a temp file beside their target and
     put in place, one by one in plan order; those that replace a live file wait until their
@@ -544,14 +579,14 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     # the lot) before any of them is renamed over the old file, so that a power cut never
     # leaves an old file replaced by an empty one. New files are flushed once, at the end.
     replacing: list[tuple[Action, Staged]] = []
-    late: list[Action] = []  # live files that changed after the check: kept aside after all
     used: set[str] = set()
 
     def recheck(action: Action) -> Action:
         """The action, keeping its live file aside when it changed since it was checked (an
         agent still writing): the check and the replace are moments apart."""
-        if action.set_aside or not action.seen or _stat_key(action.target) == action.seen:
-            return action
+        now = _stat_key(action.target)
+        if action.set_aside or not action.seen or now == action.seen or not now:
+            return action  # (gone meanwhile: nothing to keep; written, or not deleted, anyway)
         stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
         late.append(replace(action, set_aside=_aside_name(action.target, stamp, used)))
         return late[-1]
@@ -597,8 +632,8 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                             # a database: rebuilt by the helper, moved in at the end
                             target = Path(action.target)
                             writer.make_folder(str(target.parent))
-                            _refuse_if_open(target)
-                            databases.submit(action, target)
+                            databases.submit(action, target)  # (checked for openness
+                            # before the writes began, and again before it is moved in)
                             continue
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
@@ -619,12 +654,13 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                 step()
             replace_staged()
             built = list(databases.results())  # all built and checked before any moves in
+            # again: a database may have been opened while they were built
+            _refuse_any_open([Path(action.target) for action, _tmp, _marked in built])
             if any(action.action == "overwrite" for action, _tmp, _marked in built):
                 flush()
             for action, tmp, marked in built:
                 target = Path(action.target)
                 try:
-                    _refuse_if_open(target)  # again: it may have been opened while we built
                     mode = _restored_mode(action.target, action.mode == MODE_EXEC)
                     action = recheck(action)
                     if action.set_aside:
@@ -645,7 +681,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         # One flush per filesystem for the rest of the batch instead of an fsync per file:
         # every file was written to a temp file and moved into place in one step.
         flush()
-    return sorted(redacted), late
+    return sorted(redacted)
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
