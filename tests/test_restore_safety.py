@@ -603,13 +603,20 @@ def test_restore_to_a_live_source_with_delete_is_refused(config: Config, vault: 
     assert (workspace / "precious.md").exists()
 
 
-def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: VaultRepo,
-                                                         clock: Clock, workspace: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def memory_edited_since(config: Config, clock: Clock, workspace: Path) -> str:
+    """Sync, edit MEMORY.md, sync again: the first commit (MEMORY.md as the fixture wrote it)."""
     first = sync(config, now=clock).commit
+    assert first is not None
     (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
     clock.tick()
     sync(config, now=clock)
+    return first
+
+
+def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: VaultRepo,
+                                                         clock: Clock, workspace: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    first = memory_edited_since(config, clock, workspace)
     import vault.inuse as inuse
 
     looked = inuse.open_paths
@@ -630,10 +637,7 @@ def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: 
 def test_a_file_removed_before_it_is_replaced_is_simply_written(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    first = sync(config, now=clock).commit
-    (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
-    clock.tick()
-    sync(config, now=clock)
+    first = memory_edited_since(config, clock, workspace)
     flushed = restore_module.sync_filesystem
 
     removed: list[bool] = []
