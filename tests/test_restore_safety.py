@@ -30,7 +30,7 @@ from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
 from vault.restore import PartialRestoreError, RestoreError, RestoreOptions, restore
 from vault.sources import DUMP_HEADER
-from vault.sync import sync
+from vault.sync import SyncOptions, sync
 
 
 def asides(folder: Path, name: str) -> list[Path]:
@@ -742,3 +742,34 @@ def test_an_empty_to_is_a_usage_error(config: Config, vault: VaultRepo, clock: C
     sync(config, now=clock)
     proc = run_cli("restore", "--at", "HEAD", "--to", "", "--yes", "--config", str(config.file))
     assert proc.returncode == 2 and "--to needs a folder" in proc.stderr
+
+
+def test_a_file_in_two_nested_sources_is_refused_before_anything_changes(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    config = load_config(write_config(tmp_path / "nested.toml", {
+        "outer": workspace, "inner": workspace / "memory"}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    (workspace / "memory" / "notes.json").write_text('{"a": 1}\n')
+    first = sync(config, now=clock).commit
+    (workspace / "memory" / "notes.json").write_text('{"half": ')  # kept aside, once
+    clock.tick()
+    result = restore(config, RestoreOptions(at="HEAD"), now=clock)
+    kept = workspace / "memory" / "notes.json"
+    assert [a.path for a in result.plan.actions if a.target == str(kept)] == [
+        "inner/notes.json"]
+    assert kept.read_text() == '{"a": 1}\n'
+    assert [p.read_text() for p in asides(kept.parent, kept.name)] == ['{"half": ']
+    note = workspace / "memory" / "2026-11-20.md"
+    # the two copies differ in the vault (one source was synced alone): refused up front
+    note.write_text("only the inner source sees this\n")
+    clock.tick()
+    sync(config, SyncOptions(sources=("inner",)), now=clock)
+    head = VaultRepo(config.vault.path, "main").head_id()
+    note.write_text("edited, not synced\n")
+    clock.tick()
+    with pytest.raises(RestoreError, match="is both inner/2026-11-20.md and "
+                                           "outer/memory/2026-11-20.md, which differ"):
+        restore(config, RestoreOptions(at="HEAD"), now=clock)
+    assert note.read_text() == "edited, not synced\n"
+    assert VaultRepo(config.vault.path, "main").head_id() == head
+    assert first

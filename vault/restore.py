@@ -171,6 +171,18 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                                    hint="fix the permissions, or restore elsewhere with --to DIR"
                                    ) from None
             actions.append(Action(verb, path, target, oid=oid, mode=mode))
+    # Sources inside each other: one file, two vault paths. The same content is restored
+    # once; different contents cannot both be.
+    by_target: dict[str, Action] = {}
+    for action in list(actions):
+        first = by_target.setdefault(action.target, action)
+        if first is action:
+            continue
+        if (first.oid, first.mode) != (action.oid, action.mode):
+            raise RestoreError(f"cannot restore: {action.target} is both {first.path} and "
+                               f"{action.path}, which differ (one source inside another)",
+                               hint="restore one of them: --source NAME")
+        actions.remove(action)
     if options.delete:
         for path, _present in _present_files(config, options, wanted, files):
             if _ASIDE.search(path):
