@@ -160,9 +160,8 @@ def test_the_quick_plan_is_not_written_under_a_screening_that_changed(
 
 
 def test_the_hint_for_an_unreadable_folder_is_a_pattern_that_matches_it() -> None:
-    from vault.sources import compile_patterns
-    from vault.sync import _pattern_for
+    from vault.sources import compile_patterns, pattern_for
 
     for rel in ("[old]", "#tmp", "a b", "x*y", "!n", "memory"):
-        pattern = _pattern_for(rel) + "/"
+        pattern = pattern_for(rel) + "/"
         assert compile_patterns([pattern])(rel + "/note.md"), pattern

@@ -409,21 +409,20 @@ def _undo_command(config: Any, options: Any, result: Any) -> str | None:
     (then files the safety sync could not take, which the restore did not touch, stay put)."""
     if result.undo_commit is None or not result.undo_sources:
         return None  # (without --source it would cover every source)
-    import re
     import shlex
+
+    from vault.sources import pattern_for
 
     parts = ["vault", "restore", "--at", result.undo_commit[:12]]
     for name in result.undo_sources:  # the sources the safety sync took whole: no others
         parts += ["--source", name]
     changed = [a.path for a in result.plan.actions if a.action != "unchanged"]
-    # gitignore-style patterns: a backslash takes any special meaning away; a name that ends
-    # in other white space cannot be written as one (it would be cut), nor one with a line
-    # break: then the undo covers the sources whole
+    # A name that ends in other white space cannot be written as a pattern (it would be cut),
+    # nor one with a line break: then the undo covers the sources whole
     exact = len(changed) <= UNDO_PATHS and all(
         (p == p.rstrip() or p.endswith(" ")) and "\n" not in p and "\r" not in p
         for p in changed)
-    patterns = [re.sub(r"([\\*?\[\]!# ])", r"\\\1", p) for p in changed] if exact \
-        else list(options.paths)
+    patterns = [pattern_for(p) for p in changed] if exact else list(options.paths)
     for pattern in patterns:
         parts += ["--path", pattern]
     parts += ["--delete", "--yes"]

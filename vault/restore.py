@@ -25,7 +25,8 @@ from vault.dbbuild import build, claim, is_redacted_blob
 from vault.objects import BlobReader, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
-from vault.sources import DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source
+from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source,
+                           stat_key)
 from vault.sync import SyncOptions, SyncResult, format_time, sync_locked
 from vault.when import Revision, parse_when
 
@@ -51,8 +52,14 @@ class PartialRestoreError(RestoreError):
                          hint=cause.hint)
         self.exit_code = cause.exit_code
         self.result = result
-        self.undo_commit = result.undo_commit
-        self.undo_sources = result.undo_sources
+
+    @property
+    def undo_commit(self) -> str | None:
+        return self.result.undo_commit
+
+    @property
+    def undo_sources(self) -> tuple[str, ...]:
+        return self.result.undo_sources
 
 
 @dataclass(frozen=True)
@@ -150,9 +157,9 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     if options.to is not None:
-        walked = [config.prefix(n) for n in options.sources] if options.sources else \
-            [config.prefix(s.name) for s in config.sources]
-        _refuse_live_folders(config, options.to, [*files, *(walked if options.delete else [])])
+        _refuse_live_folders(config, options.to, {
+            *_tops(config, files), *(_delete_folders(config, options, files)
+                                     if options.delete else ())})
     actions: list[Action] = []
     targets = _Targets(config, options)
     with BlobReader(repo) as reader:
@@ -291,7 +298,8 @@ def _safety_sync(config: Config, repo: VaultRepo, sources: tuple[str, ...],
     A source whose folder is gone has nothing to keep (the restore brings it back), and a
     sync that records many deletions is what the restore is there to repair: neither stops it.
     """
-    present = tuple(name for name in sources if name not in _missing(config, sources))
+    gone = _missing(config, sources)
+    present = tuple(name for name in sources if name not in gone)
     safety = sync_locked(config, repo, SyncOptions(sources=present, allow_mass_delete=True),
                          clock) if present else SyncResult(commit=None, timestamp=clock(),
                                                            dry_run=False)
@@ -338,12 +346,24 @@ def _refuse_any_open(databases: list[Path]) -> None:
             _refuse_if_open(db)  # (names the processes)
 
 
-def _refuse_live_folders(config: Config, to: Path, files: Iterable[str]) -> None:
+def _tops(config: Config, paths: Iterable[str]) -> set[str]:
+    """The source folders of vault paths: "name", or "host/name" with a host layout."""
+    depth = config.prefix_depth
+    return {"/".join(path.split("/")[:depth]) for path in paths}
+
+
+def _delete_folders(config: Config, options: RestoreOptions, files: Iterable[str]) -> set[str]:
+    """The folders below --to DIR that --delete looks in: those of the sources restored (the
+    restore's own layout); anything else in DIR is not the restore's business."""
+    if options.sources:
+        return {config.prefix(n).rstrip("/") for n in options.sources}
+    return _tops(config, files) | {config.prefix(s.name).rstrip("/") for s in config.sources}
+
+
+def _refuse_live_folders(config: Config, to: Path, tops: set[str]) -> None:
     """--to DIR writes DIR/<source>/...: refuse when one of those folders is (or holds, or is
     inside) a live source, which a restore with --to would overwrite without any of the
     safety of a restore into the live sources."""
-    depth = config.prefix_depth
-    tops = {"/".join(path.split("/")[:depth]) for path in files}
     tops.discard("")
     live = [(s.name, os.path.realpath(s.root)) for s in config.sources]
     for top in sorted(tops):
@@ -462,18 +482,13 @@ def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[st
                    in_vault: Iterable[str]) -> list[tuple[str, Path]]:
     """Files that exist now where the restore writes, as vault paths (for --delete).
 
-    With --to, only the folders of the sources restored (each vault path's first part: the
-    restore's own layout) are looked at: anything else in DIR is not the restore's business.
-    A source folder that is not there has nothing in it.
+    With --to, only _delete_folders are looked at. A source folder that is not there has
+    nothing in it.
     """
     found: list[tuple[str, Path]] = []
     if options.to is not None:
         root = options.to
-        depth = config.prefix_depth  # the folders of sources: "name", or "host/name"
-        tops = {config.prefix(n).rstrip("/") for n in options.sources} if options.sources else \
-            {"/".join(path.split("/")[:depth]) for path in in_vault} | {
-                config.prefix(s.name).rstrip("/") for s in config.sources}
-        for top in sorted(tops):
+        for top in sorted(_delete_folders(config, options, in_vault)):
             folder = root / top
             if not folder.is_dir() or folder.is_symlink():
                 continue  # a link here is refused when the plan resolves its targets
@@ -515,17 +530,16 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
     head = repo.head_id()
     stored = tree_files(repo, head) if head else {}
     doubtful = {s.path for sync in syncs for s in (*sync.skipped, *sync.redacted)}
-    stamp = format_time(syncs[0].timestamp).replace(":", "")
+    stamp = _aside_stamp(syncs[0].timestamp)
 
-    def captured(action: Action) -> bool:
+    def captured(action: Action, reader: BlobReader) -> bool:
         if action.path in doubtful or action.path not in stored:
             return False
         target = Path(action.target)
         if is_sqlite_file(target):
             # Its dump, taken through the backup API (by this sync or, unchanged since, an
             # earlier one): the database as it is, unless secrets were redacted from it.
-            with BlobReader(repo) as reader:
-                return not is_redacted_blob(reader.get(stored[action.path][0]))
+            return not is_redacted_blob(reader.get(stored[action.path][0]))
         try:
             if target.is_symlink() or not target.is_file():
                 return False
@@ -533,7 +547,8 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
         except OSError:
             return False  # moved aside unread
 
-    uncaptured = {a.path for a in changing if not captured(a)}
+    with BlobReader(repo) as reader:
+        uncaptured = {a.path for a in changing if not captured(a, reader)}
     # A file another process has open (an agent appending to its transcript) is moved aside
     # rather than replaced: the writer's later writes land in the kept file, not in a deleted one.
     from vault.inuse import open_paths
@@ -549,6 +564,11 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
     return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
 
 
+def _aside_stamp(when: datetime) -> str:
+    """The time in a kept-aside file's name (_ASIDE matches it): 2026-11-21T101500Z."""
+    return format_time(when).replace(":", "")
+
+
 def _aside_name(target: str, stamp: str, used: set[str]) -> str:
     """A name beside target for the live file kept aside, taken by nothing (and no companion
     of it), also not by another file of this restore."""
@@ -562,11 +582,11 @@ def _aside_name(target: str, stamp: str, used: set[str]) -> str:
 
 
 def _stat_key(target: str) -> tuple[int, ...]:
+    """The live file's stat key (sources.stat_key, of the name itself); () when it is gone."""
     try:
-        st = os.lstat(target)
+        return stat_key(os.lstat(target))
     except OSError:
         return ()
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
@@ -599,7 +619,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         now = _stat_key(action.target)
         if action.set_aside or not action.seen or now == action.seen or not now:
             return action  # (gone meanwhile: nothing to keep; written, or not deleted, anyway)
-        stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
+        stamp = _aside_stamp(datetime.now(timezone.utc))
         late.append(replace(action, set_aside=_aside_name(action.target, stamp, used)))
         return late[-1]
 

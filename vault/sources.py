@@ -119,6 +119,14 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
+def pattern_for(path: str) -> str:
+    """A pattern (as compile_patterns reads them) that matches exactly this path: each
+    character with a special meaning escaped with a backslash."""
+    import re
+
+    return re.sub(r"([\\*?\[\]!# ])", r"\\\1", path)
+
+
 def compile_patterns(patterns: Iterable[str]) -> Callable[[str], bool]:
     """gitignore-style patterns (`*.md`, `memory/`, `!keep.json`) as one match function."""
     import re

@@ -18,7 +18,7 @@ from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import Snapshot, take_snapshot
-from vault.sources import CREATING, DUMP_HEADER, Scan, scan_source
+from vault.sources import CREATING, DUMP_HEADER, Scan, pattern_for, scan_source
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
@@ -365,10 +365,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                                                 "in another process); the next sync looks "
                                                 "again")
                 elif snap.data is None and snap.reason and _looks_corrupt(snap.reason):
-                    plan.corrupt.append((vpath, entry.path, snap.reason))
-                    plan.failures.append(SourceFailure(source.name, (
-                        f"{vpath} is corrupt ({snap.reason}); the vault keeps its last good "
-                        "version"), path=vpath))
+                    _report_corrupt(plan, source.name, vpath, entry.path, snap.reason)
             if snap.data is None:
                 plan.skipped.append(Skipped(vpath, snap.reason or "unreadable"))
                 if snap.reason and snap.reason.startswith(("cannot read:", "cannot stat:")):
@@ -406,10 +403,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             # stays beside it in some journal modes).
             reason = "SQLite: file is not a database (its first page is zeroed; the vault's " \
                      "last version is a database)"
-            plan.corrupt.append((prefix + rel, os.path.join(source.root, rel), reason))
-            plan.failures.append(SourceFailure(source.name, (
-                f"{prefix + rel} is corrupt ({reason}); the vault keeps its last good "
-                "version"), path=prefix + rel))
+            _report_corrupt(plan, source.name, prefix + rel, os.path.join(source.root, rel),
+                            reason)
         plan.skipped.append(Skipped(prefix + rel, reason))
         if reason.startswith("cannot stat:"):
             # (in a folder that can be listed but not entered): as an unreadable file
@@ -425,7 +420,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             pass
         plan.failures.append(SourceFailure(
             source.name, f"{prefix}{rel}/: folder cannot be read; the vault keeps what it had "
-            f"of it (to leave it out, exclude the folder itself: '{_pattern_for(rel)}/')",
+            f"of it (to leave it out, exclude the folder itself: '{pattern_for(rel)}/')",
             path=f"{prefix}{rel}/"))
     deleted = [p for p in in_head
                if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
@@ -444,6 +439,14 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     plan.deleted.extend(deleted)
     plan.unchanged += unchanged
     return True
+
+
+def _report_corrupt(plan: _Plan, source: str, vpath: str, path: str, reason: str) -> None:
+    """A file that was good (the vault has it) and is now damaged: a failure, and one for
+    [health] auto_rollback to put back."""
+    plan.corrupt.append((vpath, path, reason))
+    plan.failures.append(SourceFailure(source, f"{vpath} is corrupt ({reason}); the vault "
+                                               "keeps its last good version", path=vpath))
 
 
 def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
@@ -466,13 +469,6 @@ def _stored_as_database(repo: VaultRepo, oid: str) -> bool:
 
     with BlobReader(repo) as reader:
         return reader.get(oid).head(len(DUMP_HEADER)) == DUMP_HEADER
-
-
-def _pattern_for(rel: str) -> str:
-    """A gitignore-style pattern that matches exactly this path (special characters escaped)."""
-    import re
-
-    return re.sub(r"([\\*?\[\]!# ])", r"\\\1", rel)
 
 
 def _looks_like_page_one(data: bytes) -> bool:
