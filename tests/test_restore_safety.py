@@ -466,15 +466,24 @@ def test_a_kept_aside_name_is_never_reused(config: Config, vault: VaultRepo, clo
     assert Path(f"{older}-2").read_text() == '{"half": '
 
 
+def changed_since(config: Config, clock: Clock, path: Path, text: str,
+                  append: bool = False) -> str:
+    """Sync, write (or append) text to path, sync again: the first commit."""
+    first = sync(config, now=clock).commit
+    assert first is not None
+    with path.open("a" if append else "w") as f:
+        f.write(text)
+    clock.tick()
+    sync(config, now=clock)
+    return first
+
+
 def test_a_file_written_after_the_check_is_kept_aside(config: Config, vault: VaultRepo,
                                                       clock: Clock, workspace: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     transcript = workspace / "sessions" / "s1.jsonl"
-    first = sync(config, now=clock).commit
-    with transcript.open("a") as f:
-        f.write('{"type": "message", "text": "second"}\n')
-    clock.tick()
-    sync(config, now=clock)
+    first = changed_since(config, clock, transcript,
+                          '{"type": "message", "text": "second"}\n', append=True)
     flushed = restore_module.sync_filesystem
 
     def agent_appends_meanwhile(path: Path) -> None:  # between the check and the rename
@@ -494,11 +503,8 @@ def test_a_file_written_after_the_check_is_kept_aside(config: Config, vault: Vau
 def test_a_file_another_process_has_open_is_moved_aside_not_replaced(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
     transcript = workspace / "sessions" / "s1.jsonl"
-    first = sync(config, now=clock).commit
-    with transcript.open("a") as f:
-        f.write('{"type": "message", "text": "second"}\n')
-    clock.tick()
-    sync(config, now=clock)
+    first = changed_since(config, clock, transcript,
+                          '{"type": "message", "text": "second"}\n', append=True)
     writer = subprocess.Popen(
         [sys.executable, "-c", "import sys\n"
          "f = open(sys.argv[1], 'a'); print('open', flush=True); sys.stdin.readline()\n"
@@ -603,20 +609,10 @@ def test_restore_to_a_live_source_with_delete_is_refused(config: Config, vault: 
     assert (workspace / "precious.md").exists()
 
 
-def memory_edited_since(config: Config, clock: Clock, workspace: Path) -> str:
-    """Sync, edit MEMORY.md, sync again: the first commit (MEMORY.md as the fixture wrote it)."""
-    first = sync(config, now=clock).commit
-    assert first is not None
-    (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
-    clock.tick()
-    sync(config, now=clock)
-    return first
-
-
 def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: VaultRepo,
                                                          clock: Clock, workspace: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    first = memory_edited_since(config, clock, workspace)
+    first = changed_since(config, clock, workspace / "MEMORY.md", "# Memory\n\n- v2\n")
     import vault.inuse as inuse
 
     looked = inuse.open_paths
@@ -637,7 +633,7 @@ def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: 
 def test_a_file_removed_before_it_is_replaced_is_simply_written(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    first = memory_edited_since(config, clock, workspace)
+    first = changed_since(config, clock, workspace / "MEMORY.md", "# Memory\n\n- v2\n")
     flushed = restore_module.sync_filesystem
 
     removed: list[bool] = []

@@ -99,6 +99,17 @@ def test_scan_skips_exactly_the_names_libgit2_refuses(tmp_path: Path) -> None:
     assert {e.rel for e in scan.entries} == {n + "/inner.md" for n in set(CANDIDATES) - refused}
 
 
+def sync_beside_another_source(tmp_path: Path, src: Path, other: Path) -> Any:
+    """vault init and sync --json (exit 0) of sources src and other (one file, made here)."""
+    other.mkdir()
+    (other / "n.md").write_text("other source\n")
+    config = write_config(tmp_path / "vault.toml", {"src": src, "other": other})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    proc = run_cli("sync", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def test_a_name_git_refuses_skips_that_file_only(tmp_path: Path) -> None:
     """Before: `invalid name for a tree entry - .git:stream`, exit 1, no source committed."""
     src, other = tmp_path / "src", tmp_path / "other"
@@ -107,13 +118,7 @@ def test_a_name_git_refuses_skips_that_file_only(tmp_path: Path) -> None:
     for name in (".git:stream", ".git::$INDEX_ALLOCATION", ".git\\x"):
         (src / name).write_text("gitdir: elsewhere\n")
     (src / "notes.md").write_text("notes\n")
-    other.mkdir()
-    (other / "n.md").write_text("other source\n")
-    config = write_config(tmp_path / "vault.toml", {"src": src, "other": other})
-    assert run_cli("init", "--config", str(config)).returncode == 0
-    proc = run_cli("sync", "--json", "--config", str(config))
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = sync_beside_another_source(tmp_path, src, other)
     assert result["skipped"] == [
         {"path": "src/.git::$INDEX_ALLOCATION", "reason": "git cannot store a file with this name"},
         {"path": "src/.git:dir/", "reason": "git cannot store a folder with this name"},
@@ -303,19 +308,13 @@ def test_json_nested_deeper_than_python_parses_does_not_stop_the_sync(tmp_path: 
     deep to check waits for its newline, as any line being written)."""
     src, other = tmp_path / "src", tmp_path / "other"
     src.mkdir()
-    other.mkdir()
     deep = b"[" * 100_000 + b"]" * 100_000
     (src / "deep.json").write_bytes(deep + b"\n")
     (src / "broken.json").write_text('{"half": ')
     head = b'{"type": "session"}\n' + deep + b"\n"
     (src / "log.jsonl").write_bytes(head + deep)  # a complete deep line, then a partial one
     (src / "notes.md").write_text("notes\n")
-    (other / "n.md").write_text("other source\n")
-    config = write_config(tmp_path / "vault.toml", {"src": src, "other": other})
-    assert run_cli("init", "--config", str(config)).returncode == 0
-    proc = run_cli("sync", "--json", "--config", str(config))
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = sync_beside_another_source(tmp_path, src, other)
     assert result["added"] == ["other/n.md", "src/deep.json", "src/log.jsonl", "src/notes.md"]
     assert [s["path"] for s in result["skipped"]] == ["src/broken.json"]  # still checked
     vault = tmp_path / "memory-vault"
@@ -328,7 +327,7 @@ def test_json_nested_deeper_than_python_parses_does_not_stop_the_sync(tmp_path: 
     assert stored("src/log.jsonl") == head
     with (src / "log.jsonl").open("ab") as handle:
         handle.write(b"\n")
-    proc = run_cli("sync", "--json", "--config", str(config))
+    proc = run_cli("sync", "--json", "--config", str(tmp_path / "vault.toml"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["modified"] == ["src/log.jsonl"]
     assert stored("src/log.jsonl") == head + deep + b"\n"
