@@ -805,6 +805,69 @@ def test_hot_journal_is_rolled_back(tmp_path: Path) -> None:
     restored.close()
 
 
+@pytest.mark.parametrize("piece", [7, 64, 1 << 20])
+def test_round_trip_in_pieces_keeps_values_with_line_breaks(
+    tmp_path: Path, piece: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A dump is replayed a piece at a time, each ending at a line break where a statement
+    # ends: values with line breaks, semicolons and quotes (and a trigger's body) must never be
+    # cut there, whatever the piece size (7 bytes: a piece for nearly every line).
+    import vault.sqlite_dump as sqlite_dump
+
+    monkeypatch.setattr(sqlite_dump, "_PIECE", piece)
+    src = tmp_path / "notes.db"
+    conn = sqlite3.connect(src, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT, raw BLOB)")
+    conn.execute("CREATE TABLE log(n INTEGER)")
+    conn.execute("CREATE TRIGGER t AFTER INSERT ON notes BEGIN\n  INSERT INTO log VALUES(1);\n"
+                 "  INSERT INTO log VALUES(2);\nEND")
+    tricky = ["a;\nb", "';\n'", "x\n" * 300 + ";", "\n;\n;\n", "snow \u2603;\n\U0001f600", ""]
+    for i in range(400):
+        conn.execute("INSERT INTO notes VALUES(?, ?, ?)",
+                     (i, tricky[i % len(tricky)] + str(i), bytes([i % 256]) * (i % 50)))
+    conn.close()
+    dump = snapshot_sqlite(src)
+    assert dump.count(b"\n") > 1000
+    out = tmp_path / "out"
+    out.mkdir()
+    load_dump(dump, out / "restored.db")
+    assert os.listdir(out) == ["restored.db"]  # (no -wal left)
+    restored = _connect(out / "restored.db")
+    original = _connect(src)
+    assert _all_rows(restored) == _all_rows(original)
+    assert _user_objects(restored) == _user_objects(original)
+    assert restored.execute("SELECT count(*) FROM log").fetchone() == (800,)
+    assert restored.execute("PRAGMA journal_mode").fetchone() == (b"wal",)
+
+
+def test_bad_utf8_far_into_a_dump_is_named_by_its_byte(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import vault.sqlite_dump as sqlite_dump
+
+    monkeypatch.setattr(sqlite_dump, "_PIECE", 100)
+    rows = b"".join(b"INSERT INTO t VALUES(%d);\n" % i for i in range(50))
+    data = DUMP_HEADER + b"BEGIN TRANSACTION;\nCREATE TABLE t(a);\n" + rows + b"-- \xff\nCOMMIT;\n"
+    bad = data.index(b"\xff")
+    assert bad > 1000
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SqliteSnapshotError) as err:
+        load_dump(data, out / "restored.db")
+    assert str(err.value) == f"bad dump: not valid UTF-8 at byte {bad}"
+    assert os.listdir(out) == []
+
+
+def test_wal_line_outside_the_header_is_replayed_as_written(tmp_path: Path) -> None:
+    # Only the header's own journal-mode line is held back until the rows are in; a dump in
+    # another layout runs as it is.
+    data = (DUMP_HEADER + b"CREATE TABLE t(a);\nPRAGMA journal_mode=WAL;\nBEGIN TRANSACTION;\n"
+            b"INSERT INTO t VALUES(1);\nCOMMIT;\n")
+    restored = _restore(data, tmp_path / "restored.db")
+    assert restored.execute("SELECT a FROM t").fetchall() == [(1,)]
+    assert restored.execute("PRAGMA journal_mode").fetchone() == (b"wal",)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +119,6 @@ def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> 
     """
     if not is_dump(bytes(data[:len(DUMP_HEADER)])):
         raise SqliteSnapshotError("not a vault sqlite dump (missing header line)")
-    try:
-        sql = str(data, "utf-8")
-    except UnicodeDecodeError as e:
-        raise SqliteSnapshotError(f"bad dump: not valid UTF-8 at byte {e.start}") from e
     if dest.exists() or dest.is_symlink():
         raise SqliteSnapshotError(f"{dest}: already exists", hint="restore to a new path")
     # Build beside dest and move it into place only once it is complete and checked, so a
@@ -135,7 +132,7 @@ def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _replay(sql, tmp)
+        _replay(data, tmp)
         if durable:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -663,7 +660,64 @@ def _text_literal(text: str) -> str:
 # --- restore -----------------------------------------------------------------------------
 
 
-def _replay(sql: str, path: Path) -> None:
+_WAL_LINE = "PRAGMA journal_mode=WAL;\n"
+_BEGIN_LINE = "\nBEGIN TRANSACTION;\n"
+_PIECE = 1 << 20  # about this much of a dump is decoded and run at a time
+_LINE_END = re.compile(b"\n")
+
+
+def _pieces(data: bytes | memoryview) -> Iterator[str]:
+    """The dump as text, in pieces of about _PIECE bytes that each end with a whole statement.
+
+    A dump of tens of MB decoded whole is a str of up to four bytes a character, which SQLite
+    then needs as UTF-8 again: two more copies of it, each a fresh allocation (page faults
+    included) that took longer than running the SQL. Pieces end at a line break (never inside
+    a UTF-8 character) where apsw.complete() says a statement ends; a value with line breaks
+    in it makes a piece twice as long, and so on. SqliteSnapshotError names the first byte
+    that is not UTF-8.
+    """
+    view = memoryview(data)
+    size = len(view)
+    start = 0
+    while start < size:
+        end = _line_end(view, start + _PIECE)
+        while True:
+            try:
+                text = str(view[start:end], "utf-8")
+            except UnicodeDecodeError as e:
+                raise SqliteSnapshotError(f"bad dump: not valid UTF-8 at byte "
+                                          f"{start + e.start}") from e
+            if end >= size or apsw.complete(text):
+                break
+            end = _line_end(view, end + (end - start))
+        yield text
+        start = end
+
+
+def _line_end(view: memoryview, at: int) -> int:
+    """Just past the first line break at or after at (the end of view when there is none)."""
+    found = _LINE_END.search(view, min(at, len(view)))
+    return found.end() if found else len(view)
+
+
+def _without_wal(text: str) -> tuple[str, bool]:
+    """The dump's first piece without its header's `PRAGMA journal_mode=WAL`, and whether the
+    line was there.
+
+    Replayed in WAL mode, every page of the new database is written twice (to the -wal, then
+    by the checkpoint into the file): 2-3 times slower for a large database. The mode is the
+    same whenever it is set, so _replay sets it once the rows are in. Only the line among the
+    header's pragmas, in the layout _DumpWriter writes, is taken out.
+    """
+    head = text[:text.find(_BEGIN_LINE) + 1]
+    at = head.find("\n" + _WAL_LINE)
+    if at < 0 or not all(line.startswith("PRAGMA ") and line.endswith(";")
+                         for line in head[len(DUMP_HEADER):at].split("\n")):
+        return text, False  # (a dump in another layout: replayed as it is)
+    return text[:at + 1] + text[at + 1 + len(_WAL_LINE):], True
+
+
+def _replay(data: bytes | memoryview, path: Path) -> None:
     """Run the dump's SQL into a new database at path and check the result."""
     try:
         conn = apsw.Connection(str(path))
@@ -685,9 +739,13 @@ def _replay(sql: str, path: Path) -> None:
         conn.execute("PRAGMA synchronous=OFF")
         # A dump only ever writes to this database; never let one reach another file.
         conn.authorizer = deny_attach
+        wal = False
         try:
-            for _ in conn.execute(sql, can_cache=False):
-                pass
+            for number, piece in enumerate(_pieces(data)):
+                if number == 0:
+                    piece, wal = _without_wal(piece)
+                for _ in conn.execute(piece, can_cache=False):
+                    pass
         except apsw.AuthError as e:
             raise SqliteSnapshotError("bad dump: it tries to attach another database") from e
         except apsw.Error as e:
@@ -696,6 +754,8 @@ def _replay(sql: str, path: Path) -> None:
             conn.execute("ROLLBACK")
             raise SqliteSnapshotError("bad dump: truncated (no COMMIT)")
         conn.authorizer = None
+        if wal and _pragma(conn, "journal_mode=WAL") != "wal":
+            raise SqliteSnapshotError("cannot switch the rebuilt database to WAL mode")
         problem = _integrity_problem(conn)
         if problem is not None:
             raise SqliteSnapshotError(f"bad dump: the result fails integrity check: {problem}")
