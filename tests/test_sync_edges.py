@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import apsw
+import pytest
 
-from conftest import Clock, git, write_config
+from conftest import Clock, git, run_cli, write_config
 from vault.config import Config, load_config
 from vault.detect import RACY_MARGIN_NS
 from vault.repo import VaultRepo
@@ -165,3 +166,24 @@ def test_the_hint_for_an_unreadable_folder_is_a_pattern_that_matches_it() -> Non
     for rel in ("[old]", "#tmp", "a b", "x*y", "!n", "memory"):
         pattern = pattern_for(rel) + "/"
         assert compile_patterns([pattern])(rel + "/note.md"), pattern
+
+
+@pytest.mark.parametrize(("first", "then"), [("main", "main/sub"), ("main/sub", "main")])
+def test_a_branch_git_cannot_have_beside_the_old_one_is_named(tmp_path: Path, workspace: Path,
+                                                               first: str, then: str) -> None:
+    # `main` and `main/sub` cannot both be branches (one is a file where the other needs a
+    # folder): the sync names the one in the way, and the vault keeps its history.
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra=f'branch = "{first}"')
+    env = {"VAULT_CONFIG": str(path)}
+    assert run_cli("init", env=env).returncode == 0
+    assert run_cli("sync", "-q", env=env).returncode == 0
+    path.write_text(path.read_text().replace(f'branch = "{first}"', f'branch = "{then}"'))
+    proc = run_cli("sync", env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[0] == (f"Error: branch {then} cannot be made in this vault: "
+                                           f"it has a branch {first}, and git cannot have both")
+    vault_dir = tmp_path / "memory-vault"
+    assert git(vault_dir, "branch", "--format=%(refname:short)").split() == [first]
+    assert git(vault_dir, "log", "--format=%s", first).count("\n") == 1
+    git(vault_dir, "fsck", "--strict")

@@ -466,6 +466,7 @@ class VaultRepo:
             except FileNotFoundError:
                 pass
             except OSError as exc:
+                self._refuse_conflicting_ref()  # (a file where a folder of the name is)
                 raise RepoError(f"cannot remove the stale lock {stale}: {exc.strerror}") from None
         try:
             ref = self._repo.references.get(self.ref_name)
@@ -479,8 +480,27 @@ class VaultRepo:
             else:
                 ref.set_target(pygit2.Oid(hex=new), reason)
         except (pygit2.GitError, OSError) as exc:
+            self._refuse_conflicting_ref()
             raise RepoError(f"cannot update branch {self.branch}: {_reason(exc)}") from None
         sync_filesystem(self.path)
+
+    def _refuse_conflicting_ref(self) -> None:
+        """RepoError naming the branch that keeps this one from being made: git cannot have
+        both `main` and `main/sub` (one would be a file where the other needs a folder)."""
+        try:
+            names = list(self._repo.references)
+        except Exception:  # noqa: BLE001 - the caller reports its own error then
+            return
+        ours = self.ref_name
+        other = next((n for n in names if n.startswith(ours + "/") or ours.startswith(n + "/")),
+                     None)
+        if other is not None:
+            theirs = other.removeprefix("refs/heads/")
+            raise RepoError(f"branch {self.branch} cannot be made in this vault: it has a "
+                            f"{'branch' if other != theirs else 'ref'} {theirs}, and git cannot "
+                            f"have both",
+                            hint="set [vault] branch to a name that is not inside the other (or "
+                                 f"rename that one: git -C {self.path} branch -m {theirs} NEW)")
 
     def _check_loose(self, oid: str) -> None:
         """Refuse a damaged loose object before libgit2 reads it.
