@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import time
 import zlib
@@ -127,6 +128,27 @@ def test_auto_rollback_in_sync(tmp_path: Path, workspace: Path, clock: Clock) ->
     assert not result.ok and [r.path for r in result.rollbacks] == ["agent/memory.json"]
     assert (workspace / "memory.json").read_text() == good
     assert Path(result.rollbacks[0].aside).read_text() == '[{"id": 1, "content": "trunc'
+
+
+def test_auto_rollback_of_an_emptied_database(tmp_path: Path, workspace: Path,
+                                              clock: Clock) -> None:
+    # An agent's database emptied (a failed rewrite, a stray truncate): SQLite would open it as
+    # a new empty database; the sync calls it corrupt and puts the last version back.
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, "main")
+    sync(config, now=clock)
+    db = workspace / "memory.db"
+    rows = sqlite3.connect(db).execute("SELECT count(*) FROM memories").fetchone()
+    db.write_bytes(b"")
+    age(db)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert not result.ok and [r.path for r in result.rollbacks] == ["agent/memory.db"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM memories").fetchone() == rows
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert Path(result.rollbacks[0].aside).read_bytes() == b""
 
 
 def test_overdue_and_never_synced(config: Config, vault: VaultRepo, clock: Clock) -> None:

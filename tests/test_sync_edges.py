@@ -79,6 +79,36 @@ def test_a_database_whose_header_is_damaged_is_corrupt_not_a_new_file(
     assert git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip() == stored
 
 
+@pytest.mark.parametrize("left", [0, 1, 10, 15])
+def test_a_database_cut_short_of_its_header_is_corrupt_not_a_new_file(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path, left: int) -> None:
+    # Emptied, or cut to a few bytes of its header: the vault's last version stays, and the
+    # sync says the file is corrupt (and the rollback can put it back).
+    sync(config, now=clock)
+    stored = git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip()
+    db = workspace / "memory.db"
+    db.write_bytes(db.read_bytes()[:left])
+    clock.tick()
+    result = sync(config, now=clock)
+    assert [c.path for c in result.corrupt] == ["agent/memory.db"]
+    reason = dict((s.path, s.reason) for s in result.skipped)["agent/memory.db"]
+    assert reason.startswith("SQLite: file is not a database (" +
+                             (f"cut to {left} bytes" if left else "emptied"))
+    assert not result.ok and result.commit is None
+    assert git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip() == stored
+
+
+def test_a_short_file_where_a_plain_file_was_is_stored(config: Config, vault: VaultRepo,
+                                                        clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_bytes(b"SQLite")  # (a header's start, but never a database)
+    (workspace / "notes.db").write_bytes(b"")  # a new empty file: nothing to compare with
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.ok and result.corrupt == ()
+    assert "agent/MEMORY.md" in result.modified and "agent/notes.db" in result.added
+
+
 def test_a_gitmodules_file_is_not_stored(config: Config, vault: VaultRepo, clock: Clock,
                                          workspace: Path) -> None:
     (workspace / ".gitmodules").write_text('[submodule "../../a"]\n\tpath = y\n'

@@ -18,7 +18,8 @@ from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import Snapshot, take_snapshot
-from vault.sources import CREATING, DUMP_HEADER, Scan, pattern_for, scan_source
+from vault.sources import (CREATING, DUMP_HEADER, SQLITE_HEADER, Scan, pattern_for,
+                           scan_source)
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
@@ -452,16 +453,25 @@ def _report_corrupt(plan: _Plan, source: str, vpath: str, path: str, reason: str
 def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
                           snap: Snapshot) -> Snapshot:
     """A file the vault holds as a database that now reads as binary, not SQLite: its header
-    is damaged. Corrupt (kept at its last good version, [health] auto_rollback applies), not a
-    new plain file to store as raw pages."""
+    is damaged, or it was cut short of its header (emptied included). Corrupt (kept at its
+    last good version, [health] auto_rollback applies), not a new plain file to store as raw
+    pages or as the bytes left."""
     data = snap.data
-    if data is None or current is None or len(data) < 512 or len(data) % 512 or \
-            data.startswith(DUMP_HEADER) or not _looks_like_page_one(data):
+    if data is None or current is None:
+        return snap
+    if len(data) < len(SQLITE_HEADER):
+        if data != SQLITE_HEADER[:len(data)]:
+            return snap  # (a short file, as most are)
+        why = f"cut to {len(data)} bytes" if data else "emptied"
+    elif len(data) < 512 or len(data) % 512 or data.startswith(DUMP_HEADER) or \
+            not _looks_like_page_one(data):
         return snap  # (the common case: not even 512-byte pages)
+    else:
+        why = "its header is damaged"
     if not _stored_as_database(repo, current[0]):
         return snap
-    return replace(snap, data=None, reason="SQLite: file is not a database (its header is "
-                                           "damaged; the vault's last version is a database)")
+    return replace(snap, data=None, reason=f"SQLite: file is not a database ({why}; the "
+                                           "vault's last version is a database)")
 
 
 def _stored_as_database(repo: VaultRepo, oid: str) -> bool:
