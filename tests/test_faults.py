@@ -500,6 +500,31 @@ def test_sigint_during_startup_is_one_line(small: Setup) -> None:
     assert [line for line in proc.stderr.splitlines() if line.strip()] == ["Error: interrupted"]
 
 
+# Sends SIGINT to itself as the interpreter shuts down, after `vault` has said its outcome.
+SIGINT_AT_EXIT = r"""
+import atexit, os, runpy, signal, sys
+atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))
+sys.argv = ["vault", *sys.argv[1:]]
+runpy.run_module("vault", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_sigint_after_the_outcome_changes_nothing(small: Setup, changed: bool) -> None:
+    # A Ctrl-C that comes once a sync has finished (as the interpreter shuts down) neither
+    # kills it with SIGINT nor prints a traceback: it exits as the sync ended.
+    if changed:
+        for path in small.sources["agent"].rglob("*.md"):
+            path.write_text(path.read_text() + "one more line\n")
+            break
+    before = head(small.vault)
+    proc = subprocess.run([sys.executable, "-c", SIGINT_AT_EXIT, "sync"], capture_output=True,
+                          text=True, env=small.env, cwd=small.root, timeout=60, check=False)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.startswith("Committed " if changed else "Nothing changed")
+    assert (head(small.vault) != before) == changed
+
+
 # --------------------------------------------------------------------------------------------
 # Concurrency: ten syncs at once
 # --------------------------------------------------------------------------------------------

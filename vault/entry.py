@@ -8,15 +8,27 @@ import sys
 def main() -> None:
     """Load the CLI and run it."""
     try:
-        if sys.argv[1:2] == ["sync"]:
-            # Most syncs find nothing to do: prove it before loading the CLI and git.
-            from vault.quick import quick_sync
+        try:
+            if sys.argv[1:2] == ["sync"]:
+                # Most syncs find nothing to do: prove it before loading the CLI and git.
+                from vault.quick import quick_sync
 
-            code = quick_sync(sys.argv[1:])
-            if code is not None:
-                sys.exit(code)
-        from vault.cli import main as cli_main
-    except KeyboardInterrupt:
-        sys.stderr.write("Error: interrupted\n")
-        sys.exit(130)
-    cli_main()
+                code = quick_sync(sys.argv[1:])
+                if code is not None:
+                    sys.exit(code)
+            from vault.cli import main as cli_main
+        except KeyboardInterrupt:
+            sys.stderr.write("Error: interrupted\n")
+            sys.exit(130)
+        cli_main()  # (always ends in SystemExit, its outcome said)
+    finally:
+        _ignore_interrupts()
+
+
+def _ignore_interrupts() -> None:
+    """Once the outcome is decided (and said), a Ctrl-C changes nothing: without this, one
+    that came while the interpreter shut down killed it with SIGINT, after a sync that had
+    finished, and without a word."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
