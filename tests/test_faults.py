@@ -1084,6 +1084,56 @@ def test_restore_killed_before_its_database_is_moved_in(small: Setup) -> None:
     fsck(small.vault)
 
 
+def test_restore_to_a_new_folder_killed_part_way_shows_nothing_half_written(
+        tmp_path: Path) -> None:
+    """`restore --to DIR` writes a source's missing folder in a staging folder and renames it
+    into place whole: killed at any moment, DIR/<source> is either not there or complete."""
+    ws = tmp_path / "ws"
+    generate_files(ws, files=1500, seed=11)
+    setup = Setup(tmp_path, {"ws": ws})
+    setup.first_sync()
+    want = expected_tree(setup.sources)
+    rng = random.Random(4)
+    halfway = 0
+    for trial in range(4):
+        out = tmp_path / f"out{trial}"
+        proc = setup.popen("restore", "--at", "HEAD", "--to", str(out))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            written = list(out.rglob("*.md")) if out.exists() else []
+            if len(written) > 50:
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
+        proc.kill()
+        proc.communicate(timeout=60)
+        restored = out / "ws"
+        if restored.exists():  # killed after the rename: complete
+            assert files_under(restored, "ws/") == want
+        else:
+            halfway += 1
+        assert all(p.name.startswith(".vault-restore-") for p in out.iterdir()
+                   if p.name != "ws")
+        again = setup.run("restore", "--at", "HEAD", "--to", str(out))
+        assert again.returncode == 0 or "ws" in again.stderr, again.stderr
+        assert files_under(restored, "ws/") == want
+    assert halfway >= 2  # (most kills come while the files are written)
+    fsck(setup.vault)
+
+
+def files_under(folder: Path, prefix: str) -> dict[str, str]:
+    """Every file below folder as expected_tree has them: vault path -> blob id (a database:
+    its dump's), none in .vault-restore-* folders."""
+    found = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and ".vault-restore-" not in str(path):
+            data = path.read_bytes()
+            if data.startswith(SQLITE_HEADER):
+                data = snapshot_sqlite(path)
+            found[prefix + path.relative_to(folder).as_posix()] = blob_id(data)
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # Permission denied: the vault runs as an unprivileged user (root bypasses permission checks)
 # --------------------------------------------------------------------------------------------

@@ -478,8 +478,15 @@ def test_a_target_folder_that_is_not_utf8(config: Config, vault: VaultRepo, cloc
                                           workspace: Path, tmp_path: Path) -> None:
     sync(config, now=clock)
     out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9"))
-    with pytest.raises(SqliteSnapshotError, match="not valid UTF-8"):
+    with pytest.raises(SqliteSnapshotError, match="not valid UTF-8") as err:
         restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    # A folder the restore makes appears whole or not at all: nothing was changed.
+    assert "part of the restore" not in err.value.message
+    assert not out.exists()
+    (out / "agent").mkdir(parents=True)  # into a folder that is there: file by file
+    with pytest.raises(SqliteSnapshotError, match="not valid UTF-8") as err:
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert err.value.message.endswith("(part of the restore was carried out)")
     assert (out / "agent" / "MEMORY.md").read_bytes() == (workspace / "MEMORY.md").read_bytes()
     assert leftovers(out) == []
 
@@ -521,6 +528,7 @@ def test_a_folder_swapped_while_its_database_is_built(config: Config, vault: Vau
             yield item
 
     monkeypatch.setattr(_Databases, "results", swap_then_hand_over)
+    (out / "agent").mkdir(parents=True)  # (there already: written into file by file)
     restore(config, RestoreOptions(at="HEAD", to=out, paths=("agent/memory.db",)), now=clock)
     assert sorted(os.listdir(outside)) == ["memory.db-wal"]
     assert (outside / "memory.db-wal").read_bytes() == b"not ours to delete"
@@ -678,3 +686,60 @@ def test_without_a_python_program_the_databases_are_built_here(
     out = tmp_path / "out"
     restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
     assert tables(out / "agent" / "memory.db") == tables(workspace / "memory.db")
+
+
+def test_a_new_folder_made_by_another_program_meanwhile_is_not_replaced(
+        config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # restore --to writes a missing source folder aside and renames it into place whole; one
+    # that another program made (and filled) meanwhile is left as it is: a clear error.
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    move_in = restore_module._FreshFolders.move_in
+
+    def someone_else_first(self: Any, writer: Any) -> None:
+        (out / "agent").mkdir()
+        (out / "agent" / "theirs.md").write_text("not the restore's\n")
+        move_in(self, writer)
+
+    monkeypatch.setattr(restore_module._FreshFolders, "move_in", someone_else_first)
+    with pytest.raises(RestoreError) as err:
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert err.value.message.startswith(f"cannot move agent into {out}: ")
+    assert "part of the restore" not in err.value.message
+    assert os.listdir(out) == ["agent"] and os.listdir(out / "agent") == ["theirs.md"]
+
+
+def test_a_restore_into_a_new_folder_and_one_that_is_there(config: Config, vault: VaultRepo,
+                                                            clock: Clock, workspace: Path,
+                                                            tmp_path: Path) -> None:
+    # Two sources: one folder is made whole (staged), the other is written into file by file;
+    # both end up as the vault has them, with nothing left over.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.md").write_text("other notes\n")
+    (other / "run.sh").write_text("#!/bin/sh\n")
+    (other / "run.sh").chmod(0o755)
+    path = Path(str(config.file))
+    path.write_text(path.read_text() + f'\n[[sources]]\nname = "other"\npath = "{other}"\n')
+    two = load_config(path)
+    sync(two, now=clock)
+    out = tmp_path / "out"
+    (out / "other").mkdir(parents=True)
+    (out / "other" / "mine.md").write_text("kept\n")
+    result = restore(two, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert {a.action for a in result.plan.actions} == {"create"}
+    assert (out / "agent" / "MEMORY.md").read_bytes() == (workspace / "MEMORY.md").read_bytes()
+    assert tables(out / "agent" / "memory.db") == tables(workspace / "memory.db")
+    assert (out / "other" / "notes.md").read_text() == "other notes\n"
+    assert (out / "other" / "mine.md").read_text() == "kept\n"
+    assert os.stat(out / "other" / "run.sh").st_mode & 0o777 == 0o755
+    assert leftovers(out) == []
+    git_files = set(git(config.vault.path, "ls-tree", "-r", "--name-only", "HEAD").split())
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == \
+        git_files | {"other/mine.md"}
+    fresh = tmp_path / "fresh"  # both made whole: the modes as the vault has them
+    restore(two, RestoreOptions(at="HEAD", to=fresh), now=clock)
+    assert os.stat(fresh / "other" / "run.sh").st_mode & 0o777 == 0o755
+    assert os.stat(fresh / "other" / "notes.md").st_mode & 0o777 == 0o644
+    assert sorted(os.listdir(fresh)) == ["agent", "other"]

@@ -101,6 +101,8 @@ class BatchWriter:
         self._roots = sorted((r.rstrip("/") + "/" for r in roots), key=len, reverse=True)
         self._made: list[str] = []  # folders this batch made, parents first
         self.changes = 0  # files put in place, moved or removed so far
+        # Folders below this one (a staging folder nobody sees yet) make no changes that count
+        self.uncounted: str | None = None
         self._devices: dict[int, str] = {}  # a folder on each filesystem written to
         self._suffix = f".{os.getpid()}.vault-tmp"
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
@@ -141,6 +143,25 @@ class BatchWriter:
             raise
         return Staged(folder, dir_fd, name, fd, tmp)
 
+    def write_new(self, folder: str, name: str, data: bytes | memoryview, mode: int) -> None:
+        """Write a new file at folder/name itself, without a temp file: only in a folder that
+        nobody else sees yet (a staging folder that is flushed, then moved into place whole).
+        Plain creates cost a third less than unnamed temp files linked into place."""
+        dir_fd = self._acquire(folder)
+        try:
+            fd = os.open(name, self._FILE_FLAGS, mode, dir_fd=dir_fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if mode & _umask():
+                    os.fchmod(fd, mode)  # the umask took bits away
+            finally:
+                os.close(fd)
+            self._count(folder)
+        finally:
+            self._release(folder, dir_fd)
+
     def publish(self, staged: Staged, *, exists: bool = True) -> None:
         """Put a staged file at its name; exists=False: the name is expected to be free."""
         folder, dir_fd, name, fd, tmp = staged
@@ -150,7 +171,7 @@ class BatchWriter:
                     try:
                         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd,
                                 follow_symlinks=True)
-                        self.changes += 1
+                        self._count(folder)
                         return
                     except OSError:
                         pass  # it appeared since (replaced below, as a rename would), or
@@ -162,7 +183,7 @@ class BatchWriter:
             except BaseException:
                 _unlink_quietly(tmp, dir_fd)
                 raise
-            self.changes += 1
+            self._count(folder)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -199,7 +220,7 @@ class BatchWriter:
                 os.replace(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             else:
                 _move_no_replace(src, name, dir_fd)
-            self.changes += 1
+            self._count(folder)
         finally:
             self._release(folder, dir_fd)
 
@@ -212,24 +233,32 @@ class BatchWriter:
             return
         try:
             os.unlink(name, dir_fd=dir_fd)
-            self.changes += 1
+            self._count(folder)
         except FileNotFoundError:
             pass
         finally:
             self._release(folder, dir_fd)
+
+    def _count(self, folder: str) -> None:
+        if self.uncounted is None or not (folder + "/").startswith(self.uncounted):
+            self.changes += 1
 
     def filesystems(self) -> list[str]:
         """A folder on each filesystem this batch opened a folder on (one flush each)."""
         return list(self._devices.values())
 
     def remove_new_folders(self) -> None:
-        """Remove the folders this batch made that are still empty (after a failed batch)."""
+        """Remove the folders this batch made that are still empty (after a failed batch); the
+        others stay listed (a later call tries them again)."""
+        kept = []
         for folder in reversed(self._made):
             try:
                 os.rmdir(folder)
+            except FileNotFoundError:
+                pass
             except OSError:
-                pass  # not empty (or gone): it stays
-        self._made = []
+                kept.append(folder)  # not empty: it stays
+        self._made = kept[::-1]
 
     def close(self) -> None:
         """Close every folder (files still staged are the caller's to discard first)."""

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -247,9 +248,15 @@ def restore(config: Config, options: RestoreOptions, *,
             undo = repo.head_id() if _without(involved, gone) else None
         late: list[Action] = []  # live files that changed after the check: kept aside
         with BatchWriter(roots=_roots(config, options)) as writer:
+            fresh = _FreshFolders.start(plan, writer)
             try:
-                redacted = _apply_all(repo, plan.actions, writer, progress, databases, late)
+                redacted = _apply_all(repo, fresh.staged(plan.actions) if fresh else
+                                      plan.actions, writer, progress, databases, late)
+                if fresh is not None:
+                    fresh.move_in(writer)
             except (VaultError, KeyboardInterrupt) as exc:
+                if fresh is not None:
+                    fresh.discard(writer)
                 plan = _with(plan, late)
                 if not writer.changes:
                     raise  # nothing was changed
@@ -669,6 +676,14 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                             continue
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
+                        if _STAGING in folder and action.action == "create":
+                            # in a folder of _FreshFolders: no one sees it until it is whole
+                            writer.write_new(folder, name, blob.view(),
+                                             0o755 if executable else 0o644)
+                            if is_redacted_blob(blob):
+                                redacted.append(action.path)
+                            step()
+                            continue
                         staged = writer.stage(folder, name, blob.view(),
                                               _restored_mode(action.target, executable)
                                               if action.action == "overwrite" else
@@ -714,6 +729,78 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         # every file was written to a temp file and moved into place in one step.
         flush()
     return sorted(redacted)
+
+
+_STAGING = "/.vault-restore-"  # (in a path: a staging folder's, _FreshFolders)
+
+
+class _FreshFolders:
+    """A restore --to DIR of sources whose folder DIR/<source> is not there: their files are
+    written straight into a staging folder (DIR/.vault-restore-*/<source>), flushed with the
+    rest, and each folder is then renamed into place whole.
+
+    No one sees a file of those folders before the whole folder is written and flushed, which
+    is what a temp file and a rename per file give, without them: a plain create costs a third
+    less (10,000 files: 0.31-0.45 s against 0.43-0.76 s for unnamed temp files linked into
+    place, on this VM). After a failure or an interrupt the staging folder goes, with whatever
+    it held; a crash leaves it (sync and restore show it as left by an interrupted restore).
+    """
+
+    def __init__(self, into: str, tops: list[str], staging: str) -> None:
+        self._into = into
+        self._tops = tops  # the folders under DIR that are made here
+        self._staging = staging
+
+    @classmethod
+    def start(cls, plan: RestorePlan, writer: BatchWriter) -> _FreshFolders | None:
+        """Make the staging folder when some of the plan's folders under DIR are missing."""
+        if plan.into is None:
+            return None
+        into = os.path.realpath(plan.into)
+        tops = sorted({a.target[len(into) + 1:].partition("/")[0] for a in plan.actions
+                       if a.action == "create" and a.target.startswith(into + "/")})
+        tops = [t for t in tops if t and not os.path.lexists(os.path.join(into, t))]
+        if not tops:
+            return None
+        try:
+            writer.make_folder(into)
+            staging = tempfile.mkdtemp(prefix=_STAGING[1:], dir=into)
+        except OSError as exc:
+            raise _write_error(exc, into) from None
+        writer.uncounted = staging + "/"  # a change once its folder is moved into place
+        return cls(into, tops, staging)
+
+    def staged(self, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+        """The actions with the files of the missing folders aimed at the staging folder."""
+        fresh = {f"{self._into}/{top}/" for top in self._tops}
+        staged = []
+        for action in actions:
+            top = action.target[:len(self._into) + 1] + \
+                action.target[len(self._into) + 1:].partition("/")[0] + "/"
+            if action.action == "create" and top in fresh:
+                action = replace(action, target=self._staging + action.target[len(self._into):])
+            staged.append(action)
+        return tuple(staged)
+
+    def move_in(self, writer: BatchWriter) -> None:
+        """Rename each staged folder into place (written and flushed by now), durably."""
+        for top in self._tops:
+            try:
+                os.rename(os.path.join(self._staging, top), os.path.join(self._into, top))
+            except OSError as exc:  # (made meanwhile by someone else, and not empty)
+                raise RestoreError(f"cannot move {top} into {self._into}: "
+                                   f"{exc.strerror or exc}",
+                                   hint="did another program make it while the restore ran?"
+                                   ) from None
+            writer.changes += 1
+        fsync_dir(Path(self._into))
+        os.rmdir(self._staging)
+
+    def discard(self, writer: BatchWriter) -> None:
+        """After a failure: remove the staging folder and what it holds (none of it counted as
+        a change: the writer's uncounted folder), then the folders made for it."""
+        shutil.rmtree(self._staging, ignore_errors=True)
+        writer.remove_new_folders()
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
