@@ -251,7 +251,8 @@ def restore(config: Config, options: RestoreOptions, *,
             fresh = _FreshFolders.start(plan, writer)
             try:
                 redacted = _apply_all(repo, fresh.staged(plan.actions) if fresh else
-                                      plan.actions, writer, progress, databases, late)
+                                      plan.actions, writer, progress, databases, late,
+                                      staging=fresh.folder if fresh else None)
                 if fresh is not None:
                     fresh.move_in(writer)
             except (VaultError, KeyboardInterrupt) as exc:
@@ -598,15 +599,16 @@ def _stat_key(target: str) -> tuple[int, ...]:
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
                progress: Callable[[int, int], None] | None, databases: _Databases,
-               late: list[Action]) -> list[str]:
+               late: list[Action], staging: str | None = None) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
     Into late go the actions whose live file changed since it was checked (kept aside after
     all), also when a later one fails.
 
     Plain files are read, inflated, checked, written to a temp file beside their target and
     put in place, one by one in plan order; those that replace a live file wait until their
-    contents are flushed (a batch at a time). (Two threads staging ahead of this one were
-    tried: no faster on two cores, where the database helper has the other one.) Databases are
+    contents are flushed (a batch at a time); new files below staging (_FreshFolders) are
+    written in place. (Two threads sharing the files were tried: slower on two cores, where
+    the database helper needs the other one too.) Databases are
     rebuilt by a helper process (_Databases) and moved into place (and their old files set
     aside, when they must be) after the plain files. Folders are opened below roots without
     following symlinks. After a failure, the folders this restore made and left empty are
@@ -676,7 +678,8 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                             continue
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
-                        if _STAGING in folder and action.action == "create":
+                        if staging is not None and folder.startswith(staging) and \
+                                action.action == "create":
                             # in a folder of _FreshFolders: no one sees it until it is whole
                             writer.write_new(folder, name, blob.view(),
                                              0o755 if executable else 0o644)
@@ -731,7 +734,6 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     return sorted(redacted)
 
 
-_STAGING = "/.vault-restore-"  # (in a path: a staging folder's, _FreshFolders)
 
 
 class _FreshFolders:
@@ -750,6 +752,7 @@ class _FreshFolders:
         self._into = into
         self._tops = tops  # the folders under DIR that are made here
         self._staging = staging
+        self.folder = staging + "/"  # (what _apply_all writes below it is written in place)
 
     @classmethod
     def start(cls, plan: RestorePlan, writer: BatchWriter) -> _FreshFolders | None:
@@ -764,7 +767,7 @@ class _FreshFolders:
             return None
         try:
             writer.make_folder(into)
-            staging = tempfile.mkdtemp(prefix=_STAGING[1:], dir=into)
+            staging = tempfile.mkdtemp(prefix=".vault-restore-", dir=into)
         except OSError as exc:
             raise _write_error(exc, into) from None
         writer.uncounted = staging + "/"  # a change once its folder is moved into place
@@ -794,7 +797,10 @@ class _FreshFolders:
                                    ) from None
             writer.changes += 1
         fsync_dir(Path(self._into))
-        os.rmdir(self._staging)
+        try:
+            os.rmdir(self._staging)
+        except OSError:
+            pass  # (not empty: left, as after a crash; sync and restore name it)
 
     def discard(self, writer: BatchWriter) -> None:
         """After a failure: remove the staging folder and what it holds (none of it counted as
