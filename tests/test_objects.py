@@ -108,3 +108,59 @@ def test_a_large_blob_is_read_whole_only_when_its_content_is_wanted(tmp_path: Pa
         stored.write_bytes(good)
         later = reader.get(oid)
     assert later.data() == contents["other/big.bin"]  # read whole after the reader is closed
+
+
+def test_commits_read_by_hand_match_repo(tmp_path: Path) -> None:
+    # restore resolves --at without loading pygit2 while the commits are loose: the same
+    # CommitInfo as VaultRepo's, message, body and trailers included.
+    from datetime import timedelta
+
+    from vault.objects import commit_info, first_parent_line
+
+    repo, first, _ = sample(tmp_path)
+    tip = first
+    messages = ["second\n\nbody line\n\nVault-Host: testhost\n", "caf\u00e9 \u2615\n",
+                "\n\nleading blank lines\n"]
+    for i, message in enumerate(messages):
+        tip = repo.commit(tip, {f"agent/n{i}.md": (repo.write_blob(b"%d" % i), 0o100644)},
+                          message, WHEN + timedelta(minutes=i + 1), "testhost")
+    line = list(first_parent_line(repo, tip))
+    assert line == list(repo.walk_first_parent(tip))
+    assert [c.message for c in line[:3]] == [repo.resolve(c.id).message for c in line[:3]]
+    assert line[0].summary == "leading blank lines"
+    for info in line:
+        assert commit_info(repo, info.id) == repo.resolve(info.id)
+    # Packed (or otherwise not loose) from some commit on: VaultRepo takes over there.
+    subprocess.run(["git", "-C", str(repo.path), "repack", "-a", "-d", "-q"], check=True)
+    subprocess.run(["git", "-C", str(repo.path), "prune-packed"], check=True)
+    assert list(first_parent_line(repo, tip)) == line
+    assert commit_info(repo, first) == repo.resolve(first)
+    with pytest.raises(RepoError, match="no commit"):
+        commit_info(repo, "0" * 40)
+
+
+def test_a_restore_by_id_or_time_of_loose_commits_does_not_load_pygit2(tmp_path: Path) -> None:
+    # pygit2 takes 30-55 ms to import: a restore --to of a vault of loose objects needs none.
+    import json
+    import sys
+
+    repo, commit, contents = sample(tmp_path)
+    config = tmp_path / "vault.toml"
+    config.write_text(f'[vault]\npath = "{repo.path}"\n\n[[sources]]\nname = "agent"\n'
+                      f'path = "{tmp_path / "ws"}"\n')
+    script = ("import sys, json\nfrom vault.cli import main\n"
+              "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+              "    print(json.dumps({'code': e.code, 'pygit2': 'pygit2' in sys.modules}),"
+              " file=sys.stderr)\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for at in (commit, "2026-11-21T10:20:00Z"):  # (after WHEN)
+        out = tmp_path / f"out-{at[:4]}"
+        proc = subprocess.run([sys.executable, "-c", script, "restore", "--at", at, "--to",
+                               str(out)], capture_output=True, text=True, check=False,
+                              env={**os.environ, "VAULT_CONFIG": str(config),
+                                   "VAULT_HOME": str(tmp_path / "home")},
+                              cwd=elsewhere)  # (not beside the folder named vault)
+        assert json.loads(proc.stderr.splitlines()[-1]) == {"code": 0, "pygit2": False}, \
+            proc.stderr
+        assert (out / "agent" / "MEMORY.md").read_bytes() == contents["agent/MEMORY.md"]

@@ -17,15 +17,17 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 
 from vault.errors import RepoError
-from vault.repo import FileMap, VaultRepo
+from vault.repo import CommitInfo, FileMap, VaultRepo
 
 HINT = "`vault doctor` checks the vault; `vault doctor --repair` re-clones it from its remote"
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 _LARGE = 1 << 20  # a stored object this big is inflated into a buffer of its exact size
 _CHUNK = 1 << 16  # the first read of an object file
+_HEX = frozenset("0123456789abcdef")
 
 
 class Blob:
@@ -230,6 +232,56 @@ def tree_files(repo: VaultRepo, commit_id: str) -> FileMap:
         except ValueError:  # no space or NUL where one must be, a bad mode, a bad name
             return repo.files(commit_id)
     return files
+
+
+def commit_info(repo: VaultRepo, oid: str) -> CommitInfo:
+    """repo's CommitInfo of a commit, read from its loose object by hand (VaultRepo reads any
+    other: packed, unusual, or not a commit, which it reports)."""
+    return _loose_commit(repo, oid) or repo.resolve(oid)
+
+
+def first_parent_line(repo: VaultRepo, start: str) -> Iterator[CommitInfo]:
+    """repo.walk_first_parent(start), read from loose objects by hand while they are loose."""
+    oid: str | None = start
+    while oid is not None:
+        info = _loose_commit(repo, oid)
+        if info is None:
+            yield from repo.walk_first_parent(oid)
+            return
+        yield info
+        oid = info.parents[0] if info.parents else None
+
+
+def _loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
+    """The commit as VaultRepo describes it (pygit2's message: leading newlines dropped), or
+    None for anything but a whole, checked loose commit in the layout git writes."""
+    if len(oid) != 40 or not set(oid) <= _HEX:
+        return None
+    body = _loose(os.fspath(repo.path / "objects"), oid, b"commit")
+    if body is None:
+        return None
+    head, blank, message = body.partition(b"\n\n")
+    parents: list[str] = []
+    when: int | None = None
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"parent" and len(value) == 40 and set(value.decode("latin-1")) <= _HEX:
+            parents.append(value.decode("ascii"))
+        elif key == b"committer":
+            stamp = value.rsplit(b" ", 2)
+            if len(stamp) != 3 or not stamp[1].isdigit():
+                return None
+            when = int(stamp[1])
+        elif key in (b"parent", b"encoding"):
+            return None  # (an odd parent line, or a message in another encoding)
+    try:
+        text = message.decode("utf-8").lstrip("\n")
+    except UnicodeDecodeError:
+        return None
+    if not blank or when is None:
+        return None
+    return CommitInfo(id=oid, time=datetime.fromtimestamp(when, timezone.utc),
+                      summary=text.split("\n", 1)[0], message=text, parents=tuple(parents))
 
 
 def _loose(objects: str, oid: str, kind: bytes) -> bytes | None:

@@ -23,7 +23,7 @@ from vault.errors import (EXIT_INTERRUPTED, RepoError, SqliteSnapshotError, Usag
 from vault.fsutil import BatchWriter, OutsideRoots, Staged, fsync_dir, sync_filesystem
 from vault.lock import SyncLock
 from vault.dbbuild import build, claim, is_redacted_blob
-from vault.objects import BlobReader, tree_files
+from vault.objects import BlobReader, commit_info, first_parent_line, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source,
@@ -123,13 +123,14 @@ class RestoreResult:
 def resolve_at(repo: VaultRepo, text: str, now: datetime) -> CommitInfo:
     """The last commit at or before WHEN on the vault's branch (or the named revision)."""
     when = parse_when(text, now=now)
-    if isinstance(when, Revision):
-        return repo.resolve(when.spec)
+    if isinstance(when, Revision):  # (a full id of a loose commit: read without pygit2)
+        spec = when.spec.strip()
+        return commit_info(repo, spec) if len(spec) == 40 else repo.resolve(when.spec)
     head = repo.head_id()
     if head is None:
         raise RestoreError("the vault has no commits yet", hint="run `vault sync` first")
     first: CommitInfo | None = None
-    for info in repo.walk_first_parent(head):
+    for info in first_parent_line(repo, head):
         if info.time <= when.at:
             return info
         first = info
