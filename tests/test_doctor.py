@@ -130,17 +130,17 @@ def test_auto_rollback_in_sync(tmp_path: Path, workspace: Path, clock: Clock) ->
     assert Path(result.rollbacks[0].aside).read_text() == '[{"id": 1, "content": "trunc'
 
 
-def test_auto_rollback_of_an_emptied_database(tmp_path: Path, workspace: Path,
-                                              clock: Clock) -> None:
-    # An agent's database emptied (a failed rewrite, a stray truncate): SQLite would open it as
-    # a new empty database; the sync calls it corrupt and puts the last version back.
+def test_auto_rollback_of_a_database_cut_inside_its_header(tmp_path: Path, workspace: Path,
+                                                            clock: Clock) -> None:
+    # An agent's database cut to a few bytes (a failed rewrite, a stray truncate): the sync
+    # calls it corrupt and puts the last version back.
     config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
                                       extra="[health]\nauto_rollback = true"))
     VaultRepo.init(config.vault.path, "main")
     sync(config, now=clock)
     db = workspace / "memory.db"
     rows = sqlite3.connect(db).execute("SELECT count(*) FROM memories").fetchone()
-    db.write_bytes(b"")
+    db.write_bytes(db.read_bytes()[:9])
     age(db)
     clock.tick()
     result = sync(config, now=clock)
@@ -148,7 +148,7 @@ def test_auto_rollback_of_an_emptied_database(tmp_path: Path, workspace: Path,
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM memories").fetchone() == rows
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert Path(result.rollbacks[0].aside).read_bytes() == b""
+    assert Path(result.rollbacks[0].aside).read_bytes() == b"SQLite fo"
 
 
 def test_overdue_and_never_synced(config: Config, vault: VaultRepo, clock: Clock) -> None:

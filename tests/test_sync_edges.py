@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -79,11 +80,11 @@ def test_a_database_whose_header_is_damaged_is_corrupt_not_a_new_file(
     assert git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip() == stored
 
 
-@pytest.mark.parametrize("left", [0, 1, 10, 15])
+@pytest.mark.parametrize("left", [1, 10, 15])
 def test_a_database_cut_short_of_its_header_is_corrupt_not_a_new_file(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path, left: int) -> None:
-    # Emptied, or cut to a few bytes of its header: the vault's last version stays, and the
-    # sync says the file is corrupt (and the rollback can put it back).
+    # Cut to a few bytes of its header: the vault's last version stays, and the sync says the
+    # file is corrupt (and the rollback can put it back).
     sync(config, now=clock)
     stored = git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip()
     db = workspace / "memory.db"
@@ -92,10 +93,24 @@ def test_a_database_cut_short_of_its_header_is_corrupt_not_a_new_file(
     result = sync(config, now=clock)
     assert [c.path for c in result.corrupt] == ["agent/memory.db"]
     reason = dict((s.path, s.reason) for s in result.skipped)["agent/memory.db"]
-    assert reason.startswith("SQLite: file is not a database (" +
-                             (f"cut to {left} bytes" if left else "emptied"))
+    assert reason.startswith(f"SQLite: file is not a database (cut to {left} bytes")
     assert not result.ok and result.commit is None
     assert git(config.vault.path, "rev-parse", "HEAD:agent/memory.db").strip() == stored
+
+
+def test_an_emptied_database_is_stored_as_the_empty_database_it_is(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    # An app that deleted its database and opened it again leaves an empty file, which SQLite
+    # takes for a new empty database: a change to record, not damage to roll back.
+    sync(config, now=clock)
+    db = workspace / "memory.db"
+    db.unlink()
+    sqlite3.connect(db).close()
+    assert db.stat().st_size == 0
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.ok and result.corrupt == () and "agent/memory.db" in result.modified
+    assert git(config.vault.path, "show", "HEAD:agent/memory.db") == ""
 
 
 def test_a_short_file_where_a_plain_file_was_is_stored(config: Config, vault: VaultRepo,

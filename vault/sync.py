@@ -453,16 +453,17 @@ def _report_corrupt(plan: _Plan, source: str, vpath: str, path: str, reason: str
 def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
                           snap: Snapshot) -> Snapshot:
     """A file the vault holds as a database that now reads as binary, not SQLite: its header
-    is damaged, or it was cut short of its header (emptied included). Corrupt (kept at its
-    last good version, [health] auto_rollback applies), not a new plain file to store as raw
-    pages or as the bytes left."""
+    is damaged, or it was cut short inside its header. Corrupt (kept at its last good version,
+    [health] auto_rollback applies), not a new plain file to store as raw pages or as the
+    bytes left. (An empty file is not: SQLite takes it for a new empty database, which is what
+    an app leaves that deleted its database and opened it again.)"""
     data = snap.data
     if data is None or current is None:
         return snap
     if len(data) < len(SQLITE_HEADER):
-        if data != SQLITE_HEADER[:len(data)]:
+        if not data or data != SQLITE_HEADER[:len(data)]:
             return snap  # (a short file, as most are)
-        why = f"cut to {len(data)} bytes" if data else "emptied"
+        why = f"cut to {len(data)} bytes"
     elif len(data) < 512 or len(data) % 512 or data.startswith(DUMP_HEADER) or \
             not _looks_like_page_one(data):
         return snap  # (the common case: not even 512-byte pages)
