@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Clock, git, make_sqlite, run_cli, write_config
 from vault.config import Config, load_config
-from vault.errors import RepoError, SqliteSnapshotError, UsageError
+from vault.errors import RepoError, SqliteSnapshotError, UsageError, VaultError
 from vault.fsutil import BatchWriter
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
@@ -743,3 +743,55 @@ def test_a_restore_into_a_new_folder_and_one_that_is_there(config: Config, vault
     assert os.stat(fresh / "other" / "run.sh").st_mode & 0o777 == 0o755
     assert os.stat(fresh / "other" / "notes.md").st_mode & 0o777 == 0o644
     assert sorted(os.listdir(fresh)) == ["agent", "other"]
+
+
+def test_with_a_host_layout_the_source_folder_is_made_whole(tmp_path: Path, workspace: Path,
+                                                            clock: Clock) -> None:
+    # Under layout {host}/{source} the folder made whole is DIR/<host>/<source>, also when
+    # DIR/<host> is there already: a restore that fails part way leaves none of it.
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra='layout = "{host}/{source}"')
+    config = load_config(path)
+    repo, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "testhost").mkdir(parents=True)
+    restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert (out / "testhost" / "agent" / "MEMORY.md").read_bytes() == \
+        (workspace / "MEMORY.md").read_bytes()
+    assert leftovers(out) == [] and os.listdir(out) == ["testhost"]
+    files = repo.files(repo.head_id())
+    last = files[max(p for p in files if not p.endswith(".db"))][0]  # written after the others
+    damaged = repo.path / "objects" / last[:2] / last[2:]
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"garbage")
+    again = tmp_path / "again"
+    (again / "testhost").mkdir(parents=True)
+    with pytest.raises(RepoError, match="missing or damaged") as err:
+        restore(config, RestoreOptions(at="HEAD", to=again), now=clock)
+    assert "part of the restore" not in err.value.message
+    assert os.listdir(again) == ["testhost"] and os.listdir(again / "testhost") == []
+
+
+def test_an_interrupted_restore_to_a_folder_says_what_it_did(
+        config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C after a folder was moved into place: not the plain "interrupted" of a restore that
+    # changed nothing. And an error in a staged file names the file where it was meant to go.
+    sync(config, now=clock)
+    out = tmp_path / "out"
+    (out / "agent").mkdir(parents=True)  # written file by file: the first file is a change
+    calls = []
+    stage = restore_module.BatchWriter.stage
+
+    def interrupt_on_the_second(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return stage(self, *args, **kwargs)
+
+    monkeypatch.setattr(restore_module.BatchWriter, "stage", interrupt_on_the_second)
+    with pytest.raises(VaultError) as err:
+        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    assert err.value.message == "interrupted (part of the restore was carried out)"
+    assert err.value.exit_code == 130

@@ -249,7 +249,7 @@ def restore(config: Config, options: RestoreOptions, *,
             undo = repo.head_id() if _without(involved, gone) else None
         late: list[Action] = []  # live files that changed after the check: kept aside
         with BatchWriter(roots=_roots(config, options)) as writer:
-            fresh = _FreshFolders.start(plan, writer)
+            fresh = _FreshFolders.start(plan, writer, config.prefix_depth)
             try:
                 redacted = _apply_all(repo, fresh.staged(plan.actions) if fresh else
                                       plan.actions, writer, progress, databases, late,
@@ -259,13 +259,17 @@ def restore(config: Config, options: RestoreOptions, *,
             except (VaultError, KeyboardInterrupt) as exc:
                 if fresh is not None:
                     fresh.discard(writer)
+                    if isinstance(exc, VaultError):
+                        exc.message = fresh.unstaged(exc.message)
                 plan = _with(plan, late)
                 if not writer.changes:
                     raise  # nothing was changed
                 if undo is None:  # --to DIR (or only new sources): nothing to undo
-                    if isinstance(exc, VaultError):
-                        exc.message += " (part of the restore was carried out)"
-                    raise
+                    cause = exc if isinstance(exc, VaultError) else _interrupted()
+                    cause.message += " (part of the restore was carried out)"
+                    if cause is exc:
+                        raise
+                    raise cause from exc
                 cause = exc if isinstance(exc, VaultError) else _interrupted()
                 raise PartialRestoreError(cause, RestoreResult(
                     plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
@@ -749,19 +753,21 @@ class _FreshFolders:
     it held; a crash leaves it (sync and restore show it as left by an interrupted restore).
     """
 
-    def __init__(self, into: str, tops: list[str], staging: str) -> None:
+    def __init__(self, into: str, tops: list[str], staging: str, depth: int) -> None:
         self._into = into
-        self._tops = tops  # the folders under DIR that are made here
+        self._tops = tops  # the source folders under DIR that are made here (host/source...)
         self._staging = staging
+        self._depth = depth
         self.folder = staging + "/"  # (what _apply_all writes below it is written in place)
 
     @classmethod
-    def start(cls, plan: RestorePlan, writer: BatchWriter) -> _FreshFolders | None:
-        """Make the staging folder when some of the plan's folders under DIR are missing."""
+    def start(cls, plan: RestorePlan, writer: BatchWriter, depth: int) -> _FreshFolders | None:
+        """Make the staging folder when some of the plan's source folders under DIR (depth
+        parts deep: <source>, or <host>/<source>) are missing."""
         if plan.into is None:
             return None
         into = os.path.realpath(plan.into)
-        tops = sorted({a.target[len(into) + 1:].partition("/")[0] for a in plan.actions
+        tops = sorted({_top(a.target[len(into) + 1:], depth) for a in plan.actions
                        if a.action == "create" and a.target.startswith(into + "/")})
         tops = [t for t in tops if t and not os.path.lexists(os.path.join(into, t))]
         if not tops:
@@ -772,32 +778,46 @@ class _FreshFolders:
         except OSError as exc:
             raise _write_error(exc, into) from None
         writer.uncounted = staging + "/"  # a change once its folder is moved into place
-        return cls(into, tops, staging)
+        return cls(into, tops, staging, depth)
 
     def staged(self, actions: tuple[Action, ...]) -> tuple[Action, ...]:
         """The actions with the files of the missing folders aimed at the staging folder."""
-        fresh = {f"{self._into}/{top}/" for top in self._tops}
-        staged = []
-        for action in actions:
-            top = action.target[:len(self._into) + 1] + \
-                action.target[len(self._into) + 1:].partition("/")[0] + "/"
-            if action.action == "create" and top in fresh:
-                action = replace(action, target=self._staging + action.target[len(self._into):])
-            staged.append(action)
-        return tuple(staged)
+        fresh = set(self._tops)
+        start = len(self._into) + 1
+        return tuple(replace(a, target=self._staging + a.target[start - 1:])
+                     if a.action == "create" and a.target.startswith(self._into + "/")
+                     and _top(a.target[start:], self._depth) in fresh else a for a in actions)
+
+    def unstaged(self, message: str) -> str:
+        """A message with the staging folder's paths as they are meant to be."""
+        return message.replace(self.folder, self._into + "/")
 
     def move_in(self, writer: BatchWriter) -> None:
         """Rename each staged folder into place (written and flushed by now), durably."""
+        parents: set[str] = set()
         for top in self._tops:
+            target = os.path.join(self._into, top)
+            parent = os.path.dirname(target)
             try:
-                os.rename(os.path.join(self._staging, top), os.path.join(self._into, top))
+                if parent != self._into:
+                    writer.make_folder(parent)  # (<host>, when only <host>/<source> is new)
+                os.rename(os.path.join(self._staging, top), target)
             except OSError as exc:  # (made meanwhile by someone else, and not empty)
                 raise RestoreError(f"cannot move {top} into {self._into}: "
                                    f"{exc.strerror or exc}",
                                    hint="did another program make it while the restore ran?"
                                    ) from None
             writer.changes += 1
-        fsync_dir(Path(self._into))
+            parents.add(parent)
+            left = os.path.dirname(os.path.join(self._staging, top))
+            while left != self._staging:  # the staging folder's own <host> folders
+                try:
+                    os.rmdir(left)
+                except OSError:
+                    break
+                left = os.path.dirname(left)
+        for parent in sorted(parents):
+            fsync_dir(Path(parent))
         try:
             os.rmdir(self._staging)
         except OSError:
@@ -808,6 +828,13 @@ class _FreshFolders:
         a change: the writer's uncounted folder), then the folders made for it."""
         shutil.rmtree(self._staging, ignore_errors=True)
         writer.remove_new_folders()
+
+
+def _top(rel: str, depth: int) -> str:
+    """The source folder of a path under DIR (its first depth parts), "" for a path that is
+    not below one."""
+    parts = rel.split("/", depth)
+    return "/".join(parts[:depth]) if len(parts) > depth else ""
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
