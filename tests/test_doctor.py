@@ -102,12 +102,18 @@ def test_corrupt_sqlite_fails_sync_and_repair_rolls_back(config: Config, vault: 
     assert checks(doctor(config, now=lambda: clock.now))["memory files"] == "ok"
 
 
-def test_file_written_a_moment_ago_is_never_rolled_back(tmp_path: Path, workspace: Path,
-                                                        clock: Clock) -> None:
+def rolling_back(tmp_path: Path, workspace: Path, clock: Clock) -> Config:
+    """A vault with [health] auto_rollback on, the workspace synced once."""
     config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
                                       extra="[health]\nauto_rollback = true"))
     VaultRepo.init(config.vault.path, "main")
     sync(config, now=clock)
+    return config
+
+
+def test_file_written_a_moment_ago_is_never_rolled_back(tmp_path: Path, workspace: Path,
+                                                        clock: Clock) -> None:
+    config = rolling_back(tmp_path, workspace, clock)
     (workspace / "memory.json").write_text('[{"id": 1, "content": "still being wri')
     clock.tick()
     result = sync(config, now=clock)
@@ -116,10 +122,7 @@ def test_file_written_a_moment_ago_is_never_rolled_back(tmp_path: Path, workspac
 
 
 def test_auto_rollback_in_sync(tmp_path: Path, workspace: Path, clock: Clock) -> None:
-    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
-                                      extra="[health]\nauto_rollback = true"))
-    VaultRepo.init(config.vault.path, "main")
-    sync(config, now=clock)
+    config = rolling_back(tmp_path, workspace, clock)
     good = (workspace / "memory.json").read_text()
     (workspace / "memory.json").write_text('[{"id": 1, "content": "trunc')
     age(workspace / "memory.json")
@@ -134,10 +137,7 @@ def test_auto_rollback_of_a_database_cut_inside_its_header(tmp_path: Path, works
                                                             clock: Clock) -> None:
     # An agent's database cut to a few bytes (a failed rewrite, a stray truncate): the sync
     # calls it corrupt and puts the last version back.
-    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
-                                      extra="[health]\nauto_rollback = true"))
-    VaultRepo.init(config.vault.path, "main")
-    sync(config, now=clock)
+    config = rolling_back(tmp_path, workspace, clock)
     db = workspace / "memory.db"
     rows = sqlite3.connect(db).execute("SELECT count(*) FROM memories").fetchone()
     db.write_bytes(db.read_bytes()[:9])

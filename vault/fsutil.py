@@ -13,6 +13,15 @@ _libc: ctypes.CDLL | None = None
 _UMASK: list[int] = []
 
 
+def _write_all(fd: int, data: bytes | memoryview, mode: int) -> None:
+    """Write all of data to a file just created with mode (which the umask may have cut)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if mode & _umask():
+        os.fchmod(fd, mode)  # the umask took bits away
+
+
 def _umask() -> int:
     """The process umask (read once: reading it means setting it)."""
     if not _UMASK:
@@ -125,11 +134,7 @@ class BatchWriter:
         try:
             fd, tmp = self._create(dir_fd, name, mode)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if mode & _umask():
-                    os.fchmod(fd, mode)  # the umask took bits away
+                _write_all(fd, data, mode)
             except BaseException:
                 os.close(fd)
                 if tmp is not None:
@@ -151,11 +156,7 @@ class BatchWriter:
         try:
             fd = os.open(name, self._FILE_FLAGS, mode, dir_fd=dir_fd)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if mode & _umask():
-                    os.fchmod(fd, mode)  # the umask took bits away
+                _write_all(fd, data, mode)
             finally:
                 os.close(fd)
             self._count(folder)
