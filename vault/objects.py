@@ -21,13 +21,12 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 from vault.errors import RepoError
-from vault.repo import CommitInfo, FileMap, VaultRepo
+from vault.repo import HEX, CommitInfo, FileMap, VaultRepo
 
 HINT = "`vault doctor` checks the vault; `vault doctor --repair` re-clones it from its remote"
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 _LARGE = 1 << 20  # a stored object this big is inflated into a buffer of its exact size
 _CHUNK = 1 << 16  # the first read of an object file
-_HEX = frozenset("0123456789abcdef")
 
 
 class Blob:
@@ -255,7 +254,7 @@ def first_parent_line(repo: VaultRepo, start: str) -> Iterator[CommitInfo]:
 def _loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
     """The commit as VaultRepo describes it (pygit2's message: leading newlines dropped), or
     None for anything but a whole, checked loose commit in the layout git writes."""
-    if len(oid) != 40 or not set(oid) <= _HEX:
+    if len(oid) != 40 or not set(oid) <= HEX:
         return None
     body = _loose(os.fspath(repo.path / "objects"), oid, b"commit")
     if body is None:
@@ -265,7 +264,7 @@ def _loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
     when: int | None = None
     for line in head.split(b"\n"):
         key, _, value = line.partition(b" ")
-        if key == b"parent" and len(value) == 40 and set(value.decode("latin-1")) <= _HEX:
+        if key == b"parent" and len(value) == 40 and set(value.decode("latin-1")) <= HEX:
             parents.append(value.decode("ascii"))
         elif key == b"committer":
             stamp = value.rsplit(b" ", 2)

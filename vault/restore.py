@@ -264,13 +264,12 @@ def restore(config: Config, options: RestoreOptions, *,
                 plan = _with(plan, late)
                 if not writer.changes:
                     raise  # nothing was changed
+                cause = exc if isinstance(exc, VaultError) else _interrupted()
                 if undo is None:  # --to DIR (or only new sources): nothing to undo
-                    cause = exc if isinstance(exc, VaultError) else _interrupted()
                     cause.message += " (part of the restore was carried out)"
                     if cause is exc:
                         raise
                     raise cause from exc
-                cause = exc if isinstance(exc, VaultError) else _interrupted()
                 raise PartialRestoreError(cause, RestoreResult(
                     plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                     undo_sources=_without(involved, gone), new_sources=gone)) from exc
@@ -361,8 +360,12 @@ def _refuse_any_open(databases: list[Path]) -> None:
 
 def _tops(config: Config, paths: Iterable[str]) -> set[str]:
     """The source folders of vault paths: "name", or "host/name" with a host layout."""
-    depth = config.prefix_depth
-    return {"/".join(path.split("/")[:depth]) for path in paths}
+    return {_top(path, config.prefix_depth) for path in paths}
+
+
+def _top(path: str, depth: int) -> str:
+    """The source folder of one vault path (its first depth parts)."""
+    return "/".join(path.split("/", depth)[:depth])
 
 
 def _delete_folders(config: Config, options: RestoreOptions, files: Iterable[str]) -> set[str]:
@@ -683,21 +686,16 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                             continue
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
-                        if staging is not None and folder.startswith(staging) and \
-                                action.action == "create":
-                            # in a folder of _FreshFolders: no one sees it until it is whole
-                            writer.write_new(folder, name, blob.view(),
-                                             0o755 if executable else 0o644)
-                            if is_redacted_blob(blob):
-                                redacted.append(action.path)
-                            step()
-                            continue
-                        staged = writer.stage(folder, name, blob.view(),
-                                              _restored_mode(action.target, executable)
-                                              if action.action == "overwrite" else
-                                              0o755 if executable else 0o644)
+                        mode = _restored_mode(action.target, executable) \
+                            if action.action == "overwrite" else 0o755 if executable else 0o644
                         if is_redacted_blob(blob):
                             redacted.append(action.path)
+                        if staging is not None and folder.startswith(staging):
+                            # a new file of _FreshFolders: no one sees it until it is whole
+                            writer.write_new(folder, name, blob.view(), mode)
+                            step()
+                            continue
+                        staged = writer.stage(folder, name, blob.view(), mode)
                         if action.action == "overwrite":
                             replacing.append((action, staged))
                             if len(replacing) >= _REPLACE_BATCH:
@@ -739,8 +737,6 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     return sorted(redacted)
 
 
-
-
 class _FreshFolders:
     """A restore --to DIR of sources whose folder DIR/<source> is not there: their files are
     written straight into a staging folder (DIR/.vault-restore-*/<source>), flushed with the
@@ -769,7 +765,7 @@ class _FreshFolders:
         into = os.path.realpath(plan.into)
         tops = sorted({_top(a.target[len(into) + 1:], depth) for a in plan.actions
                        if a.action == "create" and a.target.startswith(into + "/")})
-        tops = [t for t in tops if t and not os.path.lexists(os.path.join(into, t))]
+        tops = [t for t in tops if not os.path.lexists(os.path.join(into, t))]
         if not tops:
             return None
         try:
@@ -828,13 +824,6 @@ class _FreshFolders:
         a change: the writer's uncounted folder), then the folders made for it."""
         shutil.rmtree(self._staging, ignore_errors=True)
         writer.remove_new_folders()
-
-
-def _top(rel: str, depth: int) -> str:
-    """The source folder of a path under DIR (its first depth parts), "" for a path that is
-    not below one."""
-    parts = rel.split("/", depth)
-    return "/".join(parts[:depth]) if len(parts) > depth else ""
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
