@@ -115,7 +115,9 @@ def dump_connection(conn: apsw.Connection, *, wal: bool | None = None) -> bytes:
 def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> None:
     """Rebuild a database file at dest (which must not exist) from a dump.
 
-    durable=False skips the fsyncs, for batches that end with one fsutil.sync_filesystem().
+    durable=False skips the fsyncs, for batches that end with one fsutil.sync_filesystem();
+    the file's writeback is started as soon as its rows are in, so that the disk works while
+    the batch goes on and the flush finds less to do.
     """
     if not is_dump(bytes(data[:len(DUMP_HEADER)])):
         raise SqliteSnapshotError("not a vault sqlite dump (missing header line)")
@@ -132,7 +134,7 @@ def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _replay(data, tmp)
+        _replay(data, tmp, start_writeback=not durable)
         if durable:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -717,7 +719,7 @@ def _without_wal(text: str) -> tuple[str, bool]:
     return text[:at + 1] + text[at + 1 + len(_WAL_LINE):], True
 
 
-def _replay(data: bytes | memoryview, path: Path) -> None:
+def _replay(data: bytes | memoryview, path: Path, *, start_writeback: bool = False) -> None:
     """Run the dump's SQL into a new database at path and check the result."""
     try:
         conn = apsw.Connection(str(path))
@@ -756,11 +758,32 @@ def _replay(data: bytes | memoryview, path: Path) -> None:
         conn.authorizer = None
         if wal and _pragma(conn, "journal_mode=WAL") != "wal":
             raise SqliteSnapshotError("cannot switch the rebuilt database to WAL mode")
+        if start_writeback:
+            _start_writeback(path)  # (the check below reads; it does not write)
         problem = _integrity_problem(conn)
         if problem is not None:
             raise SqliteSnapshotError(f"bad dump: the result fails integrity check: {problem}")
     finally:
         conn.close()
+
+
+def _start_writeback(path: Path) -> None:
+    """Have the kernel start writing path's dirty pages to disk, without waiting for it.
+
+    POSIX_FADV_DONTNEED starts writeback of the file's dirty pages (Linux: WB_SYNC_NONE) and
+    drops only pages that are clean already: freshly written ones stay cached until written.
+    A hint: where it is not supported nothing changes, the later flush does it all.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):  # (no posix_fadvise on macOS)
+        pass
+    finally:
+        os.close(fd)
 
 
 def deny_attach(
