@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -364,7 +363,8 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     problem = branch_name_problem(branch)
     if problem is not None:
         vault_raw.fail("vault.branch", f"not a valid branch name {branch!r}: {problem}")
-    host = vault_raw.get("host", str, "") or socket.gethostname() or "localhost"
+    # (uname's nodename is what gethostname() returns on POSIX, without importing socket)
+    host = vault_raw.get("host", str, "") or os.uname().nodename or "localhost"
     if not SOURCE_NAME_RE.match(host):
         vault_raw.fail("vault.host", f"{host!r}: use letters, digits, '.', '_' or '-'")
     layout = vault_raw.get("layout", str, "{source}")

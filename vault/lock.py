@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ class SyncLock:
             raise RepoError(f"cannot take the sync lock in {self.state_dir}: "
                             f"{exc.strerror or exc}",
                             hint="is the vault's disk read-only or full?") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+        info = {"pid": os.getpid(), "host": os.uname().nodename, "since": time.time(),
                 "command": self.command}
         try:
             (self.state_dir / INFO_NAME).write_text(json.dumps(info))
