@@ -442,6 +442,13 @@ def wait_for_lock_holder(setup: Setup, proc: subprocess.Popen[str], limit: float
     return False
 
 
+def ctrl_c_default() -> None:
+    """preexec_fn: the child starts with SIGINT at its default, as under a terminal. A shell
+    runs background jobs with SIGINT ignored, and an ignored signal stays ignored across exec:
+    run that way, these tests would send their Ctrl-C to a process that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_during_a_sync(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     generate_files(ws, files=300, seed=3)
@@ -456,7 +463,7 @@ def test_sigint_during_a_sync(tmp_path: Path) -> None:
         mutate_more(ws, rng, trial + 1)
         want = expected_tree(setup.sources)
         before = head(setup.vault)
-        proc = setup.popen("sync", "--quiet")
+        proc = setup.popen("sync", "--quiet", preexec_fn=ctrl_c_default)
         if wait_for_lock_holder(setup, proc):
             time.sleep(rng.uniform(0.0, 0.1))
             proc.send_signal(signal.SIGINT)
@@ -494,7 +501,7 @@ runpy.run_module("vault", run_name="__main__", alter_sys=True)
 def test_sigint_during_startup_is_one_line(small: Setup) -> None:
     proc = subprocess.run([sys.executable, "-c", SIGINT_ON_IMPORT, "click", "sync", "--quiet"],
                           capture_output=True, text=True, env=small.env, cwd=small.root,
-                          timeout=60, check=False)
+                          timeout=60, check=False, preexec_fn=ctrl_c_default)
     assert proc.returncode in (130, -signal.SIGINT)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.strip()] == ["Error: interrupted"]
@@ -519,7 +526,8 @@ def test_sigint_after_the_outcome_changes_nothing(small: Setup, changed: bool) -
             break
     before = head(small.vault)
     proc = subprocess.run([sys.executable, "-c", SIGINT_AT_EXIT, "sync"], capture_output=True,
-                          text=True, env=small.env, cwd=small.root, timeout=60, check=False)
+                          text=True, env=small.env, cwd=small.root, timeout=60, check=False,
+                          preexec_fn=ctrl_c_default)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.startswith("Committed " if changed else "Nothing changed")
     assert (head(small.vault) != before) == changed
