@@ -739,6 +739,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if debug:
             traceback.print_exc()
+        from vault.entry import interrupted
+
+        if interrupted():  # a Ctrl-C that some library turned into another error
+            click.echo("Error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         print_error(f"unexpected: {type(exc).__name__}: {exc}",
                "set VAULT_DEBUG=1 for a traceback; please report it")
         sys.exit(EXIT_UNEXPECTED)
