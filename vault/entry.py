@@ -21,6 +21,11 @@ def main() -> None:
         except KeyboardInterrupt:
             sys.stderr.write("Error: interrupted\n")
             sys.exit(130)
+        except Exception:
+            if not interrupted():
+                raise
+            sys.stderr.write("Error: interrupted\n")  # (a Ctrl-C that became another error)
+            sys.exit(130)
         cli_main()  # (always ends in SystemExit, its outcome said)
     finally:
         _ignore_interrupts()
