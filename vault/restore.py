@@ -28,7 +28,7 @@ from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source,
                            stat_key)
-from vault.sync import SyncOptions, SyncResult, format_time, sync_locked
+from vault.sync import SyncOptions, SyncResult, format_time, source_prefix, sync_locked
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
@@ -364,8 +364,8 @@ def _tops(config: Config, paths: Iterable[str]) -> set[str]:
 
 
 def _top(path: str, depth: int) -> str:
-    """The source folder of one vault path (its first depth parts)."""
-    return "/".join(path.split("/", depth)[:depth])
+    """The source folder of one vault path (its first depth parts): the sync's prefix."""
+    return source_prefix(path, depth)[:-1]
 
 
 def _delete_folders(config: Config, options: RestoreOptions, files: Iterable[str]) -> set[str]:

@@ -264,7 +264,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     depth = config.prefix_depth
     by_prefix: dict[str, FileMap] = {}
     for path, value in head_files.items():
-        by_prefix.setdefault(_top(path, depth), {})[path] = value
+        by_prefix.setdefault(source_prefix(path, depth), {})[path] = value
     new_cache: dict[str, CachedFile] = {}
     plan = _Plan()
     scanned: set[str] = set()  # prefixes of the sources read this time
@@ -508,8 +508,9 @@ def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | Non
     return screened.data
 
 
-def _top(path: str, depth: int) -> str:
-    """The source prefix of a vault path: its first depth folders, with the slash."""
+def source_prefix(path: str, depth: int) -> str:
+    """The source prefix of a vault path: its first depth (1 or 2) folders, with the slash.
+    (Once per file per sync: no split.)"""
     end = path.find("/") + 1
     if depth == 2 and end:
         end = path.find("/", end) + 1
@@ -541,7 +542,7 @@ def _save_cache(path: Path, old: StatCache, seen: dict[str, CachedFile], tree: F
             files[vpath] = entry
             continue
         oid, mode = value
-        if entry is None and _top(vpath, depth) not in scanned:
+        if entry is None and source_prefix(vpath, depth) not in scanned:
             # A source not scanned this time: its old proof still holds if it was not racy.
             prior = old.files.get(vpath)
             if prior is not None and prior.key and not is_racy(prior.key, old.scanned_ns):
