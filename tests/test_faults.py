@@ -482,38 +482,14 @@ def test_sigint_during_a_sync(tmp_path: Path) -> None:
     assert interrupted >= 2
 
 
-# Sends SIGINT to itself while `vault` is still importing its modules (click, from vault.cli).
+# Sends SIGINT to itself when vault first imports MODULE (argv[1]); with "as-import-error"
+# (argv[2]) the import then fails as `_ssl`'s does when a Ctrl-C comes while it imports
+# `_socket` through PyCapsule_Import: its C code clears the KeyboardInterrupt and raises
+# "ImportError: PyCapsule_Import could not import module" (found by a Ctrl-C sweep, where the
+# sync then ended as "unexpected", exit 3).
 SIGINT_ON_IMPORT = r"""
-import os, runpy, signal, sys
-module = sys.argv[1]
-class Interrupt:
-    def find_spec(self, name, path, target=None):
-        if name == module:
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-sys.meta_path.insert(0, Interrupt())
-sys.argv = ["vault", *sys.argv[2:]]
-runpy.run_module("vault", run_name="__main__", alter_sys=True)
-"""
-
-
-def test_sigint_during_startup_is_one_line(small: Setup) -> None:
-    proc = subprocess.run([sys.executable, "-c", SIGINT_ON_IMPORT, "click", "sync", "--quiet"],
-                          capture_output=True, text=True, env=small.env, cwd=small.root,
-                          timeout=60, check=False, preexec_fn=ctrl_c_default)
-    assert proc.returncode in (130, -signal.SIGINT)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert [line for line in proc.stderr.splitlines() if line.strip()] == ["Error: interrupted"]
-
-
-# As `_ssl` does when a Ctrl-C comes while it imports `_socket` through PyCapsule_Import (C code
-# clears the KeyboardInterrupt and raises its own error): found by a Ctrl-C sweep, where the sync
-# then ended in "unexpected: ImportError: PyCapsule_Import could not import module "_socket"",
-# exit 3. Here the import of another module stands in for it.
-SIGINT_TURNED_INTO_IMPORT_ERROR = r"""
 import os, runpy, signal, sys, time
-module = sys.argv[1]
+module, as_import_error = sys.argv[1], sys.argv[2] == "as-import-error"
 class Interrupt:
     def find_spec(self, name, path, target=None):
         if name == module:
@@ -522,12 +498,28 @@ class Interrupt:
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(5)  # the handler raises KeyboardInterrupt here
             except KeyboardInterrupt:
+                if not as_import_error:
+                    raise
                 raise ImportError('PyCapsule_Import could not import module "_socket"') from None
         return None
 sys.meta_path.insert(0, Interrupt())
-sys.argv = ["vault", *sys.argv[2:]]
+sys.argv = ["vault", *sys.argv[3:]]
 runpy.run_module("vault", run_name="__main__", alter_sys=True)
 """
+
+
+def run_script(setup: Setup, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A harness script run as vault would be, with Ctrl-C heard (ctrl_c_default)."""
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          env=setup.env, cwd=setup.root, timeout=60, check=False,
+                          preexec_fn=ctrl_c_default)
+
+
+def test_sigint_during_startup_is_one_line(small: Setup) -> None:
+    proc = run_script(small, SIGINT_ON_IMPORT, "click", "-", "sync", "--quiet")
+    assert proc.returncode in (130, -signal.SIGINT)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == ["Error: interrupted"]
 
 
 # click: while the CLI loads; pygit2: during the sync itself.
@@ -537,9 +529,7 @@ def test_sigint_that_a_library_turns_into_another_error(small: Setup, module: st
         path.write_text(path.read_text() + "one more line\n")
         break
     before = head(small.vault)
-    proc = subprocess.run([sys.executable, "-c", SIGINT_TURNED_INTO_IMPORT_ERROR, module, "sync"],
-                          capture_output=True, text=True, env=small.env, cwd=small.root,
-                          timeout=60, check=False, preexec_fn=ctrl_c_default)
+    proc = run_script(small, SIGINT_ON_IMPORT, module, "as-import-error", "sync")
     assert proc.returncode in (130, -signal.SIGINT), proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.strip()] == ["Error: interrupted"]
     assert head(small.vault) == before
@@ -565,9 +555,7 @@ def test_sigint_after_the_outcome_changes_nothing(small: Setup, changed: bool) -
             path.write_text(path.read_text() + "one more line\n")
             break
     before = head(small.vault)
-    proc = subprocess.run([sys.executable, "-c", SIGINT_AT_EXIT, "sync"], capture_output=True,
-                          text=True, env=small.env, cwd=small.root, timeout=60, check=False,
-                          preexec_fn=ctrl_c_default)
+    proc = run_script(small, SIGINT_AT_EXIT, "sync")
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.startswith("Committed " if changed else "Nothing changed")
     assert (head(small.vault) != before) == changed

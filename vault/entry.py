@@ -18,13 +18,11 @@ def main() -> None:
                     sys.exit(code)
             _note_interrupts()
             from vault.cli import main as cli_main
-        except KeyboardInterrupt:
-            sys.stderr.write("Error: interrupted\n")
-            sys.exit(130)
-        except Exception:
-            if not interrupted():
+        except (KeyboardInterrupt, Exception) as exc:
+            if not (isinstance(exc, KeyboardInterrupt) or interrupted()):
                 raise
-            sys.stderr.write("Error: interrupted\n")  # (a Ctrl-C that became another error)
+            # (interrupted(): a Ctrl-C that a library turned into another error)
+            sys.stderr.write("Error: interrupted\n")
             sys.exit(130)
         cli_main()  # (always ends in SystemExit, its outcome said)
     finally:
