@@ -1309,6 +1309,30 @@ def test_an_unreadable_folder_excluded_as_such_is_not_missed(nobody_root: Path) 
                      "folder cannot be read", "exclude the folder itself: 'private/'")
 
 
+def test_an_unreadable_folder_no_include_pattern_reaches_is_not_opened(
+        nobody_root: Path) -> None:
+    """A source root with more in it than memory (a home folder, say): include patterns that
+    say where the memory is keep the walk out of everything else, readable or not."""
+    setup = nobody_setup(nobody_root)
+    ws = setup.sources["agent"]
+    config = setup.config.read_text()
+    (ws / "cache").mkdir()
+    (ws / "cache" / "x.md").write_text("not memory\n")
+    (ws / "cache").chmod(0)
+    setup.write_config(config + 'include = ["/MEMORY.md", "memory/*.md", "/memory.*"]\n')
+    (ws / "memory" / "2026-11-22.md").write_text("new\n")
+    proc = run_as_nobody(setup, "sync", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["added"], result["skipped"]) == (["agent/memory/2026-11-22.md"], [])
+    assert "agent/s1.jsonl" in result["deleted"]  # no longer included: out of the tree
+    # A pattern that matches at any depth could match in there: the folder fails the sync.
+    setup.write_config(config + 'include = ["/MEMORY.md", "memory/*.md", "*.md"]\n')
+    assert_error(run_as_nobody(setup, "sync", "--quiet"), 1, "agent/cache/",
+                 "folder cannot be read")
+    fsck(setup.vault)
+
+
 def test_a_journal_named_file_beside_an_unreadable_file_is_kept(nobody_root: Path) -> None:
     setup = nobody_setup(nobody_root)
     ws = setup.sources["agent"]

@@ -331,3 +331,59 @@ def test_json_nested_deeper_than_python_parses_does_not_stop_the_sync(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["modified"] == ["src/log.jsonl"]
     assert stored("src/log.jsonl") == head + deep + b"\n"
+
+
+FOLDERS = ("memory", "memory/2026", "memory/old", "notes", "notes/memory", "cache",
+           "cache/deep", "agents", "agents/main", "agents/main/sessions", ".hidden")
+
+
+@pytest.mark.parametrize("include", [
+    ("MEMORY.md", "memory/*.md"),
+    ("/memory/2026/",),
+    ("agents/*/sessions/*.jsonl", "/MEMORY.md"),
+    ("memory/*/x.md", "notes/**/*.md"),
+    ("memory/", "*.db"),  # match at any depth: every folder is walked
+    ("memory/[0-9]*/*.md",),
+    ("m?mory/*", "!memory/old/"),
+    (".hidden/*", "cache/deep"),
+])
+def test_the_walk_skips_only_folders_no_include_pattern_reaches(
+        tmp_path: Path, include: tuple[str, ...]) -> None:
+    """The walk takes exactly the files the include patterns match (the full walk, filtered,
+    is the reference) and never opens a folder that no pattern reaches: each folder holds a
+    file whose name is not UTF-8, listed as skipped by any walk that enters it."""
+    from vault.sources import compile_patterns, folder_filter
+
+    root = tmp_path / "src"
+    for folder in ("", *FOLDERS):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in ("MEMORY.md", "x.md", "s.jsonl", "m.db"):
+            (root / folder / name).write_text(folder + name)
+        (root / folder / "x.md").parent.joinpath("bad-\udcff").write_bytes(b"")
+    source = Source(root)
+    source.include = include
+    scan = scan_source(source)
+    match = compile_patterns(include)
+    every = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root)
+             for f in fs if not f.startswith("bad-")]
+    assert sorted(e.rel for e in scan.entries) == sorted(p for p in every if match(p))
+    entered = {s[0].rpartition("/")[0] for s in scan.skipped}
+    reach = folder_filter(include)
+    assert entered == {""} | {f for f in FOLDERS if reach is None or reach(f)
+                              and all(reach(f[:i]) for i, c in enumerate(f) if c == "/")}
+    # anchored patterns only (`MEMORY.md` alone matches at any depth): some never entered
+    assert (entered != {"", *FOLDERS}) == (reach is not None)
+
+
+def test_folder_filter_is_conservative() -> None:
+    from vault.sources import folder_filter
+
+    assert folder_filter(["*.md"]) is None  # any depth
+    assert folder_filter(["memory/"]) is None  # a folder named memory, at any depth
+    assert folder_filter(["memory/\\*.md"]) is None  # an escape: not judged
+    assert folder_filter(["!memory/x", "# memory/"]) is None  # nothing positive
+    reach = folder_filter(["/notes/", "memory/*/x.md", "a/**/b"])
+    assert reach is not None
+    assert [f for f in ("notes", "notes/x", "memory", "memory/2026", "memory/2026/deep", "a",
+                        "a/q/r/s", "cache", "notes2", "memory2/x", "b")
+            if reach(f)] == ["notes", "notes/x", "memory", "memory/2026", "a", "a/q/r/s"]

@@ -143,6 +143,45 @@ def compile_patterns(patterns: Iterable[str]) -> Callable[[str], bool]:
     return spec.match_file
 
 
+def folder_filter(patterns: Iterable[str]) -> Callable[[str], bool] | None:
+    """For include patterns: whether a folder (its path, no trailing slash) could hold a file
+    they take, so that the walk never enters one that cannot, or None when any folder could.
+
+    Only anchored patterns (a slash before the end: `memory/*.md`, `/notes/`) say where; one
+    that matches at any depth (`*.db`, `MEMORY.md`) means every folder is walked. Conservative:
+    a segment with `**` or a class may match any name, a pattern with an escape is not judged,
+    and negations only take files out.
+    """
+    anchored: list[list[str]] = []
+    for raw in patterns:
+        pattern = raw.rstrip()  # gitignore drops trailing spaces (an escaped one: see below)
+        if not pattern or pattern.startswith("#") or pattern.startswith("!"):
+            continue
+        body = pattern.rstrip("/")
+        if "/" not in body or "\\" in pattern:
+            return None
+        anchored.append(body.lstrip("/").split("/"))
+    if not anchored:
+        return None
+
+    def reach(folder: str) -> bool:
+        names = folder.split("/")
+        return any(_could_hold(names, segments) for segments in anchored)
+    return reach
+
+
+def _could_hold(names: list[str], segments: list[str]) -> bool:
+    """Whether the folder whose path is `names` could hold a path that `segments` match."""
+    from fnmatch import fnmatchcase
+
+    for name, segment in zip(names, segments):
+        if not segment or "**" in segment or "[" in segment:
+            return True  # may match any name here, or any depth below
+        if not fnmatchcase(name, segment):
+            return False
+    return True  # inside a folder the pattern takes whole, or on its way there
+
+
 def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str]] = ()) -> Scan:
     """List the files of one source; raise SourceError when its root is missing or unreadable."""
     root = source.root
@@ -160,6 +199,7 @@ def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str
 
     include = None if set(source.include) <= MATCH_ALL else compile_patterns(source.include)
     exclude = compile_patterns(source.exclude) if source.exclude else None
+    reach = folder_filter(source.include) if include else None
     skip: dict[int, str] = {}  # inode -> path of folders never walked (the vault itself)
     for folder in skip_dirs:
         try:
@@ -177,7 +217,7 @@ def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str
             _unreadable(scan, rel_dir, exc)
             continue
         try:
-            _scan_dir(fd, dir_path, rel_dir, stack, scan, include, exclude, skip)
+            _scan_dir(fd, dir_path, rel_dir, stack, scan, include, exclude, reach, skip)
         except OSError as exc:
             _unreadable(scan, rel_dir, exc)
         finally:
@@ -188,7 +228,7 @@ def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str
 def _unreadable(scan: Scan, rel_dir: str, exc: OSError) -> None:
     """A folder that cannot be listed: the root fails the source, a subfolder is kept as it is.
     (Whether patterns would have left out all it holds cannot be told without its names: a
-    folder excluded as such, `private/`, is never opened.)"""
+    folder excluded as such, `private/`, or one no include pattern reaches, is never opened.)"""
     if not rel_dir:
         raise SourceError(f"source '{scan.source.name}': cannot read {scan.source.root}: "
                           f"{exc.strerror}") from None
@@ -198,7 +238,7 @@ def _unreadable(scan: Scan, rel_dir: str, exc: OSError) -> None:
 
 def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]], scan: Scan,
               include: Callable[[str], bool] | None, exclude: Callable[[str], bool] | None,
-              skip: dict[int, str]) -> None:
+              reach: Callable[[str], bool] | None, skip: dict[int, str]) -> None:
     """One folder: its files into scan.entries, its subfolders onto the stack.
 
     This loop runs once per file per sync (and is most of the cost of a sync that finds nothing
@@ -235,7 +275,8 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
             continue
         try:
             if child.is_dir(follow_symlinks=False):
-                if name in SKIP_DIR_NAMES or (exclude and exclude(rel + "/")):
+                if name in SKIP_DIR_NAMES or (exclude and exclude(rel + "/")) \
+                        or (reach and not reach(rel)):
                     continue
                 if name.startswith(SKIP_DIR_PREFIX):
                     skipped.append((rel + "/", "left by an interrupted restore: safe to delete"))
