@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -732,8 +732,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("Error: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit_interrupted()
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
@@ -742,12 +741,16 @@ def main(argv: list[str] | None = None) -> None:
         from vault.entry import interrupted
 
         if interrupted():  # a Ctrl-C that some library turned into another error
-            click.echo("Error: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _exit_interrupted()
         print_error(f"unexpected: {type(exc).__name__}: {exc}",
-               "set VAULT_DEBUG=1 for a traceback; please report it")
+                    "set VAULT_DEBUG=1 for a traceback; please report it")
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
+
+
+def _exit_interrupted() -> NoReturn:
+    click.echo("Error: interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _register_command_modules() -> None:
