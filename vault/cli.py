@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
@@ -723,7 +722,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.code)
     except VaultError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
@@ -737,7 +736,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         from vault.entry import interrupted
 
         if interrupted():  # a Ctrl-C that some library turned into another error
@@ -746,6 +745,12 @@ def main(argv: list[str] | None = None) -> None:
                     "set VAULT_DEBUG=1 for a traceback; please report it")
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
+
+
+def _print_traceback() -> None:
+    import traceback  # (6 ms: only for VAULT_DEBUG)
+
+    traceback.print_exc()
 
 
 def _exit_interrupted() -> NoReturn:
