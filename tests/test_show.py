@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,3 +85,49 @@ def test_cli_show_sql_refusals(config: Config, dump: bytes, tmp_path: Path) -> N
                      "--config", str(config.file))
     assert pragma.returncode == 0, pragma.stderr
     assert [r[1] for r in json.loads(pragma.stdout)["rows"]] == ["id", "content", "embedding"]
+
+
+def _craft(kind: bytes, prefix: str, body: Callable[[int], bytes]) -> bytes:
+    """An object body (of kind, for git's hash) whose id starts with prefix."""
+    for i in itertools.count():
+        data = body(i)
+        if hashlib.sha1(kind + b" %d\0" % len(data) + data).hexdigest().startswith(prefix):
+            return data
+    raise AssertionError  # unreachable
+
+
+def test_commit_prefix_shared_with_a_blob_or_another_commit(config: Config, vault: VaultRepo,
+                                                           clock: Clock, workspace: Path) -> None:
+    import pygit2
+
+    head = ""
+    while not any(c in "abcdef" for c in head[:4]):  # WHEN takes 4 hex digits with a letter
+        (workspace / "MEMORY.md").write_text(f"# Memory {clock.tick()}\n")
+        sync(config, now=clock)
+        head = vault.head_id() or ""
+    prefix = head[:4]
+    git = pygit2.Repository(str(config.vault.path))
+    blob = git.create_blob(_craft(b"blob", prefix, lambda i: b"filler %d\n" % i))
+    assert str(blob).startswith(prefix)
+    want = (workspace / "MEMORY.md").read_text()
+    args = ("show", "agent/MEMORY.md", "--at", prefix, "--config", str(config.file))
+    shown = run_cli(*args)
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, want, "")
+    # packed objects (a vault never packs, a user-made one may) are found too
+    git.references.create("refs/tags/filler", blob)  # (repack takes reachable objects)
+    subprocess.run(["git", "-C", str(config.vault.path), "repack", "-a", "-d", "-q"], check=True)
+    assert not (config.vault.path / "objects" / prefix[:2] / str(blob)[2:]).exists()
+    assert run_cli(*args).stdout == want
+
+    tree = git[head].peel(pygit2.Tree).id
+    other = git.odb.write(pygit2.GIT_OBJECT_COMMIT, _craft(
+        b"commit", prefix, lambda i: f"tree {tree}\nauthor a <a@x> 1 +0000\n"
+                                     f"committer a <a@x> 1 +0000\n\nfiller {i}\n".encode()))
+    assert str(other).startswith(prefix)
+    both = run_cli(*args)
+    assert both.returncode == 2
+    assert both.stderr.splitlines() == [
+        f"Error: ambiguous commit prefix '{prefix}': give more characters",
+        f"Hint: it starts the commits {', '.join(sorted([head[:12], str(other)[:12]]))}"]
+    assert run_cli("show", "agent/MEMORY.md", "--at", head[:12], "--config",
+                   str(config.file)).stdout == want

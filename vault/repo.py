@@ -136,8 +136,44 @@ class VaultRepo:
             if text == alias or text.startswith((alias + "~", alias + "^")):
                 text = self.ref_name + text[len(alias):]
                 break
+        import re
+
+        from vault.errors import UsageError
+
+        def commits_with(prefix: str) -> list[str]:
+            """Every commit whose id starts with prefix: loose objects, then the odb if packed."""
+            objects = self.path / "objects"
+            try:
+                names = {prefix[:2] + n for n in os.listdir(objects / prefix[:2])
+                         if len(n) == 38 and n.startswith(prefix[2:])}
+            except OSError:
+                names = set()
+            try:  # a vault never packs; a user-made one may (or borrow through alternates)
+                packed = any(n.endswith(".pack") for n in os.listdir(objects / "pack"))
+            except OSError:
+                packed = False
+            if packed or (objects / "info" / "alternates").exists():
+                names |= {str(oid) for oid in self._repo.odb if str(oid).startswith(prefix)}
+            return sorted(n for n in names
+                          if self._repo.odb.read_header(n)[0] == pygit2.GIT_OBJECT_COMMIT)
+
         try:
-            obj = self._repo.revparse_single(text)
+            try:
+                obj = self._repo.revparse_single(text)
+            except pygit2.AmbiguousError:
+                # Several objects share the prefix; like git in a ^{commit} context, only
+                # commits count (a blob or tree with the same prefix does not make it ambiguous).
+                short = re.fullmatch(r"([0-9a-fA-F]{4,39})((?:[~^]\d*)*)", text)
+                if short is None:
+                    raise
+                found = commits_with(short.group(1).lower())
+                if len(found) > 1:
+                    raise UsageError(f"ambiguous commit prefix {short.group(1)!r}: give more "
+                                     "characters", hint="it starts the commits "
+                                     + ", ".join(c[:12] for c in found[:5])) from None
+                if not found:
+                    raise
+                obj = self._repo.revparse_single(found[0] + short.group(2))
             commit = obj.peel(pygit2.Commit)
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
             raise RepoError(f"no commit {spec!r} in the vault",
