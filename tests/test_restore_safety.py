@@ -500,6 +500,77 @@ def test_a_file_written_after_the_check_is_kept_aside(config: Config, vault: Vau
     assert b"LATE LINE" in Path(action.set_aside).read_bytes()
 
 
+LATE_WRITER = """import apsw, os, sys
+db = apsw.Connection(sys.argv[1])
+db.execute("INSERT INTO memories(content) VALUES('LATE WRITE')")
+if sys.argv[2] == "crash":
+    os._exit(0)  # no close, no checkpoint: the row is in the -wal only
+db.close()
+"""
+
+
+def database_changed_since(config: Config, clock: Clock, db_path: Path) -> str:
+    first = sync(config, now=clock).commit
+    assert first is not None
+    db = apsw.Connection(str(db_path))
+    db.execute("DELETE FROM memories WHERE id = 1")
+    db.close()
+    clock.tick()
+    sync(config, now=clock)
+    return first
+
+
+def late_rows(action: Any) -> list[str]:
+    db = apsw.Connection(f"file:{action.set_aside}?mode=ro", flags=apsw.SQLITE_OPEN_URI
+                         | apsw.SQLITE_OPEN_READONLY)
+    return [r[0] for r in db.execute("SELECT content FROM memories WHERE content = 'LATE WRITE'")]
+
+
+@pytest.mark.parametrize("how", ["close", "crash"])
+def test_a_database_written_after_the_safety_sync_is_kept_aside(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path, how: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a database counted as held by the vault whatever happened after the safety
+    sync, so an agent's write between that sync and the check was replaced and lost."""
+    first = database_changed_since(config, clock, workspace / "memory.db")
+    check = restore_module._set_aside_uncaptured
+
+    def agent_writes_after_the_sync(*args: Any) -> Any:
+        subprocess.run([sys.executable, "-c", LATE_WRITER, str(workspace / "memory.db"), how],
+                       check=True)
+        return check(*args)
+
+    monkeypatch.setattr(restore_module, "_set_aside_uncaptured", agent_writes_after_the_sync)
+    clock.tick()
+    result = restore(config, RestoreOptions(at=first, paths=("memory.db",)), now=clock)
+    [action] = [a for a in result.plan.actions if a.path == "agent/memory.db"]
+    assert action.set_aside and late_rows(action) == ["LATE WRITE"]
+
+
+def test_a_database_write_that_reaches_only_its_wal_before_the_move_is_kept_aside(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the last check before a database moves in compared the main file's stat only;
+    a commit left in the -wal (the main file untouched) was deleted with the -wal."""
+    first = database_changed_since(config, clock, workspace / "memory.db")
+    flushed = restore_module.sync_filesystem
+    wrote: list[bool] = []
+
+    def agent_writes_before_the_move(path: Path) -> None:
+        if not wrote:
+            subprocess.run([sys.executable, "-c", LATE_WRITER, str(workspace / "memory.db"),
+                            "crash"], check=True)
+            wrote.append(True)
+        flushed(path)
+
+    monkeypatch.setattr(restore_module, "sync_filesystem", agent_writes_before_the_move)
+    clock.tick()
+    result = restore(config, RestoreOptions(at=first, paths=("memory.db",)), now=clock)
+    assert wrote
+    [action] = [a for a in result.plan.actions if a.path == "agent/memory.db"]
+    assert action.set_aside and late_rows(action) == ["LATE WRITE"]
+
+
 def test_a_file_another_process_has_open_is_moved_aside_not_replaced(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
     transcript = workspace / "sessions" / "s1.jsonl"

@@ -28,7 +28,8 @@ from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source,
                            stat_key)
-from vault.sync import SyncOptions, SyncResult, format_time, source_prefix, sync_locked
+from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
+                        sync_locked)
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
@@ -243,7 +244,7 @@ def restore(config: Config, options: RestoreOptions, *,
                 if syncs[-1].commit:
                     safety = syncs[-1]  # the one that ends where the undo starts
             _refuse_open_databases(repo, plan)
-            plan = _set_aside_uncaptured(repo, plan, syncs)
+            plan = _set_aside_uncaptured(repo, plan, syncs, config.state_dir / CACHE_NAME)
             # (none when every source changed is one the restore makes: an undo with no
             # source named would cover them all)
             undo = repo.head_id() if _without(involved, gone) else None
@@ -528,14 +529,17 @@ def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[st
     return found
 
 
-def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
-                          syncs: list[SyncResult]) -> RestorePlan:
+def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan, syncs: list[SyncResult],
+                          cache_path: Path) -> RestorePlan:
     """Files the vault does not hold exactly as they are now are kept aside, not lost.
 
     The safety sync may have skipped a file (half-written JSON, unreadable), stored part of it
     (a JSONL file up to its last whole line) or stored it with its secrets redacted: each file
-    about to be replaced or deleted is checked against what the vault's tip holds for it.
+    about to be replaced or deleted is checked against what the vault's tip holds for it. A
+    database is not dumped again: it is held when its stat (with its -wal and -journal) is
+    still the one the safety sync's stat cache recorded for the dump it stored.
     """
+    from vault.detect import is_racy, load_cache
     from vault.sqlite_dump import is_sqlite_file
 
     changing = [a for a in plan.actions if a.action in ("overwrite", "delete")]
@@ -545,6 +549,7 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
     seen = {a.target: _stat_key(a.target) for a in changing}
     head = repo.head_id()
     stored = tree_files(repo, head) if head else {}
+    cache = load_cache(cache_path)
     doubtful = {s.path for sync in syncs for s in (*sync.skipped, *sync.redacted)}
     stamp = _aside_stamp(syncs[0].timestamp)
 
@@ -553,9 +558,17 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan,
             return False
         target = Path(action.target)
         if is_sqlite_file(target):
-            # Its dump, taken through the backup API (by this sync or, unchanged since, an
-            # earlier one): the database as it is, unless secrets were redacted from it.
-            return not is_redacted_blob(reader.get(stored[action.path][0]))
+            # Its dump, taken through the backup API by this sync (or, unchanged since, an
+            # earlier one), unless secrets were redacted from it, and unless it was written
+            # since: a write after the sync's stat (maybe after its snapshot) changes the key,
+            # or, within the same clock tick as the stat (racy), maybe not: dumped again.
+            cached = cache.files.get(action.path)
+            if cache.commit != head or cached is None or cached.oid != stored[action.path][0] \
+                    or cached.key != _stat_key(action.target) \
+                    or is_redacted_blob(reader.get(cached.oid)):
+                return False
+            return not is_racy(cached.key, cache.scanned_ns) \
+                or _same_content(target, reader, cached.oid)
         try:
             if target.is_symlink() or not target.is_file():
                 return False
@@ -598,11 +611,21 @@ def _aside_name(target: str, stamp: str, used: set[str]) -> str:
 
 
 def _stat_key(target: str) -> tuple[int, ...]:
-    """The live file's stat key (sources.stat_key, of the name itself); () when it is gone."""
+    """The live file's stat key as the sync's scan makes it (sources.stat_key of the name
+    itself, then of its -wal and -journal where there are such files: a database's write may
+    touch only those); () when it is gone."""
     try:
-        return stat_key(os.lstat(target))
+        key = stat_key(os.lstat(target))
     except OSError:
         return ()
+    for suffix in ("-wal", "-journal"):
+        try:
+            key += stat_key(os.stat(target + suffix))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            key += (-1, -1, -1, -1)
+    return key
 
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
