@@ -6,10 +6,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from vault.config import Config, VaultSettings
 from vault.dumpdiff import TableDiff, diff_dumps
 from vault.repo import CommitInfo, VaultRepo
-from vault.restore import resolve_at
-from vault.sources import compile_patterns
+from vault.restore import RestoreOptions, _selector, resolve_at
 from vault.sqlite_dump import is_dump
 
 
@@ -42,19 +42,22 @@ class DiffResult:
 
 
 def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
-         paths: tuple[str, ...] = (), limit: int = 20) -> DiffResult:
-    """Compare the vault as it was at two moments (WHEN expressions)."""
+         paths: tuple[str, ...] = (), limit: int = 20, *,
+         config: Config | None = None) -> DiffResult:
+    """Compare the vault as it was at two moments (WHEN expressions).
+
+    paths (--path) pick files exactly as `restore --path` does: a pattern that starts with a
+    source's folder in the vault is a vault path, any other a path in its source (below the
+    config's layout prefix, `host/source/` with a host layout). Without a config every path's
+    first folder is its source (the default layout).
+    """
     old = resolve_at(repo, old_when, now)
     new = resolve_at(repo, new_when, now)
     before, after = repo.files(old.id), repo.files(new.id)
-    match = compile_patterns(paths) if paths else None
-
-    def wanted(path: str) -> bool:
-        if match is None:
-            return True
-        rel = path.partition("/")[2]
-        return match(path) or match(rel) or any(path.startswith(p.rstrip("/") + "/")
-                                                for p in paths)
+    if config is None:
+        config = Config(file=None, home=repo.path,
+                        vault=VaultSettings(path=repo.path, branch=repo.branch))
+    wanted = _selector(config, RestoreOptions(paths=paths), set(before) | set(after))
 
     files: list[FileDiff] = []
     for path in sorted(set(before) | set(after)):
