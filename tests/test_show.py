@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import apsw
 import pytest
 
 from conftest import Clock, run_cli
@@ -131,3 +132,27 @@ def test_commit_prefix_shared_with_a_blob_or_another_commit(config: Config, vaul
         f"Hint: it starts the commits {', '.join(sorted([head[:12], str(other)[:12]]))}"]
     assert run_cli("show", "agent/MEMORY.md", "--at", head[:12], "--config",
                    str(config.file)).stdout == want
+
+
+def test_sql_text_that_is_not_utf8(config: Config, vault: VaultRepo, clock: Clock,
+                                   workspace: Path) -> None:
+    db = apsw.Connection(str(workspace / "bad.db"))
+    db.execute("CREATE TABLE t(a, b); INSERT INTO t VALUES ('fine', x'ff'), "
+               "(CAST(x'ff00fe' AS TEXT), 2), (CAST(x'41ff' AS TEXT), NULL)")
+    db.close()
+    sync(config, now=clock)
+    args = ("show", "agent/bad.db", "--config", str(config.file), "--sql")
+    # like the sqlite3 shell's bytes on a terminal: each invalid byte shows as U+FFFD
+    text = run_cli(*args, "SELECT a, b, a AS a FROM t ORDER BY rowid DESC;  -- newest first")
+    assert (text.returncode, text.stderr) == (0, "")
+    assert text.stdout == "a\tb\ta\nA\ufffd\tNULL\tA\ufffd\n\ufffd\x00\ufffd\t2\t\ufffd\x00\ufffd\n" \
+                          "fine\tx'ff'\tfine\n"
+    doc = json.loads(run_cli(*args, "SELECT a, b FROM t WHERE b = 2", "--json").stdout)
+    assert (doc["columns"], doc["rows"]) == (["a", "b"], [["\ufffd\x00\ufffd", 2]])
+    blob = json.loads(run_cli(*args, "SELECT CAST(a AS BLOB) FROM t WHERE b = 2", "--json").stdout)
+    assert blob["rows"] == [["x'ff00fe'"]]
+    explain = run_cli(*args, "EXPLAIN SELECT a FROM t WHERE a = CAST(x'ff' AS TEXT)")
+    assert (explain.returncode, explain.stdout) == (1, "")
+    assert explain.stderr.splitlines() == [
+        "Error: SQL error: the result holds TEXT that is not valid UTF-8",
+        "Hint: select CAST(column AS BLOB) or hex(column) to see its bytes"]

@@ -70,7 +70,12 @@ def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime
 
 
 def query_dump(data: bytes, sql: str) -> QueryResult:
-    """Run one read-only query against the database a dump rebuilds (in a temp file)."""
+    """Run one read-only query against the database a dump rebuilds (in a temp file).
+
+    TEXT that is not valid UTF-8 comes back as a str with each invalid byte replaced by
+    U+FFFD, as a terminal shows the sqlite3 shell's raw bytes (CAST(col AS BLOB) gives the
+    exact bytes); where the query cannot be re-read that way (PRAGMA, EXPLAIN) it is an error.
+    """
     import apsw
 
     from vault.sqlite_dump import deny_attach, is_dump, load_dump
@@ -95,14 +100,52 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
                     columns = tuple(d[0] for d in cursor.getdescription())
                 except apsw.ExecutionCompleteError:
                     columns = ()  # no rows: SQLite finished the statement already
-                rows = tuple(tuple(row) for row in cursor)
+                try:
+                    rows = tuple(tuple(row) for row in cursor)
+                except UnicodeDecodeError:  # apsw reads every TEXT value as UTF-8
+                    rows = _rows_with_bad_text(conn, statement, len(columns))
             except apsw.AuthError:
                 raise _refusal(statement, "it reaches another database") from None
             except apsw.Error as exc:
                 raise VaultError(f"SQL error: {exc}") from None
+            except UnicodeDecodeError:  # a column name, say: nothing to fall back on
+                raise _bad_text() from None
         finally:
             conn.close()
     return QueryResult(columns=columns, rows=rows)
+
+
+def _rows_with_bad_text(conn: apsw.Connection, statement: str,
+                        width: int) -> tuple[tuple[Any, ...], ...]:
+    """The rows of statement once more, TEXT read as bytes and decoded with each invalid byte
+    replaced by U+FFFD (what a terminal shows for the sqlite3 shell's raw output)."""
+    import apsw
+
+    from vault.sqlite_dump import _CODECS
+
+    if not width:
+        raise _bad_text()
+    # A CTE with its own column names takes any SELECT, VALUES or WITH statement as it is
+    # (duplicate or odd column names included); typeof() tells TEXT from BLOB once both are bytes.
+    names = ", ".join(f"c{i}" for i in range(width))
+    picks = ", ".join(f"typeof(c{i}), CASE typeof(c{i}) WHEN 'text' THEN CAST(c{i} AS BLOB) "
+                      f"ELSE c{i} END" for i in range(width))
+    body = statement.rstrip().rstrip(";")
+    try:
+        (encoding,), = conn.execute("PRAGMA encoding")
+        codec = _CODECS.get(str(encoding), "utf-8")
+        raw = list(conn.execute(f"WITH vault_q({names}) AS ({body}\n) SELECT {picks} "
+                                "FROM vault_q"))
+    except apsw.Error:  # a PRAGMA or EXPLAIN cannot be a CTE
+        raise _bad_text() from None
+    return tuple(tuple(value.decode(codec, "replace") if kind == "text" else value
+                       for kind, value in zip(row[::2], row[1::2])) for row in raw)
+
+
+def _bad_text() -> VaultError:
+    """The error for TEXT (or a name) that is not valid UTF-8 and cannot be shown otherwise."""
+    return VaultError("SQL error: the result holds TEXT that is not valid UTF-8",
+                      hint="select CAST(column AS BLOB) or hex(column) to see its bytes")
 
 
 def _one_read_only_statement(conn: apsw.Connection, sql: str) -> str | None:
