@@ -80,7 +80,7 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 
 @pytest.mark.parametrize("text, size", [
     ("100", 100), ("1 KiB", 1024), ("50MB", 50_000_000), ("2 GiB", 2 * 1024**3), (4096, 4096),
-    ("1.5 MiB", int(1.5 * 1024**2)),
+    ("1.5 MiB", int(1.5 * 1024**2)), ("8388607 TiB", 8388607 * 1024**4), (2**63 - 1, 2**63 - 1),
 ])
 def test_parse_size(text: str | int, size: int) -> None:
     assert parse_size(text) == size

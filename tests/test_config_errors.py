@@ -186,3 +186,23 @@ def test_commit_names_a_refused_file_name(tmp_path: Path, path: str, shown: str)
     assert str(info.value).startswith(f"the vault refuses the file name {shown}")
     assert "space" not in str(info.value) + str(info.value.hint)
     assert repo.head_id() == first
+
+
+# Sizes that are no sizes --------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, message", [
+    (f'"{"9" * 400} TiB"', "too large (at most 8 EiB, the largest size a file can have)"),
+    ('"9000000 TiB"', "too large (at most 8 EiB, the largest size a file can have)"),
+    ("9223372036854775808", "too large (at most 8 EiB, the largest size a file can have)"),
+    ("1.5", "must be an integer (bytes) or a string such as '256 MiB', not the number 1.5"),
+    ("2048.0", "must be an integer (bytes) or a string such as '256 MiB', not the number "
+               "2048.0"),
+], ids=["400-nines-TiB", "9000000-TiB", "2**63", "1.5", "2048.0"])
+def test_bad_max_file_size_is_a_config_error(tmp_path: Path, workspace: Path, value: str,
+                                             message: str) -> None:
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                       extra=f"[snapshot]\nmax_file_size = {value}")
+    VaultRepo.init(tmp_path / "memory-vault", "main")
+    proc = run_cli("sync", "--config", str(cfg))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == f"Error: {cfg}: snapshot.max_file_size: {message}"

@@ -156,3 +156,13 @@ def test_sql_text_that_is_not_utf8(config: Config, vault: VaultRepo, clock: Cloc
     assert explain.stderr.splitlines() == [
         "Error: SQL error: the result holds TEXT that is not valid UTF-8",
         "Hint: select CAST(column AS BLOB) or hex(column) to see its bytes"]
+
+
+def test_show_a_file_path_with_dot_dot(config: Config, vault: VaultRepo, clock: Clock,
+                                       workspace: Path) -> None:
+    sync(config, now=clock)
+    want = (workspace / "MEMORY.md").read_text()
+    for path in (f"{workspace}/../{workspace.name}/memory/../MEMORY.md",
+                 f"{workspace}/./MEMORY.md", f"{workspace.name}/memory/../MEMORY.md"):
+        shown = run_cli("show", path, "--config", str(config.file), cwd=workspace.parent)
+        assert (shown.returncode, shown.stdout, shown.stderr) == (0, want, ""), path

@@ -29,6 +29,9 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
               "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
               "TB": 1000**4, "TIB": 1024**4}
 
+# The largest file size the OS can report (st_size is a signed 64-bit off_t).
+MAX_SIZE = 2**63 - 1
+
 # Sections later features fill in. They are recognised so that the file can carry them, but
 # until a feature lands any key in them is an error: a typo must never silently do nothing.
 RESERVED_SECTIONS: tuple[str, ...] = ()
@@ -256,18 +259,20 @@ def _kindname(kind: type) -> str:
 
 def parse_size(text: str | int) -> int:
     """'256 MiB', '50MB', '1G' or a plain integer -> bytes."""
+    size: float
     if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise ValueError("must be positive")
-        return text
-    match = SIZE_RE.match(str(text))
-    unit = (match.group(2) or "").upper() if match else ""
-    if not match or unit not in SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. '256 MiB', '50MB' or bytes)")
-    size = int(float(match.group(1)) * SIZE_UNITS[unit])
-    if size <= 0:
+        size = text
+    else:
+        match = SIZE_RE.match(str(text))
+        unit = (match.group(2) or "").upper() if match else ""
+        if not match or unit not in SIZE_UNITS:
+            raise ValueError(f"not a size: {text!r} (use e.g. '256 MiB', '50MB' or bytes)")
+        size = float(match.group(1)) * SIZE_UNITS[unit]  # inf for a few hundred digits
+    if size > MAX_SIZE:
+        raise ValueError("too large (at most 8 EiB, the largest size a file can have)")
+    if int(size) <= 0:
         raise ValueError("must be positive")
-    return size
+    return int(size)
 
 
 def branch_name_problem(name: str) -> str | None:
@@ -381,6 +386,9 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     defaults = SnapshotSettings()
     size_value = snap_raw.data.get("max_file_size", defaults.max_file_size)
     snap_raw.used.add("max_file_size")
+    if isinstance(size_value, float):  # str(1.5) would read as '1.5' bytes, i.e. 1
+        snap_raw.fail("snapshot.max_file_size", f"must be an integer (bytes) or a string "
+                      f"such as '256 MiB', not the number {size_value!r}")
     try:
         max_size = parse_size(size_value)
     except ValueError as exc:

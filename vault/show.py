@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,16 +45,19 @@ class QueryResult:
 
 def vault_path(config: Config, path: str) -> str:
     """Accept a vault path (source/rel) or a file path inside a configured source root."""
-    if config.source_for(path.strip("/")) is not None and not Path(path).is_absolute():
-        return path.strip("/")
-    absolute = Path(path).expanduser().absolute()
+    # A git tree holds no "." or ".." names, so `a/m/../F.md` can only mean a/F.md.
+    vpath = posixpath.normpath(path.strip("/")) if path.strip("/") else ""
+    if config.source_for(vpath) is not None and not Path(path).is_absolute():
+        return vpath
+    # normpath, not resolve(): `src/../src/f` means src/f, yet a symlinked root stays as typed.
+    absolute = Path(os.path.normpath(Path(path).expanduser().absolute()))
     for source in config.sources:
         try:
             rel = absolute.relative_to(source.root)
         except ValueError:
             continue
         return config.prefix(source.name) + rel.as_posix()
-    return path.strip("/")
+    return vpath
 
 
 def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime) -> Shown:
