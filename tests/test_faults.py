@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -1089,6 +1090,22 @@ def memories(db_path: Path) -> list[tuple[object, ...]]:
         return list(db.execute("SELECT * FROM memories ORDER BY id"))
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("name", ["memory.json", "memory.db"])
+def test_restore_over_a_fifo_does_not_wait_for_a_writer(small: Setup, name: str) -> None:
+    """Before: the check for a database opened the FIFO in a file's place and waited for a
+    writer forever, with the sync lock held (cron's syncs all exited 11)."""
+    ws = small.sources["agent"]
+    for path in (ws / name, Path(f"{ws / name}-wal")):
+        path.unlink(missing_ok=True)
+    os.mkfifo(ws / name)
+    proc = small.run("restore", "--at", "HEAD", "--path", name, "--yes", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (ws / name).is_file()
+    [aside] = [p for p in ws.iterdir() if p.name.startswith(f"{name}.pre-restore-")]
+    assert stat.S_ISFIFO(aside.lstat().st_mode)
+    assert small.run("sync", "--quiet").returncode == 0  # the lock went with the restore
 
 
 def test_restore_killed_before_its_database_is_moved_in(small: Setup) -> None:

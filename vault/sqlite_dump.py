@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,12 +56,21 @@ _CODECS = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}
 
 
 def is_sqlite_file(path: Path) -> bool:
-    """Tell whether the file starts with the 16-byte SQLite header, whatever its name."""
+    """Tell whether the file is a regular file that starts with the 16-byte SQLite header,
+    whatever its name. (Opened without blocking: a FIFO in a file's place would wait for a
+    writer forever, with the sync lock held.)"""
     try:
-        with open(path, "rb") as f:
-            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.pread(fd, len(SQLITE_HEADER), 0) == SQLITE_HEADER
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def is_dump(data: bytes) -> bool:
