@@ -144,3 +144,10 @@ def test_cli_diff_path_under_a_host_layout(tmp_path: Path, clock: Clock) -> None
                    str(config_file))
     assert proc.returncode == 0, proc.stderr
     assert [f["path"] for f in json.loads(proc.stdout)["files"]] == ["lap/oc/memory/a.md"]
+
+
+def test_diff_before_the_first_sync(config: Config, vault: VaultRepo) -> None:
+    proc = run_cli("diff", "HEAD~1", "--config", str(config.file))
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.splitlines() == ["Error: the vault has no commits yet",
+                                        "Hint: run `vault sync` first"]

@@ -166,3 +166,11 @@ def test_show_a_file_path_with_dot_dot(config: Config, vault: VaultRepo, clock: 
                  f"{workspace}/./MEMORY.md", f"{workspace.name}/memory/../MEMORY.md"):
         shown = run_cli("show", path, "--config", str(config.file), cwd=workspace.parent)
         assert (shown.returncode, shown.stdout, shown.stderr) == (0, want, ""), path
+
+
+def test_show_before_the_first_sync(config: Config, vault: VaultRepo) -> None:
+    for at in ("HEAD", "HEAD~1", "abc1"):
+        proc = run_cli("show", "agent/MEMORY.md", "--at", at, "--config", str(config.file))
+        assert (proc.returncode, proc.stdout) == (1, ""), at
+        assert proc.stderr.splitlines() == ["Error: the vault has no commits yet",
+                                            "Hint: run `vault sync` first"], at

@@ -176,6 +176,9 @@ class VaultRepo:
                 obj = self._repo.revparse_single(found[0] + short.group(2))
             commit = obj.peel(pygit2.Commit)
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            if self.head_id() is None:  # (as restore says it for a time)
+                raise VaultError("the vault has no commits yet",
+                                 hint="run `vault sync` first") from None
             raise RepoError(f"no commit {spec!r} in the vault",
                             hint="`vault log` lists the commits") from None
         return _info(commit)
