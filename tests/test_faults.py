@@ -960,6 +960,7 @@ def test_unmounted_source_is_not_a_deletion(tmp_path: Path) -> None:
     # Unmounted: the mount point is an empty folder now.
     proc = setup.run("sync")
     assert_error(proc, 1, "5 of 5 files would be deleted; refusing", str(disk))
+    assert proc.stdout.startswith("Nothing committed (")  # (was "Nothing changed")
     assert tree(setup.vault) == kept
 
 

@@ -216,11 +216,23 @@ def test_mass_delete_refused_unless_allowed(config: Config, vault: VaultRepo, cl
     clock.tick()
     refused = sync(config, now=clock)
     assert refused.commit is None and not refused.ok
-    assert "3 of 5 files would be deleted; refusing" in refused.failures[0].message
+    assert "3 of 5 files would be deleted; refusing, the vault keeps them" \
+        in refused.failures[0].message
     assert len(tree(vault)) == 5
+    # Only the deletions wait (before: the source's new and changed files waited too, and the
+    # CLI said "Nothing changed").
+    (workspace / "memory" / "2026-11-20.md").write_text("# changed meanwhile\n")
+    (workspace / "memory" / "2026-11-21.md").write_text("# new meanwhile\n")
+    clock.tick()
+    partial = sync(config, now=clock)
+    assert partial.commit is not None and not partial.ok and not partial.deleted
+    assert (partial.added, partial.modified) == (("agent/memory/2026-11-21.md",),
+                                                 ("agent/memory/2026-11-20.md",))
+    assert "3 of 5 files would be deleted" in partial.failures[0].message
+    assert len(tree(vault)) == 6
     allowed = sync(config, SyncOptions(allow_mass_delete=True), now=clock)
     assert allowed.ok and len(allowed.deleted) == 3
-    assert len(tree(vault)) == 2
+    assert len(tree(vault)) == 3
 
 
 def test_dry_run_writes_nothing(config: Config, vault: VaultRepo, clock: Clock) -> None:

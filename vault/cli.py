@@ -185,6 +185,8 @@ def _render_sync(result: Any) -> None:
     elif result.commit:
         click.echo(f"Committed {result.commit[:10]} at {format_time(result.timestamp)}: "
                    f"{counts} ({result.unchanged} unchanged)")
+    elif result.failures:  # (each said on stderr, after this)
+        click.echo(f"Nothing committed ({result.unchanged} files checked).")
     else:
         click.echo(f"Nothing changed ({result.unchanged} files checked); no commit.")
     for tag, paths in (("M", result.modified), ("A", result.added), ("D", result.deleted)):

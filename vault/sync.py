@@ -426,12 +426,13 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     deleted = [p for p in in_head
                if p not in new_cache and p not in keep and not (dirs and p.startswith(dirs))]
     if deleted and len(deleted) * 2 > len(in_head) and not allow_mass_delete:
+        # Only the deletions wait: what was added or changed is recorded all the same (a source
+        # that lost files may still be written to), and the vault keeps the files it had.
         plan.failures.append(SourceFailure(
             source.name, f"source '{source.name}': {len(deleted)} of {len(in_head)} files would "
-            "be deleted; refusing "
+            "be deleted; refusing, the vault keeps them "
             f"(is {source.root} complete? use --allow-mass-delete if this is intended)"))
-        plan.unchanged += unchanged
-        return True
+        deleted = []
     for path in deleted:
         changes[path] = None
     plan.changes.update(changes)
