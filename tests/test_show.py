@@ -39,8 +39,9 @@ def test_sql_reads_keep_working(dump: bytes) -> None:
     # SQLite counts these as writes; they only read, and the copy is opened read-only
     assert query_dump(dump, "PRAGMA journal_mode").rows == (("wal",),)
     assert query_dump(dump, "pragma user_version").rows == ((0,),)
-    with pytest.raises(VaultError, match="^SQL error: .*readonly"):
-        query_dump(dump, "PRAGMA user_version = 5")  # a PRAGMA that writes still cannot
+    # a PRAGMA that writes still cannot: refused as any write is (see test_cli_show_sql_pragmas)
+    with pytest.raises(UsageError, match=r"^--sql is read-only: refusing `PRAGMA user_version = 5`"):
+        query_dump(dump, "PRAGMA user_version = 5")
 
 
 def test_sql_runs_one_statement(dump: bytes) -> None:
@@ -174,3 +175,21 @@ def test_show_before_the_first_sync(config: Config, vault: VaultRepo) -> None:
         assert (proc.returncode, proc.stdout) == (1, ""), at
         assert proc.stderr.splitlines() == ["Error: the vault has no commits yet",
                                             "Hint: run `vault sync` first"], at
+
+
+def test_cli_show_sql_pragmas(config: Config, dump: bytes) -> None:
+    args = ("show", "agent/memory.db", "--config", str(config.file), "--sql")
+    for pragma in ("PRAGMA user_version=5", "pragma main.application_id = 7",
+                   "PRAGMA journal_mode=DELETE", "PRAGMA incremental_vacuum(1)"):
+        proc = run_cli(*args, pragma)
+        assert (proc.returncode, proc.stdout) == (2, ""), pragma
+        assert proc.stderr.splitlines() == [
+            f"Error: --sql is read-only: refusing `{pragma}` (it writes)",
+            "Hint: run one SELECT or PRAGMA query"], pragma
+    # settings of the throwaway connection and its temp database change no file: they run
+    for pragma in ("PRAGMA temp.user_version=3", "PRAGMA writable_schema=1",
+                   "PRAGMA cache_size=10"):
+        proc = run_cli(*args, pragma)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), pragma
+    reads = run_cli(*args, "PRAGMA user_version", "--json")
+    assert (reads.returncode, json.loads(reads.stdout)["rows"]) == (0, [[0]])

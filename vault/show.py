@@ -80,6 +80,13 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
     TEXT that is not valid UTF-8 comes back as a str with each invalid byte replaced by
     U+FFFD, as a terminal shows the sqlite3 shell's raw bytes (CAST(col AS BLOB) gives the
     exact bytes); where the query cannot be re-read that way (PRAGMA, EXPLAIN) it is an error.
+
+    Every attempt to write the database is refused alike (UsageError, exit 2): a statement
+    SQLite calls a write, before it runs; a PRAGMA, when the read-only copy refuses it as it
+    runs (`user_version=5`, `optimize`, `journal_mode=DELETE` on a WAL copy). A PRAGMA that
+    only sets this throwaway connection or its temp database (`cache_size=10`,
+    `writable_schema=1`, `temp.user_version=3`) runs: it changes no file and nothing that
+    outlives the query.
     """
     import apsw
 
@@ -95,9 +102,10 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
             # A read-only open still lets ATTACH create files and VACUUM INTO write one (it
             # attaches its target): the authorizer refuses both, whatever the statement.
             conn.authorizer = deny_attach
-            statement = _one_read_only_statement(conn, sql)
-            if statement is None:
+            checked = _one_read_only_statement(conn, sql)
+            if checked is None:
                 return QueryResult(columns=(), rows=())
+            statement, read_only = checked
             cursor = conn.cursor()
             try:
                 cursor.execute(statement)
@@ -112,6 +120,11 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
             except apsw.AuthError:
                 raise _refusal(statement, "it reaches another database") from None
             except apsw.Error as exc:
+                # Only a PRAGMA gets here without SQLite's read-only verdict; the read-only copy
+                # refuses what it would write (`user_version=5`; `optimize`, which SQLite calls
+                # read-only, too), and `journal_mode=DELETE` on a WAL copy fails at the WAL.
+                if isinstance(exc, apsw.ReadOnlyError) or not read_only:
+                    raise _refusal(statement, "it writes") from None
                 raise VaultError(f"SQL error: {exc}") from None
             except UnicodeDecodeError:  # a column name, say: nothing to fall back on
                 raise _bad_text() from None
@@ -153,8 +166,9 @@ def _bad_text() -> VaultError:
                       hint="select CAST(column AS BLOB) or hex(column) to see its bytes")
 
 
-def _one_read_only_statement(conn: apsw.Connection, sql: str) -> str | None:
-    """Return the one statement of sql (None: only blanks and comments), or refuse it."""
+def _one_read_only_statement(conn: apsw.Connection, sql: str) -> tuple[str, bool] | None:
+    """The one statement of sql and SQLite's read-only verdict on it (None: only blanks and
+    comments), or refuse it."""
     import apsw
 
     try:
@@ -175,10 +189,10 @@ def _one_read_only_statement(conn: apsw.Connection, sql: str) -> str | None:
     # SQLite's own verdict (sqlite3_stmt_readonly): VACUUM, for one, has no authorizer code.
     # A PRAGMA is let through whatever it says (`PRAGMA journal_mode` reads, yet counts as a
     # write): the connection is read-only and the authorizer refuses ATTACH, so no PRAGMA can
-    # change the rebuilt copy or reach any other file.
+    # change the rebuilt copy or reach any other file (query_dump refuses one that tries).
     if not read_only and not statement.lstrip().upper().startswith("PRAGMA"):
         raise _refusal(statement, "it writes")
-    return statement
+    return statement, read_only
 
 
 def _first_statement(conn: apsw.Connection, sql: str) -> tuple[str, bool] | None:
