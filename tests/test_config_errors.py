@@ -206,3 +206,31 @@ def test_bad_max_file_size_is_a_config_error(tmp_path: Path, workspace: Path, va
     proc = run_cli("sync", "--config", str(cfg))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines()[0] == f"Error: {cfg}: snapshot.max_file_size: {message}"
+
+
+# NUL characters, which no path, command or URL can hold ------------------------------------
+
+NUL_CASES = [  # (key, text to replace ('' appends), the replacement with a TOML \u0000 in it)
+    ("sources[0].path", 'path = "{ws}"', 'path = "{ws}\\u0000x"'),
+    ("vault.path", 'memory-vault"', 'memory-vault\\u0000"'),
+    ("vault.remote", 'host = "testhost"', 'host = "testhost"\nremote = "/tmp/r\\u0000"'),
+    ("sources[0].exclude[0]", "", 'exclude = ["x\\u0000.md"]'),
+    ("index.path", "", '[index]\npath = "index\\u0000.db"'),
+    ("hooks.pre_sync", "", '[hooks]\npre_sync = "echo hi\\u0000"'),
+]
+
+
+@pytest.mark.parametrize("key, old, new", NUL_CASES, ids=[c[0] for c in NUL_CASES])
+def test_nul_character_is_a_config_error(tmp_path: Path, workspace: Path, key: str, old: str,
+                                         new: str) -> None:
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    text = cfg.read_text()
+    old, new = old.format(ws=workspace), new.format(ws=workspace)
+    assert old in text
+    cfg.write_text(text.replace(old, new) if old else text + new + "\n")
+    VaultRepo.init(tmp_path / "memory-vault", "main")
+    for command in ("sync", "init"):
+        proc = run_cli(command, "--config", str(cfg))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines()[0] == (
+            f"Error: {cfg}: {key}: contains a NUL character (\\x00)")

@@ -29,6 +29,8 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
               "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
               "TB": 1000**4, "TIB": 1024**4}
 
+# No path, command or URL can hold one: os and subprocess calls raise on it much later.
+_NUL = "contains a NUL character (\\x00)"
 # The largest file size the OS can report (st_size is a signed 64-bit off_t).
 MAX_SIZE = 2**63 - 1
 
@@ -231,6 +233,8 @@ class _Section:
         # bool is an int subclass in Python; a TOML `true` is never a valid number here.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             self.fail(self.key(name), f"must be {_kindname(kind)}, not {_typename(value)}")
+        if isinstance(value, str) and "\x00" in value:
+            self.fail(self.key(name), _NUL)
         return value
 
     def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -240,6 +244,8 @@ class _Section:
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
                 self.fail(f"{self.key(name)}[{i}]", "must be a non-empty string")
+            if "\x00" in item:
+                self.fail(f"{self.key(name)}[{i}]", _NUL)
         return tuple(value)
 
     def done(self) -> None:
