@@ -117,3 +117,43 @@ def test_open_refuses_what_is_not_a_vault(tmp_path: Path) -> None:
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(Exception, match="not empty"):
         VaultRepo.init(tmp_path / "full", "main")
+
+
+def test_a_project_repository_is_never_taken_for_the_vault(tmp_path: Path,
+                                                           workspace: Path) -> None:
+    """Before: `vault init` said "Already a vault" for any folder with a .git, and the sync
+    then committed agent memory onto the project's checked-out branch (its `git status`
+    showing staged deletions) and wrote the lock and stat cache into its work tree."""
+    from conftest import git, run_cli, write_config
+
+    proj = tmp_path / "proj"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(proj)], check=True)
+    (proj / "code.py").write_text("print('hi')\n")
+    git(proj, "add", "code.py")
+    git(proj, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "-m", "code")
+    before = git(proj, "rev-parse", "HEAD")
+    config = write_config(tmp_path / "w.toml", {"agent": workspace}, vault_path=proj)
+    for command in ("init", "sync", "status"):
+        proc = run_cli(command, "--config", str(config))
+        assert (proc.returncode, proc.stderr.splitlines()[0]) == (
+            10, f"Error: {proj} is a git work tree (it has a .git), not a vault"), proc.stderr
+    assert git(proj, "rev-parse", "HEAD") == before and not (proj / "vault").exists()
+
+    bare = tmp_path / "proj.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(proj), str(bare)], check=True)
+    config = write_config(tmp_path / "b.toml", {"agent": workspace}, vault_path=bare)
+    proc = run_cli("init", "--config", str(config))
+    assert (proc.returncode, proc.stderr.splitlines()[0]) == (
+        1, f"Error: {bare} is a git repository whose branch 'main' was not made by vault; "
+           "refusing to use it as the vault")
+
+    # An empty bare repository, and a bare clone of a vault, are taken.
+    empty, copy = tmp_path / "empty.git", tmp_path / "copy.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(empty)], check=True)
+    config = write_config(tmp_path / "e.toml", {"agent": workspace}, vault_path=empty)
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    assert run_cli("sync", "--quiet", "--config", str(config)).returncode == 0
+    subprocess.run(["git", "clone", "-q", "--bare", str(empty), str(copy)], check=True)
+    config = write_config(tmp_path / "c.toml", {"agent": workspace}, vault_path=copy)
+    proc = run_cli("init", "--config", str(config))
+    assert proc.returncode == 0 and "Already a vault" in proc.stdout, proc.stdout

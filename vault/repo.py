@@ -33,6 +33,12 @@ class CommitInfo:
     parents: tuple[str, ...]
 
 
+def _work_tree(path: Path) -> NoVaultError:
+    return NoVaultError(f"{path} is a git work tree (it has a .git), not a vault",
+                        hint="a vault is a bare repository of its own: set [vault] path to an "
+                             "empty or new folder")
+
+
 class VaultRepo:
     """A bare git repository holding the vault's history on one branch."""
 
@@ -61,8 +67,12 @@ class VaultRepo:
         import pygit2
 
         try:
-            if (path / "HEAD").exists() or (path / ".git").exists():
-                return cls.open(path, branch), False
+            if (path / ".git").exists():
+                raise _work_tree(path)
+            if (path / "HEAD").exists():
+                existing = cls.open(path, branch)
+                existing._check_made_by_vault()
+                return existing, False
             if path.exists() and not path.is_dir():
                 raise RepoError(f"{path} is not a folder",
                                 hint="set [vault] path to an empty or new folder")
@@ -94,12 +104,22 @@ class VaultRepo:
         """Open an existing vault; NoVaultError when there is none."""
         if not path.exists():
             raise NoVaultError(f"no vault at {path}", hint="run `vault init` first")
-        if (path / ".git").is_dir():  # a non-bare repository someone pointed us at
-            path = path / ".git"
+        if (path / ".git").exists():  # a project of the user's: its branch is not ours to move
+            raise _work_tree(path)
         if not ((path / "HEAD").is_file() and (path / "objects").is_dir()):
             raise NoVaultError(f"{path} is not a vault (not a git repository)",
                                hint="run `vault init`, or fix [vault] path")
         return cls(path.resolve(), branch)
+
+    def _check_made_by_vault(self) -> None:
+        """Refuse a repository whose branch holds commits vault did not make (a project's bare
+        repository): a vault's commits carry its trailers; an empty repository is fine."""
+        head = self.head_id()
+        if head is not None and not any(line.startswith("Vault-Host: ") for line in
+                                        self.resolve(head).message.splitlines()):
+            raise VaultError(f"{self.path} is a git repository whose branch '{self.branch}' "
+                             "was not made by vault; refusing to use it as the vault",
+                             hint="set [vault] path to an empty or new folder")
 
     # Reading -------------------------------------------------------------------------------
 
