@@ -125,7 +125,6 @@ def test_diff_path_under_a_host_layout_selects_as_restore_does(tmp_path: Path, c
         assert [a["path"] for a in json.loads(dry.stdout)["actions"]] == want, paths
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py does not pass the config to diff() yet")
 def test_cli_diff_path_under_a_host_layout(tmp_path: Path, clock: Clock) -> None:
     oc = tmp_path / "oc-root"
     (oc / "memory").mkdir(parents=True)

@@ -507,7 +507,7 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
 
     config = load_config_at(config_path)
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
-    result = run_diff(repo, when1, when2, datetime.now(timezone.utc), paths)
+    result = run_diff(repo, when1, when2, datetime.now(timezone.utc), paths, config=config)
     if as_json:
         emit_json({
             "old": {"commit": result.old.id, "time": format_time(result.old.time)},
