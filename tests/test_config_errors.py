@@ -234,3 +234,48 @@ def test_nul_character_is_a_config_error(tmp_path: Path, workspace: Path, key: s
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines()[0] == (
             f"Error: {cfg}: {key}: contains a NUL character (\\x00)")
+
+
+# A source that holds the vault's own files ---------------------------------------------------
+
+ARCHIVES_ITSELF = "every sync would archive the vault itself"
+
+
+@pytest.mark.parametrize("root, shown", [
+    ("{vault}", "{vault} is the vault's own folder"),
+    ("{vault}/vault", "{vault}/vault is inside the vault's own folder {vault}"),
+    ("{vault}/objects/../vault", "{vault}/objects/../vault is inside the vault's own folder {vault}"),
+    ("{link}/sub", "{link}/sub is inside the vault's own folder {vault}"),
+    ("{home}", "{home} is the vault's data folder"),
+    ("{home}/models", "{home}/models is inside the vault's data folder {home}"),
+], ids=["vault", "state-dir", "dotdot", "symlink", "home", "home-models"])
+def test_source_inside_the_vault_is_a_config_error(tmp_path: Path, workspace: Path, root: str,
+                                                   shown: str) -> None:
+    vault = tmp_path / "memory-vault"
+    VaultRepo.init(vault, "main")
+    (tmp_path / "link").symlink_to(vault / "vault")  # (the state dir need not exist yet)
+    names = {"vault": vault, "link": tmp_path / "link", "home": Path(os.environ["VAULT_HOME"])}
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace, "self": Path(root.format(
+        **names))})
+    proc = run_cli("sync", "--config", str(cfg))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        f"Error: {cfg}: sources[1].path: {shown.format(**names)}: {ARCHIVES_ITSELF}")
+
+
+def test_vault_home_source_with_the_default_vault_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "vault.toml"
+    cfg.write_text('[[sources]]\nname = "self"\npath = "$VAULT_HOME/memory-vault/vault"\n')
+    home = Path(os.environ["VAULT_HOME"])
+    proc = run_cli("sync", "--config", str(cfg))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        f"Error: {cfg}: sources[0].path: {home}/memory-vault/vault is inside the vault's own "
+        f"folder {home}/memory-vault: {ARCHIVES_ITSELF}")
+
+
+def test_a_vault_inside_a_source_is_fine(tmp_path: Path, workspace: Path) -> None:
+    vault = workspace / "memory-vault"  # the walk skips it; and a mere name prefix is no parent
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace, "sibling": Path(
+        f"{vault}-notes"), "top": tmp_path}, vault_path=vault)
+    assert [s.name for s in load_config(cfg).sources] == ["agent", "sibling", "top"]

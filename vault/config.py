@@ -361,6 +361,16 @@ def _resolve(path_text: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).absolute()
 
 
+def _inside_own(root: Path, own: list[tuple[str, Path, str]]) -> str | None:
+    """Why root cannot be a source: it is or lies in the vault or its data folder (or None)."""
+    real = os.path.realpath(root)  # (neither side need exist: realpath resolves what does)
+    for own_real, folder, what in own:
+        if os.path.commonpath((real, own_real)) == own_real:
+            where = what if real == own_real else f"inside {what} {folder}"
+            return f"{root} is {where}: every sync would archive the vault itself"
+    return None  # (the other way round is fine: the walk skips a vault inside a source)
+
+
 def parse_config(raw: dict[str, Any], *, file: Path | None = None,
                  env: Mapping[str, str] | None = None) -> Config:
     """Validate a parsed TOML document into a Config; relative paths are relative to the file."""
@@ -412,6 +422,8 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     sources: list[SourceConfig] = []
     raw_sources = top.get("sources", list, [])
     seen: set[str] = set()
+    own = [(os.path.realpath(vault.path), vault.path, "the vault's own folder"),
+           (os.path.realpath(home), home, "the vault's data folder")]
     for i, item in enumerate(raw_sources):
         sec = _Section(item, f"sources[{i}]", file)
         name = sec.get("name", str, None)
@@ -425,13 +437,16 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         root_text = sec.get("path", str, None)
         if not root_text:
             sec.fail(sec.key("path"), "missing (the folder that holds this source's memory)")
+        root = _resolve(root_text, base)
+        problem = _inside_own(root, own)
+        if problem is not None:
+            sec.fail(sec.key("path"), problem)
         include = sec.strings("include", ("*",))
         exclude = sec.strings("exclude", ())
         _check_patterns(sec, "include", include)
         _check_patterns(sec, "exclude", exclude)
         sec.done()
-        sources.append(SourceConfig(name=name, root=_resolve(root_text, base),
-                                    include=include, exclude=exclude))
+        sources.append(SourceConfig(name=name, root=root, include=include, exclude=exclude))
 
     sec_raw = _Section(top.get("secrets", dict, {}), "secrets", file)
     policy = sec_raw.get("policy", str, "block")
