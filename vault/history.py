@@ -8,6 +8,10 @@ from datetime import datetime
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import compile_patterns
 
+# How many commits in a row must be older than --since before the walk stops: a clock that
+# went backwards leaves an old timestamp between newer ones (git's revision.c SLOP).
+SLOP = 5
+
 
 @dataclass(frozen=True)
 class LogEntry:
@@ -23,9 +27,14 @@ def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None 
     matcher = compile_patterns(paths) if paths else None
     exact = {p.strip("/") for p in paths}
     entries: list[LogEntry] = []
+    older = 0
     for info in repo.walk():
         if since is not None and info.time < since:
-            break
+            older += 1
+            if older >= SLOP:
+                break
+            continue
+        older = 0
         changes: tuple[tuple[str, str], ...] = ()
         if matcher is not None:
             changed = repo.changed_paths(info.id)

@@ -1,0 +1,47 @@
+"""`vault log` at its edges: clocks that went backwards."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from vault.config import Config
+from vault.history import log
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def sync_at(config: Config, workspace: Path, at: datetime) -> str:
+    """One commit stamped at `at` (the workspace changes so that there is something to commit)."""
+    (workspace / "MEMORY.md").write_text(f"# Memory\n\n- noted at {at.isoformat()}\n")
+    result = sync(config, now=lambda: at)
+    assert result.commit is not None
+    return result.commit
+
+
+def test_since_walks_past_a_clock_that_went_backwards(config_file: Path, config: Config,
+                                                       vault: VaultRepo, workspace: Path) -> None:
+    now = datetime.now(timezone.utc)
+    ten, hours_ago, five = (sync_at(config, workspace, now - timedelta(minutes=m))
+                            for m in (10, 120, 5))
+    proc = run_cli("log", "--json", "--since", "20 minutes ago", "--config", str(config_file))
+    assert proc.returncode == 0, proc.stderr
+    assert [c["commit"] for c in json.loads(proc.stdout)["commits"]] == [five, ten]
+    assert hours_ago not in proc.stdout
+
+
+@pytest.mark.parametrize("older, listed", [(4, True), (5, False)])
+def test_since_stops_after_five_older_commits_in_a_row(config: Config, vault: VaultRepo,
+                                                       workspace: Path, older: int,
+                                                       listed: bool) -> None:
+    now = datetime(2026, 11, 21, 10, 15, tzinfo=timezone.utc)
+    first = sync_at(config, workspace, now - timedelta(minutes=10))
+    for i in range(older):
+        sync_at(config, workspace, now - timedelta(hours=2, minutes=i))
+    last = sync_at(config, workspace, now - timedelta(minutes=5))
+    ids = [e.commit.id for e in log(vault, since=now - timedelta(minutes=20))]
+    assert ids == ([last, first] if listed else [last])  # git's SLOP: the same walk, the same cut
