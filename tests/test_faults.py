@@ -1368,6 +1368,40 @@ def test_a_journal_named_file_beside_an_unreadable_file_is_kept(nobody_root: Pat
     assert "agent/trip-journal" in tree(setup.vault)  # a skip is never a deletion
 
 
+def test_a_write_protected_wal_database(nobody_root: Path) -> None:
+    """Before: SQLite fell back to read-only and left a -shm and a -wal in the source folder,
+    on a dry run too; in a read-only folder it failed, and the sync listed the database as
+    skipped ("SQLite: ReadOnlyError") and exited 0: under --quiet, never backed up, unsaid."""
+    setup = nobody_setup(nobody_root)
+    ws = setup.sources["agent"]
+    db = apsw.Connection(str(ws / "memory.db"))
+    db.execute("INSERT INTO memories(content) VALUES('archived')")
+    db.close()  # the last connection: checkpointed, no -wal left
+    (ws / "memory.db").chmod(0o444)
+    before = sorted(p.name for p in ws.iterdir())
+    assert run_as_nobody(setup, "sync", "--dry-run").returncode == 0
+    assert sorted(p.name for p in ws.iterdir()) == before
+    proc = run_as_nobody(setup, "sync", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["modified"] == ["agent/memory.db"]
+    assert sorted(p.name for p in ws.iterdir()) == before
+    assert "archived" in git(setup.vault, "show", "main:agent/memory.db")
+    # A -wal to replay, no -shm, a folder nobody may write to: it cannot be read. Said.
+    writer = subprocess.run([sys.executable, "-c", "import apsw, os, sys\n"
+                             "db = apsw.Connection(sys.argv[1])\n"
+                             "db.execute(\"INSERT INTO memories(content) VALUES('late')\")\n"
+                             "os._exit(0)\n", str(ws / "memory.db")], check=False)
+    assert writer.returncode == 0
+    Path(f"{ws / 'memory.db'}-shm").unlink()
+    ws.chmod(0o555)
+    try:
+        assert_error(run_as_nobody(setup, "sync", "--quiet"), 1, "agent/memory.db",
+                     "SQLite: cannot open database: SQLite cannot open it, or the -wal and "
+                     "-shm it needs beside it")
+    finally:
+        ws.chmod(0o755)
+
+
 def test_init_below_a_folder_nobody_may_enter(nobody_root: Path) -> None:
     setup = Setup(nobody_root, {"agent": small_workspace(nobody_root)})
     setup.vault = nobody_root / "locked" / "memory-vault"

@@ -183,17 +183,34 @@ def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: in
             return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms)
         except apsw.ReadOnlyError:
             pass  # A hot journal left by a crashed writer: only a writer may roll it back.
+    elif not os.access(path, os.W_OK) and not _has_data(f"{path}-wal"):
+        # Write-protected, so SQLite would fall back to read-only and leave a -shm (and -wal)
+        # in the user's folder, or fail in a read-only folder; with no -wal to replay, the file
+        # is the whole database, and no one can write to it: read it as immutable.
+        from urllib.parse import quote
+
+        return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+                          busy_timeout_ms, name=f"file:{quote(str(path))}?immutable=1")
     return _copy_from(path, copy, apsw.SQLITE_OPEN_READWRITE, busy_timeout_ms)
 
 
-def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: int) -> str:
-    """Open path with flags and back it up into copy; return the source's journal mode."""
+def _has_data(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: int,
+               name: str | None = None) -> str:
+    """Open path (by name, a URI, when given) with flags and back it up into copy; return the
+    source's journal mode."""
     # Closing the last connection to a WAL database checkpoints it into the database file: a
     # write to the user's file a backup (or a dry run) must not make. Only when its -wal and
     # -shm are both there already: those this connection creates are empty and go away on
     # close (with a checkpoint of nothing, or of a -wal left by a writer in exclusive mode).
     wal_there = os.path.lexists(f"{path}-wal") and os.path.lexists(f"{path}-shm")
-    source = apsw.Connection(str(path), flags=flags)
+    source = apsw.Connection(name or str(path), flags=flags)
     try:
         if wal_there:
             source.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
@@ -231,8 +248,13 @@ def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSn
             "database disk image is malformed (corrupt or truncated)",
             hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
         )
-    if isinstance(e, apsw.CantOpenError):
-        return SqliteSnapshotError(f"cannot open database: {_message(e)}")
+    if isinstance(e, (apsw.CantOpenError, apsw.ReadOnlyError)):
+        # (ReadOnlyError: a WAL database SQLite could open only read-only, which needs a -shm)
+        why = _message(e)
+        if why in ("CantOpenError", "ReadOnlyError"):
+            why = "SQLite cannot open it, or the -wal and -shm it needs beside it"
+        return SqliteSnapshotError(f"cannot open database: {why}",
+                                   hint=f"let this user read and write {path} and its folder")
     return SqliteSnapshotError(_message(e))
 
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 SECRETS_WIRED = True  # every file read by a sync goes through the [secrets] policy
 CACHE_NAME = "stat-cache.json"
+# Skips that will not fix themselves, unlike a busy file: they fail the sync, so cron hears.
+_WONT_FIX_ITSELF = ("cannot read:", "cannot stat:", "SQLite: cannot read:",
+                    "SQLite: cannot open database:")
 # Touched by every sync that completes without failures, changed or not (its mtime is the time):
 # "last sync" is this, not the last commit, or an agent idle for an hour would look overdue.
 LAST_RUN_NAME = "last-sync"
@@ -369,7 +372,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                     _report_corrupt(plan, source.name, vpath, entry.path, snap.reason)
             if snap.data is None:
                 plan.skipped.append(Skipped(vpath, snap.reason or "unreadable"))
-                if snap.reason and snap.reason.startswith(("cannot read:", "cannot stat:")):
+                if snap.reason and snap.reason.startswith(_WONT_FIX_ITSELF):
                     # Unlike a busy file, this will not fix itself: cron must hear of it.
                     plan.failures.append(SourceFailure(source.name, f"{vpath}: {snap.reason}",
                                                        path=vpath))
