@@ -92,7 +92,10 @@ def test_quiet_sync_prints_nothing_and_failures_exit_1(config_file: Path, tmp_pa
     workspace.rename(tmp_path / "gone")
     failed = run_cli("sync", "--quiet", "--config", str(config_file))
     assert failed.returncode == 1
-    assert failed.stderr == f"Error: source 'agent': folder not found: {workspace}\n"
+    assert failed.stderr == (f"Error: source 'agent': folder not found: {workspace}\n"
+                             "Hint: is the disk mounted? the vault keeps its last copy\n")
+    status = run_cli("status", "--config", str(config_file))
+    assert f"Problem:   source 'agent': folder not found: {workspace}\n" in status.stdout
 
 
 def test_dry_run_human_output(config_file: Path) -> None:

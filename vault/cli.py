@@ -118,7 +118,7 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
     if result.commit and config.index.after_sync:
         _index_after_sync(config, result.commit, as_json, quiet)
     for failure in result.failures:
-        print_error(failure.message)
+        print_error(failure.message, failure.hint)
     if not result.ok:
         if not dry_run:
             summary = (result.failures[0].message if len(result.failures) == 1 else
@@ -243,7 +243,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     else:
         click.echo(f"Pending:   nothing ({p.unchanged} files up to date)")
     for failure in p.failures:
-        click.echo(f"Problem:   source '{failure.source}': {failure.message}")
+        click.echo(f"Problem:   {failure.message}")  # (it names the source or the file)
     if st.remote:
         click.echo(f"Remote:    {st.remote} ({st.unpushed} commit(s) not pushed yet)"
                    if st.unpushed else f"Remote:    {st.remote} (up to date)")

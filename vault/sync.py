@@ -84,6 +84,7 @@ class SourceFailure:
     source: str
     message: str
     path: str | None = None  # set when one file failed (corrupt), not the whole source
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
         try:
             scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
         except SourceError as exc:
-            plan.failures.append(SourceFailure(source.name, exc.message))
+            plan.failures.append(SourceFailure(source.name, exc.message, hint=exc.hint))
             return False
     changes: dict[str, tuple[str, int] | None] = {}
     added: list[str] = []
