@@ -1,4 +1,4 @@
-"""`vault log` at its edges: clocks that went backwards."""
+"""`vault log` at its edges: clocks that went backwards, bad --path patterns."""
 
 from __future__ import annotations
 
@@ -45,3 +45,16 @@ def test_since_stops_after_five_older_commits_in_a_row(config: Config, vault: Va
     last = sync_at(config, workspace, now - timedelta(minutes=5))
     ids = [e.commit.id for e in log(vault, since=now - timedelta(minutes=20))]
     assert ids == ([last, first] if listed else [last])  # git's SLOP: the same walk, the same cut
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("!", "'!' is not a valid gitignore pattern (a lone '!' negates nothing)"),
+    ("\\", "'\\\\' is not a valid gitignore pattern (it ends with a lone '\\')"),
+    ("[z-a]", "'[z-a]' is not a valid pattern: bad character range z-a"),
+])
+def test_bad_path_pattern_is_a_usage_error(config_file: Path, config: Config, vault: VaultRepo,
+                                           pattern: str, message: str) -> None:
+    sync(config)
+    proc = run_cli("log", "--path", "MEMORY.md", "--path", pattern, "--config", str(config_file))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == f"Error: --path: {message}"

@@ -317,23 +317,32 @@ def _check_patterns(sec: _Section, name: str, patterns: tuple[str, ...]) -> None
 
     if set(patterns) <= MATCH_ALL:
         return  # the scan takes these without compiling anything
-    import pathspec
-
     for i, pattern in enumerate(patterns):
         key = f"{sec.key(name)}[{i}]"
         try:
-            parsed = pathspec.GitIgnoreSpec.from_lines([pattern]).patterns
-        except re.error as exc:  # pathspec turns '[z-a]' into a regex that does not compile
-            sec.fail(key, f"{pattern!r} is not a valid pattern: {exc.msg}")
-        except ValueError:  # pathspec's GitIgnorePatternError
-            sec.fail(key, f"{pattern!r} is not a valid gitignore pattern{_pattern_why(pattern)}")
+            parsed = parse_pattern(pattern)
+        except ValueError as exc:
+            sec.fail(key, str(exc))
         if all(p.include is None for p in parsed):
             sec.fail(key, f"{pattern!r} matches nothing in gitignore syntax"
                      f"{_pattern_why(pattern)}")
     try:
         compile_patterns(patterns)  # the scan's own compiler, on the list as a whole
     except (re.error, ValueError) as exc:
-        sec.fail(sec.key(name), f"the patterns do not compile together: {_reason(exc)}")
+        sec.fail(sec.key(name), f"the patterns do not compile together: {pattern_reason(exc)}")
+
+
+def parse_pattern(pattern: str) -> list[Any]:
+    """pathspec's reading of one gitignore pattern; ValueError saying why it has none."""
+    import pathspec
+
+    try:
+        return list(pathspec.GitIgnoreSpec.from_lines([pattern]).patterns)
+    except re.error as exc:  # pathspec turns '[z-a]' into a regex that does not compile
+        raise ValueError(f"{pattern!r} is not a valid pattern: {exc.msg}") from None
+    except ValueError:  # pathspec's GitIgnorePatternError
+        raise ValueError(f"{pattern!r} is not a valid gitignore pattern"
+                         f"{_pattern_why(pattern)}") from None
 
 
 def _pattern_why(pattern: str) -> str:
@@ -352,7 +361,8 @@ def _pattern_why(pattern: str) -> str:
     return ""
 
 
-def _reason(exc: Exception) -> str:
+def pattern_reason(exc: Exception) -> str:
+    """What a pattern compiler's error says (re.error keeps it apart from the position)."""
     return exc.msg if isinstance(exc, re.error) else (str(exc) or type(exc).__name__)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from vault.config import parse_pattern, pattern_reason
+from vault.errors import UsageError
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import compile_patterns
 
@@ -24,7 +28,7 @@ class LogEntry:
 def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None = None,
         limit: int | None = None) -> list[LogEntry]:
     """Commits on the vault's branch, newest first; paths are exact paths, folders or globs."""
-    matcher = compile_patterns(paths) if paths else None
+    matcher = _matcher(paths) if paths else None
     exact = {p.strip("/") for p in paths}
     entries: list[LogEntry] = []
     older = 0
@@ -47,3 +51,17 @@ def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None 
         if limit is not None and len(entries) >= limit:
             break
     return entries
+
+
+def _matcher(paths: tuple[str, ...]) -> Callable[[str], bool]:
+    """--path patterns compiled the way the scan compiles them; a bad one is a usage error."""
+    try:
+        return compile_patterns(paths)
+    except (re.error, ValueError) as exc:
+        reason = pattern_reason(exc)
+    for path in paths:  # name the pattern, as the config check does
+        try:
+            parse_pattern(path)
+        except ValueError as exc:
+            raise UsageError(f"--path: {exc}") from None
+    raise UsageError(f"--path: the patterns do not compile together: {reason}")
