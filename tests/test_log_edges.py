@@ -1,4 +1,4 @@
-"""`vault log` at its edges: clocks that went backwards, bad --path patterns."""
+"""`vault log` at its edges: a clock that went backwards, bad --path and --since values."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from conftest import run_cli
 
 from vault.config import Config
-from vault.history import log
+from vault.errors import UsageError
+from vault.history import log, since_time
 from vault.repo import VaultRepo
 from vault.sync import sync
 
@@ -58,3 +59,14 @@ def test_bad_path_pattern_is_a_usage_error(config_file: Path, config: Config, va
     proc = run_cli("log", "--path", "MEMORY.md", "--path", pattern, "--config", str(config_file))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines()[0] == f"Error: --path: {message}"
+
+
+@pytest.mark.parametrize("spec", ["HEAD~99", "0123abcd"])
+def test_since_an_unknown_commit_is_a_usage_error(config: Config, vault: VaultRepo,
+                                                  spec: str) -> None:
+    sync(config)
+    now = datetime.now(timezone.utc)
+    with pytest.raises(UsageError, match=f"^--since: no commit '{spec}' in the vault$") as info:
+        since_time(vault, spec, now)
+    assert info.value.exit_code == 2
+    assert since_time(vault, "HEAD", now) == vault.resolve("HEAD").time

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vault.config import parse_pattern, pattern_reason
-from vault.errors import UsageError
+from vault.errors import RepoError, UsageError
 from vault.repo import CommitInfo, VaultRepo
 from vault.sources import compile_patterns
 
@@ -51,6 +51,19 @@ def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None 
         if limit is not None and len(entries) >= limit:
             break
     return entries
+
+
+def since_time(repo: VaultRepo, text: str, now: datetime) -> datetime:
+    """--since WHEN as a time: a time, a duration ago, or a commit's time (one that exists)."""
+    from vault.when import Revision, parse_when
+
+    when = parse_when(text, now=now, date_means="start")
+    if not isinstance(when, Revision):
+        return when.at
+    try:
+        return repo.resolve(when.spec).time
+    except RepoError as exc:  # a typo on the command line, not a damaged vault
+        raise UsageError(f"--since: {exc.message}", hint=exc.hint) from None
 
 
 def _matcher(paths: tuple[str, ...]) -> Callable[[str], bool]:
