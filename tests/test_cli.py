@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -154,3 +156,16 @@ def test_every_cli_option_is_in_the_readme() -> None:
         assert f"vault {name}" in readme, name
         for option in _options(command):
             assert option in readme, f"vault {name} {option}"
+
+
+def test_a_reader_that_stops_early_is_not_a_failure(config_file: Path) -> None:
+    """`vault log | head -1`: before, click turned the broken pipe into exit 1."""
+    assert run_cli("init", "--config", str(config_file)).returncode == 0
+    assert run_cli("sync", "--quiet", "--config", str(config_file)).returncode == 0
+    for args in (("log",), ("log", "--json"), ("status",)):
+        proc = subprocess.Popen([sys.executable, "-m", "vault", *args, "--config",
+                                 str(config_file)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # gone before vault writes a line
+        assert (proc.wait(timeout=60), proc.stderr.read()) == (0, b"")

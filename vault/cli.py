@@ -16,7 +16,21 @@ from vault.cliutil import (  # noqa: F401 - re-exported for command modules
     EXIT_CODE_HELP, Abort, config_option, emit_json, json_option, load_config_at, print_error)
 
 
-@click.group(epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _ReaderGone(Exception):
+    """The program reading vault's output stopped (`vault log | head`)."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        # click itself turns a broken pipe into exit 1 (after its own try): said here first.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _ReaderGone() from exc
+
+
+@click.group(cls=_Group, epilog=EXIT_CODE_HELP,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vault")
 def cli() -> None:
     """vault: a Git-backed memory vault for AI agents.
@@ -734,7 +748,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         _exit_interrupted()
-    except BrokenPipeError:
+    except (BrokenPipeError, _ReaderGone):
+        # What is left in stdout's buffer goes nowhere (Python would report the pipe once more
+        # when it flushes at exit): the reader has what it wanted, so this is a success.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if debug:
