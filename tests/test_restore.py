@@ -412,8 +412,12 @@ def test_a_file_in_the_way_of_a_folder_is_a_clear_error(config: Config, vault: V
                                                         clock: Clock, workspace: Path,
                                                         tmp_path: Path) -> None:
     out = file_where_a_folder_goes(config, clock, workspace, tmp_path)
-    with pytest.raises(RestoreError, match="notes/x.md: cannot write: Not a directory"):
-        restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
+    # Said while planning (before: only once writing, after a dry run had said "create").
+    for dry_run in (True, False):
+        with pytest.raises(RestoreError, match=f"cannot restore agent/notes/x.md: "
+                           f"{out / 'agent' / 'notes'} is a file where the restore needs a "
+                           "folder"):
+            restore(config, RestoreOptions(at="HEAD", to=out, dry_run=dry_run), now=clock)
     assert (out / "agent" / "notes").read_text() == "a file where the folder goes\n"
     assert leftovers(out) == []
 
@@ -795,3 +799,16 @@ def test_an_interrupted_restore_to_a_folder_says_what_it_did(
         restore(config, RestoreOptions(at="HEAD", to=out), now=clock)
     assert err.value.message == "interrupted (part of the restore was carried out)"
     assert err.value.exit_code == 130
+
+
+def test_a_path_that_matches_nothing_is_said_with_delete_too(config: Config, vault: VaultRepo,
+                                                             clock: Clock,
+                                                             tmp_path: Path) -> None:
+    """Before: with --delete, a --path that matched nothing anywhere (a typo) was a restore
+    of nothing, exit 0."""
+    sync(config, now=clock)
+    for to in (tmp_path / "out", None):
+        with pytest.raises(RestoreError, match=r"nothing matches in commit \w{10}, nor among "
+                                               "the files there now"):
+            restore(config, RestoreOptions(at="HEAD", to=to, paths=("zzz",), delete=True,
+                                           dry_run=True), now=clock)

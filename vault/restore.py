@@ -200,6 +200,11 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
             if path not in files:  # its target as for a write: resolved, checked, in a root
                 actions.append(Action("delete", path, targets.target(path)[0]))
         actions.sort(key=lambda a: a.path)
+        if not actions:  # (a pattern with a typo in it: said, as without --delete)
+            raise RestoreError(f"nothing matches in commit {commit.id[:10]}, nor among the "
+                               "files there now",
+                               hint="check --source and --path (`vault log --path` helps)")
+    targets.refuse_files_in_the_way(actions)
     return RestorePlan(commit=commit, into=str(options.to) if options.to else None,
                        actions=tuple(actions))
 
@@ -439,6 +444,7 @@ class _Targets:
         self._to = options.to
         self._checked: dict[str, Path] = {}
         self._folders: dict[tuple[Path, str], tuple[str, bool]] = {}
+        self.in_the_way: dict[str, str] = {}  # vault path -> a file where its folder goes
 
     def target(self, path: str) -> tuple[str, bool]:
         """The file path for a vault path (checked with check_vault_path), and whether its
@@ -455,9 +461,26 @@ class _Targets:
         known = self._folders.get((root, folder_rel))
         if known is None or not name:
             folder = safe_target(root, rel, self._checked).parent
+            missing = not os.path.lexists(folder)
+            if missing or not folder.is_dir():
+                there = folder  # the nearest thing on disk on the way: a folder, or in the way
+                while not os.path.lexists(there) and there != there.parent:
+                    there = there.parent
+                if not there.is_dir():
+                    self.in_the_way[path] = str(there)
             known = self._folders[(root, folder_rel)] = (str(folder).rstrip("/") + "/",
-                                                        not os.path.lexists(folder))
+                                                        missing)
         return known[0] + name, known[1]
+
+    def refuse_files_in_the_way(self, actions: list[Action]) -> None:
+        """Refuse, while planning (so that a dry run says it too), a file where the restore
+        needs a folder, unless the plan deletes it first."""
+        deleted = {a.target for a in actions if a.action == "delete"}
+        for path, there in sorted(self.in_the_way.items()):
+            if there not in deleted:
+                raise RestoreError(f"cannot restore {path}: {there} is a file where the "
+                                   "restore needs a folder",
+                                   hint="move it away, or restore elsewhere with --to DIR")
 
 
 def _verb(reader: BlobReader, target: Path, oid: str, mode: int) -> str:
