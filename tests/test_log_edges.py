@@ -70,3 +70,12 @@ def test_since_an_unknown_commit_is_a_usage_error(config: Config, vault: VaultRe
         since_time(vault, spec, now)
     assert info.value.exit_code == 2
     assert since_time(vault, "HEAD", now) == vault.resolve("HEAD").time
+
+
+def test_since_an_unknown_commit_on_the_command_line(config_file: Path, config: Config,
+                                                    vault: VaultRepo) -> None:
+    """Before: exit 1, which means "a source could not be synced"."""
+    sync(config)
+    proc = run_cli("log", "--since", "HEAD~99", "--config", str(config_file))
+    assert (proc.returncode, proc.stderr.splitlines()[0]) == (
+        2, "Error: --since: no commit 'HEAD~99' in the vault")

@@ -312,12 +312,9 @@ def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: s
 
 
 def _since(repo: Any, text: str) -> datetime:
-    from vault.when import Revision, parse_when
+    from vault.history import since_time
 
-    when = parse_when(text, now=datetime.now(timezone.utc), date_means="start")
-    if isinstance(when, Revision):
-        return repo.resolve(when.spec).time  # type: ignore[no-any-return]
-    return when.at
+    return since_time(repo, text, datetime.now(timezone.utc))
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
