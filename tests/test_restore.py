@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -812,3 +813,15 @@ def test_a_path_that_matches_nothing_is_said_with_delete_too(config: Config, vau
                                                "the files there now"):
             restore(config, RestoreOptions(at="HEAD", to=to, paths=("zzz",), delete=True,
                                            dry_run=True), now=clock)
+
+
+@pytest.mark.parametrize("name", ["..", "../victim", "a/b", ""])
+def test_source_must_be_a_source_name(config: Config, vault: VaultRepo, clock: Clock,
+                                      tmp_path: Path, name: str) -> None:
+    """Before: `--source .. --to DIR --delete` was refused as "unsafe path in the vault:
+    '../victim/file'", which says nothing about the option given."""
+    sync(config, now=clock)
+    with pytest.raises(UsageError, match=f"^--source {re.escape(repr(name))}: not a source "
+                                         "name"):
+        restore(config, RestoreOptions(at="HEAD", to=tmp_path / "out", sources=(name,),
+                                       delete=True, dry_run=True), now=clock)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vault.config import Config
+from vault.config import SOURCE_NAME_RE, Config
 from vault.errors import (EXIT_INTERRUPTED, RepoError, SqliteSnapshotError, UsageError,
                           VaultError)
 from vault.fsutil import BatchWriter, OutsideRoots, Staged, fsync_dir, sync_filesystem
@@ -146,6 +146,9 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
     commit = resolve_at(repo, options.at, now)
     known = {s.name: s for s in config.sources}
     for name in options.sources:
+        if not SOURCE_NAME_RE.match(name):
+            raise UsageError(f"--source {name!r}: not a source name (letters, digits, '.', '_' "
+                             "or '-')")
         if name not in known and options.to is None:
             raise UsageError(f"no source named {name!r} in the config",
                              hint="use --to DIR to restore a source that is not configured")
