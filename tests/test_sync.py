@@ -154,11 +154,14 @@ def test_jsonl_partial_line_waits(config: Config, vault: VaultRepo, clock: Clock
     transcript = workspace / "sessions" / "s1.jsonl"
     complete = transcript.read_bytes()
     transcript.write_bytes(complete + b'{"type": "message", "role": "assis')
-    sync(config, now=clock)
+    # Said, not only held back (a writer that died mid-line would leave it so).
+    assert [(w.path, w.reason) for w in sync(config, now=clock).waiting] == [
+        ("agent/sessions/s1.jsonl", "34 bytes of an unfinished last line wait for its newline")]
     assert show(vault, "main", "agent/sessions/s1.jsonl") == complete
     transcript.write_bytes(complete + b'{"type": "message", "role": "assistant"}\n')
     clock.tick()
-    assert sync(config, now=clock).modified == ("agent/sessions/s1.jsonl",)
+    done = sync(config, now=clock)
+    assert done.modified == ("agent/sessions/s1.jsonl",) and done.waiting == ()
     assert show(vault, "main", "agent/sessions/s1.jsonl").endswith(b'"assistant"}\n')
 
 

@@ -181,6 +181,7 @@ def sync_json(result: Any) -> dict[str, Any]:
             "ok": result.ok,
             "corrupt": [{"path": c.path, "reason": c.reason} for c in result.corrupt],
             "redacted": [{"path": r.path, "reason": r.reason} for r in result.redacted],
+            "waiting": [{"path": w.path, "reason": w.reason} for w in result.waiting],
             "rollbacks": [{"path": r.path, "aside": r.aside, "restored_from": r.commit}
                           for r in result.rollbacks],
             "push": None if result.push is None else {
@@ -210,6 +211,8 @@ def _render_sync(result: Any) -> None:
             click.echo(f"  ... and {len(paths) - 20} more ({tag})")
     for item in result.redacted:
         click.echo(f"Redacted {item.path}: {item.reason}")
+    for item in result.waiting:
+        click.echo(f"Waiting: {item.path}: {item.reason}")
     if result.skipped:
         click.echo(f"Skipped {len(result.skipped)} (the vault keeps the last good version):")
         for item in result.skipped:

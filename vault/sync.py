@@ -105,6 +105,9 @@ class SyncResult:
     corrupt: tuple[CorruptFile, ...] = ()  # files that were good and are now damaged
     redacted: tuple[Skipped, ...] = ()  # committed with secrets replaced ([secrets] redact)
     rollbacks: tuple[Rollback, ...] = ()  # what [health] auto_rollback put back
+    # JSONL files stored up to their last whole line: the rest waits for its newline (listed
+    # by the sync that read the file; a writer that died mid-line leaves it there)
+    waiting: tuple[Skipped, ...] = ()
     # Vault paths in scan order and a hash of their stat keys, when every source was scanned
     # and every file proved by its stat: what vault.quick compares on the next sync.
     proof: tuple[str, int] | None = field(default=None, repr=False, compare=False)
@@ -135,6 +138,7 @@ class _Plan:
     reads: int = 0
     corrupt: list[tuple[str, str, str]] = field(default_factory=list)  # (vault path, file, why)
     redacted: list[Skipped] = field(default_factory=list)  # committed with secrets replaced
+    waiting: list[Skipped] = field(default_factory=list)  # JSONL with an unfinished last line
     allowed: frozenset[str] | None = None  # fingerprints known not to be secrets (read lazily)
 
 
@@ -306,7 +310,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
                       deleted=tuple(plan.deleted), skipped=tuple(plan.skipped),
                       unchanged=plan.unchanged, failures=tuple(plan.failures), parent=head,
                       corrupt=tuple(CorruptFile(*c) for c in plan.corrupt),
-                      redacted=tuple(plan.redacted))
+                      redacted=tuple(plan.redacted), waiting=tuple(plan.waiting))
 
 
 def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: StatCache,
@@ -379,6 +383,9 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                                                        path=vpath))
                 keep.add(vpath)
                 continue
+            if snap.held_back:
+                plan.waiting.append(Skipped(vpath, f"{snap.held_back} bytes of an unfinished "
+                                                   "last line wait for its newline"))
             data = _screen(config, plan, vpath, snap.data)
             if data is None:  # a secret under policy "block": the last clean version stays
                 keep.add(vpath)
