@@ -169,3 +169,16 @@ def test_a_reader_that_stops_early_is_not_a_failure(config_file: Path) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()  # gone before vault writes a line
         assert (proc.wait(timeout=60), proc.stderr.read()) == (0, b"")
+
+
+def test_a_name_with_a_newline_is_quoted_in_human_output(config_file: Path,
+                                                         workspace: Path) -> None:
+    """Before: `  A agent/new` then `line.md` on a line of its own (the commit message and
+    --json were right)."""
+    (workspace / "new\nline.md").write_text("x\n")
+    assert run_cli("init", "--config", str(config_file)).returncode == 0
+    proc = run_cli("sync", "--config", str(config_file))
+    assert proc.returncode == 0, proc.stderr
+    assert '  A "agent/new\\nline.md"' in proc.stdout.splitlines()
+    log = run_cli("log", "--path", "*line.md", "--config", str(config_file))
+    assert '    A "agent/new\\nline.md"' in log.stdout.splitlines(), log.stdout

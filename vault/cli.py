@@ -13,7 +13,8 @@ from vault import __version__
 from vault.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
 
 from vault.cliutil import (  # noqa: F401 - re-exported for command modules
-    EXIT_CODE_HELP, Abort, config_option, emit_json, json_option, load_config_at, print_error)
+    EXIT_CODE_HELP, Abort, config_option, emit_json, json_option, load_config_at, print_error,
+    shown)
 
 
 class _ReaderGone(Exception):
@@ -206,17 +207,17 @@ def _render_sync(result: Any) -> None:
         click.echo(f"Nothing changed ({result.unchanged} files checked); no commit.")
     for tag, paths in (("M", result.modified), ("A", result.added), ("D", result.deleted)):
         for path in paths[:20]:
-            click.echo(f"  {tag} {path}")
+            click.echo(f"  {tag} {shown(path)}")
         if len(paths) > 20:
             click.echo(f"  ... and {len(paths) - 20} more ({tag})")
     for item in result.redacted:
-        click.echo(f"Redacted {item.path}: {item.reason}")
+        click.echo(f"Redacted {shown(item.path)}: {item.reason}")
     for item in result.waiting:
-        click.echo(f"Waiting: {item.path}: {item.reason}")
+        click.echo(f"Waiting: {shown(item.path)}: {item.reason}")
     if result.skipped:
         click.echo(f"Skipped {len(result.skipped)} (the vault keeps the last good version):")
         for item in result.skipped:
-            click.echo(f"  {item.path}: {item.reason}")
+            click.echo(f"  {shown(item.path)}: {item.reason}")
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
@@ -311,7 +312,7 @@ def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: s
         click.echo(f"{entry.commit.id[:10]}  {format_time(entry.commit.time)}  "
                    f"{entry.commit.summary}")
         for status_code, path in entry.changes:
-            click.echo(f"    {status_code} {path}")
+            click.echo(f"    {status_code} {shown(path)}")
 
 
 def _since(repo: Any, text: str) -> datetime:
@@ -386,7 +387,7 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
                    "(the state just replaced is in the vault).")
     for action in result.plan.actions:
         if action.set_aside:
-            click.echo(f"Kept aside (not in the vault): {action.set_aside}")
+            click.echo(f"Kept aside (not in the vault): {shown(action.set_aside)}")
     if result.redacted:
         click.echo(f"Warning: {len(result.redacted)} restored file(s) hold [REDACTED:...] "
                    "markers: the secrets they held were never stored and cannot come back "
@@ -405,11 +406,11 @@ def _render_plan(plan: Any, limit: int | None) -> None:
 
     where = f"into {plan.into}" if plan.into else "into the live sources"
     click.echo(f"Restoring commit {plan.commit.id[:10]} ({format_time(plan.commit.time)}) {where}")
-    shown = [a for a in plan.actions if a.action != "unchanged"]
-    for action in shown[:limit]:
-        click.echo(f"  {action.action:9} {action.path}")
-    if limit is not None and len(shown) > limit:
-        click.echo(f"  ... and {len(shown) - limit} more")
+    changing = [a for a in plan.actions if a.action != "unchanged"]
+    for action in changing[:limit]:
+        click.echo(f"  {action.action:9} {shown(action.path)}")
+    if limit is not None and len(changing) > limit:
+        click.echo(f"  ... and {len(changing) - limit} more")
     counts = {k: sum(1 for a in plan.actions if a.action == k)
               for k in ("create", "overwrite", "delete", "unchanged")}
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -543,15 +544,15 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
     tag = {"added": "A", "modified": "M", "deleted": "D"}
     for f in result.files:
         if not f.sqlite:
-            click.echo(f"  {tag[f.status]} {f.path}  +{f.lines_added} -{f.lines_removed}")
+            click.echo(f"  {tag[f.status]} {shown(f.path)}  +{f.lines_added} -{f.lines_removed}")
             continue
         if f.kind_changed:  # a plain file on one side: its lines, then the tables
             kinds = " -> ".join("SQLite" if k == "sqlite" else "plain"
                                 for k in (f.old_kind, f.new_kind))
-            click.echo(f"  {tag[f.status]} {f.path}  ({kinds})  +{f.lines_added} "
+            click.echo(f"  {tag[f.status]} {shown(f.path)}  ({kinds})  +{f.lines_added} "
                        f"-{f.lines_removed}")
         else:
-            click.echo(f"  {tag[f.status]} {f.path}  (SQLite)")
+            click.echo(f"  {tag[f.status]} {shown(f.path)}  (SQLite)")
         for t in f.tables:
             what = ", ".join(f"{n} {k}" for k, n in (("added", t.added), ("changed", t.changed),
                                                      ("removed", t.removed)) if n)

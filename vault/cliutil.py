@@ -29,6 +29,15 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+def shown(path: str) -> str:
+    """A path for a line of human output: as it is, or quoted as a JSON string when it holds
+    a control character (a newline in a name would make it look like two lines), the way git
+    quotes such names."""
+    if path.isprintable():
+        return path
+    return json.dumps(path, ensure_ascii=False)
+
+
 def print_error(message: str, hint: str | None = None) -> None:
     """The one-line Error: message (and Hint: line) on stderr."""
     click.echo(f"Error: {message}", err=True)
