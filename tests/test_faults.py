@@ -1308,13 +1308,19 @@ def test_restore_into_a_folder_that_cannot_be_entered(nobody_root: Path) -> None
                      "cannot restore agent/memory/", "Permission denied")
 
 
+def folder_nobody_may_open(setup: Setup, name: str) -> str:
+    """A folder with a file in it, in source 'agent', that nobody may open; the config's text
+    (to add patterns to)."""
+    folder = setup.sources["agent"] / name
+    folder.mkdir()
+    (folder / "x.md").write_text("not for the vault\n")
+    folder.chmod(0)
+    return setup.config.read_text()
+
+
 def test_an_unreadable_folder_excluded_as_such_is_not_missed(nobody_root: Path) -> None:
     setup = nobody_setup(nobody_root)
-    ws = setup.sources["agent"]
-    config = setup.config.read_text()
-    (ws / "private").mkdir()
-    (ws / "private" / "diary.md").write_text("not for the vault\n")
-    (ws / "private").chmod(0)
+    config = folder_nobody_may_open(setup, "private")
     setup.write_config(config + 'exclude = ["private/"]\n')  # the folder itself: never opened
     proc = run_as_nobody(setup, "sync", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -1333,10 +1339,7 @@ def test_an_unreadable_folder_no_include_pattern_reaches_is_not_opened(
     say where the memory is keep the walk out of everything else, readable or not."""
     setup = nobody_setup(nobody_root)
     ws = setup.sources["agent"]
-    config = setup.config.read_text()
-    (ws / "cache").mkdir()
-    (ws / "cache" / "x.md").write_text("not memory\n")
-    (ws / "cache").chmod(0)
+    config = folder_nobody_may_open(setup, "cache")
     setup.write_config(config + 'include = ["/MEMORY.md", "memory/*.md", "/memory.*"]\n')
     (ws / "memory" / "2026-11-22.md").write_text("new\n")
     proc = run_as_nobody(setup, "sync", "--json")
