@@ -172,6 +172,29 @@ def test_file_modes_are_kept(config: Config, vault: VaultRepo, clock: Clock, wor
     assert (tmp_path / "out" / "agent" / "MEMORY.md").stat().st_mode & 0o777 == 0o644
 
 
+def test_new_files_take_the_users_umask(config_file: Path, config: Config, vault: VaultRepo,
+                                        workspace: Path, tmp_path: Path) -> None:
+    """Before: a file brought back where there was none was 0o644 whatever the umask (a
+    private 0o600 memory deleted, then brought back by the undo, came back world-readable for
+    a user whose umask is 077). git records only the executable bit."""
+    script = workspace / "hook.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o700)
+    (workspace / "memory.json").chmod(0o600)
+    sync(config)
+    (workspace / "memory.json").unlink()
+    for args in (("--to", str(tmp_path / "out")), ("--path", "memory.json", "--yes")):
+        proc = subprocess.run([sys.executable, "-m", "vault", "restore", "--at", "HEAD", *args,
+                               "--config", str(config_file)], capture_output=True, text=True,
+                              preexec_fn=lambda: os.umask(0o077), check=False)
+        assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out" / "agent"
+    assert {p.name: p.stat().st_mode & 0o777 for p in (out / "hook.sh", out / "MEMORY.md",
+                                                       out / "memory.db",
+                                                       workspace / "memory.json")} == {
+        "hook.sh": 0o700, "MEMORY.md": 0o600, "memory.db": 0o600, "memory.json": 0o600}
+
+
 HOLD_OPEN = """
 import sys, time, sqlite3
 db = sqlite3.connect(sys.argv[1])

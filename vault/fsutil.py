@@ -31,6 +31,13 @@ def _umask() -> int:
     return _UMASK[0]
 
 
+def new_file_mode(executable: bool) -> int:
+    """The permission bits of a file the vault brings back where there was none: 0o644 or
+    0o755 (git records no more than the executable bit), less what the umask takes away, as
+    for any new file (a user whose umask is 077 gets 0o600)."""
+    return (0o755 if executable else 0o644) & ~_umask()
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
                  durable: bool = True) -> None:
     """Replace path with data so a crash leaves either the old or the new file, never a mix.

@@ -20,7 +20,8 @@ from pathlib import Path
 from vault.config import SOURCE_NAME_RE, Config
 from vault.errors import (EXIT_INTERRUPTED, RepoError, SqliteSnapshotError, UsageError,
                           VaultError)
-from vault.fsutil import BatchWriter, OutsideRoots, Staged, fsync_dir, sync_filesystem
+from vault.fsutil import (BatchWriter, OutsideRoots, Staged, fsync_dir, new_file_mode,
+                          sync_filesystem)
 from vault.lock import SyncLock
 from vault.dbbuild import build, claim, is_redacted_blob
 from vault.objects import BlobReader, commit_info, first_parent_line, tree_files
@@ -498,14 +499,14 @@ def _verb(reader: BlobReader, target: Path, oid: str, mode: int) -> str:
 
 def _restored_mode(target: str, executable: bool) -> int:
     """The permission bits of a restored file: those of the live file it replaces (a memory
-    kept private stays private), with the executable bits the vault recorded; 0o644 or 0o755
-    for a new file."""
+    kept private stays private), with the executable bits the vault recorded; for a new file,
+    fsutil.new_file_mode."""
     try:
         st = os.stat(target, follow_symlinks=False)
     except OSError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
-        return 0o755 if executable else 0o644
+        return new_file_mode(executable)
     perms = st.st_mode & 0o777
     return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
 
@@ -736,7 +737,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
                         mode = _restored_mode(action.target, executable) \
-                            if action.action == "overwrite" else 0o755 if executable else 0o644
+                            if action.action == "overwrite" else new_file_mode(executable)
                         if is_redacted_blob(blob):
                             redacted.append(action.path)
                         if staging is not None and folder.startswith(staging):
