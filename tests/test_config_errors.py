@@ -279,3 +279,16 @@ def test_a_vault_inside_a_source_is_fine(tmp_path: Path, workspace: Path) -> Non
     cfg = write_config(tmp_path / "vault.toml", {"agent": workspace, "sibling": Path(
         f"{vault}-notes"), "top": tmp_path}, vault_path=vault)
     assert [s.name for s in load_config(cfg).sources] == ["agent", "sibling", "top"]
+
+
+def test_an_index_inside_a_source_is_a_config_error(tmp_path: Path, workspace: Path) -> None:
+    """Before: the walk took the recall index for a memory database and every sync after an
+    index run stored it again (the default index lies in the vault, which the walk skips)."""
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                       extra=f'\n[index]\npath = "{workspace}/cache/index.db"')
+    proc = run_cli("sync", "--config", str(cfg))
+    assert (proc.returncode, proc.stderr.splitlines()[0]) == (
+        2, f"Error: {cfg}: index.path: {workspace}/cache/index.db is inside source 'agent' "
+           f"({workspace}): every sync would archive the index")
+    cfg.write_text(cfg.read_text().replace(f"{workspace}/cache", f"{tmp_path}/elsewhere"))
+    assert load_config(cfg).index.path == tmp_path / "elsewhere" / "index.db"

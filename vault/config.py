@@ -495,7 +495,15 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     sched_raw.done()
     schedule = ScheduleSettings(interval=interval)
 
-    index = _parse_index(_Section(top.get("index", dict, {}), "index", file), base)
+    index_raw = _Section(top.get("index", dict, {}), "index", file)
+    index = _parse_index(index_raw, base)
+    if index.path is not None:  # (the default lies in the vault, which every walk skips)
+        real = os.path.realpath(index.path)
+        for source in sources:
+            source_real = os.path.realpath(source.root)
+            if os.path.commonpath((real, source_real)) == source_real:
+                index_raw.fail("index.path", f"{index.path} is inside source '{source.name}' "
+                               f"({source.root}): every sync would archive the index")
 
     health_raw = _Section(top.get("health", dict, {}), "health", file)
     health = HealthSettings(auto_rollback=health_raw.get("auto_rollback", bool, False))
