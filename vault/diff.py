@@ -9,7 +9,7 @@ from datetime import datetime
 from vault.config import Config, VaultSettings
 from vault.dumpdiff import TableDiff, diff_dumps
 from vault.repo import CommitInfo, VaultRepo
-from vault.restore import RestoreOptions, _selector, resolve_at
+from vault.restore import RestoreOptions, path_selector, resolve_at
 from vault.sqlite_dump import is_dump
 
 
@@ -57,7 +57,7 @@ def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
     if config is None:
         config = Config(file=None, home=repo.path,
                         vault=VaultSettings(path=repo.path, branch=repo.branch))
-    wanted = _selector(config, RestoreOptions(paths=paths), set(before) | set(after))
+    wanted = path_selector(config, RestoreOptions(paths=paths), set(before) | set(after))
 
     files: list[FileDiff] = []
     for path in sorted(set(before) | set(after)):

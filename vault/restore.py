@@ -154,7 +154,7 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
             raise UsageError(f"no source named {name!r} in the config",
                              hint="use --to DIR to restore a source that is not configured")
     listing = tree_files(repo, commit.id)
-    wanted = _selector(config, options, listing)
+    wanted = path_selector(config, options, listing)
     files = {p: v for p, v in listing.items() if wanted(p)}
     if options.to is None and config.vault.layout != "{source}":
         # Other machines' files (under their own host prefix) are not this machine's to place.
@@ -401,8 +401,9 @@ def _refuse_live_folders(config: Config, to: Path, tops: set[str]) -> None:
                                                    "(safety sync, undo), or pick another folder")
 
 
-def _selector(config: Config, options: RestoreOptions,
-              listing: Iterable[str]) -> Callable[[str], bool]:
+def path_selector(config: Config, options: RestoreOptions,
+                  listing: Iterable[str]) -> Callable[[str], bool]:
+    """Which vault paths --source and --path pick (restore's rule, also diff's)."""
     if not options.sources and not options.paths:
         return lambda path: True
     # A pattern that starts with a source's folder in the vault (`openclaw/memory/*.md`) is a

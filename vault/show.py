@@ -139,7 +139,7 @@ def _rows_with_bad_text(conn: apsw.Connection, statement: str,
     replaced by U+FFFD (what a terminal shows for the sqlite3 shell's raw output)."""
     import apsw
 
-    from vault.sqlite_dump import _CODECS
+    from vault.sqlite_dump import TEXT_CODECS
 
     if not width:
         raise _bad_text()
@@ -151,7 +151,7 @@ def _rows_with_bad_text(conn: apsw.Connection, statement: str,
     body = statement.rstrip().rstrip(";")
     try:
         (encoding,), = conn.execute("PRAGMA encoding")
-        codec = _CODECS.get(str(encoding), "utf-8")
+        codec = TEXT_CODECS.get(str(encoding), "utf-8")
         raw = list(conn.execute(f"WITH vault_q({names}) AS ({body}\n) SELECT {picks} "
                                 "FROM vault_q"))
     except apsw.Error:  # a PRAGMA or EXPLAIN cannot be a CTE

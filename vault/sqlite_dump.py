@@ -52,7 +52,7 @@ _FTS_SHADOW_SUFFIXES: dict[str, frozenset[str]] = {
 _ROWID_NAMES = ("rowid", "_rowid_", "oid")
 
 # Python codec for each value of PRAGMA encoding; text is read as raw bytes in this encoding.
-_CODECS = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}
+TEXT_CODECS = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}
 
 
 def is_sqlite_file(path: Path) -> bool:
@@ -308,7 +308,7 @@ class _DumpWriter:
         self.wal = wal
         self.lines: list[str] = []
         self.encoding = _pragma(conn, "encoding")
-        self.codec = _CODECS.get(self.encoding, "utf-8")
+        self.codec = TEXT_CODECS.get(self.encoding, "utf-8")
         self.objects = [
             _Object(str(t), str(n), str(tn), None if s is None else str(s))
             for t, n, tn, s in conn.execute(
