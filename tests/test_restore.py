@@ -848,3 +848,32 @@ def test_source_must_be_a_source_name(config: Config, vault: VaultRepo, clock: C
                                          "name"):
         restore(config, RestoreOptions(at="HEAD", to=tmp_path / "out", sources=(name,),
                                        delete=True, dry_run=True), now=clock)
+
+
+def test_files_the_config_now_excludes_are_left_out_of_a_live_restore(
+        config_file: Path, vault: VaultRepo, clock: Clock, workspace: Path,
+        tmp_path: Path) -> None:
+    """Before: a restore wrote back into the source a file the config had come to exclude;
+    the vault no longer tracked it, and the printed undo (its --delete walks with the
+    config's patterns) left it there."""
+    (workspace / "x.tmp").write_text("scratch\n")
+    config = load_config(config_file)
+    sync(config, now=clock)
+    config_file.write_text(config_file.read_text() + 'exclude = ["*.tmp"]\n')
+    config = load_config(config_file)
+    (workspace / "x.tmp").unlink()
+    (workspace / "MEMORY.md").write_text("# changed\n")
+    clock.tick()
+    sync(config, now=clock)
+    result = restore(config, RestoreOptions(at="HEAD~1"), now=clock)
+    assert result.plan.left_out == ("agent/x.tmp",)
+    assert not (workspace / "x.tmp").exists() and "prefers tea" in (
+        workspace / "MEMORY.md").read_text()
+    with pytest.raises(RestoreError, match=r"^agent/x.tmp: excluded by the config now$"):
+        restore(config, RestoreOptions(at="HEAD~1", paths=("x.tmp",)), now=clock)
+    restore(config, RestoreOptions(at="HEAD~1", paths=("x.tmp",), to=tmp_path / "out"),
+            now=clock)
+    assert (tmp_path / "out" / "agent" / "x.tmp").read_text() == "scratch\n"
+    proc = run_cli("restore", "--at", "HEAD~1", "--dry-run", "--json", "--config",
+                   str(config_file))
+    assert json.loads(proc.stdout)["left_out"] == ["agent/x.tmp"], proc.stderr

@@ -387,3 +387,30 @@ def test_folder_filter_is_conservative() -> None:
     assert [f for f in ("notes", "notes/x", "memory", "memory/2026", "memory/2026/deep", "a",
                         "a/q/r/s", "cache", "notes2", "memory2/x", "b")
             if reach(f)] == ["notes", "notes/x", "memory", "memory/2026", "a", "a/q/r/s"]
+
+
+@pytest.mark.parametrize("include, exclude", [
+    (("**",), ("*.tmp",)),
+    (("**",), ("memory/", "!memory/x.md")),  # no way back into a folder excluded as such
+    (("memory/*.md", "/MEMORY.md"), ("notes/",)),
+    (("*.md",), ("cache/deep", "!*.jsonl")),
+    (("*",), ()),
+])
+def test_path_filter_takes_what_the_walk_takes(tmp_path: Path, include: tuple[str, ...],
+                                               exclude: tuple[str, ...]) -> None:
+    """restore asks path_filter which files of a commit the config still takes: the same
+    answer as a walk of the same files."""
+    from vault.sources import path_filter
+
+    root = tmp_path / "src"
+    for folder in ("", *FOLDERS):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in ("MEMORY.md", "x.md", "s.jsonl", "x.tmp"):
+            (root / folder / name).write_text(name)
+    source = Source(root)
+    source.include, source.exclude = include, exclude
+    every = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root)
+             for f in fs]
+    takes = path_filter(source)
+    assert sorted(p for p in every if takes(p)) == sorted(e.rel for e in
+                                                          scan_source(source).entries)

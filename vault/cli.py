@@ -414,6 +414,10 @@ def _render_plan(plan: Any, limit: int | None) -> None:
     counts = {k: sum(1 for a in plan.actions if a.action == k)
               for k in ("create", "overwrite", "delete", "unchanged")}
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+    for path in plan.left_out[:limit]:
+        click.echo(f"Left out (excluded by the config now; --to DIR restores it): {shown(path)}")
+    if limit is not None and len(plan.left_out) > limit:
+        click.echo(f"  ... and {len(plan.left_out) - limit} more left out")
 
 
 UNDO_PATHS = 50  # an undo names each file the restore changed, up to this many
@@ -460,7 +464,7 @@ def restore_json(result: Any, undo: str | None) -> dict[str, Any]:
                          "set_aside": a.set_aside} for a in plan.actions],
             "counts": counts,
             "safety_sync": None if result.safety_sync is None else sync_json(result.safety_sync),
-            "undo": undo, "redacted": list(result.redacted)}
+            "undo": undo, "redacted": list(result.redacted), "left_out": list(plan.left_out)}
 
 
 @cli.command(epilog=EXIT_CODE_HELP)

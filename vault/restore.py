@@ -27,8 +27,8 @@ from vault.dbbuild import build, claim, is_redacted_blob
 from vault.objects import BlobReader, commit_info, first_parent_line, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
-from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, scan_source,
-                           stat_key)
+from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, path_filter,
+                           scan_source, stat_key)
 from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
                         sync_locked)
 from vault.when import Revision, parse_when
@@ -99,6 +99,9 @@ class RestorePlan:
     commit: CommitInfo
     into: str | None  # the --to folder, or None for the live sources
     actions: tuple[Action, ...]
+    # Files of the commit that the config's patterns no longer take: not written into the live
+    # sources (the vault would not track them, and an undo could not take them back)
+    left_out: tuple[str, ...] = ()
 
     @property
     def touches_live_files(self) -> bool:
@@ -160,7 +163,14 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         # Other machines' files (under their own host prefix) are not this machine's to place.
         mine = config.vault.host + "/"
         files = {p: v for p, v in files.items() if p.startswith(mine)}
+    left_out: list[str] = []
+    if options.to is None:
+        files, left_out = _taken_by_sources(config, files)
     if not files and not options.delete:
+        if left_out:
+            raise RestoreError(f"{left_out[0]}" + (f" and {len(left_out) - 1} more" if
+                               len(left_out) > 1 else "") + ": excluded by the config now",
+                               hint="restore elsewhere with --to DIR")
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     if options.to is not None:
@@ -210,7 +220,27 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                                hint="check --source and --path (`vault log --path` helps)")
     targets.refuse_files_in_the_way(actions)
     return RestorePlan(commit=commit, into=str(options.to) if options.to else None,
-                       actions=tuple(actions))
+                       actions=tuple(actions), left_out=tuple(left_out))
+
+
+def _taken_by_sources(config: Config, files: dict[str, tuple[str, int]]) -> tuple[
+        dict[str, tuple[str, int]], list[str]]:
+    """The files a sync of their source would take now, and the vault paths of the others."""
+    filters: dict[str, Callable[[str], bool]] = {}
+    taken: dict[str, tuple[str, int]] = {}
+    left_out: list[str] = []
+    for path, value in files.items():
+        owner = config.source_for(path)
+        if owner is not None:
+            source, rel = owner
+            takes = filters.get(source.name)
+            if takes is None:
+                takes = filters[source.name] = path_filter(source)
+            if not takes(rel):
+                left_out.append(path)
+                continue
+        taken[path] = value  # (a source not in the config: refused when its target is found)
+    return taken, sorted(left_out)
 
 
 def restore(config: Config, options: RestoreOptions, *,
@@ -618,7 +648,7 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan, syncs: list[SyncRe
         if a.path in uncaptured or a.target in held else
         replace(a, seen=seen[a.target]) if a.action in ("overwrite", "delete") else a
         for a in plan.actions)
-    return RestorePlan(commit=plan.commit, into=plan.into, actions=actions)
+    return replace(plan, actions=actions)
 
 
 def _aside_stamp(when: datetime) -> str:

@@ -182,6 +182,26 @@ def _could_hold(names: list[str], segments: list[str]) -> bool:
     return True  # inside a folder the pattern takes whole, or on its way there
 
 
+def path_filter(source: SourceLike) -> Callable[[str], bool]:
+    """Whether a walk of source takes a file, by its path in the source: the include and
+    exclude patterns as scan_source applies them (a folder excluded as such hides what is in
+    it, whatever a negation says)."""
+    include = None if set(source.include) <= MATCH_ALL else compile_patterns(source.include)
+    exclude = compile_patterns(source.exclude) if source.exclude else None
+
+    def takes(rel: str) -> bool:
+        if exclude is not None:
+            folder = rel
+            while "/" in folder:
+                folder = folder.rpartition("/")[0]
+                if exclude(folder + "/"):
+                    return False
+            if exclude(rel):
+                return False
+        return include is None or include(rel)
+    return takes
+
+
 def scan_source(source: SourceLike, *, skip_dirs: Iterable[str | os.PathLike[str]] = ()) -> Scan:
     """List the files of one source; raise SourceError when its root is missing or unreadable."""
     root = source.root
