@@ -844,3 +844,23 @@ def test_a_file_in_two_nested_sources_is_refused_before_anything_changes(
     assert note.read_text() == "edited, not synced\n"
     assert VaultRepo(config.vault.path, "main").head_id() == head
     assert first
+
+
+def test_an_undo_leaves_a_file_the_vault_never_could_take(config: Config, vault: VaultRepo,
+                                                          clock: Clock,
+                                                          workspace: Path) -> None:
+    """Before: the undo of a restore that changed a whole source (its --delete covers the
+    source) moved aside a half-written JSON file the restore never touched: the vault never
+    held it, so it was "a file that did not exist" at the undo's commit."""
+    first = changed_since(config, clock, workspace / "MEMORY.md", "# Memory\n\n- v2\n")
+    (workspace / "broken.json").write_text('{"half": ')
+    clock.tick()
+    done = restore(config, RestoreOptions(at=first), now=clock)
+    assert done.undo_commit is not None and "prefers tea" in (workspace / "MEMORY.md").read_text()
+    clock.tick()
+    undo = restore(config, RestoreOptions(at=done.undo_commit, sources=done.undo_sources,
+                                          delete=True), now=clock)
+    assert undo.plan.not_deleted == ("agent/broken.json",)
+    assert (workspace / "broken.json").read_text() == '{"half": '
+    assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- v2\n"
+    assert asides(workspace, "broken.json") == []

@@ -418,6 +418,9 @@ def _render_plan(plan: Any, limit: int | None) -> None:
         click.echo(f"Left out (excluded by the config now; --to DIR restores it): {shown(path)}")
     if limit is not None and len(plan.left_out) > limit:
         click.echo(f"  ... and {len(plan.left_out) - limit} more left out")
+    for path in plan.not_deleted:
+        click.echo(f"Not deleted (the vault cannot take it, so it is not the vault's to "
+                   f"delete): {shown(path)}")
 
 
 UNDO_PATHS = 50  # an undo names each file the restore changed, up to this many
@@ -464,7 +467,8 @@ def restore_json(result: Any, undo: str | None) -> dict[str, Any]:
                          "set_aside": a.set_aside} for a in plan.actions],
             "counts": counts,
             "safety_sync": None if result.safety_sync is None else sync_json(result.safety_sync),
-            "undo": undo, "redacted": list(result.redacted), "left_out": list(plan.left_out)}
+            "undo": undo, "redacted": list(result.redacted), "left_out": list(plan.left_out),
+            "not_deleted": list(plan.not_deleted)}
 
 
 @cli.command(epilog=EXIT_CODE_HELP)

@@ -102,6 +102,9 @@ class RestorePlan:
     # Files of the commit that the config's patterns no longer take: not written into the live
     # sources (the vault would not track them, and an undo could not take them back)
     left_out: tuple[str, ...] = ()
+    # Live files --delete would remove that the vault never held and its safety sync could not
+    # take (a skip is never a deletion): left where they are
+    not_deleted: tuple[str, ...] = ()
 
     @property
     def touches_live_files(self) -> bool:
@@ -600,13 +603,22 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan, syncs: list[SyncRe
     from vault.detect import is_racy, load_cache
     from vault.sqlite_dump import is_sqlite_file
 
+    head = repo.head_id()
+    stored = tree_files(repo, head) if head else {}
+    # A skip is never a deletion (as in a sync): a file the vault has never held and the
+    # safety sync could not take (half-written JSON, unreadable) may well have been there at
+    # WHEN; it is not the vault's to delete (an undo with --delete would move it otherwise).
+    skipped = {s.path for sync in syncs for s in sync.skipped}
+    spared = {a.path for a in plan.actions if a.action == "delete" and a.path in skipped
+              and a.path not in stored}
+    if spared:
+        plan = replace(plan, actions=tuple(a for a in plan.actions if a.path not in spared),
+                       not_deleted=tuple(sorted(spared)))
     changing = [a for a in plan.actions if a.action in ("overwrite", "delete")]
     if not changing:
         return plan
     # Each file's stat, before it is looked at: a write after this point is seen later.
     seen = {a.target: _stat_key(a.target) for a in changing}
-    head = repo.head_id()
-    stored = tree_files(repo, head) if head else {}
     cache = load_cache(cache_path)
     doubtful = {s.path for sync in syncs for s in (*sync.skipped, *sync.redacted)}
     stamp = _aside_stamp(syncs[0].timestamp)
