@@ -105,9 +105,12 @@ def test_when_resolves_to_the_last_commit_at_or_before(config: Config, vault: Va
     # the clock stands at the last sync; syncs were 15 minutes apart
     assert chosen("10 minutes ago") == states[1]["commit"]
     assert chosen("20 minutes ago") == states[0]["commit"]
-    with pytest.raises(RestoreError, match="no commit at or before 2026-11-20T00:00:00Z: the "
-                                           "first commit is"):
+    # A WHEN that names no commit is a usage error (exit 2), as for `log --since`.
+    with pytest.raises(UsageError, match="no commit at or before 2026-11-20T00:00:00Z: the "
+                                         "first commit is"):
         chosen("2026-11-20T00:00:00Z")
+    with pytest.raises(UsageError, match="no commit 'HEAD~9' in the vault"):
+        chosen("HEAD~9")
     with pytest.raises(UsageError, match="cannot understand time"):
         chosen("last tuesday-ish")
 

@@ -133,7 +133,10 @@ def resolve_at(repo: VaultRepo, text: str, now: datetime) -> CommitInfo:
     when = parse_when(text, now=now)
     if isinstance(when, Revision):  # (a full id of a loose commit: read without pygit2)
         spec = when.spec.strip()
-        return commit_info(repo, spec) if len(spec) == 40 else repo.resolve(when.spec)
+        try:
+            return commit_info(repo, spec) if len(spec) == 40 else repo.resolve(when.spec)
+        except RepoError as exc:  # no such commit: a WHEN that names nothing, like a typo
+            raise UsageError(exc.message, hint=exc.hint) from None
     head = repo.head_id()
     if head is None:
         raise RestoreError("the vault has no commits yet", hint="run `vault sync` first")
@@ -143,8 +146,8 @@ def resolve_at(repo: VaultRepo, text: str, now: datetime) -> CommitInfo:
             return info
         first = info
     assert first is not None
-    raise RestoreError(f"no commit at or before {format_time(when.at)}: the first commit is "
-                       f"{first.id[:10]} at {format_time(first.time)}")
+    raise UsageError(f"no commit at or before {format_time(when.at)}: the first commit is "
+                     f"{first.id[:10]} at {format_time(first.time)}")
 
 
 def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
