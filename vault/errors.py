@@ -13,8 +13,9 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok",
-    EXIT_FAILED: "failed (a source or file could not be synced; the vault is intact)",
-    EXIT_USAGE: "usage or configuration error",
+    EXIT_FAILED: "failed (a file not synced, a restore refused, a check failed; the vault "
+                 "is intact)",
+    EXIT_USAGE: "usage or configuration error (also a WHEN that names no commit)",
     EXIT_UNEXPECTED: "unexpected error (set VAULT_DEBUG=1 for a traceback)",
     EXIT_NO_VAULT: "no vault here (run `vault init`)",
     EXIT_BUSY: "busy: another sync holds the lock",
