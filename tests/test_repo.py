@@ -142,10 +142,14 @@ def test_a_project_repository_is_never_taken_for_the_vault(tmp_path: Path,
     bare = tmp_path / "proj.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(proj), str(bare)], check=True)
     config = write_config(tmp_path / "b.toml", {"agent": workspace}, vault_path=bare)
-    proc = run_cli("init", "--config", str(config))
-    assert (proc.returncode, proc.stderr.splitlines()[0]) == (
-        1, f"Error: {bare} is a git repository whose branch 'main' was not made by vault; "
-           "refusing to use it as the vault")
+    objects = sorted(str(p) for p in (bare / "objects").rglob("*"))
+    for command in ("init", "sync"):  # (a sync without init: no object written into it)
+        proc = run_cli(command, "--config", str(config))
+        assert (proc.returncode, proc.stderr.splitlines()[0]) == (
+            1, f"Error: {bare} is a git repository whose branch 'main' was not made by vault; "
+               "refusing to use it as the vault"), proc.stderr
+    assert sorted(str(p) for p in (bare / "objects").rglob("*")) == objects
+    assert git(bare, "rev-parse", "main") == before
 
     # An empty bare repository, and a bare clone of a vault, are taken.
     empty, copy = tmp_path / "empty.git", tmp_path / "copy.git"
@@ -157,3 +161,12 @@ def test_a_project_repository_is_never_taken_for_the_vault(tmp_path: Path,
     config = write_config(tmp_path / "c.toml", {"agent": workspace}, vault_path=copy)
     proc = run_cli("init", "--config", str(config))
     assert proc.returncode == 0 and "Already a vault" in proc.stdout, proc.stdout
+    # A commit made by hand on top of a vault's keeps it a vault.
+    hand = git(copy, "-c", "user.name=u", "-c", "user.email=u@x", "commit-tree", "-m",
+               "by hand", "-p", "main", "main^{tree}").strip()
+    git(copy, "update-ref", "refs/heads/main", hand)
+    (workspace / "MEMORY.md").write_text("# changed\n")
+    for command in ("init", "sync"):
+        proc = run_cli(command, "--config", str(config))
+        assert proc.returncode == 0, proc.stderr
+    assert git(copy, "rev-parse", "main^").strip() == hand

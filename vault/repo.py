@@ -33,6 +33,10 @@ class CommitInfo:
     parents: tuple[str, ...]
 
 
+def _by_vault(message: str) -> bool:
+    return any(line.startswith("Vault-Host: ") for line in message.splitlines())
+
+
 def _work_tree(path: Path) -> NoVaultError:
     return NoVaultError(f"{path} is a git work tree (it has a .git), not a vault",
                         hint="a vault is a bare repository of its own: set [vault] path to an "
@@ -71,7 +75,7 @@ class VaultRepo:
                 raise _work_tree(path)
             if (path / "HEAD").exists():
                 existing = cls.open(path, branch)
-                existing._check_made_by_vault()
+                existing.check_made_by_vault()
                 return existing, False
             if path.exists() and not path.is_dir():
                 raise RepoError(f"{path} is not a folder",
@@ -111,12 +115,22 @@ class VaultRepo:
                                hint="run `vault init`, or fix [vault] path")
         return cls(path.resolve(), branch)
 
-    def _check_made_by_vault(self) -> None:
-        """Refuse a repository whose branch holds commits vault did not make (a project's bare
-        repository): a vault's commits carry its trailers; an empty repository is fine."""
-        head = self.head_id()
-        if head is not None and not any(line.startswith("Vault-Host: ") for line in
-                                        self.resolve(head).message.splitlines()):
+    def check_made_by_vault(self, tip: str | None = None) -> None:
+        """Refuse a repository whose branch vault did not make (a project's bare repository):
+        no commit on its first-parent line carries vault's trailer. (An empty repository is
+        fine, and so is a commit made by hand on top of a vault's.)"""
+        import pygit2
+
+        tip = tip or self.head_id()
+        commit = self._commit(tip) if tip is not None else None
+        while commit is not None:
+            if _by_vault(commit.message):
+                return
+            try:
+                commit = commit.parents[0] if commit.parents else None
+            except (KeyError, pygit2.GitError):  # a shallow or damaged history: not judged
+                return
+        if tip is not None:
             raise VaultError(f"{self.path} is a git repository whose branch '{self.branch}' "
                              "was not made by vault; refusing to use it as the vault",
                              hint="set [vault] path to an empty or new folder")
