@@ -885,7 +885,8 @@ def test_config_not_utf8_missing_or_a_folder(small: Setup) -> None:
     assert_error(small.run("sync"), 2, "cannot read")
     assert_error(small.run("sync", "--config", str(small.root / "nope.toml")), 2,
                  "config file not found")
-    assert_error(small.run("sync", "--config", str(small.root)), 2, "config file not found")
+    assert_error(small.run("sync", "--config", str(small.root)), 2,
+                 f"config file is a folder, not a file: {small.root}")
 
 
 # --------------------------------------------------------------------------------------------

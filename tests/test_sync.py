@@ -268,7 +268,8 @@ def test_size_limit(tmp_path: Path, workspace: Path, clock: Clock) -> None:
     VaultRepo.init(config.vault.path, config.vault.branch)
     result = sync(config, now=clock)
     assert [s.path for s in result.skipped] == ["agent/big.md"]
-    assert "larger than snapshot.max_file_size" in result.skipped[0].reason
+    assert result.skipped[0].reason == (  # (was "0.3 MiB > 0.2 MiB"; small sizes "0.0 MiB")
+        "larger than snapshot.max_file_size (293.0 KiB > 195.3 KiB)")
 
 
 def test_include_exclude_patterns(tmp_path: Path, workspace: Path, clock: Clock) -> None:

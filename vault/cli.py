@@ -215,7 +215,7 @@ def _render_sync(result: Any) -> None:
     for item in result.waiting:
         click.echo(f"Waiting: {shown(item.path)}: {item.reason}")
     if result.skipped:
-        click.echo(f"Skipped {len(result.skipped)} (the vault keeps the last good version):")
+        click.echo(f"Skipped {len(result.skipped)} (the vault keeps what it had of them):")
         for item in result.skipped:
             click.echo(f"  {shown(item.path)}: {item.reason}")
 

@@ -36,6 +36,10 @@ def user_config_file(env: Mapping[str, str] | None = None) -> str:
     return os.path.join(base, "vault", CONFIG_NAME)
 
 
+def _missing(path: str) -> str:
+    return "is a folder, not a file" if os.path.isdir(path) else "not found"
+
+
 def find_config_file(explicit: str | os.PathLike[str] | None = None,
                      env: Mapping[str, str] | None = None,
                      cwd: str | os.PathLike[str] | None = None) -> str:
@@ -44,12 +48,12 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None,
     if explicit:
         path = os.path.expanduser(os.fspath(explicit))
         if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file {_missing(path)}: {path}")
         return os.path.abspath(path)
     if env.get("VAULT_CONFIG"):
         path = os.path.expanduser(env["VAULT_CONFIG"])
         if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path} (from VAULT_CONFIG)")
+            raise ConfigError(f"config file {_missing(path)}: {path} (from VAULT_CONFIG)")
         return os.path.abspath(path)
     local = os.path.join(os.fspath(cwd) if cwd is not None else os.getcwd(), CONFIG_NAME)
     if os.path.isfile(local):

@@ -140,4 +140,9 @@ def _complete_lines(data: bytes) -> bytes:
 
 
 def _mib(size: int) -> str:
+    """A size for a message: bytes, KiB or MiB, whichever reads best (never '0.0 MiB')."""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
     return f"{size / 1024**2:.1f} MiB"
