@@ -680,6 +680,87 @@ def test_restore_to_a_live_source_with_delete_is_refused(config: Config, vault: 
     assert (workspace / "precious.md").exists()
 
 
+def test_a_file_opened_during_the_flush_and_written_after_the_replace_is_kept(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a QA sweep (2 lines of 122 lost in a minute of back-to-back restores): an agent
+    that opened its transcript after the restore's last look for open files (the flush
+    before the replace takes a while) wrote its line after the replace, into the old file,
+    which nothing named any more. The old file now stays reachable until that is settled."""
+    transcript = workspace / "sessions" / "s1.jsonl"
+    first = changed_since(config, clock, transcript,
+                          '{"type": "message", "text": "second"}\n', append=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n"
+         "sys.stdin.readline(); f = open(sys.argv[1], 'a'); print('open', flush=True)\n"
+         "sys.stdin.readline(); f.write('{\"text\": \"LATE LINE\"}\\n'); f.close()\n",
+         str(transcript)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    flushed = restore_module.sync_filesystem
+
+    def agent_opens_during_the_flush(path: Path) -> None:
+        if writer.poll() is None and not opened:
+            assert writer.stdin is not None and writer.stdout is not None
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            opened.append(writer.stdout.readline())
+        flushed(path)
+
+    opened: list[str] = []
+    monkeypatch.setattr(restore_module, "sync_filesystem", agent_opens_during_the_flush)
+    clock.tick()
+    try:
+        result = restore(config, RestoreOptions(at=first, paths=("sessions/s1.jsonl",)),
+                         now=clock)
+    finally:
+        assert writer.stdin is not None
+        writer.stdin.write("\n")
+        writer.stdin.close()
+        writer.wait(timeout=30)
+    assert opened == ["open\n"]
+    [action] = [a for a in result.plan.actions if a.path == "agent/sessions/s1.jsonl"]
+    assert action.set_aside and b"LATE LINE" in Path(action.set_aside).read_bytes()
+    assert b"LATE LINE" not in transcript.read_bytes()  # the restored file is as it was
+
+
+def test_a_file_opened_before_its_delete_and_written_after_it_is_kept(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    """The same for --delete: the file is moved to its kept-aside name, not unlinked, until
+    no process can still be writing to it."""
+    first = sync(config, now=clock).commit
+    assert first is not None
+    notes = workspace / "notes-later.md"
+    notes.write_text("later\n")
+    clock.tick()
+    sync(config, now=clock)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n"
+         "sys.stdin.readline(); f = open(sys.argv[1], 'a'); print('open', flush=True)\n"
+         "sys.stdin.readline(); f.write('LATE LINE\\n'); f.close()\n", str(notes)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    opened: list[str] = []
+
+    def agent_opens_while_the_restore_runs(done: int, total: int) -> None:
+        if not opened:  # after the first action, before the delete (later in path order)
+            assert writer.stdin is not None and writer.stdout is not None
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            opened.append(writer.stdout.readline())
+
+    clock.tick()
+    try:
+        result = restore(config, RestoreOptions(at=first, delete=True), now=clock,
+                         progress=agent_opens_while_the_restore_runs)
+    finally:
+        assert writer.stdin is not None
+        writer.stdin.write("\n")
+        writer.stdin.close()
+        writer.wait(timeout=30)
+    assert opened == ["open\n"] and not notes.exists()
+    [action] = [a for a in result.plan.actions if a.path == "agent/notes-later.md"]
+    assert action.action == "delete" and action.set_aside
+    assert Path(action.set_aside).read_text() == "later\nLATE LINE\n"
+
+
 def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: VaultRepo,
                                                          clock: Clock, workspace: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -232,6 +232,15 @@ class BatchWriter:
         finally:
             self._release(folder, dir_fd)
 
+    def link_in(self, folder: str, src: str, name: str) -> None:
+        """A second name, folder/name, for folder/src (a hard link; never over anything)."""
+        dir_fd = self._acquire(folder)
+        try:
+            os.link(src, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            self._count(folder)
+        finally:
+            self._release(folder, dir_fd)
+
     def remove(self, folder: str, name: str) -> None:
         """Remove folder/name if it is there, in folder as this writer opened it (a folder
         that is not there is not made)."""

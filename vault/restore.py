@@ -725,6 +725,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     # leaves an old file replaced by an empty one. New files are flushed once, at the end.
     replacing: list[tuple[Action, Staged]] = []
     used: set[str] = set()
+    old = _OldCopies(writer, late, used)
 
     def recheck(action: Action) -> Action:
         """The action, keeping its live file aside when it changed since it was checked (an
@@ -755,6 +756,8 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                 action = recheck(action)
                 if action.set_aside:
                     _set_aside(action, writer)
+                else:
+                    old.keep(action, move=False)
             except OSError as exc:
                 raise _write_error(exc, action.target) from None  # (discarded below)
             del replacing[0]
@@ -763,6 +766,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
             except OSError as exc:
                 raise _write_error(exc, action.target) from None
             step()
+        old.settle()
 
     with BlobReader(repo) as reader:
         finished = False
@@ -770,7 +774,9 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
             for action in actions:
                 try:
                     if action.action == "delete":
-                        _delete(recheck(action), writer)
+                        action = recheck(action)
+                        if action.set_aside or not old.keep(action, move=True):
+                            _delete(action, writer)
                     elif action.action != "unchanged":
                         blob = reader.get(action.oid)
                         if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
@@ -802,6 +808,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                     raise _write_error(exc, action.target) from None
                 step()
             replace_staged()
+            old.settle()
             built = list(databases.results())  # all built and checked before any moves in
             # again: a database may have been opened while they were built
             _refuse_any_open([Path(action.target) for action, _tmp, _marked in built])
@@ -824,6 +831,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         finally:
             for _action, staged in replacing:  # not put in place (after an error)
                 writer.discard(staged)
+            old.settle(quietly=True)
             databases.close()  # the temp folders of databases not moved in (after an error)
             if not finished:
                 writer.remove_new_folders()
@@ -920,6 +928,67 @@ class _FreshFolders:
         a change: the writer's uncounted folder), then the folders made for it."""
         shutil.rmtree(self._staging, ignore_errors=True)
         writer.remove_new_folders()
+
+
+class _OldCopies:
+    """Live files a restore replaces or deletes, kept reachable under their kept-aside name (a
+    hard link to a replaced file; a deleted one moved there) until it is sure nobody writes to
+    them: an agent that opened one in the moment before it was replaced (after the last look
+    for open files: the batch's flush takes a while) writes into the old file, not into
+    nothing. settle() then drops each copy, or keeps it aside (as a late action) when another
+    process holds it or it changed."""
+
+    def __init__(self, writer: BatchWriter, late: list[Action], used: set[str]) -> None:
+        self._writer = writer
+        self._late = late
+        self._used = used
+        self._copies: list[tuple[Action, str]] = []  # action, kept-aside name of the old file
+
+    def keep(self, action: Action, *, move: bool) -> bool:
+        """Keep the live plain file of action reachable (moved away when move: a delete);
+        False for a database (its own checks apply) or a file not there."""
+        from vault.sqlite_dump import is_sqlite_file
+
+        target = Path(action.target)
+        if not action.seen or is_sqlite_file(target):
+            return False
+        folder, _, name = action.target.rpartition("/")
+        aside = _aside_name(action.target, _aside_stamp(datetime.now(timezone.utc)), self._used)
+        try:
+            if move:
+                self._writer.move_in(folder, name, aside.rpartition("/")[2], replace=False)
+            else:
+                self._writer.link_in(folder, name, aside.rpartition("/")[2])
+        except FileNotFoundError:
+            return False  # gone meanwhile: nothing to keep
+        self._copies.append((action, aside))
+        return True
+
+    def settle(self, *, quietly: bool = False) -> None:
+        """One look for holders of all the copies; each is dropped, or kept aside."""
+        from vault.inuse import open_paths
+
+        copies, self._copies = self._copies, []
+        if not copies:
+            return
+        try:
+            held = {str(p) for p in open_paths([Path(aside) for _action, aside in copies])}
+            for action, aside in copies:
+                try:
+                    st = os.lstat(aside)
+                except FileNotFoundError:
+                    continue  # someone took it away: nothing of ours to keep or drop
+                seen = action.seen  # (a link changes the inode's ctime: not compared)
+                if aside in held or (st.st_size, st.st_mtime_ns, st.st_ino) != (
+                        seen[0], seen[1], seen[3]):
+                    self._late.append(replace(action, set_aside=aside))
+                else:
+                    folder, _, name = aside.rpartition("/")
+                    self._writer.remove(folder, name)
+        except OSError:
+            if not quietly:
+                raise
+            # (after an error: a copy left is a file kept, not a file lost)
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
