@@ -414,3 +414,19 @@ def test_path_filter_takes_what_the_walk_takes(tmp_path: Path, include: tuple[st
     takes = path_filter(source)
     assert sorted(p for p in every if takes(p)) == sorted(e.rel for e in
                                                           scan_source(source).entries)
+
+
+def test_a_temp_file_of_vaults_in_a_source_is_listed(tmp_path: Path) -> None:
+    """Found by a QA sweep: a restore killed between writing a file's temp copy and renaming
+    it leaves `.<name>.<pid>.vault-tmp` beside it, and a user's own `ideas.vault-tmp` was
+    never backed up: both were skipped without a word."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / ".notes.md.4242.vault-tmp").write_text("a killed restore's copy\n")
+    (root / "ideas.vault-tmp").write_text("mine\n")
+    (root / "notes.md").write_text("notes\n")
+    scan = scan_source(Source(root))
+    assert [e.rel for e in scan.entries] == ["notes.md"]
+    assert sorted(scan.skipped) == [
+        (name, "a temp file of vault's (a write that was killed leaves one): safe to delete")
+        for name in (".notes.md.4242.vault-tmp", "ideas.vault-tmp")]

@@ -307,7 +307,9 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
                 stack.append((base + name, rel))
                 continue
             if name.endswith(_ODD_SUFFIXES):  # one test for both rare cases
-                if name.endswith(SKIP_FILE_SUFFIXES):
+                if name.endswith(SKIP_FILE_SUFFIXES):  # vault's own temp name: never taken
+                    skipped.append((rel, "a temp file of vault's (a write that was killed "
+                                         "leaves one): safe to delete"))
                     continue
                 if by_name is None:
                     by_name = {c.name: c for c in children}
