@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -98,6 +99,20 @@ def test_quiet_sync_prints_nothing_and_failures_exit_1(config_file: Path, tmp_pa
                              "Hint: is the disk mounted? the vault keeps its last copy\n")
     status = run_cli("status", "--config", str(config_file))
     assert f"Problem:   source 'agent': folder not found: {workspace}\n" in status.stdout
+    # The cause gone, status still says the last sync failed (found by a QA sweep: only
+    # failures.log knew), until a sync completes.
+    (tmp_path / "gone").rename(workspace)
+    status = run_cli("status", "--json", "--config", str(config_file))
+    failure = json.loads(status.stdout)["last_failure"]
+    assert (failure["command"], failure["error"]) == (
+        "sync", f"source 'agent': folder not found: {workspace}")
+    assert "Problem:" not in run_cli("status", "--config", str(config_file)).stdout
+    assert f"vault sync: source 'agent': folder not found: {workspace} (after the last sync" \
+        in run_cli("status", "--config", str(config_file)).stdout
+    time.sleep(1.1)  # (failures.log keeps whole seconds)
+    assert run_cli("sync", "--quiet", "--config", str(config_file)).returncode == 0
+    status = run_cli("status", "--json", "--config", str(config_file))
+    assert json.loads(status.stdout)["last_failure"] is None
 
 
 def test_dry_run_human_output(config_file: Path) -> None:

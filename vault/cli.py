@@ -241,7 +241,10 @@ def status(config_path: str | None, as_json: bool) -> None:
                     "pending": sync_json(st.pending), "lock": lock,
                     "last_run": format_time(st.last_run) if st.last_run else None,
                     "interval_seconds": st.interval, "overdue": st.overdue,
-                    "remote": st.remote, "unpushed": st.unpushed})
+                    "remote": st.remote, "unpushed": st.unpushed,
+                    "last_failure": None if st.last_failure is None else {
+                        "time": format_time(st.last_failure.time),
+                        "command": st.last_failure.command, "error": st.last_failure.error}})
         return
     click.echo(f"Vault:     {st.vault_path} (branch {st.branch}, {st.commits} commits)")
     if last is None:
@@ -262,6 +265,10 @@ def status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"Pending:   nothing ({p.unchanged} files up to date)")
     for failure in p.failures:
         click.echo(f"Problem:   {failure.message}")  # (it names the source or the file)
+    if st.last_failure is not None:
+        f = st.last_failure
+        click.echo(f"Failed:    {format_time(f.time)} vault {f.command}: {f.error} (after the "
+                   "last sync; failures.log has them all)")
     if st.remote:
         click.echo(f"Remote:    {st.remote} ({st.unpushed} commit(s) not pushed yet)"
                    if st.unpushed else f"Remote:    {st.remote} (up to date)")

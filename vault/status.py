@@ -6,10 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from typing import TYPE_CHECKING
+
 from vault.config import Config
 from vault.lock import LockState, lock_state
 from vault.repo import CommitInfo, VaultRepo
 from vault.sync import SyncOptions, SyncResult, last_run, sync
+
+if TYPE_CHECKING:
+    from vault.alerts import Failure
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,9 @@ class Status:
     remote: str | None = None  # URL without credentials
     unpushed: int = 0
     last_run: datetime | None = None  # the last sync that completed, whether or not it committed
+    # The last failure failures.log holds, when it came after the last completed sync (a
+    # failure whose cause is gone by now would leave no other trace here)
+    last_failure: Failure | None = None
 
 
 def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
@@ -38,6 +46,12 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     pending = sync(config, SyncOptions(dry_run=True), now=now)
     moment = (now or (lambda: datetime.now(timezone.utc)))()
     ran = last_run(config, last.time if last else None)
+    from vault.alerts import read_failures  # (it loads the GitHub client's helpers)
+
+    failed = read_failures(config, limit=1)
+    # (failures.log keeps whole seconds: one in the second of the last run counts as after it)
+    last_failure = failed[0] if failed and (
+        ran is None or failed[0].time >= ran.replace(microsecond=0)) else None
     overdue = ran is not None and (moment - ran).total_seconds() > 2 * config.schedule.interval
     from vault.remote import REMOTE, clean_url, remote_url
 
@@ -46,4 +60,5 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
                   commits=commits, pending=pending, lock=lock_state(config.state_dir),
                   interval=config.schedule.interval, overdue=overdue,
-                  remote=clean_url(url) if url else None, unpushed=unpushed, last_run=ran)
+                  remote=clean_url(url) if url else None, unpushed=unpushed, last_run=ran,
+                  last_failure=last_failure)
