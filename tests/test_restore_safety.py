@@ -680,6 +680,32 @@ def test_restore_to_a_live_source_with_delete_is_refused(config: Config, vault: 
     assert (workspace / "precious.md").exists()
 
 
+class LateWriter:
+    """An agent in another process: opens a file to append when told (once), writes its line
+    and closes it when told."""
+
+    def __init__(self, path: Path, line: str) -> None:
+        self.opened = False
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys\n"
+             "sys.stdin.readline(); f = open(sys.argv[1], 'a'); print('open', flush=True)\n"
+             "sys.stdin.readline(); f.write(sys.argv[2]); f.close()\n", str(path), line],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def open(self) -> None:
+        if not self.opened:
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._proc.stdin.write("\n")
+            self._proc.stdin.flush()
+            self.opened = self._proc.stdout.readline() == "open\n"
+
+    def finish(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("\n")
+        self._proc.stdin.close()
+        self._proc.wait(timeout=30)
+
+
 def test_a_file_opened_during_the_flush_and_written_after_the_replace_is_kept(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -690,33 +716,21 @@ def test_a_file_opened_during_the_flush_and_written_after_the_replace_is_kept(
     transcript = workspace / "sessions" / "s1.jsonl"
     first = changed_since(config, clock, transcript,
                           '{"type": "message", "text": "second"}\n', append=True)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys\n"
-         "sys.stdin.readline(); f = open(sys.argv[1], 'a'); print('open', flush=True)\n"
-         "sys.stdin.readline(); f.write('{\"text\": \"LATE LINE\"}\\n'); f.close()\n",
-         str(transcript)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    writer = LateWriter(transcript, '{"text": "LATE LINE"}\n')
     flushed = restore_module.sync_filesystem
 
     def agent_opens_during_the_flush(path: Path) -> None:
-        if writer.poll() is None and not opened:
-            assert writer.stdin is not None and writer.stdout is not None
-            writer.stdin.write("\n")
-            writer.stdin.flush()
-            opened.append(writer.stdout.readline())
+        writer.open()
         flushed(path)
 
-    opened: list[str] = []
     monkeypatch.setattr(restore_module, "sync_filesystem", agent_opens_during_the_flush)
     clock.tick()
     try:
         result = restore(config, RestoreOptions(at=first, paths=("sessions/s1.jsonl",)),
                          now=clock)
     finally:
-        assert writer.stdin is not None
-        writer.stdin.write("\n")
-        writer.stdin.close()
-        writer.wait(timeout=30)
-    assert opened == ["open\n"]
+        writer.finish()
+    assert writer.opened
     [action] = [a for a in result.plan.actions if a.path == "agent/sessions/s1.jsonl"]
     assert action.set_aside and b"LATE LINE" in Path(action.set_aside).read_bytes()
     assert b"LATE LINE" not in transcript.read_bytes()  # the restored file is as it was
@@ -732,30 +746,14 @@ def test_a_file_opened_before_its_delete_and_written_after_it_is_kept(
     notes.write_text("later\n")
     clock.tick()
     sync(config, now=clock)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys\n"
-         "sys.stdin.readline(); f = open(sys.argv[1], 'a'); print('open', flush=True)\n"
-         "sys.stdin.readline(); f.write('LATE LINE\\n'); f.close()\n", str(notes)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    opened: list[str] = []
-
-    def agent_opens_while_the_restore_runs(done: int, total: int) -> None:
-        if not opened:  # after the first action, before the delete (later in path order)
-            assert writer.stdin is not None and writer.stdout is not None
-            writer.stdin.write("\n")
-            writer.stdin.flush()
-            opened.append(writer.stdout.readline())
-
+    writer = LateWriter(notes, "LATE LINE\n")
     clock.tick()
-    try:
+    try:  # (it opens after the first action, before the delete: later in path order)
         result = restore(config, RestoreOptions(at=first, delete=True), now=clock,
-                         progress=agent_opens_while_the_restore_runs)
+                         progress=lambda done, total: writer.open())
     finally:
-        assert writer.stdin is not None
-        writer.stdin.write("\n")
-        writer.stdin.close()
-        writer.wait(timeout=30)
-    assert opened == ["open\n"] and not notes.exists()
+        writer.finish()
+    assert writer.opened and not notes.exists()
     [action] = [a for a in result.plan.actions if a.path == "agent/notes-later.md"]
     assert action.action == "delete" and action.set_aside
     assert Path(action.set_aside).read_text() == "later\nLATE LINE\n"
