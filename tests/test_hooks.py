@@ -69,3 +69,43 @@ def test_hooks_in_json_output(tmp_path: Path, workspace: Path) -> None:
     config = config_with(tmp_path, workspace, 'post_sync = "true"\n')
     doc = json.loads(run_cli("sync", "--json", "--config", str(config.file)).stdout)
     assert doc["hooks"] == [{"event": "post_sync", "returncode": 0}]
+
+
+HOOK = Path(__file__).resolve().parent.parent / "hooks" / "vault-sync-hook.sh"
+
+
+def run_hook(tmp_path: Path, config_file: Path) -> str:
+    """hooks/vault-sync-hook.sh as an agent runs it; what it left in vault.log."""
+    import os
+    import subprocess
+    import sys
+
+    launcher = tmp_path / "vault-bin"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m vault "$@"\n')
+    launcher.chmod(0o755)
+    home = tmp_path / "hook-home"
+    env = {**os.environ, "VAULT_BIN": str(launcher), "VAULT_HOME": str(home),
+           "VAULT_CONFIG": str(config_file)}
+    proc = subprocess.run(["sh", str(HOOK)], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")  # never in the way
+    log = home / "vault.log"
+    return log.read_text() if log.exists() else ""
+
+
+def test_the_generic_hook_script(tmp_path: Path, workspace: Path) -> None:
+    """hooks/vault-sync-hook.sh, run for real: a sync, a busy lock (not logged: before, each
+    busy run wrote an Error line), a failure (logged, with where to look), always exit 0."""
+    from vault.lock import SyncLock
+
+    config_file = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    config = load_config(config_file)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    assert run_hook(tmp_path, config_file) == ""
+    assert VaultRepo.open(config.vault.path, "main").head_id() is not None
+    with SyncLock(config.state_dir, command="test"):
+        assert run_hook(tmp_path, config_file) == ""
+    workspace.rename(tmp_path / "gone")
+    log = run_hook(tmp_path, config_file).splitlines()
+    assert log[0] == f"Error: source 'agent': folder not found: {workspace}"
+    assert log[-1].endswith("vault sync exited 1 (see vault status)")
