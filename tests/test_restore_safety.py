@@ -759,6 +759,39 @@ def test_a_file_opened_before_its_delete_and_written_after_it_is_kept(
     assert Path(action.set_aside).read_text() == "later\nLATE LINE\n"
 
 
+def test_a_database_opened_during_the_flush_before_its_move_is_not_replaced(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the last look for a database's holders came before the flush that precedes
+    the move (which takes a while): an agent that opened it meanwhile had it replaced under
+    its connection. The look now comes right before the move."""
+    first = database_changed_since(config, clock, workspace / "memory.db")
+    holder: list[subprocess.Popen[str]] = []
+    flushed = restore_module.sync_filesystem
+
+    def agent_opens_during_the_flush(path: Path) -> None:
+        if not holder:
+            holder.append(subprocess.Popen(
+                [sys.executable, "-c", "import sys\nf = open(sys.argv[1], 'rb')\n"
+                 "print('open', flush=True)\nsys.stdin.readline()\n",
+                 str(workspace / "memory.db")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            assert holder[0].stdout is not None and holder[0].stdout.readline() == "open\n"
+        flushed(path)
+
+    monkeypatch.setattr(restore_module, "sync_filesystem", agent_opens_during_the_flush)
+    before = (workspace / "memory.db").read_bytes()
+    clock.tick()
+    try:
+        with pytest.raises(RestoreError, match="is open in another process"):
+            restore(config, RestoreOptions(at=first, paths=("memory.db",)), now=clock)
+    finally:
+        for proc in holder:
+            proc.kill()
+            proc.wait()
+    assert holder and (workspace / "memory.db").read_bytes() == before
+
+
 def test_a_write_while_the_vault_copy_is_checked_is_kept(config: Config, vault: VaultRepo,
                                                          clock: Clock, workspace: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -810,10 +810,11 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
             replace_staged()
             old.settle()
             built = list(databases.results())  # all built and checked before any moves in
-            # again: a database may have been opened while they were built
-            _refuse_any_open([Path(action.target) for action, _tmp, _marked in built])
             if any(action.action == "overwrite" for action, _tmp, _marked in built):
                 flush()
+            # again, after the flush (which takes a while), right before the moves: a
+            # database may have been opened while they were built or flushed
+            _refuse_any_open([Path(action.target) for action, _tmp, _marked in built])
             for action, tmp, marked in built:
                 target = Path(action.target)
                 try:
