@@ -365,7 +365,7 @@ elif stage == "before-ref":
 elif stage == "after-ref":
     patch(vault.repo.VaultRepo, "_move_branch", after=True)
 elif stage == "restore-before-db-install":
-    patch(vault.restore, "_install_sqlite", before=True)
+    patch(vault.restore, "install_sqlite", before=True)
 elif stage == "mid-cache":
     real_replace = os.replace
     def replace(src, dst, *args, **kwargs):

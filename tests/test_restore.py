@@ -23,7 +23,8 @@ from vault.fsutil import BatchWriter
 from vault.pathsafe import UnsafePathError
 from vault.repo import VaultRepo
 from vault.restore import (Action, PartialRestoreError, RestoreError, RestoreOptions,
-                           _Databases, _set_aside, restore)
+                           _set_aside, restore)
+from vault.restore_db import Databases
 import vault.restore as restore_module
 from vault.show import query_dump, show_file
 from vault.sqlite_dump import load_dump
@@ -359,7 +360,7 @@ def test_databases_are_built_here_when_the_helper_dies(vault: VaultRepo,
     target = tmp_path / "out" / "memory.db"
     target.parent.mkdir()
     action = Action("create", "agent/memory.db", str(target), oid=oid, mode=mode)
-    with _Databases(vault.path) as databases:
+    with Databases(vault.path) as databases:
         databases.start()
         assert databases._proc is not None
         databases._proc.kill()  # gone before it got any work
@@ -550,15 +551,15 @@ def test_a_folder_swapped_while_its_database_is_built(config: Config, vault: Vau
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "memory.db-wal").write_bytes(b"not ours to delete")
-    built = _Databases.results
+    built = Databases.results
 
-    def swap_then_hand_over(self: _Databases) -> Any:
+    def swap_then_hand_over(self: Databases) -> Any:
         for item in built(self):
             os.rename(out / "agent", out / "agent.real")
             os.symlink(outside, out / "agent")
             yield item
 
-    monkeypatch.setattr(_Databases, "results", swap_then_hand_over)
+    monkeypatch.setattr(Databases, "results", swap_then_hand_over)
     (out / "agent").mkdir(parents=True)  # (there already: written into file by file)
     restore(config, RestoreOptions(at="HEAD", to=out, paths=("agent/memory.db",)), now=clock)
     assert sorted(os.listdir(outside)) == ["memory.db-wal"]
@@ -660,7 +661,7 @@ def test_a_helper_that_never_reads_does_not_stall_the_restore(tmp_path: Path) ->
     signal.signal(signal.SIGALRM, stalled)
     signal.alarm(60)  # a hang becomes a failure
     try:
-        with _Databases(tmp_path) as databases:
+        with Databases(tmp_path) as databases:
             databases.start()
             for n in range(400):  # ~500 bytes a job: 200 KB
                 target = deep / f"{n}.db"

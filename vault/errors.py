@@ -75,3 +75,7 @@ class SqliteSnapshotError(SnapshotError):
 
 class RepoError(VaultError):
     """The vault repository is damaged or could not be written."""
+
+
+class RestoreError(VaultError):
+    """A restore could not be done safely; nothing was changed."""

@@ -38,6 +38,20 @@ def new_file_mode(executable: bool) -> int:
     return (0o755 if executable else 0o644) & ~_umask()
 
 
+def restored_mode(target: str, executable: bool) -> int:
+    """The permission bits of a restored file: those of the live file it replaces (a memory
+    kept private stays private), with the executable bits the vault recorded; for a new file,
+    new_file_mode."""
+    try:
+        st = os.stat(target, follow_symlinks=False)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return new_file_mode(executable)
+    perms = st.st_mode & 0o777
+    return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
                  durable: bool = True) -> None:
     """Replace path with data so a crash leaves either the old or the new file, never a mix.

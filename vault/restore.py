@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
-import stat
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from vault.config import SOURCE_NAME_RE, Config
-from vault.errors import (EXIT_INTERRUPTED, RepoError, SqliteSnapshotError, UsageError,
-                          VaultError)
+from vault.errors import EXIT_INTERRUPTED, RepoError
+from vault.errors import RestoreError as RestoreError  # (vault.restore's callers catch it)
+from vault.errors import UsageError, VaultError
 from vault.fsutil import (BatchWriter, OutsideRoots, Staged, fsync_dir, new_file_mode,
-                          sync_filesystem)
+                          restored_mode, sync_filesystem)
 from vault.lock import SyncLock
-from vault.dbbuild import build, claim, is_redacted_blob
+from vault.dbbuild import is_redacted_blob
 from vault.objects import BlobReader, commit_info, first_parent_line, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
+from vault.restore_db import (COMPANIONS, Databases, install_sqlite, refuse_any_open,
+                              refuse_if_open, refuse_open_databases)
 from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, path_filter,
                            scan_source, stat_key)
 from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
@@ -34,15 +32,11 @@ from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
-_COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
+COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 # A file an earlier restore kept aside (_set_aside_uncaptured names them): never deleted by a
 # restore, also not by the --delete of the undo command (the vault may not hold it).
 _ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?(/|$)")  # or in one
 _REPLACE_BATCH = 256  # files staged to replace live ones, flushed together (open files each)
-
-
-class RestoreError(VaultError):
-    """A restore could not be done safely; nothing was changed."""
 
 
 class PartialRestoreError(RestoreError):
@@ -258,12 +252,12 @@ def restore(config: Config, options: RestoreOptions, *,
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     if options.dry_run:
         return RestoreResult(plan=plan_restore(config, repo, options, clock()), dry_run=True)
-    with SyncLock(config.state_dir, command="restore"), _Databases(repo.path) as databases:
+    with SyncLock(config.state_dir, command="restore"), Databases(repo.path) as databases:
         databases.start()  # its start-up overlaps the planning (it is idle without databases)
         plan = plan_restore(config, repo, options, clock())
         live = plan.into is None and any(a.action != "unchanged" for a in plan.actions)
         if live:
-            _refuse_open_databases(repo, plan)  # before asking, syncing or changing anything
+            refuse_open_databases(repo, plan)  # before asking, syncing or changing anything
         if not confirm(plan):
             raise RestoreError("restore cancelled; nothing was changed")
         safety: SyncResult | None = None
@@ -288,7 +282,7 @@ def restore(config: Config, options: RestoreOptions, *,
                 involved = tuple(sorted(involved + more))
                 if syncs[-1].commit:
                     safety = syncs[-1]  # the one that ends where the undo starts
-            _refuse_open_databases(repo, plan)
+            refuse_open_databases(repo, plan)
             plan = _set_aside_uncaptured(repo, plan, syncs, config.state_dir / CACHE_NAME)
             # (none when every source changed is one the restore makes: an undo with no
             # source named would cover them all)
@@ -372,36 +366,6 @@ def _interrupted() -> VaultError:
     error = VaultError("interrupted")
     error.exit_code = EXIT_INTERRUPTED
     return error
-
-
-def _refuse_open_databases(repo: VaultRepo, plan: RestorePlan) -> None:
-    """Refuse the restore up front when a database it replaces or deletes is open elsewhere:
-    a live file that is a database, or one (damaged, say) that a database will replace. Each
-    is checked again just before it is moved."""
-    from vault.sqlite_dump import is_sqlite_file
-
-    databases: list[Path] = []
-    with BlobReader(repo) as reader:
-        for action in plan.actions:
-            if action.action not in ("overwrite", "delete"):
-                continue
-            target = Path(action.target)
-            if is_sqlite_file(target) or (action.action == "overwrite" and reader.get(
-                    action.oid).head(len(DUMP_HEADER)) == DUMP_HEADER):
-                databases.append(target)
-    _refuse_any_open(databases)
-
-
-def _refuse_any_open(databases: list[Path]) -> None:
-    """_refuse_if_open for many databases, with one look through /proc for them all (each
-    look reads every open file of every process: slow on a busy machine)."""
-    from vault.inuse import open_paths
-
-    files = [Path(f"{db}{suffix}") for db in databases for suffix in ("", *_COMPANIONS)]
-    held = open_paths(files)
-    for db in databases:
-        if any(Path(f"{db}{suffix}") in held for suffix in ("", *_COMPANIONS)):
-            _refuse_if_open(db)  # (names the processes)
 
 
 def _tops(config: Config, paths: Iterable[str]) -> set[str]:
@@ -534,20 +498,6 @@ def _verb(reader: BlobReader, target: Path, oid: str, mode: int) -> str:
     return "unchanged" if _same_content(target, reader, oid) else "overwrite"
 
 
-def _restored_mode(target: str, executable: bool) -> int:
-    """The permission bits of a restored file: those of the live file it replaces (a memory
-    kept private stays private), with the executable bits the vault recorded; for a new file,
-    fsutil.new_file_mode."""
-    try:
-        st = os.stat(target, follow_symlinks=False)
-    except OSError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return new_file_mode(executable)
-    perms = st.st_mode & 0o777
-    return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
-
-
 def _same_content(target: Path, reader: BlobReader, oid: str) -> bool:
     from vault.sqlite_dump import is_sqlite_file, snapshot_sqlite
 
@@ -578,7 +528,7 @@ def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[st
                 for name in names:
                     full = Path(dirpath) / name
                     rel = full.relative_to(root).as_posix()
-                    if not name.endswith(_COMPANIONS) and wanted(rel):
+                    if not name.endswith(COMPANIONS) and wanted(rel):
                         found.append((rel, full))
         return found
     chosen = set(options.sources or [s.name for s in config.sources])
@@ -676,7 +626,7 @@ def _aside_name(target: str, stamp: str, used: set[str]) -> str:
     of it), also not by another file of this restore."""
     base = f"{target}.pre-restore-{stamp}"
     name, n = base, 1
-    while name in used or any(os.path.lexists(name + s) for s in ("", *_COMPANIONS)):
+    while name in used or any(os.path.lexists(name + s) for s in ("", *COMPANIONS)):
         n += 1
         name = f"{base}-{n}"
     used.add(name)
@@ -702,7 +652,7 @@ def _stat_key(target: str) -> tuple[int, ...]:
 
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
-               progress: Callable[[int, int], None] | None, databases: _Databases,
+               progress: Callable[[int, int], None] | None, databases: Databases,
                late: list[Action], staging: str | None = None) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
     Into late go the actions whose live file changed since it was checked (kept aside after
@@ -713,7 +663,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     contents are flushed (a batch at a time); new files below staging (_FreshFolders) are
     written in place. (Two threads sharing the files were tried: slower on two cores, where
     the database helper needs the other one too.) Databases are
-    rebuilt by a helper process (_Databases) and moved into place (and their old files set
+    rebuilt by a helper process (Databases) and moved into place (and their old files set
     aside, when they must be) after the plain files. Folders are opened below roots without
     following symlinks. After a failure, the folders this restore made and left empty are
     removed.
@@ -788,7 +738,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                             continue
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
-                        mode = _restored_mode(action.target, executable) \
+                        mode = restored_mode(action.target, executable) \
                             if action.action == "overwrite" else new_file_mode(executable)
                         if is_redacted_blob(blob):
                             redacted.append(action.path)
@@ -814,15 +764,15 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                 flush()
             # again, after the flush (which takes a while), right before the moves: a
             # database may have been opened while they were built or flushed
-            _refuse_any_open([Path(action.target) for action, _tmp, _marked in built])
+            refuse_any_open([Path(action.target) for action, _tmp, _marked in built])
             for action, tmp, marked in built:
                 target = Path(action.target)
                 try:
-                    mode = _restored_mode(action.target, action.mode == MODE_EXEC)
+                    mode = restored_mode(action.target, action.mode == MODE_EXEC)
                     action = recheck(action)
                     if action.set_aside:
                         _set_aside(action, writer)
-                    _install_sqlite(tmp, target, durable=False, writer=writer, mode=mode)
+                    install_sqlite(tmp, target, durable=False, writer=writer, mode=mode)
                 except OSError as exc:
                     raise _write_error(exc, action.target) from None
                 if marked:
@@ -1003,8 +953,8 @@ def _delete(action: Action, writer: BatchWriter) -> None:
     # the user's (synced as such), not to be touched.
     database = is_sqlite_file(Path(action.target))
     if database:
-        _refuse_if_open(Path(action.target))  # again: it may have been opened since the plan
-    suffixes = ("", *_COMPANIONS) if database else ("",)
+        refuse_if_open(Path(action.target))  # again: it may have been opened since the plan
+    suffixes = ("", *COMPANIONS) if database else ("",)
     for suffix in suffixes:
         writer.remove(folder, name + suffix)
 
@@ -1019,11 +969,11 @@ def _set_aside(action: Action, writer: BatchWriter) -> None:
     target = Path(action.target)
     database = is_sqlite_file(target)
     if database:
-        _refuse_if_open(target)
+        refuse_if_open(target)
     folder, _, name = action.target.rpartition("/")
     aside = action.set_aside.rpartition("/")[2]
     writer.move_in(folder, name, aside, replace=False)  # never over another kept file
-    for suffix in _COMPANIONS if database else ():
+    for suffix in COMPANIONS if database else ():
         try:
             writer.move_in(folder, name + suffix, aside + suffix, replace=False)
         except FileNotFoundError:
@@ -1038,194 +988,3 @@ def _write_error(exc: OSError, target: str) -> VaultError:
     return RestoreError(f"{target}: cannot write: {exc.strerror or exc}",
                         hint="fix the cause and run the restore again")
 
-
-class _Databases:
-    """Rebuilds databases in a helper process (vault.dbbuild), beside the rest of the restore.
-
-    Each database is built in a temp folder beside its target, by whichever of the helper and
-    this process claims it first (mkdir of folder/claim): the helper takes them in order as
-    they come, and results() builds here, from the last, those it has not started, so the two
-    finish together. Where the helper cannot start or dies, this process builds what it did
-    not. results() hands the databases over in the order they were submitted.
-    """
-
-    def __init__(self, vault_dir: Path) -> None:
-        self._vault_dir = vault_dir
-        self._jobs: list[tuple[Action, Path]] = []  # action, temp folder
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._started = False
-        self._feeding = True  # jobs still go to the helper
-
-    def __enter__(self) -> _Databases:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()  # never used: it has nothing to finish
-            self._proc.wait()
-
-    def start(self) -> None:
-        """Start the helper now, ahead of the first database (it waits for work)."""
-        if self._started:
-            return
-        self._started = True
-        if not sys.executable:  # an embedded interpreter may not know its own program
-            return  # results() builds everything here
-        # The helper imports this very copy of vault: it runs in the folder that holds the
-        # package (the first place `-m` looks), so no `vault` folder where the user happens
-        # to be can stand in for it.
-        package_root = str(Path(__file__).resolve().parent.parent)
-        paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
-        try:
-            # stdout and stderr go nowhere: results come back as files, so no pipe can fill
-            # up and stall the helper.
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "vault.dbbuild", str(self._vault_dir)],
-                cwd=package_root, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        except OSError:
-            self._proc = None
-        if self._proc is not None and self._proc.stdin is not None:
-            os.set_blocking(self._proc.stdin.fileno(), False)
-
-    def submit(self, action: Action, target: Path) -> None:
-        """Have action's database rebuilt beside target."""
-        folder = Path(tempfile.mkdtemp(prefix=".vault-restore-", dir=target.parent))
-        self._jobs.append((action, folder))
-        self.start()
-        if self._proc is not None and self._proc.stdin is not None and self._feeding:
-            # One JSON object per line: any folder name (newlines, bytes that are not UTF-8)
-            # goes over whole. The pipe does not block: a helper that does not keep up (or
-            # never reads) gets no more work, and results() builds the rest here.
-            request = json.dumps({"blob": action.oid, "folder": os.path.abspath(folder)})
-            line = request.encode() + b"\n"
-            try:
-                written = os.write(self._proc.stdin.fileno(), line)
-            except OSError:  # full (BlockingIOError), or the helper died
-                written = 0
-            if written != len(line):
-                self._feeding = False  # a cut line is refused by the helper
-
-    def results(self) -> Iterator[tuple[Action, Path, bool]]:
-        """Each database, built and checked: its action, its temp folder, is it redacted?"""
-        if not self._jobs:
-            return
-        if self._proc is not None and self._proc.stdin is not None:
-            try:
-                self._proc.stdin.close()  # no more work: it exits when done
-            except OSError:
-                pass
-        results: dict[Path, dict[str, object]] = {}
-        for action, folder in reversed(self._jobs):
-            if claim(folder):
-                results[folder] = build(self._vault_dir, action.oid, folder)
-        for action, folder in self._jobs:
-            result = results.get(folder) or self._helper_result(folder)
-            if result is None:  # the helper died on it (or never was a helper): build it here
-                _discard(folder)
-                folder.mkdir()
-                result = build(self._vault_dir, action.oid, folder)
-            if "error" in result:
-                error = RepoError if result.get("kind") == "repo" else SqliteSnapshotError
-                raise error(str(result["error"]),
-                            hint=str(result["hint"]) if result.get("hint") else None)
-            yield action, folder, bool(result["redacted"])
-
-    def _helper_result(self, folder: Path) -> dict[str, object] | None:
-        """What the helper wrote for a job it claimed, once it is written; None when the
-        helper is gone without writing it."""
-        done = folder / "result"  # written whole (temp file and rename), or not at all
-        while True:
-            gone = self._proc is None or self._proc.poll() is not None
-            try:
-                result: dict[str, object] = json.loads(done.read_bytes())
-                return result
-            except (OSError, ValueError):
-                if gone:
-                    return None
-            time.sleep(0.005)
-
-    def close(self) -> None:
-        """Stop any build under way and remove every temp folder left (after an error)."""
-        if self._jobs and self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        for _action, folder in self._jobs:
-            _discard(folder)
-        self._jobs = []
-
-
-def restore_sqlite_file(data: bytes, target: Path) -> None:
-    """Rebuild the database beside the target, check it, drop stale WAL/SHM, move it in."""
-    _refuse_if_open(target)
-    built = _build_sqlite(data, target, durable=True)
-    try:
-        _refuse_if_open(target)  # again: it may have been opened while we built
-    except BaseException:
-        _discard(built)
-        raise
-    _install_sqlite(built, target, durable=True, mode=_restored_mode(str(target), False))
-
-
-def _refuse_if_open(target: Path) -> None:
-    from vault.inuse import open_by
-
-    companions = [Path(f"{target}{suffix}") for suffix in _COMPANIONS]
-    holders = open_by([target, *companions])
-    if holders:
-        raise RestoreError(f"{target} is open in another process (pid "
-                           f"{', '.join(map(str, holders))}); refusing to replace a live database",
-                           hint="stop the agent first, or restore elsewhere with --to DIR")
-
-
-def _build_sqlite(data: bytes, target: Path, durable: bool) -> Path:
-    """The database built from its dump and checked, in a temp folder beside the target."""
-    from vault.sqlite_dump import load_dump
-
-    tmp = Path(tempfile.mkdtemp(prefix=".vault-restore-", dir=target.parent))
-    try:
-        load_dump(data, tmp / "db", durable=durable)  # builds, checks PRAGMA integrity_check
-    except BaseException:
-        _discard(tmp)
-        raise
-    return tmp
-
-
-def _install_sqlite(built: Path, target: Path, durable: bool, mode: int,
-                    writer: BatchWriter | None = None) -> None:
-    """Move a database made by _build_sqlite (in a temp folder beside target) into place,
-    with mode; with a writer, relative to the target's folder as the writer opened it. The
-    caller has just made sure that no other process has the target open (_refuse_if_open)."""
-    try:
-        # A leftover WAL would be replayed over the restored database: it goes first. (The
-        # state it held is in the vault: the safety sync took it through the backup API.)
-        if writer is None:
-            _remove_companions(target)
-            os.chmod(built / "db", mode)  # built private (0o600)
-            os.replace(built / "db", target)
-        else:
-            folder = str(target.parent)
-            for suffix in _COMPANIONS:
-                writer.remove(folder, target.name + suffix)
-            writer.move_in(folder, f"{built.name}/db", target.name, mode=mode)
-        if durable:
-            fsync_dir(target.parent)
-    finally:
-        _discard(built)
-
-
-def _discard(tmp: Path) -> None:
-    if not tmp.exists():
-        return
-    for leftover in tmp.iterdir():
-        if leftover.is_dir() and not leftover.is_symlink():
-            leftover.rmdir()  # a build's claim
-        else:
-            leftover.unlink()
-    tmp.rmdir()
-
-
-def _remove_companions(target: Path) -> None:
-    for suffix in _COMPANIONS:
-        Path(f"{target}{suffix}").unlink(missing_ok=True)

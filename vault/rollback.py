@@ -37,7 +37,7 @@ def is_corruption(reason: str) -> bool:
 def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
               now: datetime | None = None) -> list[Rollback]:
     """For each (vault path, file, reason): move the file aside, restore the branch tip's copy."""
-    from vault.restore import restore_sqlite_file
+    from vault.restore_db import restore_sqlite_file
     from vault.sqlite_dump import is_dump
 
     head = repo.head_id()
