@@ -203,14 +203,19 @@ def install_sqlite(built: Path, target: Path, durable: bool, mode: int,
 
 
 def _discard(tmp: Path) -> None:
-    if not tmp.exists():
+    """Remove a build's temp folder, renamed away first: the helper may read a request late,
+    after this process built that database itself, and its claim (a mkdir in the folder)
+    must not succeed in the moment between the claim's removal and the folder's (it did, in
+    a loaded CI run: the helper then built into the folder, and the restore failed with
+    "Directory not empty" after its database was in place)."""
+    gone = tmp.with_name(tmp.name + ".gone")  # (tmp's name is unique: so is this one)
+    try:
+        os.rename(tmp, gone)
+    except FileNotFoundError:
         return
-    for leftover in tmp.iterdir():
-        if leftover.is_dir() and not leftover.is_symlink():
-            leftover.rmdir()  # a build's claim
-        else:
-            leftover.unlink()
-    tmp.rmdir()
+    import shutil
+
+    shutil.rmtree(gone)
 
 
 def _remove_companions(target: Path) -> None:
