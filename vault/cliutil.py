@@ -30,12 +30,14 @@ def emit_json(data: Any) -> None:
 
 
 def shown(path: str) -> str:
-    """A path for a line of human output: as it is, or quoted as a JSON string when it holds
-    a control character (a newline in a name would make it look like two lines), the way git
-    quotes such names."""
+    """A path for a line of human output: as it is, or, when it holds a control character (a
+    newline in a name would make it look like two lines), quoted as the commit message quotes
+    it (sync.quote_path, git's way)."""
     if path.isprintable():
         return path
-    return json.dumps(path, ensure_ascii=False)
+    from vault.sync import quote_path  # (imported only for such a name)
+
+    return quote_path(path)
 
 
 def print_error(message: str, hint: str | None = None) -> None:

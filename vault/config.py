@@ -371,11 +371,17 @@ def _resolve(path_text: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).absolute()
 
 
+def _within(real: str, folder_real: str) -> bool:
+    """Whether a path is folder or lies inside it (both as os.path.realpath gives them: neither
+    need exist, realpath resolves what does)."""
+    return os.path.commonpath((real, folder_real)) == folder_real
+
+
 def _inside_own(root: Path, own: list[tuple[str, Path, str]]) -> str | None:
     """Why root cannot be a source: it is or lies in the vault or its data folder (or None)."""
-    real = os.path.realpath(root)  # (neither side need exist: realpath resolves what does)
+    real = os.path.realpath(root)
     for own_real, folder, what in own:
-        if os.path.commonpath((real, own_real)) == own_real:
+        if _within(real, own_real):
             where = what if real == own_real else f"inside {what} {folder}"
             return f"{root} is {where}: every sync would archive the vault itself"
     return None  # (the other way round is fine: the walk skips a vault inside a source)
@@ -500,8 +506,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     if index.path is not None:  # (the default lies in the vault, which every walk skips)
         real = os.path.realpath(index.path)
         for source in sources:
-            source_real = os.path.realpath(source.root)
-            if os.path.commonpath((real, source_real)) == source_real:
+            if _within(real, os.path.realpath(source.root)):
                 index_raw.fail("index.path", f"{index.path} is inside source '{source.name}' "
                                f"({source.root}): every sync would archive the index")
 

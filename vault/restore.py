@@ -23,16 +23,16 @@ from vault.dbbuild import is_redacted_blob
 from vault.objects import BlobReader, commit_info, first_parent_line, tree_files
 from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
-from vault.restore_db import (COMPANIONS, Databases, install_sqlite, refuse_any_open,
-                              refuse_if_open, refuse_open_databases)
-from vault.sources import (DUMP_HEADER, SKIP_DIR_NAMES, compile_patterns, path_filter,
-                           scan_source, stat_key)
+from vault.restore_db import (Databases, install_sqlite, refuse_any_open, refuse_if_open,
+                              refuse_open_databases)
+from vault.sources import (COMPANION_SUFFIXES, DUMP_HEADER, KEYED_COMPANIONS, SKIP_DIR_NAMES,
+                           companion_key, compile_patterns, path_filter, scan_source,
+                           stat_key)
 from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
                         sync_locked)
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
-COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 # A file an earlier restore kept aside (_set_aside_uncaptured names them): never deleted by a
 # restore, also not by the --delete of the undo command (the vault may not hold it).
 _ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?(/|$)")  # or in one
@@ -528,7 +528,7 @@ def _present_files(config: Config, options: RestoreOptions, wanted: Callable[[st
                 for name in names:
                     full = Path(dirpath) / name
                     rel = full.relative_to(root).as_posix()
-                    if not name.endswith(COMPANIONS) and wanted(rel):
+                    if not name.endswith(COMPANION_SUFFIXES) and wanted(rel):
                         found.append((rel, full))
         return found
     chosen = set(options.sources or [s.name for s in config.sources])
@@ -626,7 +626,7 @@ def _aside_name(target: str, stamp: str, used: set[str]) -> str:
     of it), also not by another file of this restore."""
     base = f"{target}.pre-restore-{stamp}"
     name, n = base, 1
-    while name in used or any(os.path.lexists(name + s) for s in ("", *COMPANIONS)):
+    while name in used or any(os.path.lexists(name + s) for s in ("", *COMPANION_SUFFIXES)):
         n += 1
         name = f"{base}-{n}"
     used.add(name)
@@ -641,13 +641,9 @@ def _stat_key(target: str) -> tuple[int, ...]:
         key = stat_key(os.lstat(target))
     except OSError:
         return ()
-    for suffix in ("-wal", "-journal"):
-        try:
-            key += stat_key(os.stat(target + suffix))
-        except FileNotFoundError:
-            pass
-        except OSError:
-            key += (-1, -1, -1, -1)
+    for suffix in KEYED_COMPANIONS:
+        if os.path.lexists(target + suffix):
+            key += companion_key(target + suffix)
     return key
 
 
@@ -954,7 +950,7 @@ def _delete(action: Action, writer: BatchWriter) -> None:
     database = is_sqlite_file(Path(action.target))
     if database:
         refuse_if_open(Path(action.target))  # again: it may have been opened since the plan
-    suffixes = ("", *COMPANIONS) if database else ("",)
+    suffixes = ("", *COMPANION_SUFFIXES) if database else ("",)
     for suffix in suffixes:
         writer.remove(folder, name + suffix)
 
@@ -973,7 +969,7 @@ def _set_aside(action: Action, writer: BatchWriter) -> None:
     folder, _, name = action.target.rpartition("/")
     aside = action.set_aside.rpartition("/")[2]
     writer.move_in(folder, name, aside, replace=False)  # never over another kept file
-    for suffix in COMPANIONS if database else ():
+    for suffix in COMPANION_SUFFIXES if database else ():
         try:
             writer.move_in(folder, name + suffix, aside + suffix, replace=False)
         except FileNotFoundError:

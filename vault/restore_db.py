@@ -16,14 +16,12 @@ from vault.dbbuild import build, claim
 from vault.errors import RepoError, RestoreError, SqliteSnapshotError
 from vault.fsutil import BatchWriter, fsync_dir, restored_mode
 from vault.objects import BlobReader
-from vault.sources import DUMP_HEADER
+from vault.sources import COMPANION_SUFFIXES, DUMP_HEADER
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from vault.repo import VaultRepo
     from vault.restore import Action, RestorePlan
-
-COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 
 
 class Databases:
@@ -158,7 +156,7 @@ def restore_sqlite_file(data: bytes, target: Path) -> None:
 def refuse_if_open(target: Path) -> None:
     from vault.inuse import open_by
 
-    companions = [Path(f"{target}{suffix}") for suffix in COMPANIONS]
+    companions = [Path(f"{target}{suffix}") for suffix in COMPANION_SUFFIXES]
     holders = open_by([target, *companions])
     if holders:
         raise RestoreError(f"{target} is open in another process (pid "
@@ -193,7 +191,7 @@ def install_sqlite(built: Path, target: Path, durable: bool, mode: int,
             os.replace(built / "db", target)
         else:
             folder = str(target.parent)
-            for suffix in COMPANIONS:
+            for suffix in COMPANION_SUFFIXES:
                 writer.remove(folder, target.name + suffix)
             writer.move_in(folder, f"{built.name}/db", target.name, mode=mode)
         if durable:
@@ -219,7 +217,7 @@ def _discard(tmp: Path) -> None:
 
 
 def _remove_companions(target: Path) -> None:
-    for suffix in COMPANIONS:
+    for suffix in COMPANION_SUFFIXES:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
 
 
@@ -246,8 +244,8 @@ def refuse_any_open(databases: list[Path]) -> None:
     look reads every open file of every process: slow on a busy machine)."""
     from vault.inuse import open_paths
 
-    files = [Path(f"{db}{suffix}") for db in databases for suffix in ("", *COMPANIONS)]
+    files = [Path(f"{db}{suffix}") for db in databases for suffix in ("", *COMPANION_SUFFIXES)]
     held = open_paths(files)
     for db in databases:
-        if any(Path(f"{db}{suffix}") in held for suffix in ("", *COMPANIONS)):
+        if any(Path(f"{db}{suffix}") in held for suffix in ("", *COMPANION_SUFFIXES)):
             refuse_if_open(db)  # (names the processes)

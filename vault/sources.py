@@ -49,6 +49,8 @@ _HFS_FIRST = _HFS_IGNORED | {"."}
 # SQLite's companion files: they belong to the database beside them and are never synced as
 # files (a copied -wal is replayed over a restored database); their stat joins the database's.
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+# Those whose stat joins a database's key (a write may touch only them; the -shm is an index).
+KEYED_COMPANIONS = ("-wal", "-journal")
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 # How SQLite's own companion files begin (sqlite.org/fileformat2.html), checked only beside a
 # file X still empty or all zeros (a database's first transaction): a rollback journal starts
@@ -354,9 +356,9 @@ def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]]
         for i in range(first, len(entries)):
             entry = entries[i]
             name = entry.rel.rpartition("/")[2]
-            for suffix in ("-wal", "-journal"):
+            for suffix in KEYED_COMPANIONS:
                 if name + suffix in companions:
-                    entry = entry.with_key(entry.key + _companion_key(entry.path + suffix))
+                    entry = entry.with_key(entry.key + companion_key(entry.path + suffix))
             entries[i] = entry
 
 
@@ -446,7 +448,9 @@ def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str,
     return False
 
 
-def _companion_key(path: str) -> StatKey:
+def companion_key(path: str) -> StatKey:
+    """The part of a database's key that one companion file adds (all -1 when it cannot be
+    looked at): the scan's rule, which restore's last checks follow."""
     try:
         return stat_key(os.stat(path))
     except OSError:
