@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_offline_keeps_commits_local_and_the_next_sync_pushes(tmp_path: Path,
     config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
     first = sync(config, now=clock)
     assert first.commit and first.push is not None and not first.push.pushed
-    assert first.push.unpushed == 1 and first.push.message.startswith("offline or refused:")
+    assert first.push.unpushed == 1 and first.push.message.startswith("offline:")
     (tmp_path / "ws-laptop" / "MEMORY.md").write_text("# laptop\n- more\n")
     clock.tick()
     second = sync(config, now=clock)
@@ -179,3 +180,140 @@ def test_credentials_never_printed(tmp_path: Path, clock: Clock, url: str) -> No
     assert "ghp_abcdef" not in result.push.message
     proc = run_cli("status", "--json", "--config", str(config.file))
     assert "ghp_abcdef" not in proc.stdout and "***@" in json.loads(proc.stdout)["remote"]
+
+
+def test_a_replayed_commit_never_makes_a_moment_show_later_content(tmp_path: Path,
+                                                                   clock: Clock) -> None:
+    """beta syncs while offline; alpha syncs twice; beta comes back and its commit is replayed
+    on top. A moment between beta's commit and alpha's second must still show alpha's first
+    version (before: the replayed commit kept its old time and the moment resolved to it, whose
+    tree holds alpha's newest version)."""
+    from vault.restore import resolve_at
+
+    remote = bare(tmp_path / "remote.git")
+    a = host_config(tmp_path, "alpha", str(remote))
+    b = host_config(tmp_path, "beta", str(remote))
+    assert sync(a, now=clock).push.pushed  # type: ignore[union-attr]
+    assert sync(b, now=clock).push.pushed  # type: ignore[union-attr]
+    away = tmp_path / "away.git"
+    remote.rename(away)  # beta is offline
+    (tmp_path / "ws-beta" / "MEMORY.md").write_text("# beta offline\n")
+    offline_at = clock.tick()
+    assert not sync(b, now=clock).push.pushed  # type: ignore[union-attr]
+    away.rename(remote)
+    for version in ("v2", "v3"):
+        (tmp_path / "ws-alpha" / "MEMORY.md").write_text(f"# alpha {version}\n")
+        clock.tick()
+        assert sync(a, now=clock).push.pushed  # type: ignore[union-attr]
+    clock.tick()
+    back = sync(b, now=clock).push  # nothing changed on beta: its offline commit goes out
+    assert back is not None and back.pushed and back.replayed == 1
+    times = [int(t) for t in git(remote, "log", "--first-parent", "--format=%ct",
+                                 "main").split()]
+    assert times == sorted(times, reverse=True)  # the line of history is in time order
+    repo = VaultRepo.open(b.vault.path, "main")
+    moment = offline_at + timedelta(minutes=5)  # after beta's offline sync, before alpha's v2
+    chosen = resolve_at(repo, moment.isoformat(), clock())
+    assert repo.read_blob(repo.files(chosen.id)["alpha/agent/MEMORY.md"][0]) == b"# alpha\n"
+    # the replayed commit keeps the sync's own time as its author time
+    authored = git(remote, "log", "-1", "--format=%at %s", "main").split(" ", 1)
+    assert int(authored[0]) == int(offline_at.timestamp())
+
+
+def test_a_push_the_remote_rejects_is_a_failure_someone_hears_of(tmp_path: Path) -> None:
+    remote = bare(tmp_path / "remote.git")
+    hook = remote / "hooks" / "pre-receive"
+    tries = tmp_path / "tries"
+    hook.write_text(f"#!/bin/sh\necho try >> '{tries}'\necho 'quota exceeded' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    proc = run_cli("sync", "--quiet", "--config", str(config.file))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "Error: not pushed: the remote refused the push: [remote rejected] main -> main "
+        "(pre-receive hook declined) remote: quota exceeded (1 commit(s) kept in the vault "
+        "only)"]
+    assert git(config.vault.path, "rev-list", "--count", "main").strip() == "1"  # kept
+    assert tries.read_text() == "try\n" and git(remote, "branch").strip() == ""  # no retries
+    failures = (config.home / "failures.log").read_text().splitlines()
+    assert len(failures) == 1 and json.loads(failures[0])["command"] == "push"
+    st = run_cli("status", "--config", str(config.file))
+    assert "Failed:" in st.stdout and "quota exceeded" in st.stdout
+    as_json = run_cli("sync", "--json", "--config", str(config.file))
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["push"]["refused"] is True
+
+
+def test_a_remote_with_a_readme_commit_is_refused_with_the_reason(tmp_path: Path) -> None:
+    remote = bare(tmp_path / "remote.git")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True,
+                   capture_output=True)
+    (clone / "README.md").write_text("# my vault\n")
+    for args in (["add", "README.md"], ["-c", "user.name=u", "-c", "user.email=u@u", "commit",
+                                        "-qm", "Initial commit"], ["push", "-q", "origin",
+                                                                   "HEAD:main"]):
+        git(clone, *args)
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    proc = run_cli("sync", "--quiet", "--config", str(config.file))
+    assert proc.returncode == 1
+    assert "commits vault did not make (a README or license made with the repository?)" \
+        in proc.stderr
+    assert "several machines" not in proc.stderr
+
+
+def test_two_machines_with_one_host_name_are_refused(tmp_path: Path, clock: Clock) -> None:
+    remote = bare(tmp_path / "remote.git")
+    configs = []
+    for name in ("one", "two"):
+        ws = tmp_path / f"ws-{name}"
+        ws.mkdir()
+        (ws / "MEMORY.md").write_text(f"# {name}\n")
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(f'[vault]\npath = "{tmp_path / name}"\nhost = "ubuntu"\n'
+                       f'layout = "{{host}}/{{source}}"\nremote = "{remote}"\n\n'
+                       f'[[sources]]\nname = "agent"\npath = "{ws}"\n')
+        configs.append(load_config(cfg))
+        VaultRepo.init(configs[-1].vault.path, "main")
+    assert sync(configs[0], now=clock).push.pushed  # type: ignore[union-attr]
+    second = sync(configs[1], now=clock).push
+    assert second is not None and not second.pushed and second.refused
+    assert "another machine also pushes as host 'ubuntu'" in second.message
+    assert git(remote, "show", "main:ubuntu/agent/MEMORY.md") == "# one\n"  # not overwritten
+
+
+def test_a_new_remote_gets_everything_pushed(tmp_path: Path, clock: Clock) -> None:
+    first = bare(tmp_path / "first.git")
+    config = host_config(tmp_path, "laptop", str(first), layout="{source}")
+    head = sync(config, now=clock).commit
+    second = bare(tmp_path / "second.git")
+    text = config.file.read_text().replace(str(first), str(second))
+    config.file.write_text(text)
+    config = load_config(config.file)
+    clock.tick()
+    result = sync(config, now=clock)  # nothing changed, but the new remote has nothing
+    assert result.commit is None and result.push is not None and result.push.pushed
+    assert git(second, "rev-parse", "main").strip() == head
+
+
+def test_doctor_finds_an_emptied_remote_and_the_next_sync_fills_it(tmp_path: Path,
+                                                                   clock: Clock) -> None:
+    import shutil
+
+    from vault.doctor import check_remote
+
+    remote = bare(tmp_path / "remote.git")
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    head = sync(config, now=clock).commit
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert check_remote(config, repo).status == "ok"
+    shutil.rmtree(remote)
+    bare(remote)  # re-created empty
+    clock.tick()
+    assert sync(config, now=clock).push is None  # no network when nothing is known to be due
+    check = check_remote(config, repo)
+    assert check.status == "warn" and "lacks 1 commit(s)" in check.detail
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.push is not None and result.push.pushed
+    assert git(remote, "rev-parse", "main").strip() == head

@@ -127,9 +127,17 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
                 extra = (f" ({result.push.replayed} commit(s) replayed on top of other hosts')"
                          if result.push.replayed else "")
                 click.echo(f"Pushed to the remote{extra}.")
-            else:
+            elif not result.push.refused:
                 click.echo(f"Warning: not pushed, {result.push.unpushed} commit(s) stay local "
                            f"until the next sync: {result.push.message}", err=True)
+    push = result.push
+    refused = push is not None and push.refused
+    if push is not None and push.refused and not dry_run:
+        # (also under --quiet: the next sync will not fix it, so a person must hear of it)
+        message = f"not pushed: {push.message}"
+        if not as_json:
+            print_error(f"{message} ({push.unpushed} commit(s) kept in the vault only)")
+        _report_failure(config, "push", message, as_json)
     if result.commit and config.index.after_sync:
         _index_after_sync(config, result.commit, as_json, quiet)
     for failure in result.failures:
@@ -139,6 +147,8 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
             summary = (result.failures[0].message if len(result.failures) == 1 else
                        f"{len(result.failures)} failures: {result.failures[0].message}")
             _report_failure(config, "sync", summary, as_json)
+        raise Abort(1)
+    if refused:
         raise Abort(1)
 
 
@@ -187,7 +197,8 @@ def sync_json(result: Any) -> dict[str, Any]:
                           for r in result.rollbacks],
             "push": None if result.push is None else {
                 "pushed": result.push.pushed, "unpushed": result.push.unpushed,
-                "replayed": result.push.replayed, "message": result.push.message}}
+                "replayed": result.push.replayed, "message": result.push.message,
+                "refused": result.push.refused}}
 
 
 def _render_sync(result: Any) -> None:

@@ -296,8 +296,8 @@ def check_lock(config: Config) -> Check:
 
 
 def check_remote(config: Config, repo: VaultRepo) -> Check:
-    """The remote answers, and how many commits it lacks."""
-    from vault.remote import REMOTE, clean, clean_url, remote_url
+    """The remote answers, holds what vault last pushed there, and how many commits it lacks."""
+    from vault.remote import REMOTE, clean, clean_url, origin_url, remote_url
 
     url = remote_url(config)
     if url is None:
@@ -305,14 +305,29 @@ def check_remote(config: Config, repo: VaultRepo) -> Check:
     import git
 
     try:
-        git.cmd.Git().ls_remote(url, kill_after_timeout=30,
-                                env={"GIT_TERMINAL_PROMPT": "0"})
+        listed = git.cmd.Git().ls_remote(url, f"refs/heads/{repo.branch}", kill_after_timeout=30,
+                                         env={"GIT_TERMINAL_PROMPT": "0"})
     except git.GitCommandError as exc:
         return Check("remote", FAIL, f"{clean_url(url)} unreachable: {clean(str(exc))}")
-    ahead = repo.count_ahead(f"refs/remotes/{REMOTE}/{repo.branch}")
+    words = str(listed).split()
+    theirs = words[0] if words else None
+    tracking = f"refs/remotes/{REMOTE}/{repo.branch}"
+    known = repo.ref_id(tracking)
+    if known is not None and (origin_url(repo.path) != url or theirs is None
+                              or (repo.has_object(theirs)
+                                  and repo.merge_base(known, theirs) != known)):
+        # (a tip this vault has not fetched yet is another host's news: the next sync fetches)
+        # What vault last pushed is not on the remote (emptied, replaced, or another URL):
+        # forget it, so that the next sync pushes everything again instead of "up to date".
+        repo.delete_ref(tracking)
+        lacks = repo.count_ahead(tracking)
+        return Check("remote", WARN, f"{clean_url(url)} reachable, but it lacks {lacks} "
+                                     "commit(s) vault pushed there before (emptied or "
+                                     "replaced?); the next sync pushes them again")
+    ahead = repo.count_ahead(tracking)
     if ahead:
         return Check("remote", WARN, f"{clean_url(url)} reachable; {ahead} commit(s) not "
-                                     "pushed yet (the next sync pushes them)")
+                                     "pushed yet (`vault status` says why when a push failed)")
     return Check("remote", OK, f"{clean_url(url)} reachable, up to date")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
 from vault.config import Config
 from vault.errors import VaultError
@@ -24,6 +26,9 @@ class PushResult:
     unpushed: int
     replayed: int = 0
     message: str = ""
+    # The remote answered and said no (a rejected push, no access, commits vault cannot put its
+    # own on top of): the next sync will not fix it, someone must. Offline is not refused.
+    refused: bool = False
 
 
 class RemoteError(VaultError):
@@ -47,8 +52,13 @@ def remote_url(config: Config) -> str | None:
     """[vault] remote, else the vault repository's own origin (as `vault init --github` sets)."""
     if config.vault.remote:
         return config.vault.remote
+    return origin_url(config.vault.path)
+
+
+def origin_url(vault_path: Path) -> str | None:
+    """The origin URL recorded in the vault repository's config file (read without git)."""
     try:
-        text = (config.vault.path / "config").read_text(encoding="utf-8", errors="replace")
+        text = (vault_path / "config").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     section = re.search(r'^\[remote "origin"\]\s*$(.*?)(?=^\[|\Z)', text, re.M | re.S)
@@ -76,21 +86,62 @@ def _tracking(repo: VaultRepo) -> str:
     return f"refs/remotes/{REMOTE}/{repo.branch}"
 
 
-def nothing_to_push(repo: VaultRepo) -> bool:
-    """True when the branch equals what the remote had at the last fetch or push (no network)."""
+def nothing_to_push(config: Config, repo: VaultRepo) -> bool:
+    """True when the branch equals what the remote had at the last fetch or push (no network).
+
+    A remote that [vault] remote now names for the first time has had nothing pushed to it:
+    what the tracking ref says is about the old one.
+    """
     head = repo.head_id()
-    return head is None or head == repo.ref_id(_tracking(repo))
+    if head is None:
+        return True
+    if config.vault.remote and origin_url(repo.path) != config.vault.remote:
+        return False
+    return head == repo.ref_id(_tracking(repo))
 
 
-def push(config: Config, repo: VaultRepo) -> PushResult:
-    """Fetch, put local commits on top of the remote branch if another host moved it, push."""
+# git's words for a remote that answered and said no, as opposed to one that could not be
+# reached: retrying at the next sync will not help, someone has to act. (A path that is not a
+# repository stays "offline": often a disk or share that is not mounted right now.)
+_REFUSALS = ("[remote rejected]", "permission denied", "authentication failed",
+             "could not read username", "could not read password", "repository not found",
+             "access denied", "returned error: 403", "returned error: 401")
+
+
+# ... except a ref another push was updating at the same moment: a race, the next try wins
+_RACES = ("cannot lock ref", "failed to update ref", "incorrect old value")
+
+
+def _refused(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _REFUSALS) \
+        and not any(word in lowered for word in _RACES)
+
+
+def _reason(text: str) -> str:
+    """Why git failed, on one line: the rejected ref's reason and what the remote said."""
+    # (GitPython quotes git's stderr: its first line comes as "stderr: 'remote: ...")
+    lines = [line.strip().removeprefix("stderr: '").rstrip("' ") for line in text.splitlines()]
+    said = [line for line in lines if line.startswith("remote:") and line != "remote:"]
+    rejected = [line for line in lines if line.startswith("! [remote rejected]")]
+    if rejected:
+        parts = [rejected[-1].lstrip("! ")] + said[-2:]
+        return clean(" ".join(parts))
+    return clean(text)
+
+
+def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushResult:
+    """Fetch, put local commits on top of the remote branch if another host moved it, push.
+
+    now: the committer time of commits replayed on top of other hosts' (default: the clock).
+    """
     import git
 
     url = remote_url(config)
     if url is None:
         raise RemoteError("no remote configured", hint="set [vault] remote or use init --github")
     if config.vault.remote and remote_url_of_repo(repo) != config.vault.remote:
-        set_remote(repo, config.vault.remote)
+        set_remote(repo, config.vault.remote)  # (the fetch below resets the tracking ref)
     env = {"GIT_TERMINAL_PROMPT": "0"}  # cron has no one to type a password
     if "GIT_SSH_COMMAND" not in os.environ:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
@@ -104,8 +155,12 @@ def push(config: Config, repo: VaultRepo) -> PushResult:
                                 kill_after_timeout=NETWORK_TIMEOUT)
         except git.GitCommandError as exc:
             if "couldn't find remote ref" not in str(exc):
-                return PushResult(False, repo.count_ahead(tracking),
-                                  message=f"offline or refused: {clean(str(exc))}")
+                text = str(exc)
+                if _refused(text):
+                    return PushResult(False, repo.count_ahead(tracking), replayed,
+                                      f"the remote refused: {clean(text)}", refused=True)
+                return PushResult(False, repo.count_ahead(tracking), replayed,
+                                  f"offline: {clean(text)}")
             repo.delete_ref(tracking)  # the remote branch does not exist yet: first push
         local, remote = repo.head_id(), repo.ref_id(tracking)
         if local is None:
@@ -116,25 +171,43 @@ def push(config: Config, repo: VaultRepo) -> PushResult:
                 repo.move_branch(local, remote, "vault: fast-forward to the remote")
                 return PushResult(True, 0, replayed, "up to date with the remote")
             if base != remote:  # both moved
-                if config.vault.layout == "{source}":
-                    return PushResult(False, repo.count_ahead(tracking), message=(
-                        "the remote branch has commits this vault does not have; with "
-                        "several machines set [vault] layout = \"{host}/{source}\""))
-                replayed += repo.replay_onto(base, local, remote, config.vault.host)
+                refusal = _cannot_replay(config, repo.hosts_since(base, remote))
+                if refusal:
+                    return PushResult(False, repo.count_ahead(tracking), replayed, refusal,
+                                      refused=True)
+                replayed += repo.replay_onto(base, local, remote, config.vault.host,
+                                             now or datetime.now(timezone.utc))
         try:
             with grepo.git.custom_environment(**env):
                 grepo.git.push(REMOTE, f"refs/heads/{branch}:refs/heads/{branch}",
                                kill_after_timeout=NETWORK_TIMEOUT)
         except git.GitCommandError as exc:
             text = str(exc)
+            if _refused(text):
+                return PushResult(False, repo.count_ahead(tracking), replayed,
+                                  f"the remote refused the push: {_reason(text)}", refused=True)
             if "rejected" in text or "fetch first" in text or "non-fast-forward" in text:
                 continue  # another host pushed in between: fetch and replay again
-            return PushResult(False, repo.count_ahead(tracking),
-                              message=f"push failed: {clean(text)}")
+            return PushResult(False, repo.count_ahead(tracking), replayed,
+                              f"push failed: {clean(text)}")
         repo.set_ref(tracking, repo.head_id() or "", "vault: pushed")
         return PushResult(True, 0, replayed, "pushed")
     return PushResult(False, repo.count_ahead(tracking), replayed,
                       f"the remote kept moving; gave up after {ATTEMPTS} attempts")
+
+
+def _cannot_replay(config: Config, theirs: list[str | None]) -> str:
+    """Why this vault's commits cannot go on top of the remote's new ones ("" when they can)."""
+    if config.vault.layout == "{source}":
+        if any(host is None for host in theirs):
+            return ("the remote branch has commits vault did not make (a README or license "
+                    "made with the repository?): push to an empty repository, or remove them")
+        return ("the remote branch has commits from another machine; with several machines "
+                "set [vault] layout = \"{host}/{source}\" on each")
+    if config.vault.host in theirs:
+        return (f"another machine also pushes as host '{config.vault.host}': give each "
+                "machine its own [vault] host")
+    return ""
 
 
 def remote_url_of_repo(repo: VaultRepo) -> str | None:

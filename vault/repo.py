@@ -34,7 +34,15 @@ class CommitInfo:
 
 
 def _by_vault(message: str) -> bool:
-    return any(line.startswith("Vault-Host: ") for line in message.splitlines())
+    return vault_host(message) is not None
+
+
+def vault_host(message: str) -> str | None:
+    """The host a vault commit names in its `Vault-Host:` trailer; None for other commits."""
+    for line in message.splitlines():
+        if line.startswith("Vault-Host: "):
+            return line[len("Vault-Host: "):].strip()
+    return None
 
 
 def _work_tree(path: Path) -> NoVaultError:
@@ -456,12 +464,26 @@ class VaultRepo:
         """Point the branch at new if it still points at expected (compare-and-swap)."""
         self._move_branch(expected, new, reason)
 
-    def replay_onto(self, base: str | None, local: str, onto: str, host: str) -> int:
+    def hosts_since(self, base: str | None, tip: str) -> list[str | None]:
+        """The Vault-Host of each commit reachable from tip but not from base (None: a commit
+        vault did not make), newest first."""
+        import pygit2
+
+        walker = self._repo.walk(pygit2.Oid(hex=tip), pygit2.enums.SortMode.TOPOLOGICAL)
+        if base is not None:
+            walker.hide(pygit2.Oid(hex=base))
+        return [vault_host(commit.message) for commit in walker]
+
+    def replay_onto(self, base: str | None, local: str, onto: str, host: str,
+                    now: datetime) -> int:
         """Re-make this host's commits since base on top of onto, taking only the host's folder.
 
         With one folder per host the trees never conflict: each new commit is onto's tree with
-        this host's folder as the original commit had it. Messages, authors and times are kept;
-        the branch moves to the new tip only if it still points at local.
+        this host's folder as the original commit had it. Messages and authors (the sync's time)
+        are kept; the committer time is now, and never before its parent's: the branch's line
+        of history then stays in time order, so a moment (`restore --at`) never resolves to a
+        commit whose tree holds what other hosts synced after it. The branch moves to the new
+        tip only if it still points at local.
         """
         import pygit2
 
@@ -477,7 +499,10 @@ class VaultRepo:
                 builder.insert(host, original.tree[host].id, pygit2.enums.FileMode.TREE)
             elif builder.get(host) is not None:
                 builder.remove(host)
-            oid = self._repo.create_commit(None, original.author, original.committer,
+            when = max(int(now.timestamp()), parent.commit_time)
+            committer = pygit2.Signature(original.committer.name, original.committer.email,
+                                         when, 0)
+            oid = self._repo.create_commit(None, original.author, committer,
                                            original.message, builder.write(), [parent.id])
             parent = self._commit(str(oid))
         sync_filesystem(self.path)

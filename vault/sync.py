@@ -175,9 +175,9 @@ def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
     """Push when a remote is set and the branch is ahead of it (also when nothing changed now)."""
     from vault.remote import nothing_to_push, push, remote_url
 
-    if remote_url(config) is None or nothing_to_push(repo):
+    if remote_url(config) is None or nothing_to_push(config, repo):
         return result
-    return replace(result, push=push(config, repo))
+    return replace(result, push=push(config, repo, result.timestamp))
 
 
 def mark_run(stamp: Path, when: datetime) -> None:
