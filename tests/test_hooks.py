@@ -236,3 +236,20 @@ def test_a_failure_is_logged_in_the_data_dir(kind: str, data_dir: str, tmp_path:
     assert re.fullmatch(STAMP + r" vault sync exited 1 \(see vault status\)", log[-1])
     assert attempts(tmp_path) == ["1"]
 
+
+def test_the_claude_code_hook_as_installed(tmp_path: Path, workspace: Path) -> None:
+    """The README's install steps: the script in ~/.claude/hooks/, settings.json's commands."""
+    config_file = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    config = load_config(config_file)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    env = hook_env(tmp_path, config_file)
+    (Path(env["HOME"]) / ".claude" / "hooks").mkdir(parents=True)
+    shutil.copy(HOOK, Path(env["HOME"]) / ".claude" / "hooks")
+    settings = json.loads((HOOKS_DIR / "claude-code" / "settings.json").read_text())
+    for event in ("PreCompact", "SessionEnd"):
+        (command,) = [h["command"] for group in settings["hooks"][event] for h in group["hooks"]]
+        proc = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert attempts(tmp_path) == ["0", "0"]
+    assert "The user prefers tea." in git(config.vault.path, "show", "main:agent/MEMORY.md")
