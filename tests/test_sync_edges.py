@@ -232,3 +232,33 @@ def test_a_branch_git_cannot_have_beside_the_old_one_is_named(tmp_path: Path, wo
     assert git(vault_dir, "branch", "--format=%(refname:short)").split() == [first]
     assert git(vault_dir, "log", "--format=%s", first).count("\n") == 1
     git(vault_dir, "fsck", "--strict")
+
+
+def test_a_truncated_tip_tree_fails_the_sync_instead_of_hanging_it(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock) -> None:
+    """libgit2 loops forever inflating a truncated loose object: the parent's tree must be
+    checked before libgit2 reads it (it was read through commit.tree: the sync hung, holding
+    the lock, and every cron sync after it exited 11)."""
+    sync(config, now=clock)
+    tree = git(config.vault.path, "rev-parse", "main^{tree}").strip()
+    obj = config.vault.path / "objects" / tree[:2] / tree[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(obj.read_bytes()[:len(obj.read_bytes()) // 2])
+    (workspace / "MEMORY.md").write_text("# changed\n")
+    proc = run_cli("sync", "--quiet", "--config", str(config.file))  # (timeout: 120 s)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (
+        f"Error: vault object {tree} is damaged (truncated or not a zlib stream)")
+    assert (config.home / "failures.log").exists()
+
+
+def test_a_vault_whose_tip_commit_is_gone_is_not_called_unchanged(
+        config: Config, vault: VaultRepo, clock: Clock) -> None:
+    tip = sync(config, now=clock).commit
+    assert tip is not None
+    assert run_cli("sync", "--quiet", "--config", str(config.file)).returncode == 0
+    (config.vault.path / "objects" / tip[:2] / tip[2:]).unlink()
+    for args in (["sync", "--quiet"], ["sync", "--json"]):  # quick check, then the full sync
+        proc = run_cli(*args, "--config", str(config.file))
+        assert proc.returncode == 1, args
+        assert f"Error: vault commit {tip} is missing" in proc.stderr

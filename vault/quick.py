@@ -137,6 +137,9 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     head = _read_ref(plan["ref"])
     if head is None or head != plan["commit"]:
         return None
+    objects = os.path.join(os.path.dirname(plan["git_config"]), "objects")
+    if not os.path.exists(os.path.join(objects, head[:2], head[2:])):
+        return None  # packed, or deleted: the full sync looks (a vault without its tip is damaged)
     if plan["tracking"] and _read_ref(plan["tracking"]) != head:
         return None  # commits to push
     scanned_ns = time.time_ns()

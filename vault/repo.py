@@ -165,6 +165,12 @@ class VaultRepo:
             return None
         return str(ref.target)
 
+    def check_tip(self, head: str) -> None:
+        """RepoError when the branch's tip commit is missing or damaged (one stat while it is
+        a loose object: a sync that trusts its stat cache must not call a damaged vault fine)."""
+        if not (self.path / "objects" / head[:2] / head[2:]).is_file():
+            self._commit(head)  # packed (libgit2 finds it), or missing (it says so)
+
     def commit_info(self, commit_id: str) -> CommitInfo:
         """Id, time, message and parents of one commit."""
         commit = self._commit(commit_id)
@@ -336,7 +342,7 @@ class VaultRepo:
         import pygit2
 
         try:
-            base = self._commit(parent).tree.id if parent is not None else None
+            base = self._commit(parent).tree_id if parent is not None else None
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise RepoError(f"the tree of vault commit {str(parent)[:10]} is missing or "
                             f"damaged: {_reason(exc)}",
@@ -651,7 +657,11 @@ class VaultRepo:
             self._check_loose(commit_id)
         try:
             obj = self._repo[commit_id]
-        except (KeyError, ValueError, pygit2.GitError) as exc:
+        except KeyError:
+            raise RepoError(f"vault commit {commit_id} is missing",
+                            hint="`vault doctor --repair` re-clones the vault from its "
+                                 "remote") from None
+        except (ValueError, pygit2.GitError) as exc:
             raise RepoError(f"vault commit {commit_id} is missing or damaged: {exc}") from None
         if not isinstance(obj, pygit2.Commit):
             raise RepoError(f"{commit_id} is not a commit")

@@ -267,6 +267,8 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     # The cache lists the whole tree of the commit it was written for: when that is still the
     # branch tip, no git object needs to be opened to know what the vault holds.
     trusted = head is not None and cache.commit == head
+    if head is not None and trusted:
+        repo.check_tip(head)  # (one stat: a vault whose tip commit is gone is damaged)
     if head is not None and not trusted and not options.dry_run:
         # (the cache names the tip after every sync: a tip it does not name may be another's)
         repo.check_made_by_vault(head)  # before any object is written into a project's repo
