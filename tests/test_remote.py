@@ -317,3 +317,23 @@ def test_doctor_finds_an_emptied_remote_and_the_next_sync_fills_it(tmp_path: Pat
     result = sync(config, now=clock)
     assert result.push is not None and result.push.pushed
     assert git(remote, "rev-parse", "main").strip() == head
+
+
+def test_a_refused_push_runs_on_failure_not_post_sync(tmp_path: Path, clock: Clock) -> None:
+    from vault.hooks import sync_with_hooks
+
+    remote = bare(tmp_path / "remote.git")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    marker = tmp_path / "hook.env"
+    config.file.write_text(config.file.read_text() + (
+        f'\n[hooks]\npost_sync = "echo post > {marker}"\n'
+        f'on_failure = "env | grep -E \'^VAULT_(OK|ERROR)=\' | sort > {marker}"\n'))
+    result, runs = sync_with_hooks(load_config(config.file), now=clock)
+    assert result.commit and result.push is not None and result.push.refused
+    assert [r.event for r in runs] == ["on_failure"]
+    assert marker.read_text().splitlines() == [
+        "VAULT_ERROR=not pushed: the remote refused the push: [remote rejected] main -> main "
+        "(pre-receive hook declined)", "VAULT_OK=0"]

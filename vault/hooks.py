@@ -54,7 +54,8 @@ def outcome_env(result: SyncResult | None, error: str = "") -> dict[str, str]:
     return {"VAULT_COMMIT": result.commit or "", "VAULT_ADDED": str(len(result.added)),
             "VAULT_MODIFIED": str(len(result.modified)),
             "VAULT_DELETED": str(len(result.deleted)),
-            "VAULT_SKIPPED": str(len(result.skipped)), "VAULT_OK": "1" if result.ok else "0",
+            "VAULT_SKIPPED": str(len(result.skipped)),
+            "VAULT_OK": "1" if result.ok and not error else "0",
             "VAULT_ERROR": error or "; ".join(f"{f.source}: {f.message}"
                                               for f in result.failures)}
 
@@ -86,9 +87,12 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
     except VaultError as exc:
         failed(exc.message)
         raise
-    if result.ok:
+    push = result.push
+    if result.ok and not (push is not None and push.refused):
         if hooks.post_sync:
             runs.append(run_hook(config, "post_sync", hooks.post_sync, outcome_env(result)))
+    elif result.ok and push is not None:  # committed, but the remote refused it: act
+        failed(f"not pushed: {push.message}", result)
     else:
         failed("", result)
     return result, runs
