@@ -83,19 +83,11 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
             index_check = check_index(config, repo)
         checks.append(index_check)
     checks.append(check_sources(config))
-    corrupt = check_corrupt_files(config, repo) if repo is not None else None
-    if corrupt is not None:
-        check, damaged = corrupt
-        if damaged and repair:
-            from vault.lock import SyncLock
-            from vault.rollback import roll_back
-
-            assert repo is not None
-            with SyncLock(config.state_dir, command="doctor --repair"):
-                for done in roll_back(repo, damaged, clock()):
-                    repairs.append(f"rolled back {done.path}: corrupt file kept as {done.aside}")
-            check = check_corrupt_files(config, repo)[0]  # type: ignore[index]
-        checks.append(check)
+    if repo is not None and repo_check.status != FAIL:
+        memory = check_memory_files(config, repo, clock)
+        if memory.corrupt and repair:
+            memory = _repair_memory_files(config, repo, clock, repairs)
+        checks.append(memory.check)
     checks.append(check_last_sync(config, repo, clock()))
     checks.append(check_lock(config))
     if repo is not None:
@@ -227,41 +219,77 @@ def check_sources(config: Config) -> Check:
     return Check("sources", OK, f"{len(config.sources)} source(s) readable, {files} files")
 
 
-def check_corrupt_files(config: Config, repo: VaultRepo | None
-                        ) -> tuple[Check, list[tuple[str, str, str]]] | None:
-    """Source files that the vault has good versions of and that are now damaged."""
-    from vault.rollback import is_corruption
-    from vault.snapshot import take_snapshot
+@dataclass(frozen=True)
+class MemoryFiles:
+    """The memory files check, and what it found: files to roll back (corrupt, judged as sync
+    judges them), files too fresh to judge, files being written."""
 
-    if repo is None or repo.head_id() is None:
-        return None
-    files = repo.files(repo.head_id())
-    damaged: list[tuple[str, str, str]] = []
-    for source in config.sources:
-        try:
-            scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
-        except SourceError:
-            continue
-        for entry in scan.entries:
-            vpath = config.prefix(source.name) + entry.rel
-            if vpath not in files or not entry.rel.endswith((".json", ".db", ".sqlite",
-                                                              ".sqlite3")) and not _is_sqlite(
-                    entry.path):
-                continue
-            snap = take_snapshot(entry, config.snapshot)
-            if snap.data is None and snap.reason and is_corruption(snap.reason):
-                damaged.append((vpath, entry.path, snap.reason))
-    if damaged:
-        return Check("memory files", FAIL, f"{len(damaged)} corrupt: {damaged[0][0]} "
-                                           f"({damaged[0][2]}); `vault doctor --repair` rolls "
-                                           "back"), damaged
-    return Check("memory files", OK, "no corrupt JSON or SQLite memory files"), damaged
+    check: Check
+    corrupt: tuple[tuple[str, str, str], ...] = ()  # (vault path, file, reason)
+    fresh: tuple[tuple[str, str, str], ...] = ()  # looked corrupt, written in the last 2 s
+    busy: tuple[tuple[str, str], ...] = ()  # (vault path, reason): being written
 
 
-def _is_sqlite(path: str) -> bool:
-    from vault.sqlite_dump import is_sqlite_file
+def check_memory_files(config: Config, repo: VaultRepo,
+                       now: Callable[[], datetime] | None = None) -> MemoryFiles:
+    """Source files the vault has good versions of and that are now damaged, judged by sync's
+    own rules (a dry run of it: the second look, the open-file check, a database whose header
+    or first page is damaged), then the 2-second rule: a file written in the last 2 seconds
+    is too fresh to judge; a file being written is busy, never corrupt."""
+    from vault.rollback import too_fresh
+    from vault.sync import SyncOptions, sync_locked
 
-    return is_sqlite_file(Path(path))
+    name = "memory files"
+    if repo.head_id() is None:
+        return MemoryFiles(Check(name, OK, "nothing synced yet"))
+    try:  # (a dry run takes no lock and writes nothing)
+        result = sync_locked(config, repo, SyncOptions(dry_run=True),
+                             now or (lambda: datetime.now(timezone.utc)))
+    except VaultError as exc:
+        return MemoryFiles(Check(name, WARN, f"not checked: {exc.message}"))
+    corrupt = [(c.path, c.file, c.reason) for c in result.corrupt]
+    fresh = tuple(c for c in corrupt if too_fresh(c[1]))
+    judged = tuple(c for c in corrupt if c not in fresh)
+    busy = tuple((s.path, s.reason) for s in result.skipped
+                 if s.reason.startswith("being written"))
+    notes = []
+    if fresh:
+        notes.append(f"{len(fresh)} too fresh to judge: {fresh[0][0]} does not parse "
+                     f"({fresh[0][2]}) but was written in the last 2 s (it may still be being "
+                     "written; never rolled back yet, the next check or sync judges it)")
+    if busy:
+        notes.append(f"{len(busy)} being written: {busy[0][0]} (changed while checked, or "
+                     "open in another process; not judged, never rolled back)")
+    if judged:
+        more = "".join(f"; {note}" for note in notes)
+        check = Check(name, FAIL, f"{len(judged)} corrupt: {judged[0][0]} ({judged[0][2]}); "
+                                  f"`vault doctor --repair` rolls back{more}")
+    elif notes:
+        check = Check(name, WARN, "; ".join(notes))
+    else:
+        check = Check(name, OK, "no corrupt JSON or SQLite memory files")
+    return MemoryFiles(check, judged, fresh, busy)
+
+
+def _repair_memory_files(config: Config, repo: VaultRepo, clock: Callable[[], datetime],
+                         repairs: list[str]) -> MemoryFiles:
+    """Roll back the corrupt files under the sync lock (judged again under it, right before)."""
+    from vault.lock import SyncLock
+    from vault.rollback import roll_back
+
+    with SyncLock(config.state_dir, command="doctor --repair"):
+        memory = check_memory_files(config, repo, clock)
+        done = roll_back(repo, list(memory.corrupt), clock()) if memory.corrupt else []
+        for rollback in done:
+            warning = f" (warning: {rollback.warning})" if rollback.warning else ""
+            repairs.append(f"rolled back {rollback.path}: corrupt file kept as "
+                           f"{rollback.aside}{warning}")
+        rolled = {r.path for r in done}
+        for vpath, _file, _reason in memory.corrupt:
+            if vpath not in rolled:
+                repairs.append(f"did not roll back {vpath}: it was written to or opened while "
+                               "being rolled back (it may still be being written)")
+        return check_memory_files(config, repo, clock) if done else memory
 
 
 def check_last_sync(config: Config, repo: VaultRepo | None, now: datetime) -> Check:

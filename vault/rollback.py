@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vault.config import Config
+from vault.errors import VaultError
 from vault.fsutil import atomic_write
 from vault.repo import VaultRepo
 
@@ -27,6 +28,9 @@ class Rollback:
     aside: str  # where the corrupt file now is (nothing is ever deleted)
     commit: str  # the commit its good version came from
     reason: str
+    # Set when the version put back holds [secrets] redact markers: the live file now has
+    # placeholders where its secrets were (they were never stored and cannot come back).
+    warning: str = ""
 
 
 def is_corruption(reason: str) -> bool:
@@ -34,10 +38,32 @@ def is_corruption(reason: str) -> bool:
     return reason.startswith(CORRUPTION_MARKERS)
 
 
+def too_fresh(path: str | Path, now_ns: int | None = None) -> bool:
+    """True when the file was written in the last 2 seconds: it may still be being written, so
+    it is neither called corrupt for good nor rolled back yet (the next look judges it)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return False
+    return (now_ns if now_ns is not None else time.time_ns()) - mtime < BUSY_NS
+
+
+def held_open(path: str | Path) -> bool:
+    """True when another process holds the file (or its -wal or -journal) open: a writer that
+    has paused; replacing the file would send its later writes to the copy put aside."""
+    from vault.inuse import open_by
+
+    return bool(open_by([Path(f"{path}{suffix}") for suffix in ("", "-wal", "-journal")]))
+
+
 def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
               now: datetime | None = None) -> list[Rollback]:
-    """For each (vault path, file, reason): move the file aside, restore the branch tip's copy."""
-    from vault.restore_db import restore_sqlite_file
+    """For each (vault path, file, reason): move the file aside, restore the branch tip's copy.
+
+    A file written in the last 2 seconds, or open in another process, is left as it is (it
+    may still be being written): it is not in the list returned."""
+    from vault.fsutil import restored_mode
+    from vault.restore_db import build_sqlite, install_sqlite, refuse_if_open
     from vault.sqlite_dump import is_dump
 
     head = repo.head_id()
@@ -51,22 +77,52 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
         if vpath not in files:
             continue  # never had a good version: nothing to go back to
         target = Path(target_text)
-        try:
-            if time.time_ns() - target.stat().st_mtime_ns < BUSY_NS:
-                continue  # written a moment ago: maybe still being written; never replace it
-        except FileNotFoundError:
-            continue
-        aside = Path(f"{target}.corrupt-{stamp}")
-        data = repo.read_blob(files[vpath][0])
-        os.replace(target, aside)
-        for suffix in ("-wal", "-journal"):  # a damaged database's journal goes with it
-            companion = Path(f"{target}{suffix}")
-            if companion.exists():
-                os.replace(companion, Path(f"{aside}{suffix}"))
-        Path(f"{target}-shm").unlink(missing_ok=True)
+        if not target.exists() or too_fresh(target) or held_open(target):
+            continue  # gone, or maybe still being written: never replace it under a writer
+        oid, filemode = files[vpath]
+        data = repo.read_blob(oid)  # (read before anything moves: a damaged vault stops here)
+        mode = restored_mode(str(target), filemode == 0o100755)
+        aside = _free_name(Path(f"{target}.corrupt-{stamp}"))
         if is_dump(data):
-            restore_sqlite_file(data, target)
+            built = build_sqlite(data, target, durable=True)  # built and checked beside it
+            try:
+                refuse_if_open(target)  # again: it may have been opened while it was built
+            except VaultError:
+                shutil.rmtree(built, ignore_errors=True)
+                continue
+            os.replace(target, aside)
+            for suffix in ("-wal", "-journal"):  # a damaged database's journal goes with it
+                companion = Path(f"{target}{suffix}")
+                if companion.exists():
+                    os.replace(companion, Path(f"{aside}{suffix}"))
+            install_sqlite(built, target, durable=True, mode=mode)  # (drops a stale -shm)
         else:
-            atomic_write(target, data, mode=0o755 if files[vpath][1] == 0o100755 else 0o644)
-        done.append(Rollback(vpath, str(target), str(aside), head, reason))
+            try:
+                os.link(target, aside)  # the file never goes missing from its place
+            except OSError:  # (a filesystem without hard links)
+                os.replace(target, aside)
+            atomic_write(target, data, mode=mode)
+        done.append(Rollback(vpath, str(target), str(aside), head, reason,
+                             warning=redaction_warning(str(target), data)))
     return done
+
+
+def redaction_warning(target: str, data: bytes) -> str:
+    """What to tell when a file put back holds [secrets] redact markers (as restore warns)."""
+    if b"[REDACTED:" not in data:
+        return ""
+    from vault.secrets import is_redacted
+
+    if not is_redacted(data):
+        return ""
+    return (f"{target} holds [REDACTED:...] markers: the secrets it held were never stored "
+            "and cannot come back")
+
+
+def _free_name(path: Path) -> Path:
+    """path, or path-2, path-3...: a second rollback in the same second keeps the first's file."""
+    candidate, n = path, 1
+    while any(Path(f"{candidate}{suffix}").exists() for suffix in ("", "-wal", "-journal")):
+        n += 1
+        candidate = Path(f"{path}-{n}")
+    return candidate

@@ -1,0 +1,126 @@
+"""vault doctor --repair never rolls back a file that is being written, and never re-clones
+under a running sync: the same rules as sync, with real writer processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import pytest
+
+from conftest import Clock, write_config
+from vault.config import Config, load_config
+from vault.doctor import doctor
+from vault.errors import BusyError
+from vault.lock import SyncLock
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def age(path: Path, seconds: int = 60) -> None:
+    """Make a file look untouched for a while (the 2-second rule is not what is tested)."""
+    old = time.time_ns() - seconds * 10**9
+    os.utime(path, ns=(old, old))
+
+
+def memory_check(report) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    check = next(c for c in report.checks if c.name == "memory files")
+    return check.status, check.detail
+
+
+class PausedWriter:
+    """An agent in another process that has written half a file and paused, the file still
+    open; it writes the rest and closes it when told."""
+
+    def __init__(self, path: Path, first: str, rest: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys\n"
+             "f = open(sys.argv[1], 'w'); f.write(sys.argv[2]); f.flush()\n"
+             "print('paused', flush=True); sys.stdin.readline()\n"
+             "f.write(sys.argv[3]); f.close(); print('done', flush=True)\n",
+             str(path), first, rest],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None and self._proc.stdout.readline() == "paused\n"
+
+    def finish(self) -> None:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write("go\n")
+        self._proc.stdin.flush()
+        assert self._proc.stdout.readline() == "done\n"
+        self._proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+@pytest.fixture
+def writer_cleanup() -> Iterator[list[PausedWriter]]:
+    writers: list[PausedWriter] = []
+    yield writers
+    for writer in writers:
+        writer.kill()
+
+
+def test_paused_half_written_json_is_busy_never_corrupt_never_rolled_back(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock,
+        writer_cleanup: list[PausedWriter]) -> None:
+    sync(config, now=clock)
+    memory = workspace / "memory.json"
+    whole = '[{"id": 1, "content": "likes tea"}, {"id": 2, "content": "likes coffee"}]'
+    writer = PausedWriter(memory, whole[:50], whole[50:])
+    writer_cleanup.append(writer)
+    age(memory)  # paused long enough that the 2-second rule alone would not protect it
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert not [r for r in report.repairs if "rolled back" in r]
+    assert not list(workspace.glob("memory.json.corrupt-*"))
+    status, detail = memory_check(report)
+    assert status != "fail" and "being written" in detail and "agent/memory.json" in detail
+    writer.finish()
+    assert memory.read_text() == whole  # the agent's later writes landed in the live file
+
+
+def test_damaged_database_open_in_the_agent_is_never_rolled_back(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock) -> None:
+    db = workspace / "memory.db"
+    conn = apsw.Connection(str(db))
+    with conn:  # pages enough to damage one of them
+        conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, t TEXT)")
+        conn.executemany("INSERT INTO memories(content, embedding) VALUES(?, ?)",
+                         [(f"memory {i} " * 20, os.urandom(1536)) for i in range(400)])
+    conn.close()
+    sync(config, now=clock)
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute(\"INSERT INTO notes(t) VALUES('before')\"); print('open', flush=True)\n"
+         "sys.stdin.readline()\n"
+         "c.execute(\"INSERT INTO notes(t) VALUES('after')\"); c.close()\n"
+         "print('done', flush=True)\n", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None and agent.stdout.readline() == "open\n"
+        with open(db, "r+b") as handle:  # a stray write damages a page of 'memories'
+            handle.seek(4096 * 4)
+            handle.write(os.urandom(4096))
+        age(db)
+        report = doctor(config, repair=True, now=lambda: clock.now)
+        assert not [r for r in report.repairs if "rolled back" in r]
+        assert not list(workspace.glob("memory.db.corrupt-*"))
+        status, detail = memory_check(report)
+        assert status != "fail" and "being written" in detail
+        assert agent.stdin is not None
+        agent.stdin.write("go\n")
+        agent.stdin.flush()
+        assert agent.stdout.readline() == "done\n"
+    finally:
+        agent.kill()
+        agent.wait()
+    notes = apsw.Connection(str(db)).execute("SELECT t FROM notes ORDER BY id").fetchall()
+    assert notes == [("before",), ("after",)]
