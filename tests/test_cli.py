@@ -197,3 +197,18 @@ def test_a_name_with_a_newline_is_quoted_in_human_output(config_file: Path,
     assert '  A "agent/new\\nline.md"' in proc.stdout.splitlines()
     log = run_cli("log", "--path", "*line.md", "--config", str(config_file))
     assert '    A "agent/new\\nline.md"' in log.stdout.splitlines(), log.stdout
+
+
+def test_status_names_the_files_a_sync_would_skip(config: Config, vault: VaultRepo,
+                                                   workspace: Path) -> None:
+    assert run_cli("sync", "--quiet", "--config", str(config.file)).returncode == 0
+    (workspace / ".gitmodules").write_text("[submodule]\n")
+    for n in range(6):
+        (workspace / f"link{n}").symlink_to(workspace / "MEMORY.md")
+    lines = run_cli("status", "--config", str(config.file)).stdout.splitlines()
+    skipped = [line for line in lines if line.startswith("Skipped:")]
+    assert skipped[0] == ("Skipped:   agent/.gitmodules: git reads a .gitmodules file as "
+                          "submodule settings; not stored")
+    assert skipped[1] == "Skipped:   agent/link0: symbolic link (not followed)"
+    assert len(skipped) == 6 and skipped[-1] == (
+        "Skipped:   ... and 2 more (`vault sync --dry-run` lists them all)")

@@ -276,6 +276,13 @@ def status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"Pending:   nothing ({p.unchanged} files up to date)")
     for failure in p.failures:
         click.echo(f"Problem:   {failure.message}")  # (it names the source or the file)
+    failed_paths = {failure.path for failure in p.failures}  # (said just above)
+    left = [s for s in p.skipped if s.path not in failed_paths]
+    for skipped in left[:SKIPPED_SHOWN]:
+        click.echo(f"Skipped:   {shown(skipped.path)}: {skipped.reason}")
+    if len(left) > SKIPPED_SHOWN:
+        click.echo(f"Skipped:   ... and {len(left) - SKIPPED_SHOWN} more (`vault sync "
+                   "--dry-run` lists them all)")
     if st.last_failure is not None:
         f = st.last_failure
         click.echo(f"Failed:    {format_time(f.time)} vault {f.command}: {f.error} (after the "
@@ -441,6 +448,7 @@ def _render_plan(plan: Any, limit: int | None) -> None:
                    f"delete): {shown(path)}")
 
 
+SKIPPED_SHOWN = 5  # `vault status` names this many skipped files
 UNDO_PATHS = 50  # an undo names each file the restore changed, up to this many
 
 
