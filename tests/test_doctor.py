@@ -233,3 +233,24 @@ def test_index_current_lagging_damaged_and_rebuilt(tmp_path: Path, workspace: Pa
     report = doctor(config, repair=True, now=lambda: clock.now)
     assert any(r.startswith("rebuilt the index from the vault") for r in report.repairs)
     assert next(c for c in report.checks if c.name == "index").status == "ok"
+
+
+def test_database_with_a_damaged_header_is_corrupt_and_rolled_back(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    # Its 16-byte header overwritten: no longer recognised as SQLite by its content, and sync
+    # calls it corrupt (the vault's last version is a database); doctor says the same.
+    db = workspace / "memory.db"
+    sync(config, now=clock)
+    good = rows(db)
+    with open(db, "r+b") as handle:
+        handle.write(b"GARBAGEGARBAGE!!")
+    age(db)
+    report = doctor(config, now=lambda: clock.now)
+    memory = next(c for c in report.checks if c.name == "memory files")
+    assert memory.status == "fail" and "agent/memory.db" in memory.detail
+    repaired = doctor(config, repair=True, now=lambda: clock.now)
+    assert any(r.startswith("rolled back agent/memory.db") for r in repaired.repairs)
+    assert rows(db) == good
+    aside = list(workspace.glob("memory.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"GARBAGEGARBAGE!!")
+    assert checks(repaired)["memory files"] == "ok"
