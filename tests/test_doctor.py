@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import apsw
+import pytest
 
 from conftest import Clock, git, run_cli, write_config
 from vault.config import Config, load_config
@@ -254,3 +255,64 @@ def test_database_with_a_damaged_header_is_corrupt_and_rolled_back(
     aside = list(workspace.glob("memory.db.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"GARBAGEGARBAGE!!")
     assert checks(repaired)["memory files"] == "ok"
+
+
+def _damage(vault: VaultRepo, kind: str) -> str:
+    """Damage the vault the way a disk or a stray command does; the id of what was damaged."""
+    def loose(oid: str) -> Path:
+        path = vault.path / "objects" / oid[:2] / oid[2:]
+        path.chmod(0o644)
+        return path
+
+    if kind == "truncated tree":
+        oid = git(vault.path, "rev-parse", "main^{tree}").strip()
+        data = loose(oid).read_bytes()
+        loose(oid).write_bytes(data[:len(data) // 2])
+    elif kind == "deleted tip commit":
+        oid = git(vault.path, "rev-parse", "main").strip()
+        loose(oid).unlink()
+    else:  # "truncated ref"
+        oid = "refs/heads/main"
+        (vault.path / oid).write_text("")
+    return oid
+
+
+@pytest.mark.parametrize("kind", ["truncated tree", "deleted tip commit", "truncated ref"])
+def test_damaged_vault_gets_the_whole_report(config: Config, vault: VaultRepo, clock: Clock,
+                                             workspace: Path, tmp_path: Path,
+                                             kind: str) -> None:
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- more\n")
+    clock.tick()
+    sync(config, now=clock)
+    damaged = _damage(vault, kind)
+    proc = run_cli("doctor", "--json", "--crontab-file", str(tmp_path / "ct"), "--config",
+                   str(config.file))
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)  # complete, not one Error: line
+    assert report["ok"] is False
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["repository"]["status"] == "fail"
+    assert damaged[:10] in by_name["repository"]["detail"]
+    assert {"sources", "memory files", "last sync", "lock", "cron", "disk"} <= set(by_name)
+    text = run_cli("doctor", "--crontab-file", str(tmp_path / "ct"), "--config",
+                   str(config.file))
+    assert text.returncode == 1 and text.stdout.startswith("FAIL  repository")
+    assert text.stderr.startswith("Error: repository: ")
+    log = [json.loads(line) for line in (config.home / "failures.log").read_text().splitlines()]
+    assert [e["command"] for e in log] == ["doctor", "doctor"]
+    assert log[0]["error"].startswith("repository: ")
+
+
+def test_drill_on_a_vault_missing_a_blob_reports_it(config: Config, vault: VaultRepo,
+                                                    clock: Clock, tmp_path: Path) -> None:
+    sync(config, now=clock)
+    oid = git(vault.path, "rev-parse", "main:agent/MEMORY.md").strip()
+    (vault.path / "objects" / oid[:2] / oid[2:]).unlink()
+    report = doctor(config, drill=True, crontab_file=tmp_path / "ct", now=lambda: clock.now)
+    assert not report.ok and checks(report)["repository"] == "fail"
+    assert report.drill is not None and report.drill.problems
+    assert oid in report.drill.problems[0]
+    proc = run_cli("doctor", "--drill", "--json", "--crontab-file", str(tmp_path / "ct"),
+                   "--config", str(config.file))
+    assert proc.returncode == 1 and json.loads(proc.stdout)["drill"]["problems"]

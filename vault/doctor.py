@@ -75,7 +75,9 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
             repairs.append(repaired)
             repo_check = check_repository(repo) if repo else repo_check
     checks = [repo_check]
-    if repo is not None and repo_check.status != FAIL:
+    intact = repo is not None and repo_check.status != FAIL
+    if intact:
+        assert repo is not None
         checks.append(check_databases(repo))
         index_check = check_index(config, repo)
         if index_check.status == FAIL and repair:
@@ -83,19 +85,43 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
             index_check = check_index(config, repo)
         checks.append(index_check)
     checks.append(check_sources(config))
-    if repo is not None and repo_check.status != FAIL:
+    if intact:
+        assert repo is not None
         memory = check_memory_files(config, repo, clock)
         if memory.corrupt and repair:
             memory = _repair_memory_files(config, repo, clock, repairs)
         checks.append(memory.check)
+    elif repo is not None:
+        # (which files are corrupt is judged against the vault's good versions)
+        checks.append(Check("memory files", WARN, "not checked: the vault itself is damaged "
+                                                  "(see repository)"))
     checks.append(check_last_sync(config, repo, clock()))
     checks.append(check_lock(config))
     if repo is not None:
-        checks.append(check_remote(config, repo))
+        checks.append(_guarded("remote", lambda: check_remote(config, repo), intact))
     checks.append(check_cron(config, crontab_file))
     checks.append(check_disk(config))
-    drilled = run_drill(config, repo) if drill and repo is not None else None
+    drilled: Drill | None = None
+    if drill:
+        drilled = run_drill(config, repo) if repo is not None else Drill(
+            "", 0, 0, 0.0, (f"nothing to drill: {repo_check.detail}",))
     return DoctorReport(checks=tuple(checks), repairs=tuple(repairs), drill=drilled)
+
+
+def _guarded(name: str, run: Callable[[], Check], intact: bool) -> Check:
+    """A check that cannot crash the report: on a damaged vault whatever it raises is a
+    warning (the repository check already fails and names the damage); on an intact one a
+    VaultError is this check's failure."""
+    try:
+        return run()
+    except VaultError as exc:
+        if intact:
+            return Check(name, FAIL, exc.message)
+        return Check(name, WARN, f"not checked: {exc.message}")
+    except Exception as exc:  # noqa: BLE001 - libgit2 fails in many ways on damaged objects
+        if intact:
+            raise
+        return Check(name, WARN, f"not checked: the vault is damaged ({exc})")
 
 
 def check_repository(repo: VaultRepo) -> Check:
@@ -294,12 +320,18 @@ def _repair_memory_files(config: Config, repo: VaultRepo, clock: Callable[[], da
 
 def check_last_sync(config: Config, repo: VaultRepo | None, now: datetime) -> Check:
     """The age of the last sync against [schedule] interval."""
-    head = repo.head_id() if repo is not None else None
-    if repo is None or head is None:
-        return Check("last sync", FAIL, "never synced")
     from vault.sync import last_run
 
-    when = last_run(config, repo.commit_info(head).time) or repo.commit_info(head).time
+    head_time: datetime | None = None
+    if repo is not None:
+        try:
+            head = repo.head_id()
+            head_time = repo.commit_info(head).time if head is not None else None
+        except VaultError:
+            pass  # a damaged vault (the repository check says how): the stamp still tells
+    when = last_run(config, head_time)
+    if when is None:
+        return Check("last sync", FAIL, "never synced")
     age = (now - when).total_seconds()
     limit = 2 * config.schedule.interval
     text = f"{when:%Y-%m-%dT%H:%M:%SZ}, {int(age // 60)} min ago"
@@ -393,18 +425,26 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
     from vault.sqlite_dump import is_dump, snapshot_sqlite
 
     start = time.perf_counter()
-    head = repo.head_id()
+    try:
+        head = repo.head_id()
+    except VaultError as exc:
+        return Drill("", 0, 0, 0.0, (f"nothing to drill: {exc.message}",))
     if head is None:
         return Drill("", 0, 0, 0.0, ("nothing to drill: no commits yet",))
     problems: list[str] = []
     files = databases = 0
     with tempfile.TemporaryDirectory(prefix="vault-drill-") as tmp:
         out = Path(tmp) / "restored"
-        restore(config, RestoreOptions(at=head, to=out))
-        for path, (oid, _mode) in sorted(repo.files(head).items()):
+        try:
+            restore(config, RestoreOptions(at=head, to=out))
+            tree = sorted(repo.files(head).items())
+        except VaultError as exc:  # a damaged vault: the drill fails and says why
+            return Drill(head, 0, 0, time.perf_counter() - start,
+                         (f"the restore failed: {exc.message}",))
+        for path, (oid, _mode) in tree:
             target = out / path
-            data = repo.read_blob(oid)
             try:
+                data = repo.read_blob(oid)
                 if is_dump(data):
                     databases += 1
                     same = snapshot_sqlite(target) == data
@@ -417,7 +457,10 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
             files += 1
             if not same:
                 problems.append(f"{path}: restored copy differs from the vault")
-    chunks, trouble = _drill_index_sample(config, repo, head)
+    try:
+        chunks, trouble = _drill_index_sample(config, repo, head)
+    except VaultError as exc:
+        chunks, trouble = 0, exc.message
     if trouble:
         problems.append(f"index sample: {trouble}")
     return Drill(head, files, databases, time.perf_counter() - start, tuple(problems), chunks)
