@@ -103,3 +103,24 @@ def test_root_vault_toml_is_valid() -> None:
     assert {s.name for s in cfg.sources} >= {"openclaw", "ragent", "memento", "synthians"}
     for source in cfg.sources:
         assert source.root.is_dir(), source
+
+
+def test_paths_expand_variables_and_the_home_folder(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What worked before unset variables became errors still works: ~, $HOME, ${NAME}, a TOML
+    escape, a variable holding '~' or an empty value; '$$' is a literal '$'."""
+    home = Path.home()
+    monkeypatch.setenv("AGENT_HOME", "/srv/agent")
+    monkeypatch.setenv("TILDE", "~/t")
+    monkeypatch.setenv("EMPTY", "")
+    cfg = load_config(write(tmp_path / "vault.toml", "\n".join(
+        f'[[sources]]\nname = "s{i}"\npath = "{path}"' for i, path in enumerate([
+            "~/a", "$HOME/b", "${AGENT_HOME}/c", "\\u0024AGENT_HOME/d", "$TILDE", "x$EMPTY/e",
+            "/data/$$AGENT_HOME", "rel"])) + '\n[index]\npath = "$AGENT_HOME/index.db"\n'))
+    assert [s.root for s in cfg.sources] == [
+        home / "a", home / "b", Path("/srv/agent/c"), Path("/srv/agent/d"), home / "t",
+        tmp_path / "x" / "e", Path("/data/$AGENT_HOME"), tmp_path / "rel"]
+    assert cfg.index.path == Path("/srv/agent/index.db")
+    # what `vault cron install` writes into its entry (cron passes none of these but HOME)
+    assert cfg.path_vars == (("AGENT_HOME", "/srv/agent"), ("EMPTY", ""), ("HOME", str(home)),
+                             ("TILDE", "~/t"))

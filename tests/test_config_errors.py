@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -292,3 +293,36 @@ def test_an_index_inside_a_source_is_a_config_error(tmp_path: Path, workspace: P
            f"({workspace}): every sync would archive the index")
     cfg.write_text(cfg.read_text().replace(f"{workspace}/cache", f"{tmp_path}/elsewhere"))
     assert load_config(cfg).index.path == tmp_path / "elsewhere" / "index.db"
+
+
+# Variables in paths ---------------------------------------------------------------------------
+
+UNSET_HINT = ("Hint: set AGENT_HOME where vault runs (cron passes only HOME, LOGNAME, PATH, "
+              "SHELL) or write the path out; $$ is a literal $")
+
+
+@pytest.mark.parametrize("extra, source, message", [
+    ("", "$AGENT_HOME/ws", "sources[0].path: $AGENT_HOME is not set"),
+    ("", "${AGENT_HOME}/ws", "sources[0].path: ${AGENT_HOME} is not set"),
+    ('[index]\npath = "$AGENT_HOME/index.db"', "{ws}", "index.path: $AGENT_HOME is not set"),
+], ids=["source", "braces", "index"])
+def test_an_unset_variable_in_a_path_is_a_config_error(tmp_path: Path, workspace: Path,
+                                                       extra: str, source: str,
+                                                       message: str) -> None:
+    """Before: '$AGENT_HOME/ws' stayed as written and became a folder of that name beside the
+    config; under cron (which has no AGENT_HOME) every sync failed with 'folder not found' and
+    a hint about unmounted disks."""
+    cfg = write_config(tmp_path / "vault.toml", {"agent": Path(source.replace("{ws}", str(workspace)))},
+                       extra=extra)
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_HOME"}
+    proc = subprocess.run([sys.executable, "-m", "vault", "sync", "--config", str(cfg)],
+                          capture_output=True, text=True, env=env, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"Error: {cfg}: {message}", UNSET_HINT]
+
+
+def test_an_unset_variable_in_the_vault_path_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "vault.toml"
+    cfg.write_text('[vault]\npath = "$AGENT_HOME/memory-vault"\n')
+    with pytest.raises(ConfigError, match=r"^.*: vault\.path: \$AGENT_HOME is not set$"):
+        load_config(cfg, env={"VAULT_HOME": str(tmp_path / "data")})

@@ -140,6 +140,9 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    # The variables the path keys expanded, with the values they had (`vault cron install`
+    # writes them into its entry: cron starts the sync without the user's shell variables).
+    path_vars: tuple[tuple[str, str], ...] = ()
     # The file's bytes as parsed (the quick check must compare against these, not the file
     # as it is by the end of a sync: it may have been edited meanwhile).
     text: bytes = field(default=b"", repr=False, compare=False)
@@ -218,9 +221,9 @@ class _Section:
         self.data: dict[str, Any] = data
         self.used: set[str] = set()
 
-    def fail(self, key: str, message: str) -> NoReturn:
+    def fail(self, key: str, message: str, hint: str | None = None) -> NoReturn:
         prefix = f"{self.file}: " if self.file else ""
-        raise ConfigError(f"{prefix}{key}: {message}")
+        raise ConfigError(f"{prefix}{key}: {message}", hint=hint)
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
@@ -366,9 +369,55 @@ def pattern_reason(exc: Exception) -> str:
     return exc.msg if isinstance(exc, re.error) else (str(exc) or type(exc).__name__)
 
 
-def _resolve(path_text: str, base: Path) -> Path:
-    path = Path(os.path.expandvars(path_text)).expanduser()
-    return path if path.is_absolute() else (base / path).absolute()
+# $NAME and ${NAME}, as os.path.expandvars finds them (quick.py looks for the same names);
+# $$ is a literal $.
+_VAR_RE = re.compile(r"\$(\$|\w+|\{[^}]*\})", re.ASCII)
+# What cron puts in a job's environment (crontab(5): SHELL, HOME and LOGNAME from the
+# passwd entry, PATH=/usr/bin:/bin), besides NAME=value lines in the crontab itself.
+CRON_ENV = ("HOME", "LOGNAME", "PATH", "SHELL")
+
+
+def expand_vars(text: str, env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Expand $NAME and ${NAME} from env ($$ is a literal $); KeyError for an unset one.
+
+    os.path.expandvars leaves an unset variable in the text, which then reads as a relative
+    folder named '$NAME': a path that works in the user's shell and silently breaks under cron.
+    """
+    used: dict[str, str] = {}
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "$":
+            return "$"
+        name = name.strip("{}") if name.startswith("{") else name
+        if name not in env:
+            raise KeyError(match.group(0))
+        used[name] = env[name]
+        return env[name]
+
+    return _VAR_RE.sub(one, text), tuple(used.items())
+
+
+class _Paths:
+    """Resolves the path keys of one config: variables, then ~, then relative to the file."""
+
+    def __init__(self, base: Path, env: Mapping[str, str]) -> None:
+        self.base = base
+        self.env = env
+        self.used: dict[str, str] = {}
+
+    def resolve(self, sec: _Section, key: str, path_text: str) -> Path:
+        try:
+            expanded, used = expand_vars(path_text, self.env)
+        except KeyError as exc:
+            variable = exc.args[0]
+            name = variable.strip("${}") or variable
+            sec.fail(key, f"{variable} is not set",
+                     hint=f"set {name} where vault runs (cron passes only "
+                          f"{', '.join(CRON_ENV)}) or write the path out; $$ is a literal $")
+        self.used.update(used)
+        path = Path(expanded).expanduser()
+        return path if path.is_absolute() else (self.base / path).absolute()
 
 
 def _within(real: str, folder_real: str) -> bool:
@@ -392,6 +441,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     """Validate a parsed TOML document into a Config; relative paths are relative to the file."""
     home = vault_home(env)
     base = file.parent if file else Path.cwd()
+    paths = _Paths(base, os.environ if env is None else env)
     top = _Section(raw, "", file)
 
     vault_raw = _Section(top.get("vault", dict, {}), "vault", file)
@@ -411,7 +461,8 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     token_env = vault_raw.get("token_env", str, "GITHUB_TOKEN")
     vault_raw.done()
     vault = VaultSettings(
-        path=_resolve(vault_path_text, base) if vault_path_text else home / DEFAULT_REPO_NAME,
+        path=(paths.resolve(vault_raw, "vault.path", vault_path_text) if vault_path_text
+              else home / DEFAULT_REPO_NAME),
         branch=branch, host=host, layout=layout, remote=remote, token_env=token_env)
 
     snap_raw = _Section(top.get("snapshot", dict, {}), "snapshot", file)
@@ -453,7 +504,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         root_text = sec.get("path", str, None)
         if not root_text:
             sec.fail(sec.key("path"), "missing (the folder that holds this source's memory)")
-        root = _resolve(root_text, base)
+        root = paths.resolve(sec, sec.key("path"), root_text)
         problem = _inside_own(root, own)
         if problem is not None:
             sec.fail(sec.key("path"), problem)
@@ -502,7 +553,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     schedule = ScheduleSettings(interval=interval)
 
     index_raw = _Section(top.get("index", dict, {}), "index", file)
-    index = _parse_index(index_raw, base)
+    index = _parse_index(index_raw, paths)
     if index.path is not None:  # (the default lies in the vault, which every walk skips)
         real = os.path.realpath(index.path)
         for source in sources:
@@ -523,10 +574,10 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     top.done()
     return Config(file=file, home=home, vault=vault, snapshot=snapshot, sources=tuple(sources),
                   secrets=secrets, hooks=hooks, schedule=schedule, index=index, health=health,
-                  alerts=alerts)
+                  alerts=alerts, path_vars=tuple(sorted(paths.used.items())))
 
 
-def _parse_index(sec: _Section, base: Path) -> IndexSettings:
+def _parse_index(sec: _Section, paths: _Paths) -> IndexSettings:
     """The [index] section: model, path, after_sync, batch_size."""
     defaults = IndexSettings()
     model = sec.get("model", str, defaults.model).strip()
@@ -538,7 +589,8 @@ def _parse_index(sec: _Section, base: Path) -> IndexSettings:
     if not 1 <= batch_size <= 4096:
         sec.fail("index.batch_size", "must be between 1 and 4096")
     sec.done()
-    return IndexSettings(model=model, path=_resolve(path_text, base) if path_text else None,
+    return IndexSettings(model=model,
+                         path=paths.resolve(sec, "index.path", path_text) if path_text else None,
                          after_sync=after_sync, batch_size=batch_size)
 
 
