@@ -224,3 +224,66 @@ def test_large_indexes_rank_in_a_reduced_space_with_the_same_results(
     # The same scores in the same order (rows that tie may swap places), the same best hit.
     assert [h.score for h in reduced.hits] == [h.score for h in exact]
     assert reduced.hits[0].path == exact[0].path == "agent/memory/note-7.md"
+
+
+_EXIT_PROBE = (
+    "import atexit, sys, threading\n"
+    "def probe():\n"
+    "    alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]\n"
+    "    print('PROBE', 'onnxruntime' in sys.modules, alive, file=sys.stderr)\n"
+    "atexit.register(probe)\n"
+    "from vault import cli\n"
+    "from vault.cli_recall import register\n"
+    "if 'recall' not in cli.cli.commands:\n"
+    "    register(cli.cli)\n"
+    "sys.argv = ['vault', 'recall'] + sys.argv[1:]\n"
+    "cli.main()\n")
+
+
+@pytest.mark.model
+def test_recall_exits_with_no_encoder_thread_left_and_lexical_never_loads_it(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    # A thread still building the ONNX session at interpreter exit made the process abort
+    # (exit 134) after a lexical recall had printed its hits.
+    add_notes(workspace)
+    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
+    sync(config, now=clock)
+    embedder, _ = real_model()
+    link_models(config.models_dir)
+    build_index(config, IndexOptions(), embedder)
+    env = {**os.environ, "VAULT_CONFIG": str(config.file)}
+    for mode, loads in (("lexical", False), ("hybrid", True), ("dense", True)):
+        proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE, "BILL-412", "--mode", mode,
+                               "--json", "-k", "1"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 0, (mode, proc.stderr)
+        assert json.loads(proc.stdout)["hits"][0]["locator"] == "L5"
+        assert f"PROBE {loads} []" in proc.stderr, (mode, proc.stderr)
+
+
+@pytest.mark.model
+def test_the_encoder_thread_imports_nothing(tmp_path: Path) -> None:
+    # Two threads importing numpy at once can see it half initialised: every import the
+    # encoder needs happens in the caller's thread, before the loading thread starts.
+    embedder, models = real_model()
+    script = (
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "seen = []\n"
+        "class Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        seen.append((threading.current_thread().name, name))\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "from vault.embed import BackgroundEmbedder, make_query_embedder, resolve_model\n"
+        "spec = resolve_model('all-MiniLM-L6-v2')\n"
+        "e = make_query_embedder(spec, Path(sys.argv[1]), background=True)\n"
+        "assert isinstance(e, BackgroundEmbedder) and not e.started\n"
+        "e.start()\n"
+        "e.close()\n"
+        "print(e.embed_queries(['tea']).shape)\n"
+        "print('THREAD', sorted({n for t, n in seen if t == 'vault-encoder'}))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(models)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "(1, 384)" in proc.stdout and "THREAD []" in proc.stdout, proc.stdout

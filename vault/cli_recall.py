@@ -138,7 +138,7 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
         raise UsageError("give a QUERY or --queries FILE (one of them)")
     config = load_config_at(config_path)
     options = RecallOptions(at=at, k=k, sources=sources, paths=paths, mode=mode)
-    recaller = Recaller.open(config)
+    recaller = Recaller.open(config, mode=mode)
     announced = False
 
     def stale(phase: str, done: int, total: int) -> None:

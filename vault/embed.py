@@ -498,23 +498,52 @@ def load_query_encoder(models_dir: Path, spec: ModelSpec,
 
 
 class BackgroundEmbedder:
-    """The ONNX twin, loaded in a thread while the caller does other work (recall's cold start)."""
+    """The ONNX twin, loaded in a thread while the caller does other work (recall's cold start).
+
+    Nothing is loaded until `start()` (a thread) or first use (in the caller's thread), so a
+    recall that needs no query vector never loads the model. `close()` waits for the thread:
+    a thread still building its ONNX Runtime session when the interpreter exits makes the
+    process abort ("terminate called without an active exception", exit 134).
+    """
 
     def __init__(self, folder: Path, meta: dict[str, Any], threads: int | None) -> None:
-        import threading
-
+        self._folder = folder
         self._meta = meta
+        self._threads = threads
         self._loaded: OnnxEmbedder | None = None
         self._error: BaseException | None = None
+        self._thread: Any = None  # threading.Thread, once started
+
+    def start(self) -> None:
+        """Load the encoder in a thread (no-op when started or loaded already)."""
+        if self._thread is not None or self._loaded is not None:
+            return
+        import threading
+
+        # Every module the thread needs is imported here, in the caller's thread: two threads
+        # importing numpy at once can see it half initialised (ImportError __cpu_features__).
+        import numpy  # noqa: F401
+        import onnxruntime  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import tokenizers  # noqa: F401
 
         def load() -> None:
             try:
-                self._loaded = OnnxEmbedder(folder, threads=threads)
+                self._loaded = OnnxEmbedder(self._folder, threads=self._threads)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 self._error = exc
 
         self._thread = threading.Thread(target=load, name="vault-encoder", daemon=True)
         self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        """True once loading began (in a thread or in the caller's)."""
+        return self._thread is not None or self._loaded is not None
+
+    def close(self) -> None:
+        """Wait for the loading thread, if one runs (an error is kept for `loaded`)."""
+        if self._thread is not None:
+            self._thread.join()
 
     @property
     def key(self) -> str:
@@ -528,8 +557,14 @@ class BackgroundEmbedder:
 
     @property
     def loaded(self) -> OnnxEmbedder:
-        """The encoder, once its thread is done."""
-        self._thread.join()
+        """The encoder: loaded now when no thread was started, else once its thread is done."""
+        if self._thread is not None:
+            self._thread.join()
+        elif self._loaded is None and self._error is None:
+            try:
+                self._loaded = OnnxEmbedder(self._folder, threads=self._threads)
+            except BaseException as exc:  # noqa: BLE001 - kept, like the thread's
+                self._error = exc
         if self._error is not None:
             raise self._error
         assert self._loaded is not None
@@ -562,7 +597,7 @@ def make_query_embedder(spec: ModelSpec, models_dir: Path, threads: int | None =
     if meta is None:
         return SentenceTransformerEmbedder(spec)
     if background:
-        return BackgroundEmbedder(folder, meta, threads)
+        return BackgroundEmbedder(folder, meta, threads)  # loads on start() or first use
     return OnnxEmbedder(folder, threads=threads)
 
 

@@ -210,7 +210,10 @@ class Searcher:
             locators.append(locator)
         text_ids, occ_row = np.unique(occ_text, return_inverse=True)
         row_of = {int(t): i for i, t in enumerate(text_ids)}
-        dim = self.embedder.dim
+        # The vector size the index stores for this model (asking the embedder would load it).
+        dim_row = self.store.conn.execute("SELECT dim FROM models WHERE id=?",
+                                          (self.model,)).fetchone()
+        dim = int(dim_row[0]) if dim_row else self.embedder.dim
         matrix = np.zeros((len(text_ids), dim), dtype=np.float32)
         vec_rows: list[Any] = self.store.conn.execute(
             "SELECT t.id, x.vec FROM json_each(?) j CROSS JOIN texts t ON t.id = j.value "
@@ -439,16 +442,22 @@ class Recaller:
     indexed: list[IndexResult] = field(default_factory=list)
 
     @classmethod
-    def open(cls, config: Config, embedder: Embedder | None = None) -> Recaller:
-        """Open the vault and pick the query encoder (the ONNX twin when exported)."""
-        from vault.embed import make_query_embedder, resolve_model
+    def open(cls, config: Config, embedder: Embedder | None = None, *,
+             mode: str = "hybrid") -> Recaller:
+        """Open the vault and pick the query encoder (the ONNX twin when exported).
+
+        The encoder loads in a thread while the index is read (cold start), unless the mode
+        needs no query vector (lexical): then it is loaded only if a catch-up index needs it.
+        """
+        from vault.embed import BackgroundEmbedder, make_query_embedder, resolve_model
         from vault.repo import VaultRepo
 
         repo = VaultRepo.open(config.vault.path, config.vault.branch)
         if embedder is None:
             spec = resolve_model(config.index.model, config.file.parent if config.file else None)
-            # The encoder loads in a thread while the index is read (cold start).
             embedder = make_query_embedder(spec, config.models_dir, background=True)
+            if mode != "lexical" and isinstance(embedder, BackgroundEmbedder):
+                embedder.start()
         return cls(config=config, embedder=embedder, repo=repo)
 
     def commit_for(self, at: str | None, now: datetime) -> tuple[str, datetime | None]:
@@ -528,17 +537,21 @@ class Recaller:
         return results
 
     def close(self) -> None:
-        """Close the index."""
+        """Close the index, and wait for the encoder's loading thread if one runs."""
+        from vault.embed import BackgroundEmbedder
+
         if self.store is not None:
             self.store.close()
             self.store = None
+        if isinstance(self.embedder, BackgroundEmbedder):
+            self.embedder.close()
 
 
 def recall(config: Config, query: str, options: RecallOptions = RecallOptions(), *,
            embedder: Embedder | None = None, now: datetime | None = None,
            progress: ProgressFn | None = None) -> RecallResult:
     """Search the vault's memory for one query (indexing the commit first if needed)."""
-    recaller = Recaller.open(config, embedder)
+    recaller = Recaller.open(config, embedder, mode=options.mode)
     try:
         return recaller.recall(query, options, now=now, progress=progress)
     finally:
