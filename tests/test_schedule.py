@@ -14,7 +14,7 @@ from conftest import Clock, run_cli, write_config
 from vault.config import Config, load_config
 from vault.errors import UsageError
 from vault.repo import VaultRepo
-from vault.schedule import cron_spec, install, remove, status
+from vault.schedule import cron_spec, install, remove, status, vault_id
 from vault.status import status as vault_status
 from vault.sync import sync
 
@@ -44,7 +44,7 @@ def test_install_twice_changes_nothing_and_remove(config: Config, tmp_path: Path
     line = lines[0]
     assert line.startswith("*/15 * * * * ")
     assert f"{sys.executable} -m vault sync --quiet --config {config.file}" in line
-    assert f">> {config.home / 'vault.log'} 2>&1" in line
+    assert line.endswith(f">> {config.home / 'vault.log'} 2>&1 # vault-sync:{vault_id(config)}")
     assert "backup.sh # someone else's" in first and "MAILTO=me" in first
     st = status(config, tab, now=datetime(2026, 11, 21, 10, 7))
     assert st.next_run == datetime(2026, 11, 21, 10, 15)
@@ -56,15 +56,79 @@ def test_install_twice_changes_nothing_and_remove(config: Config, tmp_path: Path
     assert remove(config, tab) is False
 
 
+def cron_command(tab: Path, config: Config) -> str:
+    """The command of config's entry as the crontab file holds it ('%' escaped as '\\%')."""
+    line = next(x for x in tab.read_text().splitlines() if vault_id(config) in x)
+    return line.split(" ", 5)[5].rsplit(" # vault-sync", 1)[0]
+
+
 def test_the_installed_line_really_runs_a_sync(config: Config, vault: VaultRepo,
                                                tmp_path: Path) -> None:
     tab = tmp_path / "crontab"
     install(config, "15m", tab)
-    line = next(x for x in tab.read_text().splitlines() if "vault-sync" in x)
-    command = line.split(" ", 5)[5].rsplit(" # vault-sync", 1)[0]
-    subprocess.run(command, shell=True, check=True, cwd="/")  # as cron would: from /
+    subprocess.run(cron_command(tab, config), shell=True, check=True, cwd="/")  # from /
     assert vault.head_id() is not None
-    assert (config.home / "vault.log").exists()
+    assert (config.home / "vault.log").read_text() == ""  # a quiet sync writes nothing
+
+
+def two_vaults(tmp_path: Path, workspace: Path) -> tuple[Config, Config]:
+    """Two agents' vaults on one machine: two configs, two data dirs (VAULT_HOME)."""
+    configs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        cfg = write_config(tmp_path / name / "vault.toml", {"agent": workspace})
+        configs.append(load_config(cfg, env={"VAULT_HOME": str(tmp_path / name / "data")}))
+    return configs[0], configs[1]
+
+
+def test_two_vaults_have_an_entry_each(tmp_path: Path, workspace: Path) -> None:
+    """Before: every vault's entry carried the same marker, so installing the second vault
+    replaced the first one's entry, and status and remove of either saw the other's."""
+    one, two = two_vaults(tmp_path, workspace)
+    tab = tmp_path / "crontab"
+    install(one, "15m", tab)
+    install(two, "30m", tab)
+    entries = [x for x in tab.read_text().splitlines() if "vault-sync" in x]
+    assert len(entries) == 2
+    assert f"--config {one.file} " in entries[0] and entries[0].startswith("*/15 ")
+    assert f"--config {two.file} " in entries[1] and entries[1].startswith("*/30 ")
+    first = status(one, tab)
+    assert first.entry is not None and first.entry.line == entries[0]
+    second = status(two, tab)
+    assert second.entry is not None and second.entry.line == entries[1]
+    install(one, "1h", tab)  # updated in place, the other untouched
+    again = [x for x in tab.read_text().splitlines() if "vault-sync" in x]
+    assert again[0].startswith(("0 * * * * ", "@hourly ")) and again[1] == entries[1]
+    assert remove(two, tab) is True and remove(two, tab) is False
+    assert status(two, tab).entry is None
+    kept = status(one, tab)
+    assert kept.entry is not None and kept.entry.line == again[0]
+
+
+def test_an_entry_of_an_older_version_is_updated_by_its_own_vault(tmp_path: Path,
+                                                                  workspace: Path) -> None:
+    """Entries written before per-vault markers carry a bare '# vault-sync': the vault whose
+    config (and VAULT_HOME) the command names takes it over in place; other vaults leave it."""
+    one, two = two_vaults(tmp_path, workspace)
+    py = sys.executable
+    old_one = (f"*/15 * * * * VAULT_HOME={one.home} {py} -m vault sync --quiet --config "
+               f"{one.file} >> {one.home}/vault.log 2>&1 # vault-sync")
+    by_hand = (f"*/10 * * * * /home/me/.venv/bin/vault sync --quiet --config={two.file} "
+               f">> /tmp/vault.log 2>&1 # vault-sync")  # cron/crontab's line, without VAULT_HOME
+    other_home = (f"*/5 * * * * VAULT_HOME={tmp_path}/elsewhere {py} -m vault sync --quiet "
+                  f"--config {one.file} >> /tmp/vault.log 2>&1 # vault-sync")
+    tab = tmp_path / "crontab"
+    tab.write_text(f"MAILTO=me\n{old_one}\n0 1 * * * backup.sh\n{by_hand}\n{other_home}\n")
+    found = status(one, tab)
+    assert found.entry is not None and found.entry.line == old_one
+    hand = status(two, tab)
+    assert hand.entry is not None and hand.entry.line == by_hand
+    install(one, "15m", tab)
+    lines = tab.read_text().splitlines()
+    assert lines[0] == "MAILTO=me" and lines[2:] == ["0 1 * * * backup.sh", by_hand, other_home]
+    assert lines[1].endswith(f"# vault-sync:{vault_id(one)}")
+    assert remove(two, tab) is True
+    assert tab.read_text().splitlines() == [lines[0], lines[1], lines[2], other_home]
 
 
 def test_cli_cron(config_file: Path, tmp_path: Path) -> None:

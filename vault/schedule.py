@@ -1,18 +1,24 @@
-"""Cron: one crontab entry that runs `vault sync --quiet` (python-crontab edits, croniter counts)."""
+"""Cron: one crontab entry per vault that runs `vault sync --quiet` (python-crontab edits,
+croniter counts)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from vault.config import Config
+from vault.config import Config, user_config_path
 from vault.errors import UsageError, VaultError
 from vault.when import parse_duration
 
-MARKER = "vault-sync"  # the comment that identifies vault's entry, so install is idempotent
+# The comment that marks vault's entries. Earlier versions wrote it bare, so that every vault
+# on the machine took over the same entry; now each entry carries its vault's id after it.
+MARKER = "vault-sync"
 LOG_NAME = "vault.log"
 
 
@@ -51,6 +57,18 @@ def cron_spec(every: str) -> str:
                      "day (1h, 2h, 6h, 12h, 1d)")
 
 
+def vault_id(config: Config) -> str:
+    """What tells one vault's entry from another's: its config file and its data dir."""
+    key = f"{os.path.realpath(config.file) if config.file else ''}\0" \
+          f"{os.path.realpath(config.home)}"
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def marker(config: Config) -> str:
+    """The comment on this vault's entry: 'vault-sync:<id>'."""
+    return f"{MARKER}:{vault_id(config)}"
+
+
 def sync_command(config: Config) -> str:
     """The absolute command cron runs: this interpreter, this config, appending to vault's log."""
     log = config.home / LOG_NAME
@@ -59,6 +77,52 @@ def sync_command(config: Config) -> str:
         parts += ["--config", str(config.file)]
     return (f"VAULT_HOME={shlex.quote(str(config.home))} {shlex.join(parts)} "
             f">> {shlex.quote(str(log))} 2>&1")
+
+
+def _legacy_owner(command: str) -> tuple[str | None, str | None] | None:
+    """(config, VAULT_HOME) an old bare-marker entry's command names (None: not named)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    config: str | None = None
+    home: str | None = None
+    for i, word in enumerate(words):
+        if word.startswith("VAULT_HOME=") and home is None:
+            home = word[len("VAULT_HOME="):]
+        elif word == "--config" and i + 1 < len(words):
+            config = words[i + 1]
+        elif word.startswith("--config="):
+            config = word[len("--config="):]
+    return config, home
+
+
+def _same(written: str, path: Path) -> bool:
+    real = os.path.realpath(os.path.expanduser(os.path.expandvars(written)))
+    return real == os.path.realpath(path)
+
+
+def _is_mine(job: Any, config: Config) -> bool:
+    """Whether a crontab entry is this vault's: its id, or an old bare marker naming its config."""
+    comment = str(job.comment)
+    if comment == marker(config):
+        return True
+    if comment != MARKER:
+        return False
+    owner = _legacy_owner(str(job.command))
+    if owner is None:
+        return False
+    named_config, named_home = owner
+    if named_home is not None and not _same(named_home, config.home):
+        return False
+    if config.file is None:
+        return named_config is None
+    # (no --config: under cron, the user's config file is the one found)
+    return _same(named_config or str(user_config_path()), config.file)
+
+
+def _mine(tab: Any, config: Config) -> list[Any]:
+    return [job for job in tab if _is_mine(job, config)]
 
 
 def _open(crontab_file: Path | None):  # type: ignore[no-untyped-def]
@@ -87,15 +151,16 @@ def _write(tab, crontab_file: Path | None) -> None:  # type: ignore[no-untyped-d
 
 
 def install(config: Config, every: str = "15m", crontab_file: Path | None = None) -> CronStatus:
-    """Add (or update in place) vault's one entry; installing twice changes nothing."""
+    """Add (or update in place) this vault's entry; installing twice changes nothing."""
     spec = cron_spec(every)
     command = sync_command(config)
     tab = _open(crontab_file)
-    jobs = list(tab.find_comment(MARKER))
-    job = jobs[0] if jobs else tab.new(command=command, comment=MARKER)
+    jobs = _mine(tab, config)
+    job = jobs[0] if jobs else tab.new(command=command, comment=marker(config))
     for extra in jobs[1:]:
         tab.remove(extra)
     job.set_command(command)
+    job.set_comment(marker(config))
     job.setall(spec)
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write(tab, crontab_file)
@@ -103,9 +168,9 @@ def install(config: Config, every: str = "15m", crontab_file: Path | None = None
 
 
 def remove(config: Config, crontab_file: Path | None = None) -> bool:
-    """Remove vault's entry; False when there was none."""
+    """Remove this vault's entry (other vaults' stay); False when there was none."""
     tab = _open(crontab_file)
-    jobs = list(tab.find_comment(MARKER))
+    jobs = _mine(tab, config)
     for job in jobs:
         tab.remove(job)
     if jobs:
@@ -115,10 +180,10 @@ def remove(config: Config, crontab_file: Path | None = None) -> bool:
 
 def status(config: Config, crontab_file: Path | None = None,
            now: datetime | None = None) -> CronStatus:
-    """vault's entry and its next run (local time)."""
+    """This vault's entry and its next run (local time)."""
     tab = _open(crontab_file)
     where = str(crontab_file) if crontab_file else "user crontab"
-    jobs = list(tab.find_comment(MARKER))
+    jobs = _mine(tab, config)
     if not jobs:
         return CronStatus(entry=None, next_run=None, crontab=where)
     job = jobs[0]
@@ -127,5 +192,8 @@ def status(config: Config, crontab_file: Path | None = None,
 
     base = (now or datetime.now().astimezone()).replace(tzinfo=None)
     next_run: datetime = croniter(spec, base).get_next(datetime)
-    return CronStatus(entry=CronEntry(schedule=spec, command=str(job.command),
-                                      line=job.render()), next_run=next_run, crontab=where)
+    line = job.render()
+    env = str(job.env)  # NAME=value lines above the entry (MAILTO=...): not part of it
+    line = line[len(env):] if env and line.startswith(env) else line
+    return CronStatus(entry=CronEntry(schedule=spec, command=str(job.command), line=line),
+                      next_run=next_run, crontab=where)
