@@ -312,8 +312,8 @@ def test_an_unset_variable_in_a_path_is_a_config_error(tmp_path: Path, workspace
     """Before: '$AGENT_HOME/ws' stayed as written and became a folder of that name beside the
     config; under cron (which has no AGENT_HOME) every sync failed with 'folder not found' and
     a hint about unmounted disks."""
-    cfg = write_config(tmp_path / "vault.toml", {"agent": Path(source.replace("{ws}", str(workspace)))},
-                       extra=extra)
+    root = Path(source.replace("{ws}", str(workspace)))
+    cfg = write_config(tmp_path / "vault.toml", {"agent": root}, extra=extra)
     env = {k: v for k, v in os.environ.items() if k != "AGENT_HOME"}
     proc = subprocess.run([sys.executable, "-m", "vault", "sync", "--config", str(cfg)],
                           capture_output=True, text=True, env=env, check=False, timeout=120)

@@ -62,6 +62,14 @@ def cron_command(tab: Path, config: Config) -> str:
     return line.split(" ", 5)[5].rsplit(" # vault-sync", 1)[0]
 
 
+def run_as_cron(command: str, home: Path) -> None:
+    """Run a crontab command the way cron does: /bin/sh from /, with cron's environment only
+    (crontab(5): SHELL, HOME, LOGNAME, PATH=/usr/bin:/bin), '\\%' turned into '%'."""
+    env = {"SHELL": "/bin/sh", "HOME": str(home), "LOGNAME": "cron", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["/bin/sh", "-c", command.replace("\\%", "%")], env=env, cwd="/",
+                   check=True, timeout=120)
+
+
 def test_the_installed_line_really_runs_a_sync(config: Config, vault: VaultRepo,
                                                tmp_path: Path) -> None:
     tab = tmp_path / "crontab"
@@ -69,6 +77,26 @@ def test_the_installed_line_really_runs_a_sync(config: Config, vault: VaultRepo,
     subprocess.run(cron_command(tab, config), shell=True, check=True, cwd="/")  # from /
     assert vault.head_id() is not None
     assert (config.home / "vault.log").read_text() == ""  # a quiet sync writes nothing
+    run_as_cron(cron_command(tab, config), tmp_path / "home")
+    assert (config.home / "vault.log").read_text() == ""
+
+
+def test_the_entry_sets_the_variables_the_config_paths_name(
+        tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a source path '$AGENT_HOME/ws' synced from the shell and failed under cron,
+    which has no AGENT_HOME; the entry now sets it, with the value it has at install."""
+    monkeypatch.setenv("AGENT_HOME", str(workspace.parent))
+    cfg = write_config(tmp_path / "vault.toml", {"agent": Path(f"$AGENT_HOME/{workspace.name}")})
+    cfg.write_text(cfg.read_text() + '\n[index]\npath = "${HOME}/idx/index.db"\n')  # cron has it
+    config = load_config(cfg)
+    repo, _ = VaultRepo.init(config.vault.path, "main")
+    tab = tmp_path / "crontab"
+    install(config, "15m", tab)
+    command = cron_command(tab, config)
+    run_as_cron(command, tmp_path / "home")
+    assert (config.home / "vault.log").read_text() == ""
+    assert repo.head_id() is not None
+    assert command.startswith(f"AGENT_HOME={workspace.parent} VAULT_HOME={config.home} ")
 
 
 def two_vaults(tmp_path: Path, workspace: Path) -> tuple[Config, Config]:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vault.config import Config, user_config_path
+from vault.config import CRON_ENV, Config, user_config_path
 from vault.errors import UsageError, VaultError
 from vault.when import parse_duration
 
@@ -70,13 +70,19 @@ def marker(config: Config) -> str:
 
 
 def sync_command(config: Config) -> str:
-    """The absolute command cron runs: this interpreter, this config, appending to vault's log."""
+    """The absolute command cron runs: this interpreter, this config, appending to vault's log.
+
+    The variables the config's paths name are set on the line with the values they have now
+    (cron passes only HOME, LOGNAME, PATH and SHELL); without them the sync would fail.
+    """
     log = config.home / LOG_NAME
     parts = [sys.executable, "-m", "vault", "sync", "--quiet"]
     if config.file:
         parts += ["--config", str(config.file)]
-    return (f"VAULT_HOME={shlex.quote(str(config.home))} {shlex.join(parts)} "
-            f">> {shlex.quote(str(log))} 2>&1")
+    env = [f"{name}={shlex.quote(value)}" for name, value in config.path_vars
+           if name not in CRON_ENV and name != "VAULT_HOME"]
+    env.append(f"VAULT_HOME={shlex.quote(str(config.home))}")
+    return f"{' '.join(env)} {shlex.join(parts)} >> {shlex.quote(str(log))} 2>&1"
 
 
 def _legacy_owner(command: str) -> tuple[str | None, str | None] | None:
