@@ -163,3 +163,39 @@ def test_after_sync_is_off_by_default_and_needs_an_exported_encoder(
     st_config = load_config(path)
     with pytest.raises(VaultError, match="not exported yet"):
         index_after_sync(st_config, result.commit)
+
+
+def _spoil_page_of(path: Path, table: str) -> None:
+    """Overwrite one page of a table with 0xff bytes, the rest of the file intact."""
+    with apsw.Connection(str(path)) as db:
+        page = db.execute("SELECT max(pageno) FROM dbstat WHERE name=?", (table,)).fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+    with path.open("r+b") as handle:
+        handle.seek((page - 1) * size)
+        handle.write(b"\xff" * size)
+
+
+def test_a_damaged_page_is_reported_by_index_and_recall_with_the_rebuild_hint(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    from conftest import run_cli
+
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    # A page an index run with nothing new to do never reads: it used to report success.
+    _spoil_page_of(config.index_path, "vectors")
+    env = {"VAULT_CONFIG": str(config.file)}
+    expected = f"Error: the index {config.index_path} is damaged: database disk image is " \
+               "malformed"
+    hint = "Hint: `vault index --rebuild` makes it again from the vault"
+    index = run_cli("index", env=env)
+    assert index.returncode == 1, index.stdout + index.stderr
+    assert index.stderr.startswith(expected) and hint in index.stderr.splitlines()
+    assert len(index.stderr.splitlines()) == 2
+    for mode in ("hybrid", "lexical"):
+        found = run_cli("recall", "tea", "--mode", mode, env=env)
+        assert found.returncode == 1, found.stderr
+        assert found.stderr.splitlines() == [expected, hint]
+    rebuilt = run_cli("index", "--rebuild", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert run_cli("recall", "tea", env=env).returncode == 0

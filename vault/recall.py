@@ -379,6 +379,8 @@ class Searcher:
                                        (stem,)).fetchone()
                     if row is not None:
                         share = max(share, int(row[0]) / self._texts)
+        except (apsw.CorruptError, apsw.NotADBError):
+            raise  # a damaged index is reported, never taken for "no vocabulary"
         except apsw.Error:
             share = 0.0  # no vocabulary: keep the word
         self._shares[word] = share
@@ -504,15 +506,19 @@ class Recaller:
             raise UsageError(f"unknown mode {options.mode!r}: use one of {', '.join(MODES)}")
         if options.k < 1:
             raise UsageError("-k must be at least 1")
+        from vault.index import reporting_damage
+
         before = len(self.indexed)
         commit_id, when = self.commit_for(options.at, now or datetime.now(timezone.utc))
-        searcher = self.searcher(commit_id, progress)
-        hits = searcher.search(query, options.k, sources=options.sources, paths=options.paths,
-                               mode=options.mode, query_vector=query_vector)
-        if when is None:
-            row = searcher.store.conn.execute("SELECT time FROM snapshots WHERE commit_id=?",
-                                              (commit_id,)).fetchone()
-            when = datetime.fromtimestamp(int(row[0]) if row else 0, timezone.utc)
+        with reporting_damage(self.config.index_path):
+            searcher = self.searcher(commit_id, progress)
+            hits = searcher.search(query, options.k, sources=options.sources,
+                                   paths=options.paths, mode=options.mode,
+                                   query_vector=query_vector)
+            if when is None:
+                row = searcher.store.conn.execute(
+                    "SELECT time FROM snapshots WHERE commit_id=?", (commit_id,)).fetchone()
+                when = datetime.fromtimestamp(int(row[0]) if row else 0, timezone.utc)
         return RecallResult(query=query, commit=commit_id, commit_time=when, hits=tuple(hits),
                             seconds=time.perf_counter() - started,
                             indexed=self.indexed[-1] if len(self.indexed) > before else None)
