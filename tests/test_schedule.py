@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -43,8 +45,8 @@ def test_install_twice_changes_nothing_and_remove(config: Config, tmp_path: Path
     assert len(lines) == 1
     line = lines[0]
     assert line.startswith("*/15 * * * * ")
-    assert f"{sys.executable} -m vault sync --quiet --config {config.file}" in line
-    assert line.endswith(f">> {config.home / 'vault.log'} 2>&1 # vault-sync:{vault_id(config)}")
+    assert f"{sys.executable} -m vault sync --quiet --config {config.file} 2>&1 | " in line
+    assert line.endswith(f" >> {config.home / 'vault.log'} # vault-sync:{vault_id(config)}")
     assert "backup.sh # someone else's" in first and "MAILTO=me" in first
     st = status(config, tab, now=datetime(2026, 11, 21, 10, 7))
     assert st.next_run == datetime(2026, 11, 21, 10, 15)
@@ -76,9 +78,35 @@ def test_the_installed_line_really_runs_a_sync(config: Config, vault: VaultRepo,
     install(config, "15m", tab)
     subprocess.run(cron_command(tab, config), shell=True, check=True, cwd="/")  # from /
     assert vault.head_id() is not None
-    assert (config.home / "vault.log").read_text() == ""  # a quiet sync writes nothing
+    assert (config.home / "vault.log").read_text() == ""  # a quiet sync: no line, no stamp
     run_as_cron(cron_command(tab, config), tmp_path / "home")
     assert (config.home / "vault.log").read_text() == ""
+
+
+STAMP_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+
+
+def test_each_line_a_cron_run_logs_starts_with_its_time(config: Config, vault: VaultRepo,
+                                                        workspace: Path, tmp_path: Path) -> None:
+    """Before: vault.log held bare 'Error:' lines, and nobody could tell when they happened."""
+    tab = tmp_path / "crontab"
+    install(config, "15m", tab)
+    shutil.rmtree(workspace)  # the source is gone: the sync fails and says so
+    direct = subprocess.run([sys.executable, "-m", "vault", "sync", "--quiet", "--config",
+                             str(config.file)], capture_output=True, text=True, check=False)
+    assert direct.returncode == 1 and direct.stderr.startswith("Error: source 'agent'")
+    log = config.home / "vault.log"
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    subprocess.run(cron_command(tab, config), shell=True, check=True, cwd="/")  # the file's text
+    run_as_cron(cron_command(tab, config), tmp_path / "home")  # what cron gives sh
+    after = datetime.now(timezone.utc)
+    lines = log.read_text().splitlines()
+    expected = direct.stderr.splitlines()
+    assert len(lines) == 2 * len(expected) >= 2
+    for line, own in zip(lines, expected + expected):
+        assert re.fullmatch(STAMP_RE + re.escape(own), line), line  # the sync's line, unchanged
+        stamp = datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        assert before <= stamp <= after  # UTC, when the run started
 
 
 def test_the_entry_sets_the_variables_the_config_paths_name(
@@ -154,7 +182,7 @@ def test_an_entry_of_an_older_version_is_updated_by_its_own_vault(tmp_path: Path
     install(one, "15m", tab)
     lines = tab.read_text().splitlines()
     assert lines[0] == "MAILTO=me" and lines[2:] == ["0 1 * * * backup.sh", by_hand, other_home]
-    assert lines[1].endswith(f"# vault-sync:{vault_id(one)}")
+    assert lines[1].endswith(f"# vault-sync:{vault_id(one)}") and "| sed " in lines[1]
     assert remove(two, tab) is True
     assert tab.read_text().splitlines() == [lines[0], lines[1], lines[2], other_home]
 

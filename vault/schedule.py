@@ -20,6 +20,12 @@ from vault.when import parse_duration
 # on the machine took over the same entry; now each entry carries its vault's id after it.
 MARKER = "vault-sync"
 LOG_NAME = "vault.log"
+# Each line a cron run writes to vault.log starts with the run's start time (UTC), so that a
+# failure can be dated; the sync's own output is unchanged, and `date` and sed run beside it,
+# not before it (a quiet run writes nothing, stamp included). python-crontab writes '%' as
+# '\%', which cron turns back. The line's exit status is sed's (0): a failed sync shows in its
+# Error: line, in `vault status` and in failures.log.
+STAMP = 'sed "s/^/$(date -u +%Y-%m-%dT%H:%M:%SZ) /"'
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,8 @@ def sync_command(config: Config) -> str:
     env = [f"{name}={shlex.quote(value)}" for name, value in config.path_vars
            if name not in CRON_ENV and name != "VAULT_HOME"]
     env.append(f"VAULT_HOME={shlex.quote(str(config.home))}")
-    return f"{' '.join(env)} {shlex.join(parts)} >> {shlex.quote(str(log))} 2>&1"
+    return (f"{' '.join(env)} {shlex.join(parts)} 2>&1 | {STAMP} "
+            f">> {shlex.quote(str(log))}")
 
 
 def _legacy_owner(command: str) -> tuple[str | None, str | None] | None:
