@@ -124,3 +124,91 @@ def test_damaged_database_open_in_the_agent_is_never_rolled_back(
         agent.wait()
     notes = apsw.Connection(str(db)).execute("SELECT t FROM notes ORDER BY id").fetchall()
     assert notes == [("before",), ("after",)]
+
+
+def with_remote(tmp_path: Path, workspace: Path, clock: Clock) -> tuple[Config, Path, str]:
+    """A vault pushed to a local bare remote, then a commit only local (the remote was
+    away); returns the config, the remote and the commit the remote has."""
+    remote = tmp_path / "remote.git"
+    # (its HEAD names another branch, as a remote made by `git init --bare` often does)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "trunk", str(remote)], check=True)
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra=f'remote = "{remote}"'))
+    VaultRepo.init(config.vault.path, "main")
+    pushed = sync(config, now=clock)
+    assert pushed.push is not None and pushed.push.pushed and pushed.commit
+    away = tmp_path / "remote.away"
+    remote.rename(away)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- local only\n")
+    clock.tick()
+    local = sync(config, now=clock)
+    assert local.push is not None and not local.push.pushed
+    away.rename(remote)
+    return config, remote, pushed.commit
+
+
+def delete_blob(config: Config, commit: str = "main") -> None:
+    vault = config.vault.path
+    oid = subprocess.run(["git", "-C", str(vault), "rev-parse", f"{commit}:agent/MEMORY.md"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    (vault / "objects" / oid[:2] / oid[2:]).unlink()
+
+
+def test_repair_never_reclones_under_a_running_sync(tmp_path: Path, workspace: Path,
+                                                     clock: Clock) -> None:
+    config, _remote, _pushed = with_remote(tmp_path, workspace, clock)
+    delete_blob(config)
+    head = VaultRepo.open(config.vault.path, "main").head_id()
+    with SyncLock(config.state_dir, command="sync"):  # a sync is writing into the vault
+        with pytest.raises(BusyError):  # exit 11, as for a second sync
+            doctor(config, repair=True, now=lambda: clock.now)
+        assert not list(tmp_path.glob("memory-vault.damaged-*"))
+        assert VaultRepo.open(config.vault.path, "main").head_id() == head
+    report = doctor(config, repair=True, now=lambda: clock.now)  # the sync is over
+    assert report.repairs[0].startswith("re-cloned the vault from")
+    assert list(tmp_path.glob("memory-vault.damaged-*"))
+
+
+def test_after_a_reclone_the_vault_knows_what_the_remote_has(tmp_path: Path, workspace: Path,
+                                                             clock: Clock) -> None:
+    config, _remote, pushed = with_remote(tmp_path, workspace, clock)
+    delete_blob(config, "main~1")
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert report.repairs[0].startswith("re-cloned the vault from")
+    assert "1 commit(s) were only local" in report.repairs[0]
+    remote_check = next(c for c in report.checks if c.name == "remote")
+    assert (remote_check.status, remote_check.detail.split(" reachable")[1]) == (
+        "ok", ", up to date")
+    vault = VaultRepo.open(config.vault.path, "main")
+    assert vault.head_id() == pushed == vault.ref_id("refs/remotes/origin/main")
+    assert subprocess.run(["git", "-C", str(vault.path), "symbolic-ref", "HEAD"],
+                          capture_output=True, text=True).stdout == "refs/heads/main\n"
+    # The next sync records the local-only change again, and pushes only that commit.
+    clock.tick()
+    again = sync(config, now=clock)
+    assert again.modified == ("agent/MEMORY.md",)
+    assert again.push is not None and again.push.pushed and again.push.unpushed == 0
+
+
+def test_missing_head_is_damage_that_repair_reclones(tmp_path: Path, workspace: Path,
+                                                    clock: Clock) -> None:
+    config, _remote, pushed = with_remote(tmp_path, workspace, clock)
+    (config.vault.path / "HEAD").unlink()
+    report = doctor(config, now=lambda: clock.now)
+    repo_check = next(c for c in report.checks if c.name == "repository")
+    assert repo_check.status == "fail" and "HEAD" in repo_check.detail
+    repaired = doctor(config, repair=True, now=lambda: clock.now)
+    assert repaired.repairs[0].startswith("re-cloned the vault from")
+    assert "1 commit(s) were only local" in repaired.repairs[0]
+    assert next(c for c in repaired.checks if c.name == "repository").status == "ok"
+    assert VaultRepo.open(config.vault.path, "main").head_id() == pushed
+
+
+def test_missing_head_without_a_remote_says_why_it_is_not_repaired(
+        config: Config, vault: VaultRepo, clock: Clock) -> None:
+    sync(config, now=clock)
+    (vault.path / "HEAD").unlink()
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert report.repairs and report.repairs[0].startswith("cannot repair the repository")
+    assert "no remote" in report.repairs[0] and "HEAD" in report.repairs[0]
+    assert not (vault.path / "HEAD").exists()  # untouched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -63,17 +64,13 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
     """Run every check (and the drill and repairs when asked); never raises for a failed check."""
     clock = now or (lambda: datetime.now(timezone.utc))
     repairs: list[str] = []
-    try:
-        repo: VaultRepo | None = VaultRepo.open(config.vault.path, config.vault.branch)
-    except NoVaultError as exc:
-        repo = None
-        repo_check = Check("repository", FAIL, exc.message)
-    if repo is not None:
-        repo_check = check_repository(repo)
-        if repo_check.status == FAIL and repair:
-            repaired, repo = _repair_repository(config, repo, repo_check.detail)
-            repairs.append(repaired)
-            repo_check = check_repository(repo) if repo else repo_check
+    repo, repo_check = open_and_check(config)
+    if repo_check.status == FAIL and repair and (repo is not None
+                                                 or _headless(config.vault.path)):
+        repaired, fresh = _repair_repository(config, repo_check.detail)
+        repairs.append(repaired)
+        if fresh is not None:
+            repo, repo_check = fresh, check_repository(fresh)
     checks = [repo_check]
     intact = repo is not None and repo_check.status != FAIL
     if intact:
@@ -122,6 +119,26 @@ def _guarded(name: str, run: Callable[[], Check], intact: bool) -> Check:
         if intact:
             raise
         return Check(name, WARN, f"not checked: the vault is damaged ({exc})")
+
+
+def open_and_check(config: Config) -> tuple[VaultRepo | None, Check]:
+    """The vault (None when it cannot be opened) and the repository check."""
+    try:
+        repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    except NoVaultError as exc:
+        if _headless(config.vault.path):
+            return None, Check("repository", FAIL, f"{config.vault.path}: its HEAD file is "
+                                                   "missing (its objects and refs are there): "
+                                                   "a damaged vault")
+        return None, Check("repository", FAIL, exc.message)
+    return repo, check_repository(repo)
+
+
+def _headless(path: Path) -> bool:
+    """A vault whose HEAD file is gone: damage (git no longer sees a repository), not a folder
+    that never was a vault."""
+    return (path.is_dir() and not (path / "HEAD").exists() and (path / "objects").is_dir()
+            and (path / "refs").is_dir())
 
 
 def check_repository(repo: VaultRepo) -> Check:
@@ -466,42 +483,78 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
     return Drill(head, files, databases, time.perf_counter() - start, tuple(problems), chunks)
 
 
-def _repair_repository(config: Config, repo: VaultRepo, why: str
-                       ) -> tuple[str, VaultRepo | None]:
-    """Re-clone a damaged vault from its remote, keeping the damaged one aside."""
-    from vault.remote import clean, clean_url, remote_url
+def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]:
+    """Re-clone a damaged vault from its remote under the sync lock, keeping the damaged one
+    aside; the new vault (None when not re-cloned) and what was done."""
+    from vault.lock import SyncLock
+    from vault.remote import REMOTE, clean, clean_url, remote_url
 
+    path, branch = config.vault.path, config.vault.branch
     url = remote_url(config)
     if url is None:
-        return (f"cannot repair the repository ({why}): no remote to re-clone from; the "
-                "damaged vault is untouched", repo)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    aside = repo.path.with_name(f"{repo.path.name}.damaged-{stamp}")
-    local_only = _local_only_commits(repo)
-    import git
+        by_hand = (f"; its HEAD file alone is missing: `printf 'ref: refs/heads/{branch}\\n' "
+                   f"> {path / 'HEAD'}` brings it back" if _headless(path) else "")
+        return (f"cannot repair the repository ({why}): no remote to re-clone from ([vault] "
+                f"remote is not set and the vault names no origin); the damaged vault is "
+                f"untouched{by_hand}", None)
+    # Never under a running sync: it writes into the vault this renames away (BusyError, exit
+    # 11, as for a second sync).
+    with SyncLock(config.state_dir, command="doctor --repair"):
+        repo, check = open_and_check(config)  # again under the lock: repaired meanwhile?
+        if check.status != FAIL:
+            return "the repository was repaired meanwhile (by another vault process)", repo
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = path.with_name(f"{path.name}.damaged-{stamp}")
+        local_only = _local_only_commits(path, branch)
+        import git
 
-    repo.path.rename(aside)
-    try:
-        git.Repo.clone_from(url, str(config.vault.path), bare=True,
-                            env={"GIT_TERMINAL_PROMPT": "0"})
-    except git.GitCommandError as exc:
-        aside.rename(config.vault.path)
-        return (f"re-clone from {clean_url(url)} failed ({clean(str(exc))}); the damaged "
-                "vault is back in place", repo)
-    fresh = VaultRepo.open(config.vault.path, config.vault.branch)
+        path.rename(aside)
+        old_umask = os.umask(0o077)  # private, as `vault init` makes it
+        try:
+            git.Repo.clone_from(url, str(path), bare=True, no_hardlinks=True,
+                                env={"GIT_TERMINAL_PROMPT": "0"})
+        except git.GitCommandError as exc:
+            shutil.rmtree(path, ignore_errors=True)  # (whatever the failed clone left)
+            aside.rename(path)
+            return (f"re-clone from {clean_url(url)} failed ({clean(str(exc))}); the damaged "
+                    "vault is back in place", None)
+        finally:
+            os.umask(old_umask)
+        fresh = VaultRepo.open(path, branch)
+        _as_vault_made_it(fresh)
+        head = fresh.head_id()
+        if head is not None:
+            # What the remote has, as a push or fetch records it: without it every commit
+            # would count as not pushed yet, and the next sync would push for nothing.
+            fresh.set_ref(f"refs/remotes/{REMOTE}/{branch}", head,
+                          "vault: re-cloned from the remote")
     note = (f"; {len(local_only)} commit(s) were only local (see {aside}): "
             + ", ".join(c[:10] for c in local_only[:5]) if local_only else "")
     return f"re-cloned the vault from {clean_url(url)}, damaged copy kept at {aside}{note}", fresh
 
 
-def _local_only_commits(repo: VaultRepo) -> list[str]:
-    """Commits the remote never received, from the branch's reflog (plain text: it can be read
-    even when every object of the damaged vault is garbage)."""
+def _as_vault_made_it(repo: VaultRepo) -> None:
+    """What `vault init` gives a vault (HEAD on its branch, a reflog, no automatic gc), on a
+    clone."""
+    import pygit2
+
+    os.chmod(repo.path, 0o700)
+    clone = pygit2.Repository(str(repo.path))
+    clone.set_head(repo.ref_name)  # (a clone's HEAD names the remote's default branch)
+    settings = clone.config
+    settings["core.logAllRefUpdates"] = "always"
+    settings["gc.auto"] = "0"
+
+
+def _local_only_commits(path: Path, branch: str) -> list[str]:
+    """Commits the remote never received, from the branch's reflog (plain text files: they
+    can be read even when every object of the damaged vault, or its HEAD, is gone)."""
     from vault.remote import REMOTE
 
-    tracking = repo.ref_id(f"refs/remotes/{REMOTE}/{repo.branch}")
+    tracking = _read_ref(path, f"refs/remotes/{REMOTE}/{branch}")
     try:
-        lines = (repo.path / "logs" / repo.ref_name).read_text(errors="replace").splitlines()
+        lines = (path / "logs" / "refs" / "heads" / branch).read_text(
+            errors="replace").splitlines()
     except OSError:
         return []
     ids = [line.split()[1] for line in lines if len(line.split()) > 1]
@@ -512,3 +565,22 @@ def _local_only_commits(repo: VaultRepo) -> list[str]:
         if oid not in seen and set(oid) != {"0"}:
             seen.append(oid)
     return seen
+
+
+def _read_ref(path: Path, name: str) -> str | None:
+    """A ref of a (maybe damaged) repository, read as text: its loose file, else packed-refs."""
+    try:
+        text = (path / name).read_text(encoding="ascii", errors="replace").strip()
+        if len(text) == 40:
+            return text
+    except OSError:
+        pass
+    try:
+        packed = (path / "packed-refs").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in packed.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == name:
+            return parts[0]
+    return None
