@@ -316,3 +316,18 @@ def test_drill_on_a_vault_missing_a_blob_reports_it(config: Config, vault: Vault
     proc = run_cli("doctor", "--drill", "--json", "--crontab-file", str(tmp_path / "ct"),
                    "--config", str(config.file))
     assert proc.returncode == 1 and json.loads(proc.stdout)["drill"]["problems"]
+
+
+def test_repair_right_after_a_json_went_bad_says_too_fresh_to_judge(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    sync(config, now=clock)
+    memory = workspace / "memory.json"
+    memory.write_text('[{"id": 1, "content": "lik')
+    soon = time.time_ns() + 10 * 10**9  # "just written" however slow this machine is
+    os.utime(memory, ns=(soon, soon))
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    check = next(c for c in report.checks if c.name == "memory files")
+    assert check.status == "warn" and "too fresh to judge" in check.detail
+    assert "written in the last 2 s" in check.detail and "--repair" not in check.detail
+    assert report.repairs == () and report.ok
+    assert memory.read_text() == '[{"id": 1, "content": "lik'
