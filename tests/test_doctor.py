@@ -331,3 +331,33 @@ def test_repair_right_after_a_json_went_bad_says_too_fresh_to_judge(
     assert "written in the last 2 s" in check.detail and "--repair" not in check.detail
     assert report.repairs == () and report.ok
     assert memory.read_text() == '[{"id": 1, "content": "lik'
+
+
+TOKEN = "ghp_Zx8Qw3Er5Ty7Ui9Op1As2Df4Gh6Jk8Lz0Xc3V"
+
+
+def test_rollback_of_a_redacted_file_says_it_holds_placeholders(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    # [secrets] policy = "redact": the vault's good version has [REDACTED:...] where the
+    # token was; putting it back writes those placeholders into the live file, and says so.
+    config = load_config(write_config(
+        tmp_path / "vault.toml", {"agent": workspace},
+        extra='[secrets]\npolicy = "redact"\n[health]\nauto_rollback = true'))
+    VaultRepo.init(config.vault.path, "main")
+    memory = workspace / "memory.json"
+    memory.write_text(json.dumps({"notes": ["likes tea"], "github_token": TOKEN}))
+    assert [r.path for r in sync(config, now=clock).redacted] == ["agent/memory.json"]
+    memory.write_text('{"notes": ["likes tea"], "github_token": "ghp_Zx8')
+    age(memory)
+    clock.tick()
+    result = sync(config, now=clock)
+    [rollback] = result.rollbacks
+    assert "[REDACTED:" in memory.read_text()
+    assert rollback.warning == (f"{memory} holds [REDACTED:...] markers: the secrets it held "
+                                "were never stored and cannot come back")
+    memory.write_text('{"notes": ["likes tea"], "github_token": "ghp_Zx8')
+    age(memory)
+    report = doctor(config, repair=True, now=lambda: clock.now)
+    assert [r for r in report.repairs if r.startswith("rolled back agent/memory.json")
+            and rollback.warning in r]
+    assert (memory.parent / "memory.json").read_text().count("[REDACTED:") == 1
