@@ -361,3 +361,22 @@ def test_rollback_of_a_redacted_file_says_it_holds_placeholders(
     assert [r for r in report.repairs if r.startswith("rolled back agent/memory.json")
             and rollback.warning in r]
     assert (memory.parent / "memory.json").read_text().count("[REDACTED:") == 1
+
+
+def test_last_sync_is_judged_by_the_cron_entrys_interval(config: Config, vault: VaultRepo,
+                                                          clock: Clock, tmp_path: Path) -> None:
+    from vault.schedule import install
+
+    crontab = tmp_path / "crontab"
+    sync(config, now=clock)
+    late = lambda: clock.now + timedelta(minutes=45)  # noqa: E731
+    report = doctor(config, crontab_file=crontab, now=late)  # no entry: [schedule] interval
+    last = next(c for c in report.checks if c.name == "last sync")
+    assert last.status == "fail" and "(15 min each, [schedule] interval)" in last.detail
+    install(config, "1h", crontab_file=crontab)
+    assert checks(doctor(config, crontab_file=crontab, now=late))["last sync"] == "ok"
+    report = doctor(config, crontab_file=crontab,
+                    now=lambda: clock.now + timedelta(minutes=121))
+    last = next(c for c in report.checks if c.name == "last sync")
+    assert last.status == "fail"
+    assert "(60 min each, vault's cron entry '0 * * * *')" in last.detail
