@@ -235,3 +235,120 @@ def write_clean(root: Path) -> None:
     with db:
         db.execute("INSERT INTO memories VALUES(1, 'The user prefers tea.', X'00ff')")
     db.close()
+
+
+def write_encoded(root: Path, secrets: dict[str, Planted]) -> dict[str, list[Expected]]:
+    """Text files that are not UTF-8 (Latin-1, a stray NUL, UTF-16 with and without a BOM),
+    each holding planted secrets; return, per relative path, the secrets in each."""
+    s = {name: p.value for name, p in secrets.items()}
+    files: dict[str, tuple[bytes, list[Expected]]] = {
+        # A note saved by an old editor in Latin-1.
+        "notes/cafe-latin1.md": (f"# Caf\xe9 notes\nGitHub PAT: {s['github_fine']}\n"
+                                 .encode("latin-1"), [Expected("github_fine", "line 2")]),
+        # A transcript whose tool output carried one raw Latin-1 byte.
+        "sessions/latin1-tool.jsonl": (
+            (json.dumps({"role": "user", "content": f"my key is {s['anthropic']}"}) + "\n")
+            .encode() + b'{"role": "tool", "content": "ls: r\xe9sum\xe9.pdf token '
+            + s["gitlab"].encode() + b'"}\n',
+            [Expected("anthropic", "line 1"), Expected("gitlab", "line 2")]),
+        # One NUL in a markdown note.
+        "notes/nul.md": (f"# Notes\nAnthropic key: {s['anthropic2']}\npadding\x00\n".encode(),
+                         [Expected("anthropic2", "line 2")]),
+        # Written by a Windows tool: UTF-16 with a BOM, CRLF; a field as well as a token.
+        "notes/win-utf16.txt": (f"Notes\r\nOpenAI key: {s['openai']}\r\n"
+                                f"password: {s['password']}\r\n".encode("utf-16"),
+                                [Expected("openai", "line 2"), Expected("password", "line 3")]),
+        # Big-endian UTF-16 without a BOM.
+        "notes/utf16be.txt": (f"deploy with {s['github_classic']}\n".encode("utf-16-be"),
+                              [Expected("github_classic", "line 1")]),
+    }
+    for rel, (data, _) in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return {rel: expected for rel, (_, expected) in files.items()}
+
+
+def _png(rng: random.Random, width: int, height: int, text: bytes = b"") -> bytes:
+    """A real PNG of random pixels (zlib-compressed), with a tEXt chunk when text is given."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    rows = b"".join(b"\x00" + bytes(rng.randrange(256) for _ in range(width * 3))
+                    for _ in range(height))
+    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                0, 0, 0))]
+    if text:
+        parts.append(chunk(b"tEXt", b"Comment\x00" + text))
+    parts += [chunk(b"IDAT", zlib.compress(rows, 9)), chunk(b"IEND", b"")]
+    return b"".join(parts)
+
+
+def float32_blob(rng: random.Random, dims: int) -> bytes:
+    """An embedding as vault's neighbours store it: little-endian float32, unit-ish norm."""
+    import struct
+
+    values = [rng.gauss(0.0, 1.0 / dims ** 0.5) for _ in range(dims)]
+    return struct.pack(f"<{dims}f", *values)
+
+
+def write_binaries(root: Path, seed: int = 11) -> None:
+    """Binary files with no secret in them: random bytes, embeddings, integers, a PNG, gzip,
+    and a SQLite database of embedding and UUID BLOBs (the false positives to avoid)."""
+    import gzip
+    import struct
+    import uuid
+
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "random.bin").write_bytes(bytes(rng.randrange(256) for _ in range(400_000)))
+    (root / "vectors.f32").write_bytes(b"".join(float32_blob(rng, 384) for _ in range(200)))
+    (root / "token-ids.i32").write_bytes(struct.pack("<20000i", *(rng.randrange(50_000)
+                                                                  for _ in range(20_000))))
+    (root / "photo.png").write_bytes(_png(rng, 120, 90))
+    (root / "notes.txt.gz").write_bytes(gzip.compress(b"The user prefers tea.\n" * 500, mtime=0))
+    path = root / "vectors.db"
+    path.unlink(missing_ok=True)
+    db = apsw.Connection(str(path))
+    db.execute("CREATE TABLE chunks(id INTEGER PRIMARY KEY, text TEXT, embedding BLOB, "
+               "uid BLOB, meta BLOB)")
+    with db:
+        for i in range(1, 301):
+            meta = json.dumps({"source": f"notes/{i}.md", "tokens": 42 + i}).encode()
+            db.execute("INSERT INTO chunks VALUES(?, ?, ?, ?, ?)",
+                       (i, f"chunk {i} about tea", float32_blob(rng, 384),
+                        uuid.UUID(int=rng.getrandbits(128)).bytes, meta))
+    db.close()
+
+
+def png_with_text(text: bytes, seed: int = 5) -> bytes:
+    """A PNG whose tEXt chunk holds text (a secret pasted into an image's comment)."""
+    return _png(random.Random(seed), 16, 16, text)
+
+
+def write_hex_cell_db(path: Path, secrets: dict[str, Planted]) -> dict[int, str]:
+    """A database table m whose secrets are in cells a dump writes as hex: TEXT that is not
+    UTF-8 (CAST(X'...' AS TEXT)) and BLOBs of JSON, UTF-16 or a bare token, beside float32
+    embeddings; return the planted secret's name per rowid."""
+    rng = random.Random(4)
+    s = {name: p.value for name, p in secrets.items()}
+    path.unlink(missing_ok=True)
+    db = apsw.Connection(str(path))
+    db.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, content TEXT, meta BLOB, emb BLOB)")
+    rows: dict[int, tuple[str, bytes | str, bytes | None, str | None]] = {
+        1: ("CAST(? AS TEXT)", f"caf\xe9 deploy token {s['github_classic']}".encode("latin-1"),
+            None, "github_classic"),
+        2: ("?", "note", json.dumps({"api_key": s["anthropic"]}).encode(), "anthropic"),
+        3: ("?", "win", f"token {s['gitlab']}\n".encode("utf-16"), "gitlab"),
+        4: ("?", "raw", s["stripe_live2"].encode(), "stripe_live2"),
+        5: ("?", "clean", b"x'y", None),
+    }
+    with db:
+        for rowid, (expr, content, meta, _) in rows.items():
+            db.execute(f"INSERT INTO m VALUES(?, {expr}, ?, ?)",
+                       (rowid, content, meta, float32_blob(rng, 384)))
+    db.close()
+    return {rowid: name for rowid, (_, _, _, name) in rows.items() if name}

@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_config
-from secret_corpus import Expected, Planted, planted, write_clean, write_corpus
+from secret_corpus import (Expected, Planted, planted, png_with_text, write_binaries, write_clean,
+                           write_corpus, write_encoded, write_hex_cell_db)
 from vault import secrets as sec
 from vault.cli_secrets import register
 from vault.config import Config, SecretsSettings, SnapshotSettings, SourceConfig, load_config
@@ -211,10 +212,77 @@ def test_scrub_redacts_secrets_in_messages() -> None:
     assert sec.scrub("nothing to see: OPS-1234 failed") == "nothing to see: OPS-1234 failed"
 
 
-def test_binary_and_non_utf8_data_is_not_scanned() -> None:
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes],
+                                                                dict[str, list[Expected]]]:
+    root = tmp_path_factory.mktemp("encoded")
+    expected = write_encoded(root, SECRETS)
+    return snapshots(root), expected
+
+
+def test_files_not_utf8_are_scanned(
+        encoded: tuple[dict[str, bytes], dict[str, list[Expected]]]) -> None:
+    # Latin-1, one NUL, UTF-16 with and without a BOM: once passed over whole, now scanned.
+    data, expected = encoded
+    assert set(data) == set(expected)
+    for rel, items in expected.items():
+        findings = sec.scan_bytes(data[rel], path=rel)
+        for exp in items:
+            assert any(matches(f, exp) for f in findings), (rel, exp, findings)
+        assert len(findings) == len(items), (rel, findings)
+        assert all(f.redactable for f in findings), rel
+
+
+@pytest.mark.parametrize("rel", ["notes/cafe-latin1.md", "sessions/latin1-tool.jsonl",
+                                 "notes/nul.md", "notes/win-utf16.txt", "notes/utf16be.txt"])
+def test_files_not_utf8_are_redacted_in_their_own_encoding(
+        encoded: tuple[dict[str, bytes], dict[str, list[Expected]]], rel: str) -> None:
+    data, expected = encoded
+    screened = sec.screen(data[rel], path=rel, settings=SecretsSettings(policy="redact"))
+    out = screened.data
+    assert screened.redacted and out is not None
+    for exp in expected[rel]:
+        value = SECRETS[exp.name].value
+        for form in ("utf-8", "utf-16-le", "utf-16-be"):
+            assert value.encode(form) not in out, (exp.name, form)
+    assert sec.is_redacted(out) and sec.scan_bytes(out, path=rel) == []
+    if "utf16" in rel:  # still UTF-16 text, the same but for the markers
+        codec = "utf-16" if out.startswith(b"\xff\xfe") else "utf-16-be"
+        text = data[rel].decode(codec)
+        for exp in expected[rel]:
+            planted_ = SECRETS[exp.name]
+            text = text.replace(planted_.value, sec.marker(planted_.kind,
+                                                           sec.fingerprint(planted_.value)))
+        assert out.decode(codec) == text
+    else:  # the bytes that are not UTF-8 stay as they were
+        for odd in (b"\xe9", b"\x00"):
+            assert out.count(odd) == data[rel].count(odd)
+    if rel.endswith(".jsonl"):  # each line is still JSON (read as the Latin-1 it is)
+        assert all(json.loads(line.decode("latin-1")) for line in out.splitlines())
+
+
+def test_binary_files_raise_nothing(tmp_path: Path) -> None:
+    # Random bytes, float32 embeddings, integers, a PNG, gzip, a database of embedding BLOBs.
+    write_binaries(tmp_path / "bin")
+    data = snapshots(tmp_path / "bin")
+    assert len(data) == 6 and is_dump(data["vectors.db"])
+    assert {rel: f for rel, blob in data.items() if (f := sec.scan_bytes(blob, path=rel))} == {}
+
+
+def test_a_secret_in_binary_data_blocks_the_file_even_under_redact() -> None:
+    token = SECRETS["github_classic"].value
+    png = png_with_text(f"uploaded with {token}\n".encode())
+    (f,) = sec.scan_bytes(png, path="a/shot.png")
+    assert (f.kind, f.fingerprint, f.redactable) == ("GitHub token", sec.fingerprint(token), False)
+    screened = sec.screen(png, path="a/shot.png", settings=SecretsSettings(policy="redact"))
+    assert screened.data is None and not screened.redacted
+    assert screened.reason == (f"secret found: GitHub token at {f.locator} (fingerprint "
+                               f"{f.fingerprint}); blocked, not redacted: binary data cannot "
+                               "take a marker in place of a secret without breaking its format")
+
+
+def test_empty_data_and_utf8_offsets() -> None:
     token = SECRETS["github_classic"].value.encode()
-    assert sec.scan_bytes(b"\x00\x01" + token, path="x.bin") == []
-    assert sec.scan_bytes(b"\xff\xfe" + token, path="x.txt") == []
     assert sec.scan_bytes(b"", path="empty") == []
     assert sec.scan_bytes("café ".encode() + token, path="x.md")[0].start == len("café ".encode())
 
@@ -249,17 +317,46 @@ def test_dump_cells_with_quotes_newlines_and_unicode_redact_cleanly(tmp_path: Pa
     assert rows[3:5] == [f"[REDACTED:github-token:{fp}]'", f"ééééé[REDACTED:github-token:{fp}]"]
 
 
-def test_blob_hex_in_a_dump_is_never_flagged(tmp_path: Path) -> None:
-    token = SECRETS["stripe_live2"].value.encode()
-    db = apsw.Connection(str(tmp_path / "m.db"))
-    db.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, v BLOB, t TEXT)")
-    db.execute("INSERT INTO m VALUES(1, ?, 'ok')", (token,))  # a secret's bytes as a BLOB
-    db.execute("INSERT INTO m VALUES(2, ?, ?)", (b"x'y", "it's fine"))
-    db.close()
+def test_blob_and_cast_cells_of_a_dump_are_scanned(tmp_path: Path) -> None:
     from vault.sqlite_dump import snapshot_sqlite
 
+    planted_rows = write_hex_cell_db(tmp_path / "m.db", SECRETS)
     dump = snapshot_sqlite(tmp_path / "m.db")
-    assert sec.scan_bytes(dump, path="m.db") == []
+    assert b"CAST(X'" in dump  # the cells really are hex in the dump
+    findings = sec.scan_bytes(dump, path="m.db")
+    assert [(f.locator, f.kind, f.fingerprint) for f in findings] == [
+        (f"row m:{rowid}", SECRETS[name].kind, sec.fingerprint(SECRETS[name].value))
+        for rowid, name in planted_rows.items()]
+    assert all(f.redactable and f.encoding.startswith("hex:") for f in findings)
+
+
+def test_blob_and_cast_cells_are_redacted_and_the_dump_rebuilds(tmp_path: Path) -> None:
+    from vault.sqlite_dump import snapshot_sqlite
+
+    planted_rows = write_hex_cell_db(tmp_path / "m.db", SECRETS)
+    dump = snapshot_sqlite(tmp_path / "m.db")
+    out = sec.redact(dump, sec.scan_bytes(dump, path="m.db"))
+    for name in planted_rows.values():
+        value = SECRETS[name].value
+        for form in (value.encode(), value.encode("utf-16-le")):
+            assert form not in out and form.hex().encode() not in out, name
+    assert sec.is_redacted(out) and not sec.is_redacted(dump)
+    assert sec.scan_bytes(out, path="m.db") == []
+    load_dump(out, tmp_path / "r.db")
+    db = apsw.Connection(str(tmp_path / "r.db"))
+    rows = {int(r[0]): r[1:] for r in db.execute(
+        "SELECT id, typeof(content), CAST(content AS BLOB), meta, emb FROM m")}
+    before = {int(r[0]): r[1:] for r in apsw.Connection(str(tmp_path / "m.db")).execute(
+        "SELECT id, typeof(content), CAST(content AS BLOB), meta, emb FROM m")}
+    db.close()
+    fp = {name: sec.fingerprint(SECRETS[name].value) for name in planted_rows.values()}
+    assert rows[1][:2] == ("text", f"caf\xe9 deploy token [REDACTED:github-token:"
+                                   f"{fp['github_classic']}]".encode("latin-1"))
+    assert json.loads(rows[2][2]) == {"api_key": f"[REDACTED:anthropic-api-key:{fp['anthropic']}]"}
+    assert rows[3][2].decode("utf-16") == f"token [REDACTED:gitlab-token:{fp['gitlab']}]\n"
+    assert rows[4][2] == f"[REDACTED:stripe-secret-key:{fp['stripe_live2']}]".encode()
+    assert rows[5] == before[5]
+    assert [r[3] for r in rows.values()] == [r[3] for r in before.values()]  # embeddings
 
 
 def test_allowed_fingerprints_are_not_reported() -> None:

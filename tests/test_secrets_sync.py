@@ -10,11 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import apsw
 import pytest
 
 import vault.sync
 from conftest import Clock, run_cli, write_config
-from secret_corpus import planted, write_clean, write_corpus
+from secret_corpus import planted, write_clean, write_corpus, write_encoded, write_hex_cell_db
 from vault import secrets as sec
 from vault.config import Config, SnapshotSettings, SourceConfig, load_config
 from vault.detect import RACY_MARGIN_NS
@@ -251,3 +252,118 @@ def test_allowing_a_secret_reaches_files_stored_redacted_before(tmp_path: Path) 
     (tmp_path / "memory-vault" / "vault" / sec.ALLOW_FILE).unlink()
     assert run_cli("sync", "-q", env=env).returncode == 0
     assert "[REDACTED:" in stored()
+
+
+# --- files that are not UTF-8, SQLite cells kept as hex, AWS keys in prose, the salt -------
+
+
+def git_grep_history(repo: Path, needle: str) -> str:
+    """`git grep` over every commit, binary files read as text: where needle is, if anywhere."""
+    revs = subprocess.run(["git", "-C", str(repo), "rev-list", "--all"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    proc = subprocess.run(["git", "-C", str(repo), "grep", "-a", "-l", "-F", "-e", needle, *revs],
+                          capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: not found
+    return proc.stdout
+
+
+def forms(value: str) -> list[bytes]:
+    """A value as it may sit in an object: UTF-8, UTF-16 either way, hex in a dump."""
+    raw = [value.encode(), value.encode("utf-16-le"), value.encode("utf-16-be")]
+    return raw + [r.hex().encode() for r in raw]
+
+
+def in_any_object(repo: Path, values: list[str]) -> list[str]:
+    blobs = all_objects(repo)
+    return [v[:8] for v in values if any(f in b for f in forms(v) for b in blobs)]
+
+
+def test_files_not_utf8_are_blocked_and_never_reach_any_commit(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path)
+    assert sync(config, now=clock).commit
+    expected = write_encoded(src, SECRETS)
+    clock.tick()
+    result = sync(config, now=clock)
+    skipped = {s.path: s.reason for s in result.skipped}
+    assert set(skipped) == {f"agent/{rel}" for rel in expected}
+    for rel, items in expected.items():
+        for exp in items:
+            fp = sec.fingerprint(SECRETS[exp.name].value)
+            assert f"{SECRETS[exp.name].kind} at {exp.locator} (fingerprint {fp})" in \
+                skipped[f"agent/{rel}"]
+    values = [SECRETS[e.name].value for items in expected.values() for e in items]
+    assert [v[:8] for v in values if git_grep_history(config.vault.path, v)] == []
+    assert in_any_object(config.vault.path, values) == []
+
+
+def test_redact_commits_files_not_utf8_redacted_in_their_own_encoding(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path, extra='[secrets]\npolicy = "redact"')
+    expected = write_encoded(src, SECRETS)
+    result = sync(config, now=clock)
+    assert result.commit and not result.skipped
+    values = [SECRETS[e.name].value for items in expected.values() for e in items]
+    assert [v[:8] for v in values if git_grep_history(config.vault.path, v)] == []
+    assert in_any_object(config.vault.path, values) == []
+    shown = subprocess.run(["git", "-C", str(config.vault.path), "show",
+                            "HEAD:agent/notes/win-utf16.txt"], capture_output=True,
+                           check=True).stdout
+    fp = sec.fingerprint(SECRETS["openai"].value)
+    assert shown.decode("utf-16").splitlines()[1] == f"OpenAI key: [REDACTED:openai-api-key:{fp}]"
+    latin = subprocess.run(["git", "-C", str(config.vault.path), "show",
+                            "HEAD:agent/notes/cafe-latin1.md"], capture_output=True,
+                           check=True).stdout
+    assert latin.startswith(b"# Caf\xe9 notes\nGitHub PAT: [REDACTED:github-token:")
+
+
+def test_secrets_scan_and_scan_history_find_secrets_in_files_not_utf8(
+        tmp_path: Path, clock: Clock) -> None:
+    # A vault made before (or with policy allow) holds such files: --history must see them.
+    config, src = setup(tmp_path, extra='[secrets]\npolicy = "allow"')
+    expected = write_encoded(src, SECRETS)
+    assert sync(config, now=clock).commit
+    env = {"VAULT_CONFIG": str(config.file)}
+    for args in (["secrets", "scan", "--json"], ["secrets", "scan", "--history", "--json"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 1, proc.stderr
+        doc = json.loads(proc.stdout)
+        found = {(loc["path"], f["fingerprint"]) for f in doc["findings"]
+                 for loc in f["locations"]}
+        for rel, items in expected.items():
+            for exp in items:
+                assert (f"agent/{rel}", sec.fingerprint(SECRETS[exp.name].value)) in found, \
+                    (args, rel, exp)
+
+
+def test_sqlite_blob_and_cast_cells_are_blocked_or_redacted_never_committed(
+        tmp_path: Path, clock: Clock) -> None:
+    for policy in ("block", "redact"):
+        root = tmp_path / policy
+        root.mkdir()
+        config, src = setup(root, extra=f'[secrets]\npolicy = "{policy}"')
+        planted_rows = write_hex_cell_db(src / "m.db", SECRETS)
+        result = sync(config, now=clock)
+        reasons = {s.path: s.reason for s in (result.skipped if policy == "block"
+                                               else result.redacted)}
+        for rowid in planted_rows:
+            assert f"at row m:{rowid} (fingerprint" in reasons["agent/m.db"], policy
+        values = [SECRETS[name].value for name in planted_rows.values()]
+        assert in_any_object(config.vault.path, values) == [], policy
+        log = subprocess.run(["git", "-C", str(config.vault.path), "log", "-p", "--all"],
+                             capture_output=True, check=True).stdout
+        assert [v[:8] for v in values if any(f in log for f in forms(v))] == []
+        head = head_files(config)
+        if policy == "block":
+            assert "agent/m.db" not in head
+            continue
+        # The redacted dump is still SQL that rebuilds the database, embeddings and all.
+        load_dump(head["agent/m.db"], root / "rebuilt.db")
+        db = apsw.Connection(str(root / "rebuilt.db"))
+        meta = {int(i): m for i, m in db.execute("SELECT id, meta FROM m")}
+        embeddings = [e for (e,) in db.execute("SELECT emb FROM m ORDER BY id")]
+        db.close()
+        original = apsw.Connection(str(src / "m.db"))
+        assert embeddings == [e for (e,) in original.execute("SELECT emb FROM m ORDER BY id")]
+        original.close()
+        assert json.loads(meta[2])["api_key"].startswith("[REDACTED:anthropic-api-key:")

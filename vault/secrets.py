@@ -13,18 +13,26 @@ blocks, JWTs, bearer headers), plus a field scanner for `password=`, `"api_key":
 like, whose values must look like a password or, for token and key fields, be random.
 High-entropy strings are only looked for in such fields: hashes, UUIDs and git ids elsewhere
 are normal in agent memory. A vault SQLite dump is scanned cell by cell (text literals decoded,
-BLOB hex never looked at) and located by table and rowid.
+BLOB and CAST(X'..' AS TEXT) cells from their hex) and located by table and rowid.
+
+Bytes that are not UTF-8 are scanned all the same: Latin-1 text, a file with a stray NUL, UTF-16
+(scanned with its NULs taken out, so that `s\0k\0-\0` is found), binary data (only its printable
+runs, and only for token patterns: a field scanner would find `pw=` in random bytes). A marker
+replaces a secret in text (in UTF-16 text, as UTF-16); binary data cannot take one without
+breaking its format, so a finding there blocks the file even under `policy = "redact"`.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vault.errors import UsageError, VaultError
 from vault.sources import DUMP_HEADER
@@ -53,6 +61,10 @@ class Finding:
     locator: str  # "line 12", or "row memories:42" in a SQLite dump
     start: int  # byte offsets of the secret in the scanned data (for redact)
     end: int
+    # How a marker is written in the secret's place: "ascii", "utf-16-le" or "utf-16-be" (in
+    # UTF-16 text), with "hex:" before it inside a dump's X'...' literal.
+    encoding: str = "ascii"
+    redactable: bool = True  # False in binary data: a marker would break its format
 
 
 @dataclass(frozen=True)
@@ -85,11 +97,13 @@ class Screened:
     data: bytes | None  # None: blocked; the vault keeps the file's last clean version
     findings: tuple[Finding, ...] = ()
     redacted: bool = False
+    note: str = ""  # why a file was blocked although the policy is redact
 
     @property
     def reason(self) -> str:
         """One line naming each secret by kind, place and fingerprint (for Skipped and logs)."""
-        return describe(self.findings)
+        text = describe(self.findings)
+        return f"{text}; {self.note}" if self.note else text
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -107,25 +121,22 @@ def scan_bytes(data: bytes, *, path: str,
                allow_fingerprints: frozenset[str] = frozenset()) -> list[Finding]:
     """Find the secrets in a file's vault bytes (a SQLite dump cell by cell, text line by line)."""
     del path  # the content decides; callers pass it so that rules may use it later
-    if not data or b"\x00" in data:
+    if not data:
         return []
-    if not data.isascii():
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return []  # binary
     rules = _rules()
     if data.startswith(DUMP_HEADER):
         found = _scan_dump(data, rules)
     else:
-        found = [(hit, f"line {n}", data[hit.start:hit.end])
-                 for hit, n in _with_lines(data, _scan(data, rules))]
+        spots = sorted(_scan_data(data, rules), key=lambda s: s.hit.start)
+        found = [_Located(spot.hit, f"line {n}", spot.secret, spot.encoding, spot.redactable)
+                 for spot, n in zip(spots, _line_numbers(data, [s.hit.start for s in spots]))]
     allowed = _Allowed(allow_fingerprints)
     findings = []
-    for hit, locator, secret in found:
-        fp = fingerprint(_normal(secret, hit.kind))
+    for spot in found:
+        fp = fingerprint(_normal(spot.secret, spot.hit.kind))
         if not allowed(fp):
-            findings.append(Finding(hit.kind, fp, locator, hit.start, hit.end))
+            findings.append(Finding(spot.hit.kind, fp, spot.locator, spot.hit.start,
+                                    spot.hit.end, spot.encoding, spot.redactable))
     return findings
 
 
@@ -138,7 +149,9 @@ def redact(data: bytes, findings: Sequence[Finding]) -> bytes:
             pos = max(pos, finding.end)
             continue
         out.append(data[pos:finding.start])
-        out.append(marker(finding.kind, finding.fingerprint).encode("ascii"))
+        encoding = finding.encoding.removeprefix("hex:")
+        text = marker(finding.kind, finding.fingerprint).encode(encoding)
+        out.append(text.hex().encode("ascii") if finding.encoding.startswith("hex:") else text)
         pos = finding.end
     out.append(data[pos:])
     return b"".join(out)
@@ -159,7 +172,13 @@ def marker(kind: str, fp: str) -> str:
 
 def is_redacted(data: bytes) -> bool:
     """Tell whether bytes carry redaction markers (restore warns: those values cannot come back)."""
-    return re.search(_REDACTED, data) is not None
+    if re.search(_REDACTED, data) is not None:
+        return True
+    if b"\x00" in data and re.search(_REDACTED, data.replace(b"\x00", b"")) is not None:
+        return True  # in UTF-16 text
+    # in a dump's BLOB or CAST cell, as hex (lower case, as the dump writes it; UTF-16 too)
+    return data.startswith(DUMP_HEADER) and any(
+        m in data for m in (_HEX_MARK, _HEX_MARK_LE, _HEX_MARK_BE))
 
 
 def path_allowed(path: str, allow_paths: Sequence[str]) -> bool:
@@ -188,7 +207,10 @@ def screen(data: bytes, *, path: str, settings: SecretsSettings,
     if not findings:
         return Screened(data)
     if settings.policy == "redact":
-        return Screened(redact(data, findings), findings, redacted=True)
+        if all(f.redactable for f in findings):
+            return Screened(redact(data, findings), findings, redacted=True)
+        return Screened(None, findings, note="blocked, not redacted: binary data cannot take a "
+                        "marker in place of a secret without breaking its format")
     return Screened(None, findings)
 
 
@@ -517,8 +539,123 @@ def _as_bytes(pattern: Any) -> re.Pattern[bytes] | None:
 # --- scanning ------------------------------------------------------------------------------
 
 
-def _scan(data: bytes, rules: _Rules) -> list[_Hit]:
-    """Every secret in the bytes, overlaps merged, each span safe to replace in JSON text."""
+class _Spot(NamedTuple):
+    """A secret in scanned data: where, its bytes as seen, how a marker would replace it."""
+
+    hit: _Hit
+    secret: bytes
+    encoding: str  # ascii, utf-16-le, utf-16-be
+    redactable: bool
+
+
+class _Located(NamedTuple):
+    hit: _Hit
+    locator: str
+    secret: bytes
+    encoding: str
+    redactable: bool
+
+
+# C0 controls that text does not hold (tab, newlines, form feed and ESC it may), and DEL.
+_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 27), *range(28, 32), 127])
+_HIGH_BYTES = bytes(range(128, 256))
+# What a secret in binary data must sit in: a run of printable ASCII (as `strings` finds them).
+_PRINTABLE_RUN = rb"[\t\n\r\x20-\x7e]{8,}"
+_PRINTABLE_RUN_NUL = rb"[\x00\t\n\r\x20-\x7e]{8,}"
+
+
+def _scan_data(data: bytes, rules: _Rules) -> list[_Spot]:
+    """The secrets in any bytes: as they are, and with their NULs taken out (UTF-16 text)."""
+    text = _text_like(data)
+    spots = [_Spot(h, data[h.start:h.end], "ascii", text) for h in _scan_view(data, rules, text)]
+    if b"\x00" not in data:
+        return spots
+    bare = data.replace(b"\x00", b"")
+    bare_text = _text_like(bare)
+    extra = _scan_view(bare, rules, bare_text)
+    if not extra:
+        return spots
+    nuls = [m.start() for m in re.finditer(rb"\x00", data)]
+    gaps = [at - i for i, at in enumerate(nuls)]  # where in bare each NUL was taken out
+    taken = [(s.hit.start, s.hit.end) for s in spots]
+    for h in extra:
+        first = h.start + bisect_right(gaps, h.start)
+        last = h.end - 1 + bisect_right(gaps, h.end - 1)
+        start, end, encoding = _utf16_span(data, first, last)
+        if any(s < end and start < e for s, e in taken):
+            continue  # found as it is already
+        # A UTF-16 marker fits UTF-16 text; an ASCII one fits text with a stray NUL.
+        ok = bare_text if encoding != "ascii" else text
+        spots.append(_Spot(_Hit(start, end, h.kind, h.priority), bare[h.start:h.end],
+                           encoding, ok))
+    return spots
+
+
+def _utf16_span(data: bytes, first: int, last: int) -> tuple[int, int, str]:
+    """The span of a secret found with the NULs taken out, and the UTF-16 form it is in."""
+    chars, between = data[first:last + 1:2], data[first + 1:last:2]
+    if (last - first) % 2 == 0 and 0 not in chars and between == bytes(len(between)):
+        # c 0 c 0 ... c: UTF-16, each character with its NUL after it (little-endian) or
+        # before it (big-endian); where both could be, either gives the same bytes.
+        if data[last + 1:last + 2] == b"\x00":
+            return first, last + 2, "utf-16-le"
+        if first > 0 and data[first - 1] == 0:
+            return first - 1, last + 1, "utf-16-be"
+    return first, last + 1, "ascii"  # NULs here and there: the span holds them all
+
+
+def _text_like(data: bytes) -> bool:
+    """Text (UTF-8, Latin-1, with a stray NUL) rather than binary data such as a PNG or floats."""
+    bad = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    if bad * 50 > len(data):
+        return False
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        pass
+    high = len(data) - len(data.translate(None, _HIGH_BYTES))
+    return high * 4 <= len(data)  # 8-bit text is mostly ASCII; random bytes are half high
+
+
+def _scan_view(view: bytes, rules: _Rules, text: bool) -> list[_Hit]:
+    """Scan text whole; scan binary data's printable runs, for tokens only."""
+    if text:
+        return _scan(view, rules)
+    runs = [m.span() for m in re.finditer(_PRINTABLE_RUN, view)]
+    if not runs:
+        return []
+    buffer = b"\n".join(view[s:e] for s, e in runs)
+    at: list[int] = []  # where each run starts in the buffer
+    pos = 0
+    for s, e in runs:
+        at.append(pos)
+        pos += e - s + 1
+    hits = []
+    for h in _scan(buffer, rules, text=False):
+        i, j = bisect_right(at, h.start) - 1, bisect_right(at, h.end - 1) - 1
+        hits.append(_Hit(runs[i][0] + h.start - at[i], runs[j][0] + h.end - at[j], h.kind,
+                         h.priority))
+    return hits
+
+
+def _line_numbers(data: bytes, starts: list[int]) -> Iterator[int]:
+    """The 1-based line number of each offset (sorted)."""
+    line, pos = 1, 0
+    for start in starts:
+        line += data.count(b"\n", pos, start)
+        pos = start
+        yield line
+
+
+def _scan(data: bytes, rules: _Rules, text: bool = True) -> list[_Hit]:
+    """Every secret in the bytes, overlaps merged, each span safe to replace in JSON text.
+
+    Fields (`password=...`) are looked for in text only: in binary data `pw=` turns up by
+    chance.
+    """
     lowered = data.lower()  # ASCII only: same length, same offsets
     hits: list[_Hit] = []
     for rule in rules.tokens:
@@ -542,7 +679,8 @@ def _scan(data: bytes, rules: _Rules) -> list[_Hit]:
                 continue
             hits.append(_Hit(start, end, rule.kind, rule.priority))
     done = -1
-    for m in sorted((m for p in rules.fields for m in p.finditer(lowered)), key=_start):
+    fields = (m for p in rules.fields for m in p.finditer(lowered)) if text else iter(())
+    for m in sorted(fields, key=_start):
         if m.start() < done:
             continue  # "secret_token:" was read from "secret"; "token" is the same field
         done = m.end()
@@ -844,35 +982,102 @@ _INSERT = rb'INSERT INTO ("(?:[^"]|"")*")\("(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*\) 
 _CELL = (rb"[Xx]'[^']*'|\"(?:[^\"]|\"\")*\"|(?:'(?:[^']|'')*'|char\(\d+\))"
          rb"(?:\|\|(?:'(?:[^']|'')*'|char\(\d+\)))*")
 _CELL_PART = rb"'((?:[^']|'')*)'|char\((\d+)\)"
+_HEX_CELL = rb"[Xx]'([0-9a-fA-F]+)'"
+# "[REDACTED:" as the dump writes it in a BLOB or CAST cell (ASCII, UTF-16 LE and BE).
+_HEX_MARK = b"[REDACTED:".hex().encode("ascii")
+_HEX_MARK_LE = b"[REDACTED:".decode("ascii").encode("utf-16-le").hex().encode("ascii")
+_HEX_MARK_BE = b"[REDACTED:".decode("ascii").encode("utf-16-be").hex().encode("ascii")
 
 
-def _scan_dump(data: bytes, rules: _Rules) -> list[tuple[_Hit, str, bytes]]:
-    """Scan a dump's text cells one by one, on the lines where anything could be."""
+def _scan_dump(data: bytes, rules: _Rules) -> list[_Located]:
+    """Scan a dump's cells one by one, on the lines where anything could be: text literals
+    decoded, BLOB and CAST(X'...' AS TEXT) cells from their hex."""
     # Any match, checked or not, marks a line; its cells, decoded, then say what and where.
     lowered = data.lower()
-    marks = [m.start() for rule in rules.tokens
-             if not rule.needles or any(n in lowered for n in rule.needles)
-             for m in rule.pattern.finditer(lowered if rule.lowered else data)]
-    marks.extend(m.start() for p in rules.fields for m in p.finditer(lowered))
+    marks = _marks(data, lowered, rules, text=True)
+    marks.extend(m.start() for m in re.finditer(rb"char\(0\)", data))  # UTF-16 in a text cell
+    marks.extend(_hex_marks(data, rules))
     if not marks:
         return []
+    marks.sort()
     starts = [0] + [m.end() for m in re.finditer(rb"\n", data)]
     lines = sorted({bisect_right(starts, at) - 1 for at in marks})
-    found: list[tuple[_Hit, str, bytes]] = []
+    found: list[_Located] = []
     for index in lines:
         base = starts[index]
         line = data[base:starts[index + 1] - 1] if index + 1 < len(starts) else data[base:]
         insert = re.compile(_INSERT).match(line)
         locator = _row_locator(line, insert, index + 1)
         for cell in re.compile(_CELL).finditer(line, insert.end() if insert else 0):
-            if cell.group()[:1] in (b"X", b"x", b'"'):
+            head = cell.group()[:1]
+            if head == b'"':
+                continue
+            first = bisect_left(marks, base + cell.start())
+            if first == len(marks) or marks[first] >= base + cell.end():
+                continue  # nothing in this cell (a mark was in another of the row)
+            if head in (b"X", b"x"):
+                # Bytes of a BLOB, or text that is not UTF-8: a marker goes in as hex, so
+                # the dump stays SQL that rebuilds (a BLOB of JSON may change its length).
+                at = base + cell.start() + 2
+                for spot in _scan_data(binascii.a2b_hex(cell.group()[2:-1]), rules):
+                    hit = _Hit(at + 2 * spot.hit.start, at + 2 * spot.hit.end, spot.hit.kind,
+                               spot.hit.priority)
+                    found.append(_Located(hit, locator, spot.secret, "hex:" + spot.encoding,
+                                          spot.redactable))
                 continue
             value, where = _decode_cell(cell)
-            for hit in _scan(value, rules):
+            for spot in _scan_data(value, rules):
+                hit = spot.hit
                 start, end = base + where.start(hit.start), base + where.end(hit.end)
-                found.append((_Hit(start, end, hit.kind, hit.priority), locator,
-                              value[hit.start:hit.end]))
+                # A text literal takes an ASCII marker whatever the text was.
+                found.append(_Located(_Hit(start, end, hit.kind, hit.priority), locator,
+                                      spot.secret, "ascii", True))
     return found
+
+
+def _marks(data: bytes, lowered: bytes, rules: _Rules, *, text: bool) -> list[int]:
+    """Where any pattern matches, checked or not (for text, field names too)."""
+    marks = [m.start() for rule in rules.tokens
+             if not rule.needles or any(n in lowered for n in rule.needles)
+             for m in rule.pattern.finditer(lowered if rule.lowered else data)]
+    if text:
+        marks.extend(m.start() for p in rules.fields for m in p.finditer(lowered))
+    return marks
+
+
+def _hex_marks(data: bytes, rules: _Rules) -> list[int]:
+    """Where in the dump a hex cell starts whose bytes hold anything a pattern could match.
+
+    All cells are decoded into one buffer and looked at in one pass (and once more with the
+    NULs taken out, for UTF-16): a pass per cell would cost more than the patterns.
+    """
+    cells = [(m.start(), m.group(1)) for m in re.finditer(_HEX_CELL, data)
+             if not len(m.group(1)) % 2]
+    if not cells:
+        return []
+    parts = [binascii.a2b_hex(digits) for _, digits in cells]
+    buffer = b"\n\n".join(parts)
+    offsets = list(accumulate((len(p) + 2 for p in parts[:-1]), initial=0))
+    # Every pattern starts (and a token lies) in a run of printable ASCII, NULs between its
+    # characters in UTF-16: only those runs are looked at, so float32 BLOBs, mostly not
+    # printable, are passed over at C speed.
+    runs = [m.span() for m in re.finditer(_PRINTABLE_RUN_NUL, buffer)]
+    if not runs:
+        return []
+    joined = b"\n".join(buffer[s:e] for s, e in runs)
+    at = list(accumulate((e - s + 1 for s, e in runs[:-1]), initial=0))
+    found = _marks(joined, joined.lower(), rules, text=True)
+    if b"\x00" in joined:
+        bare = joined.replace(b"\x00", b"")
+        nuls = [m.start() for m in re.finditer(rb"\x00", joined)]
+        gaps = [n - i for i, n in enumerate(nuls)]
+        found.extend(m + bisect_right(gaps, m) for m in _marks(bare, bare.lower(), rules,
+                                                               text=True))
+    cell_at = []
+    for mark in found:
+        i = bisect_right(at, mark) - 1
+        cell_at.append(cells[bisect_right(offsets, runs[i][0] + mark - at[i]) - 1][0])
+    return cell_at
 
 
 def _row_locator(line: bytes, insert: re.Match[bytes] | None, number: int) -> str:
@@ -936,15 +1141,6 @@ def _decode_cell(cell: re.Match[bytes]) -> tuple[bytes, _CellMap]:
 
 
 # --- lines, fingerprints, allowlists --------------------------------------------------------
-
-
-def _with_lines(data: bytes, hits: list[_Hit]) -> Iterator[tuple[_Hit, int]]:
-    """Each hit with its 1-based line number (hits are sorted by start)."""
-    line, pos = 1, 0
-    for hit in hits:
-        line += data.count(b"\n", pos, hit.start)
-        pos = hit.start
-        yield hit, line
 
 
 def _normal(secret: bytes, kind: str) -> str:
