@@ -3,9 +3,13 @@ fingerprints, silence on the clean examples, speed, and the `vault secrets` comm
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import random
 import re
+import string
 import subprocess
 import sys
 import time
@@ -636,3 +640,43 @@ def test_library_pattern_cache_follows_the_installed_plugins(tmp_path: Path,
     monkeypatch.undo()
     monkeypatch.setenv("VAULT_HOME", str(tmp_path / "home"))
     assert sec._library_patterns() == real  # the cache now names the other install: re-read
+
+
+# --- AWS secret access keys: no prefix, so found by what is near them ---------------------
+
+AWS_ID, AWS_SECRET = SECRETS["aws_key"].value, SECRETS["aws_secret"].value
+
+
+@pytest.mark.parametrize("text", [
+    f"AWS creds for the deploy: access key {AWS_ID}, secret {AWS_SECRET}",
+    f"access key {AWS_ID}\nregion us-east-1\nsecret {AWS_SECRET}\n",
+    f"The AWS secret access key is {AWS_SECRET}",
+    f"aws secret: {AWS_SECRET}",
+    f"secret access key => {AWS_SECRET} (rotated)",
+    f'{{"AccessKeyId": "{AWS_ID}", "SecretAccessKey": "{AWS_SECRET}"}}',
+    f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}",
+], ids=["id-then-secret", "two-lines-apart", "prose", "aws-secret", "secret-access-key",
+        "sts-json", "env"])
+def test_an_aws_secret_key_is_found_near_what_names_it(text: str) -> None:
+    findings = sec.scan_bytes(text.encode(), path="n.md")
+    by_fp = {f.fingerprint: f.kind for f in findings}
+    assert by_fp.get(sec.fingerprint(AWS_SECRET)) == "AWS secret key", findings
+    out = sec.redact(text.encode(), findings).decode()
+    assert AWS_SECRET not in out and AWS_ID not in out
+
+
+def _b64(n: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice(string.ascii_letters + string.digits + "+/") for _ in range(n))
+
+
+@pytest.mark.parametrize("text", [
+    f"cache entry {_b64(40, 1)} expired",  # 40 random characters, nothing AWS near
+    f"aws s3 cp done, etag {hashlib.sha1(b'x').hexdigest()}",  # a hash next to "aws"
+    f"aws embedding: {_b64(2048, 2)}==",  # base64 of a vector near "aws": no 40-char run
+    f"aws digest {base64.b64encode(hashlib.sha256(b'x').digest()).decode()}",  # 44 with =
+    f"aws\n\n\n\nlater: {_b64(40, 3)}",  # four lines away
+    "AWS region us-east-1; bucket arn:aws:s3:::my-bucket-for-the-agent-memory-vault-2026",
+])
+def test_forty_characters_without_aws_context_are_not_a_secret(text: str) -> None:
+    assert sec.scan_bytes(text.encode(), path="n.md") == []

@@ -367,3 +367,17 @@ def test_sqlite_blob_and_cast_cells_are_blocked_or_redacted_never_committed(
         assert embeddings == [e for (e,) in original.execute("SELECT emb FROM m ORDER BY id")]
         original.close()
         assert json.loads(meta[2])["api_key"].startswith("[REDACTED:anthropic-api-key:")
+
+
+def test_an_aws_secret_key_next_to_its_key_id_is_redacted_with_it(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path, extra='[secrets]\npolicy = "redact"')
+    key_id, secret = SECRETS["aws_key"].value, SECRETS["aws_secret"].value
+    (src / "MEMORY.md").write_text(f"# Setup\nAWS creds for the deploy: access key {key_id}, "
+                                   f"secret {secret}\n\nThe AWS secret access key is {secret}\n")
+    assert sync(config, now=clock).commit
+    for value in (key_id, secret):
+        assert git_grep_history(config.vault.path, value) == ""
+    stored = head_files(config)["agent/MEMORY.md"].decode()
+    assert stored.count("[REDACTED:aws-secret-key:") == 2
+    assert stored.count("[REDACTED:aws-access-key:") == 1

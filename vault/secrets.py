@@ -12,8 +12,10 @@ SendGrid, ...), imported on first use, plus our own rules for what they miss or 
 blocks, JWTs, bearer headers), plus a field scanner for `password=`, `"api_key": ...` and the
 like, whose values must look like a password or, for token and key fields, be random.
 High-entropy strings are only looked for in such fields: hashes, UUIDs and git ids elsewhere
-are normal in agent memory. A vault SQLite dump is scanned cell by cell (text literals decoded,
-BLOB and CAST(X'..' AS TEXT) cells from their hex) and located by table and rowid.
+are normal in agent memory; an AWS secret key, which has no prefix, is looked for near an AWS
+access key id or the words "aws" / "secret access key". A vault SQLite dump is scanned cell by
+cell (text literals decoded, BLOB and CAST(X'..' AS TEXT) cells from their hex) and located by
+table and rowid.
 
 Bytes that are not UTF-8 are scanned all the same: Latin-1 text, a file with a stray NUL, UTF-16
 (scanned with its NULs taken out, so that `s\0k\0-\0` is found), binary data (only its printable
@@ -653,8 +655,8 @@ def _line_numbers(data: bytes, starts: list[int]) -> Iterator[int]:
 def _scan(data: bytes, rules: _Rules, text: bool = True) -> list[_Hit]:
     """Every secret in the bytes, overlaps merged, each span safe to replace in JSON text.
 
-    Fields (`password=...`) are looked for in text only: in binary data `pw=` turns up by
-    chance.
+    Fields (`password=...`) and AWS secret keys near their context are looked for in text
+    only: in binary data `pw=` and a 40-character run turn up by chance.
     """
     lowered = data.lower()  # ASCII only: same length, same offsets
     hits: list[_Hit] = []
@@ -687,6 +689,8 @@ def _scan(data: bytes, rules: _Rules, text: bool = True) -> list[_Hit]:
         hit = _field(data, m)
         if hit is not None:
             hits.append(hit)
+    if text:
+        hits.extend(_aws_secrets(data, lowered))
     if b"[REDACTED:" in data:  # a marker's text (e.g. "password-assignment:") is no secret
         markers = [m.span() for m in re.finditer(_REDACTED, data)]
         hits = [h for h in hits if not any(s < h.end and h.start < e for s, e in markers)]
@@ -696,6 +700,59 @@ def _scan(data: bytes, rules: _Rules, text: bool = True) -> list[_Hit]:
 
 def _start(m: re.Match[bytes]) -> int:
     return m.start()
+
+
+# An AWS secret access key is 40 characters of base64 with no prefix: it is taken as one only
+# near what names it (an access key id, "aws", "secret access key"), on its line or two lines
+# either side, so that base64 and hashes elsewhere are left alone.
+_AWS_SECRET = rb"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+_AWS_NEAR = 300  # bytes either side of the anchor at most
+_AWS_LINES = 2
+_LOWER_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789")
+_B64_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def _aws_anchors(lowered: bytes) -> list[tuple[int, int]]:
+    """Where an access key id, "aws" or "secret access key" is (a literal first: fast)."""
+    spans = []
+    if b"aws" in lowered:
+        spans += [m.span() for m in re.finditer(rb"aws(?![a-z])", lowered)
+                  if m.start() == 0 or lowered[m.start() - 1] not in _LOWER_WORD]
+    if b"access" in lowered:
+        spans += [m.span() for m in re.finditer(rb"secret[ _\-]?access[ _\-]?key", lowered)]
+    for prefix in (b"akia", b"asia", b"abia", b"acca", b"a3t"):
+        if prefix in lowered:
+            spans += [m.span() for m in re.finditer(prefix + rb"[a-z0-9]{%d}(?![a-z0-9])"
+                                                    % (20 - len(prefix)), lowered)
+                      if m.start() == 0 or lowered[m.start() - 1] not in _LOWER_WORD]
+    return sorted(spans)
+
+
+def _aws_secrets(data: bytes, lowered: bytes) -> list[_Hit]:
+    """AWS secret access keys within a few lines of an access key id or the words naming one."""
+    hits: list[_Hit] = []
+    done = 0
+    for at, anchor_end in _aws_anchors(lowered):
+        lo = at
+        for _ in range(_AWS_LINES + 1):
+            lo = max(data.rfind(b"\n", 0, lo), 0)
+        hi = anchor_end
+        for _ in range(_AWS_LINES + 1):
+            newline = data.find(b"\n", hi)
+            hi = len(data) if newline < 0 else newline + 1
+        lo, hi = max(lo, at - _AWS_NEAR, done), min(hi, anchor_end + _AWS_NEAR)
+        while hi < len(data) and data[hi] in _B64_BYTES:
+            hi += 1  # a window never cuts a token: 40 characters of a longer one are none
+        if lo >= hi:
+            continue
+        for m in re.compile(_AWS_SECRET).finditer(data, lo, hi):
+            value = m.group().decode("ascii")
+            # Both cases: hex digests (git ids, SHA-1) are 40 characters too.
+            if (any(c.isupper() for c in value) and any(c.islower() for c in value)
+                    and _looks_random(value)):
+                hits.append(_Hit(m.start(), m.end(), "AWS secret key", 3))
+        done = hi
+    return hits
 
 
 def _glued(data: bytes, start: int) -> bool:
@@ -1036,12 +1093,13 @@ def _scan_dump(data: bytes, rules: _Rules) -> list[_Located]:
 
 
 def _marks(data: bytes, lowered: bytes, rules: _Rules, *, text: bool) -> list[int]:
-    """Where any pattern matches, checked or not (for text, field names too)."""
+    """Where any pattern matches, checked or not (for text, field names and AWS words too)."""
     marks = [m.start() for rule in rules.tokens
              if not rule.needles or any(n in lowered for n in rule.needles)
              for m in rule.pattern.finditer(lowered if rule.lowered else data)]
     if text:
         marks.extend(m.start() for p in rules.fields for m in p.finditer(lowered))
+        marks.extend(at for at, _ in _aws_anchors(lowered))
     return marks
 
 
