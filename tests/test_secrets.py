@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import stat
 import string
 import subprocess
 import sys
@@ -680,3 +681,67 @@ def _b64(n: int, seed: int) -> str:
 ])
 def test_forty_characters_without_aws_context_are_not_a_secret(text: str) -> None:
     assert sec.scan_bytes(text.encode(), path="n.md") == []
+
+
+# --- fingerprint salt ----------------------------------------------------------------------
+
+
+def _fp_in_process(value: str, home: Path) -> str:
+    code = "import sys; from vault import secrets as s; print(s.fingerprint(sys.argv[1]))"
+    return subprocess.run([sys.executable, "-c", code, value], capture_output=True, text=True,
+                          check=True, env={**os.environ, "VAULT_HOME": str(home)}).stdout.strip()
+
+
+def test_fingerprints_use_a_salt_made_once_per_install_outside_the_vault(tmp_path: Path) -> None:
+    value = SECRETS["password"].value
+    home = Path(os.environ["VAULT_HOME"])
+    fp = sec.fingerprint(value)
+    salt_file = home / sec.SALT_FILE
+    assert stat.S_IMODE(os.stat(salt_file).st_mode) == 0o600
+    assert re.fullmatch(rb"[0-9a-f]{64}\n", salt_file.read_bytes())
+    # Not the constant salt: the fingerprint cannot be checked offline with a guess list.
+    assert fp != sec.legacy_fingerprint(value)
+    assert fp != hashlib.sha256(b"vault-secret\0" + value.encode()).hexdigest()[:12]
+    # Stable: another process of this install gives the same; another install does not.
+    assert _fp_in_process(value, home) == fp
+    assert _fp_in_process(value, tmp_path / "other") not in ("", fp)
+
+
+def test_a_salt_made_by_many_processes_at_once_is_one_salt(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    code = ("import sys, time; t = float(sys.argv[1])\n"
+            "while time.time() < t: pass\n"
+            "from vault import secrets as s; print(s.fingerprint('one value'))")
+    start = str(time.time() + 1.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code, start], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "VAULT_HOME": str(home)})
+             for _ in range(8)]
+    outs = {p.communicate()[0].strip() for p in procs}
+    assert len(outs) == 1 and re.fullmatch(r"[0-9a-f]{12}", outs.pop())
+    assert [p.name for p in home.iterdir()] == [sec.SALT_FILE]  # no temp file left behind
+
+
+def test_allow_entries_and_markers_made_with_the_old_salt_still_count() -> None:
+    value = SECRETS["gitlab"].value
+    data = f"gitlab {value}\n".encode()
+    old = sec.legacy_fingerprint(value)
+    assert sec.scan_bytes(data, path="a", allow_fingerprints=frozenset({old})) == []
+    assert sec.scan_bytes(data, path="a", allow_fingerprints=frozenset({old[:8]})) == []
+    assert sec.scan_bytes(data, path="a", allow_fingerprints=frozenset({"0" * 12})) != []
+    # A marker committed by an older version is a marker, not a secret.
+    committed = f"gitlab [REDACTED:gitlab-token:{old}]\n".encode()
+    assert sec.is_redacted(committed) and sec.scan_bytes(committed, path="a") == []
+
+
+def test_a_damaged_salt_is_an_error_and_messages_are_scrubbed_all_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "damaged"
+    home.mkdir()
+    (home / sec.SALT_FILE).write_text("not a salt\n")
+    monkeypatch.setenv("VAULT_HOME", str(home))
+    token = SECRETS["github_classic"].value
+    with pytest.raises(VaultError, match="not a salt") as info:
+        sec.fingerprint(token)
+    assert info.value.hint is not None and "delete it" in info.value.hint
+    out = sec.scrub(f"push failed with {token}")
+    assert token not in out and out.startswith("push failed with [REDACTED:github-token:")

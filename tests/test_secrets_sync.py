@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -381,3 +382,48 @@ def test_an_aws_secret_key_next_to_its_key_id_is_redacted_with_it(
     stored = head_files(config)["agent/MEMORY.md"].decode()
     assert stored.count("[REDACTED:aws-secret-key:") == 2
     assert stored.count("[REDACTED:aws-access-key:") == 1
+
+
+def test_a_committed_fingerprint_cannot_be_checked_against_a_guess_list(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path, extra='[secrets]\npolicy = "redact"')
+    password = "Summer2024!"
+    (src / "mem.json").write_text(json.dumps({"memories": [
+        {"text": "router admin login", "password": password}]}) + "\n")
+    env = {"VAULT_CONFIG": str(config.file)}
+    assert run_cli("sync", "-q", env=env).returncode == 0
+    shown = subprocess.run(["git", "-C", str(config.vault.path), "show", "HEAD:agent/mem.json"],
+                           capture_output=True, text=True, check=True).stdout
+    [fp] = re.findall(r"\[REDACTED:password-assignment:([0-9a-f]{12})\]", shown)
+    # QA's attack: hash guesses with the salt in the source. The real password is among them.
+    guesses = [f"{w}{y}{s}" for w in ("Summer", "Winter", "password") for y in range(2020, 2027)
+               for s in ("", "!", "1")]
+    assert password in guesses
+    assert [g for g in guesses if sec.legacy_fingerprint(g) == fp] == []
+    # It is this install's fingerprint, stable across processes, from a salt outside the vault.
+    assert fp == sec.fingerprint(password)
+    salt = (Path(os.environ["VAULT_HOME"]) / sec.SALT_FILE).read_bytes().strip()
+    assert not (Path(os.environ["VAULT_HOME"]) / sec.SALT_FILE).resolve().is_relative_to(
+        config.vault.path.resolve())
+    assert not any(salt in b or bytes.fromhex(salt.decode()) in b
+                   for b in all_objects(config.vault.path))
+    scan = json.loads(run_cli("secrets", "scan", "--json", env=env).stdout)
+    assert [f["fingerprint"] for f in scan["findings"]] == [fp]
+
+
+def test_an_allow_file_written_with_the_old_salt_still_lets_files_through(
+        tmp_path: Path, clock: Clock) -> None:
+    config, src = setup(tmp_path)
+    token = SECRETS["gitlab"].value
+    note = src / "notes" / "keys.md"
+    note.write_text(f"example token: {token}\n")
+    # As vault wrote it before the salt was per install.
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / sec.ALLOW_FILE).write_text(json.dumps(
+        {"version": 1, "fingerprints": [sec.legacy_fingerprint(token)]}))
+    result = sync(config, now=clock)
+    assert not result.skipped
+    assert head_files(config)["agent/notes/keys.md"] == note.read_bytes()
+    # ... and `vault secrets allow` adds fingerprints of this install beside it.
+    assert sec.allow_fingerprint(config, sec.fingerprint(token))
+    assert len(sec.allowed_fingerprints(config)) == 2

@@ -22,6 +22,9 @@ Bytes that are not UTF-8 are scanned all the same: Latin-1 text, a file with a s
 runs, and only for token patterns: a field scanner would find `pw=` in random bytes). A marker
 replaces a secret in text (in UTF-16 text, as UTF-16); binary data cannot take one without
 breaking its format, so a finding there blocks the file even under `policy = "redact"`.
+
+Fingerprints are salted with a random salt made once per install and kept in the data dir
+(never in the vault), so whoever holds the vault or its remote cannot test guesses against them.
 """
 
 from __future__ import annotations
@@ -46,8 +49,13 @@ if TYPE_CHECKING:
     from vault.repo import VaultRepo
 
 ALLOW_FILE = "secrets-allow.json"
+SALT_FILE = "secret-salt"  # in the data dir (VAULT_HOME), beside the vault, never in it
 FINGERPRINT_LEN = 12
-_SALT = b"vault-secret\0"
+# The salt of vault <= 0.x, a constant: fingerprints made with it can be checked offline by
+# anyone. Kept only to honour allow-list entries written with it (see _Allowed).
+_LEGACY_SALT = b"vault-secret\0"
+_SALT_BYTES = 32
+_SALTS: dict[str, bytes] = {}  # data dir -> its salt, read once per process
 # Pattern texts, compiled on first use through re's cache: compiling them at import would cost
 # every `vault` command milliseconds.
 _REDACTED = rb"\[REDACTED:[a-z0-9-]+:[0-9a-f]{12}\]"
@@ -112,17 +120,116 @@ class Screened:
 
 
 def fingerprint(secret: str | bytes) -> str:
-    """The stable short fingerprint of a secret value (a salted SHA-256, never reversible)."""
+    """The stable short fingerprint of a secret value (SHA-256 salted per install, cut short)."""
+    return _digest(_salt(), secret)
+
+
+def legacy_fingerprint(secret: str | bytes) -> str:
+    """The fingerprint older versions made (constant salt): for allow-list entries made then."""
+    return _digest(_LEGACY_SALT, secret)
+
+
+def load_salt(home: Path) -> bytes:
+    """This install's fingerprint salt, from home/secret-salt; made there (0600) the first time."""
+    import time
+
+    path = home / SALT_FILE
+    hint = (f"{path} keeps secret fingerprints stable; if it is damaged, delete it "
+            "(fingerprints in allow lists made since must then be allowed again)")
+    for _ in range(50):
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            made = _make_salt(home, path)
+            if made is not None:
+                return made
+            continue  # another process made it meanwhile: read theirs
+        except OSError as exc:
+            raise VaultError(f"cannot read {path}: {exc.strerror}", hint=hint) from None
+        value = text.strip()
+        if re.fullmatch(rb"[0-9a-f]{64}", value):
+            return bytes.fromhex(value.decode("ascii"))
+        if not text:  # being written, on a filesystem without hard links (see _make_salt)
+            time.sleep(0.02)
+            continue
+        raise VaultError(f"{path}: not a salt (64 hex characters expected)", hint=hint)
+    raise VaultError(f"{path} stays empty", hint=hint)
+
+
+def _make_salt(home: Path, path: Path) -> bytes | None:
+    """Create the salt file atomically; None when another process created it first."""
+    import os
+
+    from vault.fsutil import fsync_dir
+
+    salt = os.urandom(_SALT_BYTES)
+    tmp = home / f".{SALT_FILE}.{os.getpid()}.vault-tmp"
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            tmp.unlink()  # left by a crash of a process with our pid
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, salt.hex().encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            # A link, unlike a rename, never replaces a salt another process made meanwhile
+            # (fingerprints it has shown would change); readers never see a partial file.
+            os.link(tmp, path)
+        except FileExistsError:
+            return None
+        except OSError:  # a filesystem without hard links: create the name exclusively
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                return None
+            try:
+                os.write(fd, salt.hex().encode("ascii") + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(home)
+    except OSError as exc:
+        raise VaultError(f"cannot create {path}: {exc.strerror}",
+                         hint="the data dir must be writable (VAULT_HOME)") from None
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return salt
+
+
+def _salt() -> bytes:
+    from vault.config import vault_home
+
+    home = vault_home()
+    salt = _SALTS.get(str(home))
+    if salt is None:
+        salt = _SALTS[str(home)] = load_salt(home)
+    return salt
+
+
+def _digest(salt: bytes, secret: str | bytes) -> str:
     import hashlib
 
     raw = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hashlib.sha256(_SALT + raw).hexdigest()[:FINGERPRINT_LEN]
+    return hashlib.sha256(salt + raw).hexdigest()[:FINGERPRINT_LEN]
 
 
 def scan_bytes(data: bytes, *, path: str,
                allow_fingerprints: frozenset[str] = frozenset()) -> list[Finding]:
     """Find the secrets in a file's vault bytes (a SQLite dump cell by cell, text line by line)."""
     del path  # the content decides; callers pass it so that rules may use it later
+    return _findings(data, allow_fingerprints, fingerprint)
+
+
+def _findings(data: bytes, allow_fingerprints: frozenset[str],
+              fingerprint_of: Callable[[str], str]) -> list[Finding]:
     if not data:
         return []
     rules = _rules()
@@ -135,8 +242,9 @@ def scan_bytes(data: bytes, *, path: str,
     allowed = _Allowed(allow_fingerprints)
     findings = []
     for spot in found:
-        fp = fingerprint(_normal(spot.secret, spot.hit.kind))
-        if not allowed(fp):
+        value = _normal(spot.secret, spot.hit.kind)
+        fp = fingerprint_of(value)
+        if not allowed(fp, value):
             findings.append(Finding(spot.hit.kind, fp, spot.locator, spot.hit.start,
                                     spot.hit.end, spot.encoding, spot.redactable))
     return findings
@@ -162,8 +270,19 @@ def redact(data: bytes, findings: Sequence[Finding]) -> bytes:
 def scrub(text: str) -> str:
     """Text with every secret in it redacted: for error messages, logs and alerts, just in case."""
     data = text.encode("utf-8", "surrogateescape")
-    findings = scan_bytes(data, path="")
+    findings = _findings(data, frozenset(), _scrub_fingerprint)
     return redact(data, findings).decode("utf-8", "surrogateescape") if findings else text
+
+
+def _scrub_fingerprint(value: str) -> str:
+    """A fingerprint for a message; a message is scrubbed even when the salt cannot be had."""
+    try:
+        return fingerprint(value)
+    except VaultError:
+        import os
+
+        salt = _SALTS.setdefault("", os.urandom(_SALT_BYTES))  # this process only
+        return _digest(salt, value)
 
 
 def marker(kind: str, fp: str) -> str:
@@ -1215,14 +1334,26 @@ def _normal(secret: bytes, kind: str) -> str:
 
 
 class _Allowed:
-    """Membership in an allowlist of fingerprints, where a short entry is a prefix."""
+    """Membership in an allowlist of fingerprints, where a short entry is a prefix.
+
+    An entry matches a secret's fingerprint under this install's salt or under the constant
+    salt of older versions: allow lists (secrets-allow.json, [secrets] allow_fingerprints)
+    written before the salt was per install keep working, and so does allowing a fingerprint
+    read from a marker committed then. The entries cannot be migrated (a fingerprint does not
+    give back its secret); the old salt adds nothing an attacker lacks: it was public.
+    """
 
     def __init__(self, entries: frozenset[str]) -> None:
         self.exact = frozenset(e[:FINGERPRINT_LEN] for e in entries if len(e) >= FINGERPRINT_LEN)
         self.prefixes = tuple(e for e in entries if len(e) < FINGERPRINT_LEN)
 
-    def __call__(self, fp: str) -> bool:
+    def _has(self, fp: str) -> bool:
         return fp in self.exact or (bool(self.prefixes) and fp.startswith(self.prefixes))
+
+    def __call__(self, fp: str, value: str) -> bool:
+        if not self.exact and not self.prefixes:
+            return False
+        return self._has(fp) or self._has(legacy_fingerprint(value))
 
 
 _MATCHERS: dict[tuple[str, ...], Callable[[str], bool]] = {}
