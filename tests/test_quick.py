@@ -75,7 +75,8 @@ def _make_case(root: Path, extra: str = "") -> Case:
     (root / "other").mkdir()
     (root / "other" / "a.md").write_text("a\n")
     env = {k: v for k, v in os.environ.items() if k != "VAULT_CONFIG"}
-    env.update(VAULT_CONFIG=str(config), VAULT_HOME=str(root / "home"), HOME=str(root / "user"))
+    env.update(VAULT_CONFIG=str(config), VAULT_HOME=str(root / "home"), HOME=str(root / "user"),
+               AGENT_DIR=str(root / "index"))  # (an unset variable in a path is an error)
     return Case(root, ws, config, root / "memory-vault", env)
 
 

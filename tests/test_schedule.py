@@ -203,8 +203,6 @@ def test_cli_cron(config_file: Path, tmp_path: Path) -> None:
     assert gone == {"removed": True}
 
 
-@pytest.mark.xfail(strict=True, reason="needs vault/cli.py: cron_install must pass config to "
-                   "_render_cron, as cron_status does (then drop this mark)")
 def test_cron_install_reports_the_last_sync(config_file: Path, vault: VaultRepo,
                                             tmp_path: Path) -> None:
     """QA: `cron install --json` said "last_sync": null after syncs; `cron status` had it."""

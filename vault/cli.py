@@ -676,7 +676,7 @@ def cron_install(config_path: str | None, as_json: bool, crontab_file: str | Non
 
     config = load_config_at(config_path)
     st = install(config, every, Path(crontab_file) if crontab_file else None)
-    _render_cron(st, as_json)
+    _render_cron(st, as_json, config)
 
 
 @cron.command("remove", epilog=EXIT_CODE_HELP)

@@ -343,6 +343,14 @@ class VaultRepo:
 
         try:
             base = self._commit(parent).tree_id if parent is not None else None
+            if base is not None:
+                # (tree_id, not tree: libgit2 would read it, and loops forever inflating a
+                # truncated loose object; _check_loose looks first)
+                self._check_loose(str(base))
+                if base not in self._repo:
+                    raise RepoError(f"the tree of vault commit {str(parent)[:10]} is missing",
+                                    hint="`vault doctor --repair` re-clones the vault from its "
+                                         "remote")
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise RepoError(f"the tree of vault commit {str(parent)[:10]} is missing or "
                             f"damaged: {_reason(exc)}",
