@@ -199,3 +199,88 @@ def test_a_damaged_page_is_reported_by_index_and_recall_with_the_rebuild_hint(
     rebuilt = run_cli("index", "--rebuild", env=env)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert run_cli("recall", "tea", env=env).returncode == 0
+
+
+def _change_times(config: Config, at: str, now: object) -> dict[tuple[str, str], object]:
+    """(path, text) -> when that text last changed, for every chunk of the commit at `at`."""
+    from vault.recall import RecallOptions, recall
+
+    hits = recall(config, "x", RecallOptions(k=500, mode="dense", at=at),
+                  embedder=HashEmbedder(64), now=now).hits  # type: ignore[arg-type]
+    return {(h.path, h.text): h.changed for h in hits}
+
+
+def test_change_times_are_right_whatever_the_indexing_order(tmp_path: Path, workspace: Path,
+                                                            clock: Clock) -> None:
+    import sqlite3
+
+    config = hash_config(tmp_path, workspace)
+    db = workspace / "notes.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes(body) VALUES('Dentist on Tuesday with Dr. Okafor')")
+    plan = workspace / "plan.md"
+    plan.write_text("# Plan\n\n## Garden\n\nPlant tulips.\n\n## Car\n\nService the car.\n")
+    talk = workspace / "sessions" / "trip.jsonl"
+    ask = json.dumps({"role": "user", "content": "Book a flight to Reykjavik"}) + "\n"
+    booked = json.dumps({"role": "assistant", "content": "Flight booked: FI-615"}) + "\n"
+    talk.write_text(ask)
+    t1 = clock.now.replace(microsecond=0)
+    c1 = sync(config, now=clock).commit
+    with sqlite3.connect(db) as conn:  # another row: the file changes, the first row does not
+        conn.execute("INSERT INTO notes(body) VALUES('Dentist moved to Thursday')")
+    plan.write_text("# Plan\n\n## Garden\n\nPlant tulips.\n")  # a section goes ...
+    talk.write_text(ask + booked)
+    t2 = clock.tick(10).replace(microsecond=0)
+    c2 = sync(config, now=clock).commit
+    plan.write_text("# Plan\n\n## Garden\n\nPlant tulips.\n\n## Car\n\nService the car.\n")
+    talk.write_text(booked)  # a line goes ...
+    t3 = clock.tick(10).replace(microsecond=0)  # ... and a section comes back: it changed now
+    c3 = sync(config, now=clock).commit
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- The user prefers coffee now.\n")
+    talk.write_text(booked + ask)  # ... and comes back: it changed now
+    t4 = clock.tick(10).replace(microsecond=0)
+    c4 = sync(config, now=clock).commit
+    assert c1 and c2 and c3 and c4
+    expected = {c1: {"Dentist on Tuesday with Dr. Okafor": t1, "Service the car.": t1},
+                c2: {"Dentist on Tuesday with Dr. Okafor": t1,
+                     "Dentist moved to Thursday": t2},
+                c3: {"Dentist on Tuesday with Dr. Okafor": t1, "Plant tulips.": t1,
+                     "Service the car.": t3},
+                c4: {"Dentist on Tuesday with Dr. Okafor": t1, "Dentist moved to Thursday": t2,
+                     "Service the car.": t3, "- The user prefers coffee now.": t4,
+                     "assistant: Flight booked: FI-615": t2,
+                     "user: Book a flight to Reykjavik": t4}}
+    expected[c2]["user: Book a flight to Reykjavik"] = t1
+    expected[c3]["assistant: Flight booked: FI-615"] = t2
+    seen = []
+    for order in ([c4], [c4, c1, c3, c2], [c1, c2, c3, c4], [c2, c4]):
+        config.index_path.unlink(missing_ok=True)
+        for commit in order:
+            build_index(config, IndexOptions(at=commit), HashEmbedder(64), now=clock.now)
+        for commit in order:
+            times = _change_times(config, commit, clock.now)
+            got = {text: when for (_path, text), when in times.items()
+                   if text in expected[commit]}
+            assert got == expected[commit], (order, commit)
+            seen.append((commit, times))
+    by_commit: dict[str, list[object]] = {}
+    for commit, times in seen:
+        by_commit.setdefault(commit, []).append(times)
+    assert all(all(t == runs[0] for t in runs) for runs in by_commit.values())
+
+
+def test_an_index_of_the_first_schema_is_upgraded_and_caught_up_without_embedding(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    from vault.recall import RecallOptions, recall
+
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    with apsw.Connection(str(config.index_path)) as db:
+        db.execute("PRAGMA user_version=1")  # as vault made it before change times were traced
+    result = recall(config, "tea", RecallOptions(k=1))
+    assert result.indexed is not None and result.indexed.embedded == 0
+    assert "tea" in result.hits[0].text
+    with IndexStore(config.index_path, readonly=True) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -537,37 +537,89 @@ def chunk_jsonl(text: str) -> list[Chunk]:
     """Transcript lines: one chunk per user or assistant message (long ones in parts)."""
     chunks: list[Chunk] = []
     for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        try:
-            record = json.loads(stripped)
-        except ValueError:
-            continue  # a torn last line, or a line that is not JSON
-        locator = f"L{lineno}"
-        if not isinstance(record, dict):
-            if isinstance(record, str) and _is_prose(record):
-                chunks.append(Chunk(locator, record.strip()))
-            continue
-        message = _message_of(record)
-        if message is None:
-            # Not a message: a memory entry written as a line (or an event without text).
-            chunks.extend(_record_chunks(locator, list(record.items())))
-            continue
-        role, content = message
-        role_l = role.lower()
-        if role_l in ("toolresult", "tool", "function", "tool_result", "system", "developer"):
-            continue
-        body = _content_text(content)
-        if not body or _words(body) == 0:
-            continue
-        keys = [str(record[k]) for k in ("id", "timestamp", "time", "date", "created_at")
-                if isinstance(record.get(k), (str, int)) and not isinstance(record.get(k), bool)]
-        pieces = _cut_long(f"{role}: {body}")
-        for i, piece in enumerate(pieces, 1):
-            chunks.append(Chunk(locator if len(pieces) == 1 else f"{locator}#{i}", piece,
-                                keys=" ".join(keys)))
+        chunks.extend(chunk_jsonl_line(line, lineno))
     return chunks
+
+
+def jsonl_lines(data: bytes) -> list[str]:
+    """The lines of a stored JSONL file, split exactly as `chunk_file` splits them."""
+    text = data.decode("utf-8", "replace")
+    return (text[1:] if text.startswith("\ufeff") else text).splitlines()
+
+
+@dataclass(frozen=True)
+class LineUnits:
+    """A file whose chunks each come from one line: JSONL lines, rows of a vault SQLite dump.
+
+    Chunks of any subset of `lines` (with `header`, the lines every one needs: a dump's
+    schema) are exactly the chunks those lines give in the whole file, so two versions of the
+    file can be compared by the lines they do not share (see `chunk_lines`).
+    """
+
+    kind: str  # "jsonl" or "sqlite"
+    header: tuple[str, ...]
+    lines: list[str]
+
+
+def line_units(path: str, data: bytes) -> LineUnits | None:
+    """The file as independent lines, for the kinds where that holds; else None."""
+    kind = file_kind(path, data)
+    if kind == "jsonl":  # (blank lines give no chunk)
+        return LineUnits(kind, (), [line for line in jsonl_lines(data) if line.strip()])
+    if kind != "sqlite":
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    header: list[str] = []
+    rows: list[str] = []
+    for line in text.split("\n"):
+        # The dump writes each row as one INSERT line (newlines in values as char(10)).
+        (rows if line.startswith("INSERT INTO ") and line.endswith(");") else header
+         ).append(line)
+    if any("TRIGGER" in line.upper() for line in header):
+        return None  # a trigger's body can hold INSERT lines, and fires on replayed rows
+    return LineUnits(kind, tuple(header), rows)
+
+
+def chunk_lines(kind: str, header: Sequence[str], lines: Iterable[str]) -> list[Chunk] | None:
+    """The chunks of some lines of a `LineUnits` file (None when they cannot be replayed)."""
+    if kind == "jsonl":
+        return [c for line in lines for c in chunk_jsonl_line(line)]
+    return _replay_dump("\n".join([*header, *lines]) + "\n")
+
+
+def chunk_jsonl_line(line: str, lineno: int = 1) -> list[Chunk]:
+    """The chunks of one transcript line: they depend on that line alone (and its number)."""
+    stripped = line.strip()
+    if not stripped:
+        return []
+    try:
+        record = json.loads(stripped)
+    except ValueError:
+        return []  # a torn last line, or a line that is not JSON
+    locator = f"L{lineno}"
+    if not isinstance(record, dict):
+        if isinstance(record, str) and _is_prose(record):
+            return [Chunk(locator, record.strip())]
+        return []
+    message = _message_of(record)
+    if message is None:
+        # Not a message: a memory entry written as a line (or an event without text).
+        return _record_chunks(locator, list(record.items()))
+    role, content = message
+    role_l = role.lower()
+    if role_l in ("toolresult", "tool", "function", "tool_result", "system", "developer"):
+        return []
+    body = _content_text(content)
+    if not body or _words(body) == 0:
+        return []
+    keys = [str(record[k]) for k in ("id", "timestamp", "time", "date", "created_at")
+            if isinstance(record.get(k), (str, int)) and not isinstance(record.get(k), bool)]
+    pieces = _cut_long(f"{role}: {body}")
+    return [Chunk(locator if len(pieces) == 1 else f"{locator}#{i}", piece, keys=" ".join(keys))
+            for i, piece in enumerate(pieces, 1)]
 
 
 # --- SQLite ------------------------------------------------------------------------------
@@ -575,12 +627,17 @@ def chunk_jsonl(text: str) -> list[Chunk]:
 
 def chunk_sqlite_dump(data: bytes) -> list[Chunk]:
     """Rows of the tables that hold text, from a vault SQLite dump, located `table:rowid`."""
-    import apsw
-
     try:
         sql = data.decode("utf-8")
     except UnicodeDecodeError:
         return []
+    return _replay_dump(sql) or []
+
+
+def _replay_dump(sql: str) -> list[Chunk] | None:
+    """The rows' chunks of a dump replayed in memory; None when a statement fails."""
+    import apsw
+
     conn = apsw.Connection(":memory:")
     try:
         # The dump is replayed in memory only: no ATTACH, so it can never touch a file.
@@ -589,7 +646,7 @@ def chunk_sqlite_dump(data: bytes) -> list[Chunk]:
             for _ in conn.execute(sql):  # a cursor runs the statements as it is read
                 pass
         except apsw.Error:
-            return []
+            return None
         return _chunk_rows(conn)
     finally:
         conn.close()

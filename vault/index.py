@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vault.chunk import CHUNKER_VERSION, Chunk, chunk_file, file_kind
+from vault.chunk import (CHUNKER_VERSION, Chunk, LineUnits, chunk_file, chunk_lines, file_kind,
+                         line_units)
 from vault.errors import VaultError
 
 if TYPE_CHECKING:
@@ -107,6 +108,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY(commit_id, model_id)
     ) WITHOUT ROWID;
     """,
+    # 2: per-chunk change times are traced through the branch's history (before, they could
+    # take the time another row of the file changed): forget the versions made the old way.
+    # Chunks, texts and vectors stay, so re-indexing a commit embeds nothing.
+    """
+    DELETE FROM indexed;
+    DELETE FROM snapshots;
+    DELETE FROM versions;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 APPLICATION_ID = 0x7661756C  # "vaul"
@@ -137,6 +146,10 @@ def reporting_damage(path: Path) -> Iterator[None]:
         yield
     except (apsw.CorruptError, apsw.NotADBError) as exc:
         raise damaged(path, exc) from None
+
+
+class IndexOutdated(IndexStoreError):
+    """The index was made by an older vault: opening it for writing upgrades it."""
 
 
 class IndexUnavailable(VaultError):
@@ -206,8 +219,9 @@ class IndexStore:
             version = self._pragma("user_version")
             if readonly:
                 if version != SCHEMA_VERSION:
-                    raise IndexStoreError(f"index {path} has schema {version}, expected "
-                                      f"{SCHEMA_VERSION}", hint="run `vault index`")
+                    error = IndexOutdated if version < SCHEMA_VERSION else IndexStoreError
+                    raise error(f"index {path} has schema {version}, expected "
+                                f"{SCHEMA_VERSION}", hint="run `vault index`")
             else:
                 self._migrate(version)
         except (apsw.CorruptError, apsw.NotADBError) as exc:
@@ -303,6 +317,56 @@ class IndexStore:
 # --- building ----------------------------------------------------------------------------
 
 
+class _Trace:
+    """One file of a commit being indexed, traced back through the branch's history."""
+
+    def __init__(self, oid: str) -> None:
+        self.oid = oid  # its blob in the commit being indexed
+        self.cur = oid  # its blob at the point the walk has reached
+        self.since: int | None = None  # when the path got `oid`
+        self.reuse: int | None = None  # a stored version that is exactly this one
+        self.pending: dict[bytes, list[int]] = {}  # text hash -> positions, time not yet known
+        self.counts: dict[bytes, int] = {}  # pending text -> how many chunks of `cur` hold it
+        self.units: LineUnits | None = None  # `cur` as lines, when its kind allows
+        self.times: dict[int, int] = {}  # position -> when its text last changed
+
+    def settle(self, digests: Iterable[bytes], when: int) -> None:
+        """These texts' runs began at `when`."""
+        for digest in list(digests):
+            for seq in self.pending.pop(digest, []):
+                self.times[seq] = when
+            self.counts.pop(digest, None)
+
+    def packed_times(self) -> bytes | None:
+        """Per chunk, when its text last changed (int64), or None when all at `since`."""
+        import numpy as np
+
+        if not self.times or all(t == self.since for t in self.times.values()):
+            return None
+        values = [self.times.get(seq, self.since or 0) for seq in range(max(self.times) + 1)]
+        return np.asarray(values, dtype="<i8").tobytes()
+
+
+def _line_difference(new: list[str], old: list[str]) -> tuple[list[str], list[str]]:
+    """The lines only the newer version has, and those only the older has (as multisets)."""
+    from collections import Counter
+
+    new_set, old_set = set(new), set(old)
+    if len(new_set) == len(new) and len(old_set) == len(old):
+        return list(new_set - old_set), list(old_set - new_set)
+    now_c, old_c = Counter(new), Counter(old)  # repeated lines: count them
+    return list((now_c - old_c).elements()), list((old_c - now_c).elements())
+
+
+def _unpack_times(times: bytes | None, count: int) -> Any:
+    """A version's stored per-chunk times (numpy int64), or None when all are its `since`."""
+    import numpy as np
+
+    if times is None or len(times) != 8 * count:
+        return None
+    return np.frombuffer(times, dtype="<i8")
+
+
 class _Builder:
     """Adds commits to a store: snapshots, chunk lists of new blobs, vectors of new texts."""
 
@@ -325,42 +389,133 @@ class _Builder:
             return
         files = self.repo.files(commit.id)
         self.last_files = len(files)
-        base, changes = self._history(commit, set(files))
-        base_versions = self._versions_by_path(base) if base else {}
-        stamp = int(commit.time.timestamp())
         # A blob's kind depends on its name (.md, .jsonl): any path that holds it will do.
         self._chunk_blobs({oid: path for path, (oid, _mode) in files.items()})
+        traces = self._trace(commit, {path: oid for path, (oid, _mode) in files.items()})
+        stamp = int(commit.time.timestamp())
         ids: list[int] = []
         with self.conn:
-            for path, (oid, _mode) in files.items():
-                prior = base_versions.get(path)
-                if path in changes:
-                    since = changes[path]
-                elif prior is not None and prior[1] == oid:
-                    ids.append(prior[0])
+            for path, trace in traces.items():
+                if trace.reuse is not None:
+                    ids.append(trace.reuse)
                     continue
-                else:
-                    since = stamp  # cannot happen on a consistent history; be safe
-                times = self._chunk_times(prior, oid, since) if prior is not None else None
-                ids.append(self._version(path, oid, since, times))
+                ids.append(self._version(path, trace.oid, trace.since or stamp,
+                                         trace.packed_times()))
             self.conn.execute(
                 "INSERT OR REPLACE INTO snapshots(commit_id, time, chunker, versions) "
                 "VALUES(?, ?, ?, ?)", (commit.id, stamp, CHUNKER_VERSION, _pack_ids(ids)))
         self._known_snapshots.add(commit.id)
 
-    def _history(self, commit: CommitInfo, paths: set[str]) -> tuple[str | None, dict[str, int]]:
-        """The nearest indexed ancestor, and when each path last changed after it."""
-        changes: dict[str, int] = {}
+    def _trace(self, commit: CommitInfo, files: dict[str, str]) -> dict[str, _Trace]:
+        """When each file got its content, and when each of its texts last changed there.
+
+        Walks the branch's own history back from the commit, whatever else is indexed: a
+        text's time is the commit where its current unbroken run in the file began (a row of
+        a database that another row's change rewrote keeps its own time). The walk stops when
+        every text's run has ended, or at an indexed commit, whose stored times are exact.
+        """
+        traces = {path: _Trace(oid) for path, oid in files.items()}
+        open_paths = dict(traces)
         for info in self.repo.walk_first_parent(commit.id):
-            if info.id in self._known_snapshots:
-                return info.id, changes
+            if not open_paths:
+                break
+            if info.id != commit.id and info.id in self._known_snapshots:
+                stored = self._versions_by_path(info.id)
+                for path, trace in open_paths.items():
+                    self._finish_from(trace, stored.get(path))
+                open_paths.clear()
+                break
             stamp = int(info.time.timestamp())
-            for path, status in self.repo.changed_paths(info.id).items():
-                if status != "D" and path not in changes:
-                    changes[path] = stamp
-            if paths <= changes.keys():
-                break  # every file's last change is known: no need to walk further
-        return None, changes
+            changed = self.repo.changed_paths(info.id)
+            parent_files: dict[str, tuple[str, int]] | None = None
+            for path in [p for p, how in changed.items() if how != "D" and p in open_paths]:
+                trace = open_paths[path]
+                if trace.since is None:
+                    trace.since = stamp
+                    trace.pending = self._seqs_by_hash(trace.oid)
+                    trace.counts = {h: len(seqs) for h, seqs in trace.pending.items()}
+                old: tuple[str, int] | None = None
+                if changed[path] == "M" and info.parents:
+                    if parent_files is None:
+                        parent_files = self.repo.files(info.parents[0])
+                    old = parent_files.get(path)
+                if old is None:  # the file begins here: every text still open began here
+                    trace.settle(list(trace.pending), stamp)
+                elif old[0] != trace.cur:
+                    trace.settle(self._step_back(path, trace, old[0]), stamp)
+                    trace.cur = old[0]
+                if not trace.pending:
+                    del open_paths[path]
+        for trace in open_paths.values():  # history ended first: cannot happen; be safe
+            trace.settle(list(trace.pending), trace.since or int(commit.time.timestamp()))
+        return traces
+
+    def _finish_from(self, trace: _Trace, stored: tuple[int, str, int, bytes | None] | None
+                     ) -> None:
+        """Settle a trace at an indexed commit from that commit's stored version of the path."""
+        if stored is None or stored[1] != trace.cur:  # cannot happen on one line of history
+            trace.settle(list(trace.pending), trace.since or 0)
+            return
+        vid, oid, since, times = stored
+        if trace.since is None:  # the same version as there
+            trace.reuse, trace.since = vid, since
+            return
+        seqs = self._seqs_by_hash(oid)
+        old_times = _unpack_times(times, sum(len(v) for v in seqs.values()))
+        for digest in list(trace.pending):
+            first = min(seqs.get(digest, [-1]))
+            trace.settle([digest], since if first < 0 or old_times is None
+                         else int(old_times[first]))
+
+    def _seqs_by_hash(self, oid: str) -> dict[bytes, list[int]]:
+        """The chunks of a stored blob: text hash -> its positions."""
+        out: dict[bytes, list[int]] = {}
+        for seq, digest in self.conn.execute(
+                "SELECT c.seq, t.hash FROM chunks c CROSS JOIN texts t ON t.id = c.text_id "
+                "WHERE c.blob_id=? ORDER BY c.seq", (oid,)):
+            out.setdefault(bytes(digest), []).append(int(seq))
+        return out
+
+    def _step_back(self, path: str, trace: _Trace, old: str) -> list[bytes]:
+        """Move the trace's counts to the older blob `old`; the texts it does not hold."""
+        from collections import Counter
+
+        row = self.conn.execute("SELECT 1 FROM blobs WHERE blob_id=? AND chunker=?",
+                                (old, CHUNKER_VERSION)).fetchone()
+        counts: dict[bytes, int] | None = None
+        if row is not None:
+            trace.units = None
+            counts = {h: len(seqs) for h, seqs in self._seqs_by_hash(old).items()}
+        else:
+            data = self.repo.read_blob(old)
+            units = line_units(path, data)
+            newer, trace.units = trace.units, units
+            if units is not None and newer is None:
+                newer = line_units(path, self.repo.read_blob(trace.cur))
+            if units is not None and newer is not None and units.kind == newer.kind \
+                    and units.header == newer.header:
+                # Only the lines the two versions do not share are cut: a transcript or a
+                # table that grows a little per commit is not cut again whole at each version.
+                added, gone = _line_difference(newer.lines, units.lines)
+                plus = chunk_lines(units.kind, units.header, added)
+                minus = chunk_lines(units.kind, units.header, gone)
+                if plus is not None and minus is not None:
+                    changes: Counter[bytes] = Counter()
+                    for chunk in plus:
+                        changes[text_hashes(chunk)[0]] -= 1
+                    for chunk in minus:
+                        changes[text_hashes(chunk)[0]] += 1
+                    ended = []
+                    for digest, change in changes.items():
+                        if digest in trace.counts:
+                            trace.counts[digest] += change
+                            if trace.counts[digest] <= 0:
+                                ended.append(digest)
+                    return ended
+            if counts is None:
+                counts = dict(Counter(text_hashes(c)[0] for c in chunk_file(path, data)))
+        trace.counts = {h: counts.get(h, 0) for h in trace.pending}
+        return [h for h, n in trace.counts.items() if n <= 0]
 
     def _versions_by_path(self, commit_id: str) -> dict[str, tuple[int, str, int, bytes | None]]:
         ids = self.store.snapshot_versions(commit_id)
@@ -370,31 +525,6 @@ class _Builder:
             "SELECT v.id, v.path, v.blob_id, v.since, v.times FROM json_each(?) j "
             "CROSS JOIN versions v ON v.id = j.value", (_json_ids(ids),))
         return {str(p): (int(i), str(b), int(s), t) for i, p, b, s, t in rows}
-
-    def _chunk_times(self, prior: tuple[int, str, int, bytes | None], oid: str,
-                     since: int) -> bytes | None:
-        """Per chunk of the new blob: when its text appeared (kept from the prior version)."""
-        import numpy as np
-
-        _vid, old_oid, old_since, old_times = prior
-        if old_oid == oid:
-            return old_times
-        old: list[Any] = self.conn.execute(
-            "SELECT seq, text_id FROM chunks WHERE blob_id=? ORDER BY seq", (old_oid,)).fetchall()
-        if not old:
-            return None
-        old_t = (np.frombuffer(old_times, dtype="<i8") if old_times is not None
-                 and len(old_times) == 8 * len(old) else None)
-        first_seen: dict[int, int] = {}
-        for seq, text_id in old:
-            when = int(old_t[seq]) if old_t is not None else old_since
-            first_seen.setdefault(int(text_id), when)
-        new = [int(t) for (t,) in self.conn.execute(
-            "SELECT text_id FROM chunks WHERE blob_id=? ORDER BY seq", (oid,))]
-        times = [first_seen.get(t, since) for t in new]
-        if all(t == since for t in times):
-            return None
-        return np.asarray(times, dtype="<i8").tobytes()
 
     def _version(self, path: str, oid: str, since: int, times: bytes | None) -> int:
         row = self.conn.execute("SELECT id FROM versions WHERE path=? AND blob_id=? AND since=?",
@@ -434,7 +564,9 @@ class _Builder:
         with self.conn:
             for oid, kind, chunks in batch:
                 self.conn.execute("DELETE FROM chunks WHERE blob_id=?", (oid,))
-                self.conn.execute("UPDATE versions SET times=NULL WHERE blob_id=?", (oid,))
+                # Versions of a blob cut again (a new chunker) have per-chunk times of the old
+                # cut: made again from history, never reused.
+                self.conn.execute("DELETE FROM versions WHERE blob_id=?", (oid,))
                 for seq, chunk in enumerate(chunks):
                     text_id = self._text_id(chunk)
                     self.conn.execute("INSERT INTO chunks(blob_id, seq, locator, text_id) "
@@ -665,9 +797,12 @@ def ensure_indexed(config: Config, repo: VaultRepo, commit_id: str, embedder: Em
     """Index one commit if it is not indexed yet (recall's catch-up); None when it was."""
     with reporting_damage(config.index_path):
         if config.index_path.exists():
-            with IndexStore(config.index_path, readonly=True) as store:
-                if store.is_indexed(commit_id, embedder.key):
-                    return None
+            try:
+                with IndexStore(config.index_path, readonly=True) as store:
+                    if store.is_indexed(commit_id, embedder.key):
+                        return None
+            except IndexOutdated:
+                pass  # upgraded below, when opened for writing
         with _lock(config):
             with IndexStore(config.index_path) as store:
                 if store.is_indexed(commit_id, embedder.key):
