@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import pytest
 
 from conftest import run_cli, write_config
 from vault.cli import cli
+from vault.config import Config
+from vault.repo import VaultRepo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,3 +215,27 @@ def test_status_names_the_files_a_sync_would_skip(config: Config, vault: VaultRe
     assert skipped[1] == "Skipped:   agent/link0: symbolic link (not followed)"
     assert len(skipped) == 6 and skipped[-1] == (
         "Skipped:   ... and 2 more (`vault sync --dry-run` lists them all)")
+
+
+def test_a_rollback_to_a_redacted_version_says_so(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    memory = ws / "memory.json"
+    memory.write_text('{"notes": ["likes tea"], '
+                      '"github_token": "ghp_Zx8Qw3Er5Ty7Ui9Op1As2Df4Gh6Jk8Lz0Xc3V"}')
+    cfg = write_config(tmp_path / "vault.toml", {"agent": ws},
+                       extra='\n[secrets]\npolicy = "redact"\n[health]\nauto_rollback = true\n')
+    assert run_cli("init", "--config", str(cfg)).returncode == 0
+    assert run_cli("sync", "--quiet", "--config", str(cfg)).returncode == 0
+    memory.write_text('{"notes": ["likes tea"], "github_token": "ghp_Zx8Q')  # half-written
+    past = time.time() - 10
+    os.utime(memory, (past, past))
+    proc = run_cli("sync", "--config", str(cfg))
+    assert proc.returncode == 1
+    assert f"Warning: {memory} holds [REDACTED:...] markers: the secrets it held were never " \
+           "stored and cannot come back" in proc.stderr
+    assert "[REDACTED:github-token:" in memory.read_text()
+    memory.write_text('{"notes": [')
+    os.utime(memory, (past, past))
+    doc = json.loads(run_cli("sync", "--json", "--config", str(cfg)).stdout)
+    assert doc["rollbacks"][0]["warning"].endswith("cannot come back")

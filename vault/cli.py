@@ -122,6 +122,8 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
         for rollback in result.rollbacks:
             click.echo(f"Rolled back {rollback.path}: the corrupt file is kept as "
                        f"{rollback.aside}, its last good version is back")
+            if rollback.warning:
+                click.echo(f"Warning: {rollback.warning}", err=True)
         if result.push is not None:
             if result.push.pushed:
                 extra = (f" ({result.push.replayed} commit(s) replayed on top of other hosts')"
@@ -193,7 +195,8 @@ def sync_json(result: Any) -> dict[str, Any]:
             "corrupt": [{"path": c.path, "reason": c.reason} for c in result.corrupt],
             "redacted": [{"path": r.path, "reason": r.reason} for r in result.redacted],
             "waiting": [{"path": w.path, "reason": w.reason} for w in result.waiting],
-            "rollbacks": [{"path": r.path, "aside": r.aside, "restored_from": r.commit}
+            "rollbacks": [{"path": r.path, "aside": r.aside, "restored_from": r.commit,
+                           "warning": r.warning or None}
                           for r in result.rollbacks],
             "push": None if result.push is None else {
                 "pushed": result.push.pushed, "unpushed": result.push.unpushed,

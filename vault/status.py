@@ -52,13 +52,16 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     # (failures.log keeps whole seconds: one in the second of the last run counts as after it)
     last_failure = failed[0] if failed and (
         ran is None or failed[0].time >= ran.replace(microsecond=0)) else None
-    overdue = ran is not None and (moment - ran).total_seconds() > 2 * config.schedule.interval
+    from vault.doctor import sync_interval  # (vault's cron entry, when it has one, says)
+
+    interval, _why = sync_interval(config, None, moment)
+    overdue = ran is not None and (moment - ran).total_seconds() > 2 * interval
     from vault.remote import REMOTE, clean_url, remote_url
 
     url = remote_url(config)
     unpushed = repo.count_ahead(f"refs/remotes/{REMOTE}/{repo.branch}") if url else 0
     return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
                   commits=commits, pending=pending, lock=lock_state(config.state_dir),
-                  interval=config.schedule.interval, overdue=overdue,
+                  interval=interval, overdue=overdue,
                   remote=clean_url(url) if url else None, unpushed=unpushed, last_run=ran,
                   last_failure=last_failure)
