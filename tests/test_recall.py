@@ -287,3 +287,45 @@ def test_the_encoder_thread_imports_nothing(tmp_path: Path) -> None:
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "(1, 384)" in proc.stdout and "THREAD []" in proc.stdout, proc.stdout
+
+
+def _five_tasks(workspace: Path) -> None:
+    """A vault of five entries, as in QA's report: "bill" and "412" are in a fifth of them."""
+    for name in ("MEMORY.md", "memory.json", "memory/2026-11-20.md", "sessions/s1.jsonl",
+                 "memory.db"):
+        (workspace / name).unlink()
+    (workspace / "tasks.json").write_text(json.dumps([
+        {"id": "BILL-412", "text": "Electricity invoice overdue, pay before Friday"},
+        {"id": "BILL-377", "text": "Water invoice paid in October"},
+        {"id": "TASK-9", "text": "Renew passport at the consulate"},
+        {"id": "TASK-12", "text": "Buy a birthday gift for Maria"},
+        {"id": "NOTE-3", "text": "The landlord's phone number changed"}]))
+
+
+def test_exact_ids_and_words_of_a_small_vault_are_never_dropped_as_common(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    from vault.recall import exact_words
+
+    assert exact_words("status of BILL-412 refund, v2 and user_id") == {
+        "bill", "412", "v2", "user_id"}
+    _five_tasks(workspace)
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    hits = recall(config, "status of BILL-412 refund", RecallOptions(k=2, mode="lexical")).hits
+    assert hits[0].locator == "/0" and hits[0].lexical is not None
+    # In five texts any word is in a tenth of them: none is left out.
+    hits = recall(config, "overdue invoice refund", RecallOptions(k=2, mode="lexical")).hits
+    assert [h.locator for h in hits] == ["/0", "/1"]
+
+
+@pytest.mark.model
+def test_real_model_hybrid_ranks_an_exact_id_first_in_a_small_vault(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    _five_tasks(workspace)
+    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
+    sync(config, now=clock)
+    embedder, _ = real_model()
+    link_models(config.models_dir)
+    build_index(config, IndexOptions(), embedder)
+    for query in ("BILL-412 refund", "status of BILL-412 refund"):
+        assert recall(config, query, RecallOptions(k=2)).hits[0].locator == "/0", query

@@ -34,6 +34,7 @@ PROJECT_ABOVE = 20_000
 PROJECTED_DIM = 128
 SHORTLIST = 1000
 COMMON_SHARE = 0.1  # lexical search leaves out words found in more than this share of texts
+COMMON_MIN_TEXTS = 100  # ... and in at least this many: a small vault drops no word
 
 # Words that carry no meaning for BM25; dropped from the lexical query (kept for dense).
 STOPWORDS = frozenset("""
@@ -47,6 +48,7 @@ while who whom why will with would you your yours yourself yourselves tell remin
 did does ever anything something thing things please give get got
 """.split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+_JOINED = re.compile(r"\w+(?:-\w+)*", re.UNICODE)  # words joined by hyphens stay one token
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,16 @@ def query_words(text: str) -> list[str]:
     words = [w.lower() for w in _TOKEN.findall(text)]
     kept = [w for w in words if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return list(dict.fromkeys(kept or words))
+
+
+def exact_words(text: str) -> set[str]:
+    """The query's words that belong to an exact id: a token with a digit, or words joined
+    by - or _ (BILL-412, v2, user_id), lowercased as `query_words` gives them."""
+    out: set[str] = set()
+    for token in _JOINED.findall(text):
+        if "-" in token or "_" in token or any(ch.isdigit() for ch in token):
+            out.update(w.lower() for w in _TOKEN.findall(token))
+    return out
 
 
 def fts_query(text: str, words: Sequence[str] | None = None) -> str:
@@ -325,10 +337,13 @@ class Searcher:
         import apsw
 
         words = query_words(query)
-        common = [w for w in words if self._share(w) > COMMON_SHARE]
+        exact = exact_words(query)
+        common = [w for w in words if w not in exact and self._is_common(w)]
         if len(common) < len(words):
             # A word in more than a tenth of all memory (the user's own name, say) adds little
             # to BM25 but makes FTS5 score every text that has it: leave it to the dense side.
+            # Never a part of an exact id (BILL-412 is what the user is looking for), and
+            # never in a small vault, where any word is in a tenth of the texts.
             words = [w for w in words if w not in common]
         expression = fts_query(query, words)
         if not expression:
@@ -354,6 +369,11 @@ class Searcher:
             if len(rows) < limit:
                 return found
             limit *= 8  # other commits' texts crowded this one out: look deeper
+
+    def _is_common(self, word: str) -> bool:
+        """True when the word is in too many texts to help BM25 (see COMMON_SHARE)."""
+        share = self._share(word)
+        return share > COMMON_SHARE and round(share * (self._texts or 0)) >= COMMON_MIN_TEXTS
 
     def _share(self, word: str) -> float:
         """The share of indexed texts that hold the word (as FTS5 stems it)."""
