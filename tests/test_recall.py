@@ -103,9 +103,13 @@ def test_source_and_path_filters(tmp_path: Path, workspace: Path, clock: Clock) 
     assert only_md and all(h.path.endswith(".md") for h in only_md)
     in_folder = recall(config, "backup", RecallOptions(k=20, paths=("memory/",))).hits
     assert in_folder and all(h.path.startswith("agent/memory/") for h in in_folder)
-    assert recall(config, "tea", RecallOptions(sources=("nope",))).hits == ()
+    with pytest.raises(UsageError, match=r"^no source named 'nope' \(known: agent\)$"):
+        recall(config, "tea", RecallOptions(sources=("nope",)))
     with pytest.raises(UsageError):
         recall(config, "tea", RecallOptions(mode="fuzzy"))
+    for blank in ("", "   "):
+        with pytest.raises(UsageError, match="the query is empty"):
+            recall(config, blank, RecallOptions())
 
 
 def test_batch_recall_loads_once_and_answers_each(tmp_path: Path, workspace: Path,
@@ -150,7 +154,9 @@ def test_cli_index_and_recall_json(tmp_path: Path, workspace: Path, clock: Clock
     queries.write_text("BILL-412\n\nkitchen\n")
     out = runner.invoke(_group(), ["recall", "--queries", str(queries), "--config", cfg])
     lines = [json.loads(line) for line in out.output.splitlines()]
-    assert [line["query"] for line in lines] == ["BILL-412", "kitchen"]
+    assert [line["query"] for line in lines] == ["BILL-412", "", "kitchen"]
+    assert lines[1]["hits"] == [] and lines[1]["commit"] == lines[0]["commit"]
+    assert lines[0]["hits"] and lines[2]["hits"]
     text = runner.invoke(_group(), ["recall", "kitchen", "--config", cfg])
     assert " 1. " in text.output and "agent/notes.md  L9" in text.output
     bad = runner.invoke(_group(), ["recall", "--config", cfg])
@@ -329,3 +335,20 @@ def test_real_model_hybrid_ranks_an_exact_id_first_in_a_small_vault(
     build_index(config, IndexOptions(), embedder)
     for query in ("BILL-412 refund", "status of BILL-412 refund"):
         assert recall(config, query, RecallOptions(k=2)).hits[0].locator == "/0", query
+
+
+def test_cli_usage_errors_of_recall(tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    from conftest import run_cli
+
+    config = make_config(tmp_path, workspace)
+    sync(config, now=clock)
+    env = {"VAULT_CONFIG": str(config.file)}
+    for args, error in (
+            (["park", "--source", "nosuch"], "Error: no source named 'nosuch' (known: agent)"),
+            ([""], "Error: the query is empty: give some words to look for"),
+            (["   ", "-k", "1"], "Error: the query is empty: give some words to look for")):
+        proc = run_cli("recall", *args, env=env)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.splitlines()[0] == error and not proc.stdout
+    blank = run_cli("recall", "--queries", "-", env=env)  # no lines at all: no output
+    assert blank.returncode == 0 and blank.stdout == ""

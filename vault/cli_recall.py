@@ -132,10 +132,12 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
     import json
 
     from vault.errors import UsageError
-    from vault.recall import RecallOptions, Recaller
+    from vault.recall import RecallOptions, Recaller, check_query
 
     if (query is None) == (queries_file is None):
         raise UsageError("give a QUERY or --queries FILE (one of them)")
+    if query is not None:
+        check_query(query)  # before the encoder starts loading
     config = load_config_at(config_path)
     options = RecallOptions(at=at, k=k, sources=sources, paths=paths, mode=mode)
     recaller = Recaller.open(config, mode=mode)
@@ -150,7 +152,9 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
 
     try:
         if queries_file is not None:
-            queries = [line.strip() for line in queries_file if line.strip()]
+            # One JSON line per line of FILE, a blank line's with no hits: line N of the
+            # output answers line N of the input.
+            queries = [line.strip() for line in queries_file]
             for result in recaller.recall_many(queries, options, progress=stale):
                 click.echo(json.dumps(recall_json(result, mode), ensure_ascii=False))
             return

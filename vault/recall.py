@@ -97,6 +97,12 @@ def query_words(text: str) -> list[str]:
     return list(dict.fromkeys(kept or words))
 
 
+def check_query(query: str) -> None:
+    """Refuse a query with nothing to look for (it would rank every text alike)."""
+    if not query.strip():
+        raise UsageError("the query is empty: give some words to look for")
+
+
 def exact_words(text: str) -> set[str]:
     """The query's words that belong to an exact id: a token with a digit, or words joined
     by - or _ (BILL-412, v2, user_id), lowercased as `query_words` gives them."""
@@ -526,11 +532,13 @@ class Recaller:
             raise UsageError(f"unknown mode {options.mode!r}: use one of {', '.join(MODES)}")
         if options.k < 1:
             raise UsageError("-k must be at least 1")
+        check_query(query)
         from vault.index import reporting_damage
 
         before = len(self.indexed)
         commit_id, when = self.commit_for(options.at, now or datetime.now(timezone.utc))
         with reporting_damage(self.config.index_path):
+            self._check_sources(options.sources, commit_id)
             searcher = self.searcher(commit_id, progress)
             hits = searcher.search(query, options.k, sources=options.sources,
                                    paths=options.paths, mode=options.mode,
@@ -543,24 +551,50 @@ class Recaller:
                             seconds=time.perf_counter() - started,
                             indexed=self.indexed[-1] if len(self.indexed) > before else None)
 
+    def _check_sources(self, names: tuple[str, ...], commit_id: str) -> None:
+        """Refuse a --source that names no source (as sync does), listing the known ones."""
+        known = [s.name for s in self.config.sources]
+        if all(name in known for name in names):
+            return
+        # A source since removed from the config can still be searched in the commits
+        # that have it.
+        there = {path.split("/", 1)[0] for path in self.repo.files(commit_id)}
+        known += sorted(there - set(known))
+        for name in names:
+            if name not in known:
+                raise UsageError(f"no source named {name!r} (known: "
+                                 f"{', '.join(known) or 'none'})")
+
     def recall_many(self, queries: Sequence[str], options: RecallOptions, *,
                     now: datetime | None = None,
                     progress: ProgressFn | None = None) -> list[RecallResult]:
-        """Answer many queries against one commit, their vectors computed in one batch."""
-        if not queries:
-            return []
-        first = self.recall(queries[0], options, now=now, progress=progress)
+        """Answer many queries against one commit, their vectors computed in one batch.
+
+        A blank query gets a result with no hits, so that result i answers query i.
+        """
+        asked = [i for i, query in enumerate(queries) if query.strip()]
+        if not asked:
+            if not queries:
+                return []
+            commit_id, when = self.commit_for(options.at, now or datetime.now(timezone.utc))
+            return [RecallResult(query=q, commit=commit_id, hits=(), seconds=0.0,
+                                 commit_time=when or self.repo.commit_info(commit_id).time)
+                    for q in queries]
+        first = self.recall(queries[asked[0]], options, now=now, progress=progress)
         vectors = None
-        if options.mode != "lexical" and len(queries) > 1:
-            vectors = self.embedder.embed_queries(list(queries[1:]))
+        if options.mode != "lexical" and len(asked) > 1:
+            vectors = self.embedder.embed_queries([queries[i] for i in asked[1:]])
         fixed = RecallOptions(at=first.commit, k=options.k, sources=options.sources,
                               paths=options.paths, mode=options.mode) \
             if options.at is not None else options
-        results = [first]
-        for i, query in enumerate(queries[1:]):
-            results.append(self.recall(query, fixed, now=now,
-                                       query_vector=None if vectors is None else vectors[i]))
-        return results
+        answers = {asked[0]: first}
+        for n, i in enumerate(asked[1:]):
+            answers[i] = self.recall(queries[i], fixed, now=now,
+                                     query_vector=None if vectors is None else vectors[n])
+        return [answers.get(i) or RecallResult(query=query, commit=first.commit,
+                                               commit_time=first.commit_time, hits=(),
+                                               seconds=0.0)
+                for i, query in enumerate(queries)]
 
     def close(self) -> None:
         """Close the index, and wait for the encoder's loading thread if one runs."""
