@@ -427,3 +427,28 @@ def test_an_allow_file_written_with_the_old_salt_still_lets_files_through(
     # ... and `vault secrets allow` adds fingerprints of this install beside it.
     assert sec.allow_fingerprint(config, sec.fingerprint(token))
     assert len(sec.allowed_fingerprints(config)) == 2
+
+
+def test_a_file_held_back_for_a_secret_fails_the_sync_under_cron(
+        config: Config, vault: VaultRepo, workspace: Path) -> None:
+    """QA: under the default policy (block) a file with a secret silently stopped being
+    recorded: `sync -q` printed nothing and exited 0 every time, nothing in failures.log."""
+    assert run_cli("sync", "--quiet", "--config", str(config.file)).returncode == 0
+    token = "ghp_" + "Zx8Qw3Er5Ty7Ui9Op1As2Df4Gh6Jk8Lz0Xc3V"
+    (workspace / "MEMORY.md").write_text(f"# Memory\n\n- deploy token {token}\n")
+    (workspace / "memory" / "2026-11-21.md").write_text("# 2026-11-21\n\n- new day\n")
+    proc = run_cli("sync", "--quiet", "--config", str(config.file))
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("Error: agent/MEMORY.md: secret found: GitHub token at line 3 "
+                               "(fingerprint ")
+    assert lines[1] == "Hint: remove the secret, or `vault secrets allow FINGERPRINT` if it is none"
+    assert token not in subprocess.run(["git", "-C", str(config.vault.path), "log", "-p", "main"],
+                                       capture_output=True, text=True, check=True).stdout
+    assert "new day" in subprocess.run(  # the rest of the sync is committed
+        ["git", "-C", str(config.vault.path), "show", "main:agent/memory/2026-11-21.md"],
+        capture_output=True, text=True, check=True).stdout
+    failures = (config.home / "failures.log").read_text().splitlines()
+    assert len(failures) == 1 and "secret found: GitHub token" in json.loads(failures[0])["error"]
+    status = run_cli("status", "--config", str(config.file)).stdout
+    assert "Problem:   agent/MEMORY.md: secret found: GitHub token" in status

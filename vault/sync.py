@@ -391,7 +391,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             if snap.held_back:
                 plan.waiting.append(Skipped(vpath, f"{snap.held_back} bytes of an unfinished "
                                                    "last line wait for its newline"))
-            data = _screen(config, plan, vpath, snap.data)
+            data = _screen(config, plan, source.name, vpath, snap.data)
             if data is None:  # a secret under policy "block": the last clean version stays
                 keep.add(vpath)
                 continue
@@ -509,8 +509,11 @@ def _looks_like_page_one(data: bytes) -> bool:
     return kind in (0x05, 0x0D) and cells < 4096 and 108 <= content <= min(len(data), 65536)
 
 
-def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | None:
-    """The [secrets] policy on one file's vault bytes: pass, redact, or block (None)."""
+def _screen(config: Config, plan: _Plan, source: str, vpath: str, data: bytes) -> bytes | None:
+    """The [secrets] policy on one file's vault bytes: pass, redact, or block (None).
+
+    A blocked file is also a failure: like an unreadable one, it will not fix itself, and the
+    agent's new memory in it goes unrecorded until someone removes or allows the secret."""
     if config.secrets.policy == "allow":
         return data
     from vault.secrets import allowed_fingerprints, screen
@@ -520,6 +523,9 @@ def _screen(config: Config, plan: _Plan, vpath: str, data: bytes) -> bytes | Non
     screened = screen(data, path=vpath, settings=config.secrets, allowed=plan.allowed)
     if screened.data is None:
         plan.skipped.append(Skipped(vpath, screened.reason))
+        plan.failures.append(SourceFailure(
+            source, f"{vpath}: {screened.reason}", path=vpath,
+            hint="remove the secret, or `vault secrets allow FINGERPRINT` if it is none"))
     elif screened.redacted:
         plan.redacted.append(Skipped(vpath, screened.reason))
     return screened.data
