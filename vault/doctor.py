@@ -197,7 +197,8 @@ def check_index(config: Config, repo: VaultRepo) -> Check:
             indexed = {commit for commit, _time in store.indexed_commits(key)}
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
         text = exc.message if isinstance(exc, VaultError) else str(exc)
-        return Check("index", FAIL, f"{path} is damaged: {text} (`vault doctor --repair` "
+        cause = text.removeprefix(f"the index {path} is damaged: ")  # (IndexStoreError's own)
+        return Check("index", FAIL, f"{path} is damaged: {cause} (`vault doctor --repair` "
                                     "rebuilds it from the vault)")
     head = repo.head_id()
     if head is None or head in indexed:
