@@ -185,9 +185,13 @@ def test_repair_reclones_a_damaged_vault_from_its_remote(tmp_path: Path, workspa
     for obj in (config.vault.path / "objects").glob("??/*"):
         obj.chmod(0o644)
         obj.write_bytes(b"garbage")
+    allow = config.state_dir / "secrets-allow.json"
+    allow.write_text('{"fingerprints": []}\n')  # the state folder (lock, cache, allow list)...
     report = doctor(config, repair=True, now=lambda: clock.now)
     assert report.repairs and report.repairs[0].startswith(f"re-cloned the vault from {remote}")
     assert f"1 commit(s) were only local" in report.repairs[0]
+    assert allow.read_text() == '{"fingerprints": []}\n'  # ...moved into the new vault
+    assert not list(tmp_path.glob(".memory-vault.clone-*"))
     assert checks(report)["repository"] == "ok"
     assert list(tmp_path.glob("memory-vault.damaged-*"))
     assert VaultRepo.open(config.vault.path, "main").head_id() == pushed.commit
@@ -380,3 +384,17 @@ def test_last_sync_is_judged_by_the_cron_entrys_interval(config: Config, vault: 
     last = next(c for c in report.checks if c.name == "last sync")
     assert last.status == "fail"
     assert "(60 min each, vault's cron entry '0 * * * *')" in last.detail
+
+
+def test_an_index_made_by_an_older_vault_is_not_called_damaged(config: Config,
+                                                               vault: VaultRepo) -> None:
+    import apsw
+
+    from vault.doctor import check_index
+
+    config.index_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = apsw.Connection(str(config.index_path))
+    conn.execute("CREATE TABLE t(x); PRAGMA user_version=1")
+    conn.close()
+    check = check_index(config, vault)
+    assert check.status == "warn" and "made by an older vault" in check.detail

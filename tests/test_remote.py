@@ -242,6 +242,7 @@ def test_a_push_the_remote_rejects_is_a_failure_someone_hears_of(tmp_path: Path)
     as_json = run_cli("sync", "--json", "--config", str(config.file))
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["push"]["refused"] is True
+    assert json.loads(as_json.stdout)["ok"] is False
 
 
 def test_a_remote_with_a_readme_commit_is_refused_with_the_reason(tmp_path: Path) -> None:
@@ -278,7 +279,7 @@ def test_two_machines_with_one_host_name_are_refused(tmp_path: Path, clock: Cloc
     assert sync(configs[0], now=clock).push.pushed  # type: ignore[union-attr]
     second = sync(configs[1], now=clock).push
     assert second is not None and not second.pushed and second.refused
-    assert "another machine also pushes as host 'ubuntu'" in second.message
+    assert "the remote has commits from host 'ubuntu' that this vault does not have" in second.message
     assert git(remote, "show", "main:ubuntu/agent/MEMORY.md") == "# one\n"  # not overwritten
 
 
@@ -337,3 +338,29 @@ def test_a_refused_push_runs_on_failure_not_post_sync(tmp_path: Path, clock: Clo
     assert marker.read_text().splitlines() == [
         "VAULT_ERROR=not pushed: the remote refused the push: [remote rejected] main -> main "
         "(pre-receive hook declined)", "VAULT_OK=0"]
+
+
+@pytest.mark.parametrize("text,refused", [
+    (" ! [remote rejected] main -> main (pre-receive hook declined)", True),
+    (" ! [remote rejected] main -> main (protected branch hook declined)", True),
+    (" ! [remote rejected] main -> main (failed to update ref)", False),  # two pushes at once
+    (" ! [remote rejected] main -> main (cannot lock ref 'refs/heads/main')", False),
+    (" ! [rejected]        main -> main (fetch first)", False),  # another host pushed
+    ("git@github.com: Permission denied (publickey).", True),
+    ("ERROR: Permission to sam/memory-vault.git denied to deploy-bot.", True),
+    ("ERROR: The key you are authenticating with has been marked as read only.", True),
+    ("remote: You are not allowed to push code to this project.", True),
+    ("Host key verification failed.", True),
+    ("remote: Repository not found.", True),
+    ("fatal: Authentication failed for 'https://github.com/sam/memory-vault.git/'", True),
+    ("fatal: could not read Username for 'https://github.com': terminal prompts disabled", True),
+    ("fatal: unable to access 'https://x/': The requested URL returned error: 403", True),
+    ("ssh: Could not resolve hostname github.com: Name or service not known", False),
+    ("fatal: unable to access 'https://x/': Failed to connect to x port 443: Connection refused",
+     False),
+    ("fatal: '/mnt/usb/vault.git' does not appear to be a git repository", False),  # unmounted
+])
+def test_refused_or_offline(text: str, refused: bool) -> None:
+    from vault.remote import _refused
+
+    assert _refused(text) is refused

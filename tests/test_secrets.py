@@ -745,3 +745,20 @@ def test_a_damaged_salt_is_an_error_and_messages_are_scrubbed_all_the_same(
     assert info.value.hint is not None and "delete it" in info.value.hint
     out = sec.scrub(f"push failed with {token}")
     assert token not in out and out.startswith("push failed with [REDACTED:github-token:")
+
+
+def test_markers_in_utf16_text_and_in_dump_cells_are_told_on_restore_and_rollback() -> None:
+    """The cheap test before the scanner looked for the ASCII marker only: a UTF-16 file or a
+    BLOB cell carrying one (written since such files are scanned) came back without a word."""
+    from vault.dbbuild import is_redacted_blob
+    from vault.objects import Blob
+    from vault.rollback import redaction_warning
+    from vault.sources import DUMP_HEADER
+
+    utf16 = "note [REDACTED:github-token:7ac1ba0f74bc] end\n".encode("utf-16")
+    cell = b"[REDACTED:github-token:7ac1ba0f74bc]".hex()
+    dump = DUMP_HEADER + f"\nINSERT INTO t VALUES(1,X'{cell}');\n".encode()
+    for data in (utf16, dump):
+        assert redaction_warning("f", data).endswith("cannot come back")
+        assert is_redacted_blob(Blob("0" * 40, data=data))
+    assert not is_redacted_blob(Blob("0" * 40, data=b"plain text\n"))

@@ -191,7 +191,8 @@ def sync_json(result: Any) -> dict[str, Any]:
             "unchanged": result.unchanged,
             "failures": [{"source": f.source, "message": f.message, "path": f.path}
                          for f in result.failures],
-            "ok": result.ok,
+            # (a push the remote refused fails the sync too: exit 1)
+            "ok": result.ok and not (result.push is not None and result.push.refused),
             "corrupt": [{"path": c.path, "reason": c.reason} for c in result.corrupt],
             "redacted": [{"path": r.path, "reason": r.reason} for r in result.redacted],
             "waiting": [{"path": w.path, "reason": w.reason} for w in result.waiting],

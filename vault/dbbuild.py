@@ -55,9 +55,17 @@ def build(vault_dir: Path, oid: str, folder: Path) -> dict[str, object]:
     return {"redacted": is_redacted_blob(blob)}
 
 
+_MARK = "[REDACTED:"
+# How a marker can appear in stored bytes: as text, in UTF-16 text, or as hex in a dump's BLOB
+# or CAST cell. The cheap test; secrets.is_redacted says for sure.
+MARKER_NEEDLES = tuple(dict.fromkeys(
+    form for text in (_MARK.encode("ascii"), _MARK.encode("utf-16-le"), _MARK.encode("utf-16-be"))
+    for form in (text, text.hex().encode("ascii"))))
+
+
 def is_redacted_blob(blob: Blob) -> bool:
     """Whether a restored file's content carries the sync's [REDACTED:...] markers."""
-    if not blob.contains(b"[REDACTED:"):
+    if not any(blob.contains(needle) for needle in MARKER_NEEDLES):
         return False  # the usual case, without the full scan (or importing the scanner)
     from vault.secrets import is_redacted
 

@@ -186,7 +186,7 @@ def check_index(config: Config, repo: VaultRepo) -> Check:
     if not path.exists():
         return Check("index", OK, "no recall index built (run `vault index` to search memory)")
     from vault.embed import resolve_model
-    from vault.index import IndexStore
+    from vault.index import IndexOutdated, IndexStore
 
     try:
         key = resolve_model(config.index.model,
@@ -195,6 +195,10 @@ def check_index(config: Config, repo: VaultRepo) -> Check:
             if store.conn.execute("PRAGMA quick_check").fetchall() != [("ok",)]:
                 raise VaultError("PRAGMA quick_check failed")
             indexed = {commit for commit, _time in store.indexed_commits(key)}
+    except IndexOutdated:
+        return Check("index", WARN, f"{path} was made by an older vault: the next `vault "
+                                    "index` or `vault recall` upgrades it (nothing is "
+                                    "embedded again)")
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
         text = exc.message if isinstance(exc, VaultError) else str(exc)
         cause = text.removeprefix(f"the index {path} is damaged: ")  # (IndexStoreError's own)
@@ -438,7 +442,15 @@ def check_remote(config: Config, repo: VaultRepo) -> Check:
         # (a tip this vault has not fetched yet is another host's news: the next sync fetches)
         # What vault last pushed is not on the remote (emptied, replaced, or another URL):
         # forget it, so that the next sync pushes everything again instead of "up to date".
-        repo.delete_ref(tracking)
+        # (Under the sync lock: a sync moves that ref; one running now fetches it anew.)
+        from vault.errors import BusyError
+        from vault.lock import SyncLock
+
+        try:
+            with SyncLock(config.state_dir, command="doctor"):
+                repo.delete_ref(tracking)
+        except BusyError:
+            pass
         lacks = repo.count_ahead(tracking)
         return Check("remote", WARN, f"{clean_url(url)} reachable, but it lacks {lacks} "
                                      "commit(s) vault pushed there before (emptied or "
@@ -550,18 +562,26 @@ def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]
         local_only = _local_only_commits(path, branch)
         import git
 
-        path.rename(aside)
+        # Cloned beside it, then the state folder (the lock file we hold, the stat cache, the
+        # allow list, the index) moves into the clone, and the clone into place: the lock is
+        # held on that file wherever it goes, so a sync that starts meanwhile finds it held
+        # (or, for a moment, no vault), never a half-made clone without a lock to commit into.
+        fresh_path = path.with_name(f".{path.name}.clone-{stamp}")
         old_umask = os.umask(0o077)  # private, as `vault init` makes it
         try:
-            git.Repo.clone_from(url, str(path), bare=True, no_hardlinks=True,
+            git.Repo.clone_from(url, str(fresh_path), bare=True, no_hardlinks=True,
                                 env={"GIT_TERMINAL_PROMPT": "0"})
         except git.GitCommandError as exc:
-            shutil.rmtree(path, ignore_errors=True)  # (whatever the failed clone left)
-            aside.rename(path)
+            shutil.rmtree(fresh_path, ignore_errors=True)  # (whatever the failed clone left)
             return (f"re-clone from {clean_url(url)} failed ({clean(str(exc))}); the damaged "
-                    "vault is back in place", None)
+                    "vault is untouched", None)
         finally:
             os.umask(old_umask)
+        state = config.state_dir
+        if state.is_dir():
+            state.rename(fresh_path / state.name)
+        path.rename(aside)
+        fresh_path.rename(path)
         fresh = VaultRepo.open(path, branch)
         _as_vault_made_it(fresh)
         head = fresh.head_id()

@@ -105,7 +105,9 @@ def nothing_to_push(config: Config, repo: VaultRepo) -> bool:
 # repository stays "offline": often a disk or share that is not mounted right now.)
 _REFUSALS = ("[remote rejected]", "permission denied", "authentication failed",
              "could not read username", "could not read password", "repository not found",
-             "access denied", "returned error: 403", "returned error: 401")
+             "access denied", "returned error: 403", "returned error: 401",
+             "host key verification failed", "denied to", "read only", "read-only",
+             "not allowed to push")
 
 
 # ... except a ref another push was updating at the same moment: a race, the next try wins
@@ -205,8 +207,9 @@ def _cannot_replay(config: Config, theirs: list[str | None]) -> str:
         return ("the remote branch has commits from another machine; with several machines "
                 "set [vault] layout = \"{host}/{source}\" on each")
     if config.vault.host in theirs:
-        return (f"another machine also pushes as host '{config.vault.host}': give each "
-                "machine its own [vault] host")
+        return (f"the remote has commits from host '{config.vault.host}' that this vault does "
+                "not have: another machine with the same [vault] host (give each its own), or "
+                "this machine's vault made anew (set a new [vault] host)")
     return ""
 
 

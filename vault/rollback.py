@@ -109,7 +109,9 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
 
 def redaction_warning(target: str, data: bytes) -> str:
     """What to tell when a file put back holds [secrets] redact markers (as restore warns)."""
-    if b"[REDACTED:" not in data:
+    from vault.dbbuild import MARKER_NEEDLES
+
+    if not any(needle in data for needle in MARKER_NEEDLES):
         return ""
     from vault.secrets import is_redacted
 
