@@ -352,3 +352,20 @@ def test_cli_usage_errors_of_recall(tmp_path: Path, workspace: Path, clock: Cloc
         assert proc.stderr.splitlines()[0] == error and not proc.stdout
     blank = run_cli("recall", "--queries", "-", env=env)  # no lines at all: no output
     assert blank.returncode == 0 and blank.stdout == ""
+
+
+def test_source_filter_with_one_folder_per_host(tmp_path: Path, workspace: Path,
+                                                clock: Clock) -> None:
+    """With layout "{host}/{source}" the first folder is the host: --source used to match
+    nothing there, and its error listed host names as the known sources."""
+    add_notes(workspace)
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra='layout = "{host}/{source}"\n'
+                              '\n[index]\nmodel = "hash:64"')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    hits = recall(config, "kitchen quote", RecallOptions(k=5, sources=("agent",))).hits
+    assert hits and all(h.path.startswith("testhost/agent/") for h in hits)
+    with pytest.raises(UsageError, match=r"^no source named 'testhost' \(known: agent\)$"):
+        recall(config, "tea", RecallOptions(sources=("testhost",)))

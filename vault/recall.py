@@ -177,10 +177,12 @@ class _View:
 class Searcher:
     """Answers queries against one indexed commit; loads its chunks and vectors once."""
 
-    def __init__(self, store: IndexStore, commit_id: str, embedder: Embedder) -> None:
+    def __init__(self, store: IndexStore, commit_id: str, embedder: Embedder,
+                 depth: int = 1) -> None:
         self.store = store
         self.commit_id = commit_id
         self.embedder = embedder
+        self.depth = depth  # folders before a source's files: 2 with layout "{host}/{source}"
         model = store.model_id(embedder.key)
         if model is None or not store.is_indexed(commit_id, embedder.key):
             raise VaultError(f"commit {commit_id[:10]} is not indexed for {embedder.key}",
@@ -270,9 +272,11 @@ class Searcher:
 
             match = compile_patterns(paths) if paths else None
             wanted = set(sources)
+            depth = self.depth
             ok_path = np.zeros(len(view.paths), dtype=bool)
             for i, path in enumerate(view.paths):
-                source, _, rel = path.partition("/")
+                parts = path.split("/", depth)
+                source, rel = parts[depth - 1], parts[-1]
                 if wanted and source not in wanted:
                     continue
                 if match is not None and not (match(path) or match(rel) or any(
@@ -520,7 +524,8 @@ class Recaller:
             # sentence-transformers is loaded already (no twin yet): make the next recall fast.
             ensure_query_encoder(self.embedder, self.config.models_dir)
             self.store = IndexStore(self.config.index_path, readonly=True)
-        searcher = Searcher(self.store, commit_id, self.embedder)
+        searcher = Searcher(self.store, commit_id, self.embedder,
+                            self.config.prefix_depth)
         self.searchers[commit_id] = searcher
         return searcher
 
@@ -558,7 +563,9 @@ class Recaller:
             return
         # A source since removed from the config can still be searched in the commits
         # that have it.
-        there = {path.split("/", 1)[0] for path in self.repo.files(commit_id)}
+        depth = self.config.prefix_depth
+        there = {path.split("/", depth)[depth - 1] for path in self.repo.files(commit_id)
+                 if path.count("/") >= depth}
         known += sorted(there - set(known))
         for name in names:
             if name not in known:
