@@ -246,17 +246,23 @@ _EXIT_PROBE = (
     "cli.main()\n")
 
 
+def _real_index(tmp_path: Path, workspace: Path, clock: Clock) -> Config:
+    """A vault of the workspace, synced and indexed with the real model."""
+    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
+    sync(config, now=clock)
+    embedder, _ = real_model()
+    link_models(config.models_dir)
+    build_index(config, IndexOptions(), embedder)
+    return config
+
+
 @pytest.mark.model
 def test_recall_exits_with_no_encoder_thread_left_and_lexical_never_loads_it(
         tmp_path: Path, workspace: Path, clock: Clock) -> None:
     # A thread still building the ONNX session at interpreter exit made the process abort
     # (exit 134) after a lexical recall had printed its hits.
     add_notes(workspace)
-    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
-    sync(config, now=clock)
-    embedder, _ = real_model()
-    link_models(config.models_dir)
-    build_index(config, IndexOptions(), embedder)
+    config = _real_index(tmp_path, workspace, clock)
     env = {**os.environ, "VAULT_CONFIG": str(config.file)}
     for mode, loads in (("lexical", False), ("hybrid", True), ("dense", True)):
         proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE, "BILL-412", "--mode", mode,
@@ -328,11 +334,7 @@ def test_exact_ids_and_words_of_a_small_vault_are_never_dropped_as_common(
 def test_real_model_hybrid_ranks_an_exact_id_first_in_a_small_vault(
         tmp_path: Path, workspace: Path, clock: Clock) -> None:
     _five_tasks(workspace)
-    config = make_config(tmp_path, workspace, model="all-MiniLM-L6-v2")
-    sync(config, now=clock)
-    embedder, _ = real_model()
-    link_models(config.models_dir)
-    build_index(config, IndexOptions(), embedder)
+    config = _real_index(tmp_path, workspace, clock)
     for query in ("BILL-412 refund", "status of BILL-412 refund"):
         assert recall(config, query, RecallOptions(k=2)).hits[0].locator == "/0", query
 
