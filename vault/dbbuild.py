@@ -23,8 +23,12 @@ import re
 import sys
 from pathlib import Path
 
+from vault.sources import DUMP_HEADER
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vault.objects import Blob
 
 
@@ -56,16 +60,22 @@ def build(vault_dir: Path, oid: str, folder: Path) -> dict[str, object]:
 
 
 _MARK = "[REDACTED:"
-# How a marker can appear in stored bytes: as text, in UTF-16 text, or as hex in a dump's BLOB
-# or CAST cell. The cheap test; secrets.is_redacted says for sure.
-MARKER_NEEDLES = tuple(dict.fromkeys(
-    form for text in (_MARK.encode("ascii"), _MARK.encode("utf-16-le"), _MARK.encode("utf-16-be"))
-    for form in (text, text.hex().encode("ascii"))))
+# How a marker can appear in stored bytes: as text; in UTF-16 text (which holds NULs); as hex in
+# a dump's BLOB or CAST cell. The cheap test; secrets.is_redacted says for sure.
+_TEXT_NEEDLE = _MARK.encode("ascii")
+_UTF16_NEEDLES = (_MARK.encode("utf-16-le"), _MARK.encode("utf-16-be"))
+_HEX_NEEDLES = tuple(n.hex().encode("ascii") for n in (_TEXT_NEEDLE, *_UTF16_NEEDLES))
+
+
+def might_hold_markers(contains: Callable[[bytes], bool], is_dump: bool) -> bool:
+    """Whether content may carry [REDACTED:...] markers (contains: a substring test on it)."""
+    return contains(_TEXT_NEEDLE) or (contains(b"\0") and any(map(contains, _UTF16_NEEDLES))) \
+        or (is_dump and any(map(contains, _HEX_NEEDLES)))
 
 
 def is_redacted_blob(blob: Blob) -> bool:
     """Whether a restored file's content carries the sync's [REDACTED:...] markers."""
-    if not any(blob.contains(needle) for needle in MARKER_NEEDLES):
+    if not might_hold_markers(blob.contains, blob.head(len(DUMP_HEADER)) == DUMP_HEADER):
         return False  # the usual case, without the full scan (or importing the scanner)
     from vault.secrets import is_redacted
 

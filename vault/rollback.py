@@ -109,9 +109,10 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
 
 def redaction_warning(target: str, data: bytes) -> str:
     """What to tell when a file put back holds [secrets] redact markers (as restore warns)."""
-    from vault.dbbuild import MARKER_NEEDLES
+    from vault.dbbuild import might_hold_markers
+    from vault.sources import DUMP_HEADER
 
-    if not any(needle in data for needle in MARKER_NEEDLES):
+    if not might_hold_markers(data.__contains__, data.startswith(DUMP_HEADER)):
         return ""
     from vault.secrets import is_redacted
 
