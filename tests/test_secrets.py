@@ -762,3 +762,28 @@ def test_markers_in_utf16_text_and_in_dump_cells_are_told_on_restore_and_rollbac
         assert redaction_warning("f", data).endswith("cannot come back")
         assert is_redacted_blob(Blob("0" * 40, data=data))
     assert not is_redacted_blob(Blob("0" * 40, data=b"plain text\n"))
+
+
+def test_an_aws_secret_key_in_another_cell_of_the_row_is_found(tmp_path: Path) -> None:
+    """A row is one record: the key id in one column (or a column named for the secret key)
+    is the context for the secret key in another. Before, only the key id was found."""
+    secret = "dz1C5Jau2RJtBRnlWmTSHf6pWkLUyifDLkDmWJ6U"
+    db = apsw.Connection(str(tmp_path / "c.db"))
+    db.execute("CREATE TABLE creds(id INTEGER PRIMARY KEY, key_id TEXT, secret TEXT);"
+               "CREATE TABLE tool(id INTEGER PRIMARY KEY, aws_secret_access_key TEXT);"
+               "CREATE TABLE notes(id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+    db.execute("INSERT INTO creds VALUES(1, 'AKIAIOSFODNN7QWERTYU', ?)", (secret,))
+    db.execute("INSERT INTO tool VALUES(1, ?)", (secret,))
+    db.execute("INSERT INTO notes VALUES(1, 'a commit', ?)", (secret,))  # no AWS context
+    db.close()
+    from vault.sqlite_dump import snapshot_sqlite
+
+    dump = snapshot_sqlite(tmp_path / "c.db")
+    findings = sec.scan_bytes(dump, path="c.db")
+    keys = [f.locator for f in findings if f.kind == "AWS secret key"]
+    assert keys == ["row creds:1", "row tool:1"]
+    load_dump(sec.redact(dump, findings), tmp_path / "d.db")
+    db = apsw.Connection(str(tmp_path / "d.db"))
+    assert [s for (s,) in db.execute("SELECT secret FROM creds")][0].startswith("[REDACTED:")
+    assert [s for (s,) in db.execute("SELECT b FROM notes")] == [secret]
+    db.close()

@@ -1184,13 +1184,19 @@ def _scan_dump(data: bytes, rules: _Rules) -> list[_Located]:
         line = data[base:starts[index + 1] - 1] if index + 1 < len(starts) else data[base:]
         insert = re.compile(_INSERT).match(line)
         locator = _row_locator(line, insert, index + 1)
+        # A row is one record: an AWS key id or a column named for one (aws_secret_access_key)
+        # anywhere in it is the context for a secret key in any of its text cells.
+        row_aws = bool(_aws_anchors(line.lower()))
         for cell in re.compile(_CELL).finditer(line, insert.end() if insert else 0):
             head = cell.group()[:1]
             if head == b'"':
                 continue
             first = bisect_left(marks, base + cell.start())
             if first == len(marks) or marks[first] >= base + cell.end():
-                continue  # nothing in this cell (a mark was in another of the row)
+                # nothing in this cell (a mark was in another of the row)
+                if row_aws and head not in (b"X", b"x"):
+                    found.extend(_aws_secrets_in_cell(cell, base, locator))
+                continue
             if head in (b"X", b"x"):
                 # Bytes of a BLOB, or text that is not UTF-8: a marker goes in as hex, so
                 # the dump stays SQL that rebuilds (a BLOB of JSON may change its length).
@@ -1208,6 +1214,20 @@ def _scan_dump(data: bytes, rules: _Rules) -> list[_Located]:
                 # A text literal takes an ASCII marker whatever the text was.
                 found.append(_Located(_Hit(start, end, hit.kind, hit.priority), locator,
                                       spot.secret, "ascii", True))
+    return found
+
+
+def _aws_secrets_in_cell(cell: re.Match[bytes], base: int, locator: str) -> list[_Located]:
+    """AWS secret keys in a text cell of a row that names AWS elsewhere (see _aws_secrets)."""
+    value, where = _decode_cell(cell)
+    found = []
+    for m in re.compile(_AWS_SECRET).finditer(value):
+        text = m.group().decode("ascii")
+        if any(c.isupper() for c in text) and any(c.islower() for c in text) \
+                and _looks_random(text):
+            hit = _Hit(base + where.start(m.start()), base + where.end(m.end()),
+                       "AWS secret key", 3)
+            found.append(_Located(hit, locator, m.group(), "ascii", True))
     return found
 
 
