@@ -262,3 +262,41 @@ def test_a_vault_whose_tip_commit_is_gone_is_not_called_unchanged(
         proc = run_cli(*args, "--config", str(config.file))
         assert proc.returncode == 1, args
         assert f"Error: vault commit {tip} is missing" in proc.stderr
+
+
+def test_a_transcript_cut_inside_a_line_is_corrupt_not_a_shorter_version(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    """QA: a 22-line transcript truncated mid-line (a crash, a full disk) was committed as an
+    edit with a 'waiting for its newline' note, every sync, and doctor was green."""
+    import json as _json
+
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                       extra="\n[health]\nauto_rollback = true\n")
+    config = load_config(cfg)
+    VaultRepo.init(config.vault.path, "main")
+    transcript = workspace / "sessions" / "s1.jsonl"
+    whole = "".join(_json.dumps({"n": i, "text": f"message {i}"}) + "\n" for i in range(22))
+    transcript.write_text(whole)
+    sync(config, now=clock)
+    past = time.time() - 10
+    # appended to, with a partial line: a version like any other (the partial line waits)
+    whole += _json.dumps({"n": 22, "text": "message 22"}) + "\n"
+    transcript.write_text(whole + '{"n": 23, "te')
+    os.utime(transcript, (past, past))
+    clock.tick()
+    grown = sync(config, now=clock)
+    assert grown.ok and grown.modified == ("agent/sessions/s1.jsonl",) and grown.waiting
+    transcript.write_text(whole[:160])  # cut: five whole lines left, the sixth cut off
+    os.utime(transcript, (past, past))
+    clock.tick()
+    cut = sync(config, now=clock)
+    assert not cut.ok and cut.commit is None
+    assert cut.corrupt[0].reason == ("JSONL cut short: 5 of the vault's 23 lines left, the last "
+                                     "one cut off (truncated?)")
+    assert transcript.read_text() == whole  # rolled back; the cut file is kept aside
+    assert [p.name for p in transcript.parent.glob("s1.jsonl.corrupt-*")]
+    # cut at a line end: an agent may rewrite a transcript shorter
+    transcript.write_text(whole[:whole.index("\n") + 1])
+    os.utime(transcript, (past, past))
+    clock.tick()
+    assert sync(config, now=clock).modified == ("agent/sessions/s1.jsonl",)

@@ -362,7 +362,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             plan.reads += 1
             if progress is not None:
                 progress(vpath)
-            snap = _unless_database_lost(repo, current, take_snapshot(entry, config.snapshot))
+            snap = _judged(repo, current, take_snapshot(entry, config.snapshot))
             if snap.vanished:
                 continue
             if snap.data is None and current is not None and snap.reason \
@@ -372,8 +372,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 # between the two looks is being written: busy, not corrupt.
                 first = snap.key
                 time.sleep(CORRUPT_RECHECK_S)
-                snap = _unless_database_lost(repo, current,
-                                             take_snapshot(entry, config.snapshot))
+                snap = _judged(repo, current, take_snapshot(entry, config.snapshot))
                 if snap.data is None and (snap.key != first or _open_elsewhere(entry.path)):
                     snap = replace(snap, reason="being written (changed while checked, or open "
                                                 "in another process); the next sync looks "
@@ -465,6 +464,34 @@ def _report_corrupt(plan: _Plan, source: str, vpath: str, path: str, reason: str
     plan.corrupt.append((vpath, path, reason))
     plan.failures.append(SourceFailure(source, f"{vpath} is corrupt ({reason}); the vault "
                                                "keeps its last good version", path=vpath))
+
+
+def _judged(repo: VaultRepo, current: tuple[str, int] | None, snap: Snapshot) -> Snapshot:
+    """A snapshot, unless it is of a file the vault holds in a better state: a database that
+    lost its header, a transcript cut short."""
+    return _unless_transcript_cut(repo, current, _unless_database_lost(repo, current, snap))
+
+
+def _unless_transcript_cut(repo: VaultRepo, current: tuple[str, int] | None,
+                           snap: Snapshot) -> Snapshot:
+    """A JSONL transcript that is now the start of the vault's last version, cut inside a
+    line, with whole lines of it gone: truncated (a disk or a crash), not a new version to
+    store and wait on. Corrupt: kept at its last good version ([health] auto_rollback
+    applies); a writer rewriting it is caught by the second look, as for JSON. (Cut at a line
+    end, it is a shorter transcript: an agent may rewrite one so.)"""
+    data = snap.data
+    if data is None or current is None or snap.kind != "jsonl" or not snap.held_back:
+        return snap
+    from vault.objects import BlobReader
+
+    with BlobReader(repo) as reader:
+        stored = reader.read(current[0])
+    if not stored.startswith(data) or stored.count(b"\n", len(data)) < 2:
+        return snap  # (appended to, or rewritten: a version like any other)
+    left, had = data.count(b"\n"), stored.count(b"\n")
+    return replace(snap, data=None, reason=(
+        f"JSONL cut short: {left} of the vault's {had} lines left, the last one cut off "
+        "(truncated?)"))
 
 
 def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
