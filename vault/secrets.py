@@ -847,6 +847,14 @@ def _aws_anchors(lowered: bytes) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
+def _aws_key_like(token: bytes) -> bool:
+    """A 40-character _AWS_SECRET match that looks like a key: both cases (hex digests, git
+    ids and SHA-1, are 40 characters too) and random."""
+    value = token.decode("ascii")
+    return any(c.isupper() for c in value) and any(c.islower() for c in value) \
+        and _looks_random(value)
+
+
 def _aws_secrets(data: bytes, lowered: bytes) -> list[_Hit]:
     """AWS secret access keys within a few lines of an access key id or the words naming one."""
     hits: list[_Hit] = []
@@ -865,10 +873,7 @@ def _aws_secrets(data: bytes, lowered: bytes) -> list[_Hit]:
         if lo >= hi:
             continue
         for m in re.compile(_AWS_SECRET).finditer(data, lo, hi):
-            value = m.group().decode("ascii")
-            # Both cases: hex digests (git ids, SHA-1) are 40 characters too.
-            if (any(c.isupper() for c in value) and any(c.islower() for c in value)
-                    and _looks_random(value)):
+            if _aws_key_like(m.group()):
                 hits.append(_Hit(m.start(), m.end(), "AWS secret key", 3))
         done = hi
     return hits
@@ -1222,9 +1227,7 @@ def _aws_secrets_in_cell(cell: re.Match[bytes], base: int, locator: str) -> list
     value, where = _decode_cell(cell)
     found = []
     for m in re.compile(_AWS_SECRET).finditer(value):
-        text = m.group().decode("ascii")
-        if any(c.isupper() for c in text) and any(c.islower() for c in text) \
-                and _looks_random(text):
+        if _aws_key_like(m.group()):
             hit = _Hit(base + where.start(m.start()), base + where.end(m.end()),
                        "AWS secret key", 3)
             found.append(_Located(hit, locator, m.group(), "ascii", True))
