@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from vault.config import Config
@@ -92,6 +92,8 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
         # (which files are corrupt is judged against the vault's good versions)
         checks.append(Check("memory files", WARN, "not checked: the vault itself is damaged "
                                                   "(see repository)"))
+    from vault.schedule import sync_interval
+
     checks.append(check_last_sync(config, repo, clock(),
                                   sync_interval(config, crontab_file, clock())))
     checks.append(check_lock(config))
@@ -364,44 +366,6 @@ def check_last_sync(config: Config, repo: VaultRepo | None, now: datetime,
         return Check("last sync", FAIL, f"{text}: older than two intervals "
                                         f"({seconds // 60} min each, {source})")
     return Check("last sync", OK, text)
-
-
-def sync_interval(config: Config, crontab_file: Path | None,
-                  now: datetime) -> tuple[int, str]:
-    """Seconds between two scheduled syncs and what says so: vault's cron entry when it has
-    one (the longest gap between its runs), else [schedule] interval."""
-    from vault.schedule import status
-
-    try:
-        entry = status(config, crontab_file).entry
-    except VaultError:
-        entry = None  # no crontab here: a systemd timer or hooks run syncs, at the interval
-    if entry is not None:
-        gap = _cron_gap(entry.schedule, now)
-        if gap:
-            return gap, f"vault's cron entry '{entry.schedule}'"
-    return config.schedule.interval, "[schedule] interval"
-
-
-def _cron_gap(spec: str, now: datetime) -> int | None:
-    """The longest time between two runs of a cron schedule (over its next week or 500 runs:
-    '0 3 * * 1-5' has a gap of three days at the weekend); None if croniter cannot read it."""
-    from croniter import croniter  # type: ignore[import-untyped]
-
-    try:
-        runs = croniter(spec, now.astimezone().replace(tzinfo=None))  # cron counts local time
-        last: datetime = runs.get_next(datetime)
-        end = last + timedelta(days=8)
-        gap = 0
-        for _ in range(500):
-            run: datetime = runs.get_next(datetime)
-            gap = max(gap, int((run - last).total_seconds()))
-            if run > end:
-                break
-            last = run
-    except (ValueError, KeyError, TypeError):
-        return None
-    return gap or None
 
 
 def check_lock(config: Config) -> Check:

@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +210,39 @@ def status(config: Config, crontab_file: Path | None = None,
     line = line[len(env):] if env and line.startswith(env) else line
     return CronStatus(entry=CronEntry(schedule=spec, command=str(job.command), line=line),
                       next_run=next_run, crontab=where)
+
+
+def sync_interval(config: Config, crontab_file: Path | None,
+                  now: datetime) -> tuple[int, str]:
+    """Seconds between two scheduled syncs and what says so: vault's cron entry when it has
+    one (the longest gap between its runs), else [schedule] interval."""
+    try:
+        entry = status(config, crontab_file).entry
+    except VaultError:
+        entry = None  # no crontab here: a systemd timer or hooks run syncs, at the interval
+    if entry is not None:
+        gap = _cron_gap(entry.schedule, now)
+        if gap:
+            return gap, f"vault's cron entry '{entry.schedule}'"
+    return config.schedule.interval, "[schedule] interval"
+
+
+def _cron_gap(spec: str, now: datetime) -> int | None:
+    """The longest time between two runs of a cron schedule (over its next week or 500 runs:
+    '0 3 * * 1-5' has a gap of three days at the weekend); None if croniter cannot read it."""
+    from croniter import croniter
+
+    try:
+        runs = croniter(spec, now.astimezone().replace(tzinfo=None))  # cron counts local time
+        last: datetime = runs.get_next(datetime)
+        end = last + timedelta(days=8)
+        gap = 0
+        for _ in range(500):
+            run: datetime = runs.get_next(datetime)
+            gap = max(gap, int((run - last).total_seconds()))
+            if run > end:
+                break
+            last = run
+    except (ValueError, KeyError, TypeError):
+        return None
+    return gap or None

@@ -52,7 +52,7 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     # (failures.log keeps whole seconds: one in the second of the last run counts as after it)
     last_failure = failed[0] if failed and (
         ran is None or failed[0].time >= ran.replace(microsecond=0)) else None
-    from vault.doctor import sync_interval  # (vault's cron entry, when it has one, says)
+    from vault.schedule import sync_interval  # (vault's cron entry, when it has one)
 
     interval, _why = sync_interval(config, None, moment)
     overdue = ran is not None and (moment - ran).total_seconds() > 2 * interval
