@@ -384,7 +384,7 @@ def check_lock(config: Config) -> Check:
 
 def check_remote(config: Config, repo: VaultRepo) -> Check:
     """The remote answers, holds what vault last pushed there, and how many commits it lacks."""
-    from vault.remote import REMOTE, clean, clean_url, origin_url, remote_url
+    from vault.remote import clean, clean_url, origin_url, remote_url, tracking_ref
 
     url = remote_url(config)
     if url is None:
@@ -398,7 +398,7 @@ def check_remote(config: Config, repo: VaultRepo) -> Check:
         return Check("remote", FAIL, f"{clean_url(url)} unreachable: {clean(str(exc))}")
     words = str(listed).split()
     theirs = words[0] if words else None
-    tracking = f"refs/remotes/{REMOTE}/{repo.branch}"
+    tracking = tracking_ref(repo.branch)
     known = repo.ref_id(tracking)
     if known is not None and (origin_url(repo.path) != url or theirs is None
                               or (repo.has_object(theirs)
@@ -505,7 +505,7 @@ def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]
     """Re-clone a damaged vault from its remote under the sync lock, keeping the damaged one
     aside; the new vault (None when not re-cloned) and what was done."""
     from vault.lock import SyncLock
-    from vault.remote import REMOTE, clean, clean_url, remote_url
+    from vault.remote import clean, clean_url, remote_url, tracking_ref
 
     path, branch = config.vault.path, config.vault.branch
     url = remote_url(config)
@@ -552,7 +552,7 @@ def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]
         if head is not None:
             # What the remote has, as a push or fetch records it: without it every commit
             # would count as not pushed yet, and the next sync would push for nothing.
-            fresh.set_ref(f"refs/remotes/{REMOTE}/{branch}", head,
+            fresh.set_ref(tracking_ref(branch), head,
                           "vault: re-cloned from the remote")
     note = (f"; {len(local_only)} commit(s) were only local (see {aside}): "
             + ", ".join(c[:10] for c in local_only[:5]) if local_only else "")
@@ -575,9 +575,9 @@ def _as_vault_made_it(repo: VaultRepo) -> None:
 def _local_only_commits(path: Path, branch: str) -> list[str]:
     """Commits the remote never received, from the branch's reflog (plain text files: they
     can be read even when every object of the damaged vault, or its HEAD, is gone)."""
-    from vault.remote import REMOTE
+    from vault.remote import tracking_ref
 
-    tracking = _read_ref(path, f"refs/remotes/{REMOTE}/{branch}")
+    tracking = _read_ref(path, tracking_ref(branch))
     try:
         lines = (path / "logs" / "refs" / "heads" / branch).read_text(
             errors="replace").splitlines()

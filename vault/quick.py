@@ -298,7 +298,7 @@ def write_plan(config: Config, result: SyncResult, *, all_sources: bool) -> None
 def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str, Any] | None:
     """The plan, or None when this sync's outcome cannot be replayed by the quick check."""
     from vault.lock import LOCK_NAME
-    from vault.remote import REMOTE, remote_url
+    from vault.remote import remote_url, tracking_ref
     from vault.secrets import ALLOW_FILE
     from vault.sync import CACHE_NAME, LAST_RUN_NAME, screening_key
 
@@ -340,7 +340,7 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
                       (os.fspath(vault_path / "objects"), "tmp_object_git2_")),
         "ref": os.fspath(vault_path / "refs" / "heads" / config.vault.branch),
         "commit": commit,
-        "tracking": (os.fspath(vault_path / "refs" / "remotes" / REMOTE / config.vault.branch)
+        "tracking": (os.fspath(vault_path / tracking_ref(config.vault.branch))
                      if has_remote else ""),
         "sources": _sources(config),
         "skip_dirs": (os.fspath(vault_path), os.fspath(config.home)),

@@ -82,8 +82,9 @@ def set_remote(repo: VaultRepo, url: str) -> None:
         raise RemoteError(f"cannot set the vault's remote: {clean(str(exc))}") from None
 
 
-def _tracking(repo: VaultRepo) -> str:
-    return f"refs/remotes/{REMOTE}/{repo.branch}"
+def tracking_ref(branch: str) -> str:
+    """The ref that records what the remote's branch held at the last fetch or push."""
+    return f"refs/remotes/{REMOTE}/{branch}"
 
 
 def nothing_to_push(config: Config, repo: VaultRepo) -> bool:
@@ -97,7 +98,7 @@ def nothing_to_push(config: Config, repo: VaultRepo) -> bool:
         return True
     if config.vault.remote and origin_url(repo.path) != config.vault.remote:
         return False
-    return head == repo.ref_id(_tracking(repo))
+    return head == repo.ref_id(tracking_ref(repo.branch))
 
 
 # git's words for a remote that answered and said no, as opposed to one that could not be
@@ -148,7 +149,7 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
     if "GIT_SSH_COMMAND" not in os.environ:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
     grepo = git.Repo(str(repo.path))
-    branch, tracking = repo.branch, _tracking(repo)
+    branch, tracking = repo.branch, tracking_ref(repo.branch)
     replayed = 0
     for _ in range(ATTEMPTS):
         try:
