@@ -288,7 +288,7 @@ def check_memory_files(config: Config, repo: VaultRepo,
     or first page is damaged), then the 2-second rule: a file written in the last 2 seconds
     is too fresh to judge; a file being written is busy, never corrupt."""
     from vault.rollback import too_fresh
-    from vault.sync import SyncOptions, sync_locked
+    from vault.sync import BEING_WRITTEN, SyncOptions, sync_locked
 
     name = "memory files"
     if repo.head_id() is None:
@@ -301,8 +301,7 @@ def check_memory_files(config: Config, repo: VaultRepo,
     corrupt = [(c.path, c.file, c.reason) for c in result.corrupt]
     fresh = tuple(c for c in corrupt if too_fresh(c[1]))
     judged = tuple(c for c in corrupt if c not in fresh)
-    busy = tuple((s.path, s.reason) for s in result.skipped
-                 if s.reason.startswith("being written"))
+    busy = tuple((s.path, s.reason) for s in result.skipped if s.reason == BEING_WRITTEN)
     notes = []
     if fresh:
         notes.append(f"{len(fresh)} too fresh to judge: {fresh[0][0]} does not parse "

@@ -47,6 +47,12 @@ def _looks_corrupt(reason: str) -> bool:
     from vault.rollback import is_corruption
 
     return is_corruption(reason)
+
+
+# Why a file that looked damaged was left alone: it changed between two looks, or another process
+# has it open (doctor tells such files from corrupt ones by this reason).
+BEING_WRITTEN = ("being written (changed while checked, or open in another process); the next "
+                 "sync looks again")
 MAX_BODY_PATHS = 1000  # more than this and the commit body says how many it left out
 
 
@@ -374,9 +380,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 time.sleep(CORRUPT_RECHECK_S)
                 snap = _judged(repo, current, take_snapshot(entry, config.snapshot))
                 if snap.data is None and (snap.key != first or _open_elsewhere(entry.path)):
-                    snap = replace(snap, reason="being written (changed while checked, or open "
-                                                "in another process); the next sync looks "
-                                                "again")
+                    snap = replace(snap, reason=BEING_WRITTEN)
                 elif snap.data is None and snap.reason and _looks_corrupt(snap.reason):
                     _report_corrupt(plan, source.name, vpath, entry.path, snap.reason)
             if snap.data is None:
