@@ -399,13 +399,13 @@ def check_remote(config: Config, repo: VaultRepo) -> Check:
     theirs = words[0] if words else None
     tracking = tracking_ref(repo.branch)
     known = repo.ref_id(tracking)
+    # What vault last pushed is not on the remote (emptied, replaced, or another URL): forget
+    # it, so that the next sync pushes everything again instead of "up to date". (A tip this
+    # vault has not fetched yet is another host's news: the next sync fetches it.)
     if known is not None and (origin_url(repo.path) != url or theirs is None
                               or (repo.has_object(theirs)
                                   and repo.merge_base(known, theirs) != known)):
-        # (a tip this vault has not fetched yet is another host's news: the next sync fetches)
-        # What vault last pushed is not on the remote (emptied, replaced, or another URL):
-        # forget it, so that the next sync pushes everything again instead of "up to date".
-        # (Under the sync lock: a sync moves that ref; one running now fetches it anew.)
+        # (under the sync lock: a sync moves that ref; one running now fetches it anew)
         from vault.errors import BusyError
         from vault.lock import SyncLock
 
