@@ -14,6 +14,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import apsw
@@ -49,13 +50,22 @@ def snapshots(root: Path) -> dict[str, bytes]:
     return result
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes],
-                                                               dict[str, list[Expected]]]:
-    """The corpus files as vault bytes, and where each planted secret is."""
-    root = tmp_path_factory.mktemp("corpus")
-    expected = write_corpus(root, SECRETS)
+PlantedFiles = tuple[dict[str, bytes], dict[str, list[Expected]]]
+
+
+def planted_files(factory: pytest.TempPathFactory, name: str,
+                  write: Callable[[Path, dict[str, Planted]], dict[str, list[Expected]]]) -> PlantedFiles:
+    """Files written by one of secret_corpus's writers, as vault bytes, and where each planted
+    secret is."""
+    root = factory.mktemp(name)
+    expected = write(root, SECRETS)
     return snapshots(root), expected
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> PlantedFiles:
+    """The corpus files as vault bytes, and where each planted secret is."""
+    return planted_files(tmp_path_factory, "corpus", write_corpus)
 
 
 def matches(finding: sec.Finding, exp: Expected) -> bool:
@@ -218,11 +228,9 @@ def test_scrub_redacts_secrets_in_messages() -> None:
 
 
 @pytest.fixture(scope="module")
-def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes],
-                                                                dict[str, list[Expected]]]:
-    root = tmp_path_factory.mktemp("encoded")
-    expected = write_encoded(root, SECRETS)
-    return snapshots(root), expected
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> PlantedFiles:
+    """The same secrets in Latin-1, UTF-16 and NUL-holding files."""
+    return planted_files(tmp_path_factory, "encoded", write_encoded)
 
 
 def test_files_not_utf8_are_scanned(
