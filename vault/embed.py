@@ -526,14 +526,15 @@ class BackgroundEmbedder:
         import onnxruntime  # type: ignore[import-untyped,import-not-found,unused-ignore]
         import tokenizers  # noqa: F401
 
-        def load() -> None:
-            try:
-                self._loaded = OnnxEmbedder(self._folder, threads=self._threads)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=load, name="vault-encoder", daemon=True)
+        self._thread = threading.Thread(target=self._load, name="vault-encoder", daemon=True)
         self._thread.start()
+
+    def _load(self) -> None:
+        """Load the encoder; an error is kept, and raised by `loaded` in the caller's thread."""
+        try:
+            self._loaded = OnnxEmbedder(self._folder, threads=self._threads)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by `loaded`
+            self._error = exc
 
     @property
     def started(self) -> bool:
@@ -561,10 +562,7 @@ class BackgroundEmbedder:
         if self._thread is not None:
             self._thread.join()
         elif self._loaded is None and self._error is None:
-            try:
-                self._loaded = OnnxEmbedder(self._folder, threads=self._threads)
-            except BaseException as exc:  # noqa: BLE001 - kept, like the thread's
-                self._error = exc
+            self._load()
         if self._error is not None:
             raise self._error
         assert self._loaded is not None
