@@ -61,9 +61,12 @@ def main() -> None:
 
         idle_vault, idle_git, change_vault, change_git = [], [], [], []
         for r in range(args.rounds):
-            for _ in range(3):  # cheap, and the figure most runs see: three pairs per round
-                idle_vault.append(timed(vault + ["sync", "--quiet"], env, work))
-                idle_git.append(timed(git_commit, env, work, check=False))  # exit 1: nothing new
+            for i in range(3):  # cheap, and the figure most runs see: three pairs per round
+                # The side that goes first alternates (as below); git exits 1: nothing new.
+                sides = [(idle_vault, vault + ["sync", "--quiet"], True),
+                         (idle_git, git_commit, False)]
+                for times, cmd, check in (sides if (r + i) % 2 == 0 else sides[::-1]):
+                    times.append(timed(cmd, env, work, check=check))
             changed = mutate(ws, fraction=0.01, seed=100 + r)
             time.sleep(2.5)  # as under cron: the change is not racily fresh when the sync runs
             # Alternate which side goes first so neither always gets the warmer cache.

@@ -26,16 +26,25 @@ from vault.detect import RACY_MARGIN_NS
 from vault.quick import _parse
 
 PROBE = """
-import sys
+import os, sys
 sys.argv = ["vault", *sys.argv[1:]]
 from vault import entry
+
+def report(code):
+    sys.stdout.flush()
+    sys.stderr.write("\\nPROBE " + ("full" if "vault.cli" in sys.modules else "quick") + " " + str(code) + "\\n")
+
+real_exit = os._exit
+def exit_now(code):  # (a sync the quick check answered ends with os._exit)
+    report(code)
+    real_exit(code)
+os._exit = exit_now
 try:
     entry.main()
     code = 0
 except SystemExit as exc:
     code = exc.code
-sys.stdout.flush()
-sys.stderr.write("\\nPROBE " + ("full" if "vault.cli" in sys.modules else "quick") + " " + str(code) + "\\n")
+report(code)
 """
 
 
@@ -353,3 +362,32 @@ def test_a_plan_from_another_vault_version_is_not_trusted(tmp_path: Path) -> Non
     plan_file.write_bytes(marshal.dumps(plan))
     assert case.run("sync", "-q")[:2] == ("full", 0)
     assert case.run("sync", "-q")[:2] == ("quick", 0)  # the full sync wrote a plan of its own
+
+
+def test_the_vault_script_loads_only_what_the_quick_check_needs(tmp_path: Path) -> None:
+    """The installed `vault` command (bin/vault): a sync that finds nothing imports neither `re`
+    (pip's generated launchers do, ~6 ms) nor `signal`'s enum wrapper (~7 ms), nor the CLI."""
+    ws = tmp_path / "agent"
+    (ws / "memory").mkdir(parents=True)
+    (ws / "MEMORY.md").write_text("# Memory\n")
+    (ws / "memory" / "2026-11-21.md").write_text("- a note\n")
+    config = write_config(tmp_path / "vault.toml", {"agent": ws})  # (no patterns: no pathspec)
+    env = {**os.environ, "VAULT_CONFIG": str(config), "VAULT_HOME": str(tmp_path / "home")}
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.2)
+    for args in (["init"], ["sync", "-q"]):
+        subprocess.run([sys.executable, "-m", "vault", *args], env=env, check=True,
+                       capture_output=True, timeout=120)
+    repo = Path(__file__).resolve().parent.parent
+    # -S: site-packages without their .pth files (which import what they like), so that
+    # everything imported is the script's own doing
+    import site
+
+    path = os.pathsep.join([str(repo), *site.getsitepackages()])
+    proc = subprocess.run([sys.executable, "-S", "-X", "importtime", str(repo / "bin" / "vault"),
+                           "sync"], env={**env, "PYTHONPATH": path},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout == "Nothing changed (2 files checked); no commit.\n"
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert {"vault.quick", "vault.sources"} <= imported
+    assert not imported & {"re", "enum", "signal", "click", "pygit2", "typing"}, imported

@@ -15,7 +15,7 @@ def main() -> None:
 
                 code = quick_sync(sys.argv[1:])
                 if code is not None:
-                    sys.exit(code)
+                    _end_now(code)
             _note_interrupts()
             from vault.cli import main as cli_main
         except (KeyboardInterrupt, Exception) as exc:
@@ -29,7 +29,23 @@ def main() -> None:
         _ignore_interrupts()
 
 
+def _end_now(code: int) -> None:
+    """End a sync the quick check answered, without tearing the interpreter down: it holds
+    nothing to close (the lock is let go, no file is open), and freeing the walk's objects and
+    the modules costs ~4 ms of a ~60 ms run. Only the output is flushed first; should that fail
+    (a closed pipe), Python's own exit reports it as it always does."""
+    import os
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
+
+
 _interrupted = False
+_handler: object = None  # the handler _note_interrupts installed, once it has
 
 
 def interrupted() -> bool:
@@ -45,24 +61,41 @@ def _note_interrupts() -> None:
     `_socket` says "ImportError: PyCapsule_Import could not import module"), and the CLI would
     report it as unexpected (exit 3). With this, the CLI can tell and say "interrupted".
     A SIGINT that is ignored (a background job) or handled by an embedding program stays so.
+
+    SIGTERM (`kill`, systemd stopping a unit, a shutdown) and SIGHUP (a closed terminal) are
+    taken the same way when they are at their default: without this they ended a restore part
+    way without a word, and the undo command it prints on an interrupt was never said.
     """
     import signal
 
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return
+    global _handler
 
-    def on_sigint(signum: int, frame: object) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         global _interrupted
         _interrupted = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_sigint)
+    _handler = on_signal
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_signal)
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(other) == signal.SIG_DFL:  # (nohup ignores SIGHUP: it stays so)
+            signal.signal(other, on_signal)
 
 
 def _ignore_interrupts() -> None:
     """Once the outcome is decided (and said), a Ctrl-C changes nothing: without this, one
     that came while the interpreter shut down killed it with SIGINT, after a sync that had
-    finished, and without a word."""
-    import signal
+    finished, and without a word. (SIGTERM and SIGHUP get their default back: a process
+    that has said its outcome may be stopped.)"""
+    try:
+        # The C module under `signal`: the wrapper imports enum, ~7 ms of a quick sync's ~60
+        import _signal as signal  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - an interpreter without it
+        import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _handler is not None:
+        for other in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(other) is _handler:
+                signal.signal(other, signal.SIG_DFL)
