@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Clock, git, run_cli
+from conftest import Clock, git, run_cli, write_config
 from vault.config import Config, load_config
 from vault.repo import VaultRepo
 from vault.status import status
@@ -364,3 +364,78 @@ def test_refused_or_offline(text: str, refused: bool) -> None:
     from vault.remote import _refused
 
     assert _refused(text) is refused
+
+
+def clone_config(tmp_path: Path, name: str, remote: Path, with_remote: bool) -> Config:
+    """The laptop's config (host_config), on a `git clone --bare` of remote made on a new
+    machine (with or without [vault] remote: without it, the clone's origin is the remote)."""
+    clone = tmp_path / f"{name}.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(remote), str(clone)], check=True)
+    ws = tmp_path / "ws-laptop"
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f'[vault]\npath = "{clone}"\nhost = "laptop"\nlayout = "{{host}}/{{source}}"\n'
+                   + (f'remote = "{remote}"\n' if with_remote else "")
+                   + f'\n[[sources]]\nname = "agent"\npath = "{ws}"\n')
+    return load_config(cfg)
+
+
+@pytest.mark.parametrize("with_remote", [True, False])
+def test_a_bare_clone_of_a_vault_is_up_to_date_from_the_start(tmp_path: Path, clock: Clock,
+                                                              with_remote: bool) -> None:
+    remote = bare(tmp_path / "remote.git")
+    first = sync(host_config(tmp_path, "laptop", str(remote)), now=clock)
+    assert first.push is not None and first.push.pushed
+    config = clone_config(tmp_path, "desk", remote, with_remote)
+    proc = run_cli("init", "--config", str(config.file))
+    assert proc.returncode == 0 and "Already a vault" in proc.stdout, proc.stderr
+    assert status(config, now=clock).unpushed == 0
+    proc = run_cli("status", "--config", str(config.file))
+    assert f"Remote:    {remote} (up to date)" in proc.stdout, proc.stdout
+    from vault.doctor import check_remote
+
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert check_remote(config, repo).detail == f"{remote} reachable, up to date"
+    assert sync(config, now=clock).push is None  # nothing to push: no "Pushed to the remote."
+
+
+def test_a_bare_clone_without_init_learns_what_the_remote_has(tmp_path: Path,
+                                                              clock: Clock) -> None:
+    remote = bare(tmp_path / "remote.git")
+    sync(host_config(tmp_path, "laptop", str(remote)), now=clock)
+    config, other = (clone_config(tmp_path, name, remote, False) for name in ("desk", "den"))
+    from vault.doctor import check_remote
+
+    # doctor's ls-remote says what the remote holds: recorded as a fetch would
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert check_remote(config, repo).detail == f"{remote} reachable, up to date"
+    assert status(config, now=clock).unpushed == 0
+    # a sync's fetch finds it all there: nothing is pushed
+    result = sync(other, now=clock)
+    assert result.push is not None and result.push.message == "up to date with the remote"
+    assert status(other, now=clock).unpushed == 0
+
+
+def test_init_takes_a_tracking_ref_only_from_a_clone_as_git_made_it(tmp_path: Path,
+                                                                    clock: Clock) -> None:
+    """A vault with an origin added by hand, or a clone that committed since, was not pushed."""
+    remote = bare(tmp_path / "remote.git")
+    local = load_config(write_config(tmp_path / "l.toml", {"agent": tmp_path / "ws"},
+                                     vault_path=tmp_path / "local.git"))
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "MEMORY.md").write_text("# local\n")
+    VaultRepo.init(local.vault.path, "main")
+    sync(local, now=clock)
+    git(local.vault.path, "remote", "add", "origin", str(remote))
+    git(local.vault.path, "pack-refs", "--all")  # (even with its branch in packed-refs)
+    assert run_cli("init", "--config", str(local.file)).returncode == 0
+    assert status(local, now=clock).unpushed == 1
+
+    sync(host_config(tmp_path, "laptop", str(remote)), now=clock)
+    config = clone_config(tmp_path, "desk", remote, False)
+    (remote.parent / "away.git").mkdir()
+    remote.rename(remote.parent / "away.git" / "r.git")  # offline
+    (tmp_path / "ws-laptop" / "MEMORY.md").write_text("# laptop\n- offline\n")
+    clock.tick()
+    assert sync(config, now=clock).commit  # a commit the remote never got
+    assert run_cli("init", "--config", str(config.file)).returncode == 0
+    assert status(config, now=clock).unpushed == 2  # (no tracking ref: all counted)

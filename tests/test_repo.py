@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import stat
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +88,29 @@ def test_file_replaced_by_folder_and_back(tmp_path: Path) -> None:
     assert repo.files(c4) == {}
 
 
+def test_a_change_to_a_file_never_drops_a_folder_or_the_reverse(tmp_path: Path) -> None:
+    """The tree writer's own guard (sync holds such changes back first; QA lost files when it
+    did not): deleting the file 'x' leaves a folder x/ alone, deletions below x/ leave a file
+    'x' alone, and a file over a kept folder (or files below a kept file) is refused whole."""
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    blob = repo.write_blob(b"x\n")
+    folder = repo.commit(None, {"s/x/f.md": (blob, 0o100644)}, "1\n", WHEN, "h")
+    kept = repo.commit(folder, {"s/x": None}, "2\n", WHEN, "h")
+    assert repo.files(kept) == {"s/x/f.md": (blob, 0o100644)}
+    with pytest.raises(RepoError, match=r"cannot store s/x: a folder whose files the vault "
+                                        r"keeps stands where this file would go"):
+        repo.commit(kept, {"s/x": (blob, 0o100644)}, "3\n", WHEN, "h")
+    assert repo.head_id() == kept
+    file = repo.commit(kept, {"s/x/f.md": None, "s/x": (blob, 0o100644)}, "4\n", WHEN, "h")
+    assert repo.files(file) == {"s/x": (blob, 0o100644)}
+    still = repo.commit(file, {"s/x/f.md": None, "s/x/g.md": None}, "5\n", WHEN, "h")
+    assert repo.files(still) == {"s/x": (blob, 0o100644)}
+    with pytest.raises(RepoError, match=r"cannot store s/x: a file the vault keeps stands "
+                                        r"where these files' folder would go"):
+        repo.commit(still, {"s/x/new.md": (blob, 0o100644)}, "6\n", WHEN, "h")
+    assert repo.head_id() == still
+
+
 def test_branch_moves_only_from_where_the_sync_started(tmp_path: Path) -> None:
     repo, _ = VaultRepo.init(tmp_path / "v", "main")
     blob = repo.write_blob(b"x\n")
@@ -155,12 +180,19 @@ def test_a_project_repository_is_never_taken_for_the_vault(tmp_path: Path,
     empty, copy = tmp_path / "empty.git", tmp_path / "copy.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(empty)], check=True)
     config = write_config(tmp_path / "e.toml", {"agent": workspace}, vault_path=empty)
-    assert run_cli("init", "--config", str(config)).returncode == 0
+    made = run_cli("init", "--json", "--config", str(config))
+    assert made.returncode == 0 and json.loads(made.stdout)["created"] is True  # (QA: it said
+    again = run_cli("init", "--json", "--config", str(config))  # "Already a vault" at once)
+    assert json.loads(again.stdout)["created"] is False
     assert run_cli("sync", "--quiet", "--config", str(config)).returncode == 0
     subprocess.run(["git", "clone", "-q", "--bare", str(empty), str(copy)], check=True)
     config = write_config(tmp_path / "c.toml", {"agent": workspace}, vault_path=copy)
     proc = run_cli("init", "--config", str(config))
     assert proc.returncode == 0 and "Already a vault" in proc.stdout, proc.stdout
+    for adopted in (empty, copy):  # the vault's own settings, as on a vault it made
+        assert stat.S_IMODE(adopted.stat().st_mode) == 0o700
+        assert git(adopted, "config", "gc.auto").strip() == "0"
+        assert git(adopted, "config", "core.logAllRefUpdates").strip() == "always"
     # A commit made by hand on top of a vault's keeps it a vault.
     hand = git(copy, "-c", "user.name=u", "-c", "user.email=u@x", "commit-tree", "-m",
                "by hand", "-p", "main", "main^{tree}").strip()

@@ -300,3 +300,89 @@ def test_a_transcript_cut_inside_a_line_is_corrupt_not_a_shorter_version(
     os.utime(transcript, (past, past))
     clock.tick()
     assert sync(config, now=clock).modified == ("agent/sessions/s1.jsonl",)
+
+
+def _tree(vault_path: Path) -> dict[str, str]:
+    out = git(vault_path, "ls-tree", "-r", "HEAD")
+    return {line.split("\t")[1]: line.split()[2] for line in out.splitlines()}
+
+
+def test_a_folder_that_became_a_file_never_drops_either(tmp_path: Path) -> None:
+    """QA: notes/ (3 files) replaced by a file 'notes'. The mass-delete guard refused the three
+    deletions ("the vault keeps them") but the new file was stored over the folder, so they
+    were gone from the tree; the next sync with --allow-mass-delete then deleted 'notes/...'
+    by removing whatever was at 'notes': the live file, while status said nothing pending."""
+    ws = tmp_path / "a"
+    (ws / "notes").mkdir(parents=True)
+    (ws / "MEMORY.md").write_text("# memory\n")
+    for i in range(3):
+        (ws / "notes" / f"{i}.md").write_text(f"note {i}\n")
+    config = write_config(tmp_path / "vault.toml", {"a": ws})
+    vault = tmp_path / "memory-vault"
+    for args in (["init"], ["sync", "-q"]):
+        assert run_cli(*args, "--config", str(config)).returncode == 0
+    for i in range(3):
+        (ws / "notes" / f"{i}.md").unlink()
+    (ws / "notes").rmdir()
+    (ws / "notes").write_text("notes consolidated into one file\n")
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)
+    held = run_cli("sync", "--config", str(config))
+    assert held.returncode == 1, held.stdout + held.stderr
+    assert "3 of 4 files would be deleted" in held.stderr
+    assert "a/notes: not stored yet: the vault keeps the files of the folder a/notes/" \
+        in held.stderr + held.stdout
+    assert sorted(_tree(vault)) == ["a/MEMORY.md", "a/notes/0.md", "a/notes/1.md",
+                                    "a/notes/2.md"]  # kept, as the message says
+    done = run_cli("sync", "--allow-mass-delete", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert sorted(_tree(vault)) == ["a/MEMORY.md", "a/notes"]
+    shown = run_cli("show", "a/notes", "--config", str(config))
+    assert shown.stdout == "notes consolidated into one file\n"
+    again = run_cli("sync", "--json", "--config", str(config))
+    assert again.returncode == 0 and '"commit": null' in again.stdout  # nothing pending
+
+
+def test_a_file_that_became_a_folder_never_drops_either(tmp_path: Path) -> None:
+    """The reverse: 'x' (the source's only file) replaced by a folder x/ with a file."""
+    ws = tmp_path / "a"
+    ws.mkdir()
+    (ws / "x").write_text("x was a file\n")
+    config = write_config(tmp_path / "vault.toml", {"a": ws})
+    vault = tmp_path / "memory-vault"
+    for args in (["init"], ["sync", "-q"]):
+        assert run_cli(*args, "--config", str(config)).returncode == 0
+    (ws / "x").unlink()
+    (ws / "x").mkdir()
+    (ws / "x" / "f.md").write_text("now a folder\n")
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)
+    held = run_cli("sync", "--config", str(config))
+    assert held.returncode == 1
+    assert sorted(_tree(vault)) == ["a/x"]
+    assert run_cli("sync", "--allow-mass-delete", "--config", str(config)).returncode == 0
+    assert sorted(_tree(vault)) == ["a/x/f.md"]
+
+
+def test_a_folder_becoming_a_file_in_a_bigger_source_is_one_commit(tmp_path: Path) -> None:
+    """No guard in the way (most files stay): the folder's files go and the file comes in the
+    same commit, in either direction."""
+    ws = tmp_path / "a"
+    (ws / "d").mkdir(parents=True)
+    for i in range(6):
+        (ws / f"keep{i}.md").write_text(f"{i}\n")
+    (ws / "d" / "inner.md").write_text("inner\n")
+    (ws / "f").write_text("a file\n")
+    config = write_config(tmp_path / "vault.toml", {"a": ws})
+    vault = tmp_path / "memory-vault"
+    for args in (["init"], ["sync", "-q"]):
+        assert run_cli(*args, "--config", str(config)).returncode == 0
+    (ws / "d" / "inner.md").unlink()
+    (ws / "d").rmdir()
+    (ws / "d").write_text("d is a file now\n")
+    (ws / "f").unlink()
+    (ws / "f").mkdir()
+    (ws / "f" / "inner.md").write_text("f is a folder now\n")
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    tree = _tree(vault)
+    assert sorted(p for p in tree if not p.startswith("a/keep")) == ["a/d", "a/f/inner.md"]
+    assert git(vault, "fsck", "--strict").strip() == ""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vault.config import Config
 from vault.errors import NoVaultError, SourceError, VaultError
-from vault.repo import VaultRepo
+from vault.repo import NotMadeByVaultError, VaultRepo
 from vault.sources import scan_source
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -65,8 +65,10 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
     clock = now or (lambda: datetime.now(timezone.utc))
     repairs: list[str] = []
     repo, repo_check = open_and_check(config)
-    if repo_check.status == FAIL and repair and (repo is not None
-                                                 or _headless(config.vault.path)):
+    # (a project's repository is not damage: never re-cloned, drilled or judged as a vault)
+    refused = _refusal(repo) if repo is not None and repo_check.status == FAIL else None
+    if repo_check.status == FAIL and repair and refused is None and (
+            repo is not None or _headless(config.vault.path)):
         repaired, fresh = _repair_repository(config, repo_check.detail)
         repairs.append(repaired)
         if fresh is not None:
@@ -90,20 +92,22 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
         checks.append(memory.check)
     elif repo is not None:
         # (which files are corrupt is judged against the vault's good versions)
-        checks.append(Check("memory files", WARN, "not checked: the vault itself is damaged "
-                                                  "(see repository)"))
+        checks.append(Check("memory files", WARN, "not checked: " + (
+            "not a vault" if refused else "the vault itself is damaged") + " (see repository)"))
     from vault.schedule import sync_interval
 
     checks.append(check_last_sync(config, repo, clock(),
                                   sync_interval(config, crontab_file, clock())))
     checks.append(check_lock(config))
-    if repo is not None:
+    if refused is not None:  # (it may record or forget a tracking ref: not in a project's)
+        checks.append(Check("remote", WARN, "not checked: not a vault (see repository)"))
+    elif repo is not None:
         checks.append(_guarded("remote", lambda: check_remote(config, repo), intact))
     checks.append(check_cron(config, crontab_file))
     checks.append(check_disk(config))
     drilled: Drill | None = None
     if drill:
-        drilled = run_drill(config, repo) if repo is not None else Drill(
+        drilled = run_drill(config, repo) if repo is not None and refused is None else Drill(
             "", 0, 0, 0.0, (f"nothing to drill: {repo_check.detail}",))
     return DoctorReport(checks=tuple(checks), repairs=tuple(repairs), drill=drilled)
 
@@ -144,8 +148,23 @@ def _headless(path: Path) -> bool:
             and (path / "refs").is_dir())
 
 
+def _refusal(repo: VaultRepo) -> NotMadeByVaultError | None:
+    """Why sync refuses this repository as the vault (its branch is not vault's), if it does."""
+    try:
+        repo.check_made_by_vault()
+    except NotMadeByVaultError as exc:
+        return exc
+    except VaultError:
+        pass  # a damaged tip: the objects check names it
+    return None
+
+
 def check_repository(repo: VaultRepo) -> Check:
-    """Every object reachable from the branch is readable and matches its id."""
+    """A branch vault made (as sync demands), every object reachable from it readable and
+    matching its id."""
+    refused = _refusal(repo)
+    if refused is not None:
+        return Check("repository", FAIL, f"{refused.message} ({refused.hint})")
     try:
         count, problems = repo.verify()
     except VaultError as exc:
@@ -349,14 +368,14 @@ def check_last_sync(config: Config, repo: VaultRepo | None, now: datetime,
     from vault.sync import last_run
 
     seconds, source = interval or (config.schedule.interval, "[schedule] interval")
-    head_time: datetime | None = None
+    synced: datetime | None = None
     if repo is not None:
         try:
-            head = repo.head_id()
-            head_time = repo.commit_info(head).time if head is not None else None
+            last = repo.last_by_vault()  # (a commit vault did not make is no sync)
+            synced = last.time if last is not None else None
         except VaultError:
             pass  # a damaged vault (the repository check says how): the stamp still tells
-    when = last_run(config, head_time)
+    when = last_run(config, synced)
     if when is None:
         return Check("last sync", FAIL, "never synced")
     age = (now - when).total_seconds()
@@ -405,24 +424,36 @@ def check_remote(config: Config, repo: VaultRepo) -> Check:
     if known is not None and (origin_url(repo.path) != url or theirs is None
                               or (repo.has_object(theirs)
                                   and repo.merge_base(known, theirs) != known)):
-        # (under the sync lock: a sync moves that ref; one running now fetches it anew)
-        from vault.errors import BusyError
-        from vault.lock import SyncLock
-
-        try:
-            with SyncLock(config.state_dir, command="doctor"):
-                repo.delete_ref(tracking)
-        except BusyError:
-            pass
+        _under_sync_lock(config, lambda: repo.delete_ref(tracking))
         lacks = repo.count_ahead(tracking)
         return Check("remote", WARN, f"{clean_url(url)} reachable, but it lacks {lacks} "
                                      "commit(s) vault pushed there before (emptied or "
                                      "replaced?); the next sync pushes them again")
+    if (known is None and theirs is not None and origin_url(repo.path) == url
+            and repo.has_object(theirs)):
+        # No fetch or push recorded it yet (a bare clone has no tracking ref): record what the
+        # remote holds as a fetch would, or every commit counts as not pushed yet.
+        tip = theirs
+        _under_sync_lock(config, lambda: repo.set_ref(tracking, tip,
+                                                      "vault doctor: the remote's branch"))
     ahead = repo.count_ahead(tracking)
     if ahead:
         return Check("remote", WARN, f"{clean_url(url)} reachable; {ahead} commit(s) not "
                                      "pushed yet (`vault status` says why when a push failed)")
     return Check("remote", OK, f"{clean_url(url)} reachable, up to date")
+
+
+def _under_sync_lock(config: Config, action: Callable[[], None]) -> None:
+    """Move the tracking ref under the sync lock (a sync moves it; one running now fetches it
+    anew, so a busy lock skips this)."""
+    from vault.errors import BusyError
+    from vault.lock import SyncLock
+
+    try:
+        with SyncLock(config.state_dir, command="doctor"):
+            action()
+    except BusyError:
+        pass
 
 
 def check_cron(config: Config, crontab_file: Path | None) -> Check:
@@ -559,16 +590,12 @@ def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]
 
 
 def _as_vault_made_it(repo: VaultRepo) -> None:
-    """What `vault init` gives a vault (HEAD on its branch, a reflog, no automatic gc), on a
-    clone."""
+    """What `vault init` gives a vault (HEAD on its branch, and VaultRepo.set_up's settings),
+    on a clone."""
     import pygit2
 
-    os.chmod(repo.path, 0o700)
-    clone = pygit2.Repository(str(repo.path))
-    clone.set_head(repo.ref_name)  # (a clone's HEAD names the remote's default branch)
-    settings = clone.config
-    settings["core.logAllRefUpdates"] = "always"
-    settings["gc.auto"] = "0"
+    pygit2.Repository(str(repo.path)).set_head(repo.ref_name)  # (a clone's HEAD names the
+    repo.set_up()  # remote's default branch)
 
 
 def _local_only_commits(path: Path, branch: str) -> list[str]:

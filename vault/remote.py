@@ -18,6 +18,9 @@ NETWORK_TIMEOUT = 120  # seconds for one fetch or push
 URL_SECRET = re.compile(r"(://)[^/@\s]+@")
 
 
+UP_TO_DATE = "up to date with the remote"  # PushResult.message when the remote had it all
+
+
 @dataclass(frozen=True)
 class PushResult:
     """What a push did: pushed or not, what is still only local, commits replayed on top."""
@@ -168,11 +171,13 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
         local, remote = repo.head_id(), repo.ref_id(tracking)
         if local is None:
             return PushResult(False, 0, message="nothing to push yet")
-        if remote is not None and remote != local:
+        if remote == local:  # (a bare clone has no tracking ref until this fetch: all there)
+            return PushResult(True, 0, replayed, UP_TO_DATE)
+        if remote is not None:
             base = repo.merge_base(local, remote)
             if base == local:  # only the remote moved: take its commits
                 repo.move_branch(local, remote, "vault: fast-forward to the remote")
-                return PushResult(True, 0, replayed, "up to date with the remote")
+                return PushResult(True, 0, replayed, UP_TO_DATE)
             if base != remote:  # both moved
                 refusal = _cannot_replay(config, repo.hosts_since(base, remote))
                 if refusal:

@@ -45,6 +45,17 @@ def vault_host(message: str) -> str | None:
     return None
 
 
+class NotMadeByVaultError(VaultError):
+    """A repository whose branch vault did not make (a project's): never used as the vault."""
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def _work_tree(path: Path) -> NoVaultError:
     return NoVaultError(f"{path} is a git work tree (it has a .git), not a vault",
                         hint="a vault is a bare repository of its own: set [vault] path to an "
@@ -84,7 +95,14 @@ class VaultRepo:
             if (path / "HEAD").exists():
                 existing = cls.open(path, branch)
                 existing.check_made_by_vault()
-                return existing, False
+                from vault.remote import tracking_ref
+
+                existing.adopt_clone(tracking_ref(branch))
+                # An empty repository made beforehand becomes the vault now ("created"); one
+                # made by git (a bare clone, an empty one) gets the vault's settings either way.
+                fresh = existing.head_id() is None and not _described_as_vault(path)
+                existing.set_up()
+                return existing, fresh
             if path.exists() and not path.is_dir():
                 raise RepoError(f"{path} is not a folder",
                                 hint="set [vault] path to an empty or new folder")
@@ -96,20 +114,14 @@ class VaultRepo:
         old_umask = os.umask(0o077)
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            repo = pygit2.init_repository(str(path), bare=True, initial_head=branch)
+            pygit2.init_repository(str(path), bare=True, initial_head=branch)
         except (OSError, pygit2.GitError) as exc:
             raise RepoError(f"cannot create the vault at {path}: {_reason(exc)}") from None
         finally:
             os.umask(old_umask)
-        try:
-            os.chmod(path, 0o700)
-            # A bare repository keeps no reflog unless asked; the reflog is a second way back.
-            repo.config["core.logAllRefUpdates"] = "always"
-            repo.config["gc.auto"] = "0"  # never let a `git` command repack while vault writes
-            (path / "description").write_text("memory-vault: agent memory kept by vault\n")
-        except (OSError, pygit2.GitError) as exc:
-            raise RepoError(f"cannot set up the new vault at {path}: {_reason(exc)}") from None
-        return cls(path, branch), True
+        made = cls(path, branch)
+        made.set_up()
+        return made, True
 
     @classmethod
     def open(cls, path: Path, branch: str) -> VaultRepo:
@@ -123,25 +135,78 @@ class VaultRepo:
                                hint="run `vault init`, or fix [vault] path")
         return cls(path.resolve(), branch)
 
-    def check_made_by_vault(self, tip: str | None = None) -> None:
+    def check_made_by_vault(self, tip: str | None = None) -> CommitInfo | None:
         """Refuse a repository whose branch vault did not make (a project's bare repository):
         no commit on its first-parent line carries vault's trailer. (An empty repository is
-        fine, and so is a commit made by hand on top of a vault's.)"""
+        fine, and so is a commit made by hand on top of a vault's.) Return what
+        last_by_vault(tip) found: the last sync's commit, None on an empty branch."""
+        tip = tip or self.head_id()
+        last = self.last_by_vault(tip) if tip is not None else None
+        if tip is not None and last is None:
+            raise NotMadeByVaultError(
+                f"{self.path} is a git repository whose branch '{self.branch}' was not made "
+                "by vault; refusing to use it as the vault",
+                hint="set [vault] path to an empty or new folder")
+        return last
+
+    def set_up(self) -> None:
+        """The vault's own settings, on a repository it made, adopted or re-cloned: private to
+        the user, a reflog (a second way back), never a repack by a `git` command while vault
+        writes (restore reads the loose objects), and the vault's description."""
+        import pygit2
+
+        try:
+            os.chmod(self.path, 0o700)
+            settings = self._repo.config
+            settings["core.logAllRefUpdates"] = "always"
+            settings["gc.auto"] = "0"
+            if not _described_as_vault(self.path):
+                (self.path / "description").write_text(DESCRIPTION)
+        except (OSError, pygit2.GitError) as exc:
+            raise RepoError(f"cannot set up the vault at {self.path}: {_reason(exc)}") from None
+
+    def last_by_vault(self, tip: str | None = None) -> CommitInfo | None:
+        """The newest commit vault made on the branch's first-parent line: the last sync's
+        (None when vault made none; a shallow or damaged history, not judged, gives the tip)."""
         import pygit2
 
         tip = tip or self.head_id()
         commit = self._commit(tip) if tip is not None else None
         while commit is not None:
             if _by_vault(commit.message):
-                return
+                return _info(commit)
             try:
                 commit = commit.parents[0] if commit.parents else None
             except (KeyError, pygit2.GitError):  # a shallow or damaged history: not judged
-                return
-        if tip is not None:
-            raise VaultError(f"{self.path} is a git repository whose branch '{self.branch}' "
-                             "was not made by vault; refusing to use it as the vault",
-                             hint="set [vault] path to an empty or new folder")
+                return self.commit_info(tip) if tip is not None else None
+        return None
+
+    def adopt_clone(self, tracking: str) -> bool:
+        """On a bare clone git left as it made it, record the tracking ref (what the remote's
+        branch held) from the branch's tip; True when recorded.
+
+        `git clone --bare` writes no remote-tracking ref, so every commit would count as not
+        pushed yet. Only a clone nothing has moved since counts: an origin, no tracking ref,
+        the tip in packed-refs alone (vault and git write a loose ref when they move it) and no
+        reflog line but the clone's; anything else waits for the next push's fetch.
+        """
+        head = self.head_id()
+        if (head is None or self.ref_id(tracking) is not None
+                or (self.path / self.ref_name).exists()
+                or f"{head} {self.ref_name}" not in _read_text(
+                    self.path / "packed-refs").splitlines()
+                or '[remote "origin"]' not in _read_text(self.path / "config")):
+            return False
+        log = _read_text(self.path / "logs" / self.ref_name).splitlines()
+        if any("\tclone: " not in line for line in log):
+            return False
+        import pygit2
+
+        try:
+            self.set_ref(tracking, head, "vault: init on a clone, the remote's branch as cloned")
+        except (OSError, pygit2.GitError):
+            return False  # (best effort: the next push's fetch records it)
+        return True
 
     # Reading -------------------------------------------------------------------------------
 
@@ -542,21 +607,30 @@ class VaultRepo:
             else:
                 here[name] = value
         # Deletions first, so a file replaced by a folder (or the reverse) works in one pass.
+        # A change names a file: its deletion never removes a folder of that name, and the
+        # deletions below a folder never remove a file standing where the folder was.
         for name, value in here.items():
-            if value is None and builder.get(name) is not None:
+            existing = builder.get(name) if value is None else None
+            if existing is not None and not isinstance(existing, pygit2.Tree):
                 builder.remove(name)
         for name, sub in below.items():
             existing = builder.get(name)
-            sub_base = existing.id if existing is not None and isinstance(
-                existing, pygit2.Tree) else None
-            new_sub = self._update_tree(sub_base, sub, prefix=f"{prefix}{name}/")
+            is_tree = isinstance(existing, pygit2.Tree)
+            new_sub = self._update_tree(existing.id if is_tree else None, sub,
+                                        prefix=f"{prefix}{name}/")
             if new_sub is None:
-                if existing is not None:
+                if is_tree:
                     builder.remove(name)
+            elif existing is not None and not is_tree:
+                raise _clash(prefix + name, "a file the vault keeps stands where these files' "
+                             "folder would go")
             else:
                 _insert(builder, name, new_sub, pygit2.enums.FileMode.TREE, prefix)
         for name, value in here.items():
             if value is not None:
+                if isinstance(builder.get(name), pygit2.Tree):
+                    raise _clash(prefix + name, "a folder whose files the vault keeps stands "
+                                 "where this file would go")
                 _insert(builder, name, pygit2.Oid(hex=value[0]), pygit2.enums.FileMode(value[1]),
                         prefix)
         if not root and len(builder) == 0:
@@ -689,6 +763,20 @@ def _insert(builder: pygit2.TreeBuilder, name: str, oid: pygit2.Oid, mode: int,
         if "invalid name" not in str(exc):
             raise
         raise _refused(prefix + name, "git refuses it in a tree") from None
+
+
+DESCRIPTION = "memory-vault: agent memory kept by vault\n"
+
+
+def _described_as_vault(path: Path) -> bool:
+    return _read_text(path / "description") == DESCRIPTION
+
+
+def _clash(path: str, why: str) -> RepoError:
+    """A change the tree cannot take without dropping what the vault keeps (sync holds such
+    files back first: reaching this is a bug, stopped before anything is lost)."""
+    return RepoError(f"cannot store {path}: {why}; nothing was committed",
+                     hint="please report this; the vault is intact")
 
 
 def _refused(path: str, why: str) -> RepoError:

@@ -38,14 +38,19 @@ class Status:
 
 
 def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
-    """Read the vault's state; pending changes come from a dry-run sync (nothing is written)."""
+    """Read the vault's state; pending changes come from a dry-run sync (nothing is written).
+
+    A repository whose branch vault did not make raises what sync raises: no sync of it has
+    completed, and none would.
+    """
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     head = repo.head_id()
+    synced = repo.check_made_by_vault(head)  # (the last sync's commit, not a hand-made one)
     last = repo.commit_info(head) if head else None
     commits = sum(1 for _ in repo.walk()) if head else 0
     pending = sync(config, SyncOptions(dry_run=True), now=now)
     moment = (now or (lambda: datetime.now(timezone.utc)))()
-    ran = last_run(config, last.time if last else None)
+    ran = last_run(config, synced.time if synced else None)
     from vault.alerts import read_failures  # (it loads the GitHub client's helpers)
 
     failed = read_failures(config, limit=1)

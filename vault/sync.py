@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +29,8 @@ SECRETS_WIRED = True  # every file read by a sync goes through the [secrets] pol
 CACHE_NAME = "stat-cache.json"
 # Skips that will not fix themselves, unlike a busy file: they fail the sync, so cron hears.
 _WONT_FIX_ITSELF = ("cannot read:", "cannot stat:", "SQLite: cannot read:",
-                    "SQLite: cannot open database:")
+                    "SQLite: cannot open database:",
+                    "SQLite: needs the application's own SQL code:")
 # Touched by every sync that completes without failures, changed or not (its mtime is the time):
 # "last sync" is this, not the last commit, or an agent idle for an hour would look overdue.
 LAST_RUN_NAME = "last-sync"
@@ -246,7 +247,9 @@ def _select(config: Config, names: tuple[str, ...]) -> list[SourceConfig]:
         if name not in known:
             raise UsageError(f"no source named {name!r} (known: {', '.join(known) or 'none'})")
     if not config.sources:
-        raise UsageError("no sources configured", hint="add a [[sources]] table to vault.toml")
+        where = f"{config.file}: " if config.file else ""
+        raise UsageError(f"{where}no sources configured",
+                         hint="add a [[sources]] table (name, path) to the config")
     return [known[n] for n in dict.fromkeys(names)] if names else list(config.sources)
 
 
@@ -452,6 +455,8 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             "be deleted; refusing, the vault keeps them "
             f"(is {source.root} complete? use --allow-mass-delete if this is intended)"))
         deleted = []
+    if added:
+        _hold_back_clashes(plan, source.name, changes, added, new_cache, in_head, deleted)
     for path in deleted:
         changes[path] = None
     plan.changes.update(changes)
@@ -460,6 +465,44 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
     plan.deleted.extend(deleted)
     plan.unchanged += unchanged
     return True
+
+
+def _hold_back_clashes(plan: _Plan, source: str, changes: dict[str, tuple[str, int] | None],
+                       added: list[str], new_cache: dict[str, CachedFile], in_head: FileMap,
+                       deleted: list[str]) -> None:
+    """New files git cannot store beside files the vault keeps: a file where the vault keeps
+    a folder's files (a folder became a file, and its files' deletion was refused or they were
+    skipped), or a file below a path the vault keeps as a file (the reverse). Stored as it is,
+    one would silently replace the other in the tree. They wait (a failure: cron hears of it)
+    until the clash is gone; the vault keeps what it has."""
+    gone = set(deleted)
+    kept_dirs: set[str] = set()
+    for path in in_head:
+        if path not in gone:
+            for folder in _folders(path):
+                if folder in kept_dirs:
+                    break  # (and so are the folders above it)
+                kept_dirs.add(folder)
+    for path in list(added):
+        if path in kept_dirs:
+            what = f"the vault keeps the files of the folder {path}/ this file replaced"
+        elif any(f in in_head and f not in gone for f in _folders(path)):
+            what = "the vault keeps a file where this file's folder now is"
+        else:
+            continue
+        added.remove(path)
+        del changes[path]
+        new_cache.pop(path, None)  # (not stored: the next sync reads it again)
+        reason = f"not stored yet: {what} (their deletion was refused or they were skipped)"
+        plan.skipped.append(Skipped(path, reason))
+        plan.failures.append(SourceFailure(source, f"{path}: {reason}", path=path))
+
+
+def _folders(path: str) -> Iterator[str]:
+    """The folders a path lies in, innermost first: 'a/b/c.md' gives 'a/b', then 'a'."""
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        yield path
 
 
 def _report_corrupt(plan: _Plan, source: str, vpath: str, path: str, reason: str) -> None:
