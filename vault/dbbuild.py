@@ -9,10 +9,11 @@ writes). In a process of its own it runs on the other core, the way `git archive
 Protocol: VAULT_DIR is the only argument. Each line on stdin is a JSON object {"blob": BLOB_ID,
 "folder": FOLDER}: unless the restore has claimed FOLDER for itself (claim()), build FOLDER/db
 from the dump in that blob, check it, and write FOLDER/result, one JSON object: {"redacted":
-bool} when the database was built and checked, or {"error": message, "hint": hint, "kind":
-"repo" | "dump"} when it could not be. A request that is not a blob id and an absolute
-.vault-restore-* folder is ignored (the restore then builds that one itself). Nothing goes to
-stdout.
+bool, "stand_ins": [NAME, ...]} when the database was built and checked (stand_ins: the
+application's collations it was built with stand-ins for, see sqlite_dump.StandIns), or
+{"error": message, "hint": hint, "kind": "repo" | "dump"} when it could not be. A request that
+is not a blob id and an absolute .vault-restore-* folder is ignored (the restore then builds
+that one itself). Nothing goes to stdout.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ def build(vault_dir: Path, oid: str, folder: Path) -> dict[str, object]:
     try:
         with BlobReader(VaultRepo(vault_dir, "")) as reader:
             blob = reader.get(oid)
-        load_dump(blob.view(), folder / "db", durable=False)  # tens of MB: no copies; the
-        # restore flushes the whole batch
+        stand_ins = load_dump(blob.view(), folder / "db", durable=False)  # tens of MB: no
+        # copies; the restore flushes the whole batch
     except VaultError as exc:
         return {"error": exc.message, "hint": exc.hint,
                 "kind": "repo" if isinstance(exc, RepoError) else "dump"}
-    return {"redacted": is_redacted_blob(blob)}
+    return {"redacted": is_redacted_blob(blob), "stand_ins": list(stand_ins)}
 
 
 _MARK = "[REDACTED:"

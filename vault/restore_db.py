@@ -40,6 +40,9 @@ class Databases:
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = False
         self._feeding = True  # jobs still go to the helper
+        # vault path -> the application's collations its database was rebuilt with stand-ins
+        # for: the application must REINDEX them (sqlite_dump.reindex_warning says so)
+        self.stand_ins: dict[str, tuple[str, ...]] = {}
 
     def __enter__(self) -> Databases:
         return self
@@ -115,6 +118,9 @@ class Databases:
                 error = RepoError if result.get("kind") == "repo" else SqliteSnapshotError
                 raise error(str(result["error"]),
                             hint=str(result["hint"]) if result.get("hint") else None)
+            names = result.get("stand_ins")
+            if isinstance(names, list) and names:
+                self.stand_ins[action.path] = tuple(map(str, names))
             yield action, folder, bool(result["redacted"])
 
     def _helper_result(self, folder: Path) -> dict[str, object] | None:
@@ -131,6 +137,12 @@ class Databases:
                     return None
             time.sleep(0.005)
 
+    def warnings(self) -> list[str]:
+        """One line for each database rebuilt so far whose application must REINDEX it."""
+        from vault.sqlite_dump import reindex_warning
+
+        return [reindex_warning(path, names) for path, names in sorted(self.stand_ins.items())]
+
     def close(self) -> None:
         """Stop any build under way and remove every temp folder left (after an error)."""
         if self._jobs and self._proc is not None and self._proc.poll() is None:
@@ -141,16 +153,19 @@ class Databases:
         self._jobs = []
 
 
-def restore_sqlite_file(data: bytes, target: Path) -> None:
-    """Rebuild the database beside the target, check it, drop stale WAL/SHM, move it in."""
+def restore_sqlite_file(data: bytes, target: Path) -> tuple[str, ...]:
+    """Rebuild the database beside the target, check it, drop stale WAL/SHM, move it in;
+    return the application's collations it was rebuilt with stand-ins for (REINDEX them)."""
     refuse_if_open(target)
-    built = build_sqlite(data, target, durable=True)
+    stand_ins: list[str] = []
+    built = build_sqlite(data, target, durable=True, stand_ins=stand_ins)
     try:
         refuse_if_open(target)  # again: it may have been opened while we built
     except BaseException:
         _discard(built)
         raise
     install_sqlite(built, target, durable=True, mode=restored_mode(str(target), False))
+    return tuple(stand_ins)
 
 
 def refuse_if_open(target: Path) -> None:
@@ -164,13 +179,17 @@ def refuse_if_open(target: Path) -> None:
                            hint="stop the agent first, or restore elsewhere with --to DIR")
 
 
-def build_sqlite(data: bytes, target: Path, durable: bool) -> Path:
-    """The database built from its dump and checked, in a temp folder beside the target."""
+def build_sqlite(data: bytes, target: Path, durable: bool,
+                 stand_ins: list[str] | None = None) -> Path:
+    """The database built from its dump and checked, in a temp folder beside the target; into
+    stand_ins go the application's collations it was built with stand-ins for."""
     from vault.sqlite_dump import load_dump
 
     tmp = Path(tempfile.mkdtemp(prefix=".vault-restore-", dir=target.parent))
     try:
-        load_dump(data, tmp / "db", durable=durable)  # builds, checks PRAGMA integrity_check
+        names = load_dump(data, tmp / "db", durable=durable)  # builds, checks integrity
+        if stand_ins is not None:
+            stand_ins.extend(names)
     except BaseException:
         _discard(tmp)
         raise

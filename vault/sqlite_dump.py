@@ -20,6 +20,11 @@ Layout of a dump::
 Triggers come last so that replaying the INSERTs does not fire them. Full-text tables (FTS5,
 FTS4) are dumped as their rows and their index is rebuilt on restore; other virtual tables
 (rtree, contentless FTS, modules not loaded here) keep their shadow tables, like `.dump` does.
+
+A collation only the application registers (an agent's case-insensitive or locale collation)
+is stood in for, the moment SQLite asks for it (StandIns): the dump keeps the schema as written
+(COLLATE agentcoll and all) and every row, and a rebuilt database's indexes on such columns are
+ordered by the stand-in, so the application must REINDEX them (load_dump names the collations).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,14 +95,15 @@ def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000) -> bytes:
     try:
         copy = apsw.Connection(":memory:")
         try:
+            stand_ins = StandIns(copy)
             journal_mode = _backup(path, copy, wal=wal, busy_timeout_ms=busy_timeout_ms)
-            problem = _integrity_problem(copy)
+            problem = _integrity_problem(copy, stand_ins)
             if problem is not None:
                 raise SqliteSnapshotError(
                     f"integrity check failed: {problem}",
                     hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
                 )
-            return _dump(copy, wal=journal_mode == "wal")
+            return _dump(copy, wal=journal_mode == "wal", stand_ins=stand_ins)
         finally:
             copy.close()
     except apsw.Error as e:
@@ -122,8 +128,9 @@ def dump_connection(conn: apsw.Connection, *, wal: bool | None = None) -> bytes:
         raise SqliteSnapshotError(message) from e
 
 
-def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> None:
-    """Rebuild a database file at dest (which must not exist) from a dump.
+def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> tuple[str, ...]:
+    """Rebuild a database file at dest (which must not exist) from a dump; return the names of
+    the application's collations it was built with stand-ins for (see reindex_warning).
 
     durable=False skips the fsyncs, for batches that end with one fsutil.sync_filesystem();
     the file's writeback is started as soon as its rows are in, so that the disk works while
@@ -144,13 +151,14 @@ def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _replay(data, tmp, start_writeback=not durable)
+        stood_in = _replay(data, tmp, start_writeback=not durable)
         if durable:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, dest)
         if durable:
             fsync_dir(dest.parent)
+        return stood_in
     except apsw.Error as e:
         raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
     except OSError as e:
@@ -159,6 +167,58 @@ def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> 
         # The -wal/-shm/-journal are normally gone once the connection closed; make sure.
         for leftover in (tmp, *(Path(f"{tmp}{s}") for s in ("-wal", "-shm", "-journal"))):
             leftover.unlink(missing_ok=True)
+
+
+def reindex_warning(path: str, names: tuple[str, ...] | list[str]) -> str:
+    """The one line that tells a restore's user the application must rebuild some indexes."""
+    one = len(names) == 1
+    return (f"{path} uses {'collation' if one else 'collations'} {', '.join(names)}, which only "
+            f"the application knows: the indexes that use {'it' if one else 'them'} were "
+            f"rebuilt with a stand-in; the application must run "
+            f"{'; '.join(f'REINDEX {n}' for n in names)} before using it")
+
+
+def _code_point_order(a: str, b: str) -> int:
+    """The stand-in collation: Unicode code point order (UTF-8 byte order), a total order."""
+    return (a > b) - (a < b)
+
+
+class StandIns:
+    """Stands in for each collation SQLite asks for and the connection does not know (one
+    only the application registers), and remembers their names.
+
+    Code point order: a total, deterministic order, and the finest there is (two values are
+    equal only when they are the same text), so no two rows that are distinct under the
+    application's collation can collide in a rebuilt UNIQUE or PRIMARY KEY index under it.
+    """
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self.names: list[str] = []
+        conn.collation_needed(self._needed)
+
+    def _needed(self, conn: apsw.Connection, name: str) -> None:
+        conn.create_collation(name, _code_point_order)
+        self.names.append(name)
+
+    def covers(self, collation: str | None) -> bool:
+        """Whether the collation is one of the stand-ins."""
+        return collation is not None and collation.lower() in {n.lower() for n in self.names}
+
+
+def prepare_only(conn: apsw.Connection, sql: str,
+                 look: Callable[[apsw.Cursor, str], bool] | None = None) -> None:
+    """Prepare sql's statements without running any (SQLite asks for collations then): each
+    prepared statement goes to look(cursor, its text), which says whether to go on to the next
+    (True only for one that has nothing to run); without look, only the first is prepared."""
+    def stop(cursor: apsw.Cursor, statement: str, bindings: apsw.Bindings | None) -> bool:
+        return look(cursor, statement) if look is not None else False
+
+    cursor = conn.cursor()
+    cursor.exec_trace = stop
+    try:
+        cursor.execute(sql)
+    except apsw.ExecTraceAbort:
+        pass
 
 
 # --- snapshot ----------------------------------------------------------------------------
@@ -227,11 +287,52 @@ def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: i
         source.close()
 
 
-def _integrity_problem(conn: apsw.Connection) -> str | None:
-    """Return the first line of PRAGMA integrity_check, or None when the database is ok."""
-    rows = conn.execute("PRAGMA integrity_check").fetchall()
+def _integrity_problem(conn: apsw.Connection, stand_ins: StandIns | None = None) -> str | None:
+    """Return the first line of PRAGMA integrity_check, or None when the database is ok.
+
+    With stand_ins, on a copy of the application's database: where the check needs a collation
+    only the application has, the order of the indexes (and WITHOUT ROWID tables) built under
+    it cannot be checked here, and a CHECK constraint that compares with it cannot be judged.
+    The check must not call such a database corrupt (a corrupt file may be rolled back), so
+    it then runs without those parts: the page-level check of the whole file (quick_check),
+    and the full check of every table that does not name a stood-in collation.
+    """
+    if stand_ins is not None:
+        prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
+        if stand_ins.names:
+            return _integrity_beside(conn, stand_ins)
+    return _first_problem(conn, "PRAGMA integrity_check")
+
+
+def _first_problem(conn: apsw.Connection, pragma: str) -> str | None:
+    rows = conn.execute(pragma).fetchall()
     first = str(rows[0][0]) if rows else "no result"
     return None if first == "ok" else first.splitlines()[0]
+
+
+def _integrity_beside(conn: apsw.Connection, stand_ins: StandIns) -> str | None:
+    """The integrity check of a database that uses collations stood in for (see above)."""
+    conn.execute("PRAGMA ignore_check_constraints=ON")
+    try:
+        problem = _first_problem(conn, "PRAGMA main.quick_check")
+    finally:
+        conn.execute("PRAGMA ignore_check_constraints=OFF")
+    if problem is not None:
+        return problem
+    names = "|".join(re.escape(n) for n in stand_ins.names)
+    # A name that merely appears in the SQL (in a string, say) only makes the check coarser.
+    mention = re.compile(rf"(?<![\w$])(?:{names})(?![\w$])", re.IGNORECASE)
+    sql: dict[str, list[str]] = {}
+    for tbl_name, text in conn.execute(
+            "SELECT tbl_name, sql FROM main.sqlite_schema WHERE type IN ('table', 'index')"):
+        sql.setdefault(str(tbl_name), []).append(str(text or ""))
+    for table, texts in sorted(sql.items()):
+        if any(mention.search(t) for t in texts):
+            continue
+        problem = _first_problem(conn, f"PRAGMA main.integrity_check({_q(table)})")
+        if problem is not None:
+            return problem
+    return None
 
 
 def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSnapshotError:
@@ -248,6 +349,13 @@ def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSn
             "database disk image is malformed (corrupt or truncated)",
             hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
         )
+    if isinstance(e, apsw.SQLError) and _NEEDS_APPLICATION.match(_message(e)):
+        # The schema calls code only the application registers (a function in an index, a
+        # CHECK or a generated column): no stand-in can compute it, and the dump could not be
+        # rebuilt without it. This will not fix itself; the sync must say so (sync.py).
+        return SqliteSnapshotError(f"{NEEDS_APPLICATION}{_message(e)}",
+                                   hint="the database's schema uses SQL functions or modules "
+                                        "that only its application registers")
     if isinstance(e, (apsw.CantOpenError, apsw.ReadOnlyError)):
         # (ReadOnlyError: a WAL database SQLite could open only read-only, which needs a -shm)
         why = _message(e)
@@ -256,6 +364,13 @@ def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSn
         return SqliteSnapshotError(f"cannot open database: {why}",
                                    hint=f"let this user read and write {path} and its folder")
     return SqliteSnapshotError(_message(e))
+
+
+# What SQLite says when the schema needs code only the application registers.
+_NEEDS_APPLICATION = re.compile(r"(unknown function|no such function|no such module|"
+                                r"no such collation sequence)", re.IGNORECASE)
+# The start of the message for such a database.
+NEEDS_APPLICATION = "needs the application's own SQL code: "
 
 
 def _message(e: BaseException) -> str:
@@ -289,12 +404,12 @@ class _Column:
     hidden: int  # 0 ordinary, 1 hidden virtual-table column, 2/3 generated column
 
 
-def _dump(conn: apsw.Connection, *, wal: bool) -> bytes:
+def _dump(conn: apsw.Connection, *, wal: bool, stand_ins: StandIns | None = None) -> bytes:
     """Dump the main database inside one read transaction and return the UTF-8 bytes."""
     # A savepoint is a read transaction when none is open, and nests inside the caller's.
     conn.execute("SAVEPOINT vault_dump")
     try:
-        text = _DumpWriter(conn, wal=wal).write()
+        text = _DumpWriter(conn, wal=wal, stand_ins=stand_ins).write()
     finally:
         conn.execute("RELEASE vault_dump")
     return text.encode("utf-8")
@@ -303,9 +418,11 @@ def _dump(conn: apsw.Connection, *, wal: bool) -> bytes:
 class _DumpWriter:
     """Writes the dump of one connection's main database, section by section."""
 
-    def __init__(self, conn: apsw.Connection, *, wal: bool) -> None:
+    def __init__(self, conn: apsw.Connection, *, wal: bool,
+                 stand_ins: StandIns | None = None) -> None:
         self.conn = conn
         self.wal = wal
+        self.stand_ins = stand_ins
         self.lines: list[str] = []
         self.encoding = _pragma(conn, "encoding")
         self.codec = TEXT_CODECS.get(self.encoding, "utf-8")
@@ -414,13 +531,25 @@ class _DumpWriter:
             order = [rowid]
         sql = f"SELECT {', '.join(select)} FROM main.{_q(table)}"
         if order:
-            sql += " ORDER BY " + ", ".join(o if o == rowid else _q(o) for o in order)
+            sql += " ORDER BY " + ", ".join(o if o == rowid else self._order_term(table, o)
+                                            for o in order)
         prefix = f"INSERT INTO {_q(table)}({','.join(insert)}) VALUES("
         for row in self.conn.execute(sql):
             literals = [
                 self._literal(row[i], is_text=bool(row[i + 1])) for i in range(0, len(row), 2)
             ]
             self.lines.append(prefix + ",".join(literals) + ");")
+
+    def _order_term(self, table: str, column: str) -> str:
+        """The ORDER BY term for a column: under its own collation, or BINARY for a stood-in one."""
+        # A WITHOUT ROWID table keyed by a stood-in collation is stored in the application's
+        # order, which SQLite would walk; a rebuilt copy is stored in the stand-in's order. An
+        # explicit BINARY makes the rows' order a function of their values alone, the same
+        # before and after a restore (and REINDEX), whatever order the file keeps them in.
+        if self.stand_ins is not None and self.stand_ins.names and \
+                self.stand_ins.covers(self.conn.column_metadata("main", table, column)[1]):
+            return f"{_q(column)} COLLATE BINARY"
+        return _q(column)
 
     def _literal(self, value: apsw.SQLiteValue, *, is_text: bool) -> str:
         """Format one value as an SQL literal, the same way every time, on one line."""
@@ -751,8 +880,10 @@ def _without_wal(text: str) -> tuple[str, bool]:
     return text[:at + 1] + text[at + 1 + len(_WAL_LINE):], True
 
 
-def _replay(data: bytes | memoryview, path: Path, *, start_writeback: bool = False) -> None:
-    """Run the dump's SQL into a new database at path and check the result."""
+def _replay(data: bytes | memoryview, path: Path, *,
+            start_writeback: bool = False) -> tuple[str, ...]:
+    """Run the dump's SQL into a new database at path and check the result; return the
+    collations it stood in for."""
     try:
         conn = apsw.Connection(str(path))
     except apsw.Error as e:
@@ -768,6 +899,11 @@ def _replay(data: bytes | memoryview, path: Path, *, start_writeback: bool = Fal
         conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
         conn.execute("PRAGMA foreign_keys=OFF")  # tables are filled in name order
         conn.execute("PRAGMA recursive_triggers=OFF")
+        # The rows passed their CHECK constraints in the database they were taken from (the
+        # check below looks at them again), and a constraint that compares under a collation
+        # only the application has could not be judged under its stand-in.
+        conn.execute("PRAGMA ignore_check_constraints=ON")
+        stand_ins = StandIns(conn)
         # No fsync at COMMIT or checkpoint: the file is a temp file that nobody else opens,
         # flushed once when it is whole and checked (by load_dump, or with the caller's batch).
         conn.execute("PRAGMA synchronous=OFF")
@@ -792,9 +928,15 @@ def _replay(data: bytes | memoryview, path: Path, *, start_writeback: bool = Fal
             raise SqliteSnapshotError("cannot switch the rebuilt database to WAL mode")
         if start_writeback:
             _start_writeback(path)  # (the check below reads; it does not write)
+        prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
+        if not stand_ins.names:
+            # Built under the stand-ins, the indexes are in their order and pass the check;
+            # only a CHECK constraint's verdict under them would mean nothing.
+            conn.execute("PRAGMA ignore_check_constraints=OFF")
         problem = _integrity_problem(conn)
         if problem is not None:
             raise SqliteSnapshotError(f"bad dump: the result fails integrity check: {problem}")
+        return tuple(stand_ins.names)
     finally:
         conn.close()
 
