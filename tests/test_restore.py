@@ -881,3 +881,106 @@ def test_files_the_config_now_excludes_are_left_out_of_a_live_restore(
     proc = run_cli("restore", "--at", "HEAD~1", "--dry-run", "--json", "--config",
                    str(config_file))
     assert json.loads(proc.stdout)["left_out"] == ["agent/x.tmp"], proc.stderr
+
+
+def _renamed_source(tmp_path: Path, clock: Clock, extra: str = "") -> tuple[Path, Path, Path]:
+    """Sources a and b synced, a changed and synced, then b renamed to bee and synced: the vault
+    keeps b's files (sync takes configured sources only). Returns config file, a's and b's
+    folders."""
+    a, b = tmp_path / "src" / "a", tmp_path / "src" / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    config_file = write_config(tmp_path / "vault.toml", {"a": a, "b": b}, extra=extra)
+    config = load_config(config_file)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    (a / "n.md").write_text("a1\n")
+    (b / "m.md").write_text("b1\n")
+    sync(config, now=clock)
+    (a / "n.md").write_text("a2\n")
+    clock.tick()
+    sync(config, now=clock)
+    config_file.write_text(config_file.read_text().replace('name = "b"', 'name = "bee"'))
+    clock.tick()
+    sync(load_config(config_file), now=clock)
+    return config_file, a, b
+
+
+def test_files_of_a_source_gone_from_the_config_are_left_out_not_a_refusal(
+        tmp_path: Path, clock: Clock) -> None:
+    """Before: once a source was renamed (or removed) in vault.toml, every restore into the
+    live sources was refused ("b/m.md: its source is not in the config"), also for the
+    sources still configured; only --source a got through."""
+    config_file, a, b = _renamed_source(tmp_path, clock)
+    config = load_config(config_file)
+    prefix = "" if config.vault.layout == "{source}" else "testhost/"
+    assert git(config.vault.path, "ls-tree", "-r", "--name-only", "HEAD").split() == [
+        f"{prefix}a/n.md", f"{prefix}b/m.md", f"{prefix}bee/m.md"]
+    (b / "m.md").write_text("b live\n")  # (bee's file now: the restore must not touch it)
+    why = (f"{prefix}b/m.md", "its source 'b' is not in the config")
+    dry = restore(config, RestoreOptions(at="HEAD~2", dry_run=True), now=clock)
+    assert dry.plan.left_out_why == (why,)
+    result = restore(config, RestoreOptions(at="HEAD~2"), now=clock)
+    assert [(x.action, x.path) for x in result.plan.actions] == [
+        ("overwrite", f"{prefix}a/n.md")] == [(x.action, x.path) for x in dry.plan.actions]
+    assert result.plan.left_out_why == (why,)
+    assert (a / "n.md").read_text() == "a1\n" and (b / "m.md").read_text() == "b live\n"
+    # The undo it describes puts a back, and nothing else
+    assert result.undo_commit and result.undo_sources == ("a",)
+    restore(config, RestoreOptions(at=result.undo_commit, sources=result.undo_sources,
+                                   delete=True), now=clock)
+    assert (a / "n.md").read_text() == "a2\n" and (b / "m.md").read_text() == "b live\n"
+    # Asked for by name, or by a pattern that takes only its files: a refusal that says --to
+    with pytest.raises(UsageError, match="^no source named 'b' in the config$"):
+        restore(config, RestoreOptions(at="HEAD~2", sources=("b",)), now=clock)
+    for delete in (False, True):
+        with pytest.raises(RestoreError, match=f"^{prefix}b/m.md: its source 'b' is not in "
+                                               "the config$") as err:
+            restore(config, RestoreOptions(at="HEAD~2", paths=(f"{prefix}b/*",),
+                                           delete=delete), now=clock)
+        assert err.value.hint == "restore elsewhere with --to DIR"
+    # --to DIR restores every source of the commit, configured or not
+    out = tmp_path / "out"
+    restore(config, RestoreOptions(at=result.undo_commit, to=out), now=clock)
+    assert {p: (out / p).read_text() for p in tree_digest(out)} == {
+        f"{prefix}a/n.md": "a2\n", f"{prefix}b/m.md": "b1\n", f"{prefix}bee/m.md": "b1\n"}
+
+
+def test_the_cli_restores_the_configured_sources_when_one_is_gone(tmp_path: Path,
+                                                                  clock: Clock) -> None:
+    """The QA case, through the CLI: with source b renamed, and then removed, a full restore
+    exits 0, lists b's file as left out, and --dry-run --json says the same as the run."""
+    config_file, a, b = _renamed_source(tmp_path, clock)
+    for step in ("renamed", "removed"):
+        if step == "removed":
+            text = config_file.read_text()
+            config_file.write_text(text[:text.index("[[sources]]\nname = \"bee\"")])
+            assert [s.name for s in load_config(config_file).sources] == ["a"]
+        args = ("restore", "--at", "HEAD~2", "--config", str(config_file))
+        dry = run_cli(*args, "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        real = run_cli(*args, "--yes", "--json")
+        assert real.returncode == 0, real.stderr
+        for doc in (json.loads(dry.stdout), json.loads(real.stdout)):
+            assert doc["left_out"] == ["b/m.md"], step
+            assert doc["left_out_reasons"] == ["its source 'b' is not in the config"], step
+            assert [(x["action"], x["path"]) for x in doc["actions"]] == [
+                ("overwrite", "a/n.md")], step
+        text = run_cli(*args, "--dry-run").stdout
+        assert "Left out (its source 'b' is not in the config; --to DIR restores it): b/m.md" \
+            in text, text
+        assert (a / "n.md").read_text() == "a1\n" and (b / "m.md").read_text() == "b1\n"
+        (a / "n.md").write_text("a2\n")
+        refused = run_cli(*args, "--path", "b/m.md", "--yes")
+        assert refused.returncode == 1
+        assert refused.stderr.splitlines()[0] == "Error: b/m.md: its source 'b' is not in " \
+                                                 "the config"
+
+
+def test_with_a_host_layout_a_gone_source_is_left_out_by_its_name(tmp_path: Path,
+                                                                 clock: Clock) -> None:
+    config_file, a, _b = _renamed_source(tmp_path, clock, extra='layout = "{host}/{source}"')
+    config = load_config(config_file)
+    result = restore(config, RestoreOptions(at="HEAD~2"), now=clock)
+    assert result.plan.left_out_why == (("testhost/b/m.md",
+                                         "its source 'b' is not in the config"),)
+    assert (a / "n.md").read_text() == "a1\n"

@@ -37,6 +37,7 @@ MODE_EXEC = 0o100755
 # restore, also not by the --delete of the undo command (the vault may not hold it).
 _ASIDE = re.compile(r"\.pre-restore-\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?(/|$)")  # or in one
 _REPLACE_BATCH = 256  # files staged to replace live ones, flushed together (open files each)
+EXCLUDED = "excluded by the config now"  # why a file its source's patterns skip is left out
 
 
 class PartialRestoreError(RestoreError):
@@ -93,12 +94,21 @@ class RestorePlan:
     commit: CommitInfo
     into: str | None  # the --to folder, or None for the live sources
     actions: tuple[Action, ...]
-    # Files of the commit that the config's patterns no longer take: not written into the live
-    # sources (the vault would not track them, and an undo could not take them back)
+    # Files of the commit that the config no longer takes (its patterns exclude them, or their
+    # source is not configured any more): not written into the live sources (the vault would
+    # not track them, an undo could not take them back, or there is no live folder for them)
     left_out: tuple[str, ...] = ()
+    # Why each of left_out is left out, in the same order: EXCLUDED, or "its source 'b' is not
+    # in the config" (for the listing; --to DIR restores either)
+    left_out_reasons: tuple[str, ...] = ()
     # Live files --delete would remove that the vault never held and its safety sync could not
     # take (a skip is never a deletion): left where they are
     not_deleted: tuple[str, ...] = ()
+
+    @property
+    def left_out_why(self) -> tuple[tuple[str, str], ...]:
+        """Each left-out vault path with why it is left out."""
+        return tuple(zip(self.left_out, self.left_out_reasons, strict=True))
 
     @property
     def touches_live_files(self) -> bool:
@@ -120,6 +130,9 @@ class RestoreResult:
     undo_sources: tuple[str, ...] = ()
     new_sources: tuple[str, ...] = ()  # sources whose folder the restore made: undo leaves them
     redacted: tuple[str, ...] = ()  # restored files whose secrets were redacted: cannot come back
+    # One line per restored database built with a stand-in for a collation only its
+    # application knows: the application must REINDEX it (vault.restore_db.reindex_warning)
+    warnings: tuple[str, ...] = ()
 
 
 def resolve_at(repo: VaultRepo, text: str, now: datetime) -> CommitInfo:
@@ -163,14 +176,12 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         # Other machines' files (under their own host prefix) are not this machine's to place.
         mine = config.vault.host + "/"
         files = {p: v for p, v in files.items() if p.startswith(mine)}
-    left_out: list[str] = []
+    left_out: dict[str, str] = {}  # vault path -> why
     if options.to is None:
         files, left_out = _taken_by_sources(config, files)
     if not files and not options.delete:
-        if left_out:
-            raise RestoreError(f"{left_out[0]}" + (f" and {len(left_out) - 1} more" if
-                               len(left_out) > 1 else "") + ": excluded by the config now",
-                               hint="restore elsewhere with --to DIR")
+        if left_out:  # (all that was asked for: the files of a source gone from the config)
+            raise _left_out_error(left_out)
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     if options.to is not None:
@@ -215,32 +226,53 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                 actions.append(Action("delete", path, targets.target(path)[0]))
         actions.sort(key=lambda a: a.path)
         if not actions:  # (a pattern with a typo in it: said, as without --delete)
+            if left_out:
+                raise _left_out_error(left_out)
             raise RestoreError(f"nothing matches in commit {commit.id[:10]}, nor among the "
                                "files there now",
                                hint="check --source and --path (`vault log --path` helps)")
     targets.refuse_files_in_the_way(actions)
     return RestorePlan(commit=commit, into=str(options.to) if options.to else None,
-                       actions=tuple(actions), left_out=tuple(left_out))
+                       actions=tuple(actions), left_out=tuple(sorted(left_out)),
+                       left_out_reasons=tuple(left_out[p] for p in sorted(left_out)))
 
 
 def _taken_by_sources(config: Config, files: dict[str, tuple[str, int]]) -> tuple[
-        dict[str, tuple[str, int]], list[str]]:
-    """The files a sync of their source would take now, and the vault paths of the others."""
+        dict[str, tuple[str, int]], dict[str, str]]:
+    """The files a sync of their source would take now, and the vault paths of the others,
+    each with why it is left out.
+
+    A file of a source that is not in the config any more (renamed or removed: sync keeps
+    its files in the vault) has no live folder to go back to: it is left out, like a file the
+    patterns exclude, and not a reason to refuse the files of the sources still configured.
+    """
     filters: dict[str, Callable[[str], bool]] = {}
     taken: dict[str, tuple[str, int]] = {}
-    left_out: list[str] = []
+    left_out: dict[str, str] = {}
     for path, value in files.items():
         owner = config.source_for(path)
-        if owner is not None:
-            source, rel = owner
-            takes = filters.get(source.name)
-            if takes is None:
-                takes = filters[source.name] = path_filter(source)
-            if not takes(rel):
-                left_out.append(path)
-                continue
-        taken[path] = value  # (a source not in the config: refused when its target is found)
-    return taken, sorted(left_out)
+        if owner is None:
+            name = _top(path, config.prefix_depth).rpartition("/")[2]
+            left_out[path] = f"its source {name!r} is not in the config"
+            continue
+        source, rel = owner
+        takes = filters.get(source.name)
+        if takes is None:
+            takes = filters[source.name] = path_filter(source)
+        if not takes(rel):
+            left_out[path] = EXCLUDED
+            continue
+        taken[path] = value
+    return taken, left_out
+
+
+def _left_out_error(left_out: dict[str, str]) -> RestoreError:
+    """The refusal when every file asked for is left out: the user asked for those files."""
+    first = min(left_out)
+    reasons = set(left_out.values())
+    why = left_out[first] if len(reasons) == 1 else "not taken by the config now"
+    more = f" and {len(left_out) - 1} more" if len(left_out) > 1 else ""
+    return RestoreError(f"{first}{more}: {why}", hint="restore elsewhere with --to DIR")
 
 
 def restore(config: Config, options: RestoreOptions, *,
@@ -313,10 +345,11 @@ def restore(config: Config, options: RestoreOptions, *,
                 raise PartialRestoreError(cause, RestoreResult(
                     plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                     undo_sources=_without(involved, gone), new_sources=gone)) from exc
+        warnings = tuple(databases.warnings())
     plan = _with(plan, late)
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                          undo_sources=_without(involved, gone), new_sources=gone,
-                         redacted=tuple(redacted))
+                         redacted=tuple(redacted), warnings=warnings)
 
 
 def _with(plan: RestorePlan, late: list[Action]) -> RestorePlan:
@@ -901,29 +934,38 @@ class _OldCopies:
             return False
         folder, _, name = action.target.rpartition("/")
         aside = _aside_name(action.target, _aside_stamp(datetime.now(timezone.utc)), self._used)
+        # Listed before it exists, so that an interrupt at any point leaves no copy that
+        # settle() does not know of (one listed and never made is skipped there).
+        self._copies.append((action, aside))
         try:
             if move:
                 self._writer.move_in(folder, name, aside.rpartition("/")[2], replace=False)
             else:
                 self._writer.link_in(folder, name, aside.rpartition("/")[2])
         except FileNotFoundError:
+            self._copies.pop()
             return False  # gone meanwhile: nothing to keep
-        self._copies.append((action, aside))
+        except BaseException:
+            if not os.path.lexists(aside):
+                self._copies.pop()
+            raise
         return True
 
     def settle(self, *, quietly: bool = False) -> None:
         """One look for holders of all the copies; each is dropped, or kept aside."""
         from vault.inuse import open_paths
 
-        copies, self._copies = self._copies, []
+        copies = self._copies
         if not copies:
             return
-        try:
+        done = 0  # (each copy leaves the list once handled: one that an interrupt left
+        try:      # unhandled is still there for the settle(quietly=True) that follows it)
             held = {str(p) for p in open_paths([Path(aside) for _action, aside in copies])}
             for action, aside in copies:
                 try:
                     st = os.lstat(aside)
                 except FileNotFoundError:
+                    done += 1
                     continue  # someone took it away: nothing of ours to keep or drop
                 seen = action.seen  # (a link changes the inode's ctime: not compared)
                 if aside in held or (st.st_size, st.st_mtime_ns, st.st_ino) != (
@@ -932,10 +974,13 @@ class _OldCopies:
                 else:
                     folder, _, name = aside.rpartition("/")
                     self._writer.remove(folder, name)
+                done += 1
         except OSError:
             if not quietly:
                 raise
             # (after an error: a copy left is a file kept, not a file lost)
+        finally:
+            del copies[:done]
 
 
 def _delete(action: Action, writer: BatchWriter) -> None:
