@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 
 from conftest import Clock, run_cli, write_config
 from vault.config import Config, load_config
-from vault.errors import UsageError
+from vault.errors import UsageError, VaultError
 from vault.repo import VaultRepo
 from vault.schedule import cron_spec, install, remove, status, vault_id
 from vault.status import status as vault_status
@@ -49,7 +52,8 @@ def test_install_twice_changes_nothing_and_remove(config: Config, tmp_path: Path
     assert line.endswith(f" >> {config.home / 'vault.log'} # vault-sync:{vault_id(config)}")
     assert "backup.sh # someone else's" in first and "MAILTO=me" in first
     st = status(config, tab, now=datetime(2026, 11, 21, 10, 7))
-    assert st.next_run == datetime(2026, 11, 21, 10, 15)
+    assert st.next_run == datetime(2026, 11, 21, 10, 15).astimezone()  # local, with its offset
+    assert st.next_run is not None and st.next_run.utcoffset() is not None
     install(config, "1h", tab)
     hourly = [line for line in tab.read_text().splitlines() if "vault-sync" in line]
     assert len(hourly) == 1 and hourly[0].startswith(("0 * * * * ", "@hourly "))
@@ -241,3 +245,163 @@ def test_a_sync_that_finds_nothing_keeps_the_vault_from_looking_overdue(
     assert not later.overdue and later.last_run == clock.now + timedelta(minutes=20)
     assert later.last_sync is not None and later.last_sync.id == first.commit
     assert vault_status(config, now=lambda: clock.now + timedelta(minutes=51)).overdue
+
+
+# Lines python-crontab rewrote when it wrote the crontab back (QA): a comment it moved below
+# the env line, '0 0 * * *' made '@daily', ' %' before cron's '%', '# DISABLED LINE' above a
+# line it could not read (and "No enumeration for Minutes: 'this'" on stderr), '#0' made
+# '# 0', runs of spaces collapsed.
+QA_LINES = (b"# my jobs\nSHELL=/bin/bash\n0 0 * * * /usr/bin/backup.sh\n"
+            b"0 9 * * 1 /usr/bin/mail -s report me%Weekly body%\nnot a cron line\n"
+            b"#0 3 * * * job\n0 0 1 1 *    two  spaces\n")
+MORE_LINES = (b"\n  # indented comment  \nMAILTO=\"me@example.org\"\n\n"
+              b"@reboot   /usr/bin/start\t--now   # trailing comment\n"
+              b"this line is not for cron at all\n*/5 * * * * caf\xc3\xa9 \xff latin-1\n"
+              b"# */15 * * * * an old commented-out line # vault-sync\n"
+              b"0 1 * * * echo '# vault-sync' in quotes\n\t\n")
+
+
+@pytest.mark.parametrize("original", [
+    QA_LINES, QA_LINES + MORE_LINES, MORE_LINES + QA_LINES,
+    QA_LINES.rstrip(b"\n"),  # no newline after the last line
+    b"", b"\n", b"0 0 * * * lonely"], ids=["qa", "qa+more", "more+qa", "no-final-newline",
+                                            "empty", "blank", "one-line-no-newline"])
+def test_install_and_remove_keep_every_other_line_byte_for_byte(
+        config: Config, tmp_path: Path, original: bytes,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Before: python-crontab wrote the whole file back its own way (see QA_LINES)."""
+    tab = tmp_path / "crontab"
+    tab.write_bytes(original)
+    tab.chmod(0o640)
+    own = f"# vault-sync:{vault_id(config)}".encode()
+
+    install(config, "15m", tab)
+    installed = tab.read_bytes()
+    lines = installed.split(b"\n")
+    at = [i for i, line in enumerate(lines) if line.endswith(own)]
+    assert len(at) == 1 and lines[at[0]].startswith(b"*/15 * * * * ")
+    # the entry is added after the last full line: a last line without a newline stays last
+    assert b"\n".join(lines[:at[0]] + lines[at[0] + 1:]) == original
+    assert at[0] == len(original.split(b"\n")) - 1
+    assert status(config, tab).entry is not None
+
+    install(config, "1d", tab)  # updated in place
+    again = tab.read_bytes().split(b"\n")
+    assert again[:at[0]] + again[at[0] + 1:] == lines[:at[0]] + lines[at[0] + 1:]
+    assert again[at[0]].startswith(b"0 3 * * * ") and again[at[0]].endswith(own)
+
+    assert remove(config, tab) is True
+    assert tab.read_bytes() == original
+    assert tab.stat().st_mode & 0o777 == 0o640
+    assert remove(config, tab) is False and tab.read_bytes() == original
+    assert capfd.readouterr() == ("", "")  # the library printed nothing
+
+
+def test_an_entry_in_the_middle_is_replaced_there_and_removed_alone(config: Config,
+                                                                  tmp_path: Path) -> None:
+    """vault's own line changes (here an old bare-marker one, with a stray twin further down);
+    the lines around it, which python-crontab would have rewritten, do not."""
+    py = sys.executable
+    old = (f"*/15   *  * * * {py} -m vault sync --quiet --config {config.file} "
+           f">> /tmp/vault.log 2>&1 #vault-sync")
+    before = "0 0 * * * /usr/bin/backup.sh\nSHELL=/bin/bash\n# about the next line\n"
+    after = "0 9 * * 1 /usr/bin/mail -s x me%body%\nnot a cron line\n"
+    tab = tmp_path / "crontab"
+    tab.write_text(f"{before}{old}\n{after}{old}\n0 0 1 1 *  last")
+    found = status(config, tab)
+    assert found.entry is not None and found.entry.line == old
+    install(config, "30m", tab)
+    text = tab.read_text()
+    assert text.startswith(before) and text.endswith(f"\n{after}0 0 1 1 *  last")
+    entry = text[len(before):-len(f"\n{after}0 0 1 1 *  last")]
+    assert entry.startswith("*/30 * * * * ") and entry.endswith(f"# vault-sync:{vault_id(config)}")
+    assert remove(config, tab) is True
+    assert tab.read_text() == f"{before}{after}0 0 1 1 *  last"
+
+
+def test_an_entry_on_a_last_line_without_a_newline_gets_one(config: Config,
+                                                            tmp_path: Path) -> None:
+    """cron needs the newline; the line before keeps its own."""
+    tab = tmp_path / "crontab"
+    install(config, "15m", tab)
+    entry = tab.read_text()
+    tab.write_text("MAILTO=me\n" + entry.rstrip("\n"))
+    install(config, "15m", tab)
+    assert tab.read_text() == "MAILTO=me\n" + entry
+    tab.write_text("MAILTO=me\n" + entry.rstrip("\n"))
+    assert remove(config, tab) is True
+    assert tab.read_text() == "MAILTO=me\n"
+
+
+def test_status_and_remove_of_a_missing_file_create_nothing(config: Config,
+                                                            tmp_path: Path) -> None:
+    tab = tmp_path / "no" / "crontab"
+    assert status(config, tab).entry is None and remove(config, tab) is False
+    assert not tab.parent.exists()
+    install(config, "15m", tab)
+    assert tab.read_text().count("\n") == 1
+
+
+@pytest.fixture
+def fake_crontab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `crontab` program first on PATH that keeps the user crontab in a file (the real one
+    is never touched): `crontab -l` prints it, `crontab FILE` replaces it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    store = tmp_path / "user-crontab"
+    program = bin_dir / "crontab"
+    program.write_text(f"""#!/bin/sh
+if [ "$1" = -l ]; then
+    [ -f '{store}' ] || {{ echo "no crontab for $(id -un)" >&2; exit 1; }}
+    exec cat '{store}'
+fi
+cat "$1" > '{store}'
+""")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return store
+
+
+def test_the_user_crontab_keeps_its_other_lines_too(config: Config, fake_crontab: Path,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    assert status(config).entry is None and status(config).crontab == "user crontab"
+    assert remove(config) is False and not fake_crontab.exists()  # no crontab: none written
+    fake_crontab.write_bytes(QA_LINES + MORE_LINES)
+    st = install(config, "15m")
+    assert st.entry is not None and st.entry.schedule == "*/15 * * * *"
+    assert fake_crontab.read_bytes() == QA_LINES + MORE_LINES + st.entry.line.encode() + b"\n"
+    assert remove(config) is True
+    assert fake_crontab.read_bytes() == QA_LINES + MORE_LINES
+    assert capfd.readouterr() == ("", "")
+
+
+def test_without_a_crontab_program_the_error_says_so(config: Config, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no crontab here
+    with pytest.raises(VaultError) as caught:
+        status(config)
+    assert caught.value.message == "cannot read the crontab: no crontab program on PATH"
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is New York's (EDT, -04:00, until 2026-11-01 02:00, then EST, -05:00)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_next_run_is_local_time_with_its_own_offset(config: Config, tmp_path: Path,
+                                                    new_york: None) -> None:
+    """Before: a naive local time, which --json printed as if it had no zone."""
+    tab = tmp_path / "crontab"
+    install(config, "1d", tab)  # 03:00 local
+    st = status(config, tab, now=datetime(2026, 10, 31, 16, 0, tzinfo=timezone.utc))  # 12:00 EDT
+    assert st.next_run is not None
+    assert st.next_run.isoformat() == "2026-11-01T03:00:00-05:00"  # after the clocks went back
+    assert st.next_run == datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+    out = run_cli("cron", "status", "--crontab-file", str(tab), "--json", "--config",
+                  str(config.file), env={"TZ": "America/New_York"})
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT03:00:00-0[45]:00", json.loads(out.stdout)["next_run"])

@@ -1,19 +1,26 @@
-"""Cron: one crontab entry per vault that runs `vault sync --quiet` (python-crontab edits,
-croniter counts)."""
+"""Cron: one crontab entry per vault that runs `vault sync --quiet` (python-crontab reads and
+renders that line, the others stay as they are; croniter counts)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shlex
+import shutil
+import stat
+import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from vault.config import CRON_ENV, Config, user_config_path
 from vault.errors import UsageError, VaultError
+from vault.fsutil import atomic_write, new_file_mode
 from vault.when import parse_duration
 
 # The comment that marks vault's entries. Earlier versions wrote it bare, so that every vault
@@ -134,81 +141,178 @@ def _is_mine(job: Any, config: Config) -> bool:
     return _same(named_config or str(user_config_path()), config.file)
 
 
-def _mine(tab: Any, config: Config) -> list[Any]:
-    return [job for job in tab if _is_mine(job, config)]
+# python-crontab re-renders a whole crontab when it writes one (its own spacing, @daily for
+# '0 0 * * *', '# DISABLED LINE' above a line it cannot read, comments moved), and 3.4.0 has
+# no option to keep a line as it was nor a way to read or write a user crontab's raw text.
+# So vault keeps the crontab as text, split at '\n' (what cron reads), and lets python-crontab
+# read and render only its own entry's line: every other line stays byte for byte.
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """python-crontab logs a line it cannot read (logging's last resort prints it): not here."""
+    log = logging.getLogger("crontab")
+    was = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = was
 
 
-def _open(crontab_file: Path | None):  # type: ignore[no-untyped-def]
+def _job(line: str) -> Any | None:
+    """python-crontab's reading of one crontab line, if cron would run it as a job."""
+    if MARKER not in line:
+        return None  # not vault's: never parsed, never rendered
     from crontab import CronTab  # type: ignore[import-untyped]
 
-    try:
-        if crontab_file is not None:
-            if not crontab_file.exists():
-                crontab_file.parent.mkdir(parents=True, exist_ok=True)
-                crontab_file.write_text("")
-            return CronTab(tabfile=str(crontab_file))
-        return CronTab(user=True)
-    except (OSError, IOError) as exc:
-        raise VaultError(f"cannot read the crontab: {exc}",
-                         hint="is cron installed? use --crontab-file PATH for a file") from None
+    with _quiet():
+        jobs = list(CronTab(tab=line))
+    # (a commented-out entry is a comment of the user's: cron does not run it)
+    return jobs[0] if len(jobs) == 1 and jobs[0].is_enabled() else None
 
 
-def _write(tab, crontab_file: Path | None) -> None:  # type: ignore[no-untyped-def]
+def _mine(lines: list[str], config: Config) -> list[tuple[int, Any]]:
+    """This vault's entries: (index in lines, python-crontab's job)."""
+    found = [(i, _job(line)) for i, line in enumerate(lines)]
+    return [(i, job) for i, job in found if job is not None and _is_mine(job, config)]
+
+
+def _entry_line(config: Config, spec: str) -> str:
+    """This vault's entry as python-crontab renders it ('%' escaped, the marker after '#')."""
+    from crontab import CronItem
+
+    job = CronItem(command=sync_command(config), comment=marker(config))
+    job.setall(spec)
+    line = str(job.render())
+    found = _job(line) if "\n" not in line else None
+    if found is None or (str(found.comment), str(found.command)) != (marker(config),
+                                                                      sync_command(config)):
+        # a ' #' in a path ends the command where python-crontab reads the line
+        raise VaultError(f"cannot write a crontab entry vault would read back as its own: {line}",
+                         hint="move the config or VAULT_HOME to a path without ' #'")
+    return line
+
+
+def _read(crontab_file: Path | None) -> str:
+    """The crontab's text as it is (bytes that are not UTF-8 kept as they are)."""
+    if crontab_file is not None:
+        try:
+            data = crontab_file.read_bytes()
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise VaultError(f"cannot read the crontab: {exc}") from None
+        return data.decode("utf-8", "surrogateescape")
+    proc = _crontab_program(["-l"], "read")
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        if "no crontab for" in err:
+            return ""
+        raise VaultError(f"cannot read the crontab: crontab -l: {err or proc.returncode}",
+                         hint="is cron installed? use --crontab-file PATH for a file")
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def _write(text: str, crontab_file: Path | None) -> None:
+    """Put text in place of the crontab: a file atomically (its mode kept), else `crontab`."""
+    data = text.encode("utf-8", "surrogateescape")
+    if crontab_file is not None:
+        target = Path(os.path.realpath(crontab_file))  # a symlink stays one
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                mode = stat.S_IMODE(target.stat().st_mode)
+            except FileNotFoundError:
+                mode = new_file_mode(executable=False)
+            atomic_write(target, data, mode=mode)
+        except OSError as exc:
+            raise VaultError(f"cannot write the crontab: {exc}") from None
+        return
+    with tempfile.TemporaryDirectory(prefix="vault-cron-") as tmp:
+        path = Path(tmp) / "crontab"
+        path.write_bytes(data)
+        proc = _crontab_program([str(path)], "write")
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise VaultError(f"cannot write the crontab: crontab: {err or proc.returncode}")
+
+
+def _crontab_program(args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the crontab program (found on PATH now) with args."""
+    program = shutil.which("crontab")
+    if program is None:
+        raise VaultError(f"cannot {what} the crontab: no crontab program on PATH",
+                         hint="is cron installed? use --crontab-file PATH for a file")
+    env = {**os.environ, "LC_ALL": "C"}  # 'no crontab for USER' in English
     try:
-        if crontab_file is not None:
-            tab.write(str(crontab_file))
-        else:
-            tab.write()
-    except (OSError, IOError) as exc:
-        raise VaultError(f"cannot write the crontab: {exc}") from None
+        return subprocess.run([program, *args], capture_output=True, env=env, check=False,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VaultError(f"cannot {what} the crontab: {exc}") from None
 
 
 def install(config: Config, every: str = "15m", crontab_file: Path | None = None) -> CronStatus:
-    """Add (or update in place) this vault's entry; installing twice changes nothing."""
+    """Add (or update in place) this vault's entry; installing twice changes nothing.
+
+    Only vault's own line changes: every other line of the crontab stays as it was.
+    """
     spec = cron_spec(every)
-    command = sync_command(config)
-    tab = _open(crontab_file)
-    jobs = _mine(tab, config)
-    job = jobs[0] if jobs else tab.new(command=command, comment=marker(config))
-    for extra in jobs[1:]:
-        tab.remove(extra)
-    job.set_command(command)
-    job.set_comment(marker(config))
-    job.setall(spec)
+    new = _entry_line(config, spec)
+    text = _read(crontab_file)
+    # lines[-1] is what follows the last newline: '' in a file that ends with one
+    lines = text.split("\n")
+    mine = _mine(lines, config)
+    if mine:
+        first = mine[0][0]
+        extra = {i for i, _ in mine[1:]}
+        if first == len(lines) - 1:
+            lines.append("")  # it was the last line, without a newline: cron needs one
+        lines[first] = new
+        lines = _without(lines, extra)
+    else:
+        # before a last line without a newline, which stays last and as it was
+        lines.insert(len(lines) - 1, new)
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write(tab, crontab_file)
+    updated = "\n".join(lines)
+    if updated != text:  # (installing twice: the crontab is not even rewritten)
+        _write(updated, crontab_file)
     return status(config, crontab_file)
+
+
+def _without(lines: list[str], drop: set[int]) -> list[str]:
+    """lines less those at drop, each with its newline (a last line without one becomes '')."""
+    last = len(lines) - 1
+    return ["" if i in drop else line for i, line in enumerate(lines)
+            if i not in drop or i == last]
 
 
 def remove(config: Config, crontab_file: Path | None = None) -> bool:
     """Remove this vault's entry (other vaults' stay); False when there was none."""
-    tab = _open(crontab_file)
-    jobs = _mine(tab, config)
-    for job in jobs:
-        tab.remove(job)
-    if jobs:
-        _write(tab, crontab_file)
-    return bool(jobs)
+    text = _read(crontab_file)
+    lines = text.split("\n")
+    mine = _mine(lines, config)
+    if mine:
+        _write("\n".join(_without(lines, {i for i, _ in mine})), crontab_file)
+    return bool(mine)
 
 
 def status(config: Config, crontab_file: Path | None = None,
            now: datetime | None = None) -> CronStatus:
-    """This vault's entry and its next run (local time)."""
-    tab = _open(crontab_file)
+    """This vault's entry and its next run (local time, with its UTC offset)."""
     where = str(crontab_file) if crontab_file else "user crontab"
-    jobs = _mine(tab, config)
-    if not jobs:
+    lines = _read(crontab_file).split("\n")
+    mine = _mine(lines, config)
+    if not mine:
         return CronStatus(entry=None, next_run=None, crontab=where)
-    job = jobs[0]
+    index, job = mine[0]
     spec = " ".join(str(part) for part in job.slices)
     from croniter import croniter  # type: ignore[import-untyped]
 
-    base = (now or datetime.now().astimezone()).replace(tzinfo=None)
-    next_run: datetime = croniter(spec, base).get_next(datetime)
-    line = job.render()
-    env = str(job.env)  # NAME=value lines above the entry (MAILTO=...): not part of it
-    line = line[len(env):] if env and line.startswith(env) else line
-    return CronStatus(entry=CronEntry(schedule=spec, command=str(job.command), line=line),
+    # cron counts local wall-clock time; the run's own offset (DST) comes from astimezone()
+    base = (now or datetime.now()).astimezone().replace(tzinfo=None)
+    next_run: datetime = croniter(spec, base).get_next(datetime).astimezone()
+    return CronStatus(entry=CronEntry(schedule=spec, command=str(job.command),
+                                      line=lines[index]),
                       next_run=next_run, crontab=where)
 
 
