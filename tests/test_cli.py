@@ -239,3 +239,33 @@ def test_a_rollback_to_a_redacted_version_says_so(tmp_path: Path) -> None:
     os.utime(memory, (past, past))
     doc = json.loads(run_cli("sync", "--json", "--config", str(cfg)).stdout)
     assert doc["rollbacks"][0]["warning"].endswith("cannot come back")
+
+
+def test_json_errors_are_json_too(config_file: Path, workspace: Path) -> None:
+    """--json promises a document for scripts: a command stopped by an error prints one too
+    (ok: false, the message, the hint, the exit code), besides the Error: line on stderr."""
+    cases = [(["sync", "--json"], 10), (["status", "--json"], 10), (["log", "--json"], 10)]
+    for args, code in cases:
+        proc = run_cli(*args, "--config", str(config_file))
+        assert proc.returncode == code, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["ok"] is False and doc["exit_code"] == code
+        assert proc.stderr.splitlines()[0] == f"Error: {doc['error']}"
+        assert doc["hint"] and f"Hint: {doc['hint']}" in proc.stderr
+    assert run_cli("init", "--config", str(config_file)).returncode == 0
+    for args in (["log", "--json", "--since", "garbage"], ["restore", "--json", "--at", "garbage"],
+                 ["sync", "--json", "--source", "nope"], ["log", "--json", "--no-such-option"]):
+        proc = run_cli(*args, "--config", str(config_file))
+        assert proc.returncode == 2, (args, proc.stderr)
+        doc = json.loads(proc.stdout)
+        assert (doc["ok"], doc["exit_code"]) == (False, 2) and doc["error"], args
+    # a command that printed its own document and then failed: that document only
+    assert run_cli("sync", "--config", str(config_file)).returncode == 0
+    (workspace / "memory.json").write_text('{"half": ')
+    proc = run_cli("sync", "--json", "--config", str(config_file))
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)  # (one document: two would not parse)
+    assert "error" not in doc and doc["corrupt"][0]["path"] == "agent/memory.json"
+    # without --json nothing changes: no JSON on stdout
+    proc = run_cli("log", "--since", "garbage", "--config", str(config_file))
+    assert proc.returncode == 2 and proc.stdout == ""

@@ -52,6 +52,10 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("[[sources]]\npath = 'x'\n", "sources[0].name: missing"),
     ("[[sources]]\nname = 'a/b'\npath = 'x'\n", "sources[0].name: 'a/b': use letters"),
     ("[[sources]]\nname = 'a'\n", "sources[0].path: missing"),
+    # a misspelt required key is named as such, not reported missing
+    ("[[sources]]\nname = 'a'\npaht = 'x'\n", "sources[0].paht: unknown key (is it 'path'?)"),
+    ("[[sources]]\nnmae = 'a'\npath = 'x'\n", "sources[0].nmae: unknown key (is it 'name'?)"),
+    ("[[sources]]\nname = 'a'\nfolder = 'x'\n", "sources[0].folder: unknown key"),
     ("[[sources]]\nname = 'a'\npath = 'x'\nexclude = ['']\n",
      "sources[0].exclude[0]: must be a non-empty string"),
     ("[snapshot]\nmax_file_size = 'huge'\n", "snapshot.max_file_size: not a size: 'huge'"),

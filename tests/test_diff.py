@@ -150,3 +150,35 @@ def test_diff_before_the_first_sync(config: Config, vault: VaultRepo) -> None:
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr.splitlines() == ["Error: the vault has no commits yet",
                                         "Hint: run `vault sync` first"]
+
+
+def test_diff_says_when_rows_are_not_all_listed_and_skips_lines_of_binary_files(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    """QA: 30 rows changed and one added, the text listed 5 and the JSON 20 without a word;
+    a binary file was given line counts."""
+    db = apsw.Connection(str(workspace / "memory.db"))
+    with db:
+        for i in range(30):
+            db.execute("INSERT INTO memories(content) VALUES (?)", (f"row {i}",))
+    db.close()
+    (workspace / "blob.bin").write_bytes(bytes(range(256)) * 12)
+    sync(config, now=clock)
+    db = apsw.Connection(str(workspace / "memory.db"))
+    with db:
+        db.execute("UPDATE memories SET content = content || ' changed'")
+        db.execute("INSERT INTO memories(id, content) VALUES (99, 'the added one')")
+    db.close()
+    (workspace / "blob.bin").write_bytes(bytes(range(255, -1, -1)) * 12)
+    clock.tick()
+    sync(config, now=clock)
+    doc = json.loads(run_cli("diff", "HEAD~1", "--json", "--config", str(config.file)).stdout)
+    files = {f["path"]: f for f in doc["files"]}
+    (table,) = files["agent/memory.db"]["tables"]
+    assert (table["added"], table["changed"]) == (1, 35)
+    assert len(table["rows"]) == 20 and table["rows_not_listed"] == 16
+    assert files["agent/blob.bin"]["binary"] is True
+    assert (files["agent/blob.bin"]["lines_added"], files["agent/blob.bin"]["lines_removed"]) \
+        == (0, 0)
+    human = run_cli("diff", "HEAD~1", "--config", str(config.file)).stdout
+    assert "  M agent/blob.bin  binary" in human
+    assert "        ... and 31 more (`--json` lists the first 20 in key order)" in human

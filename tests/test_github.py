@@ -147,3 +147,21 @@ def test_cli_init_github_sets_the_remote(api: str, config_file: Path, tmp_path: 
                      env={"GITHUB_TOKEN": "nope"})
     assert public.returncode == 1
     assert public.stderr.splitlines()[0] == "Error: GitHub rejected the token in GITHUB_TOKEN"
+
+
+def test_cli_init_github_offline_is_a_failure_not_a_crash(config_file: Path,
+                                                          tmp_path: Path) -> None:
+    """GitHub unreachable (a port nothing listens on): one line, exit 1, nothing created."""
+    import socket
+
+    with socket.socket() as sock:  # a free port, closed again: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = run_cli("init", "--github", "sam/mv", "--config", str(config_file),
+                   env={"GITHUB_TOKEN": "fake", "GITHUB_API_URL": f"http://127.0.0.1:{port}"})
+    assert proc.returncode == 1, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first == (f"Error: cannot reach http://127.0.0.1:{port}: ConnectionError; nothing "
+                     "was created"), first
+    assert "unexpected" not in proc.stderr
+    assert not (tmp_path / "memory-vault").exists()

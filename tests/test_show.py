@@ -193,3 +193,27 @@ def test_cli_show_sql_pragmas(config: Config, dump: bytes) -> None:
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), pragma
     reads = run_cli(*args, "PRAGMA user_version", "--json")
     assert (reads.returncode, json.loads(reads.stdout)["rows"]) == (0, [[0]])
+
+
+def test_cli_show_json_gives_any_bytes_back_exactly(config: Config, vault: VaultRepo,
+                                                    clock: Clock) -> None:
+    """Text that is not UTF-8, and binary files, come back in base64 (said in `encoding`),
+    never with U+FFFD where the bytes were."""
+    import base64
+
+    root = config.sources[0].root
+    files = {"latin.md": b"caf\xe9\n", "blob.bin": bytes(range(256)) * 3,
+             "plain.md": "caf\u00e9 \u2615\n".encode()}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    sync(config, now=clock)
+    for name, data in files.items():
+        proc = run_cli("show", f"agent/{name}", "--json", "--config", str(config.file))
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["size"] == len(data)
+        if name == "plain.md":
+            assert (doc["encoding"], doc["content"]) == ("utf-8", data.decode())
+        else:
+            assert doc["encoding"] == "base64"
+            assert base64.b64decode(doc["content"]) == data

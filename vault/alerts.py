@@ -368,12 +368,10 @@ def _describe(exc: Exception, token_env: str, api: str, repo: str) -> str:
     if isinstance(exc, GithubException):
         detail = exc.data.get("message") if isinstance(exc.data, dict) else ""
         return f"GitHub refused ({exc.status}) for {repo}: {detail or 'no detail'}"
-    import requests
+    if isinstance(exc, OSError):  # requests' ConnectionError and Timeout are OSErrors
+        from vault.github import unreachable
 
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"{api} did not answer within {NETWORK_TIMEOUT}s"
-    if isinstance(exc, OSError):  # requests' ConnectionError and friends are OSErrors too
-        return f"cannot reach {api}: {type(exc).__name__}"
+        return unreachable(exc, api, NETWORK_TIMEOUT)
     return f"unexpected: {type(exc).__name__}: {exc}"
 
 

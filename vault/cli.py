@@ -13,8 +13,8 @@ from vault import __version__
 from vault.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
 
 from vault.cliutil import (  # noqa: F401 - re-exported for command modules
-    EXIT_CODE_HELP, Abort, config_option, emit_json, json_option, load_config_at, print_error,
-    shown)
+    EXIT_CODE_HELP, Abort, config_option, emit_json, emit_json_error, json_option,
+    load_config_at, print_error, shown)
 
 
 class _ReaderGone(Exception):
@@ -125,7 +125,11 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
             if rollback.warning:
                 click.echo(f"Warning: {rollback.warning}", err=True)
         if result.push is not None:
-            if result.push.pushed:
+            from vault.remote import UP_TO_DATE
+
+            if result.push.pushed and result.push.message == UP_TO_DATE:
+                click.echo("Up to date with the remote.")  # (it had the commits already)
+            elif result.push.pushed:
                 extra = (f" ({result.push.replayed} commit(s) replayed on top of other hosts')"
                          if result.push.replayed else "")
                 click.echo(f"Pushed to the remote{extra}.")
@@ -417,6 +421,8 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
     for action in result.plan.actions:
         if action.set_aside:
             click.echo(f"Kept aside (not in the vault): {shown(action.set_aside)}")
+    for warning in result.warnings:  # (a database the application must REINDEX)
+        click.echo(f"Warning: {warning}", err=True)
     if result.redacted:
         click.echo(f"Warning: {len(result.redacted)} restored file(s) hold [REDACTED:...] "
                    "markers: the secrets they held were never stored and cannot come back "
@@ -443,8 +449,8 @@ def _render_plan(plan: Any, limit: int | None) -> None:
     counts = {k: sum(1 for a in plan.actions if a.action == k)
               for k in ("create", "overwrite", "delete", "unchanged")}
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
-    for path in plan.left_out[:limit]:
-        click.echo(f"Left out (excluded by the config now; --to DIR restores it): {shown(path)}")
+    for path, why in plan.left_out_why[:limit]:
+        click.echo(f"Left out ({why}; --to DIR restores it): {shown(path)}")
     if limit is not None and len(plan.left_out) > limit:
         click.echo(f"  ... and {len(plan.left_out) - limit} more left out")
     for path in plan.not_deleted:
@@ -453,6 +459,7 @@ def _render_plan(plan: Any, limit: int | None) -> None:
 
 
 SKIPPED_SHOWN = 5  # `vault status` names this many skipped files
+DIFF_ROWS_SHOWN = 5  # `vault diff` lists this many changed rows of a table (--json: ROW_LIMIT)
 UNDO_PATHS = 50  # an undo names each file the restore changed, up to this many
 
 
@@ -498,6 +505,8 @@ def restore_json(result: Any, undo: str | None) -> dict[str, Any]:
             "counts": counts,
             "safety_sync": None if result.safety_sync is None else sync_json(result.safety_sync),
             "undo": undo, "redacted": list(result.redacted), "left_out": list(plan.left_out),
+            "left_out_reasons": list(plan.left_out_reasons),
+            "warnings": list(result.warnings),
             "not_deleted": list(plan.not_deleted)}
 
 
@@ -531,8 +540,14 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
             click.echo("\t".join("NULL" if v is None else str(_jsonable(v)) for v in row))
         return
     if as_json:
+        try:  # exact: text as it is, anything else (latin-1, binary) base64, never "\ufffd"
+            content, encoding = shown.data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            import base64
+
+            content, encoding = base64.b64encode(shown.data).decode("ascii"), "base64"
         emit_json({**head, "sqlite": shown.sqlite, "size": len(shown.data),
-                    "content": shown.data.decode("utf-8", "replace")})
+                   "encoding": encoding, "content": content})
         return
     sys.stdout.buffer.write(shown.data)
     sys.stdout.buffer.flush()
@@ -554,6 +569,7 @@ def _jsonable(value: Any) -> Any:
 def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
          paths: tuple[str, ...]) -> None:
     """What changed between WHEN1 and WHEN2 (default: the last sync), file by file."""
+    from vault.dumpdiff import ROW_LIMIT
     from vault.diff import diff as run_diff
     from vault.repo import VaultRepo
     from vault.sync import format_time
@@ -568,11 +584,13 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
             "files": [{"path": f.path, "status": f.status, "sqlite": f.sqlite,
                        "old_kind": f.old_kind, "new_kind": f.new_kind,
                        "lines_added": f.lines_added, "lines_removed": f.lines_removed,
+                       "binary": f.binary,
                        "tables": [{"table": t.table, "status": t.status, "added": t.added,
                                    "changed": t.changed, "removed": t.removed,
                                    "schema_changed": t.schema_changed,
                                    "rows": [{"kind": r.kind, "key": r.key, "old": r.old,
-                                             "new": r.new} for r in t.rows]}
+                                             "new": r.new} for r in t.rows],
+                                   "rows_not_listed": t.row_changes - len(t.rows)}
                                   for t in f.tables]} for f in result.files]})
         return
     click.echo(f"From {result.old.id[:10]} ({format_time(result.old.time)}) "
@@ -581,14 +599,14 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
         click.echo("  no differences")
     tag = {"added": "A", "modified": "M", "deleted": "D"}
     for f in result.files:
+        lines = "binary" if f.binary else f"+{f.lines_added} -{f.lines_removed}"
         if not f.sqlite:
-            click.echo(f"  {tag[f.status]} {shown(f.path)}  +{f.lines_added} -{f.lines_removed}")
+            click.echo(f"  {tag[f.status]} {shown(f.path)}  {lines}")
             continue
         if f.kind_changed:  # a plain file on one side: its lines, then the tables
             kinds = " -> ".join("SQLite" if k == "sqlite" else "plain"
                                 for k in (f.old_kind, f.new_kind))
-            click.echo(f"  {tag[f.status]} {shown(f.path)}  ({kinds})  +{f.lines_added} "
-                       f"-{f.lines_removed}")
+            click.echo(f"  {tag[f.status]} {shown(f.path)}  ({kinds})  {lines}")
         else:
             click.echo(f"  {tag[f.status]} {shown(f.path)}  (SQLite)")
         for t in f.tables:
@@ -596,8 +614,12 @@ def diff(config_path: str | None, as_json: bool, when1: str, when2: str,
                                                      ("removed", t.removed)) if n)
             schema = "; schema changed" if t.schema_changed else ""
             click.echo(f"      {t.table}: {what or 'no row changes'}{schema}")
-            for r in t.rows[:5]:
+            for r in t.rows[:DIFF_ROWS_SHOWN]:
                 click.echo(f"        {r.kind} {r.key}")
+            more = t.row_changes - min(len(t.rows), DIFF_ROWS_SHOWN)
+            if more > 0:
+                click.echo(f"        ... and {more} more (`--json` lists the first "
+                           f"{ROW_LIMIT} in key order)")
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
@@ -724,10 +746,10 @@ def _render_cron(st: Any, as_json: bool, config: Any = None) -> None:
 
         try:
             repo = VaultRepo.open(config.vault.path, config.vault.branch)
-            head = repo.head_id()
             from vault.sync import last_run
 
-            last = last_run(config, repo.commit_info(head).time) if head else None
+            synced = repo.last_by_vault()  # (a commit made by hand is no sync)
+            last = last_run(config, synced.time if synced else None)
         except NoVaultError:
             last = None
     from vault.sync import format_time
@@ -769,8 +791,10 @@ def demo(as_json: bool, keep: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn every outcome into a one-line message and exit code."""
+    """Entry point: run the CLI and turn every outcome into a one-line message and exit code
+    (and, under --json, a JSON document saying so)."""
     debug = bool(os.environ.get("VAULT_DEBUG"))
+    args = sys.argv[1:] if argv is None else argv
     try:
         cli.main(args=argv, prog_name="vault", standalone_mode=False)
     except Abort as exc:
@@ -779,14 +803,17 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             _print_traceback()
         print_error(exc.message, exc.hint)
+        emit_json_error(args, exc.message, exc.hint, exc.exit_code)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+        code = EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+        emit_json_error(args, exc.format_message(), None, code)
+        sys.exit(code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        _exit_interrupted()
+        _exit_interrupted(args)
     except (BrokenPipeError, _ReaderGone):
         # What is left in stdout's buffer goes nowhere (Python would report the pipe once more
         # when it flushes at exit): the reader has what it wanted, so this is a success.
@@ -798,9 +825,11 @@ def main(argv: list[str] | None = None) -> None:
         from vault.entry import interrupted
 
         if interrupted():  # a Ctrl-C that some library turned into another error
-            _exit_interrupted()
-        print_error(f"unexpected: {type(exc).__name__}: {exc}",
-                    "set VAULT_DEBUG=1 for a traceback; please report it")
+            _exit_interrupted(args)
+        message = f"unexpected: {type(exc).__name__}: {exc}"
+        hint = "set VAULT_DEBUG=1 for a traceback; please report it"
+        print_error(message, hint)
+        emit_json_error(args, message, hint, EXIT_UNEXPECTED)
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
 
@@ -811,8 +840,9 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
-def _exit_interrupted() -> NoReturn:
+def _exit_interrupted(args: list[str]) -> NoReturn:
     click.echo("Error: interrupted", err=True)
+    emit_json_error(args, "interrupted", None, EXIT_INTERRUPTED)
     sys.exit(EXIT_INTERRUPTED)
 
 

@@ -24,9 +24,27 @@ class Abort(Exception):
         self.code = code
 
 
+_emitted = False  # whether this process printed its --json document
+
+
 def emit_json(data: Any) -> None:
     """Print a JSON document (the --json output of every command)."""
+    global _emitted
+    _emitted = True
     click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def emit_json_error(argv: list[str], message: str, hint: str | None, code: int) -> None:
+    """With --json among the arguments, a command stopped by an error still prints a JSON
+    document (unless it printed its own already): {"ok": false, "error", "hint", "exit_code"}.
+    The Error: line on stderr is printed as well."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    if "--json" not in args or _emitted:
+        return
+    try:
+        emit_json({"ok": False, "error": message, "hint": hint, "exit_code": code})
+    except OSError:
+        pass  # (stdout gone: the stderr line says it)
 
 
 def shown(path: str) -> str:
@@ -57,6 +75,7 @@ def config_option(func: F) -> F:
     """Every command that reads vault.toml takes --config."""
     return click.option("--config", "config_path", metavar="FILE", envvar="VAULT_CONFIG",
                         help="Config file (default: $VAULT_CONFIG, ./vault.toml, "
+                             "$XDG_CONFIG_HOME/vault/vault.toml or "
                              "~/.config/vault/vault.toml).")(func)
 
 

@@ -21,6 +21,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_REPO_NAME = "memory-vault"
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SOURCE_KEYS = frozenset({"name", "path", "include", "exclude"})  # the keys of a [[sources]] entry
 # What git refuses anywhere in a ref name (refs.c check_refname_component): ASCII control
 # characters, DEL, space and ~ ^ : ? * [ \
 _REF_BAD_CHARS = frozenset(map(chr, range(0x20))) | frozenset("\x7f ~^:?*[\\")
@@ -254,6 +255,17 @@ class _Section:
     def done(self) -> None:
         for extra in sorted(set(self.data) - self.used):
             self.fail(self.key(extra), "unknown key")
+
+    def missing(self, name: str, why: str, known: frozenset[str]) -> NoReturn:
+        """A required key is not there: an unknown key beside it (most likely the same key,
+        misspelt) is named first, as done() would name it."""
+        for extra in sorted(set(self.data) - known):
+            import difflib
+
+            near = difflib.get_close_matches(extra, [name], n=1, cutoff=0.6)
+            self.fail(self.key(extra), f"unknown key (is it {near[0]!r}?)" if near
+                      else "unknown key")
+        self.fail(self.key(name), f"missing ({why})")
 
 
 def _typename(value: Any) -> str:
@@ -495,7 +507,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         sec = _Section(item, f"sources[{i}]", file)
         name = sec.get("name", str, None)
         if name is None:
-            sec.fail(sec.key("name"), "missing (every source needs a name)")
+            sec.missing("name", "every source needs a name", SOURCE_KEYS)
         if not SOURCE_NAME_RE.match(name):
             sec.fail(sec.key("name"), f"{name!r}: use letters, digits, '.', '_' or '-'")
         if name in seen:
@@ -503,7 +515,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         seen.add(name)
         root_text = sec.get("path", str, None)
         if not root_text:
-            sec.fail(sec.key("path"), "missing (the folder that holds this source's memory)")
+            sec.missing("path", "the folder that holds this source's memory", SOURCE_KEYS)
         root = paths.resolve(sec, sec.key("path"), root_text)
         problem = _inside_own(root, own)
         if problem is not None:

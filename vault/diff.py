@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vault.config import Config, VaultSettings
-from vault.dumpdiff import TableDiff, diff_dumps
+from vault.dumpdiff import ROW_LIMIT, TableDiff, diff_dumps
 from vault.repo import CommitInfo, VaultRepo
 from vault.restore import RestoreOptions, path_selector, resolve_at
 from vault.sqlite_dump import is_dump
@@ -25,6 +25,7 @@ class FileDiff:
     tables: tuple[TableDiff, ...] = ()
     old_kind: str | None = None  # "sqlite" | "plain"; None where the file does not exist
     new_kind: str | None = None
+    binary: bool = False  # a plain side holds a NUL byte (git's test): no line counts for it
 
     @property
     def kind_changed(self) -> bool:
@@ -42,7 +43,7 @@ class DiffResult:
 
 
 def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
-         paths: tuple[str, ...] = (), limit: int = 20, *,
+         paths: tuple[str, ...] = (), limit: int = ROW_LIMIT, *,
          config: Config | None = None) -> DiffResult:
     """Compare the vault as it was at two moments (WHEN expressions).
 
@@ -73,11 +74,13 @@ def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
         # text as lines.
         old_dump = old_data if old_kind == "sqlite" else None
         new_dump = new_data if new_kind == "sqlite" else None
-        added, removed = _line_counts(old_data if old_kind == "plain" else None,
-                                      new_data if new_kind == "plain" else None)
+        old_plain = old_data if old_kind == "plain" else None
+        new_plain = new_data if new_kind == "plain" else None
+        binary = any(d is not None and _binary(d) for d in (old_plain, new_plain))
+        added, removed = (0, 0) if binary else _line_counts(old_plain, new_plain)
         tables = tuple(diff_dumps(old_dump, new_dump, limit=limit))  # () when neither is one
         files.append(FileDiff(path, status, "sqlite" in (old_kind, new_kind), added, removed,
-                              tables, old_kind, new_kind))
+                              tables, old_kind, new_kind, binary))
     return DiffResult(old=old, new=new, files=tuple(files))
 
 
@@ -86,6 +89,11 @@ def _kind(data: bytes | None) -> str | None:
     if data is None:
         return None
     return "sqlite" if is_dump(data) else "plain"
+
+
+def _binary(data: bytes) -> bool:
+    """git's test: a NUL byte in the first 8,000 bytes."""
+    return b"\0" in data[:8000]
 
 
 def _line_counts(old: bytes | None, new: bytes | None) -> tuple[int, int]:

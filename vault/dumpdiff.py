@@ -72,8 +72,17 @@ class TableDiff:
     schema_changed: bool  # the CREATE statement differs, or the table was created or dropped
     status: str  # "added" (new table), "removed" (dropped table), "modified"
 
+    @property
+    def row_changes(self) -> int:
+        """Rows added, changed and removed (rows lists the first `limit` of them)."""
+        return self.added + self.changed + self.removed
 
-def diff_dumps(old: bytes | None, new: bytes | None, *, limit: int = 20) -> list[TableDiff]:
+
+ROW_LIMIT = 20  # rows listed per table by default, the first in key order
+
+
+def diff_dumps(old: bytes | None, new: bytes | None, *,
+               limit: int = ROW_LIMIT) -> list[TableDiff]:
     """Return the tables that differ between two dumps (None: no database), by table name."""
     if old == new:
         return []

@@ -9,10 +9,21 @@ from vault.errors import UsageError, VaultError
 
 DEFAULT_NAME = "memory-vault"
 DEFAULT_API = "https://api.github.com"
+TIMEOUT = 30  # seconds per GitHub request of `vault init --github`
 
 
 class GitHubError(VaultError):
     """GitHub refused, or the repository is not safe to use; no token is ever in the message."""
+
+
+def unreachable(exc: OSError, api: str, timeout: float) -> str:
+    """One line for GitHub not answering (requests' ConnectionError and Timeout are OSErrors);
+    for init --github and for alerts."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"{api} did not answer within {timeout:g}s"
+    return f"cannot reach {api}: {type(exc).__name__}"
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ def ensure_private_repo(spec: str, token_env: str = "GITHUB_TOKEN",
         raise GitHubError(f"no GitHub token: set {token_env}",
                           hint="a token with the 'repo' scope (or fine-grained: administration)")
     api = base_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API
-    gh = Github(auth=Auth.Token(token), base_url=api, retry=None, timeout=30)
+    gh = Github(auth=Auth.Token(token), base_url=api, retry=None, timeout=TIMEOUT)
     full = f"{owner}/{name}"
     try:
         login = gh.get_user().login
@@ -68,6 +79,10 @@ def ensure_private_repo(spec: str, token_env: str = "GITHUB_TOKEN",
     except GithubException as exc:
         detail = exc.data.get("message") if isinstance(exc.data, dict) else ""
         raise GitHubError(f"GitHub refused ({exc.status}): {detail or 'no detail'}") from None
+    except OSError as exc:
+        raise GitHubError(f"{unreachable(exc, api, TIMEOUT)}; nothing was created",
+                          hint="check the network (or GITHUB_API_URL), then run "
+                               "`vault init --github` again") from None
     if not repo.private:
         raise GitHubError(f"refusing to use {full}: it is public, and agent memory is private",
                           hint="make it private on GitHub, or choose another name")

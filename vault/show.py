@@ -81,6 +81,10 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
     U+FFFD, as a terminal shows the sqlite3 shell's raw bytes (CAST(col AS BLOB) gives the
     exact bytes); where the query cannot be re-read that way (PRAGMA, EXPLAIN) it is an error.
 
+    A collation only the application registers is stood in for (sqlite_dump.StandIns, code
+    point order), in the rebuild and in the query: it runs, though its ORDER BY or comparisons
+    under that collation follow the stand-in, not the application's order.
+
     Every attempt to write the database is refused alike (UsageError, exit 2): a statement
     SQLite calls a write, before it runs; a PRAGMA, when the read-only copy refuses it as it
     runs (`user_version=5`, `optimize`, `journal_mode=DELETE` on a WAL copy). A PRAGMA that
@@ -90,7 +94,7 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
     """
     import apsw
 
-    from vault.sqlite_dump import deny_attach, is_dump, load_dump
+    from vault.sqlite_dump import StandIns, deny_attach, is_dump, load_dump
 
     if not is_dump(data):
         raise UsageError("--sql needs a SQLite database; this file is not one")
@@ -99,6 +103,7 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
         load_dump(data, db_path)
         conn = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY)
         try:
+            StandIns(conn)  # the same stand-ins the rebuild used, for the query
             # A read-only open still lets ATTACH create files and VACUUM INTO write one (it
             # attaches its target): the authorizer refuses both, whatever the statement.
             conn.authorizer = deny_attach
@@ -197,23 +202,18 @@ def _one_read_only_statement(conn: apsw.Connection, sql: str) -> tuple[str, bool
 
 def _first_statement(conn: apsw.Connection, sql: str) -> tuple[str, bool] | None:
     """Prepare the first statement of sql without running it: its text and whether it is read-only."""
-    import apsw
+    from vault.sqlite_dump import prepare_only
 
     seen: list[tuple[str, bool]] = []
 
-    def stop(cursor: apsw.Cursor, statement: str, bindings: apsw.Bindings | None) -> bool:
+    def look(cursor: apsw.Cursor, statement: str) -> bool:
         if not cursor.has_vdbe:
             return True  # only blanks, comments and semicolons: nothing to run, nothing after
         # The text runs from where the last statement ended, so it is a prefix of sql.
         seen.append((statement, cursor.is_readonly))
         return False  # abort before the statement runs
 
-    cursor = conn.cursor()
-    cursor.exec_trace = stop
-    try:
-        cursor.execute(sql)
-    except apsw.ExecTraceAbort:
-        pass
+    prepare_only(conn, sql, look)
     return seen[0] if seen else None
 
 
