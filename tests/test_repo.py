@@ -175,6 +175,7 @@ def test_a_project_repository_is_never_taken_for_the_vault(tmp_path: Path,
                "refusing to use it as the vault"), proc.stderr
     assert sorted(str(p) for p in (bare / "objects").rglob("*")) == objects
     assert git(bare, "rev-parse", "main") == before
+    assert not (bare / "vault").exists()  # (before: the sync's lock files were written into it)
 
     # An empty bare repository, and a bare clone of a vault, are taken.
     empty, copy = tmp_path / "empty.git", tmp_path / "copy.git"

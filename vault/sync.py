@@ -161,6 +161,10 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
     clock = now or (lambda: datetime.now(timezone.utc))
     if options.dry_run:
         return _sync(config, repo, options, clock)
+    if not config.state_dir.exists():  # (a vault's first sync, or a repository not vault's:
+        head = repo.head_id()          # refused before the lock writes its files into it)
+        if head is not None:
+            repo.check_made_by_vault(head)
     with SyncLock(config.state_dir):
         _sweep_temp_files(config)
         result = _sync(config, repo, options, clock)
