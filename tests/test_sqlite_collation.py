@@ -255,3 +255,34 @@ def test_restore_helper_reports_the_stand_ins(tmp_path: Path) -> None:
     result = build(repo.path, oid, folder)
     assert result == {"redacted": False, "stand_ins": ["agentcoll"]}
     assert tables(folder / "db") == tables(src)
+
+
+def test_auto_rollback_says_the_application_must_reindex(tmp_path: Path) -> None:
+    """A database with the application's collation, corrupted and rolled back by [health]
+    auto_rollback: the sync says REINDEX, as restore does (before: not a word)."""
+    source = tmp_path / "src" / "a"
+    source.mkdir(parents=True)
+    config = tmp_path / "vault.toml"
+    config.write_text('[vault]\nbranch = "main"\n[health]\nauto_rollback = true\n'
+                      '[[sources]]\nname = "a"\npath = "src/a"\n')
+    env = {**os.environ, "VAULT_HOME": str(tmp_path / "home"), "VAULT_CONFIG": str(config),
+           "PYTHONPATH": str(REPO)}
+    assert run_vault(env, "init").returncode == 0
+    db = source / "c.db"
+    make_app_db(db)
+    assert run_vault(env, "sync", "--quiet").returncode == 0
+    good = tables(db)
+    db.write_bytes(db.read_bytes()[:9])  # cut inside its header: corrupt
+    old = db.stat().st_mtime - 10
+    os.utime(db, (old, old))  # (not written a moment ago: a rollback may replace it)
+    synced = run_vault(env, "sync", "--json")
+    assert synced.returncode == 1, synced.stderr
+    [rollback] = json.loads(synced.stdout)["rollbacks"]
+    assert rollback["warning"] == reindex_warning(str(db), ["agentcoll"])
+    assert tables(db) == good
+    shown = run_vault(env, "sync")  # (nothing corrupt now: the rollback was the last sync's)
+    assert shown.returncode == 0, shown.stderr
+    db.write_bytes(db.read_bytes()[:9])
+    os.utime(db, (old, old))
+    said = run_vault(env, "sync")
+    assert f"Warning: {reindex_warning(str(db), ['agentcoll'])}" in said.stderr, said.stderr

@@ -28,8 +28,10 @@ class Rollback:
     aside: str  # where the corrupt file now is (nothing is ever deleted)
     commit: str  # the commit its good version came from
     reason: str
-    # Set when the version put back holds [secrets] redact markers: the live file now has
-    # placeholders where its secrets were (they were never stored and cannot come back).
+    # Set when the version put back holds [secrets] redact markers (the live file now has
+    # placeholders where its secrets were: they were never stored and cannot come back), or is
+    # a database rebuilt with a stand-in for a collation only its application knows (the
+    # application must REINDEX it); both, joined by "; ", when both hold.
     warning: str = ""
 
 
@@ -64,7 +66,7 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
     may still be being written): it is not in the list returned."""
     from vault.fsutil import restored_mode
     from vault.restore_db import build_sqlite, install_sqlite, refuse_if_open
-    from vault.sqlite_dump import is_dump
+    from vault.sqlite_dump import is_dump, reindex_warning
 
     head = repo.head_id()
     if head is None or not corrupt:
@@ -83,8 +85,10 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
         data = repo.read_blob(oid)  # (read before anything moves: a damaged vault stops here)
         mode = restored_mode(str(target), filemode == 0o100755)
         aside = _free_name(Path(f"{target}.corrupt-{stamp}"))
+        stand_ins: list[str] = []  # the application's collations it was rebuilt without
         if is_dump(data):
-            built = build_sqlite(data, target, durable=True)  # built and checked beside it
+            # built and checked beside it
+            built = build_sqlite(data, target, durable=True, stand_ins=stand_ins)
             try:
                 refuse_if_open(target)  # again: it may have been opened while it was built
             except VaultError:
@@ -102,8 +106,11 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
             except OSError:  # (a filesystem without hard links)
                 os.replace(target, aside)
             atomic_write(target, data, mode=mode)
+        warnings = [redaction_warning(str(target), data)]
+        if stand_ins:  # (as restore warns: its indexes on them follow a stand-in's order)
+            warnings.append(reindex_warning(str(target), stand_ins))
         done.append(Rollback(vpath, str(target), str(aside), head, reason,
-                             warning=redaction_warning(str(target), data)))
+                             warning="; ".join(w for w in warnings if w)))
     return done
 
 
