@@ -984,3 +984,30 @@ def test_with_a_host_layout_a_gone_source_is_left_out_by_its_name(tmp_path: Path
     assert result.plan.left_out_why == (("testhost/b/m.md",
                                          "its source 'b' is not in the config"),)
     assert (a / "n.md").read_text() == "a1\n"
+
+
+def test_a_folder_where_the_commit_has_a_file_is_kept_aside_and_said_so(
+        tmp_path: Path, workspace: Path) -> None:
+    """notes was a file, then became a folder: the restore keeps the folder aside whole and
+    says it is a folder (before: "not in the vault", though the safety sync holds its files),
+    and its undo brings the folder back."""
+    config = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    (workspace / "notes").write_text("a file\n")
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    then = git(tmp_path / "memory-vault", "rev-parse", "HEAD").strip()
+    (workspace / "notes").unlink()
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "a.md").write_text("a\n")
+    proc = run_cli("restore", "--at", then, "--yes", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    [kept] = [line for line in proc.stdout.splitlines() if line.startswith("Kept aside")]
+    aside = kept.split(": ", 1)[1]
+    assert kept.startswith("Kept aside (a folder where the restore puts a file): "), kept
+    assert (Path(aside) / "a.md").read_text() == "a\n"
+    assert (workspace / "notes").read_text() == "a file\n"
+    assert git(tmp_path / "memory-vault", "show", "HEAD:agent/notes/a.md") == "a\n"
+    [undo] = [line for line in proc.stdout.splitlines() if line.startswith("Undo with: ")]
+    args = undo.split(": ", 1)[1].split()[1:]
+    assert run_cli(*args).returncode == 0
+    assert (workspace / "notes" / "a.md").read_text() == "a\n"
