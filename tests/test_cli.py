@@ -269,3 +269,24 @@ def test_json_errors_are_json_too(config_file: Path, workspace: Path) -> None:
     # without --json nothing changes: no JSON on stdout
     proc = run_cli("log", "--since", "garbage", "--config", str(config_file))
     assert proc.returncode == 2 and proc.stdout == ""
+
+
+def test_a_newline_in_a_file_name_never_makes_a_second_error_line(tmp_path: Path) -> None:
+    """QA: a corrupt JSON file named "notes\\nError: everything is fine.json" made sync's
+    error, status's Problem:/Failed: lines and doctor's lines two lines each, the second a
+    fake `Error: everything is fine...`. Every such line escapes the newline now."""
+    src = tmp_path / "src"
+    src.mkdir()
+    config = write_config(tmp_path / "vault.toml", {"a": src})
+    bad = src / "notes\nError: everything is fine.json"
+    bad.write_text('{"a": 1}')
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    bad.write_text('{"a":')
+    old = bad.stat().st_mtime - 10
+    os.utime(bad, (old, old))  # (not written a moment ago: judged corrupt at once)
+    for command in ("sync", "status", "doctor"):
+        proc = run_cli(command, "--config", str(config))
+        lines = (proc.stdout + proc.stderr).splitlines()
+        assert not [line for line in lines if line.startswith("Error: everything")], lines
+        assert any("notes\\nError: everything is fine.json" in line for line in lines), lines

@@ -14,7 +14,7 @@ from vault.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultErr
 
 from vault.cliutil import (  # noqa: F401 - re-exported for command modules
     EXIT_CODE_HELP, Abort, config_option, emit_json, emit_json_error, json_option,
-    load_config_at, print_error, shown)
+    load_config_at, one_line, print_error, shown)
 
 
 class _ReaderGone(Exception):
@@ -120,10 +120,10 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
     elif not quiet:
         _render_sync(result)
         for rollback in result.rollbacks:
-            click.echo(f"Rolled back {rollback.path}: the corrupt file is kept as "
-                       f"{rollback.aside}, its last good version is back")
+            click.echo(f"Rolled back {shown(rollback.path)}: the corrupt file is kept as "
+                       f"{shown(rollback.aside)}, its last good version is back")
             if rollback.warning:
-                click.echo(f"Warning: {rollback.warning}", err=True)
+                click.echo(f"Warning: {one_line(rollback.warning)}", err=True)
         if result.push is not None:
             from vault.remote import UP_TO_DATE
 
@@ -283,18 +283,18 @@ def status(config_path: str | None, as_json: bool) -> None:
     else:
         click.echo(f"Pending:   nothing ({p.unchanged} files up to date)")
     for failure in p.failures:
-        click.echo(f"Problem:   {failure.message}")  # (it names the source or the file)
+        click.echo(f"Problem:   {one_line(failure.message)}")  # (names the source or file)
     failed_paths = {failure.path for failure in p.failures}  # (said just above)
     left = [s for s in p.skipped if s.path not in failed_paths]
     for skipped in left[:SKIPPED_SHOWN]:
-        click.echo(f"Skipped:   {shown(skipped.path)}: {skipped.reason}")
+        click.echo(f"Skipped:   {shown(skipped.path)}: {one_line(skipped.reason)}")
     if len(left) > SKIPPED_SHOWN:
         click.echo(f"Skipped:   ... and {len(left) - SKIPPED_SHOWN} more (`vault sync "
                    "--dry-run` lists them all)")
     if st.last_failure is not None:
         f = st.last_failure
-        click.echo(f"Failed:    {format_time(f.time)} vault {f.command}: {f.error} (after the "
-                   "last sync; failures.log has them all)")
+        click.echo(f"Failed:    {format_time(f.time)} vault {f.command}: {one_line(f.error)} "
+                   "(after the last sync; failures.log has them all)")
     if st.remote:
         click.echo(f"Remote:    {st.remote} ({st.unpushed} commit(s) not pushed yet)"
                    if st.unpushed else f"Remote:    {st.remote} (up to date)")
@@ -427,7 +427,7 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
             why = "a folder where the restore puts a file" if folder else "not in the vault"
             click.echo(f"Kept aside ({why}): {shown(action.set_aside)}")
     for warning in result.warnings:  # (a database the application must REINDEX)
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Warning: {one_line(warning)}", err=True)
     if result.redacted:
         click.echo(f"Warning: {len(result.redacted)} restored file(s) hold [REDACTED:...] "
                    "markers: the secrets they held were never stored and cannot come back "
@@ -661,12 +661,12 @@ def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
     else:
         marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
         for check in report.checks:
-            click.echo(f"{marks[check.status]}  {check.name:13} {check.detail}")
+            click.echo(f"{marks[check.status]}  {check.name:13} {one_line(check.detail)}")
         for done in report.repairs:
-            click.echo(f"repaired: {done}")
+            click.echo(f"repaired: {one_line(done)}")
         if report.drill is not None:
             d = report.drill
-            verdict = "passed" if not d.problems else f"FAILED: {d.problems[0]}"
+            verdict = "passed" if not d.problems else f"FAILED: {one_line(d.problems[0])}"
             sample = f", re-indexed {d.chunks_reindexed} chunks" if d.chunks_reindexed else ""
             click.echo(f"drill: restored {d.files} files ({d.databases} databases) of "
                        f"{d.commit[:10]}{sample} in {d.seconds:.2f} s, {verdict}")

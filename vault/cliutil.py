@@ -58,11 +58,21 @@ def shown(path: str) -> str:
     return quote_path(path)
 
 
+def one_line(text: str) -> str:
+    """Text for one line of human output: its control characters (a newline in a file name
+    that a message quotes) escaped as Python writes them (\\n, \\x1b), so that no message looks
+    like two, or like an Error: line of its own."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def print_error(message: str, hint: str | None = None) -> None:
     """The one-line Error: message (and Hint: line) on stderr."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {one_line(message)}", err=True)
     if hint:
-        click.echo(f"Hint: {hint}", err=True)
+        click.echo(f"Hint: {one_line(hint)}", err=True)
 
 
 def json_option(func: F) -> F:
