@@ -23,6 +23,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
 
     repos: dict[str, dict[str, Any]] = {}
     requests: list[tuple[str, str]] = []
+    drop_create_answer = False  # create the repository, then close without answering
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -77,6 +78,9 @@ class FakeGitHub(BaseHTTPRequestHandler):
         owner = "sam" if self.path == "/user/repos" else self.path.split("/")[2]
         repo = self._repo(owner, body["name"], bool(body.get("private")))
         self.repos[repo["full_name"]] = repo
+        if self.drop_create_answer:
+            self.close_connection = True  # (the answer lost on the way: no response at all)
+            return
         self._send(201, repo)
 
 
@@ -84,6 +88,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     FakeGitHub.repos = {}
     FakeGitHub.requests = []
+    FakeGitHub.drop_create_answer = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -165,3 +170,17 @@ def test_cli_init_github_offline_is_a_failure_not_a_crash(config_file: Path,
                      "was created"), first
     assert "unexpected" not in proc.stderr
     assert not (tmp_path / "memory-vault").exists()
+
+
+def test_a_create_whose_answer_is_lost_does_not_say_nothing_was_created(api: str) -> None:
+    """QA: a create request that timed out said "nothing was created", though GitHub may have
+    made the repository. It says it may exist; running again takes it."""
+    FakeGitHub.drop_create_answer = True
+    with pytest.raises(GitHubError) as caught:
+        ensure_private_repo("sam/memory-vault")
+    assert "while creating sam/memory-vault: it may have been created" in caught.value.message
+    assert "nothing was created" not in caught.value.message
+    assert "sam/memory-vault" in FakeGitHub.repos  # (it was)
+    FakeGitHub.drop_create_answer = False
+    again = ensure_private_repo("sam/memory-vault")
+    assert again.full_name == "sam/memory-vault" and again.created is False

@@ -59,12 +59,14 @@ def ensure_private_repo(spec: str, token_env: str = "GITHUB_TOKEN",
     api = base_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API
     gh = Github(auth=Auth.Token(token), base_url=api, retry=None, timeout=TIMEOUT)
     full = f"{owner}/{name}"
+    creating = False  # (a create that got no answer may have been carried out all the same)
     try:
         login = gh.get_user().login
         try:
             repo = gh.get_repo(full)
             created = False
         except UnknownObjectException:
+            creating = True
             if owner.lower() == login.lower():
                 repo = gh.get_user().create_repo(
                     name, private=True, auto_init=False,
@@ -80,6 +82,11 @@ def ensure_private_repo(spec: str, token_env: str = "GITHUB_TOKEN",
         detail = exc.data.get("message") if isinstance(exc.data, dict) else ""
         raise GitHubError(f"GitHub refused ({exc.status}): {detail or 'no detail'}") from None
     except OSError as exc:
+        if creating:
+            raise GitHubError(f"{unreachable(exc, api, TIMEOUT)} while creating {full}: it may "
+                              "have been created all the same",
+                              hint="run `vault init --github` again: it takes the repository "
+                                   "if it is there") from None
         raise GitHubError(f"{unreachable(exc, api, TIMEOUT)}; nothing was created",
                           hint="check the network (or GITHUB_API_URL), then run "
                                "`vault init --github` again") from None
