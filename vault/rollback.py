@@ -1,4 +1,4 @@
-"""Auto-rollback: a corrupt memory file is moved aside and its last good version comes back."""
+"""Auto-rollback: a corrupt memory file is kept aside and its last good version comes back."""
 
 from __future__ import annotations
 
@@ -59,15 +59,14 @@ def held_open(path: str | Path) -> bool:
 
 
 def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
-              now: datetime | None = None) -> list[Rollback]:
-    """For each (vault path, file, reason): move the file aside, restore the branch tip's copy.
+              now: datetime | None = None,
+              failed: list[tuple[str, str]] | None = None) -> list[Rollback]:
+    """For each (vault path, file, reason): keep the file aside, restore the branch tip's copy.
 
     A file written in the last 2 seconds, or open in another process, is left as it is (it
-    may still be being written): it is not in the list returned."""
-    from vault.fsutil import restored_mode
-    from vault.restore_db import build_sqlite, install_sqlite, refuse_if_open
-    from vault.sqlite_dump import is_dump, reindex_warning
-
+    may still be being written): it is not in the list returned. A file that cannot be rolled
+    back (its folder is not writable, its aside name is too long...) is left as it is too, and
+    goes into failed as (vault path, one-line reason); the others are still rolled back."""
     head = repo.head_id()
     if head is None or not corrupt:
         return []
@@ -83,35 +82,155 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
             continue  # gone, or maybe still being written: never replace it under a writer
         oid, filemode = files[vpath]
         data = repo.read_blob(oid)  # (read before anything moves: a damaged vault stops here)
-        mode = restored_mode(str(target), filemode == 0o100755)
-        aside = _free_name(Path(f"{target}.corrupt-{stamp}"))
-        stand_ins: list[str] = []  # the application's collations it was rebuilt without
-        if is_dump(data):
-            # built and checked beside it
-            built = build_sqlite(data, target, durable=True, stand_ins=stand_ins)
-            try:
-                refuse_if_open(target)  # again: it may have been opened while it was built
-            except VaultError:
-                shutil.rmtree(built, ignore_errors=True)
-                continue
-            os.replace(target, aside)
-            for suffix in ("-wal", "-journal"):  # a damaged database's journal goes with it
-                companion = Path(f"{target}{suffix}")
-                if companion.exists():
-                    os.replace(companion, Path(f"{aside}{suffix}"))
-            install_sqlite(built, target, durable=True, mode=mode)  # (drops a stale -shm)
-        else:
-            try:
-                os.link(target, aside)  # the file never goes missing from its place
-            except OSError:  # (a filesystem without hard links)
-                os.replace(target, aside)
-            atomic_write(target, data, mode=mode)
-        warnings = [redaction_warning(str(target), data)]
-        if stand_ins:  # (as restore warns: its indexes on them follow a stand-in's order)
-            warnings.append(reindex_warning(str(target), stand_ins))
-        done.append(Rollback(vpath, str(target), str(aside), head, reason,
-                             warning="; ".join(w for w in warnings if w)))
+        try:
+            put_back = _put_back(target, data, filemode == 0o100755, stamp)
+        except _CannotRollBack as exc:
+            if failed is not None:
+                failed.append((vpath, f"cannot roll back {vpath}: {exc}"))
+            continue
+        if put_back is None:
+            continue  # opened by another process while its good version was built
+        aside, warning = put_back
+        done.append(Rollback(vpath, str(target), str(aside), head, reason, warning=warning))
     return done
+
+
+class _CannotRollBack(Exception):
+    """One file's rollback failed at one step (the message says which, and why)."""
+
+
+def _put_back(target: Path, data: bytes, executable: bool,
+              stamp: str) -> tuple[Path, str] | None:
+    """Keep target aside and put data in its place; the aside's path and any warning. None when
+    a database was opened by another process meanwhile (left as it is)."""
+    from vault.errors import SqliteSnapshotError
+    from vault.fsutil import restored_mode
+    from vault.restore_db import build_sqlite
+    from vault.sqlite_dump import is_dump, reindex_warning
+
+    mode = restored_mode(str(target), executable)
+    aside = _free_name(Path(f"{target}.corrupt-{stamp}"))
+    stand_ins: list[str] = []  # the application's collations it was rebuilt without
+    if is_dump(data):
+        try:  # built and checked beside it
+            built = build_sqlite(data, target, durable=True, stand_ins=stand_ins)
+        except OSError as exc:
+            raise _CannotRollBack(f"cannot build its last good version beside it: "
+                                  f"{_why(exc)}") from exc
+        except SqliteSnapshotError as exc:
+            raise _CannotRollBack(f"cannot build its last good version: {exc.message}") from exc
+        if not _install_database(built, target, aside, mode):
+            return None
+    else:
+        _keep_aside(target, aside)  # the file never goes missing from its place
+        try:
+            atomic_write(target, data, mode=mode)
+        except OSError as exc:
+            if _same_file(aside, target):  # (the corrupt file is still in its place)
+                _unlink_quietly(aside)
+            raise _CannotRollBack(f"cannot put its last good version in place: "
+                                  f"{_why(exc)}") from exc
+    warnings = [redaction_warning(str(target), data)]
+    if stand_ins:  # (as restore warns: its indexes on them follow a stand-in's order)
+        warnings.append(reindex_warning(str(target), stand_ins))
+    return aside, "; ".join(w for w in warnings if w)
+
+
+def _install_database(built: Path, target: Path, aside: Path, mode: int) -> bool:
+    """Keep the corrupt database and its journal aside, then rename the built one over it: at
+    every moment the database's place holds the corrupt file or the good one, never nothing
+    (a sync killed in between would record it deleted; an agent opening it then would get a
+    new empty database). False, with nothing moved, when another process opened it meanwhile."""
+    from vault.fsutil import fsync_dir
+    from vault.restore_db import install_sqlite, refuse_if_open
+
+    moved: list[tuple[Path, Path]] = []  # (companion, its name aside)
+    try:
+        refuse_if_open(target)  # again: it may have been opened while it was built
+    except VaultError:
+        shutil.rmtree(built, ignore_errors=True)
+        return False
+    try:
+        _keep_aside(target, aside)
+        # A journal left beside it would be replayed into the good copy: it goes with the
+        # corrupt file (for a moment the place holds the corrupt file without it).
+        for suffix in ("-wal", "-journal"):
+            companion = Path(f"{target}{suffix}")
+            if os.path.lexists(companion):
+                try:
+                    os.replace(companion, Path(f"{aside}{suffix}"))
+                except OSError as exc:
+                    raise _CannotRollBack(f"cannot keep {companion.name} aside: "
+                                          f"{_why(exc)}") from exc
+                moved.append((companion, Path(f"{aside}{suffix}")))
+        try:
+            fsync_dir(target.parent)  # the corrupt file is kept before its place is taken
+            install_sqlite(built, target, durable=True, mode=mode)  # (drops a stale -shm)
+        except OSError as exc:
+            raise _CannotRollBack(f"cannot put its last good version in place: "
+                                  f"{_why(exc)}") from exc
+    except _CannotRollBack:
+        shutil.rmtree(built, ignore_errors=True)
+        if _same_file(aside, target):  # not replaced: the database as it was, best effort
+            try:
+                for companion, kept in reversed(moved):
+                    os.replace(kept, companion)
+                os.unlink(aside)
+            except OSError:
+                pass
+        raise
+    return True
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _keep_aside(path: Path, aside: Path) -> None:
+    """A second name for the corrupt file (a copy on a filesystem without hard links), made
+    before anything replaces it, so it is never missing from its place."""
+    try:
+        os.link(path, aside)
+        return
+    except FileExistsError as exc:
+        raise _CannotRollBack(f"cannot keep the corrupt file aside as {aside.name}: "
+                              f"{_why(exc)}") from exc
+    except OSError:
+        pass  # no hard links here (or not for this file): a copy
+    try:
+        _copy_new(path, aside)
+    except OSError as exc:
+        raise _CannotRollBack(f"cannot keep the corrupt file aside as {aside.name}: "
+                              f"{_why(exc)}") from exc
+
+
+def _copy_new(path: Path, copy: Path) -> None:
+    """Copy path to copy, a new file (never over one), with its permission bits, fsynced."""
+    with open(path, "rb") as source:
+        perms = os.fstat(source.fileno()).st_mode & 0o777
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perms)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            _unlink_quietly(copy)
+            raise
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def redaction_warning(target: str, data: bytes) -> str:
@@ -132,7 +251,8 @@ def redaction_warning(target: str, data: bytes) -> str:
 def _free_name(path: Path) -> Path:
     """path, or path-2, path-3...: a second rollback in the same second keeps the first's file."""
     candidate, n = path, 1
-    while any(Path(f"{candidate}{suffix}").exists() for suffix in ("", "-wal", "-journal")):
+    # (os.path.lexists: a name too long to exist is free, and linking it then says why)
+    while any(os.path.lexists(f"{candidate}{suffix}") for suffix in ("", "-wal", "-journal")):
         n += 1
         candidate = Path(f"{path}-{n}")
     return candidate

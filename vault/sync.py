@@ -172,7 +172,10 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
             from vault.rollback import roll_back
 
             damaged = [(c.path, c.file, c.reason) for c in result.corrupt]
-            result = replace(result, rollbacks=tuple(roll_back(repo, damaged, clock())))
+            failed: list[tuple[str, str]] = []
+            rollbacks = tuple(roll_back(repo, damaged, clock(), failed=failed))
+            result = replace(result, rollbacks=rollbacks,
+                             failures=result.failures + _rollback_failures(config, result, failed))
         result = _push(config, repo, result)
         if result.ok:
             mark_run(config.state_dir / LAST_RUN_NAME, result.timestamp)
@@ -180,6 +183,17 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
 
         write_plan(config, result, all_sources=not options.sources)
         return result
+
+
+def _rollback_failures(config: Config, result: SyncResult,
+                       failed: list[tuple[str, str]]) -> tuple[SourceFailure, ...]:
+    """A failure for each corrupt file [health] auto_rollback could not put back (the sync
+    fails for that file already: this says why it is still corrupt)."""
+    failures = []
+    for vpath, reason in failed:
+        found = config.source_for(vpath)
+        failures.append(SourceFailure(found[0].name if found else "", reason, path=vpath))
+    return tuple(failures)
 
 
 def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
