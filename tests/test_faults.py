@@ -1054,11 +1054,20 @@ def test_files_over_the_size_limit_keep_their_last_version(tmp_path: Path) -> No
     db = apsw.Connection(str(ws / "grows.db"))
     db.execute("INSERT INTO memories(content, embedding) VALUES(?, ?)", ("big", b"\0" * 200_000))
     db.close()
-    result = setup.sync_ok()
-    assert sorted(s["path"] for s in result["skipped"]) == ["ws/grows.db", "ws/grows.md"]  # type: ignore
-    assert all("larger than snapshot.max_file_size" in s["reason"]  # type: ignore[index]
-               for s in result["skipped"])  # type: ignore[union-attr]
+    (ws / "new-and-big.md").write_bytes(b"z" * 150_000)
+    # Files the vault kept that grew past the limit are no longer backed up: the sync fails
+    # so that cron hears (QA: it said nothing, exit 0, while a database went unsaved for good);
+    # a new file that big is only listed.
+    proc = setup.run("sync", "--json")
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert sorted(s["path"] for s in result["skipped"]) == [
+        "ws/grows.db", "ws/grows.md", "ws/new-and-big.md"]
+    assert all("larger than snapshot.max_file_size" in s["reason"] for s in result["skipped"])
+    assert sorted(f["path"] for f in result["failures"]) == ["ws/grows.db", "ws/grows.md"]
     assert tree(setup.vault) == kept
+    assert_error(setup.run("sync", "--quiet"), 1, "ws/grows.md: larger than snapshot.max_file_size",
+                 "no longer backed up, the vault keeps an older version")
 
 
 RESERVED_NAMES = [".git", ".GIT", "git~1", ".git.", ".git "]

@@ -31,6 +31,7 @@ CACHE_NAME = "stat-cache.json"
 _WONT_FIX_ITSELF = ("cannot read:", "cannot stat:", "SQLite: cannot read:",
                     "SQLite: cannot open database:",
                     "SQLite: needs the application's own SQL code:")
+_TOO_LARGE = "larger than snapshot.max_file_size"  # (snapshot.take_snapshot's reason)
 # Touched by every sync that completes without failures, changed or not (its mtime is the time):
 # "last sync" is this, not the last commit, or an agent idle for an hour would look overdue.
 LAST_RUN_NAME = "last-sync"
@@ -410,6 +411,14 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                     # Unlike a busy file, this will not fix itself: cron must hear of it.
                     plan.failures.append(SourceFailure(source.name, f"{vpath}: {snap.reason}",
                                                        path=vpath))
+                elif current is not None and snap.reason \
+                        and snap.reason.startswith(_TOO_LARGE):
+                    # Memory the vault kept that is no longer backed up: nor will it be, until
+                    # the limit or the patterns change (a new file this large is only listed).
+                    plan.failures.append(SourceFailure(
+                        source.name, f"{vpath}: {snap.reason}: no longer backed up, the vault "
+                        "keeps an older version (raise [snapshot] max_file_size, or exclude it)",
+                        path=vpath))
                 keep.add(vpath)
                 continue
             if snap.held_back:
