@@ -5,6 +5,8 @@
 #     it and syncs after it, retrying every second for up to VAULT_HOOK_WAIT seconds (default 45,
 #     well inside Claude Code's default 60 s hook timeout). Giving up right away would lose the
 #     memory the agent is about to compact. Still busy at the end: one "skipped" line in the log.
+#     A busy attempt runs none of vault.toml's [hooks] (pre_sync, on_failure): retrying does not
+#     repeat them, and the sync that finally runs runs them once.
 # Use: call it from any agent's "before compaction" / "session end" hook, or
 #   VAULT_CONFIG=~/.config/vault/vault.toml hooks/vault-sync-hook.sh
 VAULT="${VAULT_BIN:-vault}"

@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vault.config import Config
-from vault.errors import VaultError
+from vault.errors import BusyError, VaultError
 from vault.sync import SyncOptions, SyncResult, sync
+
+# How much of a hook's output is read back (its last line is what is reported), and how long a
+# killed hook may take to die: never wait on a process the kernel cannot kill (an NFS hang).
+OUTPUT_TAIL = 64 * 1024
+KILL_GRACE = 1.0
 
 
 class HookError(VaultError):
@@ -27,23 +32,36 @@ class HookRun:
 
 
 def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) -> HookRun:
-    """Run one hook command through the shell, killing its process group on timeout."""
+    """Run one hook command through the shell; on timeout kill its process group and go on."""
     import signal
     import subprocess  # (only syncs with hooks pay for it)
+    import tempfile
 
     env = {**os.environ, "VAULT_EVENT": event, "VAULT_REPO": str(config.vault.path),
            "VAULT_CONFIG": str(config.file or ""), "VAULT_HOST": config.vault.host, **extra}
-    proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=config.hooks.timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None
-    lines = out.decode("utf-8", "replace").strip().splitlines()
+    # Output goes to a file, not a pipe: a process the hook leaves running (`daemon &`, setsid)
+    # keeps its copy of stdout, and reading a pipe to EOF would wait for it, maybe forever.
+    # The hook is done when its shell exits; what it started is its own business.
+    with tempfile.TemporaryFile(prefix="vault-hook-") as out:
+        proc = subprocess.Popen(command, shell=True, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=config.hooks.timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                pass  # (subprocess reaps it later)
+            code = None
+        size = out.seek(0, os.SEEK_END)
+        out.seek(max(0, size - OUTPUT_TAIL))
+        tail = out.read(OUTPUT_TAIL)
+    lines = tail.decode("utf-8", "replace").strip().splitlines()
     return HookRun(event, command, code, lines[-1] if lines else "")
 
 
@@ -60,10 +78,33 @@ def outcome_env(result: SyncResult | None, error: str = "") -> dict[str, str]:
                                               for f in result.failures)}
 
 
+def _run_pre_sync(config: Config, command: str) -> HookRun:
+    """Run pre_sync only when no other sync holds the lock (BusyError, hook not run otherwise),
+    holding the lock meanwhile so that no other sync starts between it and this sync."""
+    from contextlib import ExitStack
+
+    from vault.lock import SyncLock
+
+    with ExitStack() as held:
+        # A vault's first sync (or no vault): nothing can hold a lock that has no folder, and
+        # taking it would create the folder before sync checks that the repository is vault's.
+        if config.state_dir.exists():
+            try:
+                held.enter_context(SyncLock(config.state_dir))
+            except BusyError:
+                raise
+            except VaultError:
+                pass  # a lock that cannot be taken at all (read-only disk): the sync says so
+        return run_hook(config, "pre_sync", command, {})
+
+
 def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
                     now: Callable[[], datetime] | None = None,
                     syncer: Callable[..., SyncResult] = sync) -> tuple[SyncResult, list[HookRun]]:
-    """pre_sync, then the sync, then post_sync (success) or on_failure (anything else)."""
+    """pre_sync, then the sync, then post_sync (success) or on_failure (anything else).
+
+    A sync that is only busy (another one holds the lock) is not a failure: it raises BusyError
+    with no hook run, so a caller that retries does not multiply hook runs."""
     hooks = config.hooks
     runs: list[HookRun] = []
     if options.dry_run:
@@ -75,7 +116,7 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
                                  outcome_env(result, message)))
 
     if hooks.pre_sync:
-        pre = run_hook(config, "pre_sync", hooks.pre_sync, {})
+        pre = _run_pre_sync(config, hooks.pre_sync)
         runs.append(pre)
         if pre.returncode != 0:
             why = "timed out" if pre.returncode is None else f"exit {pre.returncode}"
@@ -84,6 +125,11 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
             raise HookError(message, hint="fix or remove [hooks] pre_sync in vault.toml")
     try:
         result = syncer(config, options, now=now)
+    except BusyError:
+        # Busy is not a failure (the CLI logs none either): this sync did not happen, and the
+        # one holding the lock runs its own hooks. (With a pre_sync, only a sync that took the
+        # lock in the instant after pre_sync released it gets here.)
+        raise
     except VaultError as exc:
         failed(exc.message)
         raise

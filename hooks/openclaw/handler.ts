@@ -4,6 +4,7 @@
 // Behaves like hooks/vault-sync-hook.sh: never blocks the agent; when another sync holds the lock
 // (exit 11) it waits for it and syncs after it, for up to VAULT_HOOK_WAIT seconds (default 45);
 // failures, and a sync still busy at the end, are appended to vault.log in vault's data dir.
+// A busy attempt runs none of vault.toml's [hooks], so retrying does not repeat them.
 // Plain JavaScript that is also valid TypeScript (strict), so node runs it as it is.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
