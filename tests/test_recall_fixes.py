@@ -1,0 +1,177 @@
+"""Recall and index: a hit's source with a host prefix, an [index] path that cannot be used, an
+index made by a newer vault, and a model that cannot be loaded (QA findings F3, F5, F6, F7)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import apsw
+import pytest
+from click.testing import CliRunner
+
+from conftest import Clock, run_cli, write_config
+from test_recall import _group, add_notes
+from vault.config import Config, load_config
+from vault.embed import HashEmbedder
+from vault.errors import ConfigError
+from vault.index import IndexOptions, IndexStoreError, build_index
+from vault.recall import RecallOptions, recall
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def _vault(tmp_path: Path, workspace: Path, clock: Clock, extra: str = "",
+           index: str = "") -> Config:
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra=extra + f'\n[index]\nmodel = "hash:64"\n{index}')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    return config
+
+
+# --- F3: the source of a hit under layout "{host}/{source}" --------------------------------
+
+
+def test_source_of_a_vault_path() -> None:
+    from vault.recall import source_of
+
+    assert source_of("agent/notes.md") == "agent"
+    assert source_of("laptop/openclaw/memory/2026-11-20.md", 2) == "openclaw"
+    # a commit made before the host prefix: its first folder is the source
+    assert source_of("agent/notes.md", 2) == "agent"
+
+
+def test_hits_name_their_source_not_the_host(tmp_path: Path, workspace: Path,
+                                             clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock, extra='layout = "{host}/{source}"')
+    for sources in ((), ("agent",)):
+        hits = recall(config, "kitchen quote", RecallOptions(k=3, sources=sources)).hits
+        assert hits and all(h.path.startswith("testhost/agent/") for h in hits)
+        assert {h.source for h in hits} == {"agent"}, sources
+    out = CliRunner().invoke(_group(), ["recall", "kitchen quote", "-k", "3", "--json",
+                                        "--source", "agent", "--config", str(config.file)])
+    assert out.exit_code == 0, out.output
+    hits = json.loads(out.output)["hits"]
+    assert hits and {h["source"] for h in hits} == {"agent"}
+
+
+# --- F5: an [index] path whose folder cannot be made ---------------------------------------
+
+
+def _cli_error(proc: object) -> list[str]:
+    lines = getattr(proc, "stderr").splitlines()
+    return [line for line in lines if not line.startswith("The index is not up to date")]
+
+
+@pytest.mark.parametrize("case", ["file in the way", "file above", "unwritable folder"])
+def test_an_index_path_that_cannot_be_used_is_a_config_error(tmp_path: Path, workspace: Path,
+                                                             clock: Clock, case: str) -> None:
+    (tmp_path / "indexes").write_text("not a folder\n")
+    if case == "file in the way":
+        index = tmp_path / "indexes" / "index.db"
+        reason = f"cannot create the folder {tmp_path}/indexes: a file has that name"
+    elif case == "file above":
+        index = tmp_path / "indexes" / "deeper" / "index.db"
+        reason = (f"cannot create the folder {tmp_path}/indexes/deeper: "
+                  f"{tmp_path}/indexes is a file")
+    else:
+        if not sys.platform.startswith("linux"):
+            pytest.skip("needs /proc, a folder that takes no new files")
+        index = Path("/proc/index.db")
+        reason = "cannot write /proc/index.db.lock: No such file or directory"
+    config = _vault(tmp_path, workspace, clock, index=f'path = "{index}"')
+    env = {"VAULT_CONFIG": str(config.file)}
+    for args in (["index"], ["recall", "tea"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert _cli_error(proc) == [
+            f"Error: {config.file}: index.path: {reason}",
+            "Hint: set [index] path to a file in a folder vault can write"], args
+    with pytest.raises(ConfigError):
+        build_index(config, IndexOptions(), HashEmbedder(64))
+
+
+def test_a_default_index_folder_that_cannot_be_made_is_one_line(tmp_path: Path,
+                                                                workspace: Path,
+                                                                clock: Clock) -> None:
+    config = _vault(tmp_path, workspace, clock)
+    state = config.state_dir
+    for child in state.iterdir():
+        child.unlink()
+    state.rmdir()
+    state.write_text("in the way\n")
+    with pytest.raises(IndexStoreError) as caught:
+        build_index(config, IndexOptions(), HashEmbedder(64))
+    assert str(caught.value) == (f"the index {state}/index.db: cannot create the folder "
+                                 f"{state}: a file has that name")
+    assert caught.value.exit_code == 1
+
+
+# --- F6: an index made by a newer vault ----------------------------------------------------
+
+
+def test_a_newer_index_gives_a_hint_that_works(tmp_path: Path, workspace: Path,
+                                               clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    conn = apsw.Connection(str(config.index_path))
+    conn.execute("PRAGMA user_version=3")
+    conn.close()
+    env = {"VAULT_CONFIG": str(config.file)}
+    expected = [f"Error: the index {config.index_path} was made by a newer vault (schema 3, "
+                f"this vault knows 2)",
+                "Hint: upgrade vault, or run `vault index --rebuild` to make it again from "
+                "the vault"]
+    for args in (["recall", "kitchen"], ["index"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.splitlines() == expected, args
+    # the hint, followed: the index is made again and recall answers
+    rebuilt = run_cli("index", "--rebuild", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    proc = run_cli("recall", "kitchen quote", "-k", "1", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["hits"][0]["path"] == "agent/notes.md"
+
+
+# --- F7: a model that cannot be loaded -----------------------------------------------------
+
+
+def test_a_model_missing_from_the_cache_is_one_line_without_the_hub(
+        tmp_path: Path, workspace: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sentence_transformers")
+    config = _vault(tmp_path, workspace, clock)
+    text = config.file.read_text().replace('model = "hash:64"',
+                                           'model = "vault-tests/no-such-model"')
+    config.file.write_text(text)
+    cache = tmp_path / "hf-cache"
+    monkeypatch.delenv("SENTENCE_TRANSFORMERS_HOME", raising=False)
+    proc = run_cli("index", env={"VAULT_CONFIG": str(config.file), "HF_HUB_CACHE": str(cache)})
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines[0] == (f"Error: cannot load model vault-tests/no-such-model: not in the local "
+                        f"model cache {cache} (vault never downloads models)")
+    assert len(lines) == 2 and lines[1].startswith("Hint: set [index] model to a model folder "
+                                                   "or a cached model, or leave it out for "
+                                                   "the default all-MiniLM-L6-v2")
+    assert "huggingface.co" not in proc.stderr
+
+
+def test_a_model_folder_that_cannot_be_loaded_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("sentence_transformers")
+    from vault.embed import EmbedError, SentenceTransformerEmbedder, resolve_model
+
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    embedder = SentenceTransformerEmbedder(resolve_model("broken-model", tmp_path))
+    with pytest.raises(EmbedError) as caught:
+        embedder.embed_documents(["tea"])
+    message = str(caught.value)
+    assert message.startswith(f"cannot load model broken-model: from {folder}: ")
+    assert "\n" not in message and "huggingface.co" not in message
