@@ -12,6 +12,11 @@ Each kind is cut where its own structure puts the seams:
   BLOB values and full-text shadow tables are left out.
 - Anything else that is text: by paragraph.
 
+Text is UTF-8, or UTF-16 or UTF-32 when a byte order mark says so, or else 8-bit text
+(cp1252 or Latin-1) when it is not UTF-8 and reads like text (`decode_text`); anything else
+is binary and gives no chunks. A SQLite TEXT value that is not valid UTF-8 is read from its
+bytes with each invalid byte as U+FFFD, as `vault show --sql` shows it.
+
 A chunk's `text` is what is embedded and shown; its `context` (heading path, parent record,
 table) is embedded with it; its `keys` (ids, timestamps, numbers) are searched lexically only,
 so an exact id is found without diluting the meaning of the text.
@@ -19,6 +24,7 @@ so an exact id is found without diluting the meaning of the text.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Bump when chunking changes: blobs chunked by an older version are chunked again.
-CHUNKER_VERSION = 1
+# 2: non-UTF-8 TEXT cells, application collations, UTF-16/32 and 8-bit text files.
+CHUNKER_VERSION = 2
 
 SOFT_CHARS = 400  # pieces are packed together up to this size
 HARD_CHARS = 1200  # a piece longer than this is cut (about the model's 256-token window)
@@ -69,13 +76,21 @@ class Chunk:
         return f"{self.context}\n{self.text}" if self.context else self.text
 
 
+@dataclass(frozen=True)
+class FileChunks:
+    """The chunks of one file, and what of it could not be read (None: all of it was)."""
+
+    chunks: list[Chunk]
+    problem: str | None = None
+
+
 def file_kind(path: str, data: bytes) -> str:
     """The kind of a vault file: sqlite, markdown, json, jsonl, text or binary."""
     from vault.sqlite_dump import is_dump
 
     if is_dump(data):
         return "sqlite"
-    if b"\0" in data[:8192]:
+    if decode_text(data) is None:
         return "binary"
     from vault.snapshot import kind_by_name
 
@@ -84,25 +99,81 @@ def file_kind(path: str, data: bytes) -> str:
 
 def chunk_file(path: str, data: bytes) -> list[Chunk]:
     """Cut one file (as stored in the vault) into chunks; binary files give none."""
+    return chunk_file_report(path, data).chunks
+
+
+def chunk_file_report(path: str, data: bytes) -> FileChunks:
+    """Cut one file into chunks, and say what of it could not be read (a SQLite dump that
+    does not replay whole), so that the indexer can warn instead of missing it silently."""
     kind = file_kind(path, data)
     if kind == "binary":
-        return []
+        return FileChunks([])
     if kind == "sqlite":
-        return chunk_sqlite_dump(data)
-    text = data.decode("utf-8", "replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+        return _dump_chunks(data)
+    text = decode_text(data) or ""
     if kind == "markdown":
-        return chunk_markdown(text, title=path.rsplit("/", 1)[-1])
+        return FileChunks(chunk_markdown(text, title=path.rsplit("/", 1)[-1]))
     if kind == "jsonl":
-        return chunk_jsonl(text)
+        return FileChunks(chunk_jsonl(text))
     if kind == "json":
         try:
             value = json.loads(text)
         except ValueError:
-            return chunk_text(text)
-        return chunk_json(value)
-    return chunk_text(text)
+            return FileChunks(chunk_text(text))
+        return FileChunks(chunk_json(value))
+    return FileChunks(chunk_text(text))
+
+
+# --- text encodings ------------------------------------------------------------------------
+
+
+# A byte order mark says which Unicode encoding a file is in (UTF-32 first: FF FE 00 00
+# starts with the UTF-16LE mark).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# As vault/secrets.py _text_like: control bytes (not tab, line breaks, form feed, escape) are
+# rare in text and common in binary data; 8-bit text is mostly ASCII, random bytes half high.
+_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 27), *range(28, 32), 127])
+_HIGH_BYTES = bytes(range(128, 256))
+_CONTROL_CHARS = {c: None for c in (*_CONTROL_BYTES, 0xFFFD)}
+
+
+def decode_text(data: bytes) -> str | None:
+    """A file's text, or None when it is binary.
+
+    UTF-8 first (a damaged byte here and there as U+FFFD); a byte order mark says UTF-16 or
+    UTF-32; text that is not UTF-8 yet reads like 8-bit text (mostly ASCII, few control
+    bytes) is cp1252, or Latin-1 when it has a byte cp1252 leaves undefined. A NUL in the first
+    8 KiB (without a UTF-16/32 mark) or bytes that fit none of these make it binary.
+    """
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            text = data[len(bom):].decode(codec, "replace")
+            odd = len(text) - len(text.translate(_CONTROL_CHARS))
+            return None if odd * 50 > len(text) else text
+    if b"\0" in data[:8192]:
+        return None
+    try:
+        return _without_bom(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", "replace")
+    bad = text.count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    if non_ascii - bad > bad:
+        return _without_bom(text)  # UTF-8 (its other non-ASCII characters are whole)
+    controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    high = len(data) - len(data.translate(None, _HIGH_BYTES))
+    if controls * 50 > len(data) or high * 4 > len(data):
+        return None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:  # (0x81, 0x8D, 0x8F, 0x90, 0x9D are not cp1252)
+        return data.decode("latin-1")
+
+
+def _without_bom(text: str) -> str:
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 # --- pieces ------------------------------------------------------------------------------
@@ -543,8 +614,7 @@ def chunk_jsonl(text: str) -> list[Chunk]:
 
 def jsonl_lines(data: bytes) -> list[str]:
     """The lines of a stored JSONL file, split exactly as `chunk_file` splits them."""
-    text = data.decode("utf-8", "replace")
-    return (text[1:] if text.startswith("\ufeff") else text).splitlines()
+    return (decode_text(data) or "").splitlines()
 
 
 @dataclass(frozen=True)
@@ -587,7 +657,8 @@ def chunk_lines(kind: str, header: Sequence[str], lines: Iterable[str]) -> list[
     """The chunks of some lines of a `LineUnits` file (None when they cannot be replayed)."""
     if kind == "jsonl":
         return [c for line in lines for c in chunk_jsonl_line(line)]
-    return _replay_dump("\n".join([*header, *lines]) + "\n")
+    replayed = _replay_dump("\n".join([*header, *lines]) + "\n", whole_only=True)
+    return None if replayed is None else replayed.chunks
 
 
 def chunk_jsonl_line(line: str, lineno: int = 1) -> list[Chunk]:
@@ -627,32 +698,113 @@ def chunk_jsonl_line(line: str, lineno: int = 1) -> list[Chunk]:
 
 def chunk_sqlite_dump(data: bytes) -> list[Chunk]:
     """Rows of the tables that hold text, from a vault SQLite dump, located `table:rowid`."""
+    return _dump_chunks(data).chunks
+
+
+def _dump_chunks(data: bytes) -> FileChunks:
     try:
         sql = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return []
-    return _replay_dump(sql) or []
+    except UnicodeDecodeError as e:
+        return FileChunks([], f"its SQLite dump is not valid UTF-8 (at byte {e.start}): "
+                              "not indexed")
+    replayed = _replay_dump(sql, whole_only=False)
+    assert replayed is not None  # (only whole_only gives None)
+    return replayed
 
 
-def _replay_dump(sql: str) -> list[Chunk] | None:
-    """The rows' chunks of a dump replayed in memory; None when a statement fails."""
+def _replay_connection() -> Any:
+    """An in-memory database set up the way sqlite_dump rebuilds one from a dump."""
     import apsw
 
+    from vault.sqlite_dump import StandIns
+
     conn = apsw.Connection(":memory:")
+    # The dump is replayed in memory only: no ATTACH, so it can never touch a file.
+    conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
+    # As sqlite_dump._replay: plain SQLite behaviour whatever apsw.bestpractice set, tables
+    # filled in name order, and CHECK constraints (judged when the rows were taken) not again.
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # writable_schema for opaque modules
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA recursive_triggers=OFF")
+    conn.execute("PRAGMA ignore_check_constraints=ON")
+    # A collation only the application registers (COLLATE agentcoll) is stood in for, as
+    # restore and `show --sql` do: without it the CREATE TABLE fails and no row is read.
+    StandIns(conn)
+    return conn
+
+
+def _replay_dump(sql: str, *, whole_only: bool) -> FileChunks | None:
+    """The rows' chunks of a dump replayed in memory.
+
+    When a statement fails: None if whole_only, else the dump is replayed once more one
+    statement at a time, past the ones that fail, and the rows that made it in are read
+    (with a problem that says how many statements failed and why the first did).
+    """
+    import apsw
+
+    conn = _replay_connection()
     try:
-        # The dump is replayed in memory only: no ATTACH, so it can never touch a file.
-        conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
         try:
             for _ in conn.execute(sql):  # a cursor runs the statements as it is read
                 pass
         except apsw.Error:
-            return None
-        return _chunk_rows(conn)
+            if whole_only:
+                return None
+        else:
+            chunks, problem = _chunk_rows(conn)
+            return FileChunks(chunks, problem)
     finally:
         conn.close()
+    conn = _replay_connection()
+    try:
+        failed, total, first = _replay_each(conn, sql)
+        chunks, problem = _chunk_rows(conn)
+    finally:
+        conn.close()
+    said = (f"{failed} of the {total} statements of its SQLite dump could not be replayed "
+            f"(first: {first}), so the rows they hold are not indexed")
+    return FileChunks(chunks, f"{said}; {problem}" if problem else said)
 
 
-def _chunk_rows(conn: Any) -> list[Chunk]:
+def _replay_each(conn: Any, sql: str) -> tuple[int, int, str]:
+    """Run a dump's statements one at a time, going on past the ones that fail: how many
+    failed, how many there were, and the first one's error."""
+    import apsw
+
+    failed = total = 0
+    first = ""
+    pending: list[str] = []
+    lines = sql.split("\n")
+    for n, line in enumerate(lines, 1):
+        pending.append(line)
+        statement = "\n".join(pending)
+        # The dump writes a statement a line; a stored CREATE statement may take several.
+        if not apsw.complete(statement) and n < len(lines):
+            continue
+        pending = []
+        if not statement.strip():
+            continue
+        total += 1
+        try:
+            for _ in conn.execute(statement, can_cache=False):
+                pass
+        except apsw.Error as e:
+            failed += 1
+            first = first or _message(e)
+    return failed, total, first
+
+
+def _message(e: BaseException) -> str:
+    """The exception's message on one line (as sqlite_dump._message)."""
+    text = " ".join(str(e.args[0]).split()) if e.args else ""
+    return text if text and text != "not an error" else type(e).__name__
+
+
+def _chunk_rows(conn: Any) -> tuple[list[Chunk], str | None]:
+    """The chunks of every table that holds text, and the tables that could not be read."""
+    import apsw
+
     tables = [(str(n), str(s or "")) for n, s in conn.execute(
         "SELECT name, sql FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' "
         "ORDER BY name")]
@@ -669,14 +821,20 @@ def _chunk_rows(conn: Any) -> list[Chunk]:
             if f"{name}_content" in names and re.search(r"\bfts[345]\b", sql, re.I):
                 readable_virtual.add(name)
     chunks: list[Chunk] = []
+    unread: list[str] = []
     for name, sql in tables:
         if name in shadows:
             continue
         virtual = sql.upper().startswith("CREATE VIRTUAL TABLE")
         if virtual and name not in readable_virtual:
             continue
-        chunks.extend(_table_chunks(conn, name))
-    return chunks
+        try:
+            chunks.extend(_table_chunks(conn, name))
+        except (apsw.Error, UnicodeDecodeError) as e:
+            unread.append(f"{name} ({_message(e)})")
+    if not unread:
+        return chunks, None
+    return chunks, f"table{'s' if len(unread) > 1 else ''} {', '.join(unread)} could not be read"
 
 
 def _q(name: str) -> str:
@@ -698,16 +856,14 @@ def _table_chunks(conn: Any, table: str) -> list[Chunk]:
                             if str(row[1]) == table and len(row) > 4)
     except apsw.Error:
         without_rowid = False
-    select = ", ".join(_q(c) for c in names)
+    select = [_q(c) for c in names]
     if without_rowid:
-        query = f"SELECT {select} FROM {_q(table)} ORDER BY {', '.join(_q(c) for c in pk)}"
+        order = f" ORDER BY {', '.join(_q(c) for c in pk)}"
     else:
-        query = f"SELECT rowid, {select} FROM {_q(table)} ORDER BY rowid"
+        select.insert(0, "rowid")
+        order = " ORDER BY rowid"
+    rows = _rows(conn, select, f" FROM {_q(table)}{order}")
     chunks: list[Chunk] = []
-    try:
-        rows = conn.execute(query).fetchall()
-    except apsw.Error:
-        return []
     for row in rows:
         if without_rowid:
             values = list(row)
@@ -719,3 +875,22 @@ def _table_chunks(conn: Any, table: str) -> list[Chunk]:
                   if c not in blob_cols and not isinstance(v, bytes)]
         chunks.extend(_record_chunks(locator, fields, table))
     return chunks
+
+
+def _rows(conn: Any, select: list[str], rest: str) -> list[tuple[Any, ...]]:
+    """The rows of `SELECT select rest`; TEXT that is not valid UTF-8 (which apsw cannot give
+    as str) read as bytes with each invalid byte replaced by U+FFFD, as `show --sql` does."""
+    from vault.sqlite_dump import TEXT_CODECS
+
+    try:
+        return list(conn.execute(f"SELECT {', '.join(select)}{rest}").fetchall())
+    except UnicodeDecodeError:
+        pass
+    # typeof() tells TEXT from BLOB once both come back as bytes.
+    picks = ", ".join(f"typeof({e}), CASE typeof({e}) WHEN 'text' THEN CAST({e} AS BLOB) "
+                      f"ELSE {e} END" for e in select)
+    (encoding,), = conn.execute("PRAGMA encoding")
+    codec = TEXT_CODECS.get(str(encoding), "utf-8")
+    return [tuple(value.decode(codec, "replace") if kind == "text" else value
+                  for kind, value in zip(raw[::2], raw[1::2]))
+            for raw in conn.execute(f"SELECT {picks}{rest}")]
