@@ -264,3 +264,29 @@ def test_recall_finds_utf16_and_latin1_notes_and_skips_binary(
     assert muller and muller[0].path == "agent/lease.txt"
     assert muller[0].text == "Meeting with Jürgen Müller about the café lease."
     assert not recall(config, "the", RecallOptions(k=50, paths=("vectors.bin",))).hits
+
+
+def test_index_warns_about_a_dump_that_does_not_replay_whole(tmp_path: Path, workspace: Path,
+                                                              clock: Clock) -> None:
+    """The indexer says which file it could not read whole (before: its rows were missing from
+    recall without a word), once, when the file is cut; its other rows are found."""
+    import json
+    from datetime import datetime, timezone
+
+    config = hash_config(tmp_path, workspace)
+    sync(config, now=clock)
+    repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    data = _dump_with(tmp_path, 'CREATE INDEX notes_fn ON "notes"(app_fold("content"));')
+    repo.commit(repo.head_id(), {"agent/two.db": (repo.write_blob(data), 0o100644)},
+                "vault sync: a dump written by an application's own build",
+                datetime.now(timezone.utc), "testhost")
+    cfg = str(config.file)
+    proc = run_cli("index", "--json", "--config", cfg)
+    assert proc.returncode == 0, proc.stderr
+    [warning] = json.loads(proc.stdout)["warnings"]
+    assert warning.startswith("agent/two.db: 1 of the ") and "app_fold" in warning
+    assert proc.stderr.splitlines() == [f"Warning: {warning}"]
+    found = run_cli("recall", "boiler service", "--mode", "lexical", "--config", cfg)
+    assert found.returncode == 0 and "agent/two.db  notes:1" in found.stdout, found.stdout
+    again = run_cli("index", "--rebuild", "--config", cfg)
+    assert again.returncode == 0 and f"Warning: {warning}" in again.stderr, again.stderr

@@ -168,10 +168,12 @@ def _index_after_sync(config: Any, commit: str, as_json: bool, quiet: bool) -> N
     except VaultError as exc:
         click.echo(f"Warning: index not updated: {exc.message}", err=True)
         return
-    if done is not None and not (quiet or as_json):
-        from vault.cli_recall import index_line
+    if done is not None:
+        from vault.cli_recall import index_line, index_warnings
 
-        click.echo(index_line(done))
+        index_warnings(done)  # (on stderr, also under --quiet: a file not indexed whole)
+        if not (quiet or as_json):
+            click.echo(index_line(done))
 
 
 def _report_failure(config: Any, command: str, message: str, as_json: bool) -> None:

@@ -47,7 +47,16 @@ def index_json(result: Any) -> dict[str, Any]:
             "blobs_chunked": result.blobs_chunked, "embedded": result.embedded,
             "reused": result.reused, "model": result.model, "encoder": result.encoder,
             "seconds": round(result.seconds, 3), "index": result.path,
-            "rebuilt": result.rebuilt, "export_cosine": result.export_cosine}
+            "rebuilt": result.rebuilt, "export_cosine": result.export_cosine,
+            "warnings": list(result.warnings)}
+
+
+def index_warnings(result: Any) -> None:
+    """A Warning: line on stderr for each file an index run could not read whole."""
+    from vault.cliutil import one_line
+
+    for warning in result.warnings:
+        click.echo(f"Warning: {one_line(warning)}", err=True)
 
 
 def index_line(result: Any) -> str:
@@ -99,6 +108,7 @@ def index(config_path: str | None, as_json: bool, at: str | None, all_commits: b
     with _progress_bar(not as_json) as progress:
         result = build_index(config, IndexOptions(at=at, all=all_commits, rebuild=rebuild),
                              embedder, progress=progress)
+    index_warnings(result)
     if as_json:
         emit_json(index_json(result))
         return
@@ -164,6 +174,7 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
         recaller.close()
     if result.indexed is not None:
         click.echo(index_line(result.indexed), err=True)
+        index_warnings(result.indexed)
     if as_json:
         emit_json(recall_json(result, mode))
         return

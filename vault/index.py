@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vault.chunk import (CHUNKER_VERSION, Chunk, LineUnits, chunk_file, chunk_lines, file_kind,
-                         line_units)
+from vault.chunk import (CHUNKER_VERSION, Chunk, LineUnits, chunk_file, chunk_file_report,
+                         chunk_lines, file_kind, line_units)
 from vault.errors import VaultError
 
 if TYPE_CHECKING:
@@ -181,6 +181,9 @@ class IndexResult:
     path: str
     rebuilt: bool = False
     export_cosine: float | None = None  # set when the query encoder was exported now
+    # "<path>: <what of it could not be read>" for each file cut this time that was not read
+    # whole (a SQLite dump that does not replay whole): its other rows are indexed
+    warnings: tuple[str, ...] = ()
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -389,6 +392,7 @@ class _Builder:
         self.repo = repo
         self.progress = progress
         self.blobs_chunked = 0
+        self.warnings: list[str] = []  # files cut this time and not read whole
         self.last_files = 0
         self._known_snapshots: set[str] = {
             str(r[0]) for r in self.conn.execute(
@@ -563,7 +567,10 @@ class _Builder:
         for n, oid in enumerate(todo, 1):
             data = self.repo.read_blob(oid)
             path = paths.get(oid, "")
-            chunks = chunk_file(path, data)
+            report = chunk_file_report(path, data)
+            if report.problem:
+                self.warnings.append(f"{path}: {report.problem}")
+            chunks = report.chunks
             batch.append((oid, file_kind(path, data), chunks))
             size += len(data)
             if size > 32 * 1024**2 or len(batch) >= 2000 or n == total:
@@ -684,7 +691,7 @@ def index_commits(store: IndexStore, repo: VaultRepo, commits: Sequence[CommitIn
                        blobs_chunked=builder.blobs_chunked, embedded=embedded, reused=reused,
                        model=embedder.key, encoder=encoder or _encoder_name(embedder),
                        seconds=time.perf_counter() - started, path=str(store.path),
-                       rebuilt=rebuilt)
+                       rebuilt=rebuilt, warnings=tuple(builder.warnings))
 
 
 def _file_count(store: IndexStore, commit_id: str) -> int:
