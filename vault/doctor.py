@@ -67,6 +67,12 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
     repo, repo_check = open_and_check(config)
     # (a project's repository is not damage: never re-cloned, drilled or judged as a vault)
     refused = _refusal(repo) if repo is not None and repo_check.status == FAIL else None
+    if repo_check.status == FAIL and repair and refused is None and repo is not None \
+            and _ref_damage(repo):
+        # Damaged refs are fixed in place first (nothing is lost that way); a re-clone is
+        # for what that cannot fix.
+        repairs.extend(_repair_refs(config, repo))
+        repo, repo_check = open_and_check(config)
     if repo_check.status == FAIL and repair and refused is None and (
             repo is not None or _headless(config.vault.path)):
         repaired, fresh = _repair_repository(config, repo_check.detail)
@@ -162,6 +168,10 @@ def _refusal(repo: VaultRepo) -> NotMadeByVaultError | None:
 def check_repository(repo: VaultRepo) -> Check:
     """A branch vault made (as sync demands), every object reachable from it readable and
     matching its id."""
+    try:
+        repo.check_refs()  # (git reads the branch through these: damaged, no sync commits)
+    except VaultError as exc:
+        return Check("repository", FAIL, exc.message)
     refused = _refusal(repo)
     if refused is not None:
         return Check("repository", FAIL, f"{refused.message} ({refused.hint})")
@@ -257,6 +267,8 @@ def _drill_index_sample(config: Config, repo: VaultRepo, head: str,
     from vault.chunk import chunk_file
     from vault.embed import load_query_encoder, resolve_model
 
+    if not config.index_path.exists():
+        return 0, None  # never indexed here: nothing to prove (nor a model to need)
     try:
         spec = resolve_model(config.index.model, config.file.parent if config.file else None)
         encoder = load_query_encoder(config.models_dir, spec)
@@ -507,14 +519,13 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
             return Drill(head, 0, 0, time.perf_counter() - start,
                          (f"the restore failed: {exc.message}",))
         for path, (oid, _mode) in tree:
-            target = out / path
             try:
                 data = repo.read_blob(oid)
-                if is_dump(data):
+                if is_dump(data):  # (SQLite opens by path, as the sync did)
                     databases += 1
-                    same = snapshot_sqlite(target) == data
+                    same = snapshot_sqlite(out / path) == data
                 else:
-                    same = hashlib.sha1(target.read_bytes()).digest() == hashlib.sha1(
+                    same = hashlib.sha1(_read_restored(out, path)).digest() == hashlib.sha1(
                         data).digest()
             except (OSError, VaultError) as exc:
                 problems.append(f"{path}: {exc}")
@@ -529,6 +540,137 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
     if trouble:
         problems.append(f"index sample: {trouble}")
     return Drill(head, files, databases, time.perf_counter() - start, tuple(problems), chunks)
+
+
+def _read_restored(root: Path, path: str) -> bytes:
+    """The bytes of root/path, opened one folder at a time as restore writes it (the full path
+    may be longer than the system takes in one call)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    *folders, name = path.split("/")
+    fd = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        for folder in folders:
+            inner = os.open(folder, flags | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        file_fd = os.open(name, flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as handle:
+        return handle.read()
+
+
+def _ref_damage(repo: VaultRepo) -> bool:
+    """A damaged HEAD or packed-refs, or a branch gone (or unreadable) that had a tip."""
+    if repo.head_problem() is not None or repo.packed_refs_problem() is not None:
+        return True
+    try:
+        repo.head_id()
+    except VaultError:
+        return repo.last_known_tip() is not None
+    return False
+
+
+def _repair_refs(config: Config, repo: VaultRepo) -> list[str]:
+    """Fix damaged refs in place, under the sync lock: HEAD rewritten to name the configured
+    branch, packed-refs kept aside and rewritten from its readable lines (and the reflogs),
+    a missing branch put back at the last tip its reflog (or the stat cache) records when
+    everything that tip reaches is intact. What was done; nothing when nothing applied."""
+    from vault.lock import SyncLock
+
+    done: list[str] = []
+    with SyncLock(config.state_dir, command="doctor --repair"):
+        problem = repo.head_problem()
+        if problem is not None and (repo.path / "HEAD").exists():
+            _write_atomic(repo.path / "HEAD", f"ref: {repo.ref_name}\n".encode())
+            done.append(f"rewrote HEAD ({problem.rsplit(' is ', 1)[-1]}) as "
+                        f"`ref: {repo.ref_name}`")
+        if repo.packed_refs_problem() is not None:
+            done.append(_rewrite_packed_refs(repo.path))
+        try:
+            repo.head_id()
+        except VaultError:
+            known = repo.last_known_tip() if repo.packed_refs_problem() is None else None
+            if known is not None:
+                done.append(_put_branch_back(repo, *known))
+    return done
+
+
+def _put_branch_back(repo: VaultRepo, tip: str, record: str) -> str:
+    """Point the missing branch at tip when tip and all it reaches are intact; what was done."""
+    try:
+        count, problems = repo.verify(tip)
+    except VaultError as exc:
+        problems, count = [exc.message], 0
+    if problems:
+        return (f"did not put branch {repo.branch} back at {tip[:10]} ({record}): "
+                f"{problems[0]}")
+    try:
+        repo.restore_branch(tip, f"vault doctor --repair: branch put back at the tip {record} "
+                                 "records")
+    except VaultError as exc:
+        return f"could not put branch {repo.branch} back at {tip[:10]} ({record}): {exc.message}"
+    return (f"put branch {repo.branch} back at {tip[:10]}, the last tip {record} records "
+            f"({count} objects reachable from it, all intact)")
+
+
+def _rewrite_packed_refs(path: Path) -> str:
+    """Keep a damaged packed-refs aside and write back the lines git can read; a ref on a
+    damaged line comes back from its reflog when that names a tip, else it is dropped."""
+    from vault.repo import HEX, read_packed_refs
+
+    lines = read_packed_refs(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path / f"packed-refs.damaged-{stamp}"
+    kept: list[str] = []
+    recovered: list[str] = []
+    dropped: list[str] = []
+    skip_peeled = False
+    for line, ok in lines:
+        if line.startswith("^"):
+            if ok and not skip_peeled:
+                kept.append(line)
+            continue
+        skip_peeled = not ok
+        if ok:
+            kept.append(line)
+            continue
+        name = line.split(" ")[-1] if " " in line else ""
+        log = (path / "logs" / name) if name.startswith("refs/") and ".." not in name.split(
+            "/") else None
+        try:
+            last = log.read_text(errors="replace").splitlines()[-1].split() if log else []
+        except (OSError, IndexError):
+            last = []
+        tip = last[1] if len(last) > 1 else ""
+        if len(tip) == 40 and set(tip) <= HEX and set(tip) != {"0"}:
+            kept.append(f"{tip} {name}")
+            recovered.append(f"{name} at {tip[:10]}")
+        else:
+            dropped.append(name or repr(line[:40]))
+    shutil.copyfile(path / "packed-refs", aside)  # (the original is kept, whatever happens)
+    _write_atomic(path / "packed-refs", "".join(f"{line}\n" for line in kept).encode())
+    text = f"rewrote packed-refs from its readable lines (the damaged one kept as {aside})"
+    if recovered:
+        text += "; from their reflogs: " + ", ".join(recovered)
+    if dropped:
+        text += "; dropped (nothing records them): " + ", ".join(dropped)
+    return text
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]:

@@ -227,8 +227,98 @@ class VaultRepo:
         except pygit2.GitError as exc:
             raise RepoError(f"cannot read branch {self.branch}: {exc}") from None
         if ref is None:
+            self._refuse_lost_branch()
             return None
         return str(ref.target)
+
+    def check_refs(self) -> None:
+        """RepoError when HEAD or packed-refs is damaged: git no longer reads the vault, and
+        every sync fails at its last step (a missing branch with a history is head_id's)."""
+        problem = self.head_problem() or self.packed_refs_problem()
+        if problem is not None:
+            raise RepoError(f"{problem}; git cannot read the vault, and no sync can commit",
+                            hint="`vault doctor --repair` fixes it")
+
+    def head_problem(self) -> str | None:
+        """What is wrong with the HEAD file (empty or garbage, as a crash can leave it), if
+        anything. A HEAD naming another branch is git's business, not damage."""
+        try:
+            raw = (self.path / "HEAD").read_bytes()
+        except FileNotFoundError:
+            return f"the vault's HEAD file {self.path / 'HEAD'} is missing"
+        except OSError as exc:
+            return f"the vault's HEAD file cannot be read: {_reason(exc)}"
+        text = raw.decode("ascii", errors="replace").strip()
+        if text.startswith("ref: refs/") and len(text.split()) == 2:
+            return None
+        if len(text) == 40 and set(text) <= HEX:  # a detached HEAD
+            return None
+        what = "empty" if not text else f"damaged (it reads {text[:40]!r})"
+        return f"the vault's HEAD file {self.path / 'HEAD'} is {what}"
+
+    def packed_refs_problem(self) -> str | None:
+        """What is wrong with packed-refs, if anything (vault never packs refs; git may)."""
+        lines = read_packed_refs(self.path)
+        bad = next((n for n, (_line, ok) in enumerate(lines, 1) if not ok), None)
+        if bad is None:
+            return None
+        return (f"the vault's packed-refs file {self.path / 'packed-refs'} is damaged "
+                f"(line {bad}: {lines[bad - 1][0][:60]!r})")
+
+    def last_known_tip(self) -> tuple[str, str] | None:
+        """The tip the branch last had by the vault's own records, and which record: the last
+        line of the branch's reflog, else the commit the stat cache was written for (when no
+        other branch points at it: the config may name a new branch). None for a new vault."""
+        lines = _read_text(self.path / "logs" / self.ref_name).splitlines()
+        words = lines[-1].split() if lines else []
+        if len(words) > 1 and len(words[1]) == 40 and set(words[1]) <= HEX \
+                and set(words[1]) != {"0"}:
+            return words[1], "its reflog"
+        from vault.detect import load_cache
+        from vault.sync import CACHE_NAME
+
+        # (the state dir is Config.state_dir: `vault/` inside the vault)
+        cached = load_cache(self.path / "vault" / CACHE_NAME).commit
+        if cached is None or len(cached) != 40 or not self.has_object(cached):
+            return None
+        import pygit2
+
+        try:
+            others = [ref for ref in self._repo.references
+                      if ref.startswith("refs/heads/") and ref != self.ref_name]
+            if any(self.ref_id(ref) == cached for ref in others):
+                return None
+        except pygit2.GitError:
+            pass  # damaged packed-refs: head_id says so first
+        return cached, "the stat cache"
+
+    def _refuse_lost_branch(self) -> None:
+        """RepoError when the branch is missing (or unreadable) but had a history: a sync now
+        would make a new first commit and cut the old ones off."""
+        problem = self.packed_refs_problem()
+        if problem is not None:
+            raise RepoError(f"cannot read branch {self.branch}: {problem}",
+                            hint="`vault doctor --repair` fixes it")
+        known = self.last_known_tip()
+        if known is None:
+            return
+        tip, record = known
+        raise RepoError(f"branch {self.branch} is missing from the vault, but {record} names "
+                        f"its last tip {tip[:10]}: a sync now would cut its history off",
+                        hint="`vault doctor --repair` puts the branch back")
+
+    def restore_branch(self, tip: str, reason: str) -> None:
+        """Put a missing branch back at tip (only while it is still missing, or its loose ref
+        file holds no id: an emptied one, as a crash can leave it, goes)."""
+        loose = self.path / self.ref_name
+        text = _read_text(loose).strip() if loose.is_file() else None
+        if text is not None and not (len(text) == 40 and set(text) <= HEX):
+            try:
+                loose.unlink()
+            except OSError as exc:
+                raise RepoError(f"cannot remove the damaged ref {loose}: {_reason(exc)}") \
+                    from None
+        self._move_branch(None, tip, reason)
 
     def check_tip(self, head: str) -> None:
         """RepoError when the branch's tip commit is missing or damaged (one stat while it is
@@ -406,6 +496,8 @@ class VaultRepo:
         """Write a commit of parent's tree with changes applied, then move the branch to it."""
         import pygit2
 
+        # (a damaged HEAD or packed-refs fails the ref update, the last step: refuse first)
+        self.check_refs()
         try:
             base = self._commit(parent).tree_id if parent is not None else None
             if base is not None:
@@ -441,13 +533,14 @@ class VaultRepo:
         self._move_branch(parent, str(oid), message.splitlines()[0])
         return str(oid)
 
-    def verify(self) -> tuple[int, list[str]]:
-        """Read and re-hash every object reachable from the branch (what git fsck checks)."""
+    def verify(self, tip: str | None = None) -> tuple[int, list[str]]:
+        """Read and re-hash every object reachable from tip (default: the branch), as git fsck
+        checks them."""
         import hashlib
 
         import pygit2
 
-        head = self.head_id()
+        head = tip or self.head_id()
         if head is None:
             return 0, []
         names = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
@@ -770,6 +863,30 @@ DESCRIPTION = "memory-vault: agent memory kept by vault\n"
 
 def _described_as_vault(path: Path) -> bool:
     return _read_text(path / "description") == DESCRIPTION
+
+
+def read_packed_refs(path: Path) -> list[tuple[str, bool]]:
+    """Each line of a repository's packed-refs (none when it has none), and whether git can
+    read it: the header, `<id> <ref>`, or `^<id>` (the peeled id of the tag above)."""
+    try:
+        raw = (path / "packed-refs").read_bytes()
+    except OSError:
+        return []
+    lines = raw.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    judged = []
+    for n, line in enumerate(lines):
+        words = line.split(" ")
+        if n == 0 and line.startswith("# pack-refs with:"):
+            ok = True
+        elif line.startswith("^"):
+            ok = len(line) == 41 and set(line[1:]) <= HEX and n > 0
+        else:
+            ok = (len(words) == 2 and len(words[0]) == 40 and set(words[0]) <= HEX
+                  and words[1].startswith("refs/"))
+        judged.append((line, ok))
+    return judged
 
 
 def _clash(path: str, why: str) -> RepoError:

@@ -44,6 +44,7 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
     completed, and none would.
     """
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
+    repo.check_refs()  # (a damaged HEAD or packed-refs: every sync fails, so status says so)
     head = repo.head_id()
     synced = repo.check_made_by_vault(head)  # (the last sync's commit, not a hand-made one)
     last = repo.commit_info(head) if head else None
