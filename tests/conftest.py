@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -138,3 +139,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
     """Run `python -m vault` in a real subprocess."""
     return subprocess.run([sys.executable, "-m", "vault", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, check=False, timeout=120)
+
+
+def age(path: Path, seconds: int = 60) -> None:
+    """Make a file look untouched for a while (a file written a moment ago is never rolled back)."""
+    old = time.time_ns() - seconds * 10**9
+    os.utime(path, ns=(old, old))
+
+
+def rows(path: Path) -> list[tuple[object, ...]]:
+    db = apsw.Connection(str(path))
+    try:
+        return list(db.execute("SELECT id, content FROM memories ORDER BY id"))
+    finally:
+        db.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from conftest import Clock, git, run_cli, write_config
+from conftest import Clock, age, git, rows, run_cli, write_config
 from vault.config import Config, load_config
 from vault.doctor import doctor
 from vault.repo import VaultRepo
@@ -31,20 +31,6 @@ def damage_sqlite(path: Path) -> None:
     page = 4096 if len(data) >= 8192 else len(data) // 2
     data[page:page + 400] = os.urandom(400)
     path.write_bytes(bytes(data))
-
-
-def age(path: Path, seconds: int = 60) -> None:
-    """Make a file look untouched for a while (a file written a moment ago is never rolled back)."""
-    old = time.time_ns() - seconds * 10**9
-    os.utime(path, ns=(old, old))
-
-
-def rows(path: Path) -> list[tuple[object, ...]]:
-    db = apsw.Connection(str(path))
-    try:
-        return list(db.execute("SELECT id, content FROM memories ORDER BY id"))
-    finally:
-        db.close()
 
 
 def test_healthy_vault(config: Config, vault: VaultRepo, clock: Clock, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import apsw
 import pytest
 
 import vault
-from conftest import Clock, run_cli, write_config
+from conftest import Clock, age, rows, run_cli, write_config
 from vault.config import Config, load_config
 from vault.repo import VaultRepo
 from vault.rollback import roll_back
@@ -74,20 +74,6 @@ sys.addaudithook(hook)
 done = vault.rollback.roll_back(repo, [(vpath, target, "SQLite: database disk image is malformed")])
 assert [r.path for r in done] == [vpath], done
 """
-
-
-def age(path: Path, seconds: int = 60) -> None:
-    """Make a file look untouched for a while (a file written a moment ago is never rolled back)."""
-    old = time.time_ns() - seconds * 10**9
-    os.utime(path, ns=(old, old))
-
-
-def rows(path: Path) -> list[tuple[object, ...]]:
-    db = apsw.Connection(str(path))
-    try:
-        return list(db.execute("SELECT id, content FROM memories ORDER BY id"))
-    finally:
-        db.close()
 
 
 def rolling_back(root: Path, clock: Clock) -> tuple[Config, Path]:
