@@ -244,6 +244,16 @@ def test_a_name_too_long_for_its_aside_fails_the_sync_and_the_others_are_rolled_
     assert logged["command"] == "sync"  # (the CLI logs a failed sync's first failure and count)
     assert long.read_bytes() == damaged
 
+    # doctor --repair says why too (before: "it was written to or opened while being rolled
+    # back", which was not so)
+    age(long)
+    repair = run_cli("doctor", "--repair", "--config", str(config.file))
+    assert repair.returncode == 1, repair.stdout + repair.stderr
+    said = [line for line in repair.stdout.splitlines() if line.startswith("repaired: ")]
+    assert any(line.startswith(f"repaired: cannot roll back agent/{name}: cannot keep the "
+                               "corrupt file aside as") for line in said), said
+    assert long.read_bytes() == damaged
+
 
 @contextmanager
 def unwritable(folder: Path) -> Iterator[None]:

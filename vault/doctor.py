@@ -360,14 +360,19 @@ def _repair_memory_files(config: Config, repo: VaultRepo, clock: Callable[[], da
 
     with SyncLock(config.state_dir, command="doctor --repair"):
         memory = check_memory_files(config, repo, clock)
-        done = roll_back(repo, list(memory.corrupt), clock()) if memory.corrupt else []
+        failed: list[tuple[str, str]] = []  # (vault path, why): could not be rolled back
+        done = roll_back(repo, list(memory.corrupt), clock(), failed=failed) \
+            if memory.corrupt else []
         for rollback in done:
             warning = f" (warning: {rollback.warning})" if rollback.warning else ""
             repairs.append(f"rolled back {rollback.path}: corrupt file kept as "
                            f"{rollback.aside}{warning}")
+        why_not = dict(failed)
         rolled = {r.path for r in done}
         for vpath, _file, _reason in memory.corrupt:
-            if vpath not in rolled:
+            if vpath in why_not:
+                repairs.append(why_not[vpath])  # ("cannot roll back <path>: <why>")
+            elif vpath not in rolled:
                 repairs.append(f"did not roll back {vpath}: it was written to or opened while "
                                "being rolled back (it may still be being written)")
         return check_memory_files(config, repo, clock) if done else memory
