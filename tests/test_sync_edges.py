@@ -386,3 +386,33 @@ def test_a_folder_becoming_a_file_in_a_bigger_source_is_one_commit(tmp_path: Pat
     tree = _tree(vault)
     assert sorted(p for p in tree if not p.startswith("a/keep")) == ["a/d", "a/f/inner.md"]
     assert git(vault, "fsck", "--strict").strip() == ""
+
+
+def test_a_clock_set_back_between_syncs_keeps_the_branch_in_time_order(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    """QA: a sync stamped with a clock set back an hour sat on top of a later commit, so
+    `--at` a moment between the two resolved to the newest tree (what was synced after it),
+    and no time could pick the middle commit. The committer time (what log shows and --at
+    goes by) is never before the parent's; the author time and the message keep the clock's."""
+    from vault.restore import resolve_at
+
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace}))
+    repo, _ = VaultRepo.init(config.vault.path, "main")
+    note = workspace / "f.md"
+    times = [clock.now.replace(hour=h, minute=0) for h in (10, 12, 11)]  # 11: set back
+    ids = []
+    for n, when in enumerate(times):
+        note.write_text(f"v{n}\n")
+        clock.now = when
+        ids.append(sync(config, now=clock).commit)
+    log = git(config.vault.path, "log", "--format=%H %ct %at", "main").split("\n")
+    committed = [line.split() for line in log if line]
+    assert [c[0] for c in committed] == ids[::-1]
+    assert [int(c[1]) for c in committed] == [int(times[1].timestamp())] * 2 + [
+        int(times[0].timestamp())]  # (the newest clamped to its parent's time)
+    assert int(committed[0][2]) == int(times[2].timestamp())  # (the author time: the clock's)
+    at = clock.now.replace(hour=11, minute=30)
+    assert resolve_at(repo, at.isoformat(), now=at).id == ids[0]  # v0: all there was by 11:30
+    noon = clock.now.replace(hour=12, minute=0)
+    assert resolve_at(repo, noon.isoformat(), now=noon).id == ids[2]
+    assert git(config.vault.path, "show", f"{ids[0]}:agent/f.md") == "v0\n"

@@ -519,8 +519,14 @@ class VaultRepo:
                 raise RepoError("internal error: no root tree")
             stamp = int(when.astimezone(timezone.utc).timestamp())
             sig = pygit2.Signature(AUTHOR_NAME, f"vault@{host}", stamp, 0)
+            # The committer time (what `vault log` shows and `--at` goes by) is never before
+            # the parent's, as on a replay: a clock set back between two syncs must not make a
+            # moment resolve to a tree synced after it. The author time stays the clock's.
+            latest = max(stamp, self._commit(parent).commit_time) if parent else stamp
+            committer = sig if latest == stamp else pygit2.Signature(
+                AUTHOR_NAME, f"vault@{host}", latest, 0)
             parents = [pygit2.Oid(hex=parent)] if parent else []
-            oid = self._repo.create_commit(None, sig, sig, message, tree, parents)
+            oid = self._repo.create_commit(None, sig, committer, message, tree, parents)
         except (pygit2.GitError, OSError) as exc:
             if isinstance(exc, pygit2.GitError) and "Unable to read tree" in str(exc):
                 raise RepoError(f"a tree of vault commit {str(parent)[:10]} is missing or "
