@@ -168,8 +168,8 @@ def test_a_project_repository_is_never_taken_for_the_vault(tmp_path: Path,
     subprocess.run(["git", "clone", "-q", "--bare", str(proj), str(bare)], check=True)
     config = write_config(tmp_path / "b.toml", {"agent": workspace}, vault_path=bare)
     objects = sorted(str(p) for p in (bare / "objects").rglob("*"))
-    for command in ("init", "sync"):  # (a sync without init: no object written into it)
-        proc = run_cli(command, "--config", str(config))
+    for command in ("init", "sync", "sync --dry-run"):  # (no object written into it; the dry
+        proc = run_cli(*command.split(), "--config", str(config))  # run says what sync says)
         assert (proc.returncode, proc.stderr.splitlines()[0]) == (
             1, f"Error: {bare} is a git repository whose branch 'main' was not made by vault; "
                "refusing to use it as the vault"), proc.stderr

@@ -297,8 +297,9 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     trusted = head is not None and cache.commit == head
     if head is not None and trusted:
         repo.check_tip(head)  # (one stat: a vault whose tip commit is gone is damaged)
-    if head is not None and not trusted and not options.dry_run:
-        # (the cache names the tip after every sync: a tip it does not name may be another's)
+    if head is not None and not trusted:
+        # (the cache names the tip after every sync: a tip it does not name may be another's;
+        # a dry run refuses it too, as the real sync would)
         repo.check_made_by_vault(head)  # before any object is written into a project's repo
     head_files: FileMap = ({p: (c[1], c[2]) for p, c in cache.files.items()} if trusted
                            else repo.files(head))
