@@ -416,3 +416,38 @@ def test_a_clock_set_back_between_syncs_keeps_the_branch_in_time_order(
     noon = clock.now.replace(hour=12, minute=0)
     assert resolve_at(repo, noon.isoformat(), now=noon).id == ids[2]
     assert git(config.vault.path, "show", f"{ids[0]}:agent/f.md") == "v0\n"
+
+
+def test_a_folder_deeper_than_path_max_is_named_as_such(tmp_path: Path) -> None:
+    """QA: a readable folder whose path passes 4,096 bytes was reported as "folder unreadable:
+    File name too long ... folder cannot be read", which sent the user to its permissions. The
+    limit is named now; as before, the sync fails and the vault keeps what it had."""
+    import json
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "top.md").write_text("top\n")
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(17):  # 17 x 251 bytes: past PATH_MAX below any tmp folder
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        note = os.open("deep.md", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(note, b"deep\n")
+        os.close(note)
+    finally:
+        os.close(fd)
+    config = write_config(tmp_path / "vault.toml", {"a": src})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    proc = run_cli("sync", "--json", "--config", str(config))
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    reasons = {s["reason"] for s in report["skipped"]}
+    assert reasons == {"folder not walked: its path is longer than the system allows (PATH_MAX, "
+                       "4,096 bytes on Linux)"}, reasons
+    [failure] = report["failures"]
+    assert "its path is longer than the system allows" in failure["message"]
+    assert "folder cannot be read" not in failure["message"]
+    assert report["added"] == ["a/top.md"]

@@ -254,8 +254,15 @@ def _unreadable(scan: Scan, rel_dir: str, exc: OSError) -> None:
     if not rel_dir:
         raise SourceError(f"source '{scan.source.name}': cannot read {scan.source.root}: "
                           f"{exc.strerror}") from None
+    import errno  # (only here: the walk's imports stay at os and stat)
+
     scan.unreadable_dirs.append(rel_dir)
-    scan.skipped.append((rel_dir + "/", f"folder unreadable: {exc.strerror}"))
+    if exc.errno == errno.ENAMETOOLONG:  # (readable, but its path is past the system's limit)
+        why = ("folder not walked: its path is longer than the system allows (PATH_MAX, 4,096 "
+               "bytes on Linux)")
+    else:
+        why = f"folder unreadable: {exc.strerror}"
+    scan.skipped.append((rel_dir + "/", why))
 
 
 def _scan_dir(fd: int, dir_path: str, rel_dir: str, stack: list[tuple[str, str]], scan: Scan,

@@ -467,10 +467,14 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             continue  # readable now: it was removed (or replaced) while the walk went by
         except (FileNotFoundError, NotADirectoryError):
             continue  # gone (or a file now), not unreadable
-        except OSError:
-            pass
+        except OSError as exc:
+            import errno
+
+            too_long = exc.errno == errno.ENAMETOOLONG
+        what = ("its path is longer than the system allows (PATH_MAX, 4,096 bytes on Linux), "
+                "so nothing below it can be read" if too_long else "folder cannot be read")
         plan.failures.append(SourceFailure(
-            source.name, f"{prefix}{rel}/: folder cannot be read; the vault keeps what it had "
+            source.name, f"{prefix}{rel}/: {what}; the vault keeps what it had "
             f"of it (to leave it out, exclude the folder itself: '{pattern_for(rel)}/')",
             path=f"{prefix}{rel}/"))
     deleted = [p for p in in_head
