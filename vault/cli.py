@@ -473,17 +473,24 @@ UNDO_PATHS = 50  # an undo names each file the restore changed, up to this many
 def _undo_command(config: Any, options: Any, result: Any) -> str | None:
     """The command that puts back what the restore changed: a restore of the safety commit,
     for the sources it took whole, with --delete; naming each file changed when they are few
-    (then files the safety sync could not take, which the restore did not touch, stay put)."""
+    (then files the safety sync could not take, which the restore did not touch, stay put).
+    None when the restore changed nothing in those sources: an undo with no --path would
+    cover them whole, files the restore never touched included."""
     if result.undo_commit is None or not result.undo_sources:
         return None  # (without --source it would cover every source)
     import shlex
 
     from vault.sources import pattern_for
 
+    covered = set(result.undo_sources)
+    changed = [a.path for a in result.plan.actions if a.action != "unchanged"
+               and (owner := config.source_for(a.path)) is not None
+               and owner[0].name in covered]
+    if not changed:
+        return None  # (every delete left as not_deleted, say: nothing to put back)
     parts = ["vault", "restore", "--at", result.undo_commit[:12]]
     for name in result.undo_sources:  # the sources the safety sync took whole: no others
         parts += ["--source", name]
-    changed = [a.path for a in result.plan.actions if a.action != "unchanged"]
     # A name that ends in other white space cannot be written as a pattern (it would be cut),
     # nor one with a line break: then the undo covers the sources whole
     exact = len(changed) <= UNDO_PATHS and all(

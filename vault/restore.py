@@ -25,11 +25,13 @@ from vault.pathsafe import UnsafePathError, check_vault_path, safe_target
 from vault.repo import CommitInfo, VaultRepo
 from vault.restore_db import (Databases, install_sqlite, refuse_any_open, refuse_if_open,
                               refuse_open_databases)
+from vault.restore_modes import STATE_NAME as MODES_NAME
+from vault.restore_modes import ModeBook
 from vault.sources import (COMPANION_SUFFIXES, DUMP_HEADER, KEYED_COMPANIONS, SKIP_DIR_NAMES,
                            companion_key, compile_patterns, path_filter, scan_source,
                            stat_key)
 from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
-                        sync_locked)
+                        sync, sync_locked)
 from vault.when import Revision, parse_when
 
 MODE_EXEC = 0o100755
@@ -85,6 +87,9 @@ class Action:
     # The live file's stat when the vault was found to hold it exactly: if it differs just
     # before the file is replaced or deleted, it is kept aside after all.
     seen: tuple[int, ...] = ()
+    # delete: the blob the vault holds for the live file after the safety sync (what an undo
+    # brings back: its permission bits are recorded under it, vault.restore_modes)
+    held: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                              hint="use --to DIR to restore a source that is not configured")
     listing = tree_files(repo, commit.id)
     wanted = path_selector(config, options, listing)
-    files = {p: v for p, v in listing.items() if wanted(p)}
+    files = picked = {p: v for p, v in listing.items() if wanted(p)}
     if options.to is None and config.vault.layout != "{source}":
         # Other machines' files (under their own host prefix) are not this machine's to place.
         mine = config.vault.host + "/"
@@ -182,6 +187,8 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
     if not files and not options.delete:
         if left_out:  # (all that was asked for: the files of a source gone from the config)
             raise _left_out_error(left_out)
+        if picked:
+            raise _not_placed_error(config, options, commit, len(picked))
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     if options.to is not None:
@@ -228,6 +235,8 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         if not actions:  # (a pattern with a typo in it: said, as without --delete)
             if left_out:
                 raise _left_out_error(left_out)
+            if picked:
+                raise _not_placed_error(config, options, commit, len(picked))
             raise RestoreError(f"nothing matches in commit {commit.id[:10]}, nor among the "
                                "files there now",
                                hint="check --source and --path (`vault log --path` helps)")
@@ -275,6 +284,22 @@ def _left_out_error(left_out: dict[str, str]) -> RestoreError:
     return RestoreError(f"{first}{more}: {why}", hint="restore elsewhere with --to DIR")
 
 
+def _not_placed_error(config: Config, options: RestoreOptions, commit: CommitInfo,
+                      count: int) -> RestoreError:
+    """The refusal when the commit holds files (those asked for) but none of them is under a
+    configured source's folder as the current layout places it: synced under another [vault]
+    layout, host or source names (a layout switch, say). Only --to DIR can restore them."""
+    which = " that --source and --path pick" if options.sources or options.paths else ""
+    where = f"{config.prefix('<source>')}..."
+    lead = f"the one file{which} in commit {commit.id[:10]} is not" if count == 1 else \
+        f"none of the {count} files{which} in commit {commit.id[:10]} is"
+    return RestoreError(f"{lead} under a configured source as the current layout places it "
+                        f"({where}): synced with another [vault] layout, host or source names, "
+                        "or another machine's",
+                        hint=f"restore elsewhere with --to DIR (`vault restore --at "
+                             f"{commit.id[:12]} --to DIR`)")
+
+
 def restore(config: Config, options: RestoreOptions, *,
             confirm: Callable[[RestorePlan], bool] = lambda plan: True,
             now: Callable[[], datetime] | None = None,
@@ -283,7 +308,8 @@ def restore(config: Config, options: RestoreOptions, *,
     clock = now or (lambda: datetime.now(timezone.utc))
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     if options.dry_run:
-        return RestoreResult(plan=plan_restore(config, repo, options, clock()), dry_run=True)
+        plan = plan_restore(config, repo, options, clock())
+        return RestoreResult(plan=_judged_dry(config, repo, plan, clock), dry_run=True)
     with SyncLock(config.state_dir, command="restore"), Databases(repo.path) as databases:
         databases.start()  # its start-up overlaps the planning (it is idle without databases)
         plan = plan_restore(config, repo, options, clock())
@@ -316,16 +342,27 @@ def restore(config: Config, options: RestoreOptions, *,
                     safety = syncs[-1]  # the one that ends where the undo starts
             refuse_open_databases(repo, plan)
             plan = _set_aside_uncaptured(repo, plan, syncs, config.state_dir / CACHE_NAME)
-            # (none when every source changed is one the restore makes: an undo with no
-            # source named would cover them all)
+            # The undo covers the sources the restore changes as it will carry it out: a
+            # delete the safety sync could not take is not done (not_deleted), and a source
+            # whose only change that was is not the undo's. None when nothing changes, or when
+            # every source changed is one the restore makes (an undo with no source named
+            # would cover them all).
+            involved = _sources_changed(config, plan)
+            gone = tuple(n for n in gone if n in involved)
             undo = repo.head_id() if _without(involved, gone) else None
         late: list[Action] = []  # live files that changed after the check: kept aside
+        # Into the live sources: the modes of files deleted, for the undo that brings them back
+        book = ModeBook(config.state_dir / MODES_NAME) if plan.into is None else None
         with BatchWriter(roots=_roots(config, options)) as writer:
             fresh = _FreshFolders.start(plan, writer, config.prefix_depth)
             try:
-                redacted = _apply_all(repo, fresh.staged(plan.actions) if fresh else
-                                      plan.actions, writer, progress, databases, late,
-                                      staging=fresh.folder if fresh else None)
+                try:
+                    redacted = _apply_all(repo, fresh.staged(plan.actions) if fresh else
+                                          plan.actions, writer, progress, databases, late,
+                                          staging=fresh.folder if fresh else None, book=book)
+                finally:
+                    if book is not None:
+                        _save_quietly(book)
                 if fresh is not None:
                     fresh.move_in(writer)
             except (VaultError, KeyboardInterrupt) as exc:
@@ -350,6 +387,46 @@ def restore(config: Config, options: RestoreOptions, *,
     return RestoreResult(plan=plan, dry_run=False, safety_sync=safety, undo_commit=undo,
                          undo_sources=_without(involved, gone), new_sources=gone,
                          redacted=tuple(redacted), warnings=warnings)
+
+
+def _save_quietly(book: ModeBook) -> None:
+    """Save the modes recorded; a state dir that cannot take them costs only those modes (the
+    undo then gives the default ones), never the restore."""
+    try:
+        book.save()
+    except OSError:
+        pass
+
+
+def _judged_dry(config: Config, repo: VaultRepo, plan: RestorePlan,
+                clock: Callable[[], datetime]) -> RestorePlan:
+    """A dry run's plan with the deletions the real run leaves (not_deleted): the safety
+    sync's judgement, made by a dry-run sync of the sources with deletions (nothing written)."""
+    if plan.into is None and any(a.action == "delete" for a in plan.actions):
+        deleting = tuple(sorted({owner[0].name for a in plan.actions if a.action == "delete"
+                                 and (owner := config.source_for(a.path)) is not None}))
+        present = tuple(n for n in deleting if n not in _missing(config, deleting))
+        if present:
+            judged = sync(config, SyncOptions(dry_run=True, sources=present,
+                                              allow_mass_delete=True), clock)
+            head = repo.head_id()
+            plan = _spare_skipped(plan, [judged], tree_files(repo, head) if head else {})
+    return plan
+
+
+def _spare_skipped(plan: RestorePlan, syncs: list[SyncResult],
+                   stored: dict[str, tuple[str, int]]) -> RestorePlan:
+    """A skip is never a deletion (as in a sync): a file the vault has never held and the
+    safety sync could not take (half-written JSON, unreadable, a secret it blocks, too large)
+    may well have been there at WHEN; it is not the vault's to delete (an undo with --delete
+    would move it otherwise). Such deletes become not_deleted."""
+    skipped = {s.path for sync in syncs for s in sync.skipped}
+    spared = {a.path for a in plan.actions if a.action == "delete" and a.path in skipped
+              and a.path not in stored}
+    if not spared:
+        return plan
+    return replace(plan, actions=tuple(a for a in plan.actions if a.path not in spared),
+                   not_deleted=tuple(sorted(spared)))
 
 
 def _with(plan: RestorePlan, late: list[Action]) -> RestorePlan:
@@ -591,15 +668,10 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan, syncs: list[SyncRe
 
     head = repo.head_id()
     stored = tree_files(repo, head) if head else {}
-    # A skip is never a deletion (as in a sync): a file the vault has never held and the
-    # safety sync could not take (half-written JSON, unreadable) may well have been there at
-    # WHEN; it is not the vault's to delete (an undo with --delete would move it otherwise).
-    skipped = {s.path for sync in syncs for s in sync.skipped}
-    spared = {a.path for a in plan.actions if a.action == "delete" and a.path in skipped
-              and a.path not in stored}
-    if spared:
-        plan = replace(plan, actions=tuple(a for a in plan.actions if a.path not in spared),
-                       not_deleted=tuple(sorted(spared)))
+    plan = _spare_skipped(plan, syncs, stored)
+    plan = replace(plan, actions=tuple(
+        replace(a, held=stored[a.path][0]) if a.action == "delete" and a.path in stored else a
+        for a in plan.actions))
     changing = [a for a in plan.actions if a.action in ("overwrite", "delete")]
     if not changing:
         return plan
@@ -682,7 +754,8 @@ def _stat_key(target: str) -> tuple[int, ...]:
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
                progress: Callable[[int, int], None] | None, databases: Databases,
-               late: list[Action], staging: str | None = None) -> list[str]:
+               late: list[Action], staging: str | None = None,
+               book: ModeBook | None = None) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
     Into late go the actions whose live file changed since it was checked (kept aside after
     all), also when a later one fails.
@@ -695,7 +768,8 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     rebuilt by a helper process (Databases) and moved into place (and their old files set
     aside, when they must be) after the plain files. Folders are opened below roots without
     following symlinks. After a failure, the folders this restore made and left empty are
-    removed.
+    removed. Into book go the modes of live files deleted; a new file takes the mode it
+    records for its path and content.
     """
     redacted: list[str] = []
     done = 0
@@ -754,6 +828,8 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                 try:
                     if action.action == "delete":
                         action = recheck(action)
+                        if book is not None and action.held:
+                            book.note(action.path, action.held, action.target)
                         if action.set_aside or not old.keep(action, move=True):
                             _delete(action, writer)
                     elif action.action != "unchanged":
@@ -768,7 +844,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                         folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
                         mode = restored_mode(action.target, executable) \
-                            if action.action == "overwrite" else new_file_mode(executable)
+                            if action.action == "overwrite" else _new_mode(book, action)
                         if is_redacted_blob(blob):
                             redacted.append(action.path)
                         if staging is not None and folder.startswith(staging):
@@ -797,7 +873,9 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
             for action, tmp, marked in built:
                 target = Path(action.target)
                 try:
-                    mode = restored_mode(action.target, action.mode == MODE_EXEC)
+                    mode = _new_mode(book, action) if action.action == "create" \
+                        and not os.path.lexists(target) \
+                        else restored_mode(action.target, action.mode == MODE_EXEC)
                     action = recheck(action)
                     if action.set_aside:
                         _set_aside(action, writer)
@@ -819,6 +897,14 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         # every file was written to a temp file and moved into place in one step.
         flush()
     return sorted(redacted)
+
+
+def _new_mode(book: ModeBook | None, action: Action) -> int:
+    """The mode of a new file: the one a restore recorded when it deleted this path holding
+    this content (so an undo gives back a 0600 file as 0600), or new_file_mode."""
+    executable = action.mode == MODE_EXEC
+    recorded = book.mode_for(action.path, action.oid, executable) if book is not None else None
+    return new_file_mode(executable) if recorded is None else recorded
 
 
 class _FreshFolders:
