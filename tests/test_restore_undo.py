@@ -231,6 +231,12 @@ def test_a_commit_of_another_layout_is_named_and_points_at_to(tmp_path: Path) ->
         "current layout places it (testhost/<source>/...): synced with another [vault] "
         "layout, host or source names, or another machine's",
         f"Hint: restore elsewhere with --to DIR (`vault restore --at {old[:12]} --to DIR`)"]
+    # With --delete too (before: it planned to delete every live file as not there then).
+    for args in (["--delete", "--dry-run"], ["--delete", "--yes"]):
+        proc = cli(cfg, "restore", "--at", "HEAD~1", *args)
+        assert proc.returncode == 1, proc.stdout
+        assert proc.stderr.splitlines()[0].startswith("Error: none of the 2 files in commit")
+    assert (src / "f.md").read_text() == "v2\n" and (src / "g.md").read_text() == "g\n"
     proc = cli(cfg, "restore", "--at", "HEAD~1", "--path", "f.md",
                    "--dry-run")
     assert proc.returncode == 1
