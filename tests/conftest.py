@@ -153,3 +153,20 @@ def rows(path: Path) -> list[tuple[object, ...]]:
         return list(db.execute("SELECT id, content FROM memories ORDER BY id"))
     finally:
         db.close()
+
+
+def deep_file(root: Path, parts: list[str], name: str, data: bytes) -> None:
+    """A file below folders made one at a time, each by its parent's fd: its path may pass
+    PATH_MAX, which no single call could make."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts:
+            os.mkdir(part, dir_fd=fd)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        out = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, data)
+        os.close(out)
+    finally:
+        os.close(fd)

@@ -5,7 +5,6 @@ it in place; a new vault works as before. Read back with the real git CLI."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Clock, git, run_cli, write_config
+from conftest import Clock, deep_file, git, run_cli, write_config
 from vault.config import Config, load_config
 from vault.doctor import doctor
 from vault.repo import VaultRepo
@@ -248,18 +247,7 @@ def test_drill_verifies_a_file_whose_restored_path_is_longer_than_path_max(
     try:
         src = short / "deep"
         src.mkdir()
-        fd = os.open(src, os.O_RDONLY)
-        try:
-            for part in ["d" * 200] * 20 + ["e" * 37]:  # (one at a time: over PATH_MAX)
-                os.mkdir(part, dir_fd=fd)
-                inner = os.open(part, os.O_RDONLY, dir_fd=fd)
-                os.close(fd)
-                fd = inner
-            out = os.open("f.md", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-            os.write(out, b"deep\n")
-            os.close(out)
-        finally:
-            os.close(fd)
+        deep_file(src, ["d" * 200] * 20 + ["e" * 37], "f.md", b"deep\n")  # (over PATH_MAX)
         config = load_config(write_config(tmp_path / "deep.toml", {"a": src},
                                           extra='[index]\nmodel = "hash:64"'))
         VaultRepo.init(config.vault.path, config.vault.branch)

@@ -10,7 +10,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from conftest import Clock, git, run_cli, write_config
+from conftest import Clock, deep_file, git, run_cli, write_config
 from vault.config import Config, load_config
 from vault.detect import RACY_MARGIN_NS
 from vault.repo import VaultRepo
@@ -427,18 +427,7 @@ def test_a_folder_deeper_than_path_max_is_named_as_such(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "top.md").write_text("top\n")
-    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(17):  # 17 x 251 bytes: past PATH_MAX below any tmp folder
-            os.mkdir("d" * 250, dir_fd=fd)
-            inner = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        note = os.open("deep.md", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-        os.write(note, b"deep\n")
-        os.close(note)
-    finally:
-        os.close(fd)
+    deep_file(src, ["d" * 250] * 17, "deep.md", b"deep\n")  # 17 x 251 bytes: past PATH_MAX
     config = write_config(tmp_path / "vault.toml", {"a": src})
     assert run_cli("init", "--config", str(config)).returncode == 0
     proc = run_cli("sync", "--json", "--config", str(config))
