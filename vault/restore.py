@@ -188,8 +188,11 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         # None of them is placed by the current layout: refused with --delete too, which
         # would otherwise delete every live file of the sources as "not there" at WHEN.
         raise _not_placed_error(config, options, commit, len(picked))
-    if not files and not options.delete and left_out:
-        raise _left_out_error(left_out)  # (all that was asked for: a source gone from the config)
+    if not files and not options.delete:
+        if left_out:  # (all that was asked for: the files of a source gone from the config)
+            raise _left_out_error(left_out)
+        raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
+                           hint="check --source and --path (`vault log --path` helps)")
         raise RestoreError(f"nothing matches in commit {commit.id[:10]}",
                            hint="check --source and --path (`vault log --path` helps)")
     if options.to is not None:
