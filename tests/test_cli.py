@@ -290,3 +290,25 @@ def test_a_newline_in_a_file_name_never_makes_a_second_error_line(tmp_path: Path
         lines = (proc.stdout + proc.stderr).splitlines()
         assert not [line for line in lines if line.startswith("Error: everything")], lines
         assert any("notes\\nError: everything is fine.json" in line for line in lines), lines
+
+
+def test_status_says_when_the_last_sync_is_in_the_future(tmp_path: Path) -> None:
+    """QA: a sync stamped by a clock two hours fast showed as "(just now)". It says how far
+    ahead it is, and asks about the clock."""
+    from datetime import datetime, timedelta, timezone
+
+    from vault.config import load_config
+    from vault.repo import VaultRepo
+    from vault.sync import sync
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "MEMORY.md").write_text("# Memory\n")
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": src}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    ahead = datetime.now(timezone.utc) + timedelta(hours=2, minutes=5)
+    assert sync(config, now=lambda: ahead).ok
+    proc = run_cli("status", "--config", str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("Last sync:")]
+    assert line.endswith("(2 hours in the future: is a clock wrong?)"), line

@@ -309,10 +309,13 @@ def status(config_path: str | None, as_json: bool) -> None:
 
 def _ago(moment: datetime) -> str:
     seconds = int((datetime.now(timezone.utc) - moment).total_seconds())
+    ahead = seconds < -60  # (a clock that was fast then, or is slow now: said, not hidden)
+    seconds = abs(seconds)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+            amount = f"{n} {unit}{'s' if n != 1 else ''}"
+            return f"{amount} in the future: is a clock wrong?" if ahead else f"{amount} ago"
     return "just now" if seconds < 5 else f"{seconds} seconds ago"
 
 
