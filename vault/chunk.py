@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vault.textkind import CONTROL_BYTES, text_like
+
 # Bump when chunking changes: blobs chunked by an older version are chunked again.
 # 2: non-UTF-8 TEXT cells, application collations, UTF-16/32 and 8-bit text files.
 CHUNKER_VERSION = 2
@@ -131,11 +133,8 @@ def chunk_file_report(path: str, data: bytes) -> FileChunks:
 # starts with the UTF-16LE mark).
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
          (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-# As vault/secrets.py _text_like: control bytes (not tab, line breaks, form feed, escape) are
-# rare in text and common in binary data; 8-bit text is mostly ASCII, random bytes half high.
-_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 27), *range(28, 32), 127])
-_HIGH_BYTES = bytes(range(128, 256))
-_CONTROL_CHARS = {c: None for c in (*_CONTROL_BYTES, 0xFFFD)}
+# Control characters are rare in text and common in binary data (vault.textkind).
+_CONTROL_CHARS = {c: None for c in (*CONTROL_BYTES, 0xFFFD)}
 
 
 def decode_text(data: bytes) -> str | None:
@@ -162,9 +161,7 @@ def decode_text(data: bytes) -> str | None:
     non_ascii = len(text) - len(text.encode("ascii", "ignore"))
     if non_ascii - bad > bad:
         return _without_bom(text)  # UTF-8 (its other non-ASCII characters are whole)
-    controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
-    high = len(data) - len(data.translate(None, _HIGH_BYTES))
-    if controls * 50 > len(data) or high * 4 > len(data):
+    if not text_like(data):  # (not UTF-8: mostly ASCII with few control bytes, or binary)
         return None
     try:
         return data.decode("cp1252")

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vault.errors import UsageError, VaultError
 from vault.sources import DUMP_HEADER
+from vault.textkind import text_like
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -677,9 +678,6 @@ class _Located(NamedTuple):
     redactable: bool
 
 
-# C0 controls that text does not hold (tab, newlines, form feed and ESC it may), and DEL.
-_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 27), *range(28, 32), 127])
-_HIGH_BYTES = bytes(range(128, 256))
 # What a secret in binary data must sit in: a run of printable ASCII (as `strings` finds them).
 _PRINTABLE_RUN = rb"[\t\n\r\x20-\x7e]{8,}"
 _PRINTABLE_RUN_NUL = rb"[\x00\t\n\r\x20-\x7e]{8,}"
@@ -687,12 +685,12 @@ _PRINTABLE_RUN_NUL = rb"[\x00\t\n\r\x20-\x7e]{8,}"
 
 def _scan_data(data: bytes, rules: _Rules) -> list[_Spot]:
     """The secrets in any bytes: as they are, and with their NULs taken out (UTF-16 text)."""
-    text = _text_like(data)
+    text = text_like(data)
     spots = [_Spot(h, data[h.start:h.end], "ascii", text) for h in _scan_view(data, rules, text)]
     if b"\x00" not in data:
         return spots
     bare = data.replace(b"\x00", b"")
-    bare_text = _text_like(bare)
+    bare_text = text_like(bare)
     extra = _scan_view(bare, rules, bare_text)
     if not extra:
         return spots
@@ -723,22 +721,6 @@ def _utf16_span(data: bytes, first: int, last: int) -> tuple[int, int, str]:
         if first > 0 and data[first - 1] == 0:
             return first - 1, last + 1, "utf-16-be"
     return first, last + 1, "ascii"  # NULs here and there: the span holds them all
-
-
-def _text_like(data: bytes) -> bool:
-    """Text (UTF-8, Latin-1, with a stray NUL) rather than binary data such as a PNG or floats."""
-    bad = len(data) - len(data.translate(None, _CONTROL_BYTES))
-    if bad * 50 > len(data):
-        return False
-    if data.isascii():
-        return True
-    try:
-        data.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        pass
-    high = len(data) - len(data.translate(None, _HIGH_BYTES))
-    return high * 4 <= len(data)  # 8-bit text is mostly ASCII; random bytes are half high
 
 
 def _scan_view(view: bytes, rules: _Rules, text: bool) -> list[_Hit]:
