@@ -713,21 +713,14 @@ def _replay_connection() -> Any:
     """An in-memory database set up the way sqlite_dump rebuilds one from a dump."""
     import apsw
 
-    from vault.sqlite_dump import StandIns
+    from vault.sqlite_dump import replay_settings
 
     conn = apsw.Connection(":memory:")
     # The dump is replayed in memory only: no ATTACH, so it can never touch a file.
     conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
-    # As sqlite_dump._replay: plain SQLite behaviour whatever apsw.bestpractice set, tables
-    # filled in name order, and CHECK constraints (judged when the rows were taken) not again.
-    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # writable_schema for opaque modules
-    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
-    conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA recursive_triggers=OFF")
-    conn.execute("PRAGMA ignore_check_constraints=ON")
-    # A collation only the application registers (COLLATE agentcoll) is stood in for, as
-    # restore and `show --sql` do: without it the CREATE TABLE fails and no row is read.
-    StandIns(conn)
+    # As a rebuild does: plain SQLite behaviour, and a collation only the application
+    # registers (COLLATE agentcoll) stood in for; without it no row of its table is read.
+    replay_settings(conn)
     return conn
 
 
@@ -769,6 +762,8 @@ def _replay_each(conn: Any, sql: str) -> tuple[int, int, str]:
     failed, how many there were, and the first one's error."""
     import apsw
 
+    from vault.sqlite_dump import error_message
+
     failed = total = 0
     first = ""
     pending: list[str] = []
@@ -788,19 +783,15 @@ def _replay_each(conn: Any, sql: str) -> tuple[int, int, str]:
                 pass
         except apsw.Error as e:
             failed += 1
-            first = first or _message(e)
+            first = first or error_message(e)
     return failed, total, first
-
-
-def _message(e: BaseException) -> str:
-    """The exception's message on one line (as sqlite_dump._message)."""
-    text = " ".join(str(e.args[0]).split()) if e.args else ""
-    return text if text and text != "not an error" else type(e).__name__
 
 
 def _chunk_rows(conn: Any) -> tuple[list[Chunk], str | None]:
     """The chunks of every table that holds text, and the tables that could not be read."""
     import apsw
+
+    from vault.sqlite_dump import error_message
 
     tables = [(str(n), str(s or "")) for n, s in conn.execute(
         "SELECT name, sql FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' "
@@ -828,7 +819,7 @@ def _chunk_rows(conn: Any) -> tuple[list[Chunk], str | None]:
         try:
             chunks.extend(_table_chunks(conn, name))
         except (apsw.Error, UnicodeDecodeError) as e:
-            unread.append(f"{name} ({_message(e)})")
+            unread.append(f"{name} ({error_message(e)})")
     if not unread:
         return chunks, None
     return chunks, f"table{'s' if len(unread) > 1 else ''} {', '.join(unread)} could not be read"

@@ -122,7 +122,7 @@ def dump_connection(conn: apsw.Connection, *, wal: bool | None = None) -> bytes:
             wal = _pragma(conn, "journal_mode") == "wal"
         return _dump(conn, wal=wal)
     except apsw.Error as e:
-        raise SqliteSnapshotError(f"cannot dump database: {_message(e)}") from e
+        raise SqliteSnapshotError(f"cannot dump database: {error_message(e)}") from e
     except UnicodeDecodeError as e:
         message = f"cannot dump database: schema is not valid text: {e.reason}"
         raise SqliteSnapshotError(message) from e
@@ -160,7 +160,7 @@ def load_dump(data: bytes | memoryview, dest: Path, *, durable: bool = True) -> 
             fsync_dir(dest.parent)
         return stood_in
     except apsw.Error as e:
-        raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
+        raise SqliteSnapshotError(f"bad dump: {error_message(e)}") from e
     except OSError as e:
         raise SqliteSnapshotError(f"{dest}: cannot write: {e.strerror or e}") from e
     finally:
@@ -349,21 +349,21 @@ def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSn
             "database disk image is malformed (corrupt or truncated)",
             hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
         )
-    if isinstance(e, apsw.SQLError) and _NEEDS_APPLICATION.match(_message(e)):
+    if isinstance(e, apsw.SQLError) and _NEEDS_APPLICATION.match(error_message(e)):
         # The schema calls code only the application registers (a function in an index, a
         # CHECK or a generated column): no stand-in can compute it, and the dump could not be
         # rebuilt without it. This will not fix itself; the sync must say so (sync.py).
-        return SqliteSnapshotError(f"{NEEDS_APPLICATION}{_message(e)}",
+        return SqliteSnapshotError(f"{NEEDS_APPLICATION}{error_message(e)}",
                                    hint="the database's schema uses SQL functions or modules "
                                         "that only its application registers")
     if isinstance(e, (apsw.CantOpenError, apsw.ReadOnlyError)):
         # (ReadOnlyError: a WAL database SQLite could open only read-only, which needs a -shm)
-        why = _message(e)
+        why = error_message(e)
         if why in ("CantOpenError", "ReadOnlyError"):
             why = "SQLite cannot open it, or the -wal and -shm it needs beside it"
         return SqliteSnapshotError(f"cannot open database: {why}",
                                    hint=f"let this user read and write {path} and its folder")
-    return SqliteSnapshotError(_message(e))
+    return SqliteSnapshotError(error_message(e))
 
 
 # What SQLite says when the schema needs code only the application registers.
@@ -373,7 +373,7 @@ _NEEDS_APPLICATION = re.compile(r"(unknown function|no such function|no such mod
 NEEDS_APPLICATION = "needs the application's own SQL code: "
 
 
-def _message(e: BaseException) -> str:
+def error_message(e: BaseException) -> str:
     """Return the exception's message on one line."""
     text = " ".join(str(e.args[0]).split()) if e.args else ""
     # The backup API reports some errors on the destination connection, whose message then
@@ -880,6 +880,22 @@ def _without_wal(text: str) -> tuple[str, bool]:
     return text[:at + 1] + text[at + 1 + len(_WAL_LINE):], True
 
 
+def replay_settings(conn: apsw.Connection) -> StandIns:
+    """Set a connection up to replay a dump into (here, and the indexer's in-memory copy);
+    the stand-ins for the application's collations it gets."""
+    # Settings another part of the program may have changed for every connection
+    # (apsw.bestpractice): the dump needs the plain SQLite behaviour.
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # writable_schema for opaque modules
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
+    conn.execute("PRAGMA foreign_keys=OFF")  # tables are filled in name order
+    conn.execute("PRAGMA recursive_triggers=OFF")
+    # The rows passed their CHECK constraints in the database they were taken from (a rebuild
+    # checks them again), and a constraint that compares under a collation only the
+    # application has could not be judged under its stand-in.
+    conn.execute("PRAGMA ignore_check_constraints=ON")
+    return StandIns(conn)
+
+
 def _replay(data: bytes | memoryview, path: Path, *,
             start_writeback: bool = False) -> tuple[str, ...]:
     """Run the dump's SQL into a new database at path and check the result; return the
@@ -887,23 +903,13 @@ def _replay(data: bytes | memoryview, path: Path, *,
     try:
         conn = apsw.Connection(str(path))
     except apsw.Error as e:
-        raise SqliteSnapshotError(f"cannot create database: {_message(e)}") from e
+        raise SqliteSnapshotError(f"cannot create database: {error_message(e)}") from e
     except UnicodeEncodeError:  # SQLite takes UTF-8 file names only
         raise SqliteSnapshotError("cannot create a database in a folder whose name is not "
                                   "valid UTF-8", hint="restore it to another folder (--to)") \
             from None
     try:
-        # Settings another part of the program may have changed for every connection
-        # (apsw.bestpractice): the dump needs the plain SQLite behaviour.
-        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # writable_schema for opaque modules
-        conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
-        conn.execute("PRAGMA foreign_keys=OFF")  # tables are filled in name order
-        conn.execute("PRAGMA recursive_triggers=OFF")
-        # The rows passed their CHECK constraints in the database they were taken from (the
-        # check below looks at them again), and a constraint that compares under a collation
-        # only the application has could not be judged under its stand-in.
-        conn.execute("PRAGMA ignore_check_constraints=ON")
-        stand_ins = StandIns(conn)
+        stand_ins = replay_settings(conn)
         # No fsync at COMMIT or checkpoint: the file is a temp file that nobody else opens,
         # flushed once when it is whole and checked (by load_dump, or with the caller's batch).
         conn.execute("PRAGMA synchronous=OFF")
@@ -919,7 +925,7 @@ def _replay(data: bytes | memoryview, path: Path, *,
         except apsw.AuthError as e:
             raise SqliteSnapshotError("bad dump: it tries to attach another database") from e
         except apsw.Error as e:
-            raise SqliteSnapshotError(f"bad dump: {_message(e)}") from e
+            raise SqliteSnapshotError(f"bad dump: {error_message(e)}") from e
         if conn.in_transaction:
             conn.execute("ROLLBACK")
             raise SqliteSnapshotError("bad dump: truncated (no COMMIT)")
