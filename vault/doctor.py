@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vault.config import Config
 from vault.errors import NoVaultError, SourceError, VaultError
+from vault.fsutil import atomic_write
 from vault.repo import NotMadeByVaultError, VaultRepo
 from vault.sources import scan_source
 
@@ -587,7 +588,7 @@ def _repair_refs(config: Config, repo: VaultRepo) -> list[str]:
     with SyncLock(config.state_dir, command="doctor --repair"):
         problem = repo.head_problem()
         if problem is not None and (repo.path / "HEAD").exists():
-            _write_atomic(repo.path / "HEAD", f"ref: {repo.ref_name}\n".encode())
+            atomic_write(repo.path / "HEAD", f"ref: {repo.ref_name}\n".encode(), mode=0o644)
             done.append(f"rewrote HEAD ({problem.rsplit(' is ', 1)[-1]}) as "
                         f"`ref: {repo.ref_name}`")
         if repo.packed_refs_problem() is not None:
@@ -622,7 +623,7 @@ def _put_branch_back(repo: VaultRepo, tip: str, record: str) -> str:
 def _rewrite_packed_refs(path: Path) -> str:
     """Keep a damaged packed-refs aside and write back the lines git can read; a ref on a
     damaged line comes back from its reflog when that names a tip, else it is dropped."""
-    from vault.repo import HEX, read_packed_refs
+    from vault.repo import read_packed_refs, reflog_tip
 
     lines = read_packed_refs(path)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -641,41 +642,22 @@ def _rewrite_packed_refs(path: Path) -> str:
             kept.append(line)
             continue
         name = line.split(" ")[-1] if " " in line else ""
-        log = (path / "logs" / name) if name.startswith("refs/") and ".." not in name.split(
-            "/") else None
-        try:
-            last = log.read_text(errors="replace").splitlines()[-1].split() if log else []
-        except (OSError, IndexError):
-            last = []
-        tip = last[1] if len(last) > 1 else ""
-        if len(tip) == 40 and set(tip) <= HEX and set(tip) != {"0"}:
+        named = name.startswith("refs/") and ".." not in name.split("/")
+        tip = reflog_tip(path, name) if named else None
+        if tip is not None:
             kept.append(f"{tip} {name}")
             recovered.append(f"{name} at {tip[:10]}")
         else:
             dropped.append(name or repr(line[:40]))
     shutil.copyfile(path / "packed-refs", aside)  # (the original is kept, whatever happens)
-    _write_atomic(path / "packed-refs", "".join(f"{line}\n" for line in kept).encode())
+    atomic_write(path / "packed-refs", "".join(f"{line}\n" for line in kept).encode(),
+                 mode=0o644)
     text = f"rewrote packed-refs from its readable lines (the damaged one kept as {aside})"
     if recovered:
         text += "; from their reflogs: " + ", ".join(recovered)
     if dropped:
         text += "; dropped (nothing records them): " + ", ".join(dropped)
     return text
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]:

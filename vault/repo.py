@@ -218,7 +218,7 @@ class VaultRepo:
             text = (self.path / self.ref_name).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError):
             text = ""
-        if len(text) == 40 and set(text) <= HEX:
+        if is_id(text):
             return text
         import pygit2
 
@@ -251,7 +251,7 @@ class VaultRepo:
         text = raw.decode("ascii", errors="replace").strip()
         if text.startswith("ref: refs/") and len(text.split()) == 2:
             return None
-        if len(text) == 40 and set(text) <= HEX:  # a detached HEAD
+        if is_id(text):  # a detached HEAD
             return None
         what = "empty" if not text else f"damaged (it reads {text[:40]!r})"
         return f"the vault's HEAD file {self.path / 'HEAD'} is {what}"
@@ -269,11 +269,9 @@ class VaultRepo:
         """The tip the branch last had by the vault's own records, and which record: the last
         line of the branch's reflog, else the commit the stat cache was written for (when no
         other branch points at it: the config may name a new branch). None for a new vault."""
-        lines = _read_text(self.path / "logs" / self.ref_name).splitlines()
-        words = lines[-1].split() if lines else []
-        if len(words) > 1 and len(words[1]) == 40 and set(words[1]) <= HEX \
-                and set(words[1]) != {"0"}:
-            return words[1], "its reflog"
+        logged = reflog_tip(self.path, self.ref_name)
+        if logged is not None:
+            return logged, "its reflog"
         from vault.detect import load_cache
         from vault.sync import CACHE_NAME
 
@@ -312,7 +310,7 @@ class VaultRepo:
         file holds no id: an emptied one, as a crash can leave it, goes)."""
         loose = self.path / self.ref_name
         text = _read_text(loose).strip() if loose.is_file() else None
-        if text is not None and not (len(text) == 40 and set(text) <= HEX):
+        if text is not None and not is_id(text):
             try:
                 loose.unlink()
             except OSError as exc:
@@ -592,7 +590,7 @@ class VaultRepo:
         """The commit a ref points at (loose ref file first, libgit2 otherwise), or None."""
         try:
             text = (self.path / name).read_text(encoding="ascii").strip()
-            if len(text) == 40 and set(text) <= HEX:
+            if is_id(text):
                 return text
         except (OSError, UnicodeDecodeError):
             pass
@@ -871,6 +869,20 @@ def _described_as_vault(path: Path) -> bool:
     return _read_text(path / "description") == DESCRIPTION
 
 
+def is_id(text: str) -> bool:
+    """A full object id as git writes it in refs (40 lower-case hex digits)."""
+    return len(text) == 40 and set(text) <= HEX
+
+
+def reflog_tip(path: Path, ref: str) -> str | None:
+    """The id the last line of a ref's reflog moved it to; None without one (or when that
+    line deleted the ref)."""
+    lines = _read_text(path / "logs" / ref).splitlines()
+    words = lines[-1].split() if lines else []
+    tip = words[1] if len(words) > 1 else ""
+    return tip if is_id(tip) and set(tip) != {"0"} else None
+
+
 def read_packed_refs(path: Path) -> list[tuple[str, bool]]:
     """Each line of a repository's packed-refs (none when it has none), and whether git can
     read it: the header, `<id> <ref>`, or `^<id>` (the peeled id of the tag above)."""
@@ -889,8 +901,7 @@ def read_packed_refs(path: Path) -> list[tuple[str, bool]]:
         elif line.startswith("^"):
             ok = len(line) == 41 and set(line[1:]) <= HEX and n > 0
         else:
-            ok = (len(words) == 2 and len(words[0]) == 40 and set(words[0]) <= HEX
-                  and words[1].startswith("refs/"))
+            ok = len(words) == 2 and is_id(words[0]) and words[1].startswith("refs/")
         judged.append((line, ok))
     return judged
 
