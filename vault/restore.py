@@ -239,8 +239,6 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         if not actions:  # (a pattern with a typo in it: said, as without --delete)
             if left_out:
                 raise _left_out_error(left_out)
-            if picked:
-                raise _not_placed_error(config, options, commit, len(picked))
             raise RestoreError(f"nothing matches in commit {commit.id[:10]}, nor among the "
                                "files there now",
                                hint="check --source and --path (`vault log --path` helps)")
