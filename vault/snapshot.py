@@ -40,11 +40,15 @@ def kind_by_name(name: str) -> str:
     return "text"
 
 
+# The reason a file over the size limit is skipped begins with this (sync tells it apart).
+TOO_LARGE = "larger than snapshot.max_file_size"
+
+
 def take_snapshot(entry: Entry, settings: SnapshotSettings) -> Snapshot:
     """Read a file consistently and shape it by kind: SQLite dump, valid JSON, complete JSONL lines."""
     kind = kind_by_name(entry.rel)
     if entry.size > settings.max_file_size:
-        return Snapshot(kind, entry.key, reason=f"larger than snapshot.max_file_size "
+        return Snapshot(kind, entry.key, reason=f"{TOO_LARGE} "
                         f"({_mib(entry.size)} > {_mib(settings.max_file_size)})")
     try:
         with open(entry.path, "rb") as handle:
@@ -91,7 +95,7 @@ def _read_stable(entry: Entry, settings: SnapshotSettings) -> tuple[bytes | None
             with open(entry.path, "rb") as handle:
                 before = os.fstat(handle.fileno())
                 if before.st_size > settings.max_file_size:
-                    return None, key, (f"larger than snapshot.max_file_size "
+                    return None, key, (f"{TOO_LARGE} "
                                        f"({_mib(before.st_size)} > "
                                        f"{_mib(settings.max_file_size)})")
                 data = handle.read()

@@ -17,7 +17,7 @@ from vault.detect import (RACY_MARGIN_NS, CachedFile, StatCache, file_changed, i
 from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
-from vault.snapshot import Snapshot, take_snapshot
+from vault.snapshot import TOO_LARGE, Snapshot, take_snapshot
 from vault.sources import (CREATING, DUMP_HEADER, SQLITE_HEADER, Scan, pattern_for,
                            scan_source)
 
@@ -31,7 +31,6 @@ CACHE_NAME = "stat-cache.json"
 _WONT_FIX_ITSELF = ("cannot read:", "cannot stat:", "SQLite: cannot read:",
                     "SQLite: cannot open database:",
                     "SQLite: needs the application's own SQL code:")
-_TOO_LARGE = "larger than snapshot.max_file_size"  # (snapshot.take_snapshot's reason)
 # Touched by every sync that completes without failures, changed or not (its mtime is the time):
 # "last sync" is this, not the last commit, or an agent idle for an hour would look overdue.
 LAST_RUN_NAME = "last-sync"
@@ -413,7 +412,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                     plan.failures.append(SourceFailure(source.name, f"{vpath}: {snap.reason}",
                                                        path=vpath))
                 elif current is not None and snap.reason \
-                        and snap.reason.startswith(_TOO_LARGE):
+                        and snap.reason.startswith(TOO_LARGE):
                     # Memory the vault kept that is no longer backed up: nor will it be, until
                     # the limit or the patterns change (a new file this large is only listed).
                     plan.failures.append(SourceFailure(
