@@ -79,3 +79,12 @@ class RepoError(VaultError):
 
 class RestoreError(VaultError):
     """A restore could not be done safely; nothing was changed."""
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """One line for an OSError (its strerror, without the path Python adds) or a library's
+    error (its first line)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

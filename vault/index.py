@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from vault.chunk import (CHUNKER_VERSION, Chunk, LineUnits, chunk_file, chunk_file_report,
                          chunk_lines, file_kind, line_units)
-from vault.errors import VaultError
+from vault.errors import VaultError, one_line_reason
 
 if TYPE_CHECKING:
     import apsw
@@ -225,7 +225,7 @@ class IndexStore:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                reason = _folder_problem(path.parent) or _reason(exc)
+                reason = _folder_problem(path.parent) or one_line_reason(exc)
                 raise IndexStoreError(f"the index {path}: cannot create the folder "
                                       f"{path.parent}: {reason}") from None
         try:
@@ -752,7 +752,7 @@ def _lock(config: Config) -> Any:
     except OSError as exc:
         what = (f"cannot create the folder {path.parent}" if not path.parent.is_dir()
                 else f"cannot write {lock}")
-        reason = _folder_problem(path.parent) or _reason(exc)
+        reason = _folder_problem(path.parent) or one_line_reason(exc)
         if config.index.path is None:
             raise IndexStoreError(f"the index {path}: {what}: {reason}") from None
         # A path the user chose and vault cannot use is a configuration problem (exit 2),
@@ -773,12 +773,6 @@ def _folder_problem(folder: Path) -> str | None:
                 return None
             return "a file has that name" if place == folder else f"{place} is a file"
     return None
-
-
-def _reason(exc: OSError) -> str:
-    """One line for an OSError (its strerror, without the path Python adds)."""
-    text = exc.strerror or str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def build_index(config: Config, options: IndexOptions, embedder: Embedder, *,

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vault.errors import NoVaultError, RepoError, VaultError
+from vault.errors import NoVaultError, RepoError, VaultError, one_line_reason
 from vault.fsutil import sync_filesystem
 
 AUTHOR_NAME = "vault"
@@ -110,13 +110,13 @@ class VaultRepo:
                 raise VaultError(f"{path} exists and is not empty; refusing to create a vault "
                                  "there", hint="set [vault] path to an empty or new folder")
         except OSError as exc:  # e.g. a folder on the way that cannot be read, a name too long
-            raise RepoError(f"cannot create the vault at {path}: {_reason(exc)}") from None
+            raise RepoError(f"cannot create the vault at {path}: {one_line_reason(exc)}") from None
         old_umask = os.umask(0o077)
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
             pygit2.init_repository(str(path), bare=True, initial_head=branch)
         except (OSError, pygit2.GitError) as exc:
-            raise RepoError(f"cannot create the vault at {path}: {_reason(exc)}") from None
+            raise RepoError(f"cannot create the vault at {path}: {one_line_reason(exc)}") from None
         finally:
             os.umask(old_umask)
         made = cls(path, branch)
@@ -163,7 +163,7 @@ class VaultRepo:
             if not _described_as_vault(self.path):
                 (self.path / "description").write_text(DESCRIPTION)
         except (OSError, pygit2.GitError) as exc:
-            raise RepoError(f"cannot set up the vault at {self.path}: {_reason(exc)}") from None
+            raise RepoError(f"cannot set up the vault at {self.path}: {one_line_reason(exc)}") from None
 
     def last_by_vault(self, tip: str | None = None) -> CommitInfo | None:
         """The newest commit vault made on the branch's first-parent line: the last sync's
@@ -247,7 +247,7 @@ class VaultRepo:
         except FileNotFoundError:
             return f"the vault's HEAD file {self.path / 'HEAD'} is missing"
         except OSError as exc:
-            return f"the vault's HEAD file cannot be read: {_reason(exc)}"
+            return f"the vault's HEAD file cannot be read: {one_line_reason(exc)}"
         text = raw.decode("ascii", errors="replace").strip()
         if text.startswith("ref: refs/") and len(text.split()) == 2:
             return None
@@ -314,7 +314,7 @@ class VaultRepo:
             try:
                 loose.unlink()
             except OSError as exc:
-                raise RepoError(f"cannot remove the damaged ref {loose}: {_reason(exc)}") \
+                raise RepoError(f"cannot remove the damaged ref {loose}: {one_line_reason(exc)}") \
                     from None
         self._move_branch(None, tip, reason)
 
@@ -404,7 +404,7 @@ class VaultRepo:
             return {entry.path: (str(entry.id), int(entry.mode)) for entry in index}
         except (KeyError, ValueError, OSError, pygit2.GitError) as exc:
             raise RepoError(f"the tree of vault commit {commit_id[:10]} is missing or damaged: "
-                            f"{_reason(exc)}",
+                            f"{one_line_reason(exc)}",
                             hint="`vault doctor` checks the vault; `vault doctor --repair` "
                                  "re-clones it from its remote") from None
 
@@ -480,7 +480,7 @@ class VaultRepo:
             return RepoError(f"cannot write to the vault: No space left on device "
                              f"({free / 1024**2:.1f} MiB free, {size / 1024**2:.1f} MiB needed)",
                              hint="free space on the vault's disk; nothing was committed")
-        return RepoError(f"cannot write to the vault: {_reason(exc)}",
+        return RepoError(f"cannot write to the vault: {one_line_reason(exc)}",
                          hint="check free space and permissions of the vault folder")
 
     @staticmethod
@@ -508,7 +508,7 @@ class VaultRepo:
                                          "remote")
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise RepoError(f"the tree of vault commit {str(parent)[:10]} is missing or "
-                            f"damaged: {_reason(exc)}",
+                            f"damaged: {one_line_reason(exc)}",
                             hint="`vault doctor` checks the vault; `vault doctor --repair` "
                                  "re-clones it from its remote") from None
         try:
@@ -528,7 +528,7 @@ class VaultRepo:
         except (pygit2.GitError, OSError) as exc:
             if isinstance(exc, pygit2.GitError) and "Unable to read tree" in str(exc):
                 raise RepoError(f"a tree of vault commit {str(parent)[:10]} is missing or "
-                                f"damaged: {_reason(exc)}",
+                                f"damaged: {one_line_reason(exc)}",
                                 hint="`vault doctor --repair` re-clones the vault from its "
                                      "remote") from None
             raise self._write_error(exc) from None
@@ -764,7 +764,7 @@ class VaultRepo:
                 ref.set_target(pygit2.Oid(hex=new), reason)
         except (pygit2.GitError, OSError) as exc:
             self._refuse_conflicting_ref()
-            raise RepoError(f"cannot update branch {self.branch}: {_reason(exc)}") from None
+            raise RepoError(f"cannot update branch {self.branch}: {one_line_reason(exc)}") from None
         sync_filesystem(self.path)
 
     def _refuse_conflicting_ref(self) -> None:
@@ -916,14 +916,6 @@ def _clash(path: str, why: str) -> RepoError:
 def _refused(path: str, why: str) -> RepoError:
     return RepoError(f"the vault refuses the file name {path!r}: {why}; nothing was committed",
                      hint="rename the file, or exclude it in the source's patterns")
-
-
-def _reason(exc: BaseException) -> str:
-    """One line for an OSError or a libgit2 error."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _walk_tree(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, tuple[str, int]]]:
