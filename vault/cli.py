@@ -425,8 +425,6 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
                    "(the state just replaced is in the vault).")
     for action in result.plan.actions:
         if action.set_aside:
-            import os
-
             folder = os.path.isdir(action.set_aside) and not os.path.islink(action.set_aside)
             # (a folder: its files are the safety sync's to take, like any others)
             why = "a folder where the restore puts a file" if folder else "not in the vault"
