@@ -359,9 +359,8 @@ def restore(config: Config, options: RestoreOptions, *,
             fresh = _FreshFolders.start(plan, writer, config.prefix_depth)
             try:
                 try:
-                    redacted = _apply_all(repo, fresh.staged(plan.actions) if fresh else
-                                          plan.actions, writer, progress, databases, late,
-                                          staging=fresh.folder if fresh else None, book=book)
+                    redacted = _apply_all(repo, plan.actions, writer, progress, databases,
+                                          late, fresh=fresh, book=book)
                 finally:
                     if book is not None:
                         _save_quietly(book)
@@ -756,7 +755,7 @@ def _stat_key(target: str) -> tuple[int, ...]:
 
 def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter,
                progress: Callable[[int, int], None] | None, databases: Databases,
-               late: list[Action], staging: str | None = None,
+               late: list[Action], fresh: _FreshFolders | None = None,
                book: ModeBook | None = None) -> list[str]:
     """Carry out every action, in order; the paths whose restored content carries redactions.
     Into late go the actions whose live file changed since it was checked (kept aside after
@@ -835,25 +834,31 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                         if action.set_aside or not old.keep(action, move=True):
                             _delete(action, writer)
                     elif action.action != "unchanged":
+                        # a new file of _FreshFolders: written in its staging folder
+                        staged_at = fresh.target(action.target) \
+                            if fresh is not None and action.action == "create" else None
                         blob = reader.get(action.oid)
                         if blob.head(len(DUMP_HEADER)) == DUMP_HEADER:
                             # a database: rebuilt by the helper, moved in at the end
+                            if staged_at is not None:
+                                action = replace(action, target=staged_at)
                             target = Path(action.target)
                             writer.make_folder(str(target.parent))
                             databases.submit(action, target)  # (checked for openness
                             # before the writes began, and again before it is moved in)
                             continue
-                        folder, _, name = action.target.rpartition("/")
                         executable = action.mode == MODE_EXEC
                         mode = restored_mode(action.target, executable) \
                             if action.action == "overwrite" else _new_mode(book, action)
                         if is_redacted_blob(blob):
                             redacted.append(action.path)
-                        if staging is not None and folder.startswith(staging):
-                            # a new file of _FreshFolders: no one sees it until it is whole
+                        if staged_at is not None:
+                            # no one sees it until it is whole: no temp file
+                            folder, _, name = staged_at.rpartition("/")
                             writer.write_new(folder, name, blob.view(), mode)
                             step()
                             continue
+                        folder, _, name = action.target.rpartition("/")
                         staged = writer.stage(folder, name, blob.view(), mode)
                         if action.action == "overwrite":
                             replacing.append((action, staged))
@@ -921,12 +926,15 @@ class _FreshFolders:
     it held; a crash leaves it (sync and restore show it as left by an interrupted restore).
     """
 
-    def __init__(self, into: str, tops: list[str], staging: str, depth: int) -> None:
+    def __init__(self, into: str, tops: list[str], staging: str, depth: int,
+                 every_top: bool) -> None:
         self._into = into
         self._tops = tops  # the source folders under DIR that are made here (host/source...)
+        self._fresh = frozenset(tops)
+        self._every_top = every_top  # all the plan's source folders under DIR are made here
         self._staging = staging
         self._depth = depth
-        self.folder = staging + "/"  # (what _apply_all writes below it is written in place)
+        self.folder = staging + "/"
 
     @classmethod
     def start(cls, plan: RestorePlan, writer: BatchWriter, depth: int) -> _FreshFolders | None:
@@ -935,9 +943,9 @@ class _FreshFolders:
         if plan.into is None:
             return None
         into = os.path.realpath(plan.into)
-        tops = sorted({_top(a.target[len(into) + 1:], depth) for a in plan.actions
-                       if a.action == "create" and a.target.startswith(into + "/")})
-        tops = [t for t in tops if not os.path.lexists(os.path.join(into, t))]
+        planned = sorted({_top(a.target[len(into) + 1:], depth) for a in plan.actions
+                          if a.action == "create" and a.target.startswith(into + "/")})
+        tops = [t for t in planned if not os.path.lexists(os.path.join(into, t))]
         if not tops:
             return None
         try:
@@ -946,15 +954,17 @@ class _FreshFolders:
         except OSError as exc:
             raise _write_error(exc, into) from None
         writer.uncounted = staging + "/"  # a change once its folder is moved into place
-        return cls(into, tops, staging, depth)
+        return cls(into, tops, staging, depth, every_top=len(tops) == len(planned))
 
-    def staged(self, actions: tuple[Action, ...]) -> tuple[Action, ...]:
-        """The actions with the files of the missing folders aimed at the staging folder."""
-        fresh = set(self._tops)
+    def target(self, target: str) -> str | None:
+        """Where a new file at target is written: in the staging folder when its source
+        folder is one made here, else None (written in place, as any other)."""
         start = len(self._into) + 1
-        return tuple(replace(a, target=self._staging + a.target[start - 1:])
-                     if a.action == "create" and a.target.startswith(self._into + "/")
-                     and _top(a.target[start:], self._depth) in fresh else a for a in actions)
+        if target[start - 1:start] != "/" or not target.startswith(self._into):
+            return None
+        if self._every_top or _top(target[start:], self._depth) in self._fresh:
+            return self._staging + target[start - 1:]
+        return None
 
     def unstaged(self, message: str) -> str:
         """A message with the staging folder's paths as they are meant to be."""
