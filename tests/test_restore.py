@@ -1011,3 +1011,25 @@ def test_a_folder_where_the_commit_has_a_file_is_kept_aside_and_said_so(
     args = undo.split(": ", 1)[1].split()[1:]
     assert run_cli(*args).returncode == 0
     assert (workspace / "notes" / "a.md").read_text() == "a\n"
+
+
+def test_a_large_restore_says_all_of_it_through_a_pipe(config: Config, vault: VaultRepo,
+                                                       clock: Clock, workspace: Path,
+                                                       tmp_path: Path) -> None:
+    # `vault restore` ends without tearing the interpreter down (entry._end_now): its whole
+    # output still arrives, and its exit code is the one it chose.
+    many = workspace / "many"
+    many.mkdir()
+    for i in range(2000):
+        (many / f"{i:04}.md").write_text(f"note {i}\n")
+    sync(config, now=clock)
+    done = run_cli("restore", "--at", "HEAD", "--to", str(tmp_path / "out"), "--json",
+                   "--config", str(config.file))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["counts"]["create"] == len(doc["actions"]) == len(vault.files(vault.head_id()))
+    assert sorted(os.listdir(tmp_path / "out" / "agent" / "many")) == \
+        [f"{i:04}.md" for i in range(2000)]
+    refused = run_cli("restore", "--at", "HEAD", "--to", str(tmp_path / "out"), "--path",
+                      "nothing/*", "--config", str(config.file))
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: nothing matches")
