@@ -164,3 +164,48 @@ def test_a_restore_by_id_or_time_of_loose_commits_does_not_load_pygit2(tmp_path:
         assert json.loads(proc.stderr.splitlines()[-1]) == {"code": 0, "pygit2": False}, \
             proc.stderr
         assert (out / "agent" / "MEMORY.md").read_bytes() == contents["agent/MEMORY.md"]
+
+
+def _read_all(repo: VaultRepo, oids: list[str], ahead: bool) -> tuple[list[object], int]:
+    """Each blob's content (or its error's message) as get() gives it; how many the read-ahead
+    served."""
+    import time
+
+    out: list[object] = []
+    with BlobReader(repo) as reader:
+        served = 0
+        if ahead:
+            reader.read_ahead(oids)
+            assert reader._ahead is not None
+            deadline = time.monotonic() + 30
+            while len(reader._ahead._ready) < 100 and time.monotonic() < deadline:
+                time.sleep(0.01)  # (let the threads get ahead, so that some are served)
+        for oid in oids:
+            try:
+                out.append(reader.get(oid).data())
+            except RepoError as exc:
+                out.append(exc.message)
+        if ahead:
+            assert reader._ahead is not None
+            served = reader._ahead.served
+    return out, served
+
+
+def test_read_ahead_gives_the_same_blobs_and_the_same_errors(tmp_path: Path) -> None:
+    import threading
+
+    repo, _ = VaultRepo.init(tmp_path / "vault", "main")
+    datas = [f"note {i}\n".encode() * (i % 9 + 1) for i in range(700)]
+    datas.insert(350, os.urandom(200_000))  # larger than one read: get() reads it whole
+    oids = [repo.write_blob(data) for data in datas]
+    damaged, missing = loose(repo, oids[10]), loose(repo, oids[20])
+    damaged.chmod(0o644)
+    damaged.write_bytes(zlib.compress(b"blob 3\0abc"))  # a whole object, of other content
+    missing.unlink()
+    plain, _ = _read_all(repo, oids, ahead=False)
+    read_ahead, served = _read_all(repo, oids, ahead=True)
+    assert read_ahead == plain
+    assert "does not match its id" in str(plain[10]) and oids[20] in str(plain[20])
+    assert plain[:10] == datas[:10] and plain[350] == datas[350]
+    assert served >= 100  # the threads' reads were used, not only read
+    assert not any(t.name == "vault-read-ahead" for t in threading.enumerate())

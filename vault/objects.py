@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -98,6 +99,7 @@ class BlobReader:
                                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             self._dir_fd = None  # every read goes through repo, which says what is wrong
+        self._ahead: _ReadAhead | None = None
 
     def __enter__(self) -> BlobReader:
         return self
@@ -105,8 +107,17 @@ class BlobReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def read_ahead(self, oids: list[str]) -> None:
+        """Read the object files of oids (in the order they will be asked for) on a thread
+        of their own, a little ahead of get(): see _ReadAhead."""
+        if self._dir_fd is not None and self._ahead is None and len(oids) >= _AHEAD_MIN:
+            self._ahead = _ReadAhead(self._dir_fd, oids)
+
     def close(self) -> None:
         """Let go of the objects folder."""
+        if self._ahead is not None:
+            self._ahead.stop()  # (before the folder it reads in is closed)
+            self._ahead = None
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None
@@ -124,6 +135,10 @@ class BlobReader:
 
     def _loose(self, oid: str, whole: bool) -> Blob | None:
         """A loose object's blob; None when there is no such file (packed, or missing)."""
+        if self._ahead is not None:
+            raw = self._ahead.take(oid)
+            if raw is not None:
+                return Blob(oid, raw=raw)
         try:
             fd = os.open(f"{oid[:2]}/{oid[2:]}", _FLAGS, dir_fd=self._dir_fd)
         except FileNotFoundError:
@@ -166,6 +181,81 @@ class BlobReader:
 
     def _from_repo(self, oid: str) -> Blob:
         return Blob(oid, data=self.repo.read_blob(oid))
+
+
+_AHEAD_MIN = 256  # fewer blobs are read as they are asked for
+_AHEAD_WINDOW = 512  # object files read ahead and not asked for yet, at most
+# Threads reading ahead: a disk answers several reads at once. 10,000 objects, cold cache,
+# whole restore: 2.0-2.2 s with one thread, 1.45-1.55 s with four, 1.7-1.95 s with eight.
+_AHEAD_THREADS = 4
+
+
+class _ReadAhead:
+    """Object files read by threads ahead of the reader that will ask for them.
+
+    A restore reads thousands of small object files, one after the other, between the writes
+    of the files they hold. When the page cache does not hold them (a machine that reclaims
+    idle pages: this VM reclaims within seconds), each open and read waits for the disk in
+    turn: 10,000 objects took 0.9 s to read cold here, 0.2 s warm. The threads' reads wait
+    for the disk (several at once, each thread every _AHEAD_THREADS-th file) while the restore
+    writes; the GIL is let go while they wait. What they read is only kept for get(), which
+    checks it as it checks any object file (inflated whole, its id recomputed); a file they
+    cannot read, or one larger than one read, is left for get() to read and report on. They
+    never get more than _AHEAD_WINDOW files ahead.
+    """
+
+    def __init__(self, dir_fd: int, oids: list[str]) -> None:
+        import threading
+
+        self._dir_fd = dir_fd
+        self._oids = oids
+        self._ready: dict[str, bytes] = {}
+        self._taken = 0  # files the reader asked for so far
+        self._stopped = False
+        self.served = 0  # files get() had from the threads
+        self._threads = [threading.Thread(target=self._run, args=(n,), name="vault-read-ahead",
+                                          daemon=True) for n in range(_AHEAD_THREADS)]
+        for thread in self._threads:
+            thread.start()
+
+    def take(self, oid: str) -> bytes | None:
+        """The object file of oid, if a thread has read it."""
+        self._taken += 1
+        raw = self._ready.pop(oid, None)
+        if raw is not None:
+            self.served += 1
+        return raw
+
+    def stop(self) -> None:
+        self._stopped = True
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self, first: int) -> None:
+        ready = self._ready
+        oids = self._oids
+        for index in range(first, len(oids), _AHEAD_THREADS):
+            oid = oids[index]
+            if index < self._taken:
+                continue  # asked for already: the reader read it itself
+            while len(ready) >= _AHEAD_WINDOW and not self._stopped:
+                time.sleep(0.005)  # (the reader takes ~0.1 ms a file: plenty are ready)
+            if self._stopped:
+                return
+            try:
+                fd = os.open(f"{oid[:2]}/{oid[2:]}", _FLAGS, dir_fd=self._dir_fd)
+            except OSError:
+                continue
+            try:
+                raw = os.read(fd, _CHUNK)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            # (a larger one is read whole by get(), or by the restore's helper; one the reader
+            # asked for meanwhile, it read itself)
+            if len(raw) < _CHUNK and index >= self._taken:
+                ready[oid] = raw
 
 
 def _damaged(oid: str, why: str) -> RepoError:

@@ -823,6 +823,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         old.settle()
 
     with BlobReader(repo) as reader:
+        reader.read_ahead([a.oid for a in actions if a.action in ("create", "overwrite")])
         finished = False
         try:
             for action in actions:
