@@ -199,6 +199,25 @@ def test_failing_sync_and_doctor_reach_failures_log(config: Config, vault: Vault
     assert len((config.home / "failures.log").read_text().splitlines()) == 2
 
 
+def test_each_failure_of_a_sync_reaches_failures_log(tmp_path: Path, workspace: Path) -> None:
+    # Before: a sync with two failures logged one line, "2 failures: <the first>", so the
+    # second (a rollback's own reason, say) was only ever on stderr.
+    other = tmp_path / "other"
+    other.mkdir()
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace, "other": other})
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, "main")
+    workspace.rename(tmp_path / "unmounted")
+    other.rmdir()
+    proc = run_cli("sync", "--quiet", "--config", str(path))
+    assert proc.returncode == 1
+    log = [json.loads(line) for line in (config.home / "failures.log").read_text().splitlines()]
+    assert [(e["command"], e["error"]) for e in log] == [
+        ("sync", f"source 'agent': folder not found: {workspace}"),
+        ("sync", f"source 'other': folder not found: {other}"),
+        ("sync", f"2 failures: source 'agent': folder not found: {workspace}")]
+
+
 def test_index_current_lagging_damaged_and_rebuilt(tmp_path: Path, workspace: Path,
                                                    clock: Clock) -> None:
     from vault.embed import make_embedder, resolve_model

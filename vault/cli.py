@@ -150,8 +150,14 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
         print_error(failure.message, failure.hint)
     if not result.ok:
         if not dry_run:
-            summary = (result.failures[0].message if len(result.failures) == 1 else
-                       f"{len(result.failures)} failures: {result.failures[0].message}")
+            if len(result.failures) == 1:
+                summary = result.failures[0].message
+            else:  # each in failures.log (a rollback's own reason too); one alert for all
+                from vault.alerts import record_failure
+
+                for failure in result.failures:
+                    record_failure(config, "sync", failure.message)
+                summary = f"{len(result.failures)} failures: {result.failures[0].message}"
             _report_failure(config, "sync", summary, as_json)
         raise Abort(1)
     if refused:
