@@ -110,6 +110,8 @@ def test_when_resolves_to_the_last_commit_at_or_before(config: Config, vault: Va
     with pytest.raises(UsageError, match="no commit at or before 2026-11-20T00:00:00Z: the "
                                          "first commit is"):
         chosen("2026-11-20T00:00:00Z")
+    with pytest.raises(UsageError, match="no commit at or before 0001-01-02T00:00:00Z: "):
+        chosen("0001-01-02T00:00:00Z")  # (the year in four digits, as it was given)
     with pytest.raises(UsageError, match="no commit 'HEAD~9' in the vault"):
         chosen("HEAD~9")
     with pytest.raises(UsageError, match="cannot understand time"):

@@ -150,8 +150,10 @@ class _Plan:
 
 
 def format_time(moment: datetime) -> str:
-    """UTC, seconds, Z: the form every commit message and --json output uses."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, seconds, Z: the form every commit message and --json output uses (the year in
+    four digits: strftime's %Y gives year 1 as '1')."""
+    utc = moment.astimezone(timezone.utc)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%SZ}"
 
 
 def sync(config: Config, options: SyncOptions = SyncOptions(),
