@@ -7,9 +7,11 @@ which reports it the usual way.
 
 A restore reads thousands of small blobs. pygit2 opens and reads each loose object twice
 (once for its type, once for its bytes); here it takes one open and one read, relative to the
-open objects folder. The checks are the ones libgit2 makes: the zlib stream is whole, the header says blob with the
-right size, and the content hashes to its id. A blob can be looked at (its first bytes)
-before it is inflated, so that a large one can be handed to someone else to inflate.
+open objects folder. The checks are the ones libgit2 makes: the zlib stream is whole, the
+header says blob with the right size, and the content hashes to its id. A blob can be looked
+at (its first bytes) before it is inflated, so that a large one can be handed to someone else
+to inflate. The object files of a restore's plan can be read ahead by threads (read_ahead),
+so that a disk that no longer caches them answers several reads at once.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ class BlobReader:
         self.close()
 
     def read_ahead(self, oids: list[str]) -> None:
-        """Read the object files of oids (in the order they will be asked for) on a thread
-        of their own, a little ahead of get(): see _ReadAhead."""
+        """Read the object files of oids (in the order they will be asked for) on threads of
+        their own, a little ahead of get(): see _ReadAhead. close() stops them."""
         if self._dir_fd is not None and self._ahead is None and len(oids) >= _AHEAD_MIN:
             self._ahead = _ReadAhead(self._dir_fd, oids)
 
