@@ -976,3 +976,88 @@ def test_an_undo_leaves_a_file_the_vault_never_could_take(config: Config, vault:
     assert (workspace / "broken.json").read_text() == '{"half": '
     assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- v2\n"
     assert asides(workspace, "broken.json") == []
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    conn = apsw.Connection(str(db))
+    try:
+        return list(conn.execute("SELECT id, content FROM memories ORDER BY id"))
+    finally:
+        conn.close()
+
+
+def test_a_wal_named_file_of_the_users_is_kept_aside_not_deleted(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    """A file named memory.db-wal beside a plain memory.db is the user's (synced as such). A
+    restore that puts the database back must move it (SQLite would replay it), and said so:
+    it deleted it unlisted, and its undo did not bring it back."""
+    db = workspace / "memory.db"
+    sync(config, now=clock)
+    was = rows(db)
+    database_commit = vault.head_id()
+    db.unlink()
+    db.write_text("plain text now\n")
+    (workspace / "memory.db-wal").write_text("user notes\n")
+    clock.tick()
+    assert sync(config, now=clock).added == ("agent/memory.db-wal",)
+    clock.tick()
+    assert database_commit is not None
+    dry = restore(config, RestoreOptions(at=database_commit, paths=("memory.db",),
+                                         dry_run=True), now=clock)
+    [companion] = [a for a in dry.plan.actions if a.path == "agent/memory.db-wal"]
+    assert companion.action == "delete" and companion.set_aside and companion.why
+    assert (workspace / "memory.db-wal").read_text() == "user notes\n"  # a dry run
+    proc = run_cli("restore", "--at", database_commit, "--path", "memory.db", "--yes",
+                   "--config", str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    assert "Kept aside (SQLite would take it for the restored database's own)" in proc.stdout
+    assert rows(db) == was
+    assert not (workspace / "memory.db-wal").exists()
+    [aside] = asides(workspace, "memory.db-wal")
+    assert aside.read_text() == "user notes\n"
+    [undo] = [line.removeprefix("Undo with: ") for line in proc.stdout.splitlines()
+              if line.startswith("Undo with: ")]
+    assert "memory.db-wal" in undo
+    proc = run_cli(*shlex.split(undo)[1:])
+    assert proc.returncode == 0, proc.stderr
+    assert db.read_text() == "plain text now\n"
+    assert (workspace / "memory.db-wal").read_text() == "user notes\n"
+    assert not asides(workspace, "memory.db")  # (the database was in the vault: not kept)
+
+
+def test_an_orphan_wal_named_file_is_kept_aside_when_its_database_comes_back(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    db = workspace / "memory.db"
+    sync(config, now=clock)
+    was = rows(db)
+    database_commit = vault.head_id()
+    db.unlink()
+    (workspace / "memory.db-wal").write_text("left behind\n")
+    clock.tick()
+    sync(config, now=clock)
+    clock.tick()
+    assert database_commit is not None
+    result = restore(config, RestoreOptions(at=database_commit, paths=("memory.db",)),
+                     now=clock)
+    assert [(a.action, a.path) for a in result.plan.actions if a.action != "unchanged"] == [
+        ("create", "agent/memory.db"), ("delete", "agent/memory.db-wal")]
+    assert rows(db) == was
+    [aside] = asides(workspace, "memory.db-wal")
+    assert aside.read_text() == "left behind\n"
+
+
+def test_a_commit_with_a_database_and_a_wal_named_file_is_refused(
+        config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
+    """Both cannot be restored: SQLite would take the file for the database's own. (A sync
+    never stores such a pair: this commit is made by hand.)"""
+    sync(config, now=clock)
+    head = vault.head_id()
+    note = vault.write_blob(b"a note\n")
+    vault.commit(head, {"agent/memory.db-wal": (note, 0o100644)}, "by hand\n", clock.tick(),
+                 "testhost")
+    (workspace / "memory.db").unlink()
+    (workspace / "memory.db").write_text("plain\n")
+    clock.tick()
+    with pytest.raises(RestoreError, match="also holds agent/memory.db-wal"):
+        restore(config, RestoreOptions(at="HEAD", paths=("memory.db*",)), now=clock)
+    assert (workspace / "memory.db").read_text() == "plain\n"

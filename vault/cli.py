@@ -433,8 +433,10 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
         if action.set_aside:
             folder = os.path.isdir(action.set_aside) and not os.path.islink(action.set_aside)
             # (a folder: its files are the safety sync's to take, like any others)
-            why = "a folder where the restore puts a file" if folder else "not in the vault"
-            click.echo(f"Kept aside ({why}): {shown(action.set_aside)}")
+            why = action.why or ("a folder where the restore puts a file" if folder
+                                 else "not in the vault")
+            kept = "Would keep aside" if dry_run else "Kept aside"
+            click.echo(f"{kept} ({why}): {shown(action.set_aside)}")
     for warning in result.warnings:  # (a database the application must REINDEX)
         click.echo(f"Warning: {one_line(warning)}", err=True)
     if result.redacted:

@@ -28,8 +28,8 @@ from vault.restore_db import (Databases, install_sqlite, refuse_any_open, refuse
 from vault.restore_modes import STATE_NAME as MODES_NAME
 from vault.restore_modes import ModeBook
 from vault.sources import (COMPANION_SUFFIXES, DUMP_HEADER, KEYED_COMPANIONS, SKIP_DIR_NAMES,
-                           companion_key, compile_patterns, path_filter, scan_source,
-                           stat_key)
+                           companion_key, compile_patterns, is_own_companion, path_filter,
+                           scan_source, stat_key)
 from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
                         sync, sync_locked)
 from vault.when import Revision, parse_when
@@ -90,6 +90,8 @@ class Action:
     # delete: the blob the vault holds for the live file after the safety sync (what an undo
     # brings back: its permission bits are recorded under it, vault.restore_modes)
     held: str = ""
+    # Why the live file is kept aside, when the plan knows it already (else the restore says)
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,9 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
                                    hint="fix the permissions, or restore elsewhere with --to DIR"
                                    ) from None
             actions.append(Action(verb, path, target, oid=oid, mode=mode))
+        aside = _companions_in_the_way(reader, actions, files, now)
+        if aside:
+            actions = sorted(actions + aside, key=lambda a: a.path)
     # Sources inside each other: one file, two vault paths. The same content is restored
     # once; different contents cannot both be.
     by_target: dict[str, Action] = {}
@@ -722,6 +727,55 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan, syncs: list[SyncRe
     return replace(plan, actions=actions)
 
 
+COMPANION_IN_THE_WAY = "SQLite would take it for the restored database's own"
+
+
+def _companions_in_the_way(reader: BlobReader, actions: list[Action],
+                           files: dict[str, tuple[str, int]], now: datetime) -> list[Action]:
+    """The files named like SQLite's X-wal, X-shm or X-journal beside a database X that the
+    restore writes, when they are not the live X's own (X is a plain file, or not there):
+    files of the user's, which the vault holds as such. SQLite would take them for the
+    restored database's own (a WAL is replayed over it), so they cannot stay: they are kept
+    aside, listed, and covered by the undo, as a file the restore replaces. (The live
+    database's own go with it: the safety sync took its state through the backup API.)"""
+    names: dict[str, set[str]] = {}  # folder -> the names in it (one listing per folder)
+    planned = {a.path for a in actions}
+    stamp = _aside_stamp(now)
+    used: set[str] = set()
+    aside: list[Action] = []
+    for action in actions:
+        if action.action not in ("create", "overwrite"):
+            continue
+        folder, _, name = action.target.rpartition("/")
+        here = names.get(folder)
+        if here is None:
+            try:
+                here = names[folder] = set(os.listdir(folder))
+            except OSError:  # (a folder the restore makes: nothing in it yet)
+                here = names[folder] = set()
+        present = [s for s in COMPANION_SUFFIXES if name + s in here]
+        held = [action.path + s for s in COMPANION_SUFFIXES if action.path + s in files]
+        if not (present or held) \
+                or reader.get(action.oid).head(len(DUMP_HEADER)) != DUMP_HEADER:
+            continue
+        if held:  # (a commit made by hand: a sync never stores such a pair)
+            raise RestoreError(f"cannot restore {action.path}: the commit also holds "
+                               f"{held[0]}, which SQLite would take for the database's own",
+                               hint="restore one of them (--path)")
+        for suffix in present:
+            path, target = action.path + suffix, action.target + suffix
+            if path in planned or is_own_companion(target):
+                continue  # (deleted by --delete; or the live database's own)
+            aside.append(Action("delete", path, target, why=COMPANION_IN_THE_WAY,
+                                set_aside=_aside_name(target, stamp, used)))
+    return aside
+
+
+def _stem(target: str) -> str:
+    """X for X-wal, X-shm or X-journal."""
+    return next(target[: -len(s)] for s in COMPANION_SUFFIXES if target.endswith(s))
+
+
 def _aside_stamp(when: datetime) -> str:
     """The time in a kept-aside file's name (_ASIDE matches it): 2026-11-21T101500Z."""
     return format_time(when).replace(":", "")
@@ -785,6 +839,7 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
     replacing: list[tuple[Action, Staged]] = []
     used: set[str] = set()
     old = _OldCopies(writer, late, used)
+    beside: dict[str, list[Action]] = {}  # a database's target -> COMPANION_IN_THE_WAY actions
 
     def recheck(action: Action) -> Action:
         """The action, keeping its live file aside when it changed since it was checked (an
@@ -833,6 +888,14 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         try:
             for action in actions:
                 try:
+                    if action.target.endswith(COMPANION_SUFFIXES):
+                        if action.why == COMPANION_IN_THE_WAY:
+                            # kept aside with its database, as it is moved in: X's stat
+                            # (checked again then) includes X-wal's
+                            beside.setdefault(_stem(action.target), []).append(action)
+                            continue
+                        if any(a.target == _stem(action.target) for a, _s in replacing):
+                            replace_staged()  # X first: setting it aside takes X-wal along
                     if action.action == "delete":
                         action = recheck(action)
                         if book is not None and action.held:
@@ -892,6 +955,9 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
                     action = recheck(action)
                     if action.set_aside:
                         _set_aside(action, writer)
+                    for companion in beside.pop(action.target, ()):
+                        _set_aside(companion, writer)
+                        step()
                     install_sqlite(tmp, target, durable=False, writer=writer, mode=mode)
                 except OSError as exc:
                     raise _write_error(exc, action.target) from None

@@ -455,6 +455,23 @@ def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str,
     return False
 
 
+def is_own_companion(path: str) -> bool:
+    """Whether the file at path (named X-wal, X-shm or X-journal) is SQLite's own companion of
+    the file X beside it, by the rule a sync's scan follows; if not, it is a file of the
+    user's (synced as such)."""
+    folder, _, name = path.rpartition("/")
+    stem = next((name[: -len(s)] for s in COMPANION_SUFFIXES if name.endswith(s)), None)
+    if stem is None:
+        return False
+    needed = {name, stem, stem + "-wal"}
+    try:
+        with os.scandir(folder or "/") as it:
+            by_name = {e.name: e for e in it if e.name in needed}
+    except OSError:
+        return False
+    return _is_companion(name, by_name, (folder or "") + "/", set())
+
+
 def companion_key(path: str) -> StatKey:
     """The part of a database's key that one companion file adds (all -1 when it cannot be
     looked at): the scan's rule, which restore's last checks follow."""
