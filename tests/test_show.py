@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -217,3 +220,37 @@ def test_cli_show_json_gives_any_bytes_back_exactly(config: Config, vault: Vault
         else:
             assert doc["encoding"] == "base64"
             assert base64.b64decode(doc["content"]) == data
+
+
+ENDLESS = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+
+
+def _opened(pid: int, name: str) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(str(fd.readlink()).endswith(name) for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_query_that_never_ends_stops_on_an_interrupt(config: Config, dump: bytes,
+                                                      signum: int) -> None:
+    """It ran inside SQLite, where Python's signal handlers never got to run: Ctrl-C and
+    SIGTERM did nothing, and only SIGKILL stopped it."""
+    proc = subprocess.Popen([sys.executable, "-m", "vault", "show", "agent/memory.db", "--sql",
+                             ENDLESS, "--config", str(config.file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _opened(proc.pid, "/asof.db") and proc.poll() is None:
+            assert time.monotonic() < deadline, "the query never started"
+            time.sleep(0.02)
+        time.sleep(0.5)  # (in the query by now: the database is open)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert [line for line in err.splitlines() if line.strip()] == ["Error: interrupted"]

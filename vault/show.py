@@ -74,6 +74,11 @@ def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime
     return Shown(commit=commit, path=vpath, data=repo.read_blob(files[vpath][0]))
 
 
+def _go_on() -> bool:
+    """SQLite's progress handler: never stops the query itself (a signal's handler does)."""
+    return False
+
+
 def query_dump(data: bytes, sql: str) -> QueryResult:
     """Run one read-only query against the database a dump rebuilds (in a temp file).
 
@@ -107,6 +112,10 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
             # A read-only open still lets ATTACH create files and VACUUM INTO write one (it
             # attaches its target): the authorizer refuses both, whatever the statement.
             conn.authorizer = deny_attach
+            # A query runs inside SQLite, where Python's signal handlers cannot: one that runs
+            # forever (a recursive CTE without an end) ignored Ctrl-C and SIGTERM. Python code
+            # every few thousand steps lets the interrupt in (it raises out of the query).
+            conn.set_progress_handler(_go_on, 10_000)
             checked = _one_read_only_statement(conn, sql)
             if checked is None:
                 return QueryResult(columns=(), rows=())
