@@ -254,3 +254,21 @@ def test_a_query_that_never_ends_stops_on_an_interrupt(config: Config, dump: byt
         proc.wait()
     assert proc.returncode == 130, err
     assert [line for line in err.splitlines() if line.strip()] == ["Error: interrupted"]
+
+
+def test_sql_text_output_keeps_one_value_in_one_column_of_one_line(config: Config,
+                                                                   dump: bytes) -> None:
+    """A tab or a line break inside a value split it into two columns or two rows, and an
+    escape sequence was dropped (or reached the terminal); --json stays exact."""
+    query = ("SELECT 'a' || char(9) || 'b' AS \"t\tab\", 'x' || char(10) || 'y' AS n, "
+             "'back\\slash' AS s, NULL AS z, char(27) || '[31mRED' AS e, char(1) AS one, "
+             "'tea ☕' AS u, char(8232) AS ls")
+    proc = run_cli("show", "agent/memory.db", "--sql", query, "--config", str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "t\\tab\tn\ts\tz\te\tone\tu\tls",
+        "a\\tb\tx\\ny\tback\\\\slash\tNULL\t\\x1b[31mRED\t\\x01\ttea ☕\t\\u2028"]
+    doc = run_cli("show", "agent/memory.db", "--sql", query, "--json",
+                  "--config", str(config.file))
+    assert json.loads(doc.stdout)["rows"] == [
+        ["a\tb", "x\ny", "back\\slash", None, "\x1b[31mRED", "\x01", "tea ☕", "\u2028"]]

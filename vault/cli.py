@@ -558,9 +558,9 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
                         "rows": [[_jsonable(v) for v in row] for row in result.rows]})
             return
         if result.columns:
-            click.echo("\t".join(result.columns))
+            click.echo("\t".join(map(_cell, result.columns)))
         for row in result.rows:
-            click.echo("\t".join("NULL" if v is None else str(_jsonable(v)) for v in row))
+            click.echo("\t".join("NULL" if v is None else _cell(_jsonable(v)) for v in row))
         return
     if as_json:
         try:  # exact: text as it is, anything else (latin-1, binary) base64, never "\ufffd"
@@ -574,6 +574,25 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
         return
     sys.stdout.buffer.write(shown.data)
     sys.stdout.buffer.flush()
+
+
+_CELL_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _cell(value: Any) -> str:
+    """A value for the tab-separated rows of `show --sql`: a tab, a line break, a backslash
+    or another control character in it written as a C escape, so that one value stays one
+    column of one line (and no escape sequence reaches the terminal). --json is exact."""
+    text = str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_CELL_ESCAPES.get(c) or (c if c.isprintable() else _escape(c)) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
+        else f"\\U{code:08x}"
 
 
 def _jsonable(value: Any) -> Any:
