@@ -21,7 +21,7 @@ from typing import Any
 import apsw
 import pytest
 
-from conftest import Clock, make_sqlite, run_cli, write_config
+from conftest import Clock, git, make_sqlite, run_cli, write_config
 import vault.restore as restore_module
 from vault.config import Config, load_config
 from vault.detect import RACY_MARGIN_NS
@@ -449,6 +449,18 @@ def test_restore_to_a_folder_that_is_a_live_source_is_refused(config: Config, va
         with pytest.raises(UsageError, match="would write into the live source 'agent'"):
             restore(config, RestoreOptions(at="HEAD", to=to, delete=True), now=clock)
     assert "precious" in (workspace / "MEMORY.md").read_text()
+
+
+def test_restore_to_the_vaults_own_repository_is_refused(config: Config, vault: VaultRepo,
+                                                         clock: Clock) -> None:
+    """It wrote <repository>/agent/... into the bare repository (a source named `refs` or
+    `objects` would have written into git's own files)."""
+    sync(config, now=clock)
+    for to in (vault.path, vault.path / "refs", vault.path / "objects" / ".." / "x"):
+        with pytest.raises(UsageError, match="would write into the vault's own repository"):
+            restore(config, RestoreOptions(at="HEAD", to=to, paths=("MEMORY.md",)), now=clock)
+    assert not (vault.path / "agent").exists() and not (vault.path / "x").exists()
+    assert git(vault.path, "fsck", "--no-progress") == ""
 
 
 def test_a_kept_aside_name_is_never_reused(config: Config, vault: VaultRepo, clock: Clock,

@@ -149,8 +149,8 @@ def test_sql_text_that_is_not_utf8(config: Config, vault: VaultRepo, clock: Cloc
     # like the sqlite3 shell's bytes on a terminal: each invalid byte shows as U+FFFD
     text = run_cli(*args, "SELECT a, b, a AS a FROM t ORDER BY rowid DESC;  -- newest first")
     assert (text.returncode, text.stderr) == (0, "")
-    assert text.stdout == "a\tb\ta\nA\ufffd\tNULL\tA\ufffd\n\ufffd\x00\ufffd\t2\t\ufffd\x00\ufffd\n" \
-                          "fine\tx'ff'\tfine\n"
+    assert text.stdout == "a\tb\ta\nA\ufffd\tNULL\tA\ufffd\n\ufffd\\x00\ufffd\t2\t\ufffd\\x00\ufffd\n" \
+                          "fine\tx'ff'\tfine\n"  # (a NUL written as an escape)
     doc = json.loads(run_cli(*args, "SELECT a, b FROM t WHERE b = 2", "--json").stdout)
     assert (doc["columns"], doc["rows"]) == (["a", "b"], [["\ufffd\x00\ufffd", 2]])
     blob = json.loads(run_cli(*args, "SELECT CAST(a AS BLOB) FROM t WHERE b = 2", "--json").stdout)
@@ -272,3 +272,25 @@ def test_sql_text_output_keeps_one_value_in_one_column_of_one_line(config: Confi
                   "--config", str(config.file))
     assert json.loads(doc.stdout)["rows"] == [
         ["a\tb", "x\ny", "back\\slash", None, "\x1b[31mRED", "\x01", "tea ☕", "\u2028"]]
+
+
+def test_show_names_a_folder_and_a_missing_path_as_such(config: Config, vault: VaultRepo,
+                                                        clock: Clock) -> None:
+    """A folder of the commit was "not in commit" (with a hint to look it up in the log), and
+    an empty path read "Error:  is not in commit"."""
+    sync(config, now=clock)
+    folder = run_cli("show", "agent/memory", "--config", str(config.file))
+    assert folder.returncode == 2
+    assert folder.stderr.splitlines() == [
+        f"Error: agent/memory is a folder in commit {vault.head_id()[:10]} (1 file); vault "
+        "show prints one file",
+        "Hint: `vault restore --at HEAD --to DIR --path agent/memory` writes them all"]
+    empty = run_cli("show", "", "--config", str(config.file))
+    assert (empty.returncode, empty.stderr.splitlines()[0]) == (
+        2, "Error: vault show needs a file's path")
+
+
+@pytest.mark.parametrize("sql", ["", " ;", "-- only a comment"])
+def test_sql_without_a_statement_is_an_error(dump: bytes, sql: str) -> None:
+    with pytest.raises(UsageError, match="no statement to run"):
+        query_dump(dump, sql)

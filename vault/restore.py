@@ -505,11 +505,16 @@ def _delete_folders(config: Config, options: RestoreOptions, files: Iterable[str
 def _refuse_live_folders(config: Config, to: Path, tops: set[str]) -> None:
     """--to DIR writes DIR/<source>/...: refuse when one of those folders is (or holds, or is
     inside) a live source, which a restore with --to would overwrite without any of the
-    safety of a restore into the live sources."""
+    safety of a restore into the live sources, or the vault's repository."""
     tops.discard("")
     live = [(s.name, os.path.realpath(s.root)) for s in config.sources]
+    repository = os.path.realpath(config.vault.path)
     for top in sorted(tops):
         folder = os.path.realpath(to / top)
+        if folder == repository or folder.startswith(repository + "/") \
+                or repository.startswith(folder + "/"):
+            raise UsageError(f"--to {to} would write into the vault's own repository "
+                             f"({repository})", hint="pick a folder outside it")
         for name, root in live:
             if folder == root or folder.startswith(root + "/") or root.startswith(folder + "/"):
                 raise UsageError(f"--to {to} would write into the live source {name!r} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,6 +67,16 @@ def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime
     vpath = vault_path(config, path)
     files = repo.files(commit.id)
     if vpath not in files:
+        if not vpath.strip("/"):
+            raise UsageError("vault show needs a file's path", hint="`vault log --stat` "
+                             "lists the files of each sync")
+        folder = vpath.rstrip("/") + "/"
+        inside = sum(1 for p in files if p.startswith(folder))
+        if inside:
+            raise UsageError(f"{vpath.rstrip('/')} is a folder in commit {commit.id[:10]} "
+                             f"({inside} file{'s' if inside != 1 else ''}); vault show prints "
+                             "one file", hint=f"`vault restore --at {shlex.quote(at)} --to "
+                             f"DIR --path {shlex.quote(folder[:-1])}` writes them all")
         near = sorted(p for p in files if p.endswith("/" + vpath.rsplit("/", 1)[-1]))[:3]
         raise UsageError(f"{vpath} is not in commit {commit.id[:10]} "
                          f"({commit.time:%Y-%m-%dT%H:%M:%SZ})",
@@ -118,7 +129,7 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
             conn.set_progress_handler(_go_on, 10_000)
             checked = _one_read_only_statement(conn, sql)
             if checked is None:
-                return QueryResult(columns=(), rows=())
+                raise UsageError("--sql has no statement to run (only blanks or comments)")
             statement, read_only = checked
             cursor = conn.cursor()
             try:
