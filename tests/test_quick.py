@@ -345,6 +345,20 @@ def test_a_vault_without_head_is_reported_not_answered(tmp_path: Path) -> None:
     assert (case.vault / "vault" / "last-sync").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.parametrize("name, content", [("HEAD", "garbage\n"), ("packed-refs", "zzzz\n")])
+def test_a_damaged_head_or_packed_refs_fails_a_sync_with_nothing_to_commit(
+        tmp_path: Path, name: str, content: str) -> None:
+    """Nothing changed, so nothing was committed, and the sync said all was well (exit 0)
+    until a file changed; cron never heard that the vault could not be read by git."""
+    case = _synced_case(tmp_path)
+    (case.vault / name).write_text(content)
+    who, code, _ = case.run("sync", "-q")
+    assert (who, code) == ("full", 1)
+    who, code, out = case.run("sync", "--json")
+    assert (who, code) == ("full", 1)
+    assert f"the vault's {name} file" in json.loads(out)["error"]
+
+
 def test_the_quick_check_says_who_holds_the_lock(tmp_path: Path) -> None:
     case = _synced_case(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", PROBE, "sync", "-q"], env=case.env,

@@ -198,9 +198,9 @@ def test_damaged_packed_refs_fails_doctor_and_repair_rewrites_it(
     (workspace / "MEMORY.md").write_text("# Memory\n\n- third\n")
     proc = cli(config, "sync")
     assert proc.returncode == 1
-    assert proc.stderr.splitlines()[0].startswith(
-        f"Error: cannot read branch main: the vault's packed-refs file {packed} is damaged "
-        "(line 2: 'zzzz refs/heads/main')")
+    assert proc.stderr.splitlines()[0] == (
+        f"Error: the vault's packed-refs file {packed} is damaged (line 2: 'zzzz refs/heads/main'"
+        "); git cannot read the vault, and no sync can commit")
     assert cli(config, "status").returncode == 1
     proc = cli(config, "doctor", "--crontab-file", str(vault.path.parent / "ct"))
     assert proc.returncode == 1 and "packed-refs" in proc.stdout

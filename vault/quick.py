@@ -23,7 +23,7 @@ import time
 
 from vault import __version__
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: packed-refs
 PLANS_DIR = "sync-plans"
 NOTHING_CHANGED = "Nothing changed ({} files checked); no commit."
 # Environment the parsed config depends on besides $VARS named in the file (added per plan).
@@ -129,7 +129,8 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     if _stat_key(plan["cache"]) != plan["cache_stat"] \
             or _stat_key(plan["allow"]) != plan["allow_stat"] \
             or _stat_key(plan["git_config"]) != plan["git_config_stat"] \
-            or _stat_key(plan["git_head"]) != plan["git_head_stat"]:
+            or _stat_key(plan["git_head"]) != plan["git_head_stat"] \
+            or _stat_key(plan["packed_refs"]) != plan["packed_refs_stat"]:
         return None  # (a vault without HEAD is damaged: the full sync says so)
     for folder, marker in plan["leftovers"]:  # temp files of a killed sync: the full one sweeps
         if any(marker in name for name in os.listdir(folder)):
@@ -336,6 +337,8 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
         "git_config": os.fspath(vault_path / "config"),
         "git_config_stat": _stat_key(vault_path / "config"),
         "git_head": os.fspath(vault_path / "HEAD"), "git_head_stat": _stat_key(vault_path / "HEAD"),
+        "packed_refs": os.fspath(vault_path / "packed-refs"),
+        "packed_refs_stat": _stat_key(vault_path / "packed-refs"),
         "leftovers": ((os.fspath(config.state_dir), ".vault-tmp"),
                       (os.fspath(vault_path / "objects"), "tmp_object_git2_")),
         "ref": os.fspath(vault_path / "refs" / "heads" / config.vault.branch),

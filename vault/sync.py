@@ -292,6 +292,7 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
         # Made under another [secrets] screening (policy, allowed paths or fingerprints): what
         # was redacted or blocked then may be stored as it is now, or the reverse: read again.
         cache = StatCache()
+    repo.check_refs()  # (a damaged HEAD or packed-refs: no sync can commit, nor say all is well)
     head = repo.head_id()
     # The cache lists the whole tree of the commit it was written for: when that is still the
     # branch tip, no git object needs to be opened to know what the vault holds.
