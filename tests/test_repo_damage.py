@@ -5,9 +5,11 @@ it in place; a new vault works as before. Read back with the real git CLI."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -258,3 +260,74 @@ def test_drill_verifies_a_file_whose_restored_path_is_longer_than_path_max(
         assert report.drill.files == 1
     finally:
         shutil.rmtree(short)
+
+
+# --- damaged objects behind the tip ---------------------------------------------------------------
+
+
+def reader(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    """A read-only command in a real process; a hang fails the test (libgit2#7342 loops)."""
+    assert config.file is not None
+    try:
+        return subprocess.run([sys.executable, "-m", "vault", *args, "--config",
+                               str(config.file)], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"vault {' '.join(args)} hung on a damaged object") from None
+
+
+@pytest.mark.parametrize("how", ["truncated", "missing"])
+def test_log_and_status_report_a_damaged_older_commit(config: Config, vault: VaultRepo,
+                                                      workspace: Path, clock: Clock,
+                                                      how: str) -> None:
+    """libgit2's walker read every commit unchecked: a truncated one made `log` and `status`
+    spin forever (SIGTERM did nothing), a missing one ended in exit 3, "unexpected"."""
+    two_syncs(config, workspace, clock)
+    older = git(vault.path, "rev-parse", "HEAD~1").strip()
+    path = vault.path / "objects" / older[:2] / older[2:]
+    path.chmod(0o644)
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:20])
+    else:
+        path.unlink()
+    for args in (("log",), ("log", "-n", "5", "--json"), ("status",)):
+        proc = reader(config, *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        line = proc.stderr.splitlines()[0]
+        assert older in line and ("damaged" if how == "truncated" else "missing") in line
+
+
+def test_log_path_reports_a_damaged_tree(config: Config, vault: VaultRepo, workspace: Path,
+                                         clock: Clock) -> None:
+    two_syncs(config, workspace, clock)
+    subtree = git(vault.path, "rev-parse", "HEAD:agent").strip()
+    path = vault.path / "objects" / subtree[:2] / subtree[2:]
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:20])
+    proc = reader(config, "log", "--path", "agent/MEMORY.md")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[0].startswith(f"Error: vault object {subtree} is damaged")
+
+
+def test_log_path_lists_the_same_changes_as_git(config: Config, vault: VaultRepo,
+                                                workspace: Path, clock: Clock) -> None:
+    """changed_paths compares loose trees itself now: the same A/M/D as git, a file that
+    became a folder (and back) included."""
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- changed\n")
+    (workspace / "memory" / "2026-11-20.md").unlink()
+    (workspace / "memory" / "2026-11-20.md").mkdir()
+    (workspace / "memory" / "2026-11-20.md" / "inside.md").write_text("now a folder\n")
+    (workspace / "new.md").write_text("new\n")
+    os.chmod(workspace / "memory.json", 0o755)
+    clock.tick()
+    sync(config, now=clock)
+    shutil.rmtree(workspace / "memory" / "2026-11-20.md")
+    (workspace / "memory" / "2026-11-20.md").write_text("a file again\n")
+    clock.tick()
+    sync(config, now=clock)
+    for info in vault.walk():
+        want = dict(reversed(line.split("\t")) for line in git(
+            vault.path, "show", "--no-renames", "--format=", "--name-status",
+            info.id).splitlines())
+        got = vault.changed_paths(info.id)
+        assert got == {path: ("M" if status == "T" else status) for path, status in want.items()}

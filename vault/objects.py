@@ -343,6 +343,16 @@ def first_parent_line(repo: VaultRepo, start: str) -> Iterator[CommitInfo]:
         oid = info.parents[0] if info.parents else None
 
 
+def loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
+    """A whole, checked loose commit as VaultRepo describes it; None for anything else."""
+    return _loose_commit(repo, oid)
+
+
+def loose_body(objects: str | os.PathLike[str], oid: str, kind: bytes) -> bytes | None:
+    """The body of a whole, checked loose object of that kind; None for anything else."""
+    return _loose(os.fspath(objects), oid, kind)
+
+
 def _loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
     """The commit as VaultRepo describes it (pygit2's message: leading newlines dropped), or
     None for anything but a whole, checked loose commit in the layout git writes."""

@@ -412,6 +412,8 @@ class VaultRepo:
         """The bytes of one blob."""
         import pygit2
 
+        if len(oid) == 40:
+            self._check_loose(oid)  # (libgit2 loops forever on a truncated one)
         try:
             blob = self._repo.get(pygit2.Oid(hex=oid)) if len(oid) == 40 else self._repo[oid]
         except (KeyError, ValueError, pygit2.GitError) as exc:
@@ -427,35 +429,121 @@ class VaultRepo:
         return oid in self._repo
 
     def walk(self, start: str | None = None) -> Iterator[CommitInfo]:
-        """Commits from start (default: the branch tip) back to the first, newest first."""
-        import pygit2
+        """Commits from start (default: the branch tip) back to the first, newest first.
+
+        Each commit is read checked (a loose one with zlib, _loose_commit; any other through
+        _commit, which checks first): libgit2's walker read them unchecked, and looped forever
+        on a truncated one (libgit2#7342). Newest first by committer time, which vault never
+        lets go back from a parent to its child: a child comes before its parents."""
+        import heapq
+
+        from vault.objects import loose_commit
+
         start = start or self.head_id()
         if start is None:
             return
-        for commit in self._repo.walk(pygit2.Oid(hex=start), pygit2.enums.SortMode.TOPOLOGICAL
-                                      | pygit2.enums.SortMode.TIME):
-            yield _info(commit)
+        seen = {start}
+        order = 0  # (ties: first found, first out)
+        frontier: list[tuple[float, int, CommitInfo]] = []
+        info = loose_commit(self, start) or _info(self._commit(start))
+        heapq.heappush(frontier, (-info.time.timestamp(), order, info))
+        while frontier:
+            info = heapq.heappop(frontier)[2]
+            yield info
+            for parent in info.parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    order += 1
+                    found = loose_commit(self, parent) or _info(self._commit(parent))
+                    heapq.heappush(frontier, (-found.time.timestamp(), order, found))
 
     def walk_first_parent(self, start: str) -> Iterator[CommitInfo]:
-        """The branch's own line of history from start back to the first commit."""
-        import pygit2
-
-        commit: pygit2.Commit | None = self._commit(start)
-        while commit is not None:
-            yield _info(commit)
-            commit = commit.parents[0] if commit.parents else None
+        """The branch's own line of history from start back to the first commit (each commit
+        checked before libgit2 reads it)."""
+        oid: str | None = start
+        while oid is not None:
+            info = _info(self._commit(oid))
+            yield info
+            oid = info.parents[0] if info.parents else None
 
     def changed_paths(self, commit_id: str) -> dict[str, str]:
-        """Paths a commit changed against its first parent: path -> 'A', 'M' or 'D'."""
-        import pygit2
+        """Paths a commit changed against its first parent: path -> 'A', 'M' or 'D'.
+
+        Loose trees are read and compared here, with zlib (which a truncated one cannot
+        get past; libgit2 looped forever on it, libgit2#7342); pygit2's diff compares trees
+        that are not loose, once every loose tree below them is checked."""
         commit = self._commit(commit_id)
-        if commit.parents:
-            diff = commit.parents[0].tree.diff_to_tree(commit.tree)
-        else:
-            diff = commit.tree.diff_to_tree(swap=True)  # against the empty tree: all added
+        trees: list[str | None] = [str(self._commit(str(commit.parent_ids[0])).tree_id)] \
+            if commit.parent_ids else [None]
+        trees.append(str(commit.tree_id))
+        changed: dict[str, str] = {}
+        try:
+            self._diff_trees(trees[0], trees[1], "", changed)
+            return changed
+        except _NotLoose:
+            pass
+        import pygit2
+
+        for tree in trees:
+            if tree is not None:
+                self._check_trees(tree)
+        try:
+            if commit.parents:
+                diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+            else:
+                diff = commit.tree.diff_to_tree(swap=True)  # against the empty tree: all added
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"a tree of vault commit {commit_id[:10]} is missing or damaged: "
+                            f"{one_line_reason(exc)}", hint=_DAMAGED_HINT) from None
         status = {pygit2.enums.DeltaStatus.ADDED: "A", pygit2.enums.DeltaStatus.DELETED: "D"}
         return {d.new_file.path if d.status != pygit2.enums.DeltaStatus.DELETED
                 else d.old_file.path: status.get(d.status, "M") for d in diff.deltas}
+
+    def _diff_trees(self, old: str | None, new: str | None, prefix: str,
+                    changed: dict[str, str]) -> None:
+        """changed_paths for two loose trees (None: no tree), the same subtree skipped."""
+        if old == new:
+            return
+        before, after = self._tree_entries(old), self._tree_entries(new)
+        for name in before.keys() | after.keys():
+            a, b = before.get(name), after.get(name)
+            path = prefix + name
+            a_tree = a is not None and a[0] == 0o40000
+            b_tree = b is not None and b[0] == 0o40000
+            if a_tree or b_tree:
+                self._diff_trees(a[1] if a_tree and a else None,
+                                 b[1] if b_tree and b else None, path + "/", changed)
+            if a is not None and not a_tree and (b is None or b_tree):
+                changed[path] = "D"
+            elif b is not None and not b_tree and (a is None or a_tree):
+                changed[path] = "A"
+            elif a is not None and b is not None and not a_tree and not b_tree and a != b:
+                changed[path] = "M"
+
+    def _tree_entries(self, oid: str | None) -> dict[str, tuple[int, str]]:
+        """A loose tree's entries (name -> (mode, id)), read with zlib and checked; _NotLoose
+        for a tree that is not a loose object, RepoError for a damaged one."""
+        if oid is None:
+            return {}
+        from vault.objects import loose_body
+
+        body = loose_body(self.path / "objects", oid, b"tree")
+        if body is None:
+            self._check_loose(oid)  # (a damaged one says so)
+            raise _NotLoose(oid)
+        entries: dict[str, tuple[int, str]] = {}
+        i, end = 0, len(body)
+        try:
+            while i < end:  # entries: b"<mode> <name>\0<20-byte id>"
+                space = body.index(b" ", i)
+                nul = body.index(b"\0", space)
+                name = body[space + 1:nul].decode("utf-8", "surrogateescape")
+                entries[name] = (int(body[i:space], 8), body[nul + 1:nul + 21].hex())
+                i = nul + 21
+        except ValueError:
+            raise RepoError(f"vault tree {oid} is damaged (an entry cannot be read)",
+                            hint=_DAMAGED_HINT) from None
+        return entries
 
     # Writing -------------------------------------------------------------------------------
 
@@ -845,6 +933,14 @@ class VaultRepo:
         if not isinstance(obj, pygit2.Commit):
             raise RepoError(f"{commit_id} is not a commit")
         return obj
+
+
+class _NotLoose(Exception):
+    """An object that is not a loose object of the vault (packed, or missing)."""
+
+
+_DAMAGED_HINT = ("`vault doctor` checks the vault; `vault doctor --repair` re-clones it from its "
+                 "remote")
 
 
 def _insert(builder: pygit2.TreeBuilder, name: str, oid: pygit2.Oid, mode: int,
