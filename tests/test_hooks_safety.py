@@ -195,3 +195,35 @@ def test_an_agent_hook_waiting_out_a_sync_runs_the_hooks_once(kind: str, tmp_pat
     runs = attempts(tmp_path)
     assert runs[:2] == ["11", "11"] and runs[-1] == "0" and set(runs[:-1]) == {"11"}
     assert hook_log(log) == ["pre_sync", "post_sync"]
+
+
+GITHUB = "ghp_" + "abcdefghijklmnopqrstuvwxyz0123456789"
+AWS = "AKIA" + "IOSFODNN7EXAMPLQ"
+URL_PASSWORD = "hunter2" + "SuperSecret99"
+
+
+def test_what_a_hook_prints_or_runs_reaches_no_output_or_log_with_its_secrets(
+        tmp_path: Path, workspace: Path) -> None:
+    """A failing hook's last line (or, when it printed nothing, its command) went as it was
+    to stderr, --json, VAULT_ERROR, failures.log (AWS keys) and cron's log."""
+    seen = tmp_path / "on_failure.txt"
+    config = make_config(tmp_path, workspace, (
+        f'pre_sync = "echo token={GITHUB} key {AWS}; exit 3"\n'
+        f'on_failure = "printf %s \\"$VAULT_ERROR\\" > {seen}"\n'))
+    text, doc = cli(config), cli(config, "--json")
+    assert text.returncode == doc.returncode == 1
+    failures = (config.home / "failures.log").read_text()
+    everything = text.stdout + text.stderr + doc.stdout + doc.stderr + failures + seen.read_text()
+    assert GITHUB not in everything and AWS not in everything
+    assert "pre_sync hook failed (exit 3): token=[REDACTED:" in text.stderr
+    (tmp_path / "2").mkdir()
+    (tmp_path / "3").mkdir()
+    silent = make_config(tmp_path / "2", workspace, (
+        f'pre_sync = "test -n https://user:{URL_PASSWORD}@backup.example.com/ping && exit 7"\n'))
+    proc = cli(silent)
+    assert proc.returncode == 1 and "pre_sync hook failed (exit 7)" in proc.stderr
+    assert URL_PASSWORD not in proc.stderr + (silent.home / "failures.log").read_text()
+    after = make_config(tmp_path / "3", workspace, f'post_sync = "echo red {GITHUB}; exit 4"\n')
+    proc = cli(after)
+    assert "Warning: post_sync hook failed (exit 4): red [REDACTED:" in proc.stderr
+    assert GITHUB not in proc.stderr

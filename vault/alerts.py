@@ -90,8 +90,11 @@ def _tokens(config: Config) -> list[str]:
 
 
 def scrub(text: str, config: Config) -> str:
-    """One clean line: no credentials in URLs, no tokens, no Authorization values."""
-    line = clean(text)
+    """One clean line: no credentials in URLs, no tokens, no Authorization values, nothing the
+    secret scanner finds (a hook's output may be in it)."""
+    from vault.secrets import scrub as scrub_secrets
+
+    line = scrub_secrets(clean(text))
     for token in _tokens(config):
         line = line.replace(token, "***")
     line = _TOKEN_RE.sub("***", line)

@@ -62,7 +62,15 @@ def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) ->
         out.seek(max(0, size - OUTPUT_TAIL))
         tail = out.read(OUTPUT_TAIL)
     lines = tail.decode("utf-8", "replace").strip().splitlines()
-    return HookRun(event, command, code, lines[-1] if lines else "")
+    # What vault says of a hook goes to the terminal, --json, failures.log, an alert and
+    # cron's log: never a secret it printed
+    return HookRun(event, command, code, _scrub(lines[-1]) if lines else "")
+
+
+def _scrub(text: str) -> str:
+    from vault.secrets import scrub
+
+    return scrub(text)
 
 
 def outcome_env(result: SyncResult | None, error: str = "") -> dict[str, str]:
@@ -120,7 +128,8 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
         runs.append(pre)
         if pre.returncode != 0:
             why = "timed out" if pre.returncode is None else f"exit {pre.returncode}"
-            message = f"pre_sync hook failed ({why}): {pre.output or hooks.pre_sync}; no sync ran"
+            message = (f"pre_sync hook failed ({why}): {pre.output or _scrub(hooks.pre_sync)}; "
+                       "no sync ran")
             failed(message)
             raise HookError(message, hint="fix or remove [hooks] pre_sync in vault.toml")
     try:
