@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -440,3 +441,36 @@ def test_a_folder_deeper_than_path_max_is_named_as_such(tmp_path: Path) -> None:
     assert "its path is longer than the system allows" in failure["message"]
     assert "folder cannot be read" not in failure["message"]
     assert report["added"] == ["a/top.md"]
+
+
+def test_json_in_utf16_or_utf32_is_json_not_a_corrupt_file(tmp_path: Path, workspace: Path,
+                                                           clock: Clock) -> None:
+    """What Windows PowerShell writes (UTF-16 with a BOM) was 'JSON is not valid UTF-8': a new
+    file was skipped on every sync, and with auto_rollback the agent's rewrite of a file the
+    vault had was rolled back as corrupt. A UTF-16 file cut inside a character still is."""
+    import json as _json
+
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra="\n[health]\nauto_rollback = true\n"))
+    VaultRepo.init(config.vault.path, "main")
+    sync(config, now=clock)
+    past = time.time() - 10
+    rewritten = _json.dumps([{"id": 2, "content": "likes coffee ☕"}]).encode("utf-16")
+    (workspace / "memory.json").write_bytes(rewritten)
+    new = _json.dumps({"windows": True}).encode("utf-32-le")  # no BOM: told by its NULs
+    (workspace / "win.json").write_bytes(new)
+    for name in ("memory.json", "win.json"):
+        os.utime(workspace / name, (past, past))
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.ok and not result.rollbacks and not result.skipped
+    assert result.modified == ("agent/memory.json",) and result.added == ("agent/win.json",)
+    assert subprocess.run(["git", "-C", str(config.vault.path), "show", "HEAD:agent/memory.json"],
+                          capture_output=True, check=True).stdout == rewritten
+    (workspace / "memory.json").write_bytes(rewritten[:-1])  # cut inside its last character
+    os.utime(workspace / "memory.json", (past, past))
+    clock.tick()
+    cut = sync(config, now=clock)
+    assert not cut.ok and cut.corrupt[0].reason.startswith("JSON is not valid UTF-16")
+    assert [r.path for r in cut.rollbacks] == ["agent/memory.json"]
+    assert (workspace / "memory.json").read_bytes() == rewritten

@@ -15,7 +15,7 @@ from vault.repo import VaultRepo
 
 BUSY_NS = 2_000_000_000  # a file touched this recently is never rolled back
 CORRUPTION_MARKERS = ("SQLite: integrity check failed", "SQLite: database disk image is malformed",
-                      "SQLite: file is not a database", "invalid JSON", "JSON is not valid UTF-8",
+                      "SQLite: file is not a database", "invalid JSON", "JSON is not valid UTF",
                       "empty JSON file", "JSONL cut short")
 
 

@@ -113,10 +113,14 @@ def _read_stable(entry: Entry, settings: SnapshotSettings) -> tuple[bytes | None
 def _json_problem(data: bytes) -> str | None:
     if not data.strip():
         return "empty JSON file (being written?)"
+    # UTF-8, or UTF-16/32 as JSON's own rules tell them (a BOM, or the NULs of the first
+    # characters): what Windows PowerShell writes is JSON too, not a damaged file
+    encoding = json.detect_encoding(data)
     try:
-        json.loads(data.decode("utf-8-sig"))
+        json.loads(data.decode(encoding))
     except UnicodeDecodeError as exc:
-        return f"JSON is not valid UTF-8 (byte {exc.start})"
+        name = "UTF-8" if encoding.startswith("utf-8") else encoding.upper()
+        return f"JSON is not valid {name} (byte {exc.start})"
     except ValueError as exc:
         return f"invalid JSON (half-written?): {exc}"
     except RecursionError:
