@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,7 @@ from importlib.util import find_spec
 from dataclasses import dataclass
 from pathlib import Path
 
-from vault.errors import UsageError
+from vault.errors import UsageError, VaultError, one_line_reason
 from vault.examples import KINDS, generate
 
 
@@ -50,12 +51,56 @@ def _change_memory(memory: Path) -> list[str]:
             "memento/memory.db (one row updated, live SQLite)"]
 
 
+def _demo_root(keep: str | None) -> Path:
+    """The folder the demo runs in: a new temp dir, or DIR of --keep (new or empty)."""
+    if not keep:
+        return Path(tempfile.mkdtemp(prefix="vault-demo-"))
+    root = Path(keep).absolute()
+    try:
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"--keep {root}: not a folder; the demo needs a new or empty folder")
+        if root.is_dir() and any(root.iterdir()):
+            raise UsageError(f"--keep {root}: not empty; the demo needs a new or empty folder")
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--keep {root}: cannot use it as the demo folder: "
+                         f"{one_line_reason(exc)}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UsageError(f"--keep {root}: cannot use it as the demo folder: not writable")
+    return root
+
+
+def _said(output: str) -> str:
+    """What a failed step said, in one line: its `Error:` line, else its last line (the
+    exception line of a traceback)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("Error: "):
+            return line[len("Error: "):]
+    return lines[-1] if lines else "no output"
+
+
+def _step_failed(step: DemoStep, returncode: int, keep: bool, root: Path) -> VaultError:
+    """The error that stops the demo at a step that did not succeed."""
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"failed with exit {returncode}"
+    hint = (f"the demo folder {root} is kept as the step left it" if keep else
+            "run `vault demo --keep DIR` to keep the demo folder and look into it")
+    return VaultError(f"demo step {step.title!r} ({step.command}) {how}: {_said(step.output)}",
+                      hint=hint)
+
+
 def run_demo(keep: str | None = None) -> list[DemoStep]:
-    """Generate the examples in a temp dir, then init, sync, change, sync, log and status."""
-    root = Path(keep).absolute() if keep else Path(tempfile.mkdtemp(prefix="vault-demo-"))
-    if keep and root.exists() and any(root.iterdir()):
-        raise UsageError(f"{root} is not empty; the demo needs a new or empty folder")
-    root.mkdir(parents=True, exist_ok=True)
+    """Generate the examples in a temp dir, then init, sync, change, sync, log and status.
+
+    Every command must succeed: the first that does not raises a VaultError (exit 1) naming
+    its step, its exit code and its error line."""
+    root = _demo_root(keep)
     steps: list[DemoStep] = []
     try:
         counts = generate(root / "memory")
@@ -66,10 +111,15 @@ def run_demo(keep: str | None = None) -> list[DemoStep]:
         env = {**os.environ, "VAULT_CONFIG": str(config), "VAULT_HOME": str(root / "home")}
 
         def run(title: str, *args: str) -> None:
+            # `python -m` puts the working directory first on sys.path: run in the demo's own
+            # folder (which holds only what the demo writes), so that a `vault/` folder where
+            # the user happens to be cannot stand in for the installed package.
             proc = subprocess.run([sys.executable, "-m", "vault", *args], env=env, text=True,
-                                  capture_output=True, check=False)
-            steps.append(DemoStep(title, shlex.join(["vault", *args]),
-                                  proc.stdout + proc.stderr))
+                                  capture_output=True, check=False, cwd=root)
+            step = DemoStep(title, shlex.join(["vault", *args]), proc.stdout + proc.stderr)
+            steps.append(step)
+            if proc.returncode != 0:
+                raise _step_failed(step, proc.returncode, bool(keep), root)
 
         run("Create the vault", "init")
         run("First sync: every file in one commit", "sync")
@@ -83,9 +133,12 @@ def run_demo(keep: str | None = None) -> list[DemoStep]:
         if git:
             proc = subprocess.run([git, "-C", str(root / "memory-vault"), "log", "--stat",
                                    "-1", "--format=%h %an %ad%n%B"], text=True,
-                                  capture_output=True, check=False)
-            steps.append(DemoStep("It is plain git", "git -C memory-vault log --stat -1",
-                                  proc.stdout + proc.stderr))
+                                  capture_output=True, check=False, cwd=root)
+            step = DemoStep("It is plain git", "git -C memory-vault log --stat -1",
+                            proc.stdout + proc.stderr)
+            steps.append(step)
+            if proc.returncode != 0:
+                raise _step_failed(step, proc.returncode, bool(keep), root)
         run("What changed, row by row", "diff", "HEAD~1", "--path", "memento/memory.db",
             "--path", "openclaw/MEMORY.md")
         run("The database as it was before the change", "show", "memento/memory.db",
