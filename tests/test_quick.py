@@ -359,6 +359,20 @@ def test_a_damaged_head_or_packed_refs_fails_a_sync_with_nothing_to_commit(
     assert f"the vault's {name} file" in json.loads(out)["error"]
 
 
+def test_a_truncated_tip_commit_fails_a_sync_with_nothing_to_commit(tmp_path: Path) -> None:
+    """The quick check only looked that the tip's object file was there, and the full sync
+    only stat'ed it: `Nothing changed`, exit 0, while status said the vault was damaged."""
+    case = _synced_case(tmp_path)
+    tip = git(case.vault, "rev-parse", "main").strip()
+    obj = case.vault / "objects" / tip[:2] / tip[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(obj.read_bytes()[:20])
+    who, code, out = case.run("sync", "--json")
+    assert (who, code) == ("full", 1)
+    assert f"vault object {tip} is damaged" in json.loads(out)["error"]
+    assert case.run("sync", "-q")[:2] == ("full", 1)
+
+
 def test_the_quick_check_says_who_holds_the_lock(tmp_path: Path) -> None:
     case = _synced_case(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", PROBE, "sync", "-q"], env=case.env,

@@ -139,8 +139,9 @@ def _check_under_lock(plan: dict[str, Any]) -> int | None:
     if head is None or head != plan["commit"]:
         return None
     objects = os.path.join(os.path.dirname(plan["git_config"]), "objects")
-    if not os.path.exists(os.path.join(objects, head[:2], head[2:])):
-        return None  # packed, or deleted: the full sync looks (a vault without its tip is damaged)
+    if plan["tip_stat"] is None \
+            or _stat_key(os.path.join(objects, head[:2], head[2:])) != plan["tip_stat"]:
+        return None  # packed, deleted or rewritten: the full sync looks (and checks it)
     if plan["tracking"] and _read_ref(plan["tracking"]) != head:
         return None  # commits to push
     scanned_ns = time.time_ns()
@@ -343,6 +344,8 @@ def _plan_for(config: Config, result: SyncResult, all_sources: bool) -> dict[str
                       (os.fspath(vault_path / "objects"), "tmp_object_git2_")),
         "ref": os.fspath(vault_path / "refs" / "heads" / config.vault.branch),
         "commit": commit,
+        # the tip's object file as the sync that checked it left it (None when packed)
+        "tip_stat": _stat_key(vault_path / "objects" / commit[:2] / commit[2:]),
         "tracking": (os.fspath(vault_path / tracking_ref(config.vault.branch))
                      if has_remote else ""),
         "sources": _sources(config),

@@ -319,9 +319,12 @@ class VaultRepo:
         self._move_branch(None, tip, reason)
 
     def check_tip(self, head: str) -> None:
-        """RepoError when the branch's tip commit is missing or damaged (one stat while it is
-        a loose object: a sync that trusts its stat cache must not call a damaged vault fine)."""
-        if not (self.path / "objects" / head[:2] / head[2:]).is_file():
+        """RepoError when the branch's tip commit is missing or damaged (inflated with zlib
+        while it is a loose object, a few hundred bytes: a sync that trusts its stat cache
+        must not call a damaged vault fine)."""
+        if (self.path / "objects" / head[:2] / head[2:]).is_file():
+            self._check_loose(head)
+        else:
             self._commit(head)  # packed (libgit2 finds it), or missing (it says so)
 
     def commit_info(self, commit_id: str) -> CommitInfo:
