@@ -81,7 +81,7 @@ def test_since_an_unknown_commit_is_a_usage_error(config: Config, vault: VaultRe
     with pytest.raises(UsageError, match=f"^--since: no commit '{spec}' in the vault$") as info:
         since_time(vault, spec, now)
     assert info.value.exit_code == 2
-    assert since_time(vault, "HEAD", now) == vault.resolve("HEAD").time
+    assert since_time(vault, "HEAD", now) == vault.resolve("HEAD")
 
 
 def test_since_an_unknown_commit_on_the_command_line(config_file: Path, config: Config,
@@ -91,3 +91,20 @@ def test_since_an_unknown_commit_on_the_command_line(config_file: Path, config: 
     proc = run_cli("log", "--since", "HEAD~99", "--config", str(config_file))
     assert (proc.returncode, proc.stderr.splitlines()[0]) == (
         2, "Error: --since: no commit 'HEAD~99' in the vault")
+
+
+def test_since_a_commit_lists_it_and_those_after_it_not_older_ones_of_its_second(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock) -> None:
+    """The commit was turned into its one-second time: its parent and grandparent, synced in
+    the same second, were listed too."""
+    for n in range(3):
+        (workspace / "MEMORY.md").write_text(f"# Memory\n\n- version {n}\n")
+        sync(config, now=clock)  # (the same clock: three commits in one second)
+    ids = [e.commit.id for e in log(vault)]
+    now = datetime.now(timezone.utc)
+    assert [e.commit.id for e in log(vault, since=since_time(vault, "HEAD", now))] == ids[:1]
+    assert [e.commit.id for e in log(vault, since=since_time(vault, "HEAD~1", now))] == ids[:2]
+    narrowed = log(vault, since=since_time(vault, "HEAD~1", now), paths=("memory.json",))
+    assert narrowed == []  # (HEAD~1 does not match the path: the walk still ends there)
+    proc = run_cli("log", "--since", "HEAD~1", "--json", "--config", str(config.file))
+    assert [c["commit"] for c in json.loads(proc.stdout)["commits"]] == ids[:2]

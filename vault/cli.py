@@ -359,7 +359,7 @@ def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: s
             click.echo(f"    {status_code} {shown(path)}")
 
 
-def _since(repo: Any, text: str) -> datetime:
+def _since(repo: Any, text: str) -> Any:
     from vault.history import since_time
 
     return since_time(repo, text, datetime.now(timezone.utc))

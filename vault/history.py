@@ -25,15 +25,19 @@ class LogEntry:
     changes: tuple[tuple[str, str], ...] = ()  # (status A/M/D, vault path)
 
 
-def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None = None,
-        limit: int | None = None) -> list[LogEntry]:
-    """Commits on the vault's branch, newest first; paths are exact paths, folders or globs."""
+def log(repo: VaultRepo, *, paths: tuple[str, ...] = (),
+        since: datetime | CommitInfo | None = None, limit: int | None = None) -> list[LogEntry]:
+    """Commits on the vault's branch, newest first; paths are exact paths, folders or globs.
+    since: a time, or a commit (itself and the commits after it: not those of the same
+    second before it)."""
     matcher = _matcher(paths) if paths else None
     exact = {p.strip("/") for p in paths}
     entries: list[LogEntry] = []
     older = 0
+    since_id = since.id if isinstance(since, CommitInfo) else None
+    since_at = since.time if isinstance(since, CommitInfo) else since
     for info in repo.walk():
-        if since is not None and info.time < since:
+        if since_at is not None and info.time < since_at:
             older += 1
             if older >= SLOP:
                 break
@@ -45,23 +49,22 @@ def log(repo: VaultRepo, *, paths: tuple[str, ...] = (), since: datetime | None 
             changes = tuple(sorted((status, path) for path, status in changed.items()
                                    if path in exact or matcher(path)
                                    or any(path.startswith(e + "/") for e in exact)))
-            if not changes:
-                continue
-        entries.append(LogEntry(commit=info, changes=changes))
-        if limit is not None and len(entries) >= limit:
+        if changes or matcher is None:
+            entries.append(LogEntry(commit=info, changes=changes))
+        if info.id == since_id or (limit is not None and len(entries) >= limit):
             break
     return entries
 
 
-def since_time(repo: VaultRepo, text: str, now: datetime) -> datetime:
-    """--since WHEN as a time: a time, a duration ago, or a commit's time (one that exists)."""
+def since_time(repo: VaultRepo, text: str, now: datetime) -> datetime | CommitInfo:
+    """--since WHEN: a time, a duration ago, or a commit (one that exists)."""
     from vault.when import Revision, parse_when
 
     when = parse_when(text, now=now, date_means="start")
     if not isinstance(when, Revision):
         return when.at
     try:
-        return repo.resolve(when.spec).time
+        return repo.resolve(when.spec)
     except RepoError as exc:  # a typo on the command line, not a damaged vault
         raise UsageError(f"--since: {exc.message}", hint=exc.hint) from None
 
