@@ -162,7 +162,10 @@ def test_pre_sync_runs_under_the_sync_lock(tmp_path: Path, workspace: Path) -> N
     command = (f'[ -n "$INNER" ] && exit 0; INNER=1 "{sys.executable}" -m vault sync --quiet; '
                f"echo $? >> {inner}")
     config = make_config(tmp_path, workspace, f"pre_sync = '{command}'\n")
-    assert cli(config).returncode == 0  # the first sync: no lock folder yet to hold
+    assert cli(config).returncode == 0
+    # The first sync too (its lock folder did not exist: pre_sync ran without the lock, and a
+    # sync it started ran, with its own pre_sync, and so on)
+    assert inner.read_text() == "11\n"
     inner.unlink()
     (workspace / "MEMORY.md").write_text("# Memory\n\n- The user prefers coffee now.\n")
     proc = cli(config, "--json")

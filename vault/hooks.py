@@ -94,9 +94,9 @@ def _run_pre_sync(config: Config, command: str) -> HookRun:
     from vault.lock import SyncLock
 
     with ExitStack() as held:
-        # A vault's first sync (or no vault): nothing can hold a lock that has no folder, and
-        # taking it would create the folder before sync checks that the repository is vault's.
-        if config.state_dir.exists():
+        # A vault's first sync: the lock's folder is made once the repository is known to be
+        # one vault may write into (as sync does); no vault, or not vault's: the sync says so.
+        if config.state_dir.exists() or _may_hold_state(config):
             try:
                 held.enter_context(SyncLock(config.state_dir))
             except BusyError:
@@ -104,6 +104,20 @@ def _run_pre_sync(config: Config, command: str) -> HookRun:
             except VaultError:
                 pass  # a lock that cannot be taken at all (read-only disk): the sync says so
         return run_hook(config, "pre_sync", command, {})
+
+
+def _may_hold_state(config: Config) -> bool:
+    """The checks sync makes before its lock creates the state folder in a new vault."""
+    from vault.repo import VaultRepo
+
+    try:
+        repo = VaultRepo.open(config.vault.path, config.vault.branch)
+        head = repo.head_id()
+        if head is not None:
+            repo.check_made_by_vault(head)
+    except VaultError:
+        return False
+    return True
 
 
 def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
