@@ -474,3 +474,23 @@ def test_json_in_utf16_or_utf32_is_json_not_a_corrupt_file(tmp_path: Path, works
     assert not cut.ok and cut.corrupt[0].reason.startswith("JSON is not valid UTF-16")
     assert [r.path for r in cut.rollbacks] == ["agent/memory.json"]
     assert (workspace / "memory.json").read_bytes() == rewritten
+
+
+def test_the_data_dir_and_its_folders_are_made_private(tmp_path: Path, workspace: Path) -> None:
+    """The first folder a sync made in it (the secret rules' cache) took the umask's mode,
+    and the data dir with it: 0755, though the README says private (0700)."""
+    config = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                          vault_path=tmp_path / "elsewhere" / "memory-vault")
+    home = Path(os.environ["VAULT_HOME"])
+    assert not home.exists()
+    old = os.umask(0o022)
+    try:
+        for args in (("init",), ("sync",)):
+            proc = run_cli(*args, "--config", str(config))
+            assert proc.returncode == 0, proc.stderr
+    finally:
+        os.umask(old)
+    folders = [home, *(p for p in home.rglob("*") if p.is_dir())]
+    assert {p.name for p in folders} >= {home.name, "cache"}
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in folders} == {
+        p.name: "0o700" for p in folders}

@@ -52,6 +52,20 @@ def restored_mode(target: str, executable: bool) -> int:
     return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
 
 
+def private_folder(folder: Path, home: Path) -> None:
+    """Make folder, in the data dir home (or home itself), private as it is made: home and
+    every folder made between them 0700 (mkdir's parents take the umask's mode: the data dir
+    was made 0755 by the first file a sync cached in it). Folders already there stay as they
+    are."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    missing = []
+    while folder != home and folder != folder.parent and not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o700, exist_ok=True)
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
                  durable: bool = True) -> None:
     """Replace path with data so a crash leaves either the old or the new file, never a mix.

@@ -289,9 +289,9 @@ def write_plan(config: Config, result: SyncResult, *, all_sources: bool) -> None
             return
         from pathlib import Path
 
-        from vault.fsutil import atomic_write
+        from vault.fsutil import atomic_write, private_folder
 
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        private_folder(Path(path).parent, Path(config.home))
         atomic_write(Path(path), marshal.dumps(plan), durable=False)
     except (OSError, ValueError):
         pass

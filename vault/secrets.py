@@ -575,10 +575,11 @@ def _library_patterns() -> list[_LibraryPattern]:
             pass
     patterns = _import_library_patterns()
     if stamp is not None:
-        from vault.fsutil import atomic_write
+        from vault.config import vault_home
+        from vault.fsutil import atomic_write, private_folder
 
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(cache.parent, vault_home())
             payload: Any = (stamp, tuple(patterns))
             atomic_write(cache, marshal.dumps(payload), durable=False)
         except OSError:
