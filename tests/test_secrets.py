@@ -795,3 +795,27 @@ def test_an_aws_secret_key_in_another_cell_of_the_row_is_found(tmp_path: Path) -
     assert [s for (s,) in db.execute("SELECT secret FROM creds")][0].startswith("[REDACTED:")
     assert [s for (s,) in db.execute("SELECT b FROM notes")] == [secret]
     db.close()
+
+
+SLASHED_AWS = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
+SLASHED_URL = "S3cr3tPassw0rd" + "Xyz"
+
+
+@pytest.mark.parametrize("plain", [
+    {"aws_secret_access_key": SLASHED_AWS},
+    {"url": f"https://admin:{SLASHED_URL}@db.example.com/x"},
+])
+def test_json_with_escaped_slashes_hides_no_secret(plain: dict[str, str]) -> None:
+    """PHP's json_encode writes every slash as `\\/`: the same secrets, escaped so, went into
+    the vault under policy "block"."""
+    written = json.dumps(plain).replace("/", "\\/").encode()  # as PHP writes it
+    want = sec.scan_bytes(json.dumps(plain).encode(), path="m.json")
+    got = sec.scan_bytes(written, path="m.json")
+    assert want and [(f.kind, f.fingerprint) for f in got] == [
+        (f.kind, f.fingerprint) for f in want]  # the secret's own fingerprint
+    redacted = sec.redact(written, got)
+    assert SLASHED_AWS.encode() not in redacted.replace(b"\\/", b"/")
+    assert SLASHED_URL.encode() not in redacted
+    value = next(iter(json.loads(redacted).values()))
+    assert "[REDACTED:" in value  # still JSON, the marker in the value
+    assert sec.screen(written, path="m.json", settings=SecretsSettings()).data is None  # block

@@ -685,9 +685,12 @@ _PRINTABLE_RUN_NUL = rb"[\x00\t\n\r\x20-\x7e]{8,}"
 
 
 def _scan_data(data: bytes, rules: _Rules) -> list[_Spot]:
-    """The secrets in any bytes: as they are, and with their NULs taken out (UTF-16 text)."""
+    """The secrets in any bytes: as they are, with JSON's escaped slashes read as slashes, and
+    with their NULs taken out (UTF-16 text)."""
     text = text_like(data)
     spots = [_Spot(h, data[h.start:h.end], "ascii", text) for h in _scan_view(data, rules, text)]
+    if b"\\/" in data:
+        spots += _unescaped_slashes(data, rules, text, spots)
     if b"\x00" not in data:
         return spots
     bare = data.replace(b"\x00", b"")
@@ -709,6 +712,30 @@ def _scan_data(data: bytes, rules: _Rules) -> list[_Spot]:
         spots.append(_Spot(_Hit(start, end, h.kind, h.priority), bare[h.start:h.end],
                            encoding, ok))
     return spots
+
+
+def _unescaped_slashes(data: bytes, rules: _Rules, text: bool,
+                       spots: list[_Spot]) -> list[_Spot]:
+    """The secrets found only once JSON's `\\/` is read as `/` (PHP's json_encode writes every
+    slash so: `https:\\/\\/user:pass@host`, an AWS secret key with `\\/` in it). Each is
+    placed over its escaped bytes, which a marker replaces whole; its fingerprint is the
+    secret's own."""
+    view = data.replace(b"\\/", b"/")
+    extra = _scan_view(view, rules, text)
+    if not extra:
+        return []
+    slashes = [m.start() for m in re.finditer(rb"\\/", data)]
+    gaps = [at - i for i, at in enumerate(slashes)]  # where in view each `\\/` became `/`
+    taken = [(s.hit.start, s.hit.end) for s in spots]
+    found = []
+    for h in extra:
+        start = h.start + bisect_left(gaps, h.start)  # (a secret that starts with `/`: its `\\`)
+        end = h.end + bisect_right(gaps, h.end - 1)
+        if any(s < end and start < e for s, e in taken):
+            continue  # found as it is already
+        found.append(_Spot(_Hit(start, end, h.kind, h.priority), view[h.start:h.end], "ascii",
+                           text))
+    return found
 
 
 def _utf16_span(data: bytes, first: int, last: int) -> tuple[int, int, str]:
