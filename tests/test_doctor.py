@@ -48,6 +48,18 @@ def test_healthy_vault(config: Config, vault: VaultRepo, clock: Clock, tmp_path:
     assert proc.returncode == 0 and json.loads(proc.stdout)["ok"] is True
 
 
+def test_a_sync_that_always_fails_fails_the_memory_files_check(config: Config, vault: VaultRepo,
+                                                                tmp_path: Path) -> None:
+    """A damaged secrets-allow.json makes every sync fail, nothing backed up: doctor said
+    WARN ("not checked") and exit 0."""
+    sync(config)
+    (config.state_dir / "secrets-allow.json").write_text("{garbage")
+    report = doctor(config, crontab_file=tmp_path / "crontab")
+    [memory] = [c for c in report.checks if c.name == "memory files"]
+    assert memory.status == "fail" and memory.detail.startswith("a sync fails: ")
+    assert "secrets-allow.json" in memory.detail and not report.ok
+
+
 def test_damaged_object_fails_with_a_clear_line(config: Config, vault: VaultRepo,
                                                 clock: Clock, workspace: Path) -> None:
     sync(config, now=clock)

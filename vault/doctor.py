@@ -329,7 +329,8 @@ def check_memory_files(config: Config, repo: VaultRepo,
         result = sync_locked(config, repo, SyncOptions(dry_run=True),
                              now or (lambda: datetime.now(timezone.utc)))
     except VaultError as exc:
-        return MemoryFiles(Check(name, WARN, f"not checked: {exc.message}"))
+        # (a dry run refuses what the sync would: every sync fails so, nothing is backed up)
+        return MemoryFiles(Check(name, FAIL, f"a sync fails: {exc.message}"))
     corrupt = [(c.path, c.file, c.reason) for c in result.corrupt]
     fresh = tuple(c for c in corrupt if too_fresh(c[1]))
     judged = tuple(c for c in corrupt if c not in fresh)
