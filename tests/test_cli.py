@@ -312,3 +312,19 @@ def test_status_says_when_the_last_sync_is_in_the_future(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     [line] = [line for line in proc.stdout.splitlines() if line.startswith("Last sync:")]
     assert line.endswith("(2 hours in the future: is a clock wrong?)"), line
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_output_that_cannot_be_written_is_one_line_not_unexpected(config: Config,
+                                                                   vault: VaultRepo) -> None:
+    """`vault sync > full-disk`: the commit was made, then 'Error: unexpected: OSError', exit 3."""
+    for args in (("sync",), ("status",), ("log", "--json")):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "vault", *args, "--config",
+                                   str(config.file)], stdout=full, stderr=subprocess.PIPE,
+                                  text=True, timeout=120)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.splitlines() == [
+            "Error: cannot write the output: No space left on device",
+            "Hint: what the command did is done; only its output is lost"]
+    assert vault.head_id() is not None  # the sync's commit is made

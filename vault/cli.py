@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import click
 
 from vault import __version__
-from vault.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
+from vault.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, VaultError
 
 from vault.cliutil import (  # noqa: F401 - re-exported for command modules
     EXIT_CODE_HELP, Abort, config_option, emit_json, emit_json_error, json_option,
@@ -864,6 +864,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if debug:
             _print_traceback()
+        if isinstance(exc, OSError) and _writing_output(exc):
+            # (a full disk under `> file`, /dev/full): what the command did is done; only
+            # what it had to say is lost, and Python would report it again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print_error(f"cannot write the output: {exc.strerror or exc}",
+                        "what the command did is done; only its output is lost")
+            sys.exit(EXIT_FAILED)
         from vault.entry import interrupted
 
         if interrupted():  # a Ctrl-C that some library turned into another error
@@ -874,6 +881,17 @@ def main(argv: list[str] | None = None) -> None:
         emit_json_error(args, message, hint, EXIT_UNEXPECTED)
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
+
+
+def _writing_output(exc: BaseException) -> bool:
+    """Whether the error was raised writing the command's output (in click.echo)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "echo" and code.co_filename.endswith(os.path.join("click", "utils.py")):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _print_traceback() -> None:
