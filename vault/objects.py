@@ -296,46 +296,52 @@ def tree_files(repo: VaultRepo, commit_id: str) -> FileMap:
     """repo.files(commit_id), read from loose objects by hand (repo.files when any is not)."""
     files: FileMap = {}
     objects = os.fspath(repo.path / "objects")
-    commit = _loose(objects, commit_id, b"commit")
+    commit = loose_body(objects, commit_id, b"commit")
     if commit is None or not commit.startswith(b"tree ") or commit[45:46] != b"\n":
         return repo.files(commit_id)
     stack = [(commit[5:45].decode("ascii"), "")]
     while stack:
         oid, prefix = stack.pop()
-        body = _loose(objects, oid, b"tree")
+        body = loose_body(objects, oid, b"tree")
         if body is None:
             return repo.files(commit_id)
-        i, end = 0, len(body)
         try:
-            while i < end:  # entries: b"<mode> <name>\0<20-byte id>"
-                space = body.index(b" ", i)
-                nul = body.index(b"\0", space)
-                mode = int(body[i:space], 8)
-                path = prefix + body[space + 1:nul].decode("utf-8")
-                entry = body[nul + 1:nul + 21].hex()
-                if len(entry) != 40:
-                    return repo.files(commit_id)
+            for mode, name, entry in tree_entries(body):
+                path = prefix + name.decode("utf-8")
                 if mode == 0o40000:
                     stack.append((entry, path + "/"))
                 else:
                     files[path] = (entry, mode)
-                i = nul + 21
-        except ValueError:  # no space or NUL where one must be, a bad mode, a bad name
+        except ValueError:  # an entry that cannot be read, a name that is not UTF-8
             return repo.files(commit_id)
     return files
+
+
+def tree_entries(body: bytes) -> Iterator[tuple[int, bytes, str]]:
+    """A tree object's entries: (mode, name, id); ValueError for one that cannot be read (no
+    space or NUL where one must be, a bad mode, an id cut short)."""
+    i, end = 0, len(body)
+    while i < end:  # entries: b"<mode> <name>\0<20-byte id>"
+        space = body.index(b" ", i)
+        nul = body.index(b"\0", space)
+        entry = body[nul + 1:nul + 21]
+        if len(entry) != 20:
+            raise ValueError("an entry's id is cut short")
+        yield int(body[i:space], 8), body[space + 1:nul], entry.hex()
+        i = nul + 21
 
 
 def commit_info(repo: VaultRepo, oid: str) -> CommitInfo:
     """repo's CommitInfo of a commit, read from its loose object by hand (VaultRepo reads any
     other: packed, unusual, or not a commit, which it reports)."""
-    return _loose_commit(repo, oid) or repo.resolve(oid)
+    return loose_commit(repo, oid) or repo.resolve(oid)
 
 
 def first_parent_line(repo: VaultRepo, start: str) -> Iterator[CommitInfo]:
     """repo.walk_first_parent(start), read from loose objects by hand while they are loose."""
     oid: str | None = start
     while oid is not None:
-        info = _loose_commit(repo, oid)
+        info = loose_commit(repo, oid)
         if info is None:
             yield from repo.walk_first_parent(oid)
             return
@@ -344,21 +350,11 @@ def first_parent_line(repo: VaultRepo, start: str) -> Iterator[CommitInfo]:
 
 
 def loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
-    """A whole, checked loose commit as VaultRepo describes it; None for anything else."""
-    return _loose_commit(repo, oid)
-
-
-def loose_body(objects: str | os.PathLike[str], oid: str, kind: bytes) -> bytes | None:
-    """The body of a whole, checked loose object of that kind; None for anything else."""
-    return _loose(os.fspath(objects), oid, kind)
-
-
-def _loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
     """The commit as VaultRepo describes it (pygit2's message: leading newlines dropped), or
     None for anything but a whole, checked loose commit in the layout git writes."""
     if len(oid) != 40 or not set(oid) <= HEX:
         return None
-    body = _loose(os.fspath(repo.path / "objects"), oid, b"commit")
+    body = loose_body(os.fspath(repo.path / "objects"), oid, b"commit")
     if body is None:
         return None
     head, blank, message = body.partition(b"\n\n")
@@ -385,7 +381,7 @@ def _loose_commit(repo: VaultRepo, oid: str) -> CommitInfo | None:
                       summary=text.split("\n", 1)[0], message=text, parents=tuple(parents))
 
 
-def _loose(objects: str, oid: str, kind: bytes) -> bytes | None:
+def loose_body(objects: str, oid: str, kind: bytes) -> bytes | None:
     """The body of a whole, checked loose object of that kind; None for anything else."""
     try:
         with open(f"{objects}/{oid[:2]}/{oid[2:]}", "rb", buffering=0) as handle:

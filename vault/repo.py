@@ -434,9 +434,9 @@ class VaultRepo:
     def walk(self, start: str | None = None) -> Iterator[CommitInfo]:
         """Commits from start (default: the branch tip) back to the first, newest first.
 
-        Each commit is read checked (a loose one with zlib, _loose_commit; any other through
-        _commit, which checks first): libgit2's walker read them unchecked, and looped forever
-        on a truncated one (libgit2#7342). Newest first by committer time, which vault never
+        Each commit is read checked (a loose one with zlib, objects.loose_commit; any other
+        through _commit, which checks first): libgit2's walker read them unchecked, and looped
+        forever on a truncated one (libgit2#7342). Newest first by committer time, which vault never
         lets go back from a parent to its child: a child comes before its parents."""
         import heapq
 
@@ -445,20 +445,21 @@ class VaultRepo:
         start = start or self.head_id()
         if start is None:
             return
-        seen = {start}
-        order = 0  # (ties: first found, first out)
-        frontier: list[tuple[float, int, CommitInfo]] = []
-        info = loose_commit(self, start) or _info(self._commit(start))
-        heapq.heappush(frontier, (-info.time.timestamp(), order, info))
+        seen: set[str] = set()
+        frontier: list[tuple[float, int, CommitInfo]] = []  # (ties: first found, first out)
+
+        def found(oid: str) -> None:
+            seen.add(oid)
+            info = loose_commit(self, oid) or _info(self._commit(oid))
+            heapq.heappush(frontier, (-info.time.timestamp(), len(seen), info))
+
+        found(start)
         while frontier:
             info = heapq.heappop(frontier)[2]
             yield info
             for parent in info.parents:
                 if parent not in seen:
-                    seen.add(parent)
-                    order += 1
-                    found = loose_commit(self, parent) or _info(self._commit(parent))
-                    heapq.heappush(frontier, (-found.time.timestamp(), order, found))
+                    found(parent)
 
     def walk_first_parent(self, start: str) -> Iterator[CommitInfo]:
         """The branch's own line of history from start back to the first commit (each commit
@@ -528,25 +529,18 @@ class VaultRepo:
         for a tree that is not a loose object, RepoError for a damaged one."""
         if oid is None:
             return {}
-        from vault.objects import loose_body
+        from vault.objects import loose_body, tree_entries
 
-        body = loose_body(self.path / "objects", oid, b"tree")
+        body = loose_body(os.fspath(self.path / "objects"), oid, b"tree")
         if body is None:
             self._check_loose(oid)  # (a damaged one says so)
             raise _NotLoose(oid)
-        entries: dict[str, tuple[int, str]] = {}
-        i, end = 0, len(body)
         try:
-            while i < end:  # entries: b"<mode> <name>\0<20-byte id>"
-                space = body.index(b" ", i)
-                nul = body.index(b"\0", space)
-                name = body[space + 1:nul].decode("utf-8", "surrogateescape")
-                entries[name] = (int(body[i:space], 8), body[nul + 1:nul + 21].hex())
-                i = nul + 21
+            return {name.decode("utf-8", "surrogateescape"): (mode, entry)
+                    for mode, name, entry in tree_entries(body)}
         except ValueError:
             raise RepoError(f"vault tree {oid} is damaged (an entry cannot be read)",
                             hint=_DAMAGED_HINT) from None
-        return entries
 
     # Writing -------------------------------------------------------------------------------
 
