@@ -28,8 +28,8 @@ from vault.restore_db import (Databases, install_sqlite, refuse_any_open, refuse
 from vault.restore_modes import STATE_NAME as MODES_NAME
 from vault.restore_modes import ModeBook
 from vault.sources import (COMPANION_SUFFIXES, DUMP_HEADER, KEYED_COMPANIONS, SKIP_DIR_NAMES,
-                           companion_key, compile_patterns, is_own_companion, path_filter,
-                           scan_source, stat_key)
+                           companion_key, companion_stem, compile_patterns, is_own_companion,
+                           path_filter, scan_source, stat_key)
 from vault.sync import (CACHE_NAME, SyncOptions, SyncResult, format_time, source_prefix,
                         sync, sync_locked)
 from vault.when import Revision, parse_when
@@ -509,14 +509,17 @@ def _refuse_live_folders(config: Config, to: Path, tops: set[str]) -> None:
     tops.discard("")
     live = [(s.name, os.path.realpath(s.root)) for s in config.sources]
     repository = os.path.realpath(config.vault.path)
+
+    def overlap(a: str, b: str) -> bool:  # one is, holds or is inside the other
+        return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
     for top in sorted(tops):
         folder = os.path.realpath(to / top)
-        if folder == repository or folder.startswith(repository + "/") \
-                or repository.startswith(folder + "/"):
+        if overlap(folder, repository):
             raise UsageError(f"--to {to} would write into the vault's own repository "
                              f"({repository})", hint="pick a folder outside it")
         for name, root in live:
-            if folder == root or folder.startswith(root + "/") or root.startswith(folder + "/"):
+            if overlap(folder, root):
                 raise UsageError(f"--to {to} would write into the live source {name!r} "
                                  f"({root})", hint="restore into the live sources without --to "
                                                    "(safety sync, undo), or pick another folder")
@@ -744,6 +747,8 @@ def _companions_in_the_way(reader: BlobReader, actions: list[Action],
     aside, listed, and covered by the undo, as a file the restore replaces. (The live
     database's own go with it: the safety sync took its state through the backup API.)"""
     names: dict[str, set[str]] = {}  # folder -> the names in it (one listing per folder)
+    # X for each X-wal, X-shm or X-journal the commit holds (usually none)
+    stems = {companion_stem(p) for p in files if p.endswith(COMPANION_SUFFIXES)}
     planned = {a.path for a in actions}
     stamp = _aside_stamp(now)
     used: set[str] = set()
@@ -758,14 +763,14 @@ def _companions_in_the_way(reader: BlobReader, actions: list[Action],
                 here = names[folder] = set(os.listdir(folder))
             except OSError:  # (a folder the restore makes: nothing in it yet)
                 here = names[folder] = set()
-        present = [s for s in COMPANION_SUFFIXES if name + s in here]
-        held = [action.path + s for s in COMPANION_SUFFIXES if action.path + s in files]
-        if not (present or held) \
+        present = [s for s in COMPANION_SUFFIXES if name + s in here] if here else []
+        if not present and action.path not in stems \
                 or reader.get(action.oid).head(len(DUMP_HEADER)) != DUMP_HEADER:
             continue
-        if held:  # (a commit made by hand: a sync never stores such a pair)
+        if action.path in stems:  # (a commit made by hand: a sync never stores such a pair)
+            held = next(action.path + s for s in COMPANION_SUFFIXES if action.path + s in files)
             raise RestoreError(f"cannot restore {action.path}: the commit also holds "
-                               f"{held[0]}, which SQLite would take for the database's own",
+                               f"{held}, which SQLite would take for the database's own",
                                hint="restore one of them (--path)")
         for suffix in present:
             path, target = action.path + suffix, action.target + suffix
@@ -774,11 +779,6 @@ def _companions_in_the_way(reader: BlobReader, actions: list[Action],
             aside.append(Action("delete", path, target, why=COMPANION_IN_THE_WAY,
                                 set_aside=_aside_name(target, stamp, used)))
     return aside
-
-
-def _stem(target: str) -> str:
-    """X for X-wal, X-shm or X-journal."""
-    return next(target[: -len(s)] for s in COMPANION_SUFFIXES if target.endswith(s))
 
 
 def _aside_stamp(when: datetime) -> str:
@@ -893,13 +893,15 @@ def _apply_all(repo: VaultRepo, actions: tuple[Action, ...], writer: BatchWriter
         try:
             for action in actions:
                 try:
-                    if action.target.endswith(COMPANION_SUFFIXES):
+                    stem = companion_stem(action.target) \
+                        if action.target.endswith(COMPANION_SUFFIXES) else None
+                    if stem is not None:
                         if action.why == COMPANION_IN_THE_WAY:
                             # kept aside with its database, as it is moved in: X's stat
                             # (checked again then) includes X-wal's
-                            beside.setdefault(_stem(action.target), []).append(action)
+                            beside.setdefault(stem, []).append(action)
                             continue
-                        if any(a.target == _stem(action.target) for a, _s in replacing):
+                        if any(a.target == stem for a, _s in replacing):
                             replace_staged()  # X first: setting it aside takes X-wal along
                     if action.action == "delete":
                         action = recheck(action)

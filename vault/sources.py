@@ -455,12 +455,20 @@ def _is_companion(name: str, by_name: dict[str, os.DirEntry[str]], base: str,
     return False
 
 
+def companion_stem(name: str) -> str | None:
+    """X for a name (or path) X-wal, X-shm or X-journal; None for any other."""
+    for suffix in COMPANION_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
 def is_own_companion(path: str) -> bool:
     """Whether the file at path (named X-wal, X-shm or X-journal) is SQLite's own companion of
     the file X beside it, by the rule a sync's scan follows; if not, it is a file of the
     user's (synced as such)."""
     folder, _, name = path.rpartition("/")
-    stem = next((name[: -len(s)] for s in COMPANION_SUFFIXES if name.endswith(s)), None)
+    stem = companion_stem(name)
     if stem is None:
         return False
     needed = {name, stem, stem + "-wal"}
