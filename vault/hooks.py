@@ -9,7 +9,7 @@ from datetime import datetime
 
 from vault.config import Config
 from vault.errors import BusyError, VaultError
-from vault.sync import SyncOptions, SyncResult, sync
+from vault.sync import SyncOptions, SyncResult, check_before_state, sync
 
 # How much of a hook's output is read back (its last line is what is reported), and how long a
 # killed hook may take to die: never wait on a process the kernel cannot kill (an NFS hang).
@@ -96,7 +96,7 @@ def _run_pre_sync(config: Config, command: str) -> HookRun:
     with ExitStack() as held:
         # A vault's first sync: the lock's folder is made once the repository is known to be
         # one vault may write into (as sync does); no vault, or not vault's: the sync says so.
-        if config.state_dir.exists() or _may_hold_state(config):
+        if _may_hold_state(config):
             try:
                 held.enter_context(SyncLock(config.state_dir))
             except BusyError:
@@ -107,14 +107,14 @@ def _run_pre_sync(config: Config, command: str) -> HookRun:
 
 
 def _may_hold_state(config: Config) -> bool:
-    """The checks sync makes before its lock creates the state folder in a new vault."""
+    """Whether the lock may be taken: its folder is there, or sync's checks before making it
+    pass."""
+    if config.state_dir.exists():
+        return True
     from vault.repo import VaultRepo
 
     try:
-        repo = VaultRepo.open(config.vault.path, config.vault.branch)
-        head = repo.head_id()
-        if head is not None:
-            repo.check_made_by_vault(head)
+        check_before_state(config, VaultRepo.open(config.vault.path, config.vault.branch))
     except VaultError:
         return False
     return True

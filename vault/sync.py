@@ -163,10 +163,7 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
     clock = now or (lambda: datetime.now(timezone.utc))
     if options.dry_run:
         return _sync(config, repo, options, clock)
-    if not config.state_dir.exists():  # (a vault's first sync, or a repository not vault's:
-        head = repo.head_id()          # refused before the lock writes its files into it)
-        if head is not None:
-            repo.check_made_by_vault(head)
+    check_before_state(config, repo)
     with SyncLock(config.state_dir):
         _sweep_temp_files(config)
         result = _sync(config, repo, options, clock)
@@ -185,6 +182,15 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
 
         write_plan(config, result, all_sources=not options.sources)
         return result
+
+
+def check_before_state(config: Config, repo: VaultRepo) -> None:
+    """Before the sync lock makes the state folder (a vault's first sync): RepoError for a
+    repository vault did not make, refused before the lock writes its files into it."""
+    if not config.state_dir.exists():
+        head = repo.head_id()
+        if head is not None:
+            repo.check_made_by_vault(head)
 
 
 def _rollback_failures(config: Config, result: SyncResult,
