@@ -21,7 +21,7 @@ from typing import Any
 import apsw
 import pytest
 
-from conftest import Clock, git, make_sqlite, run_cli, write_config
+from conftest import Clock, git, make_sqlite, rows, run_cli, write_config
 import vault.restore as restore_module
 from vault.config import Config, load_config
 from vault.detect import RACY_MARGIN_NS
@@ -988,14 +988,6 @@ def test_an_undo_leaves_a_file_the_vault_never_could_take(config: Config, vault:
     assert (workspace / "broken.json").read_text() == '{"half": '
     assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- v2\n"
     assert asides(workspace, "broken.json") == []
-
-
-def rows(db: Path) -> list[tuple[Any, ...]]:
-    conn = apsw.Connection(str(db))
-    try:
-        return list(conn.execute("SELECT id, content FROM memories ORDER BY id"))
-    finally:
-        conn.close()
 
 
 def test_a_wal_named_file_of_the_users_is_kept_aside_not_deleted(
