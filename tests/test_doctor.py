@@ -415,3 +415,30 @@ def test_an_index_made_by_an_older_vault_is_not_called_damaged(config: Config,
     conn.close()
     check = check_index(config, vault)
     assert check.status == "warn" and "made by an older vault" in check.detail
+
+
+def test_a_cron_entry_whose_interpreter_is_gone_fails(config: Config, vault: VaultRepo,
+                                                      tmp_path: Path) -> None:
+    import shutil
+    import sys
+
+    from vault.schedule import install
+
+    crontab = tmp_path / "crontab"
+    install(config, "15m", crontab_file=crontab)
+    report = doctor(config, crontab_file=crontab)
+    assert checks(report)["cron"] == "ok"
+    # a virtualenv deleted after `vault cron install`: cron would fail every run, silently
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    python = venv / "python3"
+    shutil.copy(sys.executable, python)  # (a copy outside its venv: cannot import vault)
+    text = crontab.read_text()
+    crontab.write_text(text.replace(sys.executable, str(python)))
+    cron = next(c for c in doctor(config, crontab_file=crontab).checks if c.name == "cron")
+    assert cron.status == "fail" and f"it runs {python}, which cannot import vault" in cron.detail
+    python.unlink()
+    cron = next(c for c in doctor(config, crontab_file=crontab).checks if c.name == "cron")
+    assert cron.status == "fail"
+    assert f"cannot sync: it runs {python}, which is gone (`vault cron install` again)" \
+        in cron.detail

@@ -477,7 +477,7 @@ def _under_sync_lock(config: Config, action: Callable[[], None]) -> None:
 
 def check_cron(config: Config, crontab_file: Path | None) -> Check:
     """vault's crontab entry (a systemd timer or agent hooks are fine too: then a warning)."""
-    from vault.schedule import status
+    from vault.schedule import entry_problem, status
 
     try:
         st = status(config, crontab_file)
@@ -486,6 +486,10 @@ def check_cron(config: Config, crontab_file: Path | None) -> Check:
     if st.entry is None:
         return Check("cron", WARN, f"no vault entry in {st.crontab} (`vault cron install`, or "
                                    "a systemd timer / agent hooks)")
+    problem = entry_problem(st.entry)
+    if problem:
+        return Check("cron", FAIL, f"vault's entry in {st.crontab} cannot sync: {problem} "
+                                   "(`vault cron install` again)")
     return Check("cron", OK, f"{st.entry.schedule}, next run {st.next_run:%Y-%m-%d %H:%M}")
 
 

@@ -316,6 +316,35 @@ def status(config: Config, crontab_file: Path | None = None,
                       next_run=next_run, crontab=where)
 
 
+def entry_problem(entry: CronEntry) -> str | None:
+    """Why cron could not run this entry's sync (its interpreter gone, vault no longer
+    importable by it: a deleted or rebuilt virtualenv), or None when it can."""
+    try:
+        words = shlex.split(entry.command)
+    except ValueError:
+        return "its command cannot be read"
+    program = next((w for w in words if not _is_assignment(w)), None)
+    if program is None:
+        return "it runs no program"
+    if not os.path.isabs(program):
+        return None  # (found on cron's PATH: nothing to check from here)
+    if not os.access(program, os.X_OK) or os.path.isdir(program):
+        return f"it runs {program}, which is gone"
+    try:
+        proc = subprocess.run([program, "-c", "import vault"], capture_output=True,
+                              timeout=60, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"it runs {program}, which does not start ({exc})"
+    if proc.returncode != 0:
+        return f"it runs {program}, which cannot import vault any more"
+    return None
+
+
+def _is_assignment(word: str) -> bool:
+    name, eq, _ = word.partition("=")
+    return bool(eq) and name.isidentifier()
+
+
 def sync_interval(config: Config, crontab_file: Path | None,
                   now: datetime) -> tuple[int, str]:
     """Seconds between two scheduled syncs and what says so: vault's cron entry when it has
