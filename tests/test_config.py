@@ -100,6 +100,15 @@ def test_sections_parse(tmp_path: Path) -> None:
     assert cfg.schedule.interval == 3600
 
 
+def test_a_fingerprint_in_capitals_is_allowed(tmp_path: Path) -> None:
+    """Copied from a report in capitals, it means what `vault secrets allow` takes."""
+    from vault.secrets import allowed_fingerprints
+
+    cfg = load_config(write(tmp_path / "vault.toml",
+                            "[secrets]\nallow_fingerprints = ['0123ABCD0123abcd']\n"))
+    assert "0123abcd0123abcd" in allowed_fingerprints(cfg)
+
+
 def test_root_vault_toml_is_valid() -> None:
     """The commented example at the repository root loads against examples/."""
     root = Path(__file__).resolve().parent.parent

@@ -533,7 +533,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
         sec_raw.fail("secrets.policy", f"{policy!r}: use one of {', '.join(SECRET_POLICIES)}")
     fingerprints = sec_raw.strings("allow_fingerprints", ())
     for i, fp in enumerate(fingerprints):
-        if not re.fullmatch(r"[0-9a-f]{8,64}", fp):
+        if not re.fullmatch(r"[0-9a-fA-F]{8,64}", fp):
             sec_raw.fail(f"secrets.allow_fingerprints[{i}]", f"{fp!r} is not a fingerprint "
                          "(hex, as `vault secrets scan` prints it)")
     allow_paths = sec_raw.strings("allow_paths", ())
