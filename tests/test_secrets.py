@@ -552,6 +552,30 @@ def test_cli_scan_lists_findings_by_fingerprint_and_never_a_value(
             assert needle.decode() not in out and needle.decode() not in result.output
 
 
+def test_cli_scan_names_the_files_it_could_not_scan(leaky: tuple[Config, Path]) -> None:
+    """A half-written JSON file (or one too large) hides what it holds: "no secrets found"
+    alone would be a clean bill for a file nobody read."""
+    config, path = leaky
+    src = config.sources[0].root
+    fps = {sec.fingerprint(p.value) for p in SECRETS.values()}
+    for fp in fps:
+        sec.allow_fingerprint(config, fp)
+    (src / "half.json").write_text('{"token": "ghp_')
+    runner = CliRunner()
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "No secrets found in the sources."
+    assert "Not scanned (1, and not synced either until they can be read):\n" \
+           "  agent/half.json: invalid JSON (half-written?)" in result.output
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--json", "--config", str(path)])
+    doc = json.loads(result.output)
+    assert [n["path"] for n in doc["not_scanned"]] == ["agent/half.json"]
+    assert doc["not_scanned"][0]["reason"].startswith("invalid JSON (half-written?)")
+    result = runner.invoke(cli_group(), ["secrets", "scan", "--history", "--json", "--config",
+                                         str(path)])
+    assert json.loads(result.output)["not_scanned"] == []
+
+
 def test_cli_allow_then_scan_skips_it(leaky: tuple[Config, Path]) -> None:
     config, path = leaky
     runner = CliRunner()

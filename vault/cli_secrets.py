@@ -34,6 +34,7 @@ def scan(config_path: str | None, as_json: bool, history: bool) -> None:
 
     config = load_config_at(config_path)
     found: list[Any]
+    not_scanned: list[tuple[str, str]] = []
     if history:
         from vault.repo import VaultRepo
 
@@ -41,16 +42,23 @@ def scan(config_path: str | None, as_json: bool, history: bool) -> None:
         found = list(scan_history(repo, allow_fingerprints=allowed_fingerprints(config),
                                   allow_paths=config.secrets.allow_paths))
     else:
-        found = list(scan_sources(config))
+        scanned = scan_sources(config)
+        found, not_scanned = scanned.findings, scanned.not_scanned
     groups = _by_fingerprint(found)
     scope = "history" if history else "sources"
     if as_json:
         emit_json({"scope": scope, "policy": config.secrets.policy, "count": len(groups),
                    "findings": [{"fingerprint": fp, "kind": kind,
                                  "locations": [_location(f) for f in items]}
-                                for fp, kind, items in groups]})
+                                for fp, kind, items in groups],
+                   "not_scanned": [{"path": p, "reason": r} for p, r in not_scanned]})
     else:
         _render(groups, scope, config.secrets.policy)
+        if not_scanned:
+            click.echo(f"Not scanned ({len(not_scanned)}, and not synced either until they "
+                       "can be read):")
+            for path, reason in not_scanned:
+                click.echo(f"  {path}: {reason}")
     if groups:
         raise Abort(1)
 

@@ -364,7 +364,15 @@ def allow_fingerprint(config: Config, fp: str) -> bool:
     return True
 
 
-def scan_sources(config: Config, names: Sequence[str] = ()) -> list[SourceFinding]:
+@dataclass(frozen=True)
+class SourceScan:
+    """What a scan of the sources found, and the files it could not scan (path, reason)."""
+
+    findings: list[SourceFinding]
+    not_scanned: list[tuple[str, str]]
+
+
+def scan_sources(config: Config, names: Sequence[str] = ()) -> SourceScan:
     """Scan every file of the configured sources as a sync would take it, writing nothing."""
     from vault.snapshot import take_snapshot
     from vault.sources import scan_source
@@ -375,6 +383,7 @@ def scan_sources(config: Config, names: Sequence[str] = ()) -> list[SourceFindin
             raise UsageError(f"no source named {name!r} (known: {', '.join(known) or 'none'})")
     allowed = allowed_fingerprints(config)
     found: list[SourceFinding] = []
+    not_scanned: list[tuple[str, str]] = []
     for source in [known[n] for n in names] if names else config.sources:
         scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
         for entry in scan.entries:
@@ -383,11 +392,14 @@ def scan_sources(config: Config, names: Sequence[str] = ()) -> list[SourceFindin
                 continue
             snap = take_snapshot(entry, config.snapshot)
             if snap.data is None:
-                continue  # not synced either; `vault sync` reports why
+                # (not synced either, for the same reason; one removed meanwhile is no file)
+                if not snap.vanished:
+                    not_scanned.append((vpath, snap.reason or "not readable"))
+                continue
             found.extend(SourceFinding(f.fingerprint, f.kind, vpath, f.locator)
                          for f in scan_bytes(snap.data, path=vpath, allow_fingerprints=allowed))
     found.sort(key=lambda f: (f.fingerprint, f.path, f.locator))
-    return found
+    return SourceScan(found, sorted(not_scanned))
 
 
 def scan_history(repo: VaultRepo, *, allow_fingerprints: frozenset[str] = frozenset(),
