@@ -141,10 +141,43 @@ def test_unexpected_error_is_one_line_exit_3(config_file: Path, monkeypatch: pyt
     err = capsys.readouterr().err
     assert err.splitlines()[0] == "Error: unexpected: RuntimeError: disk on fire"
     assert "Traceback" not in err
+    # under cron nobody reads stderr: failures.log (and [alerts]) hear of it as of any failure
+    from vault.alerts import log_path
+    from vault.config import load_config
+
+    log = log_path(load_config(config_file))
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["command"], e["error"]) for e in lines] == [
+        ("sync", "unexpected: RuntimeError: disk on fire")]
+    with pytest.raises(SystemExit):
+        main(["sync", "--dry-run", "--config", str(config_file)])
+    assert len(log.read_text().splitlines()) == 1  # (a dry run is no failed sync)
+    capsys.readouterr()
     monkeypatch.setenv("VAULT_DEBUG", "1")
     with pytest.raises(SystemExit):
         main(["sync", "--config", str(config_file)])
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_in_doctor_reaches_failures_log(
+        config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vault doctor --drill` runs from cron too: a crash there must not pass unheard."""
+    import vault.doctor
+    from vault.alerts import log_path
+    from vault.cli import main
+    from vault.config import load_config
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("drill fell over")
+
+    run_cli("init", "--config", str(config_file))
+    monkeypatch.setattr(vault.doctor, "doctor", boom)
+    with pytest.raises(SystemExit) as info:
+        main(["doctor", "--config", str(config_file)])
+    assert info.value.code == 3
+    entry = json.loads(log_path(load_config(config_file)).read_text())
+    assert (entry["command"], entry["error"]) == ("doctor",
+                                                  "unexpected: RuntimeError: drill fell over")
 
 
 def test_stat_cache_that_cannot_be_written_is_a_clear_error(config_file: Path,

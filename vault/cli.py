@@ -110,6 +110,10 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
         if not dry_run:
             _report_failure(config, "sync", exc.message, as_json)
         raise
+    except Exception as exc:
+        if not dry_run:
+            _report_unexpected(config, "sync", exc, as_json)
+        raise
     for hook in hooks:
         if hook.returncode != 0:
             why = "timed out" if hook.returncode is None else f"exit {hook.returncode}"
@@ -189,6 +193,21 @@ def _report_failure(config: Any, command: str, message: str, as_json: bool) -> N
     outcome = alert(config, record_failure(config, command, message))
     if outcome.action == "failed" and not as_json:
         click.echo(f"Warning: {outcome.message}", err=True)
+
+
+def _report_unexpected(config: Any, command: str, exc: Exception, as_json: bool) -> None:
+    """An error vault did not foresee (a bug, a missing program): main() says it on stderr,
+    exit 3; under cron nobody reads that, so failures.log and [alerts] hear of it too."""
+    from vault.entry import interrupted
+
+    if interrupted() or (isinstance(exc, OSError) and _writing_output(exc)):
+        return  # (a Ctrl-C some library turned into another error; the output's own error)
+    _report_failure(config, command, unexpected_message(exc), as_json)
+
+
+def unexpected_message(exc: BaseException) -> str:
+    """The one line said of an unexpected error."""
+    return f"unexpected: {type(exc).__name__}: {exc}"
 
 
 def sync_json(result: Any) -> dict[str, Any]:
@@ -682,8 +701,13 @@ def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
     from vault.doctor import doctor as run_doctor
 
     config = load_config_at(config_path)
-    report = run_doctor(config, repair=repair, drill=drill,
-                        crontab_file=Path(crontab_file) if crontab_file else None)
+    try:
+        report = run_doctor(config, repair=repair, drill=drill,
+                            crontab_file=Path(crontab_file) if crontab_file else None)
+    except Exception as exc:
+        if not isinstance(exc, VaultError):
+            _report_unexpected(config, "doctor", exc, as_json)
+        raise
     if as_json:
         emit_json({"ok": report.ok,
                    "checks": [{"name": c.name, "status": c.status, "detail": c.detail}
@@ -875,7 +899,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if interrupted():  # a Ctrl-C that some library turned into another error
             _exit_interrupted(args)
-        message = f"unexpected: {type(exc).__name__}: {exc}"
+        message = unexpected_message(exc)
         hint = "set VAULT_DEBUG=1 for a traceback; please report it"
         print_error(message, hint)
         emit_json_error(args, message, hint, EXIT_UNEXPECTED)
