@@ -229,10 +229,25 @@ class IndexStore:
                 raise IndexStoreError(f"the index {path}: cannot create the folder "
                                       f"{path.parent}: {reason}") from None
         try:
-            self.conn = apsw.Connection(str(path), flags=flags)
-            self.conn.set_busy_timeout(30_000)
-            self.conn.execute("PRAGMA foreign_keys=OFF")
-            version = self._pragma("user_version")
+            try:
+                version = self._connect(flags)
+            except apsw.ReadOnlyError as exc:
+                # (extendedresult is set at run time; apsw's stubs do not declare it)
+                code = getattr(exc, "extendedresult", None)
+                if not readonly or code != apsw.SQLITE_READONLY_ROLLBACK:
+                    raise
+                # A write killed mid-transaction (SIGKILL, power loss) left a hot journal,
+                # which a read-only connection cannot roll back: a read-write one rolls it
+                # back on its first read (SQLite's own recovery, which takes the locks that
+                # keep other connections safe), and then the file reads as asked.
+                self.conn.close()
+                fixer = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+                try:
+                    fixer.set_busy_timeout(30_000)
+                    fixer.execute("PRAGMA user_version").fetchall()
+                finally:
+                    fixer.close()
+                version = self._connect(flags)
             if readonly:
                 if version > SCHEMA_VERSION:
                     raise newer(path, version)
@@ -246,6 +261,15 @@ class IndexStore:
         except apsw.Error as exc:
             raise IndexStoreError(f"cannot open the index {path}: {exc}",
                                   hint=REBUILD_HINT) from None
+
+    def _connect(self, flags: int) -> int:
+        """Open the connection; the file's schema version (its first read)."""
+        import apsw
+
+        self.conn = apsw.Connection(str(self.path), flags=flags)
+        self.conn.set_busy_timeout(30_000)
+        self.conn.execute("PRAGMA foreign_keys=OFF")
+        return self._pragma("user_version")
 
     def _pragma(self, name: str) -> int:
         row = self.conn.execute(f"PRAGMA {name}").fetchone()
