@@ -24,6 +24,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
     repos: dict[str, dict[str, Any]] = {}
     requests: list[tuple[str, str]] = []
     drop_create_answer = False  # create the repository, then close without answering
+    clone_url = ""  # the clone URL it gives (a local bare repository); default a github one
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -48,7 +49,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
         return {"id": len(self.repos) + 1, "name": name, "full_name": f"{owner}/{name}",
                 "private": private, "owner": {"login": owner},
                 "url": f"{base}/repos/{owner}/{name}",
-                "clone_url": f"https://github.example/{owner}/{name}.git",
+                "clone_url": self.clone_url or f"https://github.example/{owner}/{name}.git",
                 "ssh_url": f"git@github.example:{owner}/{name}.git"}
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
@@ -89,6 +90,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     FakeGitHub.repos = {}
     FakeGitHub.requests = []
     FakeGitHub.drop_create_answer = False
+    FakeGitHub.clone_url = ""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -184,3 +186,30 @@ def test_a_create_whose_answer_is_lost_does_not_say_nothing_was_created(api: str
     FakeGitHub.drop_create_answer = False
     again = ensure_private_repo("sam/memory-vault")
     assert again.full_name == "sam/memory-vault" and again.created is False
+
+
+def test_init_github_on_a_vault_that_pushed_elsewhere_pushes_there(api: str, config_file: Path,
+                                                                   tmp_path: Path) -> None:
+    """QA: `init --github` switched origin but kept the old remote's tracking ref, so the new
+    repository stayed empty while sync and status said "up to date"."""
+    import subprocess
+
+    old, new = tmp_path / "old.git", tmp_path / "new.git"
+    for bare in (old, new):
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    FakeGitHub.clone_url = str(new)
+    vault_path = tmp_path / "memory-vault"
+    assert run_cli("init", "--config", str(config_file)).returncode == 0
+    git(vault_path, "remote", "add", "origin", str(old))
+    assert run_cli("sync", "-q", "--config", str(config_file)).returncode == 0
+    head = git(vault_path, "rev-parse", "main").strip()
+    assert git(old, "rev-parse", "main").strip() == head
+    proc = run_cli("init", "--github", "sam", "--config", str(config_file))
+    assert proc.returncode == 0, proc.stderr
+    status = run_cli("status", "--config", str(config_file))
+    assert f"Remote:    {new} (1 commit(s) not pushed yet)" in status.stdout, status.stdout
+    proc = run_cli("sync", "--config", str(config_file))
+    assert proc.returncode == 0 and "Pushed to the remote." in proc.stdout, proc.stdout
+    assert git(new, "rev-parse", "main").strip() == head
+    status = run_cli("status", "--config", str(config_file))
+    assert f"Remote:    {new} (up to date)" in status.stdout, status.stdout

@@ -439,3 +439,63 @@ def test_init_takes_a_tracking_ref_only_from_a_clone_as_git_made_it(tmp_path: Pa
     assert sync(config, now=clock).commit  # a commit the remote never got
     assert run_cli("init", "--config", str(config.file)).returncode == 0
     assert status(config, now=clock).unpushed == 2  # (no tracking ref: all counted)
+
+
+def test_a_new_remote_unreachable_at_first_still_gets_everything(tmp_path: Path,
+                                                                 clock: Clock) -> None:
+    """QA: a new [vault] remote that was offline at the first sync after the change kept the
+    old remote's tracking ref, so every later sync called it up to date and never pushed."""
+    old = bare(tmp_path / "old.git")
+    config = host_config(tmp_path, "laptop", str(old), layout="{source}")
+    head = sync(config, now=clock).commit
+    new = tmp_path / "new.git"  # not there yet (a disk not mounted)
+    config.file.write_text(config.file.read_text().replace(str(old), str(new)))
+    config = load_config(config.file)
+    clock.tick()
+    first = sync(config, now=clock)
+    assert first.push is not None and not first.push.pushed and first.push.unpushed == 1
+    assert status(config, now=clock).unpushed == 1
+    bare(new)  # mounted again
+    clock.tick()
+    second = sync(config, now=clock)  # nothing changed: still due
+    assert second.commit is None and second.push is not None and second.push.pushed
+    assert git(new, "rev-parse", "main").strip() == head
+    assert status(config, now=clock).unpushed == 0
+
+
+def test_origin_moved_to_a_new_url_is_pushed_at_the_next_sync(tmp_path: Path,
+                                                              clock: Clock) -> None:
+    """What `vault init --github` does to a vault that pushed elsewhere before: set_remote
+    forgets the old remote's tracking ref (init never fetches)."""
+    from vault.remote import set_remote
+
+    old, new = bare(tmp_path / "old.git"), bare(tmp_path / "new.git")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "MEMORY.md").write_text("# m\n")
+    config = load_config(write_config(tmp_path / "v.toml", {"agent": tmp_path / "ws"}))
+    repo, _ = VaultRepo.init(config.vault.path, "main")
+    set_remote(repo, str(old))
+    head = sync(config, now=clock).commit
+    assert git(old, "rev-parse", "main").strip() == head
+    set_remote(repo, str(old))  # the same URL again: still up to date, nothing forgotten
+    assert status(config, now=clock).unpushed == 0
+    set_remote(repo, str(new))
+    assert git(config.vault.path, "remote", "get-url", "origin").strip() == str(new)
+    assert status(config, now=clock).unpushed == 1
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.push is not None and result.push.pushed
+    assert git(new, "rev-parse", "main").strip() == head
+
+
+def test_unpushed_counts_everything_for_a_remote_no_sync_pointed_at_yet(tmp_path: Path,
+                                                                      clock: Clock) -> None:
+    from vault.remote import unpushed
+
+    old = bare(tmp_path / "old.git")
+    config = host_config(tmp_path, "laptop", str(old), layout="{source}")
+    sync(config, now=clock)
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert unpushed(config, repo) == 0
+    config.file.write_text(config.file.read_text().replace(str(old), str(tmp_path / "n.git")))
+    assert unpushed(load_config(config.file), repo) == 1  # (before any sync ran)

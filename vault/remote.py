@@ -72,9 +72,16 @@ def origin_url(vault_path: Path) -> str | None:
 
 
 def set_remote(repo: VaultRepo, url: str) -> None:
-    """Point the vault's origin at url (created or updated)."""
+    """Point the vault's origin at url (created or updated); a new URL forgets what the old
+    remote held, so the next sync pushes everything to the new one."""
     import git
 
+    if origin_url(repo.path) != url:
+        # The tracking ref says what the *old* remote held: kept, the new remote would pass
+        # for up to date until some later sync makes a commit (a failed fetch, or `init
+        # --github`, which never fetches, leaves it in place). Dropped first, so that a kill
+        # between the two steps costs at most a fetch, never a remote believed up to date.
+        repo.delete_ref(tracking_ref(repo.branch))
     try:
         grepo = git.Repo(str(repo.path))
         if REMOTE in [r.name for r in grepo.remotes]:
@@ -99,9 +106,22 @@ def nothing_to_push(config: Config, repo: VaultRepo) -> bool:
     head = repo.head_id()
     if head is None:
         return True
-    if config.vault.remote and origin_url(repo.path) != config.vault.remote:
+    if _new_remote(config, repo):
         return False
     return head == repo.ref_id(tracking_ref(repo.branch))
+
+
+def unpushed(config: Config, repo: VaultRepo) -> int:
+    """Commits the remote lacks, as far as the last fetch or push knows (no network): all of
+    them for a [vault] remote no sync has pointed the vault at yet."""
+    if _new_remote(config, repo):
+        return sum(1 for _ in repo.walk()) if repo.head_id() is not None else 0
+    return repo.count_ahead(tracking_ref(repo.branch))
+
+
+def _new_remote(config: Config, repo: VaultRepo) -> bool:
+    # (the next push points origin at it, and forgets the old remote's tracking ref)
+    return bool(config.vault.remote) and origin_url(repo.path) != config.vault.remote
 
 
 # git's words for a remote that answered and said no, as opposed to one that could not be
