@@ -134,3 +134,17 @@ def test_other_text_by_paragraph_and_binary_gives_nothing() -> None:
     assert [c.locator for c in chunks] == ["L1-L3"]  # packed: both are short
     assert chunk_file("image.png", b"\x89PNG\0\0binary") == []
     assert chunk_file("broken.json", b"{not json but words in it}")[0].text.startswith("{not")
+
+
+def test_a_lone_surrogate_escape_is_read_as_the_replacement_character() -> None:
+    # JSON.stringify of a string cut in the middle of an emoji writes half a surrogate pair;
+    # json.loads gives it back as a lone surrogate, which UTF-8 cannot encode.
+    line = (b'{"type":"message","message":{"role":"user",'
+            b'"content":"Cut mid emoji here \\ud83d so what now"}}\n')
+    assert [c.text for c in chunk_file("t.jsonl", line)] == [
+        "user: Cut mid emoji here \ufffd so what now"]
+    doc = b'[{"note \\udc00": "The kitchen is blue \\ud83d\\ude00 and \\ud83d done"}]'
+    assert [c.text for c in chunk_file("m.json", doc)] == [
+        "note \ufffd: The kitchen is blue \U0001F600 and \ufffd done"]
+    for chunk in chunk_file("m.json", doc) + chunk_file("t.jsonl", line):
+        chunk.embed_text.encode("utf-8")  # (raised UnicodeEncodeError before)

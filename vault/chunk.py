@@ -119,7 +119,7 @@ def chunk_file_report(path: str, data: bytes) -> FileChunks:
         return FileChunks(chunk_jsonl(text))
     if kind == "json":
         try:
-            value = json.loads(text)
+            value = _loads(text)
         except ValueError:
             return FileChunks(chunk_text(text))
         return FileChunks(chunk_json(value))
@@ -171,6 +171,52 @@ def decode_text(data: bytes) -> str | None:
 
 def _without_bom(text: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
+
+
+# --- JSON values -------------------------------------------------------------------------
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _loads(text: str) -> Any:
+    """A JSON text's value, each lone surrogate in its strings as U+FFFD.
+
+    JSON may escape half a surrogate pair ("\\ud83d": an emoji that JSON.stringify cut in
+    half), and json.loads gives it back as a lone surrogate, which no UTF-8 encoder takes: the
+    hash of the chunk, the index and the model could not take such a text.
+    """
+    value = json.loads(text)
+    # Decoded file text never holds a surrogate (the decoders replace them): only an escape
+    # can make one, so a file without such an escape is not walked.
+    if _ESCAPED_SURROGATE.search(text):
+        _replace_surrogates(value)
+        if isinstance(value, str):
+            value = _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def _replace_surrogates(value: Any) -> None:
+    """Replace lone surrogates in the strings (and keys) of a parsed JSON value, in place."""
+    todo = [value]  # (a loop, not recursion: the value may be nested as deep as json allows)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            for i, v in enumerate(item):
+                if isinstance(v, str):
+                    item[i] = _SURROGATE.sub("\ufffd", v)
+                elif isinstance(v, (list, dict)):
+                    todo.append(v)
+        elif isinstance(item, dict):
+            pairs = list(item.items())
+            item.clear()
+            for k, v in pairs:
+                if isinstance(v, str):
+                    v = _SURROGATE.sub("\ufffd", v)
+                elif isinstance(v, (list, dict)):
+                    todo.append(v)
+                item[_SURROGATE.sub("\ufffd", k)] = v
 
 
 # --- pieces ------------------------------------------------------------------------------
@@ -367,7 +413,7 @@ def _maybe_json(value: str) -> Any:
     if len(stripped) < 2 or stripped[0] not in "[{" or stripped[-1] not in "]}":
         return None
     try:
-        return json.loads(stripped)
+        return _loads(stripped)
     except ValueError:
         return None
 
@@ -664,7 +710,7 @@ def chunk_jsonl_line(line: str, lineno: int = 1) -> list[Chunk]:
     if not stripped:
         return []
     try:
-        record = json.loads(stripped)
+        record = _loads(stripped)
     except ValueError:
         return []  # a torn last line, or a line that is not JSON
     locator = f"L{lineno}"

@@ -1,0 +1,46 @@
+"""The index takes whatever a memory file holds: half an emoji, JSON nested deeper than
+Python's recursion limit, Unicode line separators inside a transcript message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from conftest import Clock, write_config
+from test_recall import _group
+from vault.config import Config, load_config
+from vault.embed import HashEmbedder
+from vault.index import IndexOptions, build_index
+from vault.recall import RecallOptions, recall
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def _vault(tmp_path: Path, workspace: Path, clock: Clock) -> Config:
+    path = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                        extra='\n[index]\nmodel = "hash:64"\n')
+    config = load_config(path)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    return config
+
+
+def test_half_an_emoji_in_json_and_jsonl_is_indexed_and_found(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    (workspace / "s.jsonl").write_text(
+        '{"type":"message","message":{"role":"user","content":'
+        '"The dentist moved to Harbour Street \\ud83d so what now"}}\n')
+    (workspace / "facts.json").write_text(
+        '[{"fact": "The greenhouse tomatoes need water \\udc00 every evening"}]')
+    config = _vault(tmp_path, workspace, clock)
+    result = build_index(config, IndexOptions(), HashEmbedder(64))
+    assert result.files == 7 and not result.warnings
+    hits = recall(config, "Harbour Street dentist", RecallOptions(k=1, mode="lexical")).hits
+    assert hits[0].path.endswith("s.jsonl")
+    assert hits[0].text == "user: The dentist moved to Harbour Street \ufffd so what now"
+    out = CliRunner().invoke(_group(), ["recall", "greenhouse tomatoes", "-k", "1", "--json",
+                                        "--config", str(config.file)])
+    assert out.exit_code == 0, out.output
+    assert "\ufffd every evening" in json.loads(out.output)["hits"][0]["text"]
