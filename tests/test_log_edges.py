@@ -73,6 +73,38 @@ def test_bad_path_pattern_is_a_usage_error(config_file: Path, config: Config, va
     assert proc.stderr.splitlines()[0] == f"Error: --path: {message}"
 
 
+@pytest.mark.parametrize("pattern", ["agent/MEMORY.md", "./agent/MEMORY.md",
+                                     "agent//MEMORY.md", "agent/memory/../MEMORY.md",
+                                     "{ws}/MEMORY.md", "{ws}/", "{ws}"])
+def test_path_spelled_another_way_finds_the_same_commits(config_file: Path, config: Config,
+                                                         vault: VaultRepo, workspace: Path,
+                                                         pattern: str) -> None:
+    """A path as a shell completes it, or the file's own path in its source: not "No commits
+    match", which says the file was never recorded."""
+    commit = sync(config).commit
+    proc = run_cli("log", "--json", "--path", pattern.format(ws=workspace),
+                   "--config", str(config_file))
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)["commits"]
+    assert [c["commit"] for c in found] == [commit]
+    assert {"status": "A", "path": "agent/MEMORY.md"} in found[0]["changes"]
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("", "--path '': an empty path matches nothing"),
+    ("../agent/MEMORY.md", "--path ../agent/MEMORY.md: goes above the vault's top"),
+    ("/nowhere/MEMORY.md", "--path /nowhere/MEMORY.md: not inside any source's folder"),
+])
+def test_a_path_that_can_match_nothing_is_refused(config_file: Path, config: Config,
+                                                  vault: VaultRepo, pattern: str,
+                                                  message: str) -> None:
+    sync(config)
+    proc = run_cli("log", "--path", pattern, "--config", str(config_file))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"Error: {message}",
+                                        "Hint: give a vault path such as agent/MEMORY.md"]
+
+
 @pytest.mark.parametrize("spec", ["HEAD~99", "0123abcd"])
 def test_since_an_unknown_commit_is_a_usage_error(config: Config, vault: VaultRepo,
                                                   spec: str) -> None:

@@ -357,9 +357,11 @@ def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: s
     """The audit trail: the vault's commits, newest first."""
     from vault.history import log as read_log
     from vault.repo import VaultRepo
+    from vault.show import vault_pattern
     from vault.sync import format_time
 
     config = load_config_at(config_path)
+    paths = tuple(vault_pattern(config, p) for p in paths)
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     since_at = _since(repo, since) if since else None
     entries = read_log(repo, paths=paths, since=since_at, limit=limit)

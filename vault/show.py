@@ -61,6 +61,31 @@ def vault_path(config: Config, path: str) -> str:
     return vpath
 
 
+def vault_pattern(config: Config, pattern: str) -> str:
+    """A `log --path` pattern as the vault's paths spell it: `./a/F.md`, `a//F.md` and
+    `a/m/../F.md` mean a/F.md, and a file path inside a source root its vault path; an empty
+    pattern or one outside every source matches nothing, so it is refused, not searched."""
+    if not pattern.strip("/"):
+        raise UsageError(f"--path {pattern!r}: an empty path matches nothing",
+                         hint="give a vault path such as " + _example(config))
+    if pattern.startswith(("/", "~")):
+        vpath = posixpath.normpath(vault_path(config, pattern))  # (a root itself: "s/.")
+        if vpath.startswith("/") or config.source_for(vpath + "/-") is None:
+            raise UsageError(f"--path {pattern}: not inside any source's folder",
+                             hint="give a vault path such as " + _example(config))
+        return vpath + ("/" if pattern.endswith("/") else "")
+    vpath = posixpath.normpath(pattern)
+    if vpath == ".." or vpath.startswith("../"):
+        raise UsageError(f"--path {pattern}: goes above the vault's top",
+                         hint="give a vault path such as " + _example(config))
+    return vpath + ("/" if pattern.endswith("/") else "")
+
+
+def _example(config: Config) -> str:
+    return f"{config.prefix(config.sources[0].name)}MEMORY.md" if config.sources \
+        else "openclaw/MEMORY.md"
+
+
 def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime) -> Shown:
     """The bytes of path as they were at WHEN."""
     commit = resolve_at(repo, at, now)
