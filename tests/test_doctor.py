@@ -174,12 +174,13 @@ def test_repair_reclones_a_damaged_vault_from_its_remote(tmp_path: Path, workspa
     pushed = sync(config, now=clock)
     assert pushed.push is not None and pushed.push.pushed
     (workspace / "MEMORY.md").write_text("# local only\n")
-    config_offline = load_config(write_config(tmp_path / "off.toml", {"agent": workspace},
-                                              extra='remote = "/nonexistent/x.git"',
-                                              vault_path=config.vault.path))
+    # offline for one sync (the remote moved away, not another URL: a new URL would make
+    # every commit one the remote may lack)
+    remote.rename(tmp_path / "away.git")
     clock.tick()
-    local = sync(config_offline, now=clock)
+    local = sync(config, now=clock)
     assert local.push is not None and not local.push.pushed
+    (tmp_path / "away.git").rename(remote)
     for obj in (config.vault.path / "objects").glob("??/*"):
         obj.chmod(0o644)
         obj.write_bytes(b"garbage")
