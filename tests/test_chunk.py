@@ -148,3 +148,22 @@ def test_a_lone_surrogate_escape_is_read_as_the_replacement_character() -> None:
         "note \ufffd: The kitchen is blue \U0001F600 and \ufffd done"]
     for chunk in chunk_file("m.json", doc) + chunk_file("t.jsonl", line):
         chunk.embed_text.encode("utf-8")  # (raised UnicodeEncodeError before)
+
+
+def test_json_deeper_than_the_limit_is_read_as_text_wherever_it_is_cut() -> None:
+    import sys
+
+    from vault.chunk import MAX_JSON_DEPTH
+
+    def doc(depth: int) -> bytes:
+        return ("[" * depth + '"The attic key hangs behind the blue door"'
+                + "]" * depth).encode()
+
+    assert [c.locator for c in chunk_file("a.json", doc(60))] == ["/0" * 60]
+    over = chunk_file("a.json", doc(MAX_JSON_DEPTH + 1))
+    assert over and over[0].locator == "L1" and "attic key" in over[0].text
+
+    def nested(n: int) -> list[object]:  # the same cut from deeper in the call stack
+        return nested(n - 1) if n else chunk_file("a.json", doc(MAX_JSON_DEPTH + 1))
+
+    assert nested(sys.getrecursionlimit() - MAX_JSON_DEPTH - 200) == over

@@ -44,3 +44,25 @@ def test_half_an_emoji_in_json_and_jsonl_is_indexed_and_found(
                                         "--config", str(config.file)])
     assert out.exit_code == 0, out.output
     assert "\ufffd every evening" in json.loads(out.output)["hits"][0]["text"]
+
+
+def test_json_nested_past_the_recursion_limit_is_indexed_and_the_rest_too(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    deep = 1000
+    (workspace / "deep.json").write_text(
+        "[" * deep + '"The attic key hangs behind the blue door"' + "]" * deep)
+    tool_input = "[" * 450 + "1" + "]" * 450
+    (workspace / "t.jsonl").write_text(
+        '{"role":"assistant","content":[{"type":"text","text":"Opening the archive for the '
+        'tax papers now"},{"type":"tool_use","name":"unzip","input":' + tool_input + '}]}\n')
+    config = _vault(tmp_path, workspace, clock)
+    result = build_index(config, IndexOptions(), HashEmbedder(64))
+    assert result.files == 7
+    hits = recall(config, "attic key blue door", RecallOptions(k=1, mode="lexical")).hits
+    assert hits[0].path.endswith("deep.json")  # read as text, as JSON that does not parse is
+    hits = recall(config, "archive tax papers", RecallOptions(k=1, mode="lexical")).hits
+    assert hits[0].path.endswith("t.jsonl") and hits[0].locator == "L1"
+    assert hits[0].text.startswith("assistant: Opening the archive for the tax papers now\n"
+                                   "[tool unzip: ")
+    hits = recall(config, "user prefers tea", RecallOptions(k=1, mode="lexical")).hits
+    assert hits[0].path.endswith("MEMORY.md")  # the workspace's other files are indexed

@@ -178,16 +178,28 @@ def _without_bom(text: str) -> str:
 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# JSON nested deeper than this is read as text. json.loads fails with RecursionError at a
+# depth that depends on how deep the call stack already is; a fixed limit well below
+# Python's makes the same file cut the same way wherever it is cut from.
+MAX_JSON_DEPTH = 500
 
 
 def _loads(text: str) -> Any:
-    """A JSON text's value, each lone surrogate in its strings as U+FFFD.
+    """A JSON text's value, each lone surrogate in its strings as U+FFFD; ValueError when it
+    is not JSON or is nested deeper than MAX_JSON_DEPTH.
 
     JSON may escape half a surrogate pair ("\\ud83d": an emoji that JSON.stringify cut in
     half), and json.loads gives it back as a lone surrogate, which no UTF-8 encoder takes: the
     hash of the chunk, the index and the model could not take such a text.
     """
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    # (fewer brackets than the limit cannot nest deeper: most texts are not walked)
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(value,
+                                                                           MAX_JSON_DEPTH):
+        raise ValueError("JSON nested too deep")
     # Decoded file text never holds a surrogate (the decoders replace them): only an escape
     # can make one, so a file without such an escape is not walked.
     if _ESCAPED_SURROGATE.search(text):
@@ -195,6 +207,21 @@ def _loads(text: str) -> Any:
         if isinstance(value, str):
             value = _SURROGATE.sub("\ufffd", value)
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when containers in a parsed JSON value nest more than limit deep."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        todo.extend((v, depth + 1) for v in item if isinstance(v, (list, dict)))
+    return False
 
 
 def _replace_surrogates(value: Any) -> None:
@@ -608,11 +635,16 @@ def _message_of(record: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
-def _brief(value: Any, limit: int = 80) -> str:
-    if isinstance(value, dict):
-        text = " ".join(_brief(v, limit) for v in value.values() if not isinstance(v, bool))
+def _brief(value: Any, limit: int = 80, depth: int = 0) -> str:
+    if isinstance(value, (dict, list)) and depth >= 32:
+        # A tool input nested hundreds deep (valid JSON) would reach Python's recursion limit;
+        # real tool inputs are nowhere near this deep, so their summaries do not change.
+        text = "…"
+    elif isinstance(value, dict):
+        text = " ".join(_brief(v, limit, depth + 1) for v in value.values()
+                        if not isinstance(v, bool))
     elif isinstance(value, list):
-        text = " ".join(_brief(v, limit) for v in value)
+        text = " ".join(_brief(v, limit, depth + 1) for v in value)
     else:
         text = str(value)
     text = " ".join(text.split())
