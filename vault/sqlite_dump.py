@@ -19,7 +19,8 @@ Layout of a dump::
 
 Triggers come last so that replaying the INSERTs does not fire them. Full-text tables (FTS5,
 FTS4) are dumped as their rows and their index is rebuilt on restore; other virtual tables
-(rtree, contentless FTS, modules not loaded here) keep their shadow tables, like `.dump` does.
+(rtree, contentless FTS, modules not loaded here, full-text tables whose tokenizer only the
+application registers) keep their shadow tables, like `.dump` does.
 
 A collation only the application registers (an agent's case-insensitive or locale collation)
 is stood in for, the moment SQLite asks for it (StandIns): the dump keeps the schema as written
@@ -97,13 +98,13 @@ def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000) -> bytes:
         try:
             stand_ins = StandIns(copy)
             journal_mode = _backup(path, copy, wal=wal, busy_timeout_ms=busy_timeout_ms)
-            problem = _integrity_problem(copy, stand_ins)
+            problem, unchecked = _checked(copy, stand_ins)
             if problem is not None:
                 raise SqliteSnapshotError(
                     f"integrity check failed: {problem}",
                     hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
                 )
-            return _dump(copy, wal=journal_mode == "wal", stand_ins=stand_ins)
+            return _dump(copy, wal=journal_mode == "wal", stand_ins=stand_ins, opaque=unchecked)
         finally:
             copy.close()
     except apsw.Error as e:
@@ -298,10 +299,69 @@ def _integrity_problem(conn: apsw.Connection, stand_ins: StandIns | None = None)
     and the full check of every table that does not name a stood-in collation.
     """
     if stand_ins is not None:
-        prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
+        try:
+            prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
+        except apsw.SQLError:
+            pass  # (the check itself says why, below)
         if stand_ins.names:
             return _integrity_beside(conn, stand_ins)
     return _first_problem(conn, "PRAGMA integrity_check")
+
+
+def _checked(conn: apsw.Connection,
+             stand_ins: StandIns | None = None) -> tuple[str | None, frozenset[str]]:
+    """_integrity_problem, and the virtual tables whose own check needs the application's code.
+
+    A virtual table's module checks its own data (PRAGMA integrity_check runs its xIntegrity):
+    a full-text table with a tokenizer only the application registers cannot be checked here,
+    and the whole check then fails with an error (FTS5's is a bare "SQL logic error"). Such a
+    table is left to its application: every other part of the file is checked, and the dump
+    keeps the table's own storage (its shadow tables), which the application's module reads
+    as it did, rather than rows that could not be indexed again without its tokenizer.
+    """
+    try:
+        return _integrity_problem(conn, stand_ins), frozenset()
+    except apsw.SQLError:
+        unchecked: set[str] = set()
+        for name, sql in conn.execute("SELECT name, sql FROM main.sqlite_schema "
+                                      "WHERE type = 'table' ORDER BY name"):
+            if not _is_virtual(_Object("table", str(name), str(name), str(sql or ""))):
+                continue
+            try:
+                problem = _first_problem(conn, f"PRAGMA main.integrity_check({_q(str(name))})")
+            except apsw.SQLError:
+                unchecked.add(str(name))
+                continue
+            if problem is not None:
+                return problem, frozenset()
+        if not unchecked:
+            raise  # (not a virtual table's: the caller says what it is)
+    return _integrity_without(conn, unchecked, stand_ins), frozenset(unchecked)
+
+
+def _integrity_without(conn: apsw.Connection, unchecked: set[str],
+                       stand_ins: StandIns | None) -> str | None:
+    """_integrity_problem of conn's main database, leaving out the virtual tables unchecked.
+
+    On a copy whose connection lacks their modules: SQLite then skips those tables (it has no
+    code to ask), and still checks every page of the file, their shadow tables included. The
+    other tables of those modules were checked one by one already (_checked).
+    """
+    modules = {_parse_virtual_table(str(sql or ""))[0] for name, sql in conn.execute(
+        "SELECT name, sql FROM main.sqlite_schema WHERE type = 'table'") if name in unchecked}
+    check = apsw.Connection(":memory:")
+    try:
+        check.drop_modules([str(r[0]) for r in check.execute("PRAGMA module_list")
+                            if str(r[0]).lower() not in modules])
+        # The copy's collations are stood in for here too (a rebuilt database's indexes were
+        # built under the stand-ins: the full check holds; a snapshot's are checked without).
+        check_stand_ins = StandIns(check)
+        with check.backup("main", conn, "main") as backup:
+            if not backup.step(-1):
+                raise SqliteSnapshotError("backup did not complete")
+        return _integrity_problem(check, check_stand_ins if stand_ins is not None else None)
+    finally:
+        check.close()
 
 
 def _first_problem(conn: apsw.Connection, pragma: str) -> str | None:
@@ -366,9 +426,12 @@ def _snapshot_error(path: Path, e: apsw.Error, busy_timeout_ms: int) -> SqliteSn
     return SqliteSnapshotError(error_message(e))
 
 
-# What SQLite says when the schema needs code only the application registers.
+# What SQLite says when the schema needs code only the application registers; a bare "SQL
+# logic error" is what a module says when code it needs is missing (FTS5: a tokenizer), once
+# _checked has left such tables to their application and the error is still there.
 _NEEDS_APPLICATION = re.compile(r"(unknown function|no such function|no such module|"
-                                r"no such collation sequence)", re.IGNORECASE)
+                                r"no such collation sequence|unknown tokenizer|"
+                                r"no such tokenizer|SQL logic error$)", re.IGNORECASE)
 # The start of the message for such a database.
 NEEDS_APPLICATION = "needs the application's own SQL code: "
 
@@ -404,12 +467,14 @@ class _Column:
     hidden: int  # 0 ordinary, 1 hidden virtual-table column, 2/3 generated column
 
 
-def _dump(conn: apsw.Connection, *, wal: bool, stand_ins: StandIns | None = None) -> bytes:
-    """Dump the main database inside one read transaction and return the UTF-8 bytes."""
+def _dump(conn: apsw.Connection, *, wal: bool, stand_ins: StandIns | None = None,
+          opaque: frozenset[str] = frozenset()) -> bytes:
+    """Dump the main database inside one read transaction and return the UTF-8 bytes;
+    the virtual tables named in opaque are kept as their shadow tables."""
     # A savepoint is a read transaction when none is open, and nests inside the caller's.
     conn.execute("SAVEPOINT vault_dump")
     try:
-        text = _DumpWriter(conn, wal=wal, stand_ins=stand_ins).write()
+        text = _DumpWriter(conn, wal=wal, stand_ins=stand_ins, opaque=opaque).write()
     finally:
         conn.execute("RELEASE vault_dump")
     return text.encode("utf-8")
@@ -419,10 +484,11 @@ class _DumpWriter:
     """Writes the dump of one connection's main database, section by section."""
 
     def __init__(self, conn: apsw.Connection, *, wal: bool,
-                 stand_ins: StandIns | None = None) -> None:
+                 stand_ins: StandIns | None = None, opaque: frozenset[str] = frozenset()) -> None:
         self.conn = conn
         self.wal = wal
         self.stand_ins = stand_ins
+        self.opaque = opaque
         self.lines: list[str] = []
         self.encoding = _pragma(conn, "encoding")
         self.codec = TEXT_CODECS.get(self.encoding, "utf-8")
@@ -645,7 +711,8 @@ class _DumpWriter:
     def _fts_spec(self, obj: _Object) -> _FtsSpec | None:
         """Return how to dump a full-text table, or None to treat it as an opaque module."""
         module, args = _parse_virtual_table(obj.sql or "")
-        if module not in _FTS_SHADOW_SUFFIXES or module not in self.modules:
+        if module not in _FTS_SHADOW_SUFFIXES or module not in self.modules \
+                or obj.name in self.opaque:
             return None
         content = None
         for arg in args:
@@ -934,12 +1001,15 @@ def _replay(data: bytes | memoryview, path: Path, *,
             raise SqliteSnapshotError("cannot switch the rebuilt database to WAL mode")
         if start_writeback:
             _start_writeback(path)  # (the check below reads; it does not write)
-        prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
+        try:
+            prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
+        except apsw.SQLError:
+            pass  # (a virtual table that needs the application's code: _checked says)
         if not stand_ins.names:
             # Built under the stand-ins, the indexes are in their order and pass the check;
             # only a CHECK constraint's verdict under them would mean nothing.
             conn.execute("PRAGMA ignore_check_constraints=OFF")
-        problem = _integrity_problem(conn)
+        problem, _ = _checked(conn)
         if problem is not None:
             raise SqliteSnapshotError(f"bad dump: the result fails integrity check: {problem}")
         return tuple(stand_ins.names)

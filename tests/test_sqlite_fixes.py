@@ -1,0 +1,100 @@
+"""Databases a snapshot once refused, or judged wrongly: real SQLite files made with apsw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+import pytest
+
+from conftest import Clock, write_config
+from vault.config import load_config
+from vault.errors import SqliteSnapshotError
+from vault.repo import VaultRepo
+from vault.sqlite_dump import NEEDS_APPLICATION, _snapshot_error, load_dump, snapshot_sqlite
+from vault.sync import sync
+
+
+def _app_tokenizer(conn: apsw.Connection) -> None:
+    """The application's own FTS5 tokenizer (vault never has it)."""
+    conn.register_fts5_tokenizer(
+        "apptok", lambda con, args: con.fts5_tokenizer("unicode61", list(args)))
+
+
+def _make_fts5_app_db(path: Path) -> None:
+    conn = apsw.Connection(str(path))
+    _app_tokenizer(conn)
+    conn.execute("CREATE TABLE mem(id INTEGER PRIMARY KEY, body TEXT);"
+                 "CREATE VIRTUAL TABLE mem_fts USING fts5(body, tokenize='apptok');"
+                 "INSERT INTO mem VALUES (1, 'first memory'), (2, 'user prefers dark mode');"
+                 "INSERT INTO mem_fts(rowid, body) SELECT id, body FROM mem;")
+    conn.close()
+
+
+def test_fts5_with_the_applications_tokenizer_is_stored_and_comes_back(
+        tmp_path: Path, clock: Clock) -> None:
+    """Its integrity check needs the tokenizer (a bare "SQL logic error" here): the database
+    was never backed up, and the sync said nothing. Now its index is kept as it is stored
+    (shadow tables), the rest of the file is checked, and a restore works in the app."""
+    src = tmp_path / "src"
+    src.mkdir()
+    db = src / "memory.db"
+    _make_fts5_app_db(db)
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": src}))
+    repo, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+
+    result = sync(config, now=clock)
+    assert result.ok and result.skipped == () and result.added == ("a/memory.db",)
+    dump = repo.read_blob(repo.files(repo.head_id())["a/memory.db"][0])
+    assert b"VALUES(2,'user prefers dark mode');" in dump
+    assert snapshot_sqlite(db) == dump  # (deterministic)
+
+    restored = tmp_path / "restored.db"
+    assert load_dump(dump, restored) == ()
+    assert snapshot_sqlite(restored) == dump  # what restore and the drill compare
+    app = apsw.Connection(str(restored))
+    _app_tokenizer(app)
+    assert app.execute("SELECT rowid FROM mem_fts WHERE mem_fts MATCH 'dark'").fetchall() == [
+        (2,)]
+    app.execute("INSERT INTO mem_fts(mem_fts) VALUES('integrity-check')")
+    assert app.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    app.close()
+
+
+def test_damage_beside_a_table_only_the_application_can_check_is_still_found(
+        tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    _make_fts5_app_db(db)
+    conn = apsw.Connection(str(db))
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)
+    conn.execute("CREATE TABLE p(x INTEGER, y INTEGER); CREATE INDEX pi ON p(x);"
+                 "INSERT INTO p VALUES (1, 10), (2, 20);"
+                 "PRAGMA writable_schema=ON;"
+                 "UPDATE sqlite_schema SET sql = 'CREATE INDEX pi ON p(y)' WHERE name = 'pi';")
+    conn.close()
+    with pytest.raises(SqliteSnapshotError, match="integrity check failed: .*index pi"):
+        snapshot_sqlite(db)
+
+
+def test_fts4_with_a_tokenizer_only_the_application_has_is_stored(tmp_path: Path) -> None:
+    db = tmp_path / "f4.db"
+    conn = apsw.Connection(str(db))
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)
+    conn.execute("CREATE VIRTUAL TABLE f USING fts4(body, tokenize=simple);"
+                 "INSERT INTO f VALUES ('hello world');"
+                 "PRAGMA writable_schema=ON;"  # (its application registered 'apptok')
+                 "UPDATE sqlite_schema SET sql = replace(sql, 'simple', 'apptok') "
+                 "WHERE name = 'f';")
+    conn.close()
+    dump = snapshot_sqlite(db)
+    assert b"VALUES(1,'hello world');" in dump
+    restored = tmp_path / "r.db"
+    load_dump(dump, restored)
+    assert snapshot_sqlite(restored) == dump
+
+
+def test_a_bare_sql_logic_error_is_the_applications_code_and_fails_the_sync() -> None:
+    """What is left of a module's error once its tables are left to the application: a
+    failure that will not fix itself (sync counts it), not a silent skip."""
+    error = _snapshot_error(Path("m.db"), apsw.SQLError("SQL logic error"), 1000)
+    assert error.message == f"{NEEDS_APPLICATION}SQL logic error"
