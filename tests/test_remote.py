@@ -499,3 +499,43 @@ def test_unpushed_counts_everything_for_a_remote_no_sync_pointed_at_yet(tmp_path
     assert unpushed(config, repo) == 0
     config.file.write_text(config.file.read_text().replace(str(old), str(tmp_path / "n.git")))
     assert unpushed(load_config(config.file), repo) == 1  # (before any sync ran)
+
+
+@pytest.mark.parametrize("in_config", [True, False])
+def test_a_remote_url_git_writes_quoted_is_read_as_git_reads_it(tmp_path: Path, clock: Clock,
+                                                                in_config: bool) -> None:
+    """QA: git writes a URL holding '#' or ';' quoted in the vault's config; vault read it with
+    the quotes, so it never matched [vault] remote: every sync pushed, doctor said the remote
+    lacked what vault pushed there (and forgot it), status counted it all as not pushed."""
+    from vault.doctor import check_remote
+    from vault.remote import nothing_to_push, origin_url
+
+    (tmp_path / 'backup#1;b "q"').mkdir()
+    remote = bare(tmp_path / 'backup#1;b "q"' / "vault.git")
+    config = host_config(tmp_path, "laptop", str(remote).replace('"', '\\"'), layout="{source}")
+    if not in_config:  # the vault's own origin, as `init --github` sets it
+        config.file.write_text(config.file.read_text().replace("remote =", "# remote ="))
+        config = load_config(config.file)
+        git(config.vault.path, "remote", "add", "origin", str(remote))
+    head = sync(config, now=clock).commit
+    assert git(remote, "rev-parse", "main").strip() == head
+    assert '"' in (config.vault.path / "config").read_text().split("url = ")[1].splitlines()[0]
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert nothing_to_push(config, repo)
+    check = check_remote(config, repo)
+    assert (check.status, check.detail) == ("ok", f"{remote} reachable, up to date")
+    st = status(config, now=clock)
+    assert (st.remote, st.unpushed) == (str(remote), 0)
+    clock.tick()
+    assert sync(config, now=clock).push is None  # nothing due: no network
+    assert origin_url(config.vault.path) == str(remote)
+
+
+def test_origin_url_without_an_origin_or_a_readable_config(tmp_path: Path) -> None:
+    from vault.remote import origin_url
+
+    assert origin_url(tmp_path / "nowhere") is None
+    bare(tmp_path / "r.git")
+    assert origin_url(tmp_path / "r.git") is None
+    (tmp_path / "r.git" / "config").write_text('[remote "origin"\n\turl = x\n')
+    assert origin_url(tmp_path / "r.git") is None
