@@ -167,3 +167,22 @@ def test_json_deeper_than_the_limit_is_read_as_text_wherever_it_is_cut() -> None
         return nested(n - 1) if n else chunk_file("a.json", doc(MAX_JSON_DEPTH + 1))
 
     assert nested(sys.getrecursionlimit() - MAX_JSON_DEPTH - 200) == over
+
+
+def test_lines_end_at_newlines_only_so_locators_match_the_file() -> None:
+    # json.dumps(ensure_ascii=False) and JSON.stringify write U+2028 raw inside a string;
+    # str.splitlines() cut the line there, dropped the message and misnumbered later lines.
+    msgs = [("user", "Please book the dentist for Tuesday."),
+            ("assistant", "Booked for Tuesday at 10.\u2028The address is Harbour Street 12."),
+            ("user", "Also remind me to water the \x0c tomato\x85 plants tonight.")]
+    data = "".join(json.dumps({"type": "message", "message": {"role": r, "content": t}},
+                              ensure_ascii=False) + "\r\n" for r, t in msgs).encode()
+    chunks = chunk_file("chat.jsonl", data)
+    assert [c.locator for c in chunks] == ["L1", "L2", "L3"]
+    assert "Harbour Street 12" in chunks[1].text and "tomato" in chunks[2].text
+    text = ("# Notes\r\n\r\nFirst line\u2028still the first.\r\n\r\n"
+            "Second\x1c paragraph\x0b here.\n\n## Later\n\nOn line nine.\n")
+    assert [(c.locator, c.text) for c in chunk_markdown(text)] == [
+        ("L3-L5", "First line\u2028still the first.\nSecond\x1c paragraph\x0b here."),
+        ("L9", "On line nine.")]
+    assert [c.locator for c in chunk_file("notes.txt", text.encode())] == ["L1-L9"]

@@ -66,3 +66,18 @@ def test_json_nested_past_the_recursion_limit_is_indexed_and_the_rest_too(
                                    "[tool unzip: ")
     hits = recall(config, "user prefers tea", RecallOptions(k=1, mode="lexical")).hits
     assert hits[0].path.endswith("MEMORY.md")  # the workspace's other files are indexed
+
+
+def test_a_raw_line_separator_in_a_message_keeps_it_and_later_locators(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    msgs = [("user", "Please book the dentist appointment for Tuesday."),
+            ("assistant", "Booked the dentist for Tuesday.\u2028The address is Harbour Street."),
+            ("user", "Also remind me to water the tomato plants tonight.")]
+    (workspace / "chat.jsonl").write_text("".join(
+        json.dumps({"type": "message", "message": {"role": r, "content": t}},
+                   ensure_ascii=False) + "\n" for r, t in msgs), encoding="utf-8")
+    config = _vault(tmp_path, workspace, clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    for query, locator in (("Harbour Street address", "L2"), ("tomato plants", "L3")):
+        hit = recall(config, query, RecallOptions(k=1, mode="lexical")).hits[0]
+        assert (hit.path.rsplit("/", 1)[-1], hit.locator) == ("chat.jsonl", locator), query

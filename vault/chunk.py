@@ -35,7 +35,8 @@ from vault.textkind import CONTROL_BYTES, text_like
 
 # Bump when chunking changes: blobs chunked by an older version are chunked again.
 # 2: non-UTF-8 TEXT cells, application collations, UTF-16/32 and 8-bit text files.
-CHUNKER_VERSION = 2
+# 3: lines split at "\n" only (U+2028, U+0085, form feeds... no longer end a line).
+CHUNKER_VERSION = 3
 
 SOFT_CHARS = 400  # pieces are packed together up to this size
 HARD_CHARS = 1200  # a piece longer than this is cut (about the model's 256-token window)
@@ -287,6 +288,19 @@ def _pack(pieces: list[tuple[int, int, str]], soft: int = SOFT_CHARS
     return packed
 
 
+def _split_lines(text: str) -> list[str]:
+    """A text's lines as git, grep and `wc -l` count them (and line locators name them).
+
+    Only "\n" ends a line ("\r\n" too, its "\r" dropped): str.splitlines() also splits at
+    U+2028, U+0085, form feeds and more, which JSON may hold raw inside a string, so a
+    transcript message holding one was cut in two, lost, and every later line misnumbered.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # (the newline that ends the last line starts no line of its own)
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _lines_locator(first: int, last: int) -> str:
     return f"L{first}" if first == last else f"L{first}-L{last}"
 
@@ -356,7 +370,7 @@ def _split_block(block: list[str], start: int, offset: int) -> Iterator[tuple[in
 
 def chunk_markdown(text: str, title: str = "") -> list[Chunk]:
     """Heading sections, long ones by paragraph, each with its heading path as context."""
-    lines = text.splitlines()
+    lines = _split_lines(text)
     sections: list[tuple[tuple[str, ...], int, list[str]]] = []
     path: list[tuple[int, str]] = []
     body: list[str] = []
@@ -398,7 +412,7 @@ def chunk_markdown(text: str, title: str = "") -> list[Chunk]:
 
 def chunk_text(text: str) -> list[Chunk]:
     """Plain text by paragraph, packed up to the soft limit."""
-    lines = text.splitlines()
+    lines = _split_lines(text)
     return [Chunk(_lines_locator(first, last), piece)
             for first, last, piece in _pack(list(_blocks(lines, 0)))]
 
@@ -682,14 +696,14 @@ def _content_text(content: Any) -> str:
 def chunk_jsonl(text: str) -> list[Chunk]:
     """Transcript lines: one chunk per user or assistant message (long ones in parts)."""
     chunks: list[Chunk] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(_split_lines(text), 1):
         chunks.extend(chunk_jsonl_line(line, lineno))
     return chunks
 
 
 def jsonl_lines(data: bytes) -> list[str]:
     """The lines of a stored JSONL file, split exactly as `chunk_file` splits them."""
-    return (decode_text(data) or "").splitlines()
+    return _split_lines(decode_text(data) or "")
 
 
 @dataclass(frozen=True)
