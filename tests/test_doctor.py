@@ -443,3 +443,34 @@ def test_a_cron_entry_whose_interpreter_is_gone_fails(config: Config, vault: Vau
     assert cron.status == "fail"
     assert f"cannot sync: it runs {python}, which is gone (`vault cron install` again)" \
         in cron.detail
+
+
+def test_repair_without_a_git_program_says_so_and_touches_nothing(tmp_path: Path,
+                                                                   workspace: Path,
+                                                                   clock: Clock) -> None:
+    """QA: with no git on PATH the re-clone's `import git` raised ImportError: exit 3."""
+    import sys
+
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra=f'remote = "{remote}"'))
+    VaultRepo.init(config.vault.path, "main")
+    assert sync(config, now=clock).commit
+    for obj in (config.vault.path / "objects").glob("??/*"):
+        obj.chmod(0o644)
+        obj.write_bytes(b"garbage")
+    empty = tmp_path / "bin-without-git"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "GIT_PYTHON_GIT_EXECUTABLE"}
+    proc = subprocess.run([sys.executable, "-m", "vault", "doctor", "--repair", "--json",
+                           "--config", str(config.file), "--crontab-file",
+                           str(tmp_path / "none")], capture_output=True, text=True,
+                          env={**env, "PATH": str(empty)}, check=False, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert len(doc["repairs"]) == 1
+    assert f"cannot re-clone from {remote}: no git program on PATH ({empty})" in doc["repairs"][0]
+    assert doc["repairs"][0].endswith("; the damaged vault is untouched")
+    assert not list(tmp_path.glob("memory-vault.damaged-*"))
+    assert not list(tmp_path.glob(".memory-vault.clone-*"))

@@ -213,3 +213,23 @@ def test_init_github_on_a_vault_that_pushed_elsewhere_pushes_there(api: str, con
     assert git(new, "rev-parse", "main").strip() == head
     status = run_cli("status", "--config", str(config_file))
     assert f"Remote:    {new} (up to date)" in status.stdout, status.stdout
+
+
+def test_init_github_needs_no_git_program(api: str, config_file: Path, tmp_path: Path) -> None:
+    """QA: with no git on PATH, setting the remote crashed (ImportError "Bad git executable",
+    exit 3) after the GitHub repository was made: the remote is written without git."""
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "bin-without-git"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "GIT_PYTHON_GIT_EXECUTABLE"}
+    proc = subprocess.run([sys.executable, "-m", "vault", "init", "--github", "sam",
+                           "--config", str(config_file)], capture_output=True, text=True,
+                          env={**env, "PATH": str(empty)}, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert git(tmp_path / "memory-vault", "remote", "get-url", "origin").strip() == \
+        "https://github.example/sam/memory-vault.git"
+    assert git(tmp_path / "memory-vault", "config", "--get-all", "remote.origin.fetch") == \
+        "+refs/heads/*:refs/remotes/origin/*\n"

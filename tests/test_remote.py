@@ -539,3 +539,47 @@ def test_origin_url_without_an_origin_or_a_readable_config(tmp_path: Path) -> No
     assert origin_url(tmp_path / "r.git") is None
     (tmp_path / "r.git" / "config").write_text('[remote "origin"\n\turl = x\n')
     assert origin_url(tmp_path / "r.git") is None
+
+
+def run_without_git(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m vault` where no git program is on PATH (cron's PATH=/usr/bin:/bin on a
+    machine with git in /usr/local/bin)."""
+    import os
+
+    empty = tmp_path / "bin-without-git"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "GIT_PYTHON_GIT_EXECUTABLE"}
+    return subprocess.run([sys.executable, "-m", "vault", *args], capture_output=True,
+                          text=True, env={**env, "PATH": str(empty)}, check=False, timeout=120)
+
+
+def test_no_git_program_on_path_is_a_failed_push_someone_hears_of(tmp_path: Path,
+                                                                  clock: Clock) -> None:
+    """QA: sync committed, then `import git` raised ImportError ("Bad git executable"): exit 3,
+    a many-line message, nothing in failures.log, no alert."""
+    from vault.alerts import read_failures
+
+    remote = bare(tmp_path / "remote.git")
+    config = host_config(tmp_path, "laptop", str(remote), layout="{source}")
+    no_git = f"no git program on PATH ({tmp_path / 'bin-without-git'}): put git's folder"
+    proc = run_without_git(tmp_path, "sync", "--quiet", "--config", str(config.file))
+    assert proc.returncode == 1, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"Error: not pushed: {no_git}"), proc.stderr
+    assert proc.stderr.rstrip().endswith("(1 commit(s) kept in the vault only)")
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert repo.head_id() is not None  # the sync's commit is made
+    failed = read_failures(config)
+    assert [f.command for f in failed] == ["push"] and no_git in failed[0].error
+    again = run_without_git(tmp_path, "sync", "--json", "--config", str(config.file))
+    assert again.returncode == 1
+    doc = json.loads(again.stdout)["push"]
+    assert (doc["pushed"], doc["refused"], doc["unpushed"]) == (False, True, 1)
+    doctor = run_without_git(tmp_path, "doctor", "--json", "--config", str(config.file),
+                             "--crontab-file", str(tmp_path / "no-crontab"))
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["remote"]["status"] == "fail"
+    assert checks["remote"]["detail"].startswith(f"{remote} not checked: {no_git}")
+    assert "unexpected" not in doctor.stderr
+    back = sync(config, now=clock).push  # git on PATH again
+    assert back is not None and back.pushed

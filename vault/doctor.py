@@ -421,11 +421,16 @@ def check_lock(config: Config) -> Check:
 
 def check_remote(config: Config, repo: VaultRepo) -> Check:
     """The remote answers, holds what vault last pushed there, and how many commits it lacks."""
-    from vault.remote import clean, clean_url, origin_url, remote_url, tracking_ref
+    from vault.remote import RemoteError, clean, clean_url, origin_url, remote_url, require_git
+    from vault.remote import tracking_ref
 
     url = remote_url(config)
     if url is None:
         return Check("remote", WARN, "no remote: the vault exists on this machine only")
+    try:
+        require_git()
+    except RemoteError as exc:  # (every sync's push fails the same way)
+        return Check("remote", FAIL, f"{clean_url(url)} not checked: {exc.message}")
     import git
 
     try:
@@ -669,7 +674,8 @@ def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]
     """Re-clone a damaged vault from its remote under the sync lock, keeping the damaged one
     aside; the new vault (None when not re-cloned) and what was done."""
     from vault.lock import SyncLock
-    from vault.remote import clean, clean_url, remote_url, tracking_ref
+    from vault.remote import RemoteError, clean, clean_url, remote_url, require_git
+    from vault.remote import tracking_ref
 
     path, branch = config.vault.path, config.vault.branch
     url = remote_url(config)
@@ -679,6 +685,11 @@ def _repair_repository(config: Config, why: str) -> tuple[str, VaultRepo | None]
         return (f"cannot repair the repository ({why}): no remote to re-clone from ([vault] "
                 f"remote is not set and the vault names no origin); the damaged vault is "
                 f"untouched{by_hand}", None)
+    try:
+        require_git()  # (the re-clone is git's)
+    except RemoteError as exc:
+        return (f"cannot repair the repository ({why}): cannot re-clone from "
+                f"{clean_url(url)}: {exc.message}; the damaged vault is untouched", None)
     # Never under a running sync: it writes into the vault this renames away (BusyError, exit
     # 11, as for a second sync).
     with SyncLock(config.state_dir, command="doctor --repair"):

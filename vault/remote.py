@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vault.config import Config
-from vault.errors import VaultError
+from vault.errors import VaultError, one_line_reason
 from vault.repo import VaultRepo
 
 REMOTE = "origin"
@@ -74,7 +74,7 @@ def origin_url(vault_path: Path) -> str | None:
 def set_remote(repo: VaultRepo, url: str) -> None:
     """Point the vault's origin at url (created or updated); a new URL forgets what the old
     remote held, so the next sync pushes everything to the new one."""
-    import git
+    import pygit2
 
     if origin_url(repo.path) != url:
         # The tracking ref says what the *old* remote held: kept, the new remote would pass
@@ -82,14 +82,36 @@ def set_remote(repo: VaultRepo, url: str) -> None:
         # --github`, which never fetches, leaves it in place). Dropped first, so that a kill
         # between the two steps costs at most a fetch, never a remote believed up to date.
         repo.delete_ref(tracking_ref(repo.branch))
+    # libgit2 writes the config as `git remote add/set-url` would (the same default fetch
+    # refspec, quoting), and needs no git program: `init --github` works where none is on PATH.
     try:
-        grepo = git.Repo(str(repo.path))
-        if REMOTE in [r.name for r in grepo.remotes]:
-            grepo.remote(REMOTE).set_url(url)
+        remotes = pygit2.Repository(str(repo.path)).remotes
+        if REMOTE in remotes.names():
+            remotes.set_url(REMOTE, url)
         else:
-            grepo.create_remote(REMOTE, url)
-    except git.GitError as exc:
+            remotes.create(REMOTE, url)
+    except (OSError, ValueError, pygit2.GitError) as exc:
         raise RemoteError(f"cannot set the vault's remote: {clean(str(exc))}") from None
+
+
+def require_git() -> None:
+    """Raise RemoteError when GitPython cannot run git (cron's PATH, /usr/bin:/bin, often has
+    none: git in /usr/local/bin or /opt/homebrew/bin)."""
+    try:
+        import git  # noqa: F401 - GitPython looks for the git program when it is imported
+    except ImportError as exc:
+        raise RemoteError(_no_git(exc)) from None
+
+
+def _no_git(exc: ImportError) -> str:
+    if "git executable" not in str(exc).lower():
+        return f"cannot load GitPython: {one_line_reason(exc)}"
+    named = os.environ.get("GIT_PYTHON_GIT_EXECUTABLE")
+    if named:
+        return f"GIT_PYTHON_GIT_EXECUTABLE={named} is not a git program that runs"
+    path = os.environ.get("PATH", "")
+    return (f"no git program on PATH ({path[:200] or 'empty'}): put git's folder on PATH "
+            "(a crontab can set PATH) or set GIT_PYTHON_GIT_EXECUTABLE")
 
 
 def tracking_ref(branch: str) -> str:
@@ -161,13 +183,20 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
 
     now: the committer time of commits replayed on top of other hosts' (default: the clock).
     """
-    import git
-
     url = remote_url(config)
     if url is None:
         raise RemoteError("no remote configured", hint="set [vault] remote or use init --github")
-    if config.vault.remote and origin_url(repo.path) != config.vault.remote:
+    if _new_remote(config, repo):
         set_remote(repo, config.vault.remote)  # (the fetch below resets the tracking ref)
+    try:
+        require_git()
+    except RemoteError as exc:
+        # Not "offline": the next sync, from the same cron entry, finds no git either, so it
+        # fails as a refused push does (exit 1, failures.log, an alert).
+        return PushResult(False, repo.count_ahead(tracking_ref(repo.branch)),
+                          message=exc.message, refused=True)
+    import git
+
     env = {"GIT_TERMINAL_PROMPT": "0"}  # cron has no one to type a password
     if "GIT_SSH_COMMAND" not in os.environ:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
