@@ -352,6 +352,7 @@ def test_a_refused_push_runs_on_failure_not_post_sync(tmp_path: Path, clock: Clo
     ("remote: You are not allowed to push code to this project.", True),
     ("Host key verification failed.", True),
     ("remote: Repository not found.", True),
+    ("fatal: repository 'https://gitlab.example/sam/typo.git/' not found", True),  # not GitHub
     ("fatal: Authentication failed for 'https://github.com/sam/memory-vault.git/'", True),
     ("fatal: could not read Username for 'https://github.com': terminal prompts disabled", True),
     ("fatal: unable to access 'https://x/': The requested URL returned error: 403", True),
@@ -583,3 +584,55 @@ def test_no_git_program_on_path_is_a_failed_push_someone_hears_of(tmp_path: Path
     assert "unexpected" not in doctor.stderr
     back = sync(config, now=clock).push  # git on PATH again
     assert back is not None and back.pushed
+
+
+class _HTTPStatus:
+    """An HTTP server on 127.0.0.1 that answers every request with one status (a git host
+    whose repository is missing: 404; one that is down: 503)."""
+
+    def __init__(self, code: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("code,refused", [(404, True), (503, False)])
+def test_a_missing_repository_on_any_https_host_is_refused(tmp_path: Path, clock: Clock,
+                                                           code: int, refused: bool) -> None:
+    """QA: a missing repository on GitLab or Gitea (git: "fatal: repository '...' not found")
+    was called offline: exit 0, no alert, forever. A host that is down stays offline."""
+    server = _HTTPStatus(code)
+    try:
+        config = host_config(tmp_path, "laptop", f"{server.url}/sam/typo.git",
+                             layout="{source}")
+        result = sync(config, now=clock)
+        assert result.commit and result.push is not None and not result.push.pushed
+        assert result.push.refused is refused, result.push.message
+        if refused:
+            assert result.push.message.startswith("the remote refused: ")
+            assert "not found" in result.push.message
+            proc = run_cli("sync", "--config", str(config.file))
+            assert proc.returncode == 1
+            assert proc.stderr.startswith("Error: not pushed: the remote refused: "), proc.stderr
+        else:
+            assert result.push.message.startswith("offline: ")
+    finally:
+        server.close()

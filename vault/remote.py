@@ -156,13 +156,19 @@ _REFUSALS = ("[remote rejected]", "permission denied", "authentication failed",
              "not allowed to push")
 
 
+# An HTTP 404 from any host but github.com (GitLab, Gitea, a typo in the URL): git says
+# "fatal: repository 'https://host/x.git/' not found", without GitHub's "Repository not found".
+_NO_SUCH_REPOSITORY = re.compile(r"repository '[^'\n]*' not found")
+
+
 # ... except a ref another push was updating at the same moment: a race, the next try wins
 _RACES = ("cannot lock ref", "failed to update ref", "incorrect old value")
 
 
 def _refused(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in _REFUSALS) \
+    return (any(word in lowered for word in _REFUSALS)
+            or _NO_SUCH_REPOSITORY.search(lowered) is not None) \
         and not any(word in lowered for word in _RACES)
 
 
