@@ -32,7 +32,8 @@ class FakeIssues(BaseHTTPRequestHandler):
     labels: dict[str, dict[str, Any]] = {}
     refuse_labels = False
     requests: list[tuple[str, str]] = []
-    posted: list[tuple[str, dict[str, Any]]] = []
+    posted: list[tuple[str, Any]] = []
+    fail: dict[tuple[str, str], int] = {}  # (method, path) -> the status it answers with
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -48,6 +49,10 @@ class FakeIssues(BaseHTTPRequestHandler):
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") not in (f"token {TOKEN}", f"Bearer {TOKEN}"):
             self._send(401, {"message": "Bad credentials"})
+            return False
+        code = self.fail.get((self.command, urlsplit(self.path).path))
+        if code is not None:
+            self._send(code, {"message": "Server Error"})
             return False
         return True
 
@@ -101,6 +106,11 @@ class FakeIssues(BaseHTTPRequestHandler):
                      "comments": 0}
             self.issues.append(issue)
             self._send(201, issue)
+        elif path.startswith(f"/repos/{REPO}/issues/") and path.endswith("/labels"):
+            issue = self.issues[int(path.split("/")[-2]) - 1]
+            issue["labels"] += [self.labels[n] for n in body if n in self.labels
+                                and self.labels[n] not in issue["labels"]]
+            self._send(200, issue["labels"])
         elif path.startswith(f"/repos/{REPO}/issues/") and path.endswith("/comments"):
             number = int(path.split("/")[-2])
             issue = self.issues[number - 1]
@@ -118,6 +128,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     FakeIssues.refuse_labels = False
     FakeIssues.requests = []
     FakeIssues.posted = []
+    FakeIssues.fail = {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeIssues)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -258,6 +269,7 @@ def test_first_alert_opens_a_labelled_issue(api: str, alerting: Config) -> None:
                                  f"opened {REPO}#1")
     assert [(method, urlsplit(path).path) for method, path in FakeIssues.requests] == [
         ("GET", f"/repos/{REPO}/issues"),  # ?state=open&labels=critical: none yet
+        ("GET", f"/repos/{REPO}/issues"),  # ?state=open: none unlabelled either
         ("GET", f"/repos/{REPO}/labels/critical"),  # 404
         ("POST", f"/repos/{REPO}/labels"),
         ("POST", f"/repos/{REPO}/issues")]
@@ -329,6 +341,56 @@ def test_refused_label_opens_the_issue_without_it(api: str, alerting: Config) ->
     later = T0 + timedelta(hours=1)
     assert alert(alerting, failure, now=later).action == "commented"
     assert len(FakeIssues.issues) == 1
+
+
+def test_a_label_made_later_still_finds_the_unlabelled_issue(api: str,
+                                                             alerting: Config) -> None:
+    """QA: once the label existed, alerts searched only labelled issues and opened a second
+    issue for the same failure instead of commenting on the first (opened without it)."""
+    FakeIssues.refuse_labels = True
+    first = alert(alerting, record_failure(alerting, "sync", "boom", now=T0), now=T0)
+    assert (first.action, first.issue_number) == ("opened", 1)
+    assert first.message.endswith("(without the label 'critical': creating it was refused (403))")
+    # the user makes the label by hand (or a host with more rights does)
+    FakeIssues.labels["critical"] = {"name": "critical", "color": "b60205",
+                                     "url": f"{api}/repos/{REPO}/labels/critical"}
+    later = T0 + timedelta(hours=2)
+    again = alert(alerting, record_failure(alerting, "sync", "boom again", now=later), now=later)
+    assert (again.action, again.issue_number) == ("commented", 1), again
+    assert [i["number"] for i in FakeIssues.issues] == [1]
+    assert [label["name"] for label in FakeIssues.issues[0]["labels"]] == ["critical"]
+
+
+def test_a_label_github_failed_to_make_is_not_called_refused(api: str,
+                                                             alerting: Config) -> None:
+    """QA: a 502 while creating the label was "creating it was refused", and the next alert,
+    which made the label, opened a second issue."""
+    FakeIssues.fail = {("POST", f"/repos/{REPO}/labels"): 502}
+    first = alert(alerting, record_failure(alerting, "sync", "boom", now=T0), now=T0)
+    assert (first.action, first.issue_number) == ("opened", 1)
+    assert first.message.endswith(
+        "(without the label 'critical': GitHub failed to create it (502))"), first.message
+    FakeIssues.fail = {}
+    later = T0 + timedelta(hours=2)
+    again = alert(alerting, record_failure(alerting, "sync", "boom", now=later), now=later)
+    assert (again.action, again.issue_number) == ("commented", 1), again
+    assert len(FakeIssues.issues) == 1
+    assert [label["name"] for label in FakeIssues.issues[0]["labels"]] == ["critical"]
+    # and a third alert finds it by its label, as a first labelled one
+    third_at = later + timedelta(hours=2)
+    seen = len(FakeIssues.requests)
+    third = alert(alerting, record_failure(alerting, "sync", "boom", now=third_at), now=third_at)
+    assert (third.action, third.issue_number) == ("commented", 1)
+    assert [m for m, _ in FakeIssues.requests[seen:]] == ["GET", "POST"]  # list, comment
+
+
+def test_a_label_github_cannot_read_or_make_is_not_the_alert_failing(api: str,
+                                                                     alerting: Config) -> None:
+    FakeIssues.fail = {("GET", f"/repos/{REPO}/labels/critical"): 503,
+                       ("POST", f"/repos/{REPO}/labels"): 503}
+    result = alert(alerting, record_failure(alerting, "sync", "boom", now=T0), now=T0)
+    assert (result.action, result.issue_number) == ("opened", 1), result
+    assert "GitHub failed to create it (503)" in result.message
 
 
 def test_existing_label_is_used_as_is(api: str, alerting: Config) -> None:

@@ -314,19 +314,22 @@ def _send(config: Config, failure: Failure, title: str, token: str, api: str) ->
                 lazy=True)
     repo = gh.get_repo(settings.github_repo)
     issue = _find_open(repo.get_issues(state="open", labels=[settings.label]), title)
-    labelled = True
     if issue is None:
-        labelled = _ensure_label(repo, settings.label)
-        if not labelled:  # an earlier alert may have been opened without the label
-            issue = _find_open(repo.get_issues(state="open"), title)
+        # An earlier alert may have gone out without the label (GitHub refused or failed to
+        # make it then): the label existing now must not make that issue invisible, or each
+        # later alert opens one more for the same failure.
+        issue = _find_open(repo.get_issues(state="open"), title)
+        if issue is not None:
+            _label_late(repo, issue, settings.label)
     if issue is not None:
         issue.create_comment(issue_body(config, failure, repeat=True))
         return AlertResult("commented", issue.number, issue.html_url,
                            f"commented on {settings.github_repo}#{issue.number}")
     body = issue_body(config, failure)
-    created = (repo.create_issue(title=title, body=body, labels=[settings.label]) if labelled
-               else repo.create_issue(title=title, body=body))
-    note = "" if labelled else f" (without the label {settings.label!r}: creating it was refused)"
+    unlabelled = _ensure_label(repo, settings.label)
+    created = (repo.create_issue(title=title, body=body) if unlabelled
+               else repo.create_issue(title=title, body=body, labels=[settings.label]))
+    note = f" (without the label {settings.label!r}: {unlabelled})" if unlabelled else ""
     return AlertResult("opened", created.number, created.html_url,
                        f"opened {settings.github_repo}#{created.number}{note}")
 
@@ -342,24 +345,44 @@ def _find_open(issues: PaginatedList[Issue], title: str) -> Issue | None:
     return None
 
 
-def _ensure_label(repo: Repository, name: str) -> bool:
-    """True when the label exists or was created; False when GitHub refused to create it."""
+def _ensure_label(repo: Repository, name: str) -> str:
+    """"" when the label exists or was created; else why the issue goes out without it."""
     from github import GithubException, UnknownObjectException
 
     try:
         repo.get_label(name).color  # noqa: B018 - the attribute fetches the lazy label
-        return True
+        return ""
     except UnknownObjectException:
         pass
-    try:
-        repo.create_label(name, LABEL_COLOR, "vault: a sync or health check is failing")
-        return True
     except GithubException as exc:
         if exc.status == 401:
             raise
-        # 422 "already_exists": created in between (another host) - fine; 403/404: no right to
-        # create labels, so the issue goes out without one rather than not at all.
-        return exc.status == 422 and "already_exists" in json.dumps(exc.data)
+        # (a 5xx reading it: creating it answers whether it exists, "already_exists")
+    try:
+        repo.create_label(name, LABEL_COLOR, "vault: a sync or health check is failing")
+        return ""
+    except GithubException as exc:
+        if exc.status == 401:
+            raise
+        if exc.status == 422 and "already_exists" in json.dumps(exc.data):
+            return ""  # created in between (another host)
+        # 403/404: no right to create labels; 5xx: GitHub failed. Either way the issue goes
+        # out without the label rather than not at all, and a later alert labels it.
+        if exc.status in (403, 404):
+            return f"creating it was refused ({exc.status})"
+        return f"GitHub failed to create it ({exc.status})"
+
+
+def _label_late(repo: Repository, issue: Issue, name: str) -> None:
+    """Give an issue opened without the label the label, now that it can be made (best effort:
+    the comment is what matters)."""
+    from github import GithubException
+
+    try:
+        if not _ensure_label(repo, name):
+            issue.add_to_labels(name)
+    except GithubException:
+        pass
 
 
 def _describe(exc: Exception, token_env: str, api: str, repo: str) -> str:
