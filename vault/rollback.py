@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from vault.config import SnapshotSettings
 from vault.errors import VaultError
 from vault.fsutil import atomic_write
 from vault.repo import VaultRepo
+from vault.sources import StatKey, companion_key
 
 BUSY_NS = 2_000_000_000  # a file touched this recently is never rolled back
 CORRUPTION_MARKERS = ("SQLite: integrity check failed", "SQLite: database disk image is malformed",
@@ -60,13 +62,20 @@ def held_open(path: str | Path) -> bool:
 
 def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
               now: datetime | None = None,
-              failed: list[tuple[str, str]] | None = None) -> list[Rollback]:
+              failed: list[tuple[str, str]] | None = None,
+              settings: SnapshotSettings | None = None) -> list[Rollback]:
     """For each (vault path, file, reason): keep the file aside, restore the branch tip's copy.
 
     A file written in the last 2 seconds, or open in another process, is left as it is (it
-    may still be being written): it is not in the list returned. A file that cannot be rolled
-    back (its folder is not writable, its aside name is too long...) is left as it is too, and
-    goes into failed as (vault path, one-line reason); the others are still rolled back."""
+    may still be being written): it is not in the list returned. So is a file that no longer
+    reads as corrupt, or that changes while it is rolled back: written again since it was
+    judged (sync reads other files, seconds maybe, before it rolls back), it is newer than
+    the vault's version. A file that cannot be rolled back (its folder is not writable, its
+    aside name is too long...) is left as it is too. Those two go into failed as (vault
+    path, one-line reason); the others are still rolled back. settings: how the file is read
+    again (sync's [snapshot] settings)."""
+    from vault.sync import still_corrupt
+
     head = repo.head_id()
     if head is None or not corrupt:
         return []
@@ -81,9 +90,22 @@ def roll_back(repo: VaultRepo, corrupt: list[tuple[str, str, str]],
         if not target.exists() or too_fresh(target) or held_open(target):
             continue  # gone, or maybe still being written: never replace it under a writer
         oid, filemode = files[vpath]
+        # Judged again, now: the file judged corrupt may have been replaced by a good one
+        # since; its stat then says whether it is still the file judged, up to the moment
+        # it is replaced.
+        key = rollback_key(target)
+        if not still_corrupt(repo, vpath, target_text, files[vpath], reason,
+                             settings or SnapshotSettings()) or rollback_key(target) != key:
+            if failed is not None:
+                failed.append((vpath, f"did not roll back {vpath}: {_WRITTEN_AGAIN}"))
+            continue
         data = repo.read_blob(oid)  # (read before anything moves: a damaged vault stops here)
         try:
-            put_back = _put_back(target, data, filemode == 0o100755, stamp)
+            put_back = _put_back(target, data, filemode == 0o100755, stamp, key)
+        except _WrittenAgain:
+            if failed is not None:
+                failed.append((vpath, f"did not roll back {vpath}: {_WRITTEN_AGAIN}"))
+            continue
         except _CannotRollBack as exc:
             if failed is not None:
                 failed.append((vpath, f"cannot roll back {vpath}: {exc}"))
@@ -99,10 +121,30 @@ class _CannotRollBack(Exception):
     """One file's rollback failed at one step (the message says which, and why)."""
 
 
-def _put_back(target: Path, data: bytes, executable: bool,
-              stamp: str) -> tuple[Path, str] | None:
+class _WrittenAgain(Exception):
+    """The file changed after it was judged corrupt: it is left as it is."""
+
+
+_WRITTEN_AGAIN = ("it was written again after it was judged corrupt (it is newer than the "
+                  "vault's version); the next sync judges it again")
+
+
+def rollback_key(target: Path) -> tuple[StatKey, ...]:
+    """What says a file (and its -wal or -journal) was written: their stat keys."""
+    return tuple(companion_key(f"{target}{suffix}") for suffix in ("", "-wal", "-journal"))
+
+
+def _check_unchanged(target: Path, key: tuple[StatKey, ...]) -> None:
+    """_WrittenAgain unless the file is still the one judged (key: rollback_key then)."""
+    if rollback_key(target) != key:
+        raise _WrittenAgain()
+
+
+def _put_back(target: Path, data: bytes, executable: bool, stamp: str,
+              key: tuple[StatKey, ...]) -> tuple[Path, str] | None:
     """Keep target aside and put data in its place; the aside's path and any warning. None when
-    a database was opened by another process meanwhile (left as it is)."""
+    a database was opened by another process meanwhile (left as it is); _WrittenAgain when
+    target is no longer the file judged corrupt (key, its rollback_key then)."""
     from vault.errors import SqliteSnapshotError
     from vault.fsutil import restored_mode
     from vault.restore_db import build_sqlite
@@ -119,9 +161,10 @@ def _put_back(target: Path, data: bytes, executable: bool,
                                   f"{_why(exc)}") from exc
         except SqliteSnapshotError as exc:
             raise _CannotRollBack(f"cannot build its last good version: {exc.message}") from exc
-        if not _install_database(built, target, aside, mode):
+        if not _install_database(built, target, aside, mode, key):
             return None
     else:
+        _check_unchanged(target, key)
         _keep_aside(target, aside)  # the file never goes missing from its place
         try:
             atomic_write(target, data, mode=mode)
@@ -136,7 +179,8 @@ def _put_back(target: Path, data: bytes, executable: bool,
     return aside, "; ".join(w for w in warnings if w)
 
 
-def _install_database(built: Path, target: Path, aside: Path, mode: int) -> bool:
+def _install_database(built: Path, target: Path, aside: Path, mode: int,
+                      key: tuple[StatKey, ...]) -> bool:
     """Keep the corrupt database and its journal aside, then rename the built one over it: at
     every moment the database's place holds the corrupt file or the good one, never nothing
     (a sync killed in between would record it deleted; an agent opening it then would get a
@@ -147,9 +191,13 @@ def _install_database(built: Path, target: Path, aside: Path, mode: int) -> bool
     moved: list[tuple[Path, Path]] = []  # (companion, its name aside)
     try:
         refuse_if_open(target)  # again: it may have been opened while it was built
+        _check_unchanged(target, key)  # (or written, and closed, meanwhile)
     except VaultError:
         shutil.rmtree(built, ignore_errors=True)
         return False
+    except _WrittenAgain:
+        shutil.rmtree(built, ignore_errors=True)
+        raise
     try:
         _keep_aside(target, aside)
         # A journal left beside it would be replayed into the good copy: it goes with the

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vault import __version__
-from vault.config import Config, SourceConfig
+from vault.config import Config, SnapshotSettings, SourceConfig
 from vault.detect import (RACY_MARGIN_NS, CachedFile, StatCache, file_changed, is_racy,
                           load_cache, save_cache)
 from vault.errors import RepoError, SourceError, UsageError
 from vault.lock import SyncLock
 from vault.repo import FileMap, VaultRepo
 from vault.snapshot import TOO_LARGE, Snapshot, take_snapshot
-from vault.sources import (CREATING, DUMP_HEADER, SQLITE_HEADER, Scan, pattern_for,
-                           scan_source)
+from vault.sources import (CREATING, DUMP_HEADER, SQLITE_HEADER, Entry, Scan, pattern_for,
+                           scan_source, stat_key)
 
 if TYPE_CHECKING:
     from vault.remote import PushResult
@@ -55,6 +55,8 @@ def _looks_corrupt(reason: str) -> bool:
 BEING_WRITTEN = ("being written (changed while checked, or open in another process); the next "
                  "sync looks again")
 MAX_BODY_PATHS = 1000  # more than this and the commit body says how many it left out
+PAGE_ONE_ZEROED = ("SQLite: file is not a database (its first page is zeroed; the vault's last "
+                   "version is a database)")
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,8 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
 
             damaged = [(c.path, c.file, c.reason) for c in result.corrupt]
             failed: list[tuple[str, str]] = []
-            rollbacks = tuple(roll_back(repo, damaged, clock(), failed=failed))
+            rollbacks = tuple(roll_back(repo, damaged, clock(), failed=failed,
+                                        settings=config.snapshot))
             result = replace(result, rollbacks=rollbacks,
                              failures=result.failures + _rollback_failures(config, result, failed))
         result = _push(config, repo, result)
@@ -460,8 +463,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             # A database the vault has had, with page 1 zeroed and a journal beside it: not a
             # database being created but a damaged one (a journal of an earlier transaction
             # stays beside it in some journal modes).
-            reason = "SQLite: file is not a database (its first page is zeroed; the vault's " \
-                     "last version is a database)"
+            reason = PAGE_ONE_ZEROED
             _report_corrupt(plan, source.name, prefix + rel, os.path.join(source.root, rel),
                             reason)
         plan.skipped.append(Skipped(prefix + rel, reason))
@@ -551,6 +553,27 @@ def _report_corrupt(plan: _Plan, source: str, vpath: str, path: str, reason: str
     plan.corrupt.append((vpath, path, reason))
     plan.failures.append(SourceFailure(source, f"{vpath} is corrupt ({reason}); the vault "
                                                "keeps its last good version", path=vpath))
+
+
+def still_corrupt(repo: VaultRepo, vpath: str, path: str, current: tuple[str, int],
+                  reason: str, settings: SnapshotSettings) -> bool:
+    """Read a file judged corrupt again, as sync judged it (against the vault's version
+    current): False when it reads as good now (written again since), or is gone."""
+    if reason == PAGE_ONE_ZEROED:  # (judged by the walk: zeros where SQLite's header was)
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(100)
+        except OSError:
+            return False
+        return len(head) == 100 and not head.strip(b"\0")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    entry = Entry((vpath, path, stat_key(st), current[1], st.st_size))
+    # (its size was judged under the limit the sync had: no other limit applies now)
+    snap = _judged(repo, current, take_snapshot(entry, replace(settings, max_file_size=1 << 62)))
+    return snap.data is None and bool(snap.reason) and _looks_corrupt(snap.reason or "")
 
 
 def _judged(repo: VaultRepo, current: tuple[str, int] | None, snap: Snapshot) -> Snapshot:

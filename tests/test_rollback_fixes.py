@@ -1,0 +1,128 @@
+"""Auto-rollback never puts an old version over a file written again since it was judged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apsw
+
+from conftest import Clock, age, write_config
+from vault.config import load_config
+from vault.repo import VaultRepo
+from vault.rollback import BUSY_NS, roll_back
+from vault.sync import SyncOptions, sync
+
+GOOD = '{"facts": ["v1", "v2 - newest, good"]}'
+
+# A writer (the agent) that waits for its cue, then writes a good memory.json and exits.
+WRITER = """
+import os, sys, time
+go, target, text = sys.argv[1:4]
+while not os.path.exists(go):
+    time.sleep(0.01)
+with open(target + ".tmp", "w") as f:
+    f.write(text)
+os.replace(target + ".tmp", target)
+"""
+
+
+def test_a_file_fixed_while_the_sync_reads_other_files_is_not_rolled_back(
+        tmp_path: Path, clock: Clock) -> None:
+    """memory.json is judged corrupt; while the sync reads another source, the agent (another
+    process) writes a good, newer memory.json. The rollback used to put the vault's older
+    version over it and set the good one aside."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    mem = a / "memory.json"
+    mem.write_text('{"facts": ["v1"]}')
+    (b / "notes.md").write_text("x\n")
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": a, "b": b},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    assert sync(config, now=clock).ok
+
+    mem.write_text('{"facts": ["v1", ')  # its writer crashed half way
+    age(mem)
+    (b / "notes.md").write_text("y\n")
+    go = tmp_path / "go"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(mem), GOOD])
+
+    def reading(vpath: str) -> None:
+        # a/memory.json has been judged corrupt by now (sources are read in order): the agent
+        # writes the good version while b is read, and is long done before the rollback.
+        if vpath == "b/notes.md":
+            go.touch()
+            assert writer.wait(timeout=30) == 0
+            time.sleep(BUSY_NS / 1e9 + 0.2)  # (not too fresh to roll back)
+
+    clock.tick()
+    try:
+        result = sync(config, SyncOptions(progress=reading), now=clock)
+    finally:
+        go.touch()
+        writer.wait(timeout=30)
+    assert [c.path for c in result.corrupt] == ["a/memory.json"]
+    assert result.rollbacks == ()
+    assert mem.read_text() == GOOD
+    assert list(a.iterdir()) == [mem]  # nothing set aside
+    assert any(f.message.startswith("did not roll back a/memory.json: it was written again")
+               for f in result.failures)
+    clock.tick()
+    assert sync(config, now=clock).modified == ("a/memory.json",)  # and the next sync stores it
+
+
+def test_repair_leaves_a_file_written_again_since_it_was_judged(
+        tmp_path: Path, clock: Clock) -> None:
+    """The doctor --repair path: roll_back gets the (path, file, reason) judged a while ago."""
+    src = tmp_path / "src"
+    src.mkdir()
+    mem = src / "memory.json"
+    mem.write_text('{"facts": ["v1"]}')
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": src}))
+    repo, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    mem.write_text('{"facts": ["v1", ')
+    age(mem)
+    judged = [("a/memory.json", str(mem), "invalid JSON (half-written?): ...")]
+    mem.write_text(GOOD)  # fixed since
+    age(mem)
+    failed: list[tuple[str, str]] = []
+    assert roll_back(repo, judged, failed=failed) == []
+    assert mem.read_text() == GOOD and list(src.iterdir()) == [mem]
+    assert [f[0] for f in failed] == ["a/memory.json"]
+
+    mem.write_text('{"facts": ')  # still corrupt: rolled back as before
+    age(mem)
+    done = roll_back(repo, judged)
+    assert [r.path for r in done] == ["a/memory.json"]
+    assert json.loads(mem.read_text()) == {"facts": ["v1"]}
+
+
+def test_a_database_with_page_one_zeroed_is_still_rolled_back(tmp_path: Path,
+                                                              clock: Clock) -> None:
+    """Judged by the walk, not by reading it as a snapshot: judged again the same way."""
+    src = tmp_path / "src"
+    src.mkdir()
+    db = src / "notes.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("PRAGMA journal_mode=TRUNCATE")  # leaves an empty notes.db-journal behind
+    conn.execute("CREATE TABLE t(x); INSERT INTO t VALUES('orig')")
+    conn.close()
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": src},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    sync(config, now=clock)
+    with db.open("r+b") as f:
+        f.write(bytes(4096))
+    age(db)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert [r.path for r in result.rollbacks] == ["a/notes.db"]
+    conn = apsw.Connection(str(db))
+    assert conn.execute("SELECT x FROM t").fetchall() == [("orig",)]
+    conn.close()
