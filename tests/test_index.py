@@ -12,7 +12,8 @@ from conftest import Clock, write_config
 from vault.config import Config, load_config
 from vault.embed import HashEmbedder
 from vault.errors import ConfigError, VaultError
-from vault.index import (SCHEMA_VERSION, IndexOptions, IndexStore, build_index, index_after_sync)
+from vault.index import (APPLICATION_ID, SCHEMA_VERSION, IndexOptions, IndexStore, build_index,
+                         index_after_sync)
 from vault.repo import VaultRepo
 from vault.sync import sync
 
@@ -141,6 +142,7 @@ def test_vectors_of_one_model_are_never_used_for_another(tmp_path: Path, workspa
 def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
     newer = tmp_path / "newer.db"
     db = apsw.Connection(str(newer))
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")  # (every vault index has it)
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(VaultError, match="newer vault"):

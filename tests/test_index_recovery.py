@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import apsw
+import pytest
+
 from conftest import Clock, run_cli, write_config
 from test_recall import add_notes
 from vault.config import Config, load_config
 from vault.embed import HashEmbedder
-from vault.index import IndexOptions, build_index
+from vault.index import IndexOptions, IndexStoreError, build_index
 from vault.recall import RecallOptions, recall
 from vault.repo import VaultRepo
 from vault.sync import sync
@@ -70,3 +73,70 @@ def test_recall_rolls_back_the_hot_journal_of_a_killed_index_run(
                   "--config", str(config.file))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["hits"][0]["path"].endswith("notes.md")
+
+
+def _foreign_db(path: Path, *pragmas: str) -> None:
+    db = apsw.Connection(str(path))
+    for pragma in pragmas:
+        db.execute(pragma)
+    db.execute("CREATE TABLE meta(k TEXT, v TEXT); INSERT INTO meta VALUES('owner', 'precious')")
+    db.close()
+
+
+def _tables(path: Path) -> list[str]:
+    db = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return [str(r[0]) for r in db.execute("SELECT name FROM sqlite_schema ORDER BY name")]
+    finally:
+        db.close()
+
+
+def test_another_programs_database_at_the_index_path_is_never_written_or_replaced(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock, index='path = "app.db"')
+    app = tmp_path / "app.db"
+    # application_id 0 (SQLite's default); a user_version of its own, which vault's migrations
+    # took for an old vault index (or a newer one)
+    for pragmas in ((), ("PRAGMA user_version=1",), ("PRAGMA user_version=7",)):
+        app.unlink(missing_ok=True)
+        _foreign_db(app, *pragmas)
+        before = app.read_bytes()
+        for rebuild in (False, True):
+            with pytest.raises(IndexStoreError) as caught:
+                build_index(config, IndexOptions(rebuild=rebuild), HashEmbedder(64))
+            assert str(caught.value) == (f"{app} is not a vault index "
+                                         "(a SQLite database of another program)"), pragmas
+        with pytest.raises(IndexStoreError, match="is not a vault index"):
+            recall(config, "kitchen quote")
+        assert app.read_bytes() == before and _tables(app) == ["meta"]
+    proc = run_cli("index", "--rebuild", "--config", str(config.file))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (f"Error: {app} is not a vault index "
+                                           "(a SQLite database of another program)")
+    assert app.read_bytes() == before
+    # a file that is no database at all, at a path the user chose, is not replaced either
+    app.write_text("my notes\n")
+    with pytest.raises(IndexStoreError, match=r"is not a vault index \(not a SQLite database\)"):
+        build_index(config, IndexOptions(rebuild=True), HashEmbedder(64))
+    assert app.read_text() == "my notes\n"
+
+
+def test_a_new_empty_file_or_database_at_the_index_path_becomes_the_index(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock, index='path = "new.db"')
+    new = tmp_path / "new.db"
+    for rebuild in (False, True):
+        for make in ("touch", "sqlite"):
+            new.unlink(missing_ok=True)
+            if make == "touch":
+                new.touch()
+            else:
+                apsw.Connection(str(new)).execute("PRAGMA page_size=4096; VACUUM").close()
+                assert new.stat().st_size > 0
+            result = build_index(config, IndexOptions(rebuild=rebuild), HashEmbedder(64))
+            assert result.chunks > 0 and "texts" in _tables(new), (rebuild, make)
+    assert recall(config, "kitchen quote", RecallOptions(k=1)).hits
+    # and an index vault made is rebuilt over, as ever
+    assert build_index(config, IndexOptions(rebuild=True), HashEmbedder(64)).rebuilt

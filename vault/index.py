@@ -130,10 +130,31 @@ REBUILD_HINT = "`vault index --rebuild` makes it again from the vault"
 NEWER_HINT = "upgrade vault, or run `vault index --rebuild` to make it again from the vault"
 
 
+def _blank(conn: apsw.Connection, version: int) -> bool:
+    """True for a database with nothing in it yet (a new or empty file), which may become an
+    index. Every index vault made carries its application_id: a file without it that holds
+    anything, or with another program's, is not vault's to write."""
+    if version != 0:
+        return False
+    row = conn.execute("PRAGMA application_id").fetchone()
+    if row is None or int(row[0]) != 0:
+        return False
+    return conn.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchone() is None
+
+
 def newer(path: Path, version: int) -> IndexStoreError:
     """The error for an index made by a newer vault (a schema this one does not know)."""
     return IndexStoreError(f"the index {path} was made by a newer vault (schema {version}, "
                            f"this vault knows {SCHEMA_VERSION})", hint=NEWER_HINT)
+
+
+FOREIGN_HINT = ("vault never writes into a file it did not make: set [index] path to a new "
+                "file (or remove this one if it is yours to lose)")
+
+
+def not_ours(path: Path, what: str) -> IndexStoreError:
+    """The error for a file at the index path that vault did not make (what: what it is)."""
+    return IndexStoreError(f"{path} is not a vault index ({what})", hint=FOREIGN_HINT)
 
 
 def damaged(path: Path, reason: object) -> IndexStoreError:
@@ -248,6 +269,9 @@ class IndexStore:
                 finally:
                     fixer.close()
                 version = self._connect(flags)
+            # (an outdated file opened read-only is checked by the writer that would upgrade it)
+            if not (readonly and 0 < version < SCHEMA_VERSION):
+                self._refuse_foreign(version)
             if readonly:
                 if version > SCHEMA_VERSION:
                     raise newer(path, version)
@@ -261,6 +285,11 @@ class IndexStore:
         except apsw.Error as exc:
             raise IndexStoreError(f"cannot open the index {path}: {exc}",
                                   hint=REBUILD_HINT) from None
+
+    def _refuse_foreign(self, version: int) -> None:
+        """Refuse another program's database: migrating it would add vault's tables to it."""
+        if self._pragma("application_id") != APPLICATION_ID and not _blank(self.conn, version):
+            raise not_ours(self.path, "a SQLite database of another program")
 
     def _connect(self, flags: int) -> int:
         """Open the connection; the file's schema version (its first read)."""
@@ -278,8 +307,6 @@ class IndexStore:
     def _migrate(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise newer(self.path, version)
-        if version == 0 and self._pragma("application_id") not in (0, APPLICATION_ID):
-            raise IndexStoreError(f"{self.path} is not a vault index")
         for number in range(version + 1, SCHEMA_VERSION + 1):
             with self.conn:
                 for _ in self.conn.execute(MIGRATIONS[number - 1]):
@@ -809,6 +836,8 @@ def build_index(config: Config, options: IndexOptions, embedder: Embedder, *,
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     commits = target_commits(repo, options, now or datetime.now(timezone.utc))
     with _lock(config):
+        if options.rebuild:
+            _refuse_to_replace(config)  # (before the encoder is dropped and made again)
         cosine: float | None = None
         if export_encoder:
             if options.rebuild:
@@ -862,6 +891,42 @@ def _rebuild(config: Config, repo: VaultRepo, commits: Sequence[CommitInfo],
     finally:
         tmp.unlink(missing_ok=True)
     return _with(result, path=str(target))
+
+
+def _refuse_to_replace(config: Config) -> None:
+    """Raise unless the file --rebuild would replace is vault's to replace.
+
+    A vault index is known by the application_id in its SQLite header: read from the header
+    alone, as a damaged index is what --rebuild is for.
+    """
+    import apsw
+
+    if config.index.path is None:
+        return  # vault's own state folder: what is there is an index, however damaged
+    path = config.index_path
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(100)
+    except FileNotFoundError:
+        return
+    if not head:
+        return
+    if head.startswith(b"SQLite format 3\0") and len(head) == 100:
+        if int.from_bytes(head[68:72], "big") == APPLICATION_ID:
+            return
+        try:  # (an empty database may become the index, as when opened for writing)
+            conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+            try:
+                row = conn.execute("PRAGMA user_version").fetchone()
+                empty = _blank(conn, int(row[0]) if row else 0)
+            finally:
+                conn.close()
+        except apsw.Error:
+            empty = False  # (unreadable: it cannot be shown to be vault's, so it stays)
+        if empty:
+            return
+        raise not_ours(path, "a SQLite database of another program")
+    raise not_ours(path, "not a SQLite database")
 
 
 def ensure_indexed(config: Config, repo: VaultRepo, commit_id: str, embedder: Embedder,
