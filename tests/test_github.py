@@ -233,3 +233,42 @@ def test_init_github_needs_no_git_program(api: str, config_file: Path, tmp_path:
         "https://github.example/sam/memory-vault.git"
     assert git(tmp_path / "memory-vault", "config", "--get-all", "remote.origin.fetch") == \
         "+refs/heads/*:refs/remotes/origin/*\n"
+
+
+@pytest.mark.parametrize("url,why", [
+    ("ghe.example.com/api/v3", "not an http(s) URL with a host"),
+    ("ftp://ghe.example.com/api/v3", "not an http(s) URL with a host"),
+    ("https://", "not an http(s) URL with a host"),
+    ("http://ghe.example.com:abc/api/v3", "Port could not be cast to integer value as 'abc'"),
+    ("https://ghe.example.com:99999/api/v3", "Port out of range 0-65535"),
+    ("http://[::1/api", "Invalid IPv6 URL"),
+    ("ftp://sam:s3cret@ghe.example.com/api", "not an http(s) URL with a host"),
+])
+def test_a_malformed_github_api_url_is_a_usage_error(config_file: Path, tmp_path: Path,
+                                                     url: str, why: str) -> None:
+    """QA: PyGithub fails on such a URL with an AttributeError, an assert or a ValueError
+    while it is built, outside the try: "unexpected", exit 3."""
+    proc = run_cli("init", "--github", "sam", "--config", str(config_file),
+                   env={"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": url})
+    assert proc.returncode == 2, proc.stderr
+    shown = url.replace("sam:s3cret@", "***@")
+    assert proc.stderr.splitlines() == [
+        f"Error: GITHUB_API_URL {shown!r}: {why}",
+        "Hint: GitHub Enterprise's is https://HOST/api/v3; unset it for github.com"]
+    assert not (tmp_path / "memory-vault").exists()  # nothing made
+
+
+def test_an_alert_with_a_malformed_github_api_url_says_so(tmp_path: Path, workspace: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import write_config
+    from vault.alerts import alert, record_failure
+    from vault.config import load_config
+
+    config = load_config(write_config(tmp_path / "vault.toml", {"agent": workspace},
+                                      extra='\n[alerts]\ngithub_repo = "sam/ops"\n'))
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", "ghe.example.com/api/v3")
+    result = alert(config, record_failure(config, "sync", "boom"))
+    assert (result.action, result.message) == (
+        "failed", "alert not sent: GITHUB_API_URL 'ghe.example.com/api/v3': not an http(s) URL "
+                  "with a host")

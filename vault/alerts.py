@@ -31,7 +31,6 @@ LOG_NAME = "failures.log"
 STATE_NAME = "alerts.json"
 MAX_LOG_BYTES = 1024**2  # then failures.log moves to failures.log.1 (one old generation kept)
 TAIL_LINES = 20
-DEFAULT_API = "https://api.github.com"
 NETWORK_TIMEOUT = 20  # seconds per GitHub request: the caller is already in a failure path
 LABEL_COLOR = "b60205"
 MAX_SCANNED_ISSUES = 300  # open issues looked through for the title when the label is missing
@@ -290,7 +289,13 @@ def alert(config: Config, failure: Failure, *, base_url: str | None = None,
     token = os.environ.get(settings.token_env, "")
     if not token:
         return _failed(config, failure, f"no GitHub token: set {settings.token_env}", now)
-    api = base_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API
+    from vault.errors import VaultError
+    from vault.github import api_url
+
+    try:
+        api = api_url(base_url)
+    except VaultError as exc:
+        return _failed(config, failure, exc.message, now)
     try:
         result = _send(config, failure, title, token, api)
     except Exception as exc:  # noqa: BLE001 - see the module docstring: an alert never raises

@@ -36,6 +36,32 @@ class GitHubRepo:
     created: bool
 
 
+def api_url(base_url: str | None = None) -> str:
+    """The GitHub API to call: base_url, else $GITHUB_API_URL, else api.github.com; a
+    UsageError naming GITHUB_API_URL when that is no http(s) URL (PyGithub fails on one with
+    an AttributeError or an assert, which said only "unexpected", exit 3)."""
+    from urllib.parse import urlsplit
+
+    api = base_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API
+    try:
+        parts = urlsplit(api)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or too big
+        why = ("" if parts.scheme in ("http", "https") and parts.hostname
+               else "not an http(s) URL with a host")
+    except ValueError as exc:
+        why = str(exc)
+    if why:
+        raise _bad_api(api, why)
+    return api
+
+
+def _bad_api(api: str, why: str) -> UsageError:
+    from vault.remote import clean_url
+
+    return UsageError(f"GITHUB_API_URL {clean_url(api)!r}: {why}",
+                      hint="GitHub Enterprise's is https://HOST/api/v3; unset it for github.com")
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
     """'OWNER/NAME' or 'OWNER' (name memory-vault) -> (owner, name)."""
     owner, _, name = spec.strip().strip("/").partition("/")
@@ -56,8 +82,11 @@ def ensure_private_repo(spec: str, token_env: str = "GITHUB_TOKEN",
     if not token:
         raise GitHubError(f"no GitHub token: set {token_env}",
                           hint="a token with the 'repo' scope (or fine-grained: administration)")
-    api = base_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API
-    gh = Github(auth=Auth.Token(token), base_url=api, retry=None, timeout=TIMEOUT)
+    api = api_url(base_url)
+    try:
+        gh = Github(auth=Auth.Token(token), base_url=api, retry=None, timeout=TIMEOUT)
+    except (AssertionError, AttributeError, TypeError, ValueError) as exc:
+        raise _bad_api(api, f"{type(exc).__name__}: {exc}") from None  # (one api_url missed)
     full = f"{owner}/{name}"
     creating = False  # (a create that got no answer may have been carried out all the same)
     try:
