@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from pathlib import Path
@@ -132,6 +133,9 @@ def _json_problem(data: bytes) -> str | None:
 
 def _complete_lines(data: bytes) -> bytes:
     """Keep whole lines; a trailing line without newline is kept only if it parses as JSON."""
+    encoding = json.detect_encoding(data[:4])  # (as JSON: a BOM, or NULs in the first units)
+    if not encoding.startswith("utf-8"):
+        return _complete_wide_lines(data, encoding)
     cut = data.rfind(b"\n") + 1
     tail = data[cut:]
     if not tail.strip():
@@ -143,6 +147,36 @@ def _complete_lines(data: bytes) -> bytes:
     except RecursionError:
         # Too deep to check: the trailing line counts as complete only once it ends with a
         # newline, so it waits for the next sync like any line being written.
+        return data[:cut]
+    return data if isinstance(value, (dict, list)) else data[:cut]
+
+
+def _complete_wide_lines(data: bytes, encoding: str) -> bytes:
+    """_complete_lines of UTF-16 or UTF-32 text (Windows PowerShell writes UTF-16): its
+    newline is a whole code unit (0a 00 in UTF-16LE), found only where a unit starts, never
+    a 0a byte inside another character or the NUL after it."""
+    start = 0
+    if encoding in ("utf-16", "utf-32"):  # (a BOM says which byte order)
+        start = 2 if encoding == "utf-16" else 4
+        little = data.startswith(codecs.BOM_UTF16_LE)
+        encoding += "-le" if little else "-be"
+    newline = "\n".encode(encoding)
+    width = len(newline)
+    end = len(data)
+    at = data.rfind(newline, start, end)
+    while at >= 0 and (at - start) % width:
+        end = at + width - 1  # (a match across two units: look before it)
+        at = data.rfind(newline, start, end)
+    cut = at + width if at >= 0 else 0
+    try:
+        tail = data[max(cut, start):].decode(encoding)
+    except UnicodeDecodeError:
+        return data[:cut]  # (cut inside a character: being written)
+    if not tail.strip():
+        return data
+    try:
+        value = json.loads(tail)
+    except (ValueError, RecursionError):
         return data[:cut]
     return data if isinstance(value, (dict, list)) else data[:cut]
 
