@@ -140,3 +140,20 @@ def test_a_new_empty_file_or_database_at_the_index_path_becomes_the_index(
     assert recall(config, "kitchen quote", RecallOptions(k=1)).hits
     # and an index vault made is rebuilt over, as ever
     assert build_index(config, IndexOptions(rebuild=True), HashEmbedder(64)).rebuilt
+
+
+def test_a_folder_at_the_index_path_is_one_error_line_even_for_rebuild(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock)
+    config.index_path.mkdir(parents=True)
+    (config.index_path / "keep.txt").write_text("mine")
+    expected = [f"Error: the index {config.index_path} is a folder, not a file",
+                "Hint: move the folder away, or set [index] path to a file"]
+    for args in (["index", "--rebuild"], ["index"], ["recall", "kitchen"]):
+        proc = run_cli(*args, "--config", str(config.file))
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.splitlines() == expected, args
+    assert (config.index_path / "keep.txt").read_text() == "mine"
+    assert [p.name for p in config.index_path.parent.iterdir()
+            if ".rebuild-" in p.name] == []  # (no half-built index left behind either)

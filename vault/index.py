@@ -157,6 +157,13 @@ def not_ours(path: Path, what: str) -> IndexStoreError:
     return IndexStoreError(f"{path} is not a vault index ({what})", hint=FOREIGN_HINT)
 
 
+def a_folder(path: Path) -> IndexStoreError:
+    """The error for a folder where the index file should be (neither open nor --rebuild can
+    put a file there)."""
+    return IndexStoreError(f"the index {path} is a folder, not a file",
+                           hint="move the folder away, or set [index] path to a file")
+
+
 def damaged(path: Path, reason: object) -> IndexStoreError:
     """The error for an index file SQLite finds malformed (any page, found at any time)."""
     return IndexStoreError(f"the index {path} is damaged: {reason}", hint=REBUILD_HINT)
@@ -249,6 +256,8 @@ class IndexStore:
                 reason = _folder_problem(path.parent) or one_line_reason(exc)
                 raise IndexStoreError(f"the index {path}: cannot create the folder "
                                       f"{path.parent}: {reason}") from None
+        if path.is_dir():
+            raise a_folder(path)  # (SQLite says only "unable to open database file")
         try:
             try:
                 version = self._connect(flags)
@@ -884,9 +893,13 @@ def _rebuild(config: Config, repo: VaultRepo, commits: Sequence[CommitInfo],
         with IndexStore(tmp) as store:
             result = index_commits(store, repo, commits, embedder, progress=progress,
                                    rebuilt=True)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:  # (the index as it was stays in place)
+            raise IndexStoreError(f"cannot replace the index {target}: "
+                                  f"{one_line_reason(exc)}") from None
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
@@ -901,14 +914,18 @@ def _refuse_to_replace(config: Config) -> None:
     """
     import apsw
 
+    path = config.index_path
+    if path.is_dir():
+        raise a_folder(path)  # (os.replace cannot put a file there)
     if config.index.path is None:
         return  # vault's own state folder: what is there is an index, however damaged
-    path = config.index_path
     try:
         with open(path, "rb") as handle:
             head = handle.read(100)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise IndexStoreError(f"cannot read the index {path}: {one_line_reason(exc)}") from None
     if not head:
         return
     if head.startswith(b"SQLite format 3\0") and len(head) == 100:
