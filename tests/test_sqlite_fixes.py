@@ -98,3 +98,38 @@ def test_a_bare_sql_logic_error_is_the_applications_code_and_fails_the_sync() ->
     failure that will not fix itself (sync counts it), not a silent skip."""
     error = _snapshot_error(Path("m.db"), apsw.SQLError("SQL logic error"), 1000)
     assert error.message == f"{NEEDS_APPLICATION}SQL logic error"
+
+
+def _wal_without_shm(db: Path) -> None:
+    """A WAL database whose last rows are only in its -wal, and no -shm: copied without it
+    (a backup tool that skips -shm files)."""
+    conn = apsw.Connection(str(db))
+    list(conn.execute("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+                      "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
+                      "INSERT INTO t VALUES (1, 'only in the wal');"))
+    copies = {suffix: Path(f"{db}{suffix}").read_bytes() for suffix in ("", "-wal")}
+    conn.close()  # (checkpoints, and removes the -wal and -shm)
+    for suffix, data in copies.items():
+        Path(f"{db}{suffix}").write_bytes(data)
+    assert not Path(f"{db}-shm").exists()
+
+
+def test_a_wal_without_its_shm_is_read_and_never_checkpointed(
+        tmp_path: Path, clock: Clock) -> None:
+    """A dry run (vault status) and a sync used to write the -wal into the database file and
+    delete it: the snapshot's connection, the last to close, checkpointed it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    db = src / "m.db"
+    _wal_without_shm(db)
+    main, wal = db.read_bytes(), Path(f"{db}-wal").read_bytes()
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": src}))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+
+    from vault.sync import SyncOptions
+
+    assert sync(config, SyncOptions(dry_run=True), now=clock).added == ("a/m.db",)
+    assert b"'only in the wal'" in snapshot_sqlite(db)
+    assert sync(config, now=clock).added == ("a/m.db",)
+    assert db.read_bytes() == main and Path(f"{db}-wal").read_bytes() == wal
+    assert sorted(p.name for p in src.iterdir()) == ["m.db", "m.db-wal"]  # (no -shm left)

@@ -266,15 +266,23 @@ def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: i
                name: str | None = None) -> str:
     """Open path (by name, a URI, when given) with flags and back it up into copy; return the
     source's journal mode."""
-    # Closing the last connection to a WAL database checkpoints it into the database file: a
-    # write to the user's file a backup (or a dry run) must not make. Only when its -wal and
-    # -shm are both there already: those this connection creates are empty and go away on
-    # close (with a checkpoint of nothing, or of a -wal left by a writer in exclusive mode).
-    wal_there = os.path.lexists(f"{path}-wal") and os.path.lexists(f"{path}-shm")
+    # Closing the last connection to a WAL database checkpoints it into the database file and
+    # deletes the -wal: writes to the user's files a backup (or a dry run) must not make, so
+    # whenever a -wal is there. A -wal and -shm this connection creates are empty and go away
+    # on close (a checkpoint of nothing).
+    wal_there = os.path.lexists(f"{path}-wal")
+    # A -wal without its -shm (copied without it, or left by a writer in exclusive mode): the
+    # -shm this connection would make could not be removed safely (another process may open
+    # the database meanwhile), so it keeps its WAL index in memory, which exclusive locking
+    # mode does. No process has the database open in shared mode then (it would have its
+    # -shm); one that opens it during the backup waits, as for any writer.
+    own_index = wal_there and not os.path.lexists(f"{path}-shm")
     source = apsw.Connection(name or str(path), flags=flags)
     try:
         if wal_there:
             source.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
+        if own_index:
+            source.execute("PRAGMA locking_mode=EXCLUSIVE")  # (before the first read)
         source.set_busy_timeout(busy_timeout_ms)
         # Belt and braces: this connection must never write to the user's database.
         source.execute("PRAGMA query_only=ON")
