@@ -430,7 +430,8 @@ def test_missing_token_and_unreachable_server(alerting: Config,
     failure = record_failure(alerting, "sync", "boom", now=T0)
     result = alert(alerting, failure, now=T0)
     assert (result.action, result.message) == (
-        "failed", "alert not sent: no GitHub token: set GITHUB_TOKEN")
+        "failed", "alert not sent: no GitHub token: set GITHUB_TOKEN (a cron run has none: "
+                  "see [alerts] token_file)")
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     closed = ThreadingHTTPServer(("127.0.0.1", 0), FakeIssues)
     url = f"http://127.0.0.1:{closed.server_address[1]}"
@@ -456,3 +457,105 @@ def test_no_github_repo_is_disabled(config: Config, api: str) -> None:
     result = alert(config, record_failure(config, "sync", "boom"))
     assert result.action == "disabled"
     assert FakeIssues.requests == []
+
+
+# --- [alerts] token_file: a token cron runs can read ----------------------------------------------
+
+
+def token_file(path: Path, text: str = TOKEN + "\n", mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def with_token_file(tmp_path: Path, workspace: Path, value: str) -> Config:
+    (tmp_path / "memory-vault").mkdir(exist_ok=True)
+    return load_config(write_config(tmp_path / "vault.toml", {"agent": workspace}, extra=(
+        f'\n[alerts]\ngithub_repo = "{REPO}"\ntoken_file = "{value}"\n')))
+
+
+def test_token_file_is_read_relative_to_the_config_with_its_variables(
+        tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert with_token_file(tmp_path, workspace, "keys/gh").alerts.token_file == \
+        tmp_path / "keys" / "gh"
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "s"))
+    config = with_token_file(tmp_path, workspace, "${SECRETS_DIR}/gh")
+    assert config.alerts.token_file == tmp_path / "s" / "gh"
+    assert ("SECRETS_DIR", str(tmp_path / "s")) in config.path_vars  # (the cron entry sets it)
+    assert with_token_file(tmp_path, workspace, "~/gh").alerts.token_file == \
+        Path.home() / "gh"
+    monkeypatch.delenv("SECRETS_DIR")
+    with pytest.raises(ConfigError, match=r"alerts.token_file: \$\{SECRETS_DIR\} is not set"):
+        with_token_file(tmp_path, workspace, "${SECRETS_DIR}/gh")
+
+
+def test_alerts_use_the_token_file_without_the_variable(api: str, tmp_path: Path,
+                                                        workspace: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: alerts read the token only from $GITHUB_TOKEN, which cron never passes: an alert
+    from the installed cron entry could never go out."""
+    monkeypatch.delenv("GITHUB_TOKEN")
+    config = with_token_file(tmp_path, workspace, str(token_file(tmp_path / "gh-token")))
+    result = alert(config, record_failure(config, "sync", f"boom {TOKEN}", now=T0), now=T0)
+    assert (result.action, result.issue_number) == ("opened", 1), result
+    assert TOKEN not in everything_written(config)  # (scrubbed like the variable's)
+    assert TOKEN not in json.dumps(FakeIssues.issues)
+    # the file, when set, is the token, also where the variable holds another
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_someothertoken0123456789abcdefghijk")
+    later = T0 + timedelta(hours=1)
+    assert alert(config, record_failure(config, "sync", "boom", now=later),
+                 now=later).action == "commented"
+
+
+@pytest.mark.parametrize("mode,text,why", [
+    (0o644, TOKEN, "is open to others (mode 644): chmod 600 it"),
+    (0o640, TOKEN, "is open to others (mode 640): chmod 600 it"),
+    (0o600, " \n\n", "is empty"),
+    (None, "", ": No such file or directory"),
+])
+def test_a_token_file_that_cannot_be_used_says_why(api: str, tmp_path: Path, workspace: Path,
+                                                   mode: int | None, text: str,
+                                                   why: str) -> None:
+    path = tmp_path / "gh-token"
+    if mode is not None:
+        token_file(path, text, mode)
+    config = with_token_file(tmp_path, workspace, str(path))
+    result = alert(config, record_failure(config, "sync", "boom", now=T0), now=T0)
+    separator = "" if why.startswith(":") else " "
+    assert (result.action, result.message) == (
+        "failed", f"alert not sent: [alerts] token_file {path}{separator}{why}")
+    assert FakeIssues.requests == []  # (a token others can read is never sent)
+    assert TOKEN not in everything_written(config)
+
+
+def test_a_rejected_token_file_is_named(api: str, tmp_path: Path, workspace: Path) -> None:
+    path = token_file(tmp_path / "gh-token", "ghp_wrongtoken0123456789abcdefghijklmnopq\n")
+    config = with_token_file(tmp_path, workspace, str(path))
+    result = alert(config, record_failure(config, "sync", "boom", now=T0), now=T0)
+    assert result.message == f"alert not sent: GitHub rejected the token in [alerts] token_file {path}"
+
+
+def test_an_alert_goes_out_from_the_installed_cron_entry(api: str, tmp_path: Path,
+                                                         workspace: Path) -> None:
+    """The whole way: `vault cron install`'s line, run with cron's environment only (plus the
+    GITHUB_API_URL line a GitHub Enterprise user's crontab holds, here the fake's), a sync that
+    fails, an issue opened with the token from the file."""
+    import subprocess
+
+    from vault.schedule import install
+
+    from vault.repo import VaultRepo
+
+    config = with_token_file(tmp_path, workspace, str(token_file(tmp_path / "gh-token")))
+    VaultRepo.init(config.vault.path, "main")
+    workspace.rename(tmp_path / "unmounted")  # a sync that fails: its source is gone
+    tab = tmp_path / "crontab"
+    install(config, "15m", tab)
+    line = next(x for x in tab.read_text().splitlines() if "vault-sync" in x)
+    command = line.split(" ", 5)[5].rsplit(" # vault-sync", 1)[0].replace("\\%", "%")
+    env = {"SHELL": "/bin/sh", "HOME": str(tmp_path / "home"), "LOGNAME": "cron",
+           "PATH": "/usr/bin:/bin", "GITHUB_API_URL": api}
+    subprocess.run(["/bin/sh", "-c", command], env=env, cwd="/", check=True, timeout=120)
+    log = (config.home / "failures.log").read_text()
+    assert [i["title"] for i in FakeIssues.issues] == ["vault: sync failing on testhost"], log
+    assert "alert not sent" not in log and TOKEN not in log

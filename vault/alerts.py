@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import stat
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vault import __version__
 from vault.config import Config
+from vault.errors import VaultError, one_line_reason
 from vault.fsutil import atomic_write
 from vault.remote import clean
 
@@ -85,7 +87,52 @@ def _parse_stamp(text: Any) -> datetime | None:
 def _tokens(config: Config) -> list[str]:
     """The token values this config can reach: scrubbed from everything vault writes."""
     names = {config.alerts.token_env, config.vault.token_env}
-    return [v for v in (os.environ.get(n, "") for n in names) if len(v) >= 6]
+    values = [os.environ.get(n, "") for n in names]
+    if config.alerts.token_file is not None:
+        values.append(read_token_file(config.alerts.token_file)[0])
+    return [v for v in values if len(v) >= 6]
+
+
+def read_token_file(path: Path) -> tuple[str, str]:
+    """The token in an [alerts] token_file (its first line), and "" or why it cannot be used.
+
+    Like ssh with a private key, a file open to others (or one of another user) is refused:
+    the token opens issues in the user's name.
+    """
+    where = f"[alerts] token_file {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return "", f"{where}: {one_line_reason(exc)}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "", f"{where} is not a file"
+        if st.st_uid != os.getuid():
+            return "", f"{where} belongs to another user"
+        if st.st_mode & 0o077:
+            return "", (f"{where} is open to others (mode {stat.S_IMODE(st.st_mode):o}): "
+                        f"chmod 600 it")
+        data = os.read(fd, 4096)
+    except OSError as exc:
+        return "", f"{where}: {one_line_reason(exc)}"
+    finally:
+        os.close(fd)
+    lines = data.decode("utf-8", errors="replace").strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    return (token, "") if token else ("", f"{where} is empty")
+
+
+def _token(config: Config) -> tuple[str, str, str]:
+    """The token alerts send, where it comes from (for messages), and "" or why there is none."""
+    settings = config.alerts
+    if settings.token_file is not None:
+        token, problem = read_token_file(settings.token_file)
+        return token, f"[alerts] token_file {settings.token_file}", problem
+    if os.environ.get(settings.token_env):
+        return os.environ[settings.token_env], settings.token_env, ""
+    return "", settings.token_env, (f"no GitHub token: set {settings.token_env} (a cron run "
+                                    "has none: see [alerts] token_file)")
 
 
 def scrub(text: str, config: Config) -> str:
@@ -286,10 +333,9 @@ def alert(config: Config, failure: Failure, *, base_url: str | None = None,
         return AlertResult("rate-limited", number, url,
                            f"an alert for {title!r} went out at {_stamp(last)}; "
                            f"the next one not before {_stamp(last + interval)}")
-    token = os.environ.get(settings.token_env, "")
+    token, source, problem = _token(config)
     if not token:
-        return _failed(config, failure, f"no GitHub token: set {settings.token_env}", now)
-    from vault.errors import VaultError
+        return _failed(config, failure, problem, now)
     from vault.github import api_url
 
     try:
@@ -299,7 +345,7 @@ def alert(config: Config, failure: Failure, *, base_url: str | None = None,
     try:
         result = _send(config, failure, title, token, api)
     except Exception as exc:  # noqa: BLE001 - see the module docstring: an alert never raises
-        return _failed(config, failure, _describe(exc, settings.token_env, api,
+        return _failed(config, failure, _describe(exc, source, api,
                                                      settings.github_repo), now)
     sent[title] = {"time": _stamp(now), "issue": result.issue_number, "url": result.url,
                    "action": result.action}
@@ -390,12 +436,12 @@ def _label_late(repo: Repository, issue: Issue, name: str) -> None:
         pass
 
 
-def _describe(exc: Exception, token_env: str, api: str, repo: str) -> str:
+def _describe(exc: Exception, source: str, api: str, repo: str) -> str:
     """One line for a GitHub or network error; never the token."""
     from github import BadCredentialsException, GithubException
 
     if isinstance(exc, BadCredentialsException):
-        return f"GitHub rejected the token in {token_env}"
+        return f"GitHub rejected the token in {source}"
     if isinstance(exc, GithubException):
         detail = exc.data.get("message") if isinstance(exc.data, dict) else ""
         return f"GitHub refused ({exc.status}) for {repo}: {detail or 'no detail'}"

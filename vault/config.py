@@ -124,6 +124,9 @@ class AlertsSettings:
     token_env: str = "GITHUB_TOKEN"
     min_interval: int = 3600  # seconds between two alerts with the same issue title
     label: str = "critical"
+    # A file holding the token (only its owner may read it), read instead of token_env when
+    # set: cron runs the sync without the user's environment, so no $GITHUB_TOKEN there.
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -577,7 +580,7 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     health = HealthSettings(auto_rollback=health_raw.get("auto_rollback", bool, False))
     health_raw.done()
 
-    alerts = _parse_alerts(_Section(top.get("alerts", dict, {}), "alerts", file))
+    alerts = _parse_alerts(_Section(top.get("alerts", dict, {}), "alerts", file), paths)
 
     for section in RESERVED_SECTIONS:
         reserved = _Section(top.get(section, dict, {}), section, file)
@@ -606,8 +609,8 @@ def _parse_index(sec: _Section, paths: _Paths) -> IndexSettings:
                          after_sync=after_sync, batch_size=batch_size)
 
 
-def _parse_alerts(sec: _Section) -> AlertsSettings:
-    """The [alerts] section: github_repo, token_env, min_interval, label."""
+def _parse_alerts(sec: _Section, paths: _Paths) -> AlertsSettings:
+    """The [alerts] section: github_repo, token_env, token_file, min_interval, label."""
     defaults = AlertsSettings()
     repo = sec.get("github_repo", str, defaults.github_repo).strip()
     if repo and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
@@ -615,6 +618,11 @@ def _parse_alerts(sec: _Section) -> AlertsSettings:
     token_env = sec.get("token_env", str, defaults.token_env)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
         sec.fail("alerts.token_env", f"{token_env!r} is not an environment variable name")
+    token_file_text = sec.get("token_file", str, "")
+    # (whether it exists and is private is checked when an alert reads it: a config error
+    # here would stop every sync, and alerts never make a failing sync worse)
+    token_file = (paths.resolve(sec, "alerts.token_file", token_file_text)
+                  if token_file_text else None)
     interval_text = sec.get("min_interval", str, "1h")
     try:
         from vault.when import parse_duration
@@ -628,5 +636,5 @@ def _parse_alerts(sec: _Section) -> AlertsSettings:
     if not label or len(label) > 50:
         sec.fail("alerts.label", "must be 1 to 50 characters (a GitHub label name)")
     sec.done()
-    return AlertsSettings(github_repo=repo, token_env=token_env, min_interval=min_interval,
-                          label=label)
+    return AlertsSettings(github_repo=repo, token_env=token_env, token_file=token_file,
+                          min_interval=min_interval, label=label)
