@@ -4,6 +4,8 @@ index made by a newer vault, and a model that cannot be loaded (QA findings F3, 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,3 +177,37 @@ def test_a_model_folder_that_cannot_be_loaded_is_one_line(tmp_path: Path) -> Non
     message = str(caught.value)
     assert message.startswith(f"cannot load model broken-model: from {folder}: ")
     assert "\n" not in message and "huggingface.co" not in message
+
+
+# --- --queries FILE that is not UTF-8 --------------------------------------------------------
+
+
+def test_queries_file_is_read_as_memory_files_are_whatever_it_was_saved_as(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    env = {"VAULT_CONFIG": str(config.file)}
+    wanted = ["kitchen quote", "café menu", "", "naïve\u2028plan"]
+    saved = {"latin1.txt": b"kitchen quote\ncaf\xe9 menu\n\nna\xefve plan\n",  # Notepad's ANSI
+             "utf8.txt": "\ufeff" + "\n".join(wanted) + "\n",
+             "utf16.txt": "\r\n".join(wanted).encode("utf-16")}  # PowerShell's `>`
+    for name, data in saved.items():
+        path = tmp_path / name
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        proc = run_cli("recall", "--queries", str(path), "-k", "1", env=env)
+        assert proc.returncode == 0, (name, proc.stderr)
+        # (split at newlines only: a query's U+2028 is written raw)
+        results = [json.loads(line) for line in proc.stdout.split("\n") if line]
+        expected = wanted if name != "latin1.txt" else [*wanted[:3], "naïve plan"]
+        assert [r["query"] for r in results] == expected, name  # line N answers line N
+        assert results[0]["hits"][0]["path"] == "agent/notes.md"
+    binary = tmp_path / "queries.bin"
+    binary.write_bytes(b"kitchen\0\x01\x02\xff")
+    for args, shown in ((["--queries", str(binary)], str(binary)), (["--queries", "-"], "-")):
+        proc = subprocess.run([sys.executable, "-m", "vault", "recall", *args],
+                              input=binary.read_bytes(), capture_output=True, timeout=120,
+                              env={**os.environ, **env})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.decode().splitlines() == [
+            f"Error: --queries {shown}: not a text file (one query a line)"]

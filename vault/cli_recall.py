@@ -119,6 +119,30 @@ def index(config_path: str | None, as_json: bool, at: str | None, all_commits: b
     click.echo(f"Index: {result.path}")
 
 
+def _query_lines(handle: Any) -> list[str]:
+    """The queries of `--queries FILE`, one a line, its bytes read as vault reads a memory file.
+
+    UTF-8, or UTF-16/32 with a byte order mark (PowerShell's `>` writes UTF-16), or 8-bit text
+    (cp1252, Latin-1: Notepad's "ANSI") when it is not UTF-8: the same query saved either way
+    finds the same memory, and each result echoes its query as read. Only data that is not
+    text at all is refused.
+    """
+    from vault.chunk import decode_text
+    from vault.errors import UsageError
+
+    text = decode_text(handle.read())
+    if text is None:
+        name = getattr(handle, "name", "-")
+        name = "-" if name == "<stdin>" else name
+        raise UsageError(f"--queries {name}: not a text file (one query a line)")
+    # Lines end at a newline only (as a text file is read), so that line N of the output
+    # answers line N of FILE.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
 @click.command(epilog=EXIT_CODE_HELP)
 @config_option
 @json_option
@@ -133,7 +157,7 @@ def index(config_path: str | None, as_json: bool, at: str | None, all_commits: b
               help="Only matching paths (repeatable; vault path or path in its source).")
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid",
               show_default=True, help="Ranking: fused (hybrid), by meaning, or by words.")
-@click.option("--queries", "queries_file", metavar="FILE", type=click.File("r"),
+@click.option("--queries", "queries_file", metavar="FILE", type=click.File("rb"),
               help="Answer one query per line of FILE ('-' for stdin), as JSON lines.")
 def recall(config_path: str | None, as_json: bool, query: str | None, at: str | None, k: int,
            sources: tuple[str, ...], paths: tuple[str, ...], mode: str,
@@ -148,6 +172,7 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
         raise UsageError("give a QUERY or --queries FILE (one of them)")
     if query is not None:
         check_query(query)  # before the encoder starts loading
+    queries = None if queries_file is None else _query_lines(queries_file)
     config = load_config_at(config_path)
     options = RecallOptions(at=at, k=k, sources=sources, paths=paths, mode=mode)
     recaller = Recaller.open(config, mode=mode)
@@ -161,10 +186,9 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
                        err=True)
 
     try:
-        if queries_file is not None:
+        if queries is not None:
             # One JSON line per line of FILE, a blank line's with no hits: line N of the
             # output answers line N of the input.
-            queries = [line.strip() for line in queries_file]
             for result in recaller.recall_many(queries, options, progress=stale):
                 click.echo(json.dumps(recall_json(result, mode), ensure_ascii=False))
             return
