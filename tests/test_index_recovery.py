@@ -157,3 +157,58 @@ def test_a_folder_at_the_index_path_is_one_error_line_even_for_rebuild(
     assert (config.index_path / "keep.txt").read_text() == "mine"
     assert [p.name for p in config.index_path.parent.iterdir()
             if ".rebuild-" in p.name] == []  # (no half-built index left behind either)
+
+
+# A `vault index --rebuild` that stops (to be killed) once its new file holds the first files.
+_DYING_REBUILD = """
+import sys, time
+from vault.config import load_config
+from vault.embed import HashEmbedder
+from vault.index import IndexOptions, build_index
+
+def stop(phase, done, total):
+    print("ready", flush=True)
+    time.sleep(60)
+
+build_index(load_config(sys.argv[1]), IndexOptions(rebuild=True), HashEmbedder(64),
+            progress=stop)
+"""
+
+
+def test_what_a_killed_rebuild_left_is_removed_by_the_next_run(
+        tmp_path: Path, workspace: Path, clock: Clock) -> None:
+    add_notes(workspace)
+    config = _vault(tmp_path, workspace, clock)
+    build_index(config, IndexOptions(), HashEmbedder(64))
+    folder = config.index_path.parent
+    proc = subprocess.Popen([sys.executable, "-c", _DYING_REBUILD, str(config.file)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    left = folder / f".index.db.rebuild-{proc.pid}"
+    assert left.stat().st_size > 0
+    # a rebuild file of a process that still runs is not touched
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = folder / f".index.db.rebuild-{alive.pid}"
+        running.write_bytes(b"x")
+        Path(f"{left}-journal").write_bytes(b"y")
+        build_index(config, IndexOptions(), HashEmbedder(64))  # a plain run sweeps them
+        assert sorted(p.name for p in folder.iterdir() if ".rebuild-" in p.name) == [
+            running.name]
+        # and so does recall's catch-up, and a rebuild
+        left.write_bytes(b"z")
+        clock.tick()
+        (workspace / "new.md").write_text("# New\n\nThe plumber comes on Friday.\n")
+        sync(config, now=clock)
+        assert recall(config, "plumber Friday", RecallOptions(k=1)).indexed is not None
+        assert not left.exists() and running.exists()
+        left.write_bytes(b"z")
+        assert build_index(config, IndexOptions(rebuild=True), HashEmbedder(64)).rebuilt
+        assert not left.exists() and running.exists()
+    finally:
+        alive.kill()
+        alive.wait()

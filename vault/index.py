@@ -845,6 +845,7 @@ def build_index(config: Config, options: IndexOptions, embedder: Embedder, *,
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     commits = target_commits(repo, options, now or datetime.now(timezone.utc))
     with _lock(config):
+        _sweep_rebuild_leftovers(config.index_path)
         if options.rebuild:
             _refuse_to_replace(config)  # (before the encoder is dropped and made again)
         cosine: float | None = None
@@ -906,6 +907,39 @@ def _rebuild(config: Config, repo: VaultRepo, commits: Sequence[CommitInfo],
     return _with(result, path=str(target))
 
 
+def _sweep_rebuild_leftovers(target: Path) -> None:
+    """Remove what rebuilds killed before their swap left: `.<index>.rebuild-<pid>` (a partial
+    index as big as the index) and its journal, as sync sweeps its own temp files.
+
+    Called under the index lock, which every rebuild holds to its end; a file whose process
+    is still alive stays all the same (a process holding it without the lock is not ours to
+    judge).
+    """
+    prefix = f".{target.name}.rebuild-"
+    try:
+        names = [n for n in os.listdir(target.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]  # (…rebuild-<pid>, …rebuild-<pid>-journal)
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                (target.parent / name).unlink()
+            except OSError:
+                pass  # (removed by another, or not ours to remove: it does no harm)
+
+
+def _alive(pid: int) -> bool:
+    """True while a process with this id runs (as vault.sync tells its own temp files')."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, someone else's
+    return True
+
+
 def _refuse_to_replace(config: Config) -> None:
     """Raise unless the file --rebuild would replace is vault's to replace.
 
@@ -958,6 +992,7 @@ def ensure_indexed(config: Config, repo: VaultRepo, commit_id: str, embedder: Em
             except IndexOutdated:
                 pass  # upgraded below, when opened for writing
         with _lock(config):
+            _sweep_rebuild_leftovers(config.index_path)
             with IndexStore(config.index_path) as store:
                 if store.is_indexed(commit_id, embedder.key):
                     return None
