@@ -186,3 +186,30 @@ def test_lines_end_at_newlines_only_so_locators_match_the_file() -> None:
         ("L3-L5", "First line\u2028still the first.\nSecond\x1c paragraph\x0b here."),
         ("L9", "On line nine.")]
     assert [c.locator for c in chunk_file("notes.txt", text.encode())] == ["L1-L9"]
+
+
+def test_cut_long_cuts_as_before_and_in_linear_time() -> None:
+    import time
+
+    from vault.chunk import _cut_long
+
+    # the cuts as the chunker has always made them (sentence ends, then spaces, then hard)
+    assert _cut_long("a" * 30 + "   \t" + "b" * 30 + " " + "c" * 5, 20) == [
+        "a" * 20, "a" * 10 + "  ", "b" * 20, "b" * 10 + " ccccc"]
+    assert _cut_long("One two three four. Five six seven eight nine ten eleven. X"
+                     + "y" * 25 + "\u3000\u3000z", 16) == [
+        "One two three", "four.", "Five six seven", "eight nine ten", "eleven.",
+        "X" + "y" * 15, "y" * 10 + "\u3000\u3000z"]
+    assert _cut_long("word " * 12, 10) == ["word word"] * 5 + ["word word "]
+
+    # A Markdown note with an inlined image is one run without a space: 8 times the text
+    # took 64 times as long (every cut copied the rest of the run).
+    def seconds(mib: int) -> float:
+        text = "iVBORw0KGgoAAAANSUhEUgAA" * (mib * 1024 * 1024 // 24)
+        started = time.perf_counter()
+        pieces = _cut_long(text)
+        assert "".join(pieces) == text and max(map(len, pieces)) == HARD_CHARS
+        return time.perf_counter() - started
+
+    small = min(seconds(2) for _ in range(3))
+    assert seconds(16) < 24 * small + 0.05

@@ -62,6 +62,7 @@ _KEY_WORD = re.compile(r"^[^\W\d][^\W\d ]*(?:[ _-][^\W\d]+)*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])[ \t]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_NON_SPACE = re.compile(r"\S")
 
 
 @dataclass(frozen=True)
@@ -257,14 +258,21 @@ def _cut_long(text: str, limit: int = HARD_CHARS) -> list[str]:
     pieces: list[str] = []
     current = ""
     for sentence in _SENTENCE_END.split(text):
-        while len(sentence) > limit:
-            cut = sentence.rfind(" ", 0, limit)
+        # A long run is cut by moving an index along it: slicing off the rest at each cut
+        # copied it again each time (quadratic: a 32 MiB inlined image took half a minute).
+        start = 0
+        while len(sentence) - start > limit:
+            cut = sentence.rfind(" ", start, start + limit) - start
             cut = cut if cut > limit // 2 else limit
-            head, sentence = sentence[:cut], sentence[cut:].lstrip()
+            head = sentence[start:start + cut]
+            rest = _NON_SPACE.search(sentence, start + cut)  # (as str.lstrip() would)
+            start = rest.start() if rest else len(sentence)
             if current:
                 pieces.append(current)
                 current = ""
             pieces.append(head)
+        if start:
+            sentence = sentence[start:]
         if current and len(current) + 1 + len(sentence) > limit:
             pieces.append(current)
             current = sentence
