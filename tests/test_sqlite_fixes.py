@@ -7,7 +7,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from conftest import Clock, write_config
+from conftest import Clock, age, write_config
 from vault.config import load_config
 from vault.errors import SqliteSnapshotError
 from vault.repo import VaultRepo
@@ -133,3 +133,99 @@ def test_a_wal_without_its_shm_is_read_and_never_checkpointed(
     assert sync(config, now=clock).added == ("a/m.db",)
     assert db.read_bytes() == main and Path(f"{db}-wal").read_bytes() == wal
     assert sorted(p.name for p in src.iterdir()) == ["m.db", "m.db-wal"]  # (no -shm left)
+
+
+def _edit_schema(conn: apsw.Connection, name: str, sql: str) -> None:
+    """Change a table's stored CREATE statement in place, as some migration tools do."""
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("UPDATE sqlite_schema SET sql = ? WHERE name = ?", (sql, name))
+    conn.execute("PRAGMA writable_schema=OFF")
+
+
+def test_a_row_that_breaks_its_check_is_backed_up_and_never_rolled_back(
+        tmp_path: Path, clock: Clock) -> None:
+    """Written under PRAGMA ignore_check_constraints: integrity_check lists it, but the file
+    is sound. It was called corrupt, and auto_rollback put an older copy in its place."""
+    src = tmp_path / "src"
+    src.mkdir()
+    db = src / "memory.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("CREATE TABLE facts(id INTEGER PRIMARY KEY, body TEXT, "
+                 "score REAL CHECK (score BETWEEN 0 AND 1));"
+                 "INSERT INTO facts VALUES (1, 'likes tea', 0.9);")
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": src},
+                                      extra="[health]\nauto_rollback = true"))
+    repo, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+    assert sync(config, now=clock).ok
+    conn.execute("PRAGMA ignore_check_constraints=ON;"
+                 "INSERT INTO facts VALUES (2, 'new important fact', 1.5);")
+    conn.close()
+    age(db)
+
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.ok and result.corrupt == () and result.rollbacks == ()
+    assert result.modified == ("a/memory.db",)
+    dump = repo.read_blob(repo.files(repo.head_id())["a/memory.db"][0])
+    assert b"VALUES(2,'new important fact',1.5);" in dump
+    conn = apsw.Connection(str(db))
+    assert conn.execute("SELECT id FROM facts").fetchall() == [(1,), (2,)]  # (left in place)
+    conn.close()
+    restored = tmp_path / "restored.db"
+    load_dump(dump, restored)
+    assert snapshot_sqlite(restored) == dump
+
+
+def test_a_null_in_a_not_null_column_is_backed_up_and_restored_as_it_was(
+        tmp_path: Path) -> None:
+    db = tmp_path / "n.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("CREATE TABLE n(id INTEGER PRIMARY KEY, body TEXT, tag TEXT UNIQUE);"
+                 "INSERT INTO n VALUES (1, NULL, 'a'), (2, 'two', 'b');")
+    schema = "CREATE TABLE n(id INTEGER PRIMARY KEY, body TEXT NOT NULL, tag TEXT UNIQUE)"
+    _edit_schema(conn, "n", schema)
+    conn.close()
+    dump = snapshot_sqlite(db)  # (was: integrity check failed: NULL value in n.body)
+    restored = tmp_path / "r.db"
+    load_dump(dump, restored)  # (a plain replay fails: NOT NULL constraint failed)
+    assert snapshot_sqlite(restored) == dump
+    conn = apsw.Connection(str(restored))
+    assert conn.execute("SELECT * FROM n ORDER BY id").fetchall() == [
+        (1, None, "a"), (2, "two", "b")]
+    assert conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'n'").fetchall() == [
+        (schema,)]
+    conn.close()
+
+
+def test_damage_after_more_broken_rules_than_the_check_lists_is_still_found(
+        tmp_path: Path) -> None:
+    """integrity_check lists 100 lines: 150 rows that break NOT NULL come first, then the
+    index that lost a row."""
+    db = tmp_path / "n.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("CREATE TABLE n(id INTEGER PRIMARY KEY, body TEXT, x INT, y INT);"
+                 "CREATE INDEX nx ON n(x);")
+    with conn:
+        for i in range(1, 152):
+            conn.execute("INSERT INTO n VALUES (?, NULL, ?, ?)", (i, i, i if i < 151 else -1))
+    _edit_schema(conn, "n", "CREATE TABLE n(id INTEGER PRIMARY KEY, body TEXT NOT NULL, "
+                            "x INT, y INT)")
+    _edit_schema(conn, "nx", "CREATE INDEX nx ON n(y)")  # (row 151's entry is not there)
+    conn.close()
+    with pytest.raises(SqliteSnapshotError,
+                       match="integrity check failed: row 151 missing from index nx"):
+        snapshot_sqlite(db)
+
+
+@pytest.mark.parametrize("sql,relaxed", [
+    ("CREATE TABLE t(a NOT NULL, b)", "CREATE TABLE t(a , b)"),
+    ("CREATE TABLE t(a INT CONSTRAINT nn NOT NULL ON CONFLICT IGNORE DEFAULT 1)",
+     "CREATE TABLE t(a INT  DEFAULT 1)"),
+    ("CREATE TABLE t(a CHECK (a NOT NULL), \"not null\" TEXT)",
+     "CREATE TABLE t(a CHECK (a NOT NULL), \"not null\" TEXT)"),
+])
+def test_not_null_is_taken_out_of_column_definitions_only(sql: str, relaxed: str) -> None:
+    from vault.sqlite_dump import _without_not_null
+
+    assert _without_not_null(sql) == relaxed

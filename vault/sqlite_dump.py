@@ -11,7 +11,9 @@ Layout of a dump::
     PRAGMA page_size / auto_vacuum / encoding / journal_mode   (file settings, before any content)
     BEGIN TRANSACTION;
     PRAGMA user_version / application_id
-    ordinary tables, by name: CREATE TABLE as stored, then one INSERT per row
+    ordinary tables, by name: CREATE TABLE as stored, then one INSERT per row (a table with
+        NULLs its NOT NULL forbids is filled under its statement without NOT NULL, stored in
+        sqlite_schema around the INSERTs: _DumpWriter._without_not_null)
     AUTOINCREMENT counters (sqlite_sequence) and ANALYZE results (sqlite_stat1)
     virtual tables, by name: CREATE VIRTUAL TABLE, then their rows (_DumpWriter._virtual_table)
     indexes, then views, then rebuilds of external-content full-text indexes, then triggers
@@ -35,7 +37,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,13 +100,14 @@ def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000) -> bytes:
         try:
             stand_ins = StandIns(copy)
             journal_mode = _backup(path, copy, wal=wal, busy_timeout_ms=busy_timeout_ms)
-            problem, unchecked = _checked(copy, stand_ins)
-            if problem is not None:
+            verdict = _checked(copy, stand_ins)
+            if verdict.problem is not None:
                 raise SqliteSnapshotError(
-                    f"integrity check failed: {problem}",
+                    f"integrity check failed: {verdict.problem}",
                     hint=f"check the file with: sqlite3 {path} 'PRAGMA integrity_check'",
                 )
-            return _dump(copy, wal=journal_mode == "wal", stand_ins=stand_ins, opaque=unchecked)
+            return _dump(copy, wal=journal_mode == "wal", stand_ins=stand_ins,
+                         opaque=verdict.unchecked, null_rows="NULL" in verdict.broken)
         finally:
             copy.close()
     except apsw.Error as e:
@@ -296,28 +299,46 @@ def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: i
         source.close()
 
 
-def _integrity_problem(conn: apsw.Connection, stand_ins: StandIns | None = None) -> str | None:
-    """Return the first line of PRAGMA integrity_check, or None when the database is ok.
+def _integrity_problem(conn: apsw.Connection, stand_ins: StandIns | None = None,
+                       broken: set[str] | None = None) -> str | None:
+    """Return the first line of PRAGMA integrity_check that says the file is damaged, or None
+    when the database is ok; into broken go the first words of the rules rows break ("NULL").
+
+    A row that breaks its table's rules (a CHECK, NOT NULL, a STRICT or a column's type) is
+    no damage: SQLite lets an application write one (PRAGMA ignore_check_constraints, a
+    schema edited in place), it reads as any other, and the dump keeps it as it is. A corrupt
+    file may be rolled back, which would throw away every newer row for it; so CHECK
+    constraints are not evaluated (the connection keeps ignore_check_constraints on: a CHECK
+    may also call the application's own functions) and _RULE_BROKEN's lines are passed over.
 
     With stand_ins, on a copy of the application's database: where the check needs a collation
     only the application has, the order of the indexes (and WITHOUT ROWID tables) built under
-    it cannot be checked here, and a CHECK constraint that compares with it cannot be judged.
-    The check must not call such a database corrupt (a corrupt file may be rolled back), so
-    it then runs without those parts: the page-level check of the whole file (quick_check),
-    and the full check of every table that does not name a stood-in collation.
+    it cannot be checked here. The check must not call such a database corrupt, so it then
+    runs without those parts: the page-level check of the whole file (quick_check), and the
+    full check of every table that does not name a stood-in collation.
     """
+    conn.execute("PRAGMA ignore_check_constraints=ON")
     if stand_ins is not None:
         try:
             prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
         except apsw.SQLError:
             pass  # (the check itself says why, below)
         if stand_ins.names:
-            return _integrity_beside(conn, stand_ins)
-    return _first_problem(conn, "PRAGMA integrity_check")
+            return _integrity_beside(conn, stand_ins, broken)
+    return _first_problem(conn, "PRAGMA integrity_check", broken)
 
 
-def _checked(conn: apsw.Connection,
-             stand_ins: StandIns | None = None) -> tuple[str | None, frozenset[str]]:
+@dataclass(frozen=True)
+class _Verdict:
+    """What the integrity check found: damage (its first line), the virtual tables it left to
+    their application, the kinds of rules rows break (_RULE_BROKEN's first words)."""
+
+    problem: str | None
+    unchecked: frozenset[str] = frozenset()
+    broken: frozenset[str] = frozenset()
+
+
+def _checked(conn: apsw.Connection, stand_ins: StandIns | None = None) -> _Verdict:
     """_integrity_problem, and the virtual tables whose own check needs the application's code.
 
     A virtual table's module checks its own data (PRAGMA integrity_check runs its xIntegrity):
@@ -327,8 +348,9 @@ def _checked(conn: apsw.Connection,
     keeps the table's own storage (its shadow tables), which the application's module reads
     as it did, rather than rows that could not be indexed again without its tokenizer.
     """
+    broken: set[str] = set()
     try:
-        return _integrity_problem(conn, stand_ins), frozenset()
+        return _Verdict(_integrity_problem(conn, stand_ins, broken), broken=frozenset(broken))
     except apsw.SQLError:
         unchecked: set[str] = set()
         for name, sql in conn.execute("SELECT name, sql FROM main.sqlite_schema "
@@ -341,14 +363,15 @@ def _checked(conn: apsw.Connection,
                 unchecked.add(str(name))
                 continue
             if problem is not None:
-                return problem, frozenset()
+                return _Verdict(problem)
         if not unchecked:
             raise  # (not a virtual table's: the caller says what it is)
-    return _integrity_without(conn, unchecked, stand_ins), frozenset(unchecked)
+    problem = _integrity_without(conn, unchecked, stand_ins, broken)
+    return _Verdict(problem, frozenset(unchecked), frozenset(broken))
 
 
 def _integrity_without(conn: apsw.Connection, unchecked: set[str],
-                       stand_ins: StandIns | None) -> str | None:
+                       stand_ins: StandIns | None, broken: set[str]) -> str | None:
     """_integrity_problem of conn's main database, leaving out the virtual tables unchecked.
 
     On a copy whose connection lacks their modules: SQLite then skips those tables (it has no
@@ -367,24 +390,50 @@ def _integrity_without(conn: apsw.Connection, unchecked: set[str],
         with check.backup("main", conn, "main") as backup:
             if not backup.step(-1):
                 raise SqliteSnapshotError("backup did not complete")
-        return _integrity_problem(check, check_stand_ins if stand_ins is not None else None)
+        return _integrity_problem(check, check_stand_ins if stand_ins is not None else None,
+                                  broken)
     finally:
         check.close()
 
 
-def _first_problem(conn: apsw.Connection, pragma: str) -> str | None:
+# integrity_check's lines about a row that breaks its table's rules, not about the file: NOT
+# NULL, a STRICT column's type, a value of the wrong type for a column's affinity, a CHECK.
+_RULE_BROKEN = re.compile(r"(NULL|NUMERIC|TEXT|non-\w+) value in |CHECK constraint failed in ")
+_CHECK_ROWS = 100  # what PRAGMA integrity_check returns at most, unless told otherwise
+
+
+def _first_problem(conn: apsw.Connection, pragma: str,
+                   broken: set[str] | None = None) -> str | None:
+    """The first line of the check (pragma, with no argument or a table name) that is damage
+    and not a broken rule (_RULE_BROKEN, whose first words go into broken), or None."""
     rows = conn.execute(pragma).fetchall()
-    first = str(rows[0][0]) if rows else "no result"
-    return None if first == "ok" else first.splitlines()[0]
+    if not rows:
+        return "no result"
+    if rows[0][0] == "ok":
+        return None
+    problem = _damage(rows, broken)
+    if problem is None and len(rows) >= _CHECK_ROWS and not pragma.endswith(")"):
+        # As many broken rules as the check lists: damage may come after them. (A check of
+        # one table takes no limit: its rows are the rules its own rows break.)
+        problem = _damage(conn.execute(f"{pragma}(2147483647)"), broken)
+    return problem
 
 
-def _integrity_beside(conn: apsw.Connection, stand_ins: StandIns) -> str | None:
+def _damage(rows: Iterable[tuple[apsw.SQLiteValue, ...]], broken: set[str] | None) -> str | None:
+    for (text,) in rows:
+        for line in str(text).splitlines():
+            rule = _RULE_BROKEN.match(line)
+            if rule is None and line != "ok":
+                return line
+            if rule is not None and broken is not None:
+                broken.add(line.split(" ", 1)[0])
+    return None
+
+
+def _integrity_beside(conn: apsw.Connection, stand_ins: StandIns,
+                      broken: set[str] | None) -> str | None:
     """The integrity check of a database that uses collations stood in for (see above)."""
-    conn.execute("PRAGMA ignore_check_constraints=ON")
-    try:
-        problem = _first_problem(conn, "PRAGMA main.quick_check")
-    finally:
-        conn.execute("PRAGMA ignore_check_constraints=OFF")
+    problem = _first_problem(conn, "PRAGMA main.quick_check", broken)
     if problem is not None:
         return problem
     names = "|".join(re.escape(n) for n in stand_ins.names)
@@ -397,7 +446,7 @@ def _integrity_beside(conn: apsw.Connection, stand_ins: StandIns) -> str | None:
     for table, texts in sorted(sql.items()):
         if any(mention.search(t) for t in texts):
             continue
-        problem = _first_problem(conn, f"PRAGMA main.integrity_check({_q(table)})")
+        problem = _first_problem(conn, f"PRAGMA main.integrity_check({_q(table)})", broken)
         if problem is not None:
             return problem
     return None
@@ -476,13 +525,15 @@ class _Column:
 
 
 def _dump(conn: apsw.Connection, *, wal: bool, stand_ins: StandIns | None = None,
-          opaque: frozenset[str] = frozenset()) -> bytes:
+          opaque: frozenset[str] = frozenset(), null_rows: bool = False) -> bytes:
     """Dump the main database inside one read transaction and return the UTF-8 bytes;
-    the virtual tables named in opaque are kept as their shadow tables."""
+    the virtual tables named in opaque are kept as their shadow tables; null_rows: the
+    integrity check found NULLs in NOT NULL columns."""
     # A savepoint is a read transaction when none is open, and nests inside the caller's.
     conn.execute("SAVEPOINT vault_dump")
     try:
-        text = _DumpWriter(conn, wal=wal, stand_ins=stand_ins, opaque=opaque).write()
+        text = _DumpWriter(conn, wal=wal, stand_ins=stand_ins, opaque=opaque,
+                           null_rows=null_rows).write()
     finally:
         conn.execute("RELEASE vault_dump")
     return text.encode("utf-8")
@@ -492,11 +543,13 @@ class _DumpWriter:
     """Writes the dump of one connection's main database, section by section."""
 
     def __init__(self, conn: apsw.Connection, *, wal: bool,
-                 stand_ins: StandIns | None = None, opaque: frozenset[str] = frozenset()) -> None:
+                 stand_ins: StandIns | None = None, opaque: frozenset[str] = frozenset(),
+                 null_rows: bool = False) -> None:
         self.conn = conn
         self.wal = wal
         self.stand_ins = stand_ins
         self.opaque = opaque
+        self.null_rows = null_rows
         self.lines: list[str] = []
         self.encoding = _pragma(conn, "encoding")
         self.codec = TEXT_CODECS.get(self.encoding, "utf-8")
@@ -522,7 +575,12 @@ class _DumpWriter:
             if obj.name in skipped or _is_virtual(obj) or _is_internal(obj.name):
                 continue
             self.lines.append(_statement(obj.sql))
+            relaxed = self._without_not_null(obj) if self.null_rows else None
+            if relaxed is not None:
+                self._schema_sql(obj.name, relaxed)
             self._table_rows(obj.name)
+            if relaxed is not None:
+                self._schema_sql(obj.name, obj.sql or "")
         self._sqlite_sequence()
         self._sqlite_stat()
         for obj in virtual:
@@ -555,6 +613,31 @@ class _DumpWriter:
         self.lines.append("BEGIN TRANSACTION;")
         self.lines.append(f"PRAGMA user_version={int(_pragma(self.conn, 'user_version'))};")
         self.lines.append(f"PRAGMA application_id={int(_pragma(self.conn, 'application_id'))};")
+
+    def _without_not_null(self, obj: _Object) -> str | None:
+        """The table's CREATE statement without NOT NULL when a row holds a NULL it forbids
+        (SQLite lets a schema be edited in place so), else None.
+
+        Replayed under its own statement, such a row would fail the restore; the dump fills
+        the table under this one, then puts the table's own back (_schema_sql).
+        """
+        not_null = [_q(str(r[1])) for r in self.conn.execute(
+            f"PRAGMA main.table_info({_q(obj.name)})") if r[3]]
+        # (typeof: SQLite takes "c IS NULL" of a NOT NULL column for false without looking)
+        if not not_null or not self.conn.execute(
+                f"SELECT 1 FROM main.{_q(obj.name)} WHERE "
+                f"{' OR '.join(f'typeof({c}) = {chr(39)}null{chr(39)}' for c in not_null)} "
+                "LIMIT 1").fetchall():
+            return None
+        relaxed = _without_not_null(obj.sql or "")
+        return relaxed if relaxed != obj.sql else None
+
+    def _schema_sql(self, table: str, sql: str) -> None:
+        """Set the stored CREATE statement of a table, and have SQLite read it again."""
+        self.lines.append("PRAGMA writable_schema=ON;")
+        self.lines.append(f'UPDATE "sqlite_schema" SET "sql"={_text_literal(sql)} '
+                          f'WHERE "type"=\'table\' AND "name"={_text_literal(table)};')
+        self.lines.append("PRAGMA writable_schema=RESET;")
 
     def _table_rows(self, table: str) -> None:
         """Write one INSERT per row of table, in primary-key order."""
@@ -866,6 +949,32 @@ def _parse_virtual_table(sql: str) -> tuple[str, list[list[str]]]:
     return module, args
 
 
+def _without_not_null(sql: str) -> str:
+    """A CREATE TABLE statement without its columns' NOT NULL constraints (with their
+    CONSTRAINT names and ON CONFLICT clauses); everything else as written."""
+    tokens = [(m.group("tok"), m.start(), m.end()) for m in _TOKEN.finditer(sql)
+              if m.group("tok")]
+    words = [t[0].upper() for t in tokens]
+    cuts: list[tuple[int, int]] = []
+    depth, i = 0, 0
+    while i < len(tokens):
+        depth += {"(": 1, ")": -1}.get(words[i], 0)
+        # (at depth 1, among the column definitions; deeper is an expression: CHECK (x NOT NULL))
+        if depth == 1 and words[i:i + 2] == ["NOT", "NULL"]:
+            first, end = i, i + 2
+            if first >= 2 and words[first - 2] == "CONSTRAINT":
+                first -= 2
+            if words[end:end + 2] == ["ON", "CONFLICT"] and end + 2 < len(tokens):
+                end += 3
+            cuts.append((tokens[first][1], tokens[end - 1][2]))
+            i = end
+            continue
+        i += 1
+    for start, end in reversed(cuts):
+        sql = sql[:start] + sql[end:]
+    return sql
+
+
 def unquote(token: str) -> str:
     """Remove SQL quotes from a name or string token."""
     if len(token) >= 2 and token[0] in "\"'`" and token[-1] == token[0]:
@@ -964,9 +1073,9 @@ def replay_settings(conn: apsw.Connection) -> StandIns:
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 1)  # stored CREATE statements as written
     conn.execute("PRAGMA foreign_keys=OFF")  # tables are filled in name order
     conn.execute("PRAGMA recursive_triggers=OFF")
-    # The rows passed their CHECK constraints in the database they were taken from (a rebuild
-    # checks them again), and a constraint that compares under a collation only the
-    # application has could not be judged under its stand-in.
+    # The rows are what the database they were taken from held, CHECK constraints kept or
+    # not (an application may write a row that breaks one), and a constraint that compares
+    # under a collation only the application has could not be judged under its stand-in.
     conn.execute("PRAGMA ignore_check_constraints=ON")
     return StandIns(conn)
 
@@ -1013,11 +1122,8 @@ def _replay(data: bytes | memoryview, path: Path, *,
             prepare_only(conn, "PRAGMA integrity_check")  # stands in for what the check needs
         except apsw.SQLError:
             pass  # (a virtual table that needs the application's code: _checked says)
-        if not stand_ins.names:
-            # Built under the stand-ins, the indexes are in their order and pass the check;
-            # only a CHECK constraint's verdict under them would mean nothing.
-            conn.execute("PRAGMA ignore_check_constraints=OFF")
-        problem, _ = _checked(conn)
+        # (Built under the stand-ins, the indexes are in their order and pass the check.)
+        problem = _checked(conn).problem
         if problem is not None:
             raise SqliteSnapshotError(f"bad dump: the result fails integrity check: {problem}")
         return tuple(stand_ins.names)
