@@ -229,3 +229,24 @@ def test_not_null_is_taken_out_of_column_definitions_only(sql: str, relaxed: str
     from vault.sqlite_dump import _without_not_null
 
     assert _without_not_null(sql) == relaxed
+
+
+def test_names_with_line_breaks_in_the_dumps_comments_restore(tmp_path: Path) -> None:
+    """A name was written as it is into a `-- name: ...` comment line: its newline ended the
+    comment, the rest became SQL, and the dump sync stored could never be restored."""
+    db = tmp_path / "o.db"
+    conn = apsw.Connection(str(db))
+    conn.execute('CREATE VIRTUAL TABLE "geo\nidx" USING rtree(id, x0, x1);'
+                 'INSERT INTO "geo\nidx" VALUES (1, 0, 1);'
+                 'CREATE TABLE "odd\r\nrows"(rowid, _rowid_, oid);'  # (its rowid has no name)
+                 "INSERT INTO \"odd\r\nrows\" VALUES (1, 2, 3);")
+    conn.close()
+    dump = snapshot_sqlite(db)
+    assert b'-- "geo\\nidx": module data is kept' in dump
+    restored = tmp_path / "r.db"
+    load_dump(dump, restored)
+    assert snapshot_sqlite(restored) == dump
+    conn = apsw.Connection(str(restored))
+    assert conn.execute('SELECT id FROM "geo\nidx" WHERE x0 <= 0.5').fetchall() == [(1,)]
+    assert conn.execute('SELECT * FROM "odd\r\nrows"').fetchall() == [(1, 2, 3)]
+    conn.close()

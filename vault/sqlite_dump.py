@@ -660,8 +660,8 @@ class _DumpWriter:
                 self._rows(table, values, order=[], rowid=free[0])
             else:
                 self.lines.append(
-                    f"-- {_q(table)}: columns named rowid, _rowid_ and oid hide the rowid;"
-                    " rowids are not kept"
+                    f"-- {_comment_name(table)}: columns named rowid, _rowid_ and oid hide the "
+                    "rowid; rowids are not kept"
                 )
                 self._rows(table, values, order=values, rowid=None)
 
@@ -766,7 +766,7 @@ class _DumpWriter:
             # way the sqlite3 shell's .dump does. The restored file is then the same data,
             # and works wherever the module is available.
             self.lines.append(
-                f"-- {_q(obj.name)}: module data is kept in its shadow tables above"
+                f"-- {_comment_name(obj.name)}: module data is kept in its shadow tables above"
             )
             self.lines.append("PRAGMA writable_schema=ON;")
             values = ",".join(
@@ -990,6 +990,13 @@ def _q(name: str) -> str:
 
 
 _LINE_BREAKING = re.compile(r"([\n\r\x00])")
+_COMMENT_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\x00": "\\0"})
+
+
+def _comment_name(name: str) -> str:
+    """A name quoted for a `--` comment line: a newline in it would end the comment and make
+    the rest of the name SQL (a NUL would end the dump's text), so those are written escaped."""
+    return _q(name).translate(_COMMENT_ESCAPES)
 
 
 def _text_literal(text: str) -> str:
