@@ -230,3 +230,12 @@ def test_what_a_hook_prints_or_runs_reaches_no_output_or_log_with_its_secrets(
     proc = cli(after)
     assert "Warning: post_sync hook failed (exit 4): red [REDACTED:" in proc.stderr
     assert GITHUB not in proc.stderr
+
+
+def test_a_failing_post_sync_hook_that_printed_nothing_is_named_by_its_command(
+        tmp_path: Path, workspace: Path) -> None:
+    """'Warning: post_sync hook failed (exit 4): ' said nothing of which hook it was."""
+    config = make_config(tmp_path, workspace, 'post_sync = "test -d /nonexistent-mount"\n')
+    proc = cli(config)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning: post_sync hook failed (exit 1): test -d /nonexistent-mount\n" in proc.stderr

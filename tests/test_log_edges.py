@@ -105,6 +105,15 @@ def test_a_path_that_can_match_nothing_is_refused(config_file: Path, config: Con
                                         "Hint: give a vault path such as agent/MEMORY.md"]
 
 
+def test_an_empty_since_is_refused_not_ignored(config_file: Path, config: Config,
+                                               vault: VaultRepo) -> None:
+    """A script passing an empty variable got the whole history without a word."""
+    sync(config)
+    proc = run_cli("log", "--since", "", "--config", str(config_file))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("Error: no time given")
+
+
 @pytest.mark.parametrize("spec", ["HEAD~99", "0123abcd"])
 def test_since_an_unknown_commit_is_a_usage_error(config: Config, vault: VaultRepo,
                                                   spec: str) -> None:

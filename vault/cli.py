@@ -117,7 +117,7 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
     for hook in hooks:
         if hook.returncode != 0:
             why = "timed out" if hook.returncode is None else f"exit {hook.returncode}"
-            click.echo(f"Warning: {hook.event} hook failed ({why}): {hook.output}", err=True)
+            click.echo(f"Warning: {hook.event} hook failed ({why}): {hook.said()}", err=True)
     if as_json:
         emit_json({**sync_json(result), "hooks": [
             {"event": h.event, "returncode": h.returncode} for h in hooks]})
@@ -363,7 +363,7 @@ def log(config_path: str | None, as_json: bool, paths: tuple[str, ...], since: s
     config = load_config_at(config_path)
     paths = tuple(vault_pattern(config, p) for p in paths)
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
-    since_at = _since(repo, since) if since else None
+    since_at = _since(repo, since) if since is not None else None
     entries = read_log(repo, paths=paths, since=since_at, limit=limit)
     if as_json:
         emit_json({"commits": [{"commit": e.commit.id, "time": format_time(e.commit.time),

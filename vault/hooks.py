@@ -30,6 +30,10 @@ class HookRun:
     returncode: int | None
     output: str
 
+    def said(self) -> str:
+        """What vault says of it: its last line of output, else its command (no secrets)."""
+        return self.output or _scrub(self.command)
+
 
 def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) -> HookRun:
     """Run one hook command through the shell; on timeout kill its process group and go on."""
@@ -142,7 +146,7 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
         runs.append(pre)
         if pre.returncode != 0:
             why = "timed out" if pre.returncode is None else f"exit {pre.returncode}"
-            message = (f"pre_sync hook failed ({why}): {pre.output or _scrub(hooks.pre_sync)}; "
+            message = (f"pre_sync hook failed ({why}): {pre.said()}; "
                        "no sync ran")
             failed(message)
             raise HookError(message, hint="fix or remove [hooks] pre_sync in vault.toml")

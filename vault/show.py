@@ -93,8 +93,8 @@ def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime
     files = repo.files(commit.id)
     if vpath not in files:
         if not vpath.strip("/"):
-            raise UsageError("vault show needs a file's path", hint="`vault log --stat` "
-                             "lists the files of each sync")
+            raise UsageError("vault show needs a file's path", hint="`vault log --path "
+                             "'*'` lists the files of each sync")
         folder = vpath.rstrip("/") + "/"
         inside = sum(1 for p in files if p.startswith(folder))
         if inside:
