@@ -188,9 +188,7 @@ def test_lines_end_at_newlines_only_so_locators_match_the_file() -> None:
     assert [c.locator for c in chunk_file("notes.txt", text.encode())] == ["L1-L9"]
 
 
-def test_cut_long_cuts_as_before_and_in_linear_time() -> None:
-    import time
-
+def test_cut_long_cuts_as_before_and_a_long_run_whole() -> None:
     from vault.chunk import _cut_long
 
     # the cuts as the chunker has always made them (sentence ends, then spaces, then hard)
@@ -202,14 +200,8 @@ def test_cut_long_cuts_as_before_and_in_linear_time() -> None:
         "X" + "y" * 15, "y" * 10 + "\u3000\u3000z"]
     assert _cut_long("word " * 12, 10) == ["word word"] * 5 + ["word word "]
 
-    # A Markdown note with an inlined image is one run without a space: 8 times the text
-    # took 64 times as long (every cut copied the rest of the run).
-    def seconds(mib: int) -> float:
-        text = "iVBORw0KGgoAAAANSUhEUgAA" * (mib * 1024 * 1024 // 24)
-        started = time.perf_counter()
-        pieces = _cut_long(text)
-        assert "".join(pieces) == text and max(map(len, pieces)) == HARD_CHARS
-        return time.perf_counter() - started
-
-    small = min(seconds(2) for _ in range(3))
-    assert seconds(16) < 24 * small + 0.05
+    # A Markdown note with an inlined image is one run without a space (cutting it was
+    # quadratic: 32 MiB took half a minute, 0.4 s now; speed is not asserted in tests)
+    text = "iVBORw0KGgoAAAANSUhEUgAA" * (4 * 1024 * 1024 // 24)
+    pieces = _cut_long(text)
+    assert "".join(pieces) == text and {len(p) for p in pieces[:-1]} == {HARD_CHARS}
