@@ -11,6 +11,7 @@ import pytest
 from conftest import Clock, run_cli
 from vault.config import Config, load_config
 from vault.diff import diff
+from vault.errors import VaultError
 from vault.repo import VaultRepo
 from vault.sync import sync
 
@@ -48,6 +49,15 @@ def test_diff_files_and_rows(config: Config, vault: VaultRepo, clock: Clock,
     assert "memories: 2 added, 1 changed, 1 removed" in human
     same = run_cli("diff", "HEAD", "HEAD", "--config", str(config.file)).stdout
     assert "no differences" in same
+    # the file's own path in its source picks it, as `vault show` and `vault log` take it
+    mine = run_cli("diff", "HEAD~1", "--path", str(workspace / "MEMORY.md"), "--json",
+                   "--config", str(config.file))
+    assert [f["path"] for f in json.loads(mine.stdout)["files"]] == ["agent/MEMORY.md"]
+    # a --path that picks nothing at either moment is not "no differences"
+    for pattern in ("nosuch.md", str(workspace.parent / "elsewhere.md")):
+        proc = run_cli("diff", "HEAD~1", "--path", pattern, "--config", str(config.file))
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr.splitlines()[0].startswith("Error: --path: nothing matches in commit ")
 
 
 def test_diff_file_that_turns_into_a_database_and_back(config: Config, vault: VaultRepo,
@@ -114,8 +124,12 @@ def test_diff_path_under_a_host_layout_selects_as_restore_does(tmp_path: Path, c
                         (("/MEMORY.md",), ["lap/oc/MEMORY.md"]),
                         (("lap/oc/notes/",), ["lap/oc/notes/memory/b.md"]),
                         (("oc/memory/*.md",), [])):  # not a path in source oc, nor in the vault
-        result = diff(repo, "HEAD~1", "HEAD", clock.now, paths, config=config)
-        assert [f.path for f in result.files] == want, paths
+        if not want:  # (said, as restore says it, not "no differences")
+            with pytest.raises(VaultError, match="--path: nothing matches in commit"):
+                diff(repo, "HEAD~1", "HEAD", clock.now, paths, config=config)
+        else:
+            result = diff(repo, "HEAD~1", "HEAD", clock.now, paths, config=config)
+            assert [f.path for f in result.files] == want, paths
         dry = run_cli("restore", "--at", "HEAD~1", "--dry-run", "--json", "--config",
                       str(config_file), *(a for p in paths for a in ("--path", p)))
         if not want:

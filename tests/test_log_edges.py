@@ -75,7 +75,8 @@ def test_bad_path_pattern_is_a_usage_error(config_file: Path, config: Config, va
 
 @pytest.mark.parametrize("pattern", ["agent/MEMORY.md", "./agent/MEMORY.md",
                                      "agent//MEMORY.md", "agent/memory/../MEMORY.md",
-                                     "{ws}/MEMORY.md", "{ws}/", "{ws}"])
+                                     "{ws}/MEMORY.md", "{ws}/", "{ws}",
+                                     "MEMORY.md"])  # (from inside the source's folder)
 def test_path_spelled_another_way_finds_the_same_commits(config_file: Path, config: Config,
                                                          vault: VaultRepo, workspace: Path,
                                                          pattern: str) -> None:
@@ -83,7 +84,7 @@ def test_path_spelled_another_way_finds_the_same_commits(config_file: Path, conf
     match", which says the file was never recorded."""
     commit = sync(config).commit
     proc = run_cli("log", "--json", "--path", pattern.format(ws=workspace),
-                   "--config", str(config_file))
+                   "--config", str(config_file), cwd=workspace if pattern == "MEMORY.md" else None)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)["commits"]
     assert [c["commit"] for c in found] == [commit]

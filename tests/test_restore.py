@@ -844,6 +844,19 @@ def test_a_path_that_matches_nothing_is_said_with_delete_too(config: Config, vau
                                            dry_run=True), now=clock)
 
 
+def test_a_files_own_path_in_its_source_picks_it(config: Config, vault: VaultRepo, clock: Clock,
+                                                 workspace: Path, tmp_path: Path) -> None:
+    """`--path ~/agent/MEMORY.md` (the path a user has at hand) was read as a gitignore
+    pattern inside each source and matched nothing; `/MEMORY.md` keeps gitignore's meaning."""
+    sync(config, now=clock)
+    for pattern, want in ((str(workspace / "MEMORY.md"), ["agent/MEMORY.md"]),
+                          (str(workspace / "memory") + "/", ["agent/memory/2026-11-20.md"]),
+                          ("/MEMORY.md", ["agent/MEMORY.md"])):
+        result = restore(config, RestoreOptions(at="HEAD", to=tmp_path / "out",
+                                                paths=(pattern,), dry_run=True), now=clock)
+        assert [a.path for a in result.plan.actions] == want, pattern
+
+
 @pytest.mark.parametrize("name", ["..", "../victim", "a/b", ""])
 def test_source_must_be_a_source_name(config: Config, vault: VaultRepo, clock: Clock,
                                       tmp_path: Path, name: str) -> None:

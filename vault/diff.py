@@ -8,6 +8,7 @@ from datetime import datetime
 
 from vault.config import Config, VaultSettings
 from vault.dumpdiff import ROW_LIMIT, TableDiff, diff_dumps
+from vault.errors import VaultError
 from vault.repo import CommitInfo, VaultRepo
 from vault.restore import RestoreOptions, path_selector, resolve_at
 from vault.sqlite_dump import is_dump
@@ -60,6 +61,10 @@ def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
                         vault=VaultSettings(path=repo.path, branch=repo.branch))
     wanted = path_selector(config, RestoreOptions(paths=paths), set(before) | set(after))
 
+    if paths and not any(wanted(p) for p in set(before) | set(after)):
+        # ("no differences" would say the file is the same at both moments)
+        raise VaultError(f"--path: nothing matches in commit {old.id[:10]} or {new.id[:10]}",
+                         hint="check --path (`vault log --path` lists when a file changed)")
     files: list[FileDiff] = []
     for path in sorted(set(before) | set(after)):
         a, b = before.get(path), after.get(path)

@@ -525,11 +525,37 @@ def _refuse_live_folders(config: Config, to: Path, tops: set[str]) -> None:
                                                    "(safety sync, undo), or pick another folder")
 
 
+def source_file_path(config: Config, path: str) -> str | None:
+    """The vault path of a file or folder path inside a configured source root (`~` and
+    relative paths taken as the shell means them), else None."""
+    # normpath, not resolve(): `src/../src/f` means src/f, yet a symlinked root stays as typed.
+    absolute = Path(os.path.normpath(Path(path).expanduser().absolute()))
+    for source in config.sources:
+        try:
+            rel = absolute.relative_to(source.root)
+        except ValueError:
+            continue
+        return (config.prefix(source.name) + rel.as_posix()).removesuffix("/.")
+    return None
+
+
+def _as_vault_pattern(config: Config, pattern: str) -> str:
+    """A --path given as the absolute path of a file or folder in a source: its vault path.
+    (Any other pattern keeps its meaning: `/MEMORY.md` is gitignore's, the source's top.)"""
+    if not pattern.startswith(("/", "~")):
+        return pattern
+    vpath = source_file_path(config, pattern)
+    if vpath is None:
+        return pattern
+    return vpath + "/" if pattern.endswith("/") else vpath
+
+
 def path_selector(config: Config, options: RestoreOptions,
                   listing: Iterable[str]) -> Callable[[str], bool]:
     """Which vault paths --source and --path pick (restore's rule, also diff's)."""
     if not options.sources and not options.paths:
         return lambda path: True
+    options = replace(options, paths=tuple(_as_vault_pattern(config, p) for p in options.paths))
     # A pattern that starts with a source's folder in the vault (`openclaw/memory/*.md`) is a
     # vault path, matched against vault paths only; any other (`memory/*.md`, `*.md`) is a path
     # in its source. (So `a/MEMORY.md` is source a's, not a folder `a` of another source.)

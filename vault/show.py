@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from vault.config import Config
 from vault.errors import UsageError, VaultError
 from vault.repo import CommitInfo, VaultRepo
-from vault.restore import resolve_at
+from vault.restore import resolve_at, source_file_path
 
 if TYPE_CHECKING:
     import apsw
@@ -50,15 +50,7 @@ def vault_path(config: Config, path: str) -> str:
     vpath = posixpath.normpath(path.strip("/")) if path.strip("/") else ""
     if config.source_for(vpath) is not None and not Path(path).is_absolute():
         return vpath
-    # normpath, not resolve(): `src/../src/f` means src/f, yet a symlinked root stays as typed.
-    absolute = Path(os.path.normpath(Path(path).expanduser().absolute()))
-    for source in config.sources:
-        try:
-            rel = absolute.relative_to(source.root)
-        except ValueError:
-            continue
-        return config.prefix(source.name) + rel.as_posix()
-    return vpath
+    return source_file_path(config, path) or vpath
 
 
 def vault_pattern(config: Config, pattern: str) -> str:
@@ -69,12 +61,17 @@ def vault_pattern(config: Config, pattern: str) -> str:
         raise UsageError(f"--path {pattern!r}: an empty path matches nothing",
                          hint="give a vault path such as " + _example(config))
     if pattern.startswith(("/", "~")):
-        vpath = posixpath.normpath(vault_path(config, pattern))  # (a root itself: "s/.")
+        vpath = vault_path(config, pattern)
         if vpath.startswith("/") or config.source_for(vpath + "/-") is None:
             raise UsageError(f"--path {pattern}: not inside any source's folder",
                              hint="give a vault path such as " + _example(config))
         return vpath + ("/" if pattern.endswith("/") else "")
     vpath = posixpath.normpath(pattern)
+    if config.source_for(vpath + "/-") is None and os.path.lexists(pattern):
+        # (a file's path from here, as tab completion gives it: `src/openclaw/MEMORY.md`)
+        mapped = source_file_path(config, pattern)
+        if mapped is not None:
+            return mapped + ("/" if pattern.endswith("/") else "")
     if vpath == ".." or vpath.startswith("../"):
         raise UsageError(f"--path {pattern}: goes above the vault's top",
                          hint="give a vault path such as " + _example(config))
