@@ -452,6 +452,8 @@ def test_a_new_remote_unreachable_at_first_still_gets_everything(tmp_path: Path,
     new = tmp_path / "new.git"  # not there yet (a disk not mounted)
     config.file.write_text(config.file.read_text().replace(str(old), str(new)))
     config = load_config(config.file)
+    # before any sync points the vault at it, status does not call the new remote up to date
+    assert status(config, now=clock).unpushed == 1
     clock.tick()
     first = sync(config, now=clock)
     assert first.push is not None and not first.push.pushed and first.push.unpushed == 1

@@ -62,10 +62,10 @@ def status(config: Config, now: Callable[[], datetime] | None = None) -> Status:
 
     interval, _why = sync_interval(config, None, moment)
     overdue = ran is not None and (moment - ran).total_seconds() > 2 * interval
-    from vault.remote import clean_url, remote_url, tracking_ref
+    from vault.remote import clean_url, remote_url, unpushed as count_unpushed
 
     url = remote_url(config)
-    unpushed = repo.count_ahead(tracking_ref(repo.branch)) if url else 0
+    unpushed = count_unpushed(config, repo) if url else 0
     return Status(vault_path=str(repo.path), branch=repo.branch, last_sync=last,
                   commits=commits, pending=pending, lock=lock_state(config.state_dir),
                   interval=interval, overdue=overdue,
