@@ -410,12 +410,22 @@ def test_an_index_made_by_an_older_vault_is_not_called_damaged(config: Config,
 
     from vault.doctor import check_index
 
+    from vault.index import APPLICATION_ID
+
     config.index_path.parent.mkdir(parents=True, exist_ok=True)
     conn = apsw.Connection(str(config.index_path))
-    conn.execute("CREATE TABLE t(x); PRAGMA user_version=1")
+    conn.execute(f"CREATE TABLE t(x); PRAGMA user_version=1; "
+                 f"PRAGMA application_id={APPLICATION_ID}")  # (as every index vault made)
     conn.close()
     check = check_index(config, vault)
     assert check.status == "warn" and "made by an older vault" in check.detail
+    # another program's database at [index] path (no vault application_id) is not called
+    # an older index: `vault index` would refuse to write into it
+    conn = apsw.Connection(str(config.index_path))
+    conn.execute("PRAGMA application_id=0")
+    conn.close()
+    check = check_index(config, vault)
+    assert "made by an older vault" not in check.detail and "not a vault index" in check.detail
 
 
 def test_a_cron_entry_whose_interpreter_is_gone_fails(config: Config, vault: VaultRepo,

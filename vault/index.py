@@ -278,9 +278,7 @@ class IndexStore:
                 finally:
                     fixer.close()
                 version = self._connect(flags)
-            # (an outdated file opened read-only is checked by the writer that would upgrade it)
-            if not (readonly and 0 < version < SCHEMA_VERSION):
-                self._refuse_foreign(version)
+            self._refuse_foreign(version)
             if readonly:
                 if version > SCHEMA_VERSION:
                     raise newer(path, version)
