@@ -278,8 +278,10 @@ def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: i
     # -shm this connection would make could not be removed safely (another process may open
     # the database meanwhile), so it keeps its WAL index in memory, which exclusive locking
     # mode does. No process has the database open in shared mode then (it would have its
-    # -shm); one that opens it during the backup waits, as for any writer.
-    own_index = wal_there and not os.path.lexists(f"{path}-shm")
+    # -shm); one that opens it during the backup waits, as for any writer. (Exclusive mode
+    # takes a write lock: not on a file this user may not write, which fails as before.)
+    own_index = wal_there and not os.path.lexists(f"{path}-shm") \
+        and flags & apsw.SQLITE_OPEN_READWRITE != 0 and os.access(path, os.W_OK)
     source = apsw.Connection(name or str(path), flags=flags)
     try:
         if wal_there:
