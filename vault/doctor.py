@@ -363,7 +363,8 @@ def _repair_memory_files(config: Config, repo: VaultRepo, clock: Callable[[], da
     with SyncLock(config.state_dir, command="doctor --repair"):
         memory = check_memory_files(config, repo, clock)
         failed: list[tuple[str, str]] = []  # (vault path, why): could not be rolled back
-        done = roll_back(repo, list(memory.corrupt), clock(), failed=failed) \
+        done = roll_back(repo, list(memory.corrupt), clock(), failed=failed,
+                         settings=config.snapshot) \
             if memory.corrupt else []
         for rollback in done:
             warning = f" (warning: {rollback.warning})" if rollback.warning else ""

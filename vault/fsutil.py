@@ -509,3 +509,14 @@ def sync_filesystem(path: Path) -> None:
     except (OSError, AttributeError):
         pass
     os.sync()
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this id runs (what tells a dead writer's temp files)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, someone else's
+    return True

@@ -913,6 +913,8 @@ def _sweep_rebuild_leftovers(target: Path) -> None:
     is still alive stays all the same (a process holding it without the lock is not ours to
     judge).
     """
+    from vault.fsutil import pid_alive
+
     prefix = f".{target.name}.rebuild-"
     try:
         names = [n for n in os.listdir(target.parent) if n.startswith(prefix)]
@@ -920,22 +922,11 @@ def _sweep_rebuild_leftovers(target: Path) -> None:
         return
     for name in names:
         pid = name[len(prefix):].split("-", 1)[0]  # (…rebuild-<pid>, …rebuild-<pid>-journal)
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             try:
                 (target.parent / name).unlink()
             except OSError:
                 pass  # (removed by another, or not ours to remove: it does no harm)
-
-
-def _alive(pid: int) -> bool:
-    """True while a process with this id runs (as vault.sync tells its own temp files')."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, someone else's
-    return True
 
 
 def _refuse_to_replace(config: Config) -> None:

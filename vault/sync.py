@@ -241,9 +241,11 @@ def last_run(config: Config, head_time: datetime | None = None) -> datetime | No
 
 def _sweep_temp_files(config: Config) -> None:
     """Remove what killed syncs left (under the lock, no other vault process writes these)."""
+    from vault.fsutil import pid_alive
+
     for tmp in config.state_dir.glob(".*.vault-tmp"):  # .<name>.<pid>.vault-tmp
         pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
     cutoff = time.time() - 3600  # libgit2's temp objects name no pid: only old ones go
     for tmp in (config.vault.path / "objects").glob("tmp_object_git2_*"):
@@ -252,16 +254,6 @@ def _sweep_temp_files(config: Config) -> None:
                 tmp.unlink()
         except OSError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, someone else's
-    return True
 
 
 def sync_locked(config: Config, repo: VaultRepo, options: SyncOptions,
