@@ -59,14 +59,15 @@ def diff(repo: VaultRepo, old_when: str, new_when: str, now: datetime,
     if config is None:
         config = Config(file=None, home=repo.path,
                         vault=VaultSettings(path=repo.path, branch=repo.branch))
-    wanted = path_selector(config, RestoreOptions(paths=paths), set(before) | set(after))
+    listing = set(before) | set(after)
+    wanted = path_selector(config, RestoreOptions(paths=paths), listing)
 
-    if paths and not any(wanted(p) for p in set(before) | set(after)):
+    if paths and not any(wanted(p) for p in listing):
         # ("no differences" would say the file is the same at both moments)
         raise VaultError(f"--path: nothing matches in commit {old.id[:10]} or {new.id[:10]}",
                          hint="check --path (`vault log --path` lists when a file changed)")
     files: list[FileDiff] = []
-    for path in sorted(set(before) | set(after)):
+    for path in sorted(listing):
         a, b = before.get(path), after.get(path)
         if a == b or not wanted(path):
             continue

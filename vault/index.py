@@ -937,6 +937,8 @@ def _refuse_to_replace(config: Config) -> None:
     """
     import apsw
 
+    from vault.sources import SQLITE_HEADER
+
     path = config.index_path
     if path.is_dir():
         raise a_folder(path)  # (os.replace cannot put a file there)
@@ -951,7 +953,7 @@ def _refuse_to_replace(config: Config) -> None:
         raise IndexStoreError(f"cannot read the index {path}: {one_line_reason(exc)}") from None
     if not head:
         return
-    if head.startswith(b"SQLite format 3\0") and len(head) == 100:
+    if head.startswith(SQLITE_HEADER) and len(head) == 100:
         if int.from_bytes(head[68:72], "big") == APPLICATION_ID:
             return
         try:  # (an empty database may become the index, as when opened for writing)

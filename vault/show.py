@@ -57,25 +57,28 @@ def vault_pattern(config: Config, pattern: str) -> str:
     """A `log --path` pattern as the vault's paths spell it: `./a/F.md`, `a//F.md` and
     `a/m/../F.md` mean a/F.md, and a file path inside a source root its vault path; an empty
     pattern or one outside every source matches nothing, so it is refused, not searched."""
+    slash = "/" if pattern.endswith("/") else ""  # (a folder, as typed)
+
+    def refused(why: str, shown: str = pattern) -> UsageError:
+        return UsageError(f"--path {shown}: {why}",
+                          hint="give a vault path such as " + _example(config))
+
     if not pattern.strip("/"):
-        raise UsageError(f"--path {pattern!r}: an empty path matches nothing",
-                         hint="give a vault path such as " + _example(config))
+        raise refused("an empty path matches nothing", repr(pattern))
     if pattern.startswith(("/", "~")):
         vpath = vault_path(config, pattern)
         if vpath.startswith("/") or config.source_for(vpath + "/-") is None:
-            raise UsageError(f"--path {pattern}: not inside any source's folder",
-                             hint="give a vault path such as " + _example(config))
-        return vpath + ("/" if pattern.endswith("/") else "")
+            raise refused("not inside any source's folder")
+        return vpath + slash
     vpath = posixpath.normpath(pattern)
     if config.source_for(vpath + "/-") is None and os.path.lexists(pattern):
         # (a file's path from here, as tab completion gives it: `src/openclaw/MEMORY.md`)
         mapped = source_file_path(config, pattern)
         if mapped is not None:
-            return mapped + ("/" if pattern.endswith("/") else "")
+            return mapped + slash
     if vpath == ".." or vpath.startswith("../"):
-        raise UsageError(f"--path {pattern}: goes above the vault's top",
-                         hint="give a vault path such as " + _example(config))
-    return vpath + ("/" if pattern.endswith("/") else "")
+        raise refused("goes above the vault's top")
+    return vpath + slash
 
 
 def _example(config: Config) -> str:

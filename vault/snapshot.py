@@ -137,16 +137,19 @@ def _complete_lines(data: bytes) -> bytes:
     if not encoding.startswith("utf-8"):
         return _complete_wide_lines(data, encoding)
     cut = data.rfind(b"\n") + 1
-    tail = data[cut:]
+    return _with_tail(data, cut, data[cut:])
+
+
+def _with_tail(data: bytes, cut: int, tail: bytes | str) -> bytes:
+    """data up to cut (the end of its last whole line), and its trailing line too when that
+    is blank or a whole JSON record whose newline is not written yet."""
     if not tail.strip():
         return data
     try:
         value = json.loads(tail)
-    except ValueError:
-        return data[:cut]
-    except RecursionError:
-        # Too deep to check: the trailing line counts as complete only once it ends with a
-        # newline, so it waits for the next sync like any line being written.
+    except (ValueError, RecursionError):
+        # (too deep to check: the trailing line counts as complete only once it ends with a
+        # newline, so it waits for the next sync like any line being written)
         return data[:cut]
     return data if isinstance(value, (dict, list)) else data[:cut]
 
@@ -172,13 +175,7 @@ def _complete_wide_lines(data: bytes, encoding: str) -> bytes:
         tail = data[max(cut, start):].decode(encoding)
     except UnicodeDecodeError:
         return data[:cut]  # (cut inside a character: being written)
-    if not tail.strip():
-        return data
-    try:
-        value = json.loads(tail)
-    except (ValueError, RecursionError):
-        return data[:cut]
-    return data if isinstance(value, (dict, list)) else data[:cut]
+    return _with_tail(data, cut, tail)
 
 
 def _mib(size: int) -> str:
