@@ -46,14 +46,20 @@ time.sleep(60)
 """
 
 
-def _kill_mid_write(path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _DYING_WRITER, str(path)],
-                            stdout=subprocess.PIPE, text=True)
+def _kill_when_ready(script: str, arg: str) -> int:
+    """Run a Python script that prints "ready" mid-write, SIGKILL it there; its pid."""
+    proc = subprocess.Popen([sys.executable, "-c", script, arg], stdout=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    return proc.pid
+
+
+def _kill_mid_write(path: Path) -> None:
+    _kill_when_ready(_DYING_WRITER, str(path))
     journal = Path(f"{path}-journal")
     assert journal.exists() and journal.stat().st_size > 0  # a hot journal is left
 
@@ -181,14 +187,8 @@ def test_what_a_killed_rebuild_left_is_removed_by_the_next_run(
     config = _vault(tmp_path, workspace, clock)
     build_index(config, IndexOptions(), HashEmbedder(64))
     folder = config.index_path.parent
-    proc = subprocess.Popen([sys.executable, "-c", _DYING_REBUILD, str(config.file)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    left = folder / f".index.db.rebuild-{proc.pid}"
+    pid = _kill_when_ready(_DYING_REBUILD, str(config.file))
+    left = folder / f".index.db.rebuild-{pid}"
     assert left.stat().st_size > 0
     # a rebuild file of a process that still runs is not touched
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
