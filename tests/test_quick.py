@@ -422,3 +422,23 @@ def test_the_vault_script_loads_only_what_the_quick_check_needs(tmp_path: Path) 
                 if line.startswith("import time:") and "|" in line}
     assert {"vault.quick", "vault.sources"} <= imported
     assert not imported & {"re", "enum", "signal", "click", "pygit2", "typing"}, imported
+
+
+def test_a_wal_left_by_a_dead_writer_is_proved_by_its_stat(tmp_path: Path) -> None:
+    """A writer that died leaves its -wal beside the database. Run as root, SQLite fchowns a
+    -wal on every open, the snapshot's own included: that moved its ctime, so every sync found
+    the database changed, dumped it again and never let the quick check answer."""
+    case = _make_case(tmp_path)
+    subprocess.run([sys.executable, "-c", "import apsw, os\n"
+                    f"db = apsw.Connection({str(case.ws / 'memory.db')!r})\n"
+                    "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+                    "db.execute(\"INSERT INTO memories(content) VALUES ('in the WAL')\")\n"
+                    "os._exit(0)"], check=True, timeout=60)
+    assert (case.ws / "memory.db-wal").stat().st_size > 0
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.2)
+    assert case.run("init")[1] == 0
+    assert case.run("sync", "-q")[:2] == ("full", 0)
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.2)
+    assert case.run("sync")[:2] == ("quick", 0)
+    assert case.run("sync")[:2] == ("quick", 0)
+    assert "in the WAL" in git(case.vault, "show", "main:agent/memory.db")

@@ -484,6 +484,16 @@ def companion_key(path: str) -> StatKey:
     """The part of a database's key that one companion file adds (all -1 when it cannot be
     looked at): the scan's rule, which restore's last checks follow."""
     try:
-        return stat_key(os.stat(path))
+        st = os.stat(path)
     except OSError:
         return (-1, -1, -1, -1)
+    if _ROOT:
+        # SQLite run as root fchowns a database's -wal and -journal to the database's owner
+        # each time it opens them, our own snapshot's open included: their ctime moves with
+        # every sync, and every sync would dump the database again. Their mtime stands in (a
+        # write moves it; a write within its clock tick is caught by the racy margin).
+        return (st.st_size, st.st_mtime_ns, st.st_mtime_ns, st.st_ino)
+    return stat_key(st)
+
+
+_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
