@@ -15,7 +15,11 @@ High-entropy strings are only looked for in such fields: hashes, UUIDs and git i
 are normal in agent memory; an AWS secret key, which has no prefix, is looked for near an AWS
 access key id or the words "aws" / "secret access key". A vault SQLite dump is scanned cell by
 cell (text literals decoded, BLOB and CAST(X'..' AS TEXT) cells from their hex) and located by
-table and rowid.
+table and rowid. A full-text index the dump keeps as its own tables (contentless, or on a
+tokenizer only its application has) holds its words lower-cased and split in BLOBs: those words
+are listed (fts5vocab, fts4aux on a copy in memory) and checked one by one, by every token
+pattern in any case and by randomness; an index cannot take a marker, so a finding there holds
+the file back under `policy = "redact"` too.
 
 Bytes that are not UTF-8 are scanned all the same: Latin-1 text, a file with a stray NUL, UTF-16
 (scanned with its NULs taken out, so that `s\0k\0-\0` is found), binary data (only its printable
@@ -76,6 +80,8 @@ class Finding:
     # UTF-16 text), with "hex:" before it inside a dump's X'...' literal.
     encoding: str = "ascii"
     redactable: bool = True  # False in binary data: a marker would break its format
+    # Why it cannot take a marker, when not redactable and not because of binary data.
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ def _findings(data: bytes, allow_fingerprints: frozenset[str],
         fp = fingerprint_of(value)
         if not allowed(fp, value):
             findings.append(Finding(spot.hit.kind, fp, spot.locator, spot.hit.start,
-                                    spot.hit.end, spot.encoding, spot.redactable))
+                                    spot.hit.end, spot.encoding, spot.redactable, spot.note))
     return findings
 
 
@@ -331,9 +337,12 @@ def screen(data: bytes, *, path: str, settings: SecretsSettings,
     if settings.policy == "redact":
         if all(f.redactable for f in findings):
             return Screened(redact(data, findings), findings, redacted=True)
-        return Screened(None, findings, note="blocked, not redacted: binary data cannot take a "
-                        "marker in place of a secret without breaking its format")
+        why = dict.fromkeys(f.note or _BINARY_NOTE for f in findings if not f.redactable)
+        return Screened(None, findings, note="blocked, not redacted: " + "; ".join(why))
     return Screened(None, findings)
+
+
+_BINARY_NOTE = "binary data cannot take a marker in place of a secret without breaking its format"
 
 
 def allowed_fingerprints(config: Config) -> frozenset[str]:
@@ -689,6 +698,7 @@ class _Located(NamedTuple):
     secret: bytes
     encoding: str
     redactable: bool
+    note: str = ""  # why it cannot take a marker (see Finding.note)
 
 
 # What a secret in binary data must sit in: a run of printable ASCII (as `strings` finds them).
@@ -1194,53 +1204,80 @@ _HEX_MARK_BE = b"[REDACTED:".decode("ascii").encode("utf-16-be").hex().encode("a
 
 def _scan_dump(data: bytes, rules: _Rules) -> list[_Located]:
     """Scan a dump's cells one by one, on the lines where anything could be: text literals
-    decoded, BLOB and CAST(X'...' AS TEXT) cells from their hex."""
+    decoded, BLOB and CAST(X'...' AS TEXT) cells from their hex; and the words of each
+    full-text index the dump keeps as its own tables."""
+    # A full-text index kept as its tables holds its words in BLOBs, lower-cased and split
+    # by its tokenizer: its words are listed and checked instead of those BLOBs' bytes.
+    indexes = _kept_indexes(data) if _SCHEMA_ROW in data else []
+    found = [spot for kept in indexes for spot in _index_findings(data, kept, rules)]
+    listed = {table for kept in indexes for table in kept.shadows}
+    # A secret in the rows an index takes its words from is in that index too: a marker in
+    # the row would leave it there.
+    feeds = {kept.fed: kept.name for kept in indexes if kept.fed is not None}
     # Any match, checked or not, marks a line; its cells, decoded, then say what and where.
     lowered = data.lower()
     marks = _marks(data, lowered, rules, text=True)
     marks.extend(m.start() for m in re.finditer(rb"char\(0\)", data))  # UTF-16 in a text cell
     marks.extend(_hex_marks(data, rules))
     if not marks:
-        return []
+        return found
     marks.sort()
     starts = [0] + [m.end() for m in re.finditer(rb"\n", data)]
     lines = sorted({bisect_right(starts, at) - 1 for at in marks})
-    found: list[_Located] = []
     for index in lines:
         base = starts[index]
         line = data[base:starts[index + 1] - 1] if index + 1 < len(starts) else data[base:]
         insert = re.compile(_INSERT).match(line)
+        table = _unquote_name(insert.group(1)) if insert else ""
+        if table in listed:
+            continue
         locator = _row_locator(line, insert, index + 1)
-        # A row is one record: an AWS key id or a column named for one (aws_secret_access_key)
-        # anywhere in it is the context for a secret key in any of its text cells.
-        row_aws = bool(_aws_anchors(line.lower()))
-        for cell in re.compile(_CELL).finditer(line, insert.end() if insert else 0):
-            head = cell.group()[:1]
-            if head == b'"':
-                continue
-            first = bisect_left(marks, base + cell.start())
-            if first == len(marks) or marks[first] >= base + cell.end():
-                # nothing in this cell (a mark was in another of the row)
-                if row_aws and head not in (b"X", b"x"):
-                    found.extend(_aws_secrets_in_cell(cell, base, locator))
-                continue
-            if head in (b"X", b"x"):
-                # Bytes of a BLOB, or text that is not UTF-8: a marker goes in as hex, so
-                # the dump stays SQL that rebuilds (a BLOB of JSON may change its length).
-                at = base + cell.start() + 2
-                for spot in _scan_data(binascii.a2b_hex(cell.group()[2:-1]), rules):
-                    hit = _Hit(at + 2 * spot.hit.start, at + 2 * spot.hit.end, spot.hit.kind,
-                               spot.hit.priority)
-                    found.append(_Located(hit, locator, spot.secret, "hex:" + spot.encoding,
-                                          spot.redactable))
-                continue
-            value, where = _decode_cell(cell)
-            for spot in _scan_data(value, rules):
-                hit = spot.hit
-                start, end = base + where.start(hit.start), base + where.end(hit.end)
-                # A text literal takes an ASCII marker whatever the text was.
-                found.append(_Located(_Hit(start, end, hit.kind, hit.priority), locator,
-                                      spot.secret, "ascii", True))
+        row = _row_findings(line, base, insert, locator, marks, rules)
+        if table in feeds:
+            note = f"the full-text index {feeds[table]} holds its words too, {_INDEX_WHY}"
+            row = [spot._replace(redactable=False, note=note) for spot in row]
+        found.extend(row)
+    return found
+
+
+def _unquote_name(quoted: bytes) -> str:
+    return quoted[1:-1].replace(b'""', b'"').decode("utf-8", "replace")
+
+
+def _row_findings(line: bytes, base: int, insert: re.Match[bytes] | None, locator: str,
+                  marks: list[int], rules: _Rules) -> list[_Located]:
+    """The secrets in the cells of one dump line that marks point into."""
+    found: list[_Located] = []
+    # A row is one record: an AWS key id or a column named for one (aws_secret_access_key)
+    # anywhere in it is the context for a secret key in any of its text cells.
+    row_aws = bool(_aws_anchors(line.lower()))
+    for cell in re.compile(_CELL).finditer(line, insert.end() if insert else 0):
+        head = cell.group()[:1]
+        if head == b'"':
+            continue
+        first = bisect_left(marks, base + cell.start())
+        if first == len(marks) or marks[first] >= base + cell.end():
+            # nothing in this cell (a mark was in another of the row)
+            if row_aws and head not in (b"X", b"x"):
+                found.extend(_aws_secrets_in_cell(cell, base, locator))
+            continue
+        if head in (b"X", b"x"):
+            # Bytes of a BLOB, or text that is not UTF-8: a marker goes in as hex, so
+            # the dump stays SQL that rebuilds (a BLOB of JSON may change its length).
+            at = base + cell.start() + 2
+            for spot in _scan_data(binascii.a2b_hex(cell.group()[2:-1]), rules):
+                hit = _Hit(at + 2 * spot.hit.start, at + 2 * spot.hit.end, spot.hit.kind,
+                           spot.hit.priority)
+                found.append(_Located(hit, locator, spot.secret, "hex:" + spot.encoding,
+                                      spot.redactable))
+            continue
+        value, where = _decode_cell(cell)
+        for spot in _scan_data(value, rules):
+            hit = spot.hit
+            start, end = base + where.start(hit.start), base + where.end(hit.end)
+            # A text literal takes an ASCII marker whatever the text was.
+            found.append(_Located(_Hit(start, end, hit.kind, hit.priority), locator,
+                                  spot.secret, "ascii", True))
     return found
 
 
@@ -1306,7 +1343,7 @@ def _row_locator(line: bytes, insert: re.Match[bytes] | None, number: int) -> st
     """'row memories:42' for an INSERT whose first value is the integer rowid, else the line."""
     if insert is None:
         return f"line {number}"
-    table = insert.group(1)[1:-1].replace(b'""', b'"').decode("utf-8", "replace")
+    table = _unquote_name(insert.group(1))
     first = re.match(rb"-?\d+(?=[,)])", line[insert.end():])
     if first is None:
         return f"row {table} (dump line {number})"
@@ -1360,6 +1397,165 @@ def _decode_cell(cell: re.Match[bytes]) -> tuple[bytes, _CellMap]:
                 value += piece
                 raw += len(piece)
     return bytes(value), where
+
+
+# --- full-text indexes kept as their own tables ------------------------------------------
+
+# How the dump writes the schema row of a virtual table it keeps as its shadow tables (a
+# contentless full-text index, or one on a tokenizer only its application has).
+_SCHEMA_ROW = b'INSERT INTO "sqlite_schema"("type","name","tbl_name","rootpage","sql") VALUES('
+_FTS_SHADOWS = {"fts5": ("data", "idx", "config", "docsize"),
+                "fts4": ("segments", "segdir", "docsize", "stat"),
+                "fts3": ("segments", "segdir", "docsize", "stat")}
+# Options dropped to read an index's words here: its tokenizer (the application's own, maybe)
+# and where its rows are (words are read from the index alone).
+_FTS_DROPPED = frozenset({"tokenize", "content", "content_rowid", "compress", "uncompress"})
+_INDEX_WHY = "as search terms, which cannot take a marker"
+_INDEX_NOTE = f"a full-text index keeps the words it indexes {_INDEX_WHY}"
+_TERM_CACHE: list[_Rules] = []
+
+
+@dataclass(frozen=True)
+class _KeptIndex:
+    """A full-text index whose own tables (its words in BLOBs) the dump keeps as they are."""
+
+    name: str
+    module: str  # fts5, fts4 or fts3
+    sql: str  # its CREATE statement without a tokenizer or content table, to read it here
+    line: tuple[int, int]  # where its schema row is in the dump (a finding's place)
+    shadows: tuple[str, ...]  # the tables that hold its words
+    fed: str | None  # the table its words come from, when the dump holds it
+
+
+def _kept_indexes(data: bytes) -> list[_KeptIndex]:
+    """The full-text indexes a dump keeps as their own tables, from their schema rows."""
+    from vault.sqlite_dump import _parse_virtual_table, unquote
+
+    found = []
+    for m in re.finditer(rb"^" + re.escape(_SCHEMA_ROW) + rb".*$", data, re.MULTILINE):
+        cells = [_decode_cell(c)[0].decode("utf-8", "replace")
+                 for c in re.compile(_CELL).finditer(m.group(), len(_SCHEMA_ROW))]
+        if len(cells) != 4:
+            continue
+        name, sql = cells[1], cells[3]
+        module, args = _parse_virtual_table(sql)
+        if module not in _FTS_SHADOWS:
+            continue
+        kept, content = [], None
+        for arg in args:
+            option = unquote(arg[0]).lower() if arg else ""
+            if len(arg) >= 2 and arg[1] == "=" and option == "content":
+                content = unquote(" ".join(arg[2:]))
+            named = len(arg) >= 2 and (arg[1] == "=" or option == "tokenize")  # fts3: tokenize x
+            if named and option in _FTS_DROPPED and not (option == "content" and content == ""):
+                continue
+            kept.append(_sql_text(arg))
+        fed = f"{name}_content" if content is None else content or None
+        quoted = '"' + name.replace('"', '""') + '"'
+        found.append(_KeptIndex(name, module,
+                                f"CREATE VIRTUAL TABLE {quoted} USING {module}({', '.join(kept)})",
+                                m.span(), tuple(f"{name}_{s}" for s in _FTS_SHADOWS[module]), fed))
+    return found
+
+
+def _sql_text(tokens: list[str]) -> str:
+    """Tokens as SQL again, with no space around '=' (FTS4 reads `content = ""` as a column)."""
+    out = ""
+    for token in tokens:
+        if out and token not in "=()," and out[-1] not in "=(),":
+            out += " "
+        out += token
+    return out
+
+
+def _index_terms(data: bytes, index: _KeptIndex) -> list[bytes]:
+    """Every word of a kept index: its tables and schema row loaded into a database in memory
+    (without its tokenizer, which reading words does not need), read through fts5vocab or
+    fts4aux. apsw.Error when they cannot be read."""
+    import apsw
+
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # (writable_schema, as a restore does)
+        script = ["BEGIN;"]
+        for table in index.shadows:
+            names = [n.replace(q, q + q).encode("utf-8") for n, q in ((table, "'"), (table, '"'))]
+            create = re.search(rb"^CREATE TABLE (?:'%s'|\"%s\")\(.*$" % (
+                re.escape(names[0]), re.escape(names[1])), data, re.MULTILINE)
+            if create is None:
+                continue  # (an FTS5 index with columnsize=0 has no docsize table)
+            script.append(create.group().decode("utf-8", "replace"))
+            script.extend(row.decode("utf-8", "replace") for row in re.findall(
+                rb'^INSERT INTO "%s"\(.*$' % re.escape(names[1]), data, re.MULTILINE))
+        script += ["PRAGMA writable_schema=ON;",
+                   'INSERT INTO "sqlite_schema"("type","name","tbl_name","rootpage","sql") '
+                   "VALUES('table',?1,?1,0,?2);",
+                   "PRAGMA writable_schema=RESET;", "COMMIT;"]
+        conn.execute("\n".join(script), (index.name, index.sql))
+        # (fts4aux takes the schema's name bare: quoted, its reads fail)
+        name = '"' + index.name.replace('"', '""') + '"'
+        if index.module == "fts5":
+            conn.execute(f"CREATE VIRTUAL TABLE temp.vault_words USING fts5vocab(main, {name}, row)")
+            query = "SELECT CAST(term AS BLOB) FROM temp.vault_words"
+        else:
+            conn.execute(f"CREATE VIRTUAL TABLE temp.vault_words USING fts4aux(main, {name})")
+            query = "SELECT DISTINCT CAST(term AS BLOB) FROM temp.vault_words"
+        return [bytes(row[0]) for row in conn.execute(query) if row[0]]
+    finally:
+        conn.close()
+
+
+def _index_findings(data: bytes, index: _KeptIndex, rules: _Rules) -> list[_Located]:
+    """The secrets among a kept index's words: by every pattern as they are, by the patterns
+    of prefixed keys in any case (most tokenizers lower-case words), and by randomness (a
+    tokenizer splits `ghp_...` at its underscore). An index cannot take a marker: each finding
+    holds the file back under redact too."""
+    import apsw
+
+    locator = f"full-text index {index.name}"
+    start, end = index.line
+    try:
+        terms = _index_terms(data, index)
+    except apsw.Error:
+        # Its words cannot be read here, so nothing can say they hold no secret: held back
+        # until the index is readable, or its fingerprint is allowed.
+        return [_Located(_Hit(start, end, "unreadable full-text index", 1), locator,
+                         f"full-text index {index.name}".encode(), "ascii", False,
+                         "its words could not be read to check them for secrets")]
+    if not terms:
+        return []
+    buffer = b"\n".join(terms)
+    hits = _merge(_scan(buffer, rules, text=False) + _scan(buffer, _term_rules(), text=False))
+    firsts = list(accumulate((len(t) + 1 for t in terms[:-1]), initial=0))
+    covered = {bisect_right(firsts, at) - 1 for h in hits for at in (h.start, h.end - 1)}
+    found = [_Located(_Hit(start, end, h.kind, h.priority), locator, buffer[h.start:h.end],
+                      "ascii", False, _INDEX_NOTE) for h in hits]
+    found += [_Located(_Hit(start, end, "high-entropy secret", 1), locator, term, "ascii",
+                       False, _INDEX_NOTE)
+              for i, term in enumerate(terms) if i not in covered and _random_term(term)]
+    return found
+
+
+def _term_rules() -> _Rules:
+    """The token patterns in any case: a key's prefix survives a tokenizer lower-cased."""
+    if not _TERM_CACHE:
+        _TERM_CACHE.append(_Rules(tuple(
+            rule if rule.lowered else _Rule(
+                rule.kind, re.compile(rule.pattern.pattern, rule.pattern.flags | re.IGNORECASE),
+                rule.group, rule.priority, rule.lowered, rule.needles, rule.weak, rule.extend,
+                rule.fix, rule.check)
+            for rule in _rules().tokens), ()))
+    return _TERM_CACHE[0]
+
+
+def _random_term(term: bytes) -> bool:
+    """A word of an index that is a key's random body (lower-cased, maybe): random by the test
+    for token fields, and neither a hash nor an id in hex, which memory is full of."""
+    text = term.decode("utf-8", "replace")
+    if not _looks_random(text):
+        return False
+    bare = re.sub(r"[^0-9A-Za-z]", "", text)
+    return re.fullmatch(r"(?:0[xX])?[0-9a-fA-F]+", bare) is None
 
 
 # --- lines, fingerprints, allowlists --------------------------------------------------------
