@@ -220,3 +220,53 @@ def test_an_index_whose_words_cannot_be_read_holds_the_file_back(tmp_path: Path)
         "unreadable full-text index", "full-text index n", False)
     screened = sec.screen(unreadable, path="a/m.db", settings=SecretsSettings(policy="redact"))
     assert screened.data is None and "could not be read" in screened.reason
+
+
+# Passwords in URLs ---------------------------------------------------------------------------
+
+URL_SECRETS = [
+    ("postgres://app:S3cr3t!Passw0rd@db.internal:5432/prod", "S3cr3t!Passw0rd"),
+    ("redis://:Xk9vQ2mLp7wE@cache:6379/0", "Xk9vQ2mLp7wE"),
+    ("amqp://svc:p$ssW0rd*2026@mq.local/vhost", "p$ssW0rd*2026"),
+    ("mysql://root:7q+d;e=f,g'h(x)@10.0.0.5/db", "7q+d;e=f,g'h(x)"),
+]
+URL_NOT_SECRETS = [
+    "postgres://user:${DB_PASSWORD}@db:5432/app",
+    "postgres://user:$DB_PASSWORD@db:5432/app",
+    "postgres://user:<password>@db:5432/app",
+    "https://user:****@example.com/",
+    "postgres://app:password@db/app",
+    "https://example.com:8443/search?mail=someone@example.com",
+    "ssh://git@github.com:22/owner/repo.git",
+    "see https://example.com/a:b@c for details",
+]
+
+
+@pytest.mark.parametrize("url, password", URL_SECRETS)
+def test_a_password_in_a_url_with_sub_delims_or_no_user_is_found(url: str,
+                                                                  password: str) -> None:
+    data = f"db: {url}\n".encode()
+
+    found = sec.scan_bytes(data, path="a/notes.md")
+
+    assert [(f.kind, data[f.start:f.end].decode()) for f in found] == [
+        ("password in URL", password)]
+    assert password not in sec.scrub(f"pre_sync said: cannot reach {url}")
+
+
+@pytest.mark.parametrize("text", URL_NOT_SECRETS)
+def test_a_url_without_a_password_in_it_is_no_finding(text: str) -> None:
+    assert sec.scan_bytes(f"note: {text}\n".encode(), path="a/notes.md") == []
+
+
+def test_a_url_password_with_a_bang_is_never_committed(tmp_path: Path, clock: Clock) -> None:
+    src, config_file = setup(tmp_path, "block")
+    (src / "notes.md").write_text("".join(f"- {url}\n" for url, _ in URL_SECRETS))
+    config = load_config(config_file)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+
+    result = sync(config, now=clock)
+
+    assert [s.path for s in result.skipped] == ["a/notes.md"]
+    blobs = all_objects(config.vault.path)
+    assert [p for _, p in URL_SECRETS if any(p.encode() in b for b in blobs)] == []

@@ -541,6 +541,8 @@ _OWN: tuple[tuple[str, bytes, int, bool], ...] = (
 _FIELD_WORDS = (b"pass", b"pw", b"secret", b"token", b"key", b"auth", b"credential", b"bearer")
 _FIELD_TAIL = rb"[a-z0-9_.\-]*(?:\\?[\"'`]|\*\*)?[ \t]*(?::=|=>|=(?!=)|:(?!//))[ \t]*"
 
+# (a password cannot hold an unescaped / @ ? # [ ]; no quote or < > either: the URL ends there)
+_URL_PASSWORD = rb"://[^\s:/@\"<>\\]*:([^\s/@?#\[\]\"<>\\]{4,})@"
 _KEY_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -562,6 +564,9 @@ def _rules() -> _Rules:
                         priority=2, lowered=True, check=_looks_random_bytes))
     tokens.append(_Rule("token in URL", re.compile(rb"://([A-Za-z0-9_\-]{20,})@"), 1,
                         priority=2, check=_looks_random_bytes))
+    # scheme://user:password@host, the password with any of RFC 3986's sub-delims (!$&'()*+,;=)
+    # and the user maybe empty (redis://:password@host), which detect-secrets' pattern misses.
+    tokens.append(_Rule("password in URL", re.compile(_URL_PASSWORD), 1, check=_url_password_ok))
     tokens.append(_Rule("basic auth credentials",
                         re.compile(rb"basic[ \t]+([a-z0-9+/]{12,}={0,2})(?![a-z0-9+/=])"), 1,
                         priority=2, lowered=True, check=_basic_ok))
