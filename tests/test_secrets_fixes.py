@@ -270,3 +270,45 @@ def test_a_url_password_with_a_bang_is_never_committed(tmp_path: Path, clock: Cl
     assert [s.path for s in result.skipped] == ["a/notes.md"]
     blobs = all_objects(config.vault.path)
     assert [p for _, p in URL_SECRETS if any(p.encode() in b for b in blobs)] == []
+
+
+# Passwords with & ; , in them -----------------------------------------------------------------
+
+PASSWORD_SPANS = [
+    ("password: Ab&9xQz!2mLk\n", "Ab&9xQz!2mLk"),
+    ("NAS password = K7;vR2pL9wQx\n", "K7;vR2pL9wQx"),
+    ("password: Tr0ub4dor&3xQ9z\n", "Tr0ub4dor&3xQ9z"),
+    ("wifi password: Qz,8mL;w&Vx2 (guest)\n", "Qz,8mL;w&Vx2"),
+    ('{"note": "password: Tr0ub4dor&3xQ9z"}\n', "Tr0ub4dor&3xQ9z"),
+    ('{"note": "password: Tr0ub4dor&3xQ9z\\nnext line"}\n', "Tr0ub4dor&3xQ9z"),
+    ("password=hunter2xy, then the next item\n", "hunter2xy"),
+    ("password: Tr0ub4dor&3xQ9z.\n", "Tr0ub4dor&3xQ9z"),
+    # in a URL's query string, & ends a value; in a connection string, ; does
+    ("https://app.example/login?user=bob&password=Tr0ub4dor9&next=/home\n", "Tr0ub4dor9"),
+    ("Server=db;User Id=sa;Password=K7vR2pL9wQ;Database=app\n", "K7vR2pL9wQ"),
+]
+
+
+@pytest.mark.parametrize("text, password", PASSWORD_SPANS)
+def test_a_password_value_runs_to_the_whitespace_not_to_the_first_ampersand(
+        text: str, password: str) -> None:
+    data = text.encode()
+
+    found = sec.scan_bytes(data, path="a/notes.md")
+
+    assert [data[f.start:f.end].decode() for f in found] == [password]
+
+
+def test_redact_leaves_no_tail_of_a_password_with_an_ampersand(
+        tmp_path: Path, clock: Clock) -> None:
+    src, config_file = setup(tmp_path, "redact")
+    (src / "notes.md").write_text("password: Tr0ub4dor&3xQ9z\nNAS password = K7;vR2pL9wQx\n")
+    config = load_config(config_file)
+    repo, _ = VaultRepo.init(config.vault.path, config.vault.branch)
+
+    result = sync(config, now=clock)
+
+    assert result.ok and [r.path for r in result.redacted] == ["a/notes.md"]
+    stored = repo.read_blob(repo.files(repo.head_id())["a/notes.md"][0])
+    assert b"3xQ9z" not in stored and b"vR2pL9wQx" not in stored and b"K7" not in stored
+    assert stored.startswith(b"password: [REDACTED:password-assignment:")

@@ -1024,7 +1024,16 @@ _DATE = r"\d{4}-\d{2}-\d{2}"
 _QUOTED = {0x22: rb'"((?:[^"\\\n]|\\.)*)"', 0x27: rb"'([^'\n]*)'", 0x60: rb"`([^`\n]*)`"}
 # get_password(), os.environ["X"], settings.db.password: code that fetches the secret.
 _REFERENCE = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*[(\[].*|[A-Za-z_]+(?:\.[A-Za-z_]+)+"
-_UNQUOTED = rb"[^\s\"'`\\,;&][^\s\"`\\,;&]*"  # an apostrophe inside is part of it
+# An unquoted value ends at whitespace, a quote or a backslash (a JSON escape: the value sits in
+# a JSON string), and at the delimiters passed (an apostrophe inside is part of it).
+_UNQUOTED = rb"[^\s\"'`\\%s][^\s\"`\\%s]*"
+_FIELD_DELIMITERS = b",;&"  # of a token or key field: `token=abc,user=x`
+# A password may hold any of these, so it ends only where the field's own list does: the
+# delimiter before its name, `?` for a URL's query string (`?user=bob&password=...&next=`).
+_LIST_DELIMITERS = {0x3F: b"&;#", 0x26: b"&;#", 0x3B: b";", 0x2C: b","}
+# ... or where a `&name=` / `;name=` after it starts the next field of a query or connection
+# string written without one before the password (`password=x1&remember=1`).
+_NEXT_FIELD = rb"[&;][A-Za-z_][A-Za-z0-9_.\-]*="
 
 
 def _field(data: bytes, m: re.Match[bytes]) -> _Hit | None:
@@ -1045,7 +1054,11 @@ def _field(data: bytes, m: re.Match[bytes]) -> _Hit | None:
         kind = _classify(data[before:key_start - 1].decode("ascii") + "_" + key)
     if kind is None:
         return None
-    span = _value_span(data, m.end())
+    if kind == "password assignment":
+        before = data[key_start - 1] if key_start else 0
+        span = _value_span(data, m.end(), _LIST_DELIMITERS.get(before, b""))
+    else:
+        span = _value_span(data, m.end(), _FIELD_DELIMITERS)
     if span is None:
         return None
     start, end, quoted = span
@@ -1070,8 +1083,9 @@ def _classify(key: str) -> str | None:
     return None
 
 
-def _value_span(data: bytes, pos: int) -> tuple[int, int, bool] | None:
-    """Where the assigned value is: inside its quotes, or up to a delimiter when unquoted."""
+def _value_span(data: bytes, pos: int, delimiters: bytes) -> tuple[int, int, bool] | None:
+    """Where the assigned value is: inside its quotes, or up to whitespace or one of the
+    delimiters when unquoted."""
     while data.startswith((b"**", b"* ", b" "), pos):  # **Password:** hunter2
         pos += 1
     if data.startswith(b'\\"', pos):  # JSON text inside a JSON string: \"value\"
@@ -1088,11 +1102,15 @@ def _value_span(data: bytes, pos: int) -> tuple[int, int, bool] | None:
         if m.end(1) > m.start(1):
             return m.start(1), m.end(1), True
         pos = m.end()  # '' or "" before the value: read on past it
-    m = re.compile(_UNQUOTED).match(data, pos)
+    stops = re.escape(delimiters)
+    m = re.compile(_UNQUOTED % (stops, stops)).match(data, pos)
     if m is None:
         return None
     end = m.end()
-    while end > pos and data[end - 1] in b".)]}:!?*'":
+    if not delimiters:
+        following = re.compile(_NEXT_FIELD).search(data, pos, end)
+        end = following.start() if following else end
+    while end > pos and data[end - 1] in b".,;)]}:!?*'":
         end -= 1
     return (pos, end, False) if end > pos else None
 
