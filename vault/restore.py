@@ -6,6 +6,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -222,6 +223,7 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
         aside = _companions_in_the_way(reader, actions, files, now)
         if aside:
             actions = sorted(actions + aside, key=lambda a: a.path)
+    actions, folders = _folders_in_the_way(actions, now)
     # Sources inside each other: one file, two vault paths. The same content is restored
     # once; different contents cannot both be.
     by_target: dict[str, Action] = {}
@@ -239,7 +241,12 @@ def plan_restore(config: Config, repo: VaultRepo, options: RestoreOptions,
             if _ASIDE.search(path):
                 continue  # what an earlier restore kept aside: the user's to look at
             if path not in files:  # its target as for a write: resolved, checked, in a root
-                actions.append(Action("delete", path, targets.target(path)[0]))
+                target = targets.target(path)[0]
+                if not (folders and target.startswith(folders)):
+                    actions.append(Action("delete", path, target))
+                # (else it goes with its folder, under its own name: moving it to a kept-aside
+                # name first left that name inside the folder kept aside, where the restore
+                # then looked for it under the file that took the folder's place)
         actions.sort(key=lambda a: a.path)
         if not actions:  # (a pattern with a typo in it: said, as without --delete)
             if left_out:
@@ -762,6 +769,35 @@ def _set_aside_uncaptured(repo: VaultRepo, plan: RestorePlan, syncs: list[SyncRe
 
 
 COMPANION_IN_THE_WAY = "SQLite would take it for the restored database's own"
+FOLDER_IN_THE_WAY = "a folder where the restore puts a file"
+
+
+def _folders_in_the_way(actions: list[Action], now: datetime) -> tuple[
+        list[Action], tuple[str, ...]]:
+    """Each folder that stands where the commit has a file, kept aside whole (its files in
+    it, under their own names), into the live sources (the safety sync holds its files) as
+    into --to DIR: a file cannot be written over a folder. Planned here, so that a dry run
+    says it too. Returns the actions, and those folders (each with a trailing slash): the
+    files in them go with them, so --delete plans no delete of its own for any of them."""
+    stamp = _aside_stamp(now)
+    used: set[str] = set()
+    folders: list[str] = []
+    out: list[Action] = []
+    for action in actions:
+        if action.action == "overwrite" and not action.set_aside and _is_folder(action.target):
+            action = replace(action, set_aside=_aside_name(action.target, stamp, used),
+                             why=FOLDER_IN_THE_WAY)
+            folders.append(action.target + "/")
+        out.append(action)
+    return out, tuple(folders)
+
+
+def _is_folder(target: str) -> bool:
+    """A real folder (a symlink to one is a file of the source's: it is replaced itself)."""
+    try:
+        return stat.S_ISDIR(os.lstat(target).st_mode)
+    except OSError:
+        return False
 
 
 def _companions_in_the_way(reader: BlobReader, actions: list[Action],
@@ -1166,9 +1202,12 @@ class _OldCopies:
             for action, aside in copies:
                 try:
                     st = os.lstat(aside)
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):
+                    # someone took it away (or its folder: a file stands there now): nothing
+                    # of ours to keep or drop (a restore never moves away a folder holding
+                    # one, _folders_in_the_way)
                     done += 1
-                    continue  # someone took it away: nothing of ours to keep or drop
+                    continue
                 seen = action.seen  # (a link changes the inode's ctime: not compared)
                 if aside in held or (st.st_size, st.st_mtime_ns, st.st_ino) != (
                         seen[0], seen[1], seen[3]):
