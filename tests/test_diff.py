@@ -8,7 +8,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from conftest import Clock, run_cli
+from conftest import Clock, run_cli, write_config
 from vault.config import Config, load_config
 from vault.diff import diff
 from vault.errors import VaultError
@@ -196,3 +196,19 @@ def test_diff_says_when_rows_are_not_all_listed_and_skips_lines_of_binary_files(
     human = run_cli("diff", "HEAD~1", "--config", str(config.file)).stdout
     assert "  M agent/blob.bin  binary" in human
     assert "        ... and 31 more (`--json` lists the first 20 in key order)" in human
+
+
+def test_diff_path_given_as_a_files_absolute_path_is_that_file(tmp_path: Path) -> None:
+    """--path "$PWD/a/[ab].txt" is that file (before: the glob [ab].txt, which matched a.txt)."""
+    a = tmp_path / "a"
+    a.mkdir()
+    config = write_config(tmp_path / "vault.toml", {"a": a})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    for text in ("old\n", "new\n"):
+        for name in ("[ab].txt", "a.txt"):
+            (a / name).write_text(text)
+        assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    proc = run_cli("diff", "HEAD~1", "HEAD", "--path", str(a / "[ab].txt"), "--json",
+                   "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert [f["path"] for f in json.loads(proc.stdout)["files"]] == ["a/[ab].txt"]

@@ -1048,3 +1048,52 @@ def test_a_large_restore_says_all_of_it_through_a_pipe(config: Config, vault: Va
     refused = run_cli("restore", "--at", "HEAD", "--to", str(tmp_path / "out"), "--path",
                       "nothing/*", "--config", str(config.file))
     assert refused.returncode == 1 and refused.stderr.startswith("Error: nothing matches")
+
+
+def _bracketed_names(tmp_path: Path) -> tuple[Path, Path]:
+    """Source a with `[ab].txt`, `a.txt` and `f [1].md`, `f 1.md` synced twice (changed)."""
+    a = tmp_path / "a"
+    a.mkdir()
+    config = write_config(tmp_path / "vault.toml", {"a": a})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    for name in ("[ab].txt", "a.txt", "f [1].md", "f 1.md"):
+        (a / name).write_text(f"old {name}\n")
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    for name in ("[ab].txt", "a.txt", "f [1].md", "f 1.md"):
+        (a / name).write_text(f"new {name}\n")
+    (a / "[ab].txt").unlink()  # gone now: restored from the commit
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    return config, a
+
+
+def test_an_absolute_path_is_that_file_not_a_pattern(tmp_path: Path) -> None:
+    """--path "$PWD/a/[ab].txt" is that file (before: the glob [ab].txt, which matched a.txt:
+    --delete deleted a.txt and never brought [ab].txt back)."""
+    config, a = _bracketed_names(tmp_path)
+    proc = run_cli("restore", "--at", "HEAD~1", "--path", str(a / "[ab].txt"), "--delete",
+                   "--yes", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert [(x["action"], x["path"]) for x in json.loads(proc.stdout)["actions"]] == \
+        [("create", "a/[ab].txt")]
+    assert (a / "[ab].txt").read_text() == "old [ab].txt\n"
+    assert (a / "a.txt").read_text() == "new a.txt\n"
+    spaced = run_cli("restore", "--at", "HEAD~1", "--path", str(a / "f [1].md"), "--yes",
+                     "--json", "--config", str(config))
+    assert spaced.returncode == 0, spaced.stderr
+    assert [x["path"] for x in json.loads(spaced.stdout)["actions"]] == ["a/f [1].md"]
+    assert (a / "f [1].md").read_text() == "old f [1].md\n"
+    assert (a / "f 1.md").read_text() == "new f 1.md\n"
+    # A folder's path keeps its trailing slash (all below it), and a vault path or a path in
+    # the source stays a pattern.
+    (a / "[x]").mkdir()
+    (a / "[x]" / "n.md").write_text("n\n")
+    (a / "x").mkdir()
+    (a / "x" / "n.md").write_text("x\n")
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    folder = run_cli("restore", "--at", "HEAD", "--path", str(a / "[x]") + "/", "--to",
+                     str(tmp_path / "out"), "--json", "--config", str(config))
+    assert folder.returncode == 0, folder.stderr
+    assert [x["path"] for x in json.loads(folder.stdout)["actions"]] == ["a/[x]/n.md"]
+    glob = run_cli("restore", "--at", "HEAD", "--path", "a/[x]/*", "--to",
+                   str(tmp_path / "out2"), "--json", "--config", str(config))
+    assert [x["path"] for x in json.loads(glob.stdout)["actions"]] == ["a/x/n.md"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from conftest import Clock, run_cli
+from conftest import Clock, run_cli, write_config
 from vault.config import Config
 from vault.errors import UsageError, VaultError
 from vault.repo import VaultRepo
@@ -294,3 +294,37 @@ def test_show_names_a_folder_and_a_missing_path_as_such(config: Config, vault: V
 def test_sql_without_a_statement_is_an_error(dump: bytes, sql: str) -> None:
     with pytest.raises(UsageError, match="no statement to run"):
         query_dump(dump, sql)
+
+
+def test_log_path_given_as_a_files_own_path_is_that_file(tmp_path: Path) -> None:
+    """`log --path` with the path of a file on disk (absolute, or from here): that file, its
+    `[1]`, spaces and a trailing tab its own (before: `f [1].md` was the glob, matching
+    `f 1.md`)."""
+    a = tmp_path / "a"
+    a.mkdir()
+    config = write_config(tmp_path / "vault.toml", {"a": a})
+    assert run_cli("init", "--config", str(config)).returncode == 0
+    names = ("f [1].md", "f 1.md", "t\t", "t")
+    for text in ("old\n", "new\n"):
+        for name in names:
+            (a / name).write_text(text)
+        assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+
+    def logged(path: str, cwd: Path = tmp_path) -> list[str]:
+        proc = run_cli("log", "--path", path, "--json", "--config", str(config), cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+        return [c["path"] for e in json.loads(proc.stdout)["commits"] for c in e["changes"]]
+
+    assert logged(str(a / "f [1].md")) == ["a/f [1].md", "a/f [1].md"]
+    assert logged("f [1].md", cwd=a) == ["a/f [1].md", "a/f [1].md"]  # as tab completion
+    assert logged(str(a / "t\t")) == ["a/t\t", "a/t\t"]
+    # a vault path as typed: that path, and a pattern
+    assert set(logged("a/f [1].md")) == {"a/f 1.md", "a/f [1].md"}
+    # show's hint for a folder names it as a pattern of that folder alone
+    (a / "[x]").mkdir()
+    (a / "[x]" / "n.md").write_text("n\n")
+    assert run_cli("sync", "-q", "--config", str(config)).returncode == 0
+    folder = run_cli("show", "a/[x]", "--config", str(config))
+    assert folder.returncode == 2
+    assert folder.stderr.splitlines()[1] == \
+        "Hint: `vault restore --at HEAD --to DIR --path 'a/\\[x\\]'` writes them all"

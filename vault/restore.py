@@ -546,14 +546,16 @@ def source_file_path(config: Config, path: str) -> str | None:
     return None
 
 
-def _as_vault_pattern(config: Config, pattern: str) -> str:
-    """A --path given as the absolute path of a file or folder in a source: its vault path.
-    (Any other pattern keeps its meaning: `/MEMORY.md` is gitignore's, the source's top.)"""
+def _given_path(config: Config, pattern: str) -> str | None:
+    """A --path given as the absolute path of a file or folder in a source: its vault path
+    (with its trailing `/`, a folder's), matched as it is: `[ab].txt` or `f [1].md` is that
+    file, not a pattern of others. None for any other pattern, which keeps its meaning:
+    `/MEMORY.md` is gitignore's, the source's top one."""
     if not pattern.startswith(("/", "~")):
-        return pattern
+        return None
     vpath = source_file_path(config, pattern)
     if vpath is None:
-        return pattern
+        return None
     return vpath + "/" if pattern.endswith("/") else vpath
 
 
@@ -562,15 +564,19 @@ def path_selector(config: Config, options: RestoreOptions,
     """Which vault paths --source and --path pick (restore's rule, also diff's)."""
     if not options.sources and not options.paths:
         return lambda path: True
-    options = replace(options, paths=tuple(_as_vault_pattern(config, p) for p in options.paths))
+    given = {p: _given_path(config, p) for p in options.paths}
+    # A file's own path, and all below it as a folder's (`a/d/` only that: a folder's)
+    exact = frozenset(v for v in given.values() if v is not None and not v.endswith("/"))
+    below = tuple(v if v.endswith("/") else v + "/" for v in given.values() if v is not None)
+    patterns = [p for p, v in given.items() if v is None]
     # A pattern that starts with a source's folder in the vault (`openclaw/memory/*.md`) is a
     # vault path, matched against vault paths only; any other (`memory/*.md`, `*.md`) is a path
     # in its source. (So `a/MEMORY.md` is source a's, not a folder `a` of another source.)
     # (Tops of the commit's own paths too: other machines' files, sources not configured.)
     tops = {config.prefix(s.name).split("/")[0] for s in config.sources} | {
         path.split("/", 1)[0] for path in listing}
-    in_vault = [p for p in options.paths if p.lstrip("/").split("/")[0] in tops]
-    in_source = [p for p in options.paths if p not in in_vault]
+    in_vault = [p for p in patterns if p.lstrip("/").split("/")[0] in tops]
+    in_source = [p for p in patterns if p not in in_vault]
     try:
         match_vault = compile_patterns(in_vault) if in_vault else None
         match_source = compile_patterns(in_source) if in_source else None
@@ -586,8 +592,9 @@ def path_selector(config: Config, options: RestoreOptions,
             return False
         if not options.paths:
             return True
-        return (match_vault is not None and (match_vault(path) or any(
-            path.startswith(p.rstrip("/") + "/") for p in in_vault))) or \
+        return path in exact or (bool(below) and path.startswith(below)) or \
+            (match_vault is not None and (match_vault(path) or any(
+                path.startswith(p.rstrip("/") + "/") for p in in_vault))) or \
             (match_source is not None and match_source(rel))
     return wanted
 

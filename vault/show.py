@@ -69,16 +69,29 @@ def vault_pattern(config: Config, pattern: str) -> str:
         vpath = vault_path(config, pattern)
         if vpath.startswith("/") or config.source_for(vpath + "/-") is None:
             raise refused("not inside any source's folder")
-        return vpath + slash
+        return _literal(vpath) + slash
     vpath = posixpath.normpath(pattern)
     if config.source_for(vpath + "/-") is None and os.path.lexists(pattern):
         # (a file's path from here, as tab completion gives it: `src/openclaw/MEMORY.md`)
         mapped = source_file_path(config, pattern)
         if mapped is not None:
-            return mapped + slash
+            return _literal(mapped) + slash
     if vpath == ".." or vpath.startswith("../"):
         raise refused("goes above the vault's top")
     return vpath + slash
+
+
+def _literal(vpath: str) -> str:
+    """A pattern that matches exactly the file (or folder) at vpath, the path of one on disk:
+    `[ab].txt` and `f [1].md` are those names, not patterns of others. (A last character that
+    is white space other than a space would be cut from the end of a pattern: it is given
+    as a bracket expression of its own.)"""
+    from vault.sources import pattern_for
+
+    pattern = pattern_for(vpath)  # (which escapes each space, and no other white space)
+    if pattern[-1:].isspace() and pattern[-1] != " ":
+        pattern = f"{pattern[:-1]}[{pattern[-1]}]"
+    return pattern
 
 
 def _example(config: Config) -> str:
@@ -101,7 +114,8 @@ def show_file(config: Config, repo: VaultRepo, path: str, at: str, now: datetime
             raise UsageError(f"{vpath.rstrip('/')} is a folder in commit {commit.id[:10]} "
                              f"({inside} file{'s' if inside != 1 else ''}); vault show prints "
                              "one file", hint=f"`vault restore --at {shlex.quote(at)} --to "
-                             f"DIR --path {shlex.quote(folder[:-1])}` writes them all")
+                             f"DIR --path {shlex.quote(_literal(folder[:-1]))}` writes them "
+                             "all")
         near = sorted(p for p in files if p.endswith("/" + vpath.rsplit("/", 1)[-1]))[:3]
         raise UsageError(f"{vpath} is not in commit {commit.id[:10]} "
                          f"({commit.time:%Y-%m-%dT%H:%M:%SZ})",
