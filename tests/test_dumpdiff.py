@@ -272,3 +272,40 @@ def test_large_table_with_few_changes(tmp_path: Path) -> None:
     chunks = _by_table(diff_dumps(before, snapshot_sqlite(path)))["chunks"]
     assert (chunks.added, chunks.changed, chunks.removed) == (0, 10, 0)
     assert [r.key for r in chunks.rows] == [str(i) for i in range(5, 100_000, 10_000)]
+
+
+def test_rows_of_a_table_whose_names_hold_line_breaks(tmp_path: Path) -> None:
+    """The dump writes names as they are, so a row of a table (or column) whose name holds a
+    line break spans lines: its rows are compared like any others (before: left out, the
+    table listed with no row changes)."""
+    path = tmp_path / "m.db"
+    _change(path, 'CREATE TABLE "t\nx"(id INTEGER PRIMARY KEY, "a\nb" TEXT)')
+    _change(path, 'CREATE TABLE "k\r\n"("p\nq" TEXT PRIMARY KEY, v) WITHOUT ROWID')
+    _change(path, "CREATE VIRTUAL TABLE \"f\nts\" USING fts5(body)")
+    for i in (1, 2, 3):
+        _change(path, 'INSERT INTO "t\nx" VALUES(?, ?)', i, f"row {i}")
+        _change(path, 'INSERT INTO "k\r\n" VALUES(?, ?)', f"k{i}", i)
+        _change(path, 'INSERT INTO "f\nts"(rowid, body) VALUES(?, ?)', i, f"text {i}")
+    before = snapshot_sqlite(path)
+    assert b'INSERT INTO "t\nx"("id","a\nb") VALUES(' in before
+    _change(path, 'UPDATE "t\nx" SET "a\nb" = \'two\' WHERE id = 2')
+    _change(path, 'DELETE FROM "t\nx" WHERE id = 3')
+    _change(path, 'INSERT INTO "t\nx" VALUES(4, \'four\')')
+    _change(path, 'UPDATE "k\r\n" SET v = 20 WHERE "p\nq" = \'k2\'')
+    _change(path, 'DELETE FROM "f\nts" WHERE rowid = 1')
+    diffs = _by_table(diff_dumps(before, snapshot_sqlite(path)))
+    t = diffs["t\nx"]
+    assert (t.added, t.changed, t.removed) == (1, 1, 1)
+    assert _kinds(t) == [("changed", "2"), ("removed", "3"), ("added", "4")]
+    assert (t.rows[0].old, t.rows[0].new) == ("(2,'row 2')", "(2,'two')")
+    assert _kinds(diffs["k\r\n"]) == [("changed", "'k2'")]
+    assert diffs["k\r\n"].rows[0].new == "('k2',20)"
+    assert _kinds(diffs["f\nts"]) == [("removed", "1")]
+
+
+def test_a_statement_the_diff_cannot_read_is_an_error_not_left_out(db: Path) -> None:
+    dump = snapshot_sqlite(db)
+    broken = dump.replace(b'INSERT INTO "notes"("rowid"', b'INSERT INTO "notes" ("rowid"', 1)
+    with pytest.raises(SqliteSnapshotError, match="cannot read the dump's statement: "
+                                                  "INSERT INTO \"notes\" "):
+        diff_dumps(dump, broken)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
@@ -146,7 +146,8 @@ def _parse(data: bytes) -> dict[str, _Table]:
     targets: dict[bytes, list[bytes] | None] = {}
     last_prefix, last_target = b"", None
     pending: list[str] = []
-    for line in data.split(b"\n"):
+    lines = iter(data.split(b"\n"))
+    for line in lines:
         if pending:
             # Inside a multi-line statement (a CREATE, a trigger body): read to its end, so
             # an INSERT inside a trigger is never taken for a row.
@@ -163,7 +164,12 @@ def _parse(data: bytes) -> dict[str, _Table]:
         if line.startswith(b"INSERT INTO "):
             m = _ROW.match(line)
             if m is None:
-                continue  # Not a row of the dump's making: nothing to compare it as.
+                # A name with a line break in it (the dump writes names as they are): the row
+                # goes on over the next lines, to the end of its statement.
+                line = _whole_statement(line, lines)
+                m = _ROW.match(line)
+                if m is None:  # (never left out: its table would show no change)
+                    raise _unreadable(line)
             prefix = m.group(0)
             if prefix not in targets:
                 name = _unquote_bytes(m.group(1))
@@ -185,6 +191,27 @@ def _parse(data: bytes) -> dict[str, _Table]:
         else:
             pending = [text]
     return tables
+
+
+def _whole_statement(first: bytes, rest: Iterator[bytes]) -> bytes:
+    """The statement that begins with the line first, with as many of the next lines as it
+    takes to complete it (all that are left when it never is)."""
+    parts = [first]
+    while not apsw.complete(b"\n".join(parts).decode("utf-8", "replace")):
+        following = next(rest, None)
+        if following is None:
+            break
+        parts.append(following)
+    return b"\n".join(parts)
+
+
+def _unreadable(statement: bytes) -> SqliteSnapshotError:
+    """The error for a statement of a dump that the diff cannot read as the dump writes it."""
+    text = statement.decode("utf-8", "replace")
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return SqliteSnapshotError(f"cannot read the dump's statement: {shown}",
+                               hint="the stored dump was not written by this vault, or was "
+                                    "changed by hand")
 
 
 def _row_target(name: str, columns: list[str], tables: dict[str, _Table]) -> list[bytes] | None:
