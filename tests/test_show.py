@@ -328,3 +328,24 @@ def test_log_path_given_as_a_files_own_path_is_that_file(tmp_path: Path) -> None
     assert folder.returncode == 2
     assert folder.stderr.splitlines()[1] == \
         "Hint: `vault restore --at HEAD --to DIR --path 'a/\\[x\\]'` writes them all"
+
+
+def _strict(text: str) -> object:
+    """Parse JSON as the standard has it: no Infinity, -Infinity or NaN."""
+    def refuse(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_sql_json_gives_infinite_reals_as_valid_json(config: Config, dump: bytes) -> None:
+    """REAL ±inf came out as Infinity and -Infinity, which is not JSON: now as the dump writes
+    them, SQL literals (1e999, -1e999), as a BLOB is given as x'..'; a NaN (SQLite has none:
+    it stores NULL) would be null."""
+    query = "SELECT 1e999 AS up, -1e999 AS down, 1.5 AS x, x'00ff' AS b"
+    proc = run_cli("show", "agent/memory.db", "--sql", query, "--json",
+                   "--config", str(config.file))
+    assert proc.returncode == 0, proc.stderr
+    assert _strict(proc.stdout)["rows"] == [["1e999", "-1e999", 1.5, "x'00ff'"]]  # type: ignore[index]
+    from vault.cliutil import finite_floats
+
+    assert finite_floats({"a": [float("nan"), (float("inf"), 2.0)]}) == {"a": [None, ["1e999", 2.0]]}

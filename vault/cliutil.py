@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,10 +29,34 @@ _emitted = False  # whether this process printed its --json document
 
 
 def emit_json(data: Any) -> None:
-    """Print a JSON document (the --json output of every command)."""
+    """Print a JSON document (the --json output of every command): always JSON, never the
+    Infinity or NaN that Python's json writes by default (finite_floats)."""
     global _emitted
     _emitted = True
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:  # (rare: walked only then)
+        text = json.dumps(finite_floats(data), indent=2, sort_keys=False, allow_nan=False)
+    click.echo(text)
+
+
+def finite_floats(data: Any) -> Any:
+    """data with each float that JSON has no number for written as SQLite writes it: ±inf as
+    the SQL literals "1e999" and "-1e999" (as the vault's dumps and `vault diff` show them; a
+    BLOB is given as "x'..'" alike), NaN as null (SQLite stores a NaN as NULL). They come from
+    a database's REAL values (`show --sql`); the other outputs' floats (scores, seconds) are
+    finite, and would be kept JSON all the same."""
+    if isinstance(data, float):
+        if math.isnan(data):
+            return None
+        if math.isinf(data):
+            return "1e999" if data > 0 else "-1e999"
+        return data
+    if isinstance(data, dict):
+        return {key: finite_floats(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_floats(value) for value in data]
+    return data
 
 
 def emit_json_error(argv: list[str], message: str, hint: str | None, code: int) -> None:
