@@ -7,6 +7,7 @@ import sys
 
 def main() -> None:
     """Load the CLI and run it."""
+    _fill_closed_std_fds()
     try:
         try:
             if sys.argv[1:2] == ["sync"]:
@@ -35,6 +36,37 @@ def main() -> None:
             raise
     finally:
         _ignore_interrupts()
+
+
+def _fill_closed_std_fds() -> None:
+    """Put /dev/null in place of a standard stream the process was started without (`vault
+    sync >&-`, a supervisor that closes them). Python leaves sys.stdout None then, and every
+    write, flush or isatty() failed: a sync stopped before its work, a restore wrote nothing,
+    a usage error (exit 2) became exit 1. Worse, the first file the command opened would
+    take the free descriptor 1 and receive its output. With /dev/null there, each command
+    does its work, its words go nowhere, and it exits with its real code; a restore that
+    must ask finds no terminal and is refused as without one (it needs --yes)."""
+    import os
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            closed = False
+        except OSError:  # (EBADF)
+            closed = True
+        if closed:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:  # (the lowest free descriptor: fd, unless a lower one is free)
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            # A descriptor Python found closed at start-up but that is open now was taken by
+            # a file of its own: that file is not the stream, so the stream gets a new null.
+            target: int | str = fd if closed else os.devnull
+            stream = open(target, "r" if fd == 0 else "w", encoding="utf-8",
+                          errors="surrogateescape" if fd == 0 else "backslashreplace",
+                          closefd=not closed)
+            setattr(sys, name, stream)
 
 
 def _end_now(code: int, exit_hooks: bool = False) -> None:

