@@ -312,3 +312,40 @@ def test_redact_leaves_no_tail_of_a_password_with_an_ampersand(
     stored = repo.read_blob(repo.files(repo.head_id())["a/notes.md"][0])
     assert b"3xQ9z" not in stored and b"vR2pL9wQx" not in stored and b"K7" not in stored
     assert stored.startswith(b"password: [REDACTED:password-assignment:")
+
+
+# A source that cannot be scanned ----------------------------------------------------------------
+
+
+def test_secrets_scan_scans_the_other_sources_when_one_folder_is_missing(
+        tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.md").write_text(f"key {AWS_ID}\n")
+    config_file = write_config(tmp_path / "vault.toml", {"gone": tmp_path / "unmounted",
+                                                         "a": src})
+
+    done = run_cli("secrets", "scan", "--json", "--config", str(config_file))
+
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert [(f["kind"], f["locations"][0]["path"]) for f in report["findings"]] == [
+        ("AWS access key", "a/notes.md")]
+    assert report["failures"] == [{"source": "gone", "message": (
+        f"source 'gone': folder not found: {tmp_path / 'unmounted'}")}]
+
+    text = run_cli("secrets", "scan", "--config", str(config_file))
+    assert text.returncode == 1 and text.stderr == ""
+    assert "1 secret found in the sources" in text.stdout
+    assert f"Not scanned: source 'gone': folder not found: {tmp_path / 'unmounted'}" \
+        in text.stdout.splitlines()
+
+
+def test_a_missing_source_alone_fails_the_scan(tmp_path: Path) -> None:
+    config_file = write_config(tmp_path / "vault.toml", {"gone": tmp_path / "unmounted"})
+
+    done = run_cli("secrets", "scan", "--config", str(config_file))
+
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[0] == "No secrets found in the sources."
+    assert "Not scanned: source 'gone': folder not found" in done.stdout

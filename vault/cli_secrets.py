@@ -28,13 +28,15 @@ def secrets() -> None:
 def scan(config_path: str | None, as_json: bool, history: bool) -> None:
     """List the secrets in the sources now (or in the vault's history), by fingerprint.
 
-    Exits 1 when it finds a secret that is not allowed.
+    Exits 1 when it finds a secret that is not allowed, or cannot read a source's folder
+    (the other sources are scanned all the same).
     """
     from vault.secrets import allowed_fingerprints, scan_history, scan_sources
 
     config = load_config_at(config_path)
     found: list[Any]
     not_scanned: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = []
     if history:
         from vault.repo import VaultRepo
 
@@ -43,7 +45,7 @@ def scan(config_path: str | None, as_json: bool, history: bool) -> None:
                                   allow_paths=config.secrets.allow_paths))
     else:
         scanned = scan_sources(config)
-        found, not_scanned = scanned.findings, scanned.not_scanned
+        found, not_scanned, failures = scanned.findings, scanned.not_scanned, scanned.failures
     groups = _by_fingerprint(found)
     scope = "history" if history else "sources"
     if as_json:
@@ -51,7 +53,8 @@ def scan(config_path: str | None, as_json: bool, history: bool) -> None:
                    "findings": [{"fingerprint": fp, "kind": kind,
                                  "locations": [_location(f) for f in items]}
                                 for fp, kind, items in groups],
-                   "not_scanned": [{"path": p, "reason": r} for p, r in not_scanned]})
+                   "not_scanned": [{"path": p, "reason": r} for p, r in not_scanned],
+                   "failures": [{"source": s, "message": m} for s, m in failures]})
     else:
         _render(groups, scope, config.secrets.policy)
         if not_scanned:
@@ -59,7 +62,9 @@ def scan(config_path: str | None, as_json: bool, history: bool) -> None:
                        "can be read):")
             for path, reason in not_scanned:
                 click.echo(f"  {path}: {reason}")
-    if groups:
+        for _, message in failures:
+            click.echo(f"Not scanned: {message}")
+    if groups or failures:
         raise Abort(1)
 
 

@@ -39,7 +39,7 @@ import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -375,14 +375,20 @@ def allow_fingerprint(config: Config, fp: str) -> bool:
 
 @dataclass(frozen=True)
 class SourceScan:
-    """What a scan of the sources found, and the files it could not scan (path, reason)."""
+    """What a scan of the sources found, the files it could not scan (path, reason), and the
+    sources it could not scan at all (name, message: a folder missing or unreadable)."""
 
     findings: list[SourceFinding]
     not_scanned: list[tuple[str, str]]
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
 def scan_sources(config: Config, names: Sequence[str] = ()) -> SourceScan:
-    """Scan every file of the configured sources as a sync would take it, writing nothing."""
+    """Scan every file of the configured sources as a sync would take it, writing nothing.
+
+    A source whose folder cannot be read is listed in failures, and the others are scanned
+    (as a sync syncs them)."""
+    from vault.errors import SourceError
     from vault.snapshot import take_snapshot
     from vault.sources import scan_source
 
@@ -393,8 +399,13 @@ def scan_sources(config: Config, names: Sequence[str] = ()) -> SourceScan:
     allowed = allowed_fingerprints(config)
     found: list[SourceFinding] = []
     not_scanned: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = []
     for source in [known[n] for n in names] if names else config.sources:
-        scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
+        try:
+            scan = scan_source(source, skip_dirs=(config.vault.path, config.home))
+        except SourceError as exc:
+            failures.append((source.name, exc.message))
+            continue
         for entry in scan.entries:
             vpath = config.prefix(source.name) + entry.rel
             if path_allowed(vpath, config.secrets.allow_paths):
@@ -408,7 +419,7 @@ def scan_sources(config: Config, names: Sequence[str] = ()) -> SourceScan:
             found.extend(SourceFinding(f.fingerprint, f.kind, vpath, f.locator)
                          for f in scan_bytes(snap.data, path=vpath, allow_fingerprints=allowed))
     found.sort(key=lambda f: (f.fingerprint, f.path, f.locator))
-    return SourceScan(found, sorted(not_scanned))
+    return SourceScan(found, sorted(not_scanned), failures)
 
 
 def scan_history(repo: VaultRepo, *, allow_fingerprints: frozenset[str] = frozenset(),
