@@ -239,3 +239,48 @@ def test_a_failing_post_sync_hook_that_printed_nothing_is_named_by_its_command(
     proc = cli(config)
     assert proc.returncode == 0, proc.stderr
     assert "Warning: post_sync hook failed (exit 1): test -d /nonexistent-mount\n" in proc.stderr
+
+
+def gone(pgid: int) -> bool:
+    """Whether no process of the group is left, zombies included (a guard, not a timing)."""
+    for _ in range(600):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_sync_stopped_during_a_hook_stops_the_hook_too(
+        signum: int, tmp_path: Path, workspace: Path) -> None:
+    """Ctrl-C or a SIGTERM during pre_sync: vault exited 130 and the hook, in a session of its
+    own, kept running and did its work later (after the sync it guards was gone)."""
+    started, late = tmp_path / "hook.pid", tmp_path / "late.log"
+    config = make_config(tmp_path, workspace, (
+        f'pre_sync = "echo $$ > {started}; sleep 60; echo late >> {late}"\ntimeout = 600\n'))
+    proc = subprocess.Popen([sys.executable, "-m", "vault", "sync", "--config",
+                             str(config.file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    pgid = 0
+    try:
+        for _ in range(1200):  # until the hook has started (a guard, not a timing)
+            if started.exists() and started.read_text().strip():
+                pgid = int(started.read_text())
+                break
+            time.sleep(0.05)
+        assert pgid, "the hook never started"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err
+        assert gone(pgid), "the hook still runs after vault exited"
+        assert not late.exists()
+        assert VaultRepo.open(config.vault.path, "main").head_id() is None
+    finally:
+        proc.kill()
+        if pgid:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

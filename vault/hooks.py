@@ -6,10 +6,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from vault.config import Config
 from vault.errors import BusyError, VaultError
 from vault.sync import SyncOptions, SyncResult, check_before_state, sync
+
+if TYPE_CHECKING:
+    import subprocess
 
 # How much of a hook's output is read back (its last line is what is reported), and how long a
 # killed hook may take to die: never wait on a process the kernel cannot kill (an NFS hang).
@@ -36,8 +40,8 @@ class HookRun:
 
 
 def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) -> HookRun:
-    """Run one hook command through the shell; on timeout kill its process group and go on."""
-    import signal
+    """Run one hook command through the shell; on timeout kill its process group and go on
+    (and when vault itself is interrupted meanwhile, kill it and let the interrupt through)."""
     import subprocess  # (only syncs with hooks pay for it)
     import tempfile
 
@@ -53,15 +57,13 @@ def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) ->
         try:
             code: int | None = proc.wait(timeout=config.hooks.timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                pass  # (subprocess reaps it later)
+            _kill_group(proc)
             code = None
+        except BaseException:
+            # Ctrl-C or SIGTERM while waiting: the hook, in a session of its own, would get
+            # neither and go on after vault exits (a pre_sync doing its work with no sync).
+            _kill_group(proc)
+            raise
         size = out.seek(0, os.SEEK_END)
         out.seek(max(0, size - OUTPUT_TAIL))
         tail = out.read(OUTPUT_TAIL)
@@ -69,6 +71,23 @@ def run_hook(config: Config, event: str, command: str, extra: dict[str, str]) ->
     # What vault says of a hook goes to the terminal, --json, failures.log, an alert and
     # cron's log: never a secret it printed
     return HookRun(event, command, code, _scrub(lines[-1]) if lines else "")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a hook's process group and reap its shell (waiting at most KILL_GRACE)."""
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        pass  # (subprocess reaps it later)
+    except BaseException:
+        pass  # a second Ctrl-C while reaping: the first one is what is being raised
 
 
 def _scrub(text: str) -> str:
