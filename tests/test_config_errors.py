@@ -326,3 +326,26 @@ def test_an_unset_variable_in_the_vault_path_is_a_config_error(tmp_path: Path) -
     cfg.write_text('[vault]\npath = "$AGENT_HOME/memory-vault"\n')
     with pytest.raises(ConfigError, match=r"^.*: vault\.path: \$AGENT_HOME is not set$"):
         load_config(cfg, env={"VAULT_HOME": str(tmp_path / "data")})
+
+
+NO_USER = "vault-test-no-such-user"
+
+
+@pytest.mark.parametrize("toml, key", [
+    (f'[[sources]]\nname = "a"\npath = "~{NO_USER}/workspace"\n', "sources[0].path"),
+    (f'[vault]\npath = "~{NO_USER}/memory-vault"\n', "vault.path"),
+    (f'[index]\npath = "~{NO_USER}/index.db"\n', "index.path"),
+    (f'[alerts]\ntoken_file = "~{NO_USER}/token"\n', "alerts.token_file"),
+], ids=["source", "vault", "index", "token_file"])
+def test_a_path_under_an_unknown_users_home_is_a_config_error(tmp_path: Path, toml: str,
+                                                              key: str) -> None:
+    """'~agent/workspace' with no user 'agent' here: 'Error: unexpected: RuntimeError: Could
+    not determine home directory.', exit 3."""
+    cfg = tmp_path / "vault.toml"
+    cfg.write_text(toml)
+
+    proc = run_cli("status", "--config", str(cfg))
+
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == f"Error: {cfg}: {key}: ~{NO_USER}: no such user"
+

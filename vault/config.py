@@ -431,7 +431,16 @@ class _Paths:
                      hint=f"set {name} where vault runs (cron passes only "
                           f"{', '.join(CRON_ENV)}) or write the path out; $$ is a literal $")
         self.used.update(used)
-        path = Path(expanded).expanduser()
+        try:
+            path = Path(expanded).expanduser()
+        except RuntimeError:  # ~name with no such user here (or ~ with no home at all)
+            head = expanded.split("/", 1)[0]
+            if head == "~":
+                sec.fail(key, "~: cannot find the home folder (HOME is not set)",
+                         hint="set HOME where vault runs, or write the path out")
+            sec.fail(key, f"{head}: no such user",
+                     hint=f"'{head}/...' is that user's home folder; write the path out, or "
+                          "use ~/ for your own")
         return path if path.is_absolute() else (self.base / path).absolute()
 
 
