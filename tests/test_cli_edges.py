@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
+
+import apsw
 
 from conftest import run_cli, write_config
 from vault.repo import VaultRepo
@@ -87,3 +90,39 @@ def test_recall_queries_from_a_closed_stdin_answers_nothing(
     env = _cli_vault(tmp_path, workspace)
     proc = _run_with("<&-", "recall", "--queries", "-", "--mode", "lexical", env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+# --- a source whose root is not UTF-8 -------------------------------------------------------
+
+
+def test_a_database_below_a_root_that_is_not_utf8(tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path) + b"/\xffsrc"
+    os.mkdir(root)
+    with open(root + b"/notes.md", "w") as handle:
+        handle.write("# notes\n")
+    db = apsw.Connection("file:" + quote(root + b"/m.db"),
+                         flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+                         | apsw.SQLITE_OPEN_URI)
+    db.execute("CREATE TABLE t(x); INSERT INTO t VALUES ('kept')")
+    db.close()
+    config = tmp_path / "vault.toml"
+    config.write_text(f'[vault]\npath = "{tmp_path / "memory-vault"}"\n\n'
+                      '[[sources]]\nname = "a"\npath = "$SRC"\n')
+    env = {"VAULT_CONFIG": str(config), "SRC": os.fsdecode(root)}
+    assert run_cli("init", env=env).returncode == 0
+    for args in (["sync", "--json"], ["status"], ["secrets", "scan"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 0, (args, proc.stderr)
+    shown = run_cli("show", "a/m.db", "--sql", "SELECT x FROM t", env=env)
+    assert shown.stdout == "x\nkept\n"
+    out = os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9")  # (aside, into such a folder too)
+    aside = run_cli("restore", "--at", "HEAD", "--to", out, "--json", env=env)
+    assert aside.returncode == 0, aside.stderr
+    os.remove(root + b"/m.db")
+    back = run_cli("restore", "--at", "HEAD", "--yes", "--json", env=env)  # (in place)
+    assert back.returncode == 0, back.stderr
+    for db_path in (root + b"/m.db", os.fsencode(out) + b"/a/m.db"):
+        restored = apsw.Connection("file:" + quote(db_path), flags=apsw.SQLITE_OPEN_READONLY
+                                   | apsw.SQLITE_OPEN_URI)
+        assert list(restored.execute("SELECT x FROM t")) == [("kept",)]
+        restored.close()

@@ -1045,3 +1045,43 @@ def test_a_snapshot_leaves_no_new_shm_beside_a_wal(tmp_path: Path) -> None:
     assert Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
     assert b"in the wal" in snapshot_sqlite(db)
     assert not Path(f"{db}-shm").exists()
+
+
+# --- a database whose path is not UTF-8 (SQLite takes UTF-8 names only) ------------------
+
+
+def _odd_folder(tmp_path: Path) -> Path:
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xffsrc"))
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("name", ["memory.db", "what?#%20.db"])
+@pytest.mark.parametrize("how", ["rollback", "wal", "wal-read-only", "wal-left-by-a-writer"])
+def test_a_database_in_a_folder_whose_name_is_not_utf8(tmp_path: Path, name: str,
+                                                        how: str) -> None:
+    db = _odd_folder(tmp_path) / name
+    conn = sqlite3.connect(os.fsencode(db), isolation_level=None)
+    if how != "rollback":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, content TEXT)")
+    conn.execute("INSERT INTO m(content) VALUES ('kept')")
+    conn.close()
+    if how == "wal-left-by-a-writer":  # (its rows only in the -wal)
+        writer = ("import os, sqlite3, sys\n"
+                  "c = sqlite3.connect(os.fsencode(sys.argv[1]), isolation_level=None)\n"
+                  "c.execute('PRAGMA wal_autocheckpoint=0')\n"
+                  "c.execute(\"INSERT INTO m(content) VALUES ('in the wal')\")\n"
+                  "os._exit(0)\n")
+        subprocess.run([sys.executable, "-c", writer, db], check=True)
+        assert os.path.getsize(f"{db}-wal") > 0
+    if how == "wal-read-only":
+        db.chmod(0o444)
+    before = sorted(os.listdir(db.parent))
+    dump = snapshot_sqlite(db)
+    assert b"'kept'" in dump
+    assert (b"'in the wal'" in dump) == (how == "wal-left-by-a-writer")
+    assert sorted(os.listdir(db.parent)) == before  # (nothing made beside it, by any name)
+    back = db.parent / f"back-{name}"
+    load_dump(dump, back)
+    assert snapshot_sqlite(back) == dump

@@ -251,10 +251,8 @@ def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: in
         # Write-protected, so SQLite would fall back to read-only and leave a -shm (and -wal)
         # in the user's folder, or fail in a read-only folder; with no -wal to replay, the file
         # is the whole database, and no one can write to it: read it as immutable.
-        from urllib.parse import quote
-
-        return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
-                          busy_timeout_ms, name=f"file:{quote(str(path))}?immutable=1")
+        return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms,
+                          immutable=True)
     return _copy_from(path, copy, apsw.SQLITE_OPEN_READWRITE, busy_timeout_ms)
 
 
@@ -265,10 +263,24 @@ def _has_data(path: str) -> bool:
         return False
 
 
+def file_uri(path: Path, query: str = "") -> str:
+    """The `file:` URI of path, for a connection opened with SQLITE_OPEN_URI.
+
+    SQLite takes a file name as UTF-8 only: a path that is not (a folder named b'\\xffsrc',
+    which Python holds as a surrogate escape) could not be passed to it at all. In a URI its
+    bytes are percent-encoded, and SQLite hands them to the file system as they are. (`?`,
+    `#` and `%` in a name are encoded too, so any name works.)"""
+    from urllib.parse import quote
+
+    # (absolute, after "file://": a path that starts with // is not read as a host name)
+    uri = "file://" + quote(os.fsencode(Path(path).absolute()), safe="/")
+    return f"{uri}?{query}" if query else uri
+
+
 def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: int,
-               name: str | None = None) -> str:
-    """Open path (by name, a URI, when given) with flags and back it up into copy; return the
-    source's journal mode."""
+               immutable: bool = False) -> str:
+    """Open path with flags (immutable: as a file nobody writes, without locks) and back it
+    up into copy; return the source's journal mode."""
     # Closing the last connection to a WAL database checkpoints it into the database file and
     # deletes the -wal: writes to the user's files a backup (or a dry run) must not make, so
     # whenever a -wal is there. A -wal and -shm this connection creates are empty and go away
@@ -282,7 +294,8 @@ def _copy_from(path: Path, copy: apsw.Connection, flags: int, busy_timeout_ms: i
     # takes a write lock: not on a file this user may not write, which fails as before.)
     own_index = wal_there and not os.path.lexists(f"{path}-shm") \
         and flags & apsw.SQLITE_OPEN_READWRITE != 0 and os.access(path, os.W_OK)
-    source = apsw.Connection(name or str(path), flags=flags)
+    source = apsw.Connection(file_uri(path, "immutable=1" if immutable else ""),
+                             flags=flags | apsw.SQLITE_OPEN_URI)
     try:
         if wal_there:
             source.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
@@ -1094,13 +1107,10 @@ def _replay(data: bytes | memoryview, path: Path, *,
     """Run the dump's SQL into a new database at path and check the result; return the
     collations it stood in for."""
     try:
-        conn = apsw.Connection(str(path))
+        conn = apsw.Connection(file_uri(path), flags=apsw.SQLITE_OPEN_READWRITE
+                               | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI)
     except apsw.Error as e:
         raise SqliteSnapshotError(f"cannot create database: {error_message(e)}") from e
-    except UnicodeEncodeError:  # SQLite takes UTF-8 file names only
-        raise SqliteSnapshotError("cannot create a database in a folder whose name is not "
-                                  "valid UTF-8", hint="restore it to another folder (--to)") \
-            from None
     try:
         stand_ins = replay_settings(conn)
         # No fsync at COMMIT or checkpoint: the file is a temp file that nobody else opens,
