@@ -284,3 +284,18 @@ def test_a_sync_stopped_during_a_hook_stops_the_hook_too(
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_hook_killed_by_a_signal_is_said_to_be_killed(tmp_path: Path,
+                                                        workspace: Path) -> None:
+    """'pre_sync hook failed (exit -9)': no shell ever exits -9."""
+    config = make_config(tmp_path, workspace, 'pre_sync = "kill -KILL $$"\n')
+    proc = cli(config)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (
+        "Error: pre_sync hook failed (killed by SIGKILL): kill -KILL $$; no sync ran")
+    from vault.hooks import run_hook
+
+    run = run_hook(config, "post_sync", "kill -TERM $$", {})
+    assert (run.returncode, run.why()) == (-signal.SIGTERM, "killed by SIGTERM")
+    assert run_hook(config, "post_sync", "exit 4", {}).why() == "exit 4"

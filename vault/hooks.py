@@ -34,6 +34,19 @@ class HookRun:
     returncode: int | None
     output: str
 
+    def why(self) -> str:
+        """How it ended: 'exit 1', 'timed out' or 'killed by SIGKILL' (a signal, not vault's)."""
+        if self.returncode is None:
+            return "timed out"
+        if self.returncode < 0:  # (subprocess's way of saying a signal ended it)
+            import signal
+
+            try:
+                return f"killed by {signal.Signals(-self.returncode).name}"
+            except ValueError:
+                return f"killed by signal {-self.returncode}"
+        return f"exit {self.returncode}"
+
     def said(self) -> str:
         """What vault says of it: its last line of output, else its command (no secrets)."""
         return self.output or _scrub(self.command)
@@ -164,9 +177,7 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
         pre = _run_pre_sync(config, hooks.pre_sync)
         runs.append(pre)
         if pre.returncode != 0:
-            why = "timed out" if pre.returncode is None else f"exit {pre.returncode}"
-            message = (f"pre_sync hook failed ({why}): {pre.said()}; "
-                       "no sync ran")
+            message = f"pre_sync hook failed ({pre.why()}): {pre.said()}; no sync ran"
             failed(message)
             raise HookError(message, hint="fix or remove [hooks] pre_sync in vault.toml")
     try:
