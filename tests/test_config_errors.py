@@ -349,3 +349,45 @@ def test_a_path_under_an_unknown_users_home_is_a_config_error(tmp_path: Path, to
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines()[0] == f"Error: {cfg}: {key}: ~{NO_USER}: no such user"
 
+
+
+@pytest.mark.parametrize("patterns, message", [
+    ('include = ["./memory/*.md"]',
+     "sources[0].include[0]: './memory/*.md' never matches: patterns are matched against "
+     "paths inside the source, which have no '.' or '..' parts (write 'memory/*.md')"),
+    ('exclude = ["*.tmp", "!./keep/x.tmp"]',
+     "sources[0].exclude[1]: '!./keep/x.tmp' never matches: patterns are matched against "
+     "paths inside the source, which have no '.' or '..' parts (write '!keep/x.tmp')"),
+    ('include = ["memory/../notes/*.md"]',
+     "sources[0].include[0]: 'memory/../notes/*.md' never matches: patterns are matched "
+     "against paths inside the source, which have no '.' or '..' parts"),
+    ('include = ["./MEMORY.md"]',
+     "sources[0].include[0]: './MEMORY.md' never matches: patterns are matched against "
+     "paths inside the source, which have no '.' or '..' parts (write '/MEMORY.md')"),
+])
+@pytest.mark.parametrize("command", ["sync", "doctor"])
+def test_a_pattern_with_a_dot_folder_is_refused(tmp_path: Path, workspace: Path, command: str,
+                                                patterns: str, message: str) -> None:
+    """'./memory/*.md' passed, matched nothing: sync said 'Nothing changed' and doctor 'ok'
+    with 0 files, for ever."""
+    cfg = source_config(tmp_path, workspace, patterns)
+    VaultRepo.init(tmp_path / "memory-vault", "main")
+    proc = run_cli(command, "--config", str(cfg))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == f"Error: {cfg}: {message}"
+
+
+def test_an_allow_path_with_a_dot_folder_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text('[secrets]\nallow_paths = ["./notes/*.md"]\n')
+    with pytest.raises(ConfigError, match=r"secrets\.allow_paths\[0\]: './notes/\*\.md' never "
+                                          r"matches: .* \(write 'notes/\*\.md'\)$"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("pattern", ["memory/.hidden/*.md", ".env", "a/..b", "*.", "...",
+                                     "\\!x", "**/.cache/"])
+def test_patterns_with_dots_that_are_no_dot_folder_still_load(tmp_path: Path,
+                                                               pattern: str) -> None:
+    raw = {"sources": [{"name": "a", "path": str(tmp_path), "include": [pattern]}]}
+    assert parse_config(raw).sources[0].include == (pattern,)

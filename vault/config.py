@@ -344,10 +344,36 @@ def _check_patterns(sec: _Section, name: str, patterns: tuple[str, ...]) -> None
         if all(p.include is None for p in parsed):
             sec.fail(key, f"{pattern!r} matches nothing in gitignore syntax"
                      f"{_pattern_why(pattern)}")
+        dotted = _dot_parts(pattern)
+        if dotted is not None:
+            where = "vault paths" if name == "allow_paths" else "paths inside the source"
+            sec.fail(key, f"{pattern!r} never matches: patterns are matched against {where}, "
+                     f"which have no '.' or '..' parts{dotted}")
     try:
         compile_patterns(patterns)  # the scan's own compiler, on the list as a whole
     except (re.error, ValueError) as exc:
         sec.fail(sec.key(name), f"the patterns do not compile together: {pattern_reason(exc)}")
+
+
+def _dot_parts(pattern: str) -> str | None:
+    """None, unless the pattern has a '.' or '..' part ('./memory/*.md'): gitignore, and the
+    scan, match patterns against paths as they are, and no path has one, so such a pattern
+    silently matches nothing. Then: the pattern to write instead, when there is one ('' if
+    not)."""
+    negation = "!" if pattern.startswith("!") else ""
+    body = pattern[len(negation):].strip()
+    parts = re.sub(r"\\(.)", r"\1", body).split("/")
+    if not any(part in (".", "..") for part in parts):
+        return None
+    rest = body
+    while rest.startswith("./"):
+        rest = rest[2:]
+    if not rest or any(part in (".", "..") for part in rest.split("/")):
+        return ""
+    # './x' meant x at the top of the source: a slash before the last character anchors
+    # a gitignore pattern there; without one, it would match at any depth.
+    anchored = rest if "/" in rest.rstrip("/") else "/" + rest
+    return f" (write '{negation}{anchored}')"
 
 
 def parse_pattern(pattern: str) -> list[Any]:
