@@ -3,6 +3,7 @@ stops before the help, empty option values, and status's pending document."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,40 @@ def test_recall_queries_from_a_closed_stdin_answers_nothing(
     env = _cli_vault(tmp_path, workspace)
     proc = _run_with("<&-", "recall", "--queries", "-", "--mode", "lexical", env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+# --- arguments that are not UTF-8 ----------------------------------------------------------
+
+
+def test_a_query_in_latin1_is_read_as_a_queries_file_is(tmp_path: Path, workspace: Path) -> None:
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- Lunch at the café on Fridays.\n")
+    env = _cli_vault(tmp_path, workspace)
+    proc = subprocess.run([sys.executable, "-m", "vault", "recall", b"caf\xe9", "--mode",
+                           "lexical", "--json"], capture_output=True, check=False, timeout=120,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["query"] == "café"
+    assert doc["hits"][0]["path"] == "agent/MEMORY.md"
+
+
+def test_a_query_that_is_not_text_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    proc = subprocess.run([sys.executable, "-m", "vault", "recall", b"\xff\xfekitchen"],
+                          capture_output=True, check=False, timeout=120,
+                          env={**os.environ, **env})
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [
+        "Error: QUERY: not valid text (neither UTF-8 nor 8-bit text)"]
+
+
+def test_sql_in_latin1_is_read_as_a_queries_file_is(tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    proc = subprocess.run([sys.executable, "-m", "vault", "show", "agent/memory.db", "--sql",
+                           b"select '\xff' AS x", "--json"], capture_output=True, check=False,
+                          timeout=120, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows"] == [["ÿ"]]
 
 
 # --- a source whose root is not UTF-8 -------------------------------------------------------

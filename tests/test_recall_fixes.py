@@ -211,3 +211,14 @@ def test_queries_file_is_read_as_memory_files_are_whatever_it_was_saved_as(
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.decode().splitlines() == [
             f"Error: --queries {shown}: not a text file (one query a line)"]
+
+
+def test_a_query_with_a_lone_surrogate_is_a_usage_error(tmp_path: Path, workspace: Path,
+                                                        clock: Clock) -> None:
+    # (the CLI reads a query's bytes as text first; a library caller may pass anything)
+    config = _vault(tmp_path, workspace, clock)
+    from vault.errors import UsageError
+
+    with pytest.raises(UsageError) as err:
+        recall(config, "caf\udce9", RecallOptions(mode="lexical"))
+    assert err.value.message == "the query is not valid text (it holds a lone surrogate)"

@@ -568,6 +568,10 @@ def show(config_path: str | None, as_json: bool, path: str, at: str, sql: str | 
     from vault.show import query_dump, show_file
     from vault.sync import format_time
 
+    if sql is not None:
+        from vault.cli_recall import argument_text
+
+        sql = argument_text(sql, "--sql")
     config = load_config_at(config_path)
     repo = VaultRepo.open(config.vault.path, config.vault.branch)
     shown = show_file(config, repo, path, at, datetime.now(timezone.utc))

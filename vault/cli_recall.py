@@ -143,6 +143,29 @@ def _query_lines(handle: Any) -> list[str]:
     return [line.strip() for line in lines]
 
 
+def argument_text(value: str, name: str) -> str:
+    """A text argument (a query, SQL) as text: as it is, or, when it holds bytes that are not
+    UTF-8 (`vault recall $'caf\\xe9'` from a Latin-1 terminal; Python keeps them as surrogate
+    escapes, which the tokenizer and SQLite could not take), those bytes read as a `--queries`
+    FILE is: UTF-8, else cp1252/Latin-1. Bytes that are not text are a usage error naming it."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    import os
+
+    from vault.chunk import decode_text
+    from vault.errors import UsageError
+
+    raw = os.fsencode(value)  # (the bytes as they were given)
+    # A UTF-16/32 byte order mark cannot start a real argument (it would hold NULs)
+    text = None if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else decode_text(raw)
+    if text is None:
+        raise UsageError(f"{name}: not valid text (neither UTF-8 nor 8-bit text)")
+    return text
+
+
 @click.command(epilog=EXIT_CODE_HELP)
 @config_option
 @json_option
@@ -171,6 +194,7 @@ def recall(config_path: str | None, as_json: bool, query: str | None, at: str | 
     if (query is None) == (queries_file is None):
         raise UsageError("give a QUERY or --queries FILE (one of them)")
     if query is not None:
+        query = argument_text(query, "QUERY")
         check_query(query)  # before the encoder starts loading
     queries = None if queries_file is None else _query_lines(queries_file)
     config = load_config_at(config_path)

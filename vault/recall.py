@@ -101,6 +101,10 @@ def check_query(query: str) -> None:
     """Refuse a query with nothing to look for (it would rank every text alike)."""
     if not query.strip():
         raise UsageError("the query is empty: give some words to look for")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate: the tokenizer cannot take it)
+        raise UsageError("the query is not valid text (it holds a lone surrogate)") from None
 
 
 def exact_words(text: str) -> set[str]:
