@@ -127,6 +127,23 @@ def test_sql_in_latin1_is_read_as_a_queries_file_is(tmp_path: Path, workspace: P
     assert json.loads(proc.stdout)["rows"] == [["ÿ"]]
 
 
+# --- -k -------------------------------------------------------------------------------------
+
+
+def test_a_huge_k_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    proc = run_cli("recall", "tea", "--mode", "lexical", "-k", str(2**63 - 1), env=env)
+    assert proc.returncode == 2
+    assert "Error: Invalid value for '-k': 9223372036854775807 is not in the range " \
+        "1<=x<=1000000." in proc.stderr
+    ok = run_cli("recall", "tea", "--mode", "lexical", "-k", "1000000", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["hits"]
+    from vault import cli_recall, recall
+
+    assert cli_recall.MAX_K == recall.MAX_K  # (one limit, written twice)
+
+
 # --- a source whose root is not UTF-8 -------------------------------------------------------
 
 

@@ -222,3 +222,15 @@ def test_a_query_with_a_lone_surrogate_is_a_usage_error(tmp_path: Path, workspac
     with pytest.raises(UsageError) as err:
         recall(config, "caf\udce9", RecallOptions(mode="lexical"))
     assert err.value.message == "the query is not valid text (it holds a lone surrogate)"
+
+
+def test_a_k_beyond_the_limit_is_a_usage_error(tmp_path: Path, workspace: Path,
+                                               clock: Clock) -> None:
+    config = _vault(tmp_path, workspace, clock)
+    from vault.errors import UsageError
+    from vault.recall import MAX_K
+
+    with pytest.raises(UsageError) as err:
+        recall(config, "tea", RecallOptions(k=2**63 - 1, mode="lexical"))
+    assert err.value.message == f"-k must be at most {MAX_K}"
+    assert recall(config, "tea", RecallOptions(k=MAX_K, mode="lexical")).hits

@@ -13,6 +13,9 @@ import click
 from vault.cliutil import EXIT_CODE_HELP, config_option, emit_json, json_option, load_config_at
 
 
+MAX_K = 1_000_000  # = recall.MAX_K (vault.recall is not imported at start: ~7 ms of each command)
+
+
 def _time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -172,7 +175,7 @@ def argument_text(value: str, name: str) -> str:
 @click.argument("query", required=False)
 @click.option("--at", "at", metavar="WHEN",
               help="Search memory as it was at WHEN (any WHEN that restore accepts).")
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1, max=MAX_K), default=10, show_default=True,
               metavar="N", help="How many hits.")
 @click.option("--source", "sources", multiple=True, metavar="NAME",
               help="Only this source (repeatable).")

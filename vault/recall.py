@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 MODES = ("hybrid", "dense", "lexical")
 DENSE_WEIGHT = 0.5  # hybrid: weight of the dense side, the lexical side gets the rest
 CANDIDATES = 100  # how deep each ranking goes before fusion
+# The most hits one query may ask for: far above any use (a vault of a million chunks), and an
+# -k of 2**63 reached SQLite's LIMIT as a number it cannot hold (OverflowError, exit 3).
+MAX_K = 1_000_000
 SNIPPET_CHARS = 220
 # Above this many texts the dense side ranks in a reduced space first (exact on a shortlist).
 PROJECT_ABOVE = 20_000
@@ -547,6 +550,8 @@ class Recaller:
             raise UsageError(f"unknown mode {options.mode!r}: use one of {', '.join(MODES)}")
         if options.k < 1:
             raise UsageError("-k must be at least 1")
+        if options.k > MAX_K:
+            raise UsageError(f"-k must be at most {MAX_K}")
         check_query(query)
         from vault.index import reporting_damage
 
