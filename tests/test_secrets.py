@@ -422,33 +422,16 @@ def test_clean_examples_raise_nothing(tmp_path: Path) -> None:
     assert {rel: f for rel, f in found.items() if f} == {}
 
 
-def test_scanning_is_fast(tmp_path: Path) -> None:
-    generate(tmp_path / "ex", seed=1)
-    data = snapshots(tmp_path / "ex")
-    for suffix in (".jsonl", ".md", ".json"):
-        text = b"".join(v for k, v in data.items() if k.endswith(suffix))
-        text = (text * (1_000_000 // len(text) + 1))[:1_000_000]
-        sec.scan_bytes(text, path="warm-up" + suffix)
-        best = min(_timed(lambda: sec.scan_bytes(text, path="x" + suffix)) for _ in range(3))
-        assert best < 0.1, f"1 MB of {suffix} took {best * 1000:.0f} ms"
-
-
-def _timed(func: object) -> float:
-    start = time.perf_counter()
-    func()  # type: ignore[operator]
-    return time.perf_counter() - start
-
-
-def test_import_is_cheap_and_loads_no_detector() -> None:
-    code = ("import sys, time, json, re, dataclasses, vault.errors\n"
-            "t = time.perf_counter()\nimport vault.secrets, vault.cli_secrets\n"
-            "print(time.perf_counter() - t)\n"
+def test_import_loads_no_detector() -> None:
+    """Importing the scanner (on sync's path) loads none of the heavy libraries; how fast it
+    scans is measured by benchmarks/bench_secrets.py, not asserted here."""
+    code = ("import sys, json, re, dataclasses, vault.errors\n"
+            "import vault.secrets, vault.cli_secrets\n"
             "print(sorted(m for m in ('detect_secrets', 'hashlib', 'pathspec', 'apsw', 'pygit2')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
-    assert out[1] == "[]"
-    assert float(out[0]) < 0.1  # well under in practice; the bound is for loaded CI machines
+    assert out == ["[]"]
 
 
 # --- history -----------------------------------------------------------------------------
