@@ -559,6 +559,23 @@ def test_cli_scan_names_the_files_it_could_not_scan(leaky: tuple[Config, Path]) 
     assert json.loads(result.output)["not_scanned"] == []
 
 
+def test_scan_lists_the_files_its_walk_could_not_take(tmp_path: Path) -> None:
+    """A file whose name is not UTF-8 (sync skips it, saying so) was left out of the scan
+    without a word: "No secrets found" of a file holding a token nobody read."""
+    src = tmp_path / "agent"
+    src.mkdir()
+    (src / "ok.md").write_text("nothing here\n")
+    token = SECRETS["github_classic"].value
+    with open(os.fsencode(src) + b"/\xffsecret.md", "wb") as handle:
+        handle.write(f"token {token}\n".encode())
+    path = write_config(tmp_path / "vault.toml", {"agent": src})
+    result = CliRunner().invoke(cli_group(), ["secrets", "scan", "--json", "--config", str(path)])
+    doc = json.loads(result.output)
+    assert doc["count"] == 0
+    assert [n["path"] for n in doc["not_scanned"]] == ["agent/\ufffdsecret.md"]
+    assert "not valid UTF-8" in doc["not_scanned"][0]["reason"]
+
+
 def test_cli_allow_then_scan_skips_it(leaky: tuple[Config, Path]) -> None:
     config, path = leaky
     runner = CliRunner()

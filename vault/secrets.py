@@ -406,6 +406,13 @@ def scan_sources(config: Config, names: Sequence[str] = ()) -> SourceScan:
         except SourceError as exc:
             failures.append((source.name, exc.message))
             continue
+        # What the walk itself could not take (a name that is not UTF-8, a link, a folder that
+        # cannot be read) is not scanned either: said, as sync lists it, never passed over.
+        prefix = config.prefix(source.name)
+        not_scanned.extend((prefix + rel, reason) for rel, reason in scan.skipped
+                           if not path_allowed(prefix + rel, config.secrets.allow_paths))
+        not_scanned.extend((f"{prefix}{rel}/", "folder cannot be read")
+                           for rel in scan.unreadable_dirs)
         for entry in scan.entries:
             vpath = config.prefix(source.name) + entry.rel
             if path_allowed(vpath, config.secrets.allow_paths):
