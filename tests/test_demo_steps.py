@@ -113,3 +113,27 @@ def test_keep_a_folder_that_is_not_empty_is_a_usage_error(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert proc.stderr == (f"Error: --keep {tmp_path / 'd'}: not empty; the demo needs a new "
                            "or empty folder\n")
+
+
+def test_keep_a_folder_whose_name_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    # vault.toml (TOML: UTF-8 text) could not name it: refused before anything is made
+    folder = os.fsencode(tmp_path) + b"/x/\xffdemo"
+    proc = subprocess.run([sys.executable, "-m", "vault", "demo", "--keep", folder],
+                          capture_output=True, check=False, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == (
+        f"Error: --keep {tmp_path}/x/\\udcffdemo: the folder's name is not valid UTF-8, which "
+        "vault.toml cannot hold; the demo needs another folder\n")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_temp_folder_whose_name_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    temp = os.fsencode(tmp_path) + b"/\xfftmp"
+    os.mkdir(temp)
+    proc = subprocess.run([sys.executable, "-m", "vault", "demo"], capture_output=True,
+                          check=False, timeout=120, env={**os.environ, "TMPDIR": temp})
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [
+        f"Error: the temp folder {tmp_path}/\\udcfftmp: its name is not valid UTF-8, which "
+        "vault.toml cannot hold", "Hint: set TMPDIR, or use --keep DIR"]
+    assert os.listdir(temp) == []

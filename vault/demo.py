@@ -53,9 +53,19 @@ def _change_memory(memory: Path) -> list[str]:
 
 def _demo_root(keep: str | None) -> Path:
     """The folder the demo runs in: a new temp dir, or DIR of --keep (new or empty)."""
+    # vault.toml names the demo's folders, and TOML is UTF-8 text: a name that is not (bytes
+    # held as surrogate escapes) is refused before anything is made (the demo stopped half-way,
+    # and the folder it left was "not empty" the next time)
     if not keep:
+        temp = tempfile.gettempdir()
+        if not _utf8(temp):
+            raise UsageError(f"the temp folder {temp}: its name is not valid UTF-8, which "
+                             "vault.toml cannot hold", hint="set TMPDIR, or use --keep DIR")
         return Path(tempfile.mkdtemp(prefix="vault-demo-"))
     root = Path(keep).absolute()
+    if not _utf8(str(root)):
+        raise UsageError(f"--keep {root}: the folder's name is not valid UTF-8, which "
+                         "vault.toml cannot hold; the demo needs another folder")
     try:
         if root.exists() and not root.is_dir():
             raise UsageError(f"--keep {root}: not a folder; the demo needs a new or empty folder")
@@ -68,6 +78,14 @@ def _demo_root(keep: str | None) -> Path:
     if not os.access(root, os.W_OK | os.X_OK):
         raise UsageError(f"--keep {root}: cannot use it as the demo folder: not writable")
     return root
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _said(output: str) -> str:
