@@ -144,6 +144,17 @@ def test_a_huge_k_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
     assert cli_recall.MAX_K == recall.MAX_K  # (one limit, written twice)
 
 
+# --- status --json -------------------------------------------------------------------------
+
+
+def test_status_pending_has_the_keys_of_a_dry_run(tmp_path: Path, workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    status = json.loads(run_cli("status", "--json", env=env).stdout)
+    dry = json.loads(run_cli("sync", "--dry-run", "--json", env=env).stdout)
+    assert set(status["pending"]) == set(dry)
+    assert status["pending"]["hooks"] == []
+
+
 # --- a source whose root is not UTF-8 -------------------------------------------------------
 
 

@@ -284,7 +284,9 @@ def status(config_path: str | None, as_json: bool) -> None:
                     "last_sync": None if last is None else {
                         "commit": last.id, "time": format_time(last.time),
                         "summary": last.summary},
-                    "pending": sync_json(st.pending), "lock": lock,
+                    # (a dry-run sync's document, as `sync --dry-run --json` prints it: a dry
+                    # run runs no hooks)
+                    "pending": {**sync_json(st.pending), "hooks": []}, "lock": lock,
                     "last_run": format_time(st.last_run) if st.last_run else None,
                     "interval_seconds": st.interval, "overdue": st.overdue,
                     "remote": st.remote, "unpushed": st.unpushed,
