@@ -391,3 +391,23 @@ def test_patterns_with_dots_that_are_no_dot_folder_still_load(tmp_path: Path,
                                                                pattern: str) -> None:
     raw = {"sources": [{"name": "a", "path": str(tmp_path), "include": [pattern]}]}
     assert parse_config(raw).sources[0].include == (pattern,)
+
+
+def test_a_config_saved_with_a_bom_is_read(tmp_path: Path, workspace: Path) -> None:
+    """Notepad saves UTF-8 with a byte-order mark: it was "not valid TOML ... line 1, column
+    1", which names nothing the user can see. Through the quick check's path too."""
+    cfg = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes())
+    assert load_config(cfg).sources[0].name == "agent"
+    assert run_cli("init", "--config", str(cfg)).returncode == 0
+    for _ in range(2):  # (the second may be answered by the quick check)
+        proc = run_cli("sync", "--config", str(cfg))
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_a_config_that_is_not_a_regular_file_is_named_so(tmp_path: Path) -> None:
+    fifo = tmp_path / "vault.toml"
+    os.mkfifo(fifo)
+    proc = run_cli("status", "--config", str(fifo))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == f"Error: config file is not a regular file: {fifo}"

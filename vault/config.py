@@ -206,7 +206,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None,
     path = find_config(explicit, env, cwd)
     try:
         text = path.read_bytes()
-        raw = tomllib.loads(text.decode("utf-8"))
+        raw = tomllib.loads(text.decode("utf-8-sig"))  # (a BOM, as Notepad writes: still UTF-8)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:

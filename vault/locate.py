@@ -37,7 +37,9 @@ def user_config_file(env: Mapping[str, str] | None = None) -> str:
 
 
 def _missing(path: str) -> str:
-    return "is a folder, not a file" if os.path.isdir(path) else "not found"
+    if os.path.isdir(path):
+        return "is a folder, not a file"
+    return "is not a regular file" if os.path.exists(path) else "not found"
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None,

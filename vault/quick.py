@@ -363,7 +363,7 @@ def _expanded_names(config_bytes: bytes) -> tuple[str, ...]:
 
     pattern = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)  # posixpath.expandvars's
     names: set[str] = set()
-    stack: list[object] = [tomllib.loads(config_bytes.decode("utf-8"))]
+    stack: list[object] = [tomllib.loads(config_bytes.decode("utf-8-sig"))]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
