@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import apsw
+import pytest
 
 from conftest import run_cli, write_config
 from vault.repo import VaultRepo
@@ -142,6 +143,21 @@ def test_a_huge_k_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
     from vault import cli_recall, recall
 
     assert cli_recall.MAX_K == recall.MAX_K  # (one limit, written twice)
+
+
+# --- a reader that stops early --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["sync", "--help"]])
+def test_help_to_a_reader_that_is_gone_is_a_success(args: list[str]) -> None:
+    read, write = os.pipe()
+    os.close(read)  # (`vault --help | head -0`: the reader is gone before the first write)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vault", *args], stdout=write,
+                              stderr=subprocess.PIPE, text=True, check=False, timeout=120)
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "")
 
 
 # --- status --json -------------------------------------------------------------------------

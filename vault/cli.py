@@ -29,6 +29,15 @@ class _Group(click.Group):
         except BrokenPipeError as exc:
             raise _ReaderGone() from exc
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        # `vault --help` and `--version` print while the arguments are parsed, before invoke:
+        # `vault --help | head -0` exited 1 (click's own broken-pipe exit), not 0.
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except BrokenPipeError as exc:
+            raise _ReaderGone() from exc
+
 
 @click.group(cls=_Group, epilog=EXIT_CODE_HELP,
              context_settings={"help_option_names": ["-h", "--help"]})
