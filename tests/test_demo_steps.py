@@ -137,3 +137,11 @@ def test_a_temp_folder_whose_name_is_not_utf8_is_a_usage_error(tmp_path: Path) -
         f"Error: the temp folder {tmp_path}/\\udcfftmp: its name is not valid UTF-8, which "
         "vault.toml cannot hold", "Hint: set TMPDIR, or use --keep DIR"]
     assert os.listdir(temp) == []
+
+
+def test_keep_empty_is_a_usage_error() -> None:
+    proc = run_cli("demo", "--keep", "")
+    assert proc.returncode == 2
+    assert proc.stderr == ("Error: --keep needs a folder (an empty one would mean a temporary "
+                           "folder)\n")
+

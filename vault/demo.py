@@ -56,7 +56,9 @@ def _demo_root(keep: str | None) -> Path:
     # vault.toml names the demo's folders, and TOML is UTF-8 text: a name that is not (bytes
     # held as surrogate escapes) is refused before anything is made (the demo stopped half-way,
     # and the folder it left was "not empty" the next time)
-    if not keep:
+    if keep is not None and not keep.strip():  # (`--keep ""`: as restore's `--to ""`)
+        raise UsageError("--keep needs a folder (an empty one would mean a temporary folder)")
+    if keep is None:
         temp = tempfile.gettempdir()
         if not _utf8(temp):
             raise UsageError(f"the temp folder {temp}: its name is not valid UTF-8, which "
