@@ -452,3 +452,39 @@ def test_a_file_held_back_for_a_secret_fails_the_sync_under_cron(
     assert len(failures) == 1 and "secret found: GitHub token" in json.loads(failures[0])["error"]
     status = run_cli("status", "--config", str(config.file)).stdout
     assert "Problem:   agent/MEMORY.md: secret found: GitHub token" in status
+
+
+def test_a_cut_transcript_with_a_redacted_line_is_corrupt_not_a_new_version(
+        tmp_path: Path, clock: Clock) -> None:
+    """Under redact, the stored transcript holds a marker where the live one holds the token:
+    a transcript cut mid-line was no longer seen as the start of the stored one, and the cut
+    was committed as a new version (auto_rollback never ran)."""
+    config, src = setup(tmp_path, extra='\n[secrets]\npolicy = "redact"\n'
+                                         '\n[health]\nauto_rollback = true\n')
+    transcript = src / "s.jsonl"
+    token = SECRETS["github_classic"].value
+    whole = json.dumps({"t": f"token {token} in the first line"}) + "\n" + "".join(
+        json.dumps({"t": f"turn {i}"}) + "\n" for i in range(22))
+    transcript.write_text(whole)
+    first = sync(config, now=clock)
+    assert first.commit and first.redacted
+    past = time.time() - 10
+    transcript.write_text(whole[:whole.index("turn 2")])  # three whole lines, the fourth cut
+    os.utime(transcript, (past, past))
+    clock.tick()
+    cut = sync(config, now=clock)
+    assert cut.commit is None and not cut.ok
+    assert cut.corrupt[0].reason == ("JSONL cut short: 3 of the vault's 23 lines left, the last "
+                                     "one cut off (truncated?)")
+    # rolled back to what the vault holds (its marker: the token cannot come back), the cut
+    # file, token and all, kept aside
+    assert transcript.read_text() == whole.replace(token, f"[REDACTED:github-token:"
+                                                          f"{sec.fingerprint(token)}]")
+    assert cut.rollbacks and "cannot come back" in (cut.rollbacks[0].warning or "")
+    assert [p.read_text() for p in src.glob("s.jsonl.corrupt-*")] == [whole[:whole.index("turn 2")]]
+    # a line that differs beyond its redacted token is a rewrite, a version like any other
+    transcript.write_text(json.dumps({"t": f"token {token} in another line"}) + "\n"
+                          + whole.split("\n", 1)[1][:40])
+    os.utime(transcript, (past, past))
+    clock.tick()
+    assert sync(config, now=clock).modified == ("agent/s.jsonl",)

@@ -64,6 +64,7 @@ _SALTS: dict[str, bytes] = {}  # data dir -> its salt, read once per process
 # Pattern texts, compiled on first use through re's cache: compiling them at import would cost
 # every `vault` command milliseconds.
 _REDACTED = rb"\[REDACTED:[a-z0-9-]+:[0-9a-f]{12}\]"
+REDACTION_PATTERN = _REDACTED  # (what a marker looks like, for sync's comparisons)
 _HEX_FP = r"[0-9a-f]{8,64}"
 
 

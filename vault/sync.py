@@ -588,12 +588,33 @@ def _unless_transcript_cut(repo: VaultRepo, current: tuple[str, int] | None,
 
     with BlobReader(repo) as reader:
         stored = reader.read(current[0])
-    if not stored.startswith(data) or stored.count(b"\n", len(data)) < 2:
-        return snap  # (appended to, or rewritten: a version like any other)
     left, had = data.count(b"\n"), stored.count(b"\n")
+    if had - left < 2 or not _lines_begin(stored, data):
+        return snap  # (appended to, or rewritten: a version like any other)
     return replace(snap, data=None, reason=(
         f"JSONL cut short: {left} of the vault's {had} lines left, the last one cut off "
         "(truncated?)"))
+
+
+def _lines_begin(stored: bytes, data: bytes) -> bool:
+    """Whether data's whole lines are the first lines of the stored version, where a line the
+    vault stored with its secrets redacted matches the line it was made from."""
+    if stored.startswith(data):
+        return True
+    if b"[REDACTED:" not in stored:
+        return False
+    import re
+
+    from vault.secrets import REDACTION_PATTERN
+
+    ours = data.split(b"\n")[:-1]
+    theirs = stored.split(b"\n", len(ours))[:len(ours)]
+    for line, kept in zip(ours, theirs):
+        if line != kept and (b"[REDACTED:" not in kept or re.fullmatch(
+                b"[^\n]+?".join(re.escape(part) for part in re.split(REDACTION_PATTERN, kept)),
+                line) is None):
+            return False
+    return True
 
 
 def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
