@@ -168,17 +168,17 @@ class VaultRepo:
     def last_by_vault(self, tip: str | None = None) -> CommitInfo | None:
         """The newest commit vault made on the branch's first-parent line: the last sync's
         (None when vault made none; a shallow or damaged history, not judged, gives the tip)."""
-        import pygit2
-
         tip = tip or self.head_id()
-        commit = self._commit(tip) if tip is not None else None
-        while commit is not None:
-            if _by_vault(commit.message):
-                return _info(commit)
-            try:
-                commit = commit.parents[0] if commit.parents else None
-            except (KeyError, pygit2.GitError):  # a shallow or damaged history: not judged
-                return self.commit_info(tip) if tip is not None else None
+        oid = tip
+        while oid is not None:
+            # (each commit read checked: libgit2's commit.parents read them unchecked, and
+            # looped forever on a truncated one, libgit2#7342)
+            info = self._read_info(oid)
+            if _by_vault(info.message):
+                return info
+            oid = info.parents[0] if info.parents else None
+            if oid is not None and not self.has_object(oid):
+                return self.commit_info(tip) if tip is not None else None  # (shallow: not judged)
         return None
 
     def adopt_clone(self, tracking: str) -> bool:
@@ -333,59 +333,171 @@ class VaultRepo:
         return _info(commit)
 
     def resolve(self, spec: str) -> CommitInfo:
-        """A commit id, prefix, or HEAD~N-style revision on the vault's branch -> that commit."""
-        import pygit2
-        text = spec.strip()
-        for alias in ("HEAD", "@"):
-            if text == alias or text.startswith((alias + "~", alias + "^")):
-                text = self.ref_name + text[len(alias):]
-                break
+        """A commit id, prefix, branch, tag or HEAD (`@`), with `~N`/`^N` suffixes -> that
+        commit (HEAD is the vault's branch).
+
+        Every commit on the way is read checked (objects.loose_commit, or _commit, which checks
+        a loose one with zlib first): libgit2's revparse read them unchecked, and looped
+        forever on a truncated one (libgit2#7342). RepoError when spec names no commit; damage
+        found on the way is a VaultError (exit 1), not a RepoError: callers turn resolve's
+        RepoError into a usage error (a WHEN that names nothing), and damage is no typo.
+        """
         import re
 
-        from vault.errors import UsageError
-
-        def commits_with(prefix: str) -> list[str]:
-            """Every commit whose id starts with prefix: loose objects, then the odb if packed."""
-            objects = self.path / "objects"
-            try:
-                names = {prefix[:2] + n for n in os.listdir(objects / prefix[:2])
-                         if len(n) == 38 and n.startswith(prefix[2:])}
-            except OSError:
-                names = set()
-            try:  # a vault never packs; a user-made one may (or borrow through alternates)
-                packed = any(n.endswith(".pack") for n in os.listdir(objects / "pack"))
-            except OSError:
-                packed = False
-            if packed or (objects / "info" / "alternates").exists():
-                names |= {str(oid) for oid in self._repo.odb if str(oid).startswith(prefix)}
-            return sorted(n for n in names
-                          if self._repo.odb.read_header(n)[0] == pygit2.GIT_OBJECT_COMMIT)
-
+        match = re.fullmatch(r"([^~^\s]+)((?:~\d*|\^\d*)*)", spec.strip())
         try:
-            try:
-                obj = self._repo.revparse_single(text)
-            except pygit2.AmbiguousError:
-                # Several objects share the prefix; like git in a ^{commit} context, only
-                # commits count (a blob or tree with the same prefix does not make it ambiguous).
-                short = re.fullmatch(r"([0-9a-fA-F]{4,39})((?:[~^]\d*)*)", text)
-                if short is None:
-                    raise
-                found = commits_with(short.group(1).lower())
-                if len(found) > 1:
-                    raise UsageError(f"ambiguous commit prefix {short.group(1)!r}: give more "
-                                     "characters", hint="it starts the commits "
-                                     + ", ".join(c[:12] for c in found[:5])) from None
-                if not found:
-                    raise
-                obj = self._repo.revparse_single(found[0] + short.group(2))
-            commit = obj.peel(pygit2.Commit)
-        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            if match is None:
+                raise _Unresolved(spec)
+            oid = self._resolve_base(match.group(1))
+            for op, count in re.findall(r"([~^])(\d*)", match.group(2)):
+                n = int(count) if count else 1
+                if op == "~":
+                    for _ in range(n):
+                        parents = self._read_info(oid).parents
+                        if not parents:
+                            raise _Unresolved(spec)
+                        oid = parents[0]
+                elif n:
+                    parents = self._read_info(oid).parents
+                    if n > len(parents):
+                        raise _Unresolved(spec)
+                    oid = parents[n - 1]
+            return self._read_info(oid)
+        except _Unresolved:
             if self.head_id() is None:  # (as restore says it for a time)
                 raise VaultError("the vault has no commits yet",
                                  hint="run `vault sync` first") from None
             raise RepoError(f"no commit {spec!r} in the vault",
                             hint="`vault log` lists the commits") from None
-        return _info(commit)
+        except RepoError as exc:  # damage on the way (see above)
+            raise VaultError(exc.message, hint=exc.hint or _DAMAGED_HINT) from None
+
+    def _resolve_base(self, name: str) -> str:
+        """The commit a revision's base names, in git's order: HEAD (the vault's branch), a
+        full id, a ref (refs/NAME, tags, heads, remotes), a unique prefix. _Unresolved when
+        none; tags are peeled to their commit."""
+        if name in ("HEAD", "@"):
+            head = self.head_id()
+            if head is None:
+                raise _Unresolved(name)
+            return head
+        lowered = name.lower()
+        if is_id(lowered) and self._object_kind(lowered) is not None:
+            return self._peel(lowered, name)
+        target = self._dwim_ref(name)
+        if target is not None:
+            return self._peel(target, name)
+        if 4 <= len(name) < 40 and set(lowered) <= HEX:
+            return self._peel(self._commit_with_prefix(lowered), name)
+        raise _Unresolved(name)
+
+    def _dwim_ref(self, name: str) -> str | None:
+        """The id a ref name points at, tried as git tries it (refs/NAME, refs/tags/NAME,
+        refs/heads/NAME, refs/remotes/NAME, refs/remotes/NAME/HEAD); reads refs only."""
+        import pygit2
+
+        for candidate in (name if name.startswith("refs/") else None, f"refs/{name}",
+                          f"refs/tags/{name}", f"refs/heads/{name}", f"refs/remotes/{name}",
+                          f"refs/remotes/{name}/HEAD"):
+            if candidate is None:
+                continue
+            try:
+                ref = self._repo.references.get(candidate)
+                if ref is not None:
+                    return str(ref.resolve().target)
+            except (KeyError, ValueError, pygit2.GitError):
+                continue  # (not a valid ref name, or a symbolic ref to nothing)
+        return None
+
+    def _commit_with_prefix(self, prefix: str) -> str:
+        """The one commit (or tag) whose id starts with prefix: like git in a ^{commit}
+        context, a blob or tree sharing the prefix does not make it ambiguous. Ids come from
+        the loose objects' file names and the odb's listing, types from zlib headers (or the
+        pack): nothing is inflated whole by libgit2 here."""
+        from vault.errors import UsageError
+
+        found = self._ids_with_prefix(prefix)
+        if len(found) > 1:
+            # ("damaged": a loose object whose header cannot be read might be a commit)
+            found = [oid for oid in found
+                     if self._object_kind(oid) in ("commit", "tag", "damaged")]
+            if len(found) > 1:
+                raise UsageError(f"ambiguous commit prefix {prefix!r}: give more characters",
+                                 hint="it starts the commits "
+                                      + ", ".join(c[:12] for c in found[:5]))
+        if not found:
+            raise _Unresolved(prefix)
+        return found[0]
+
+    def _ids_with_prefix(self, prefix: str) -> list[str]:
+        """Every object id starting with prefix: loose file names, then the odb if packed."""
+        objects = self.path / "objects"
+        try:
+            names = {prefix[:2] + n for n in os.listdir(objects / prefix[:2])
+                     if len(n) == 38 and n.startswith(prefix[2:]) and set(n) <= HEX}
+        except OSError:
+            names = set()
+        try:  # a vault never packs; a user-made one may (or borrow through alternates)
+            packed = any(n.endswith(".pack") for n in os.listdir(objects / "pack"))
+        except OSError:
+            packed = False
+        if packed or (objects / "info" / "alternates").exists():
+            # (the odb lists ids without reading the objects)
+            names |= {str(oid) for oid in self._repo.odb if str(oid).startswith(prefix)}
+        return sorted(names)
+
+    def _object_kind(self, oid: str) -> str | None:
+        """An object's type ("commit", "tree", "blob", "tag"), read from a loose object's zlib
+        header (never by libgit2, which loops on a truncated one) or from the pack; "damaged"
+        for a loose one whose header cannot be read; None for a missing one."""
+        import pygit2
+
+        try:
+            with open(self.path / "objects" / oid[:2] / oid[2:], "rb") as handle:
+                start = handle.read(256)
+        except FileNotFoundError:
+            try:
+                packed = int(self._repo.odb.read_header(oid)[0])
+            except (KeyError, ValueError, pygit2.GitError):
+                return None
+            return {1: "commit", 2: "tree", 3: "blob", 4: "tag"}.get(packed, "damaged")
+        except OSError:
+            return "damaged"
+        try:
+            header = zlib.decompressobj().decompress(start, 32)
+        except zlib.error:
+            return "damaged"
+        kind, space, _size = header.partition(b"\0")[0].partition(b" ")
+        name = kind.decode("ascii", "replace")
+        return name if space and name in ("commit", "tree", "blob", "tag") else "damaged"
+
+    def _peel(self, oid: str, spec: str) -> str:
+        """The commit oid is or (a tag) points at; _Unresolved for a tree or blob."""
+        import pygit2
+
+        for _ in range(16):  # (a tag of a tag of ...; a loop of tags cannot be made, but)
+            kind = self._object_kind(oid)
+            if kind in ("commit", "damaged", None):
+                return oid  # (a damaged or missing one: reading it says what is wrong)
+            if kind != "tag":
+                raise _Unresolved(spec)
+            self._check_loose(oid)
+            try:
+                tag = self._repo[oid]
+            except (KeyError, ValueError, pygit2.GitError) as exc:
+                raise RepoError(f"vault object {oid} is missing or damaged: "
+                                f"{one_line_reason(exc)}", hint=_DAMAGED_HINT) from None
+            if not isinstance(tag, pygit2.Tag):
+                raise _Unresolved(spec)
+            oid = str(tag.target)
+        raise _Unresolved(spec)
+
+    def _read_info(self, oid: str) -> CommitInfo:
+        """One commit, read checked: by hand when it is a whole loose commit, else by libgit2
+        after _commit's check."""
+        from vault.objects import loose_commit
+
+        return loose_commit(self, oid) or _info(self._commit(oid))
 
     def files(self, commit_id: str | None) -> FileMap:
         """Every file in a commit's tree: vault path -> (blob id, mode)."""
@@ -415,6 +527,7 @@ class VaultRepo:
         """The bytes of one blob."""
         import pygit2
 
+        oid = self._full_id(oid)
         if len(oid) == 40:
             self._check_loose(oid)  # (libgit2 loops forever on a truncated one)
         try:
@@ -428,8 +541,14 @@ class VaultRepo:
         return blob.data
 
     def has_object(self, oid: str) -> bool:
-        """True when the object is in the object database."""
-        return oid in self._repo
+        """True when the object is in the object database (damaged or not: `oid in
+        repository` read it, and looped forever on a truncated one, libgit2#7342)."""
+        import pygit2
+
+        try:
+            return bool(self._repo.odb.exists(oid))
+        except (ValueError, pygit2.GitError):
+            return False
 
     def walk(self, start: str | None = None) -> Iterator[CommitInfo]:
         """Commits from start (default: the branch tip) back to the first, newest first.
@@ -587,7 +706,7 @@ class VaultRepo:
                 # (tree_id, not tree: libgit2 would read it, and loops forever inflating a
                 # truncated loose object; _check_loose looks first)
                 self._check_loose(str(base))
-                if base not in self._repo:
+                if not self.has_object(str(base)):
                     raise RepoError(f"the tree of vault commit {str(parent)[:10]} is missing",
                                     hint="`vault doctor --repair` re-clones the vault from its "
                                          "remote")
@@ -702,24 +821,20 @@ class VaultRepo:
             ref.delete()
 
     def merge_base(self, a: str, b: str) -> str | None:
-        """The best common ancestor of two commits."""
-        import pygit2
-
-        base = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
-        return str(base) if base is not None else None
+        """The best common ancestor of two commits (read checked: see _paint)."""
+        _flags, _infos, bases = self._paint(a, b)
+        return bases[0] if bases else None
 
     def count_ahead(self, tracking: str) -> int:
         """Commits on the branch that the tracking ref does not have (all of them without one)."""
-        import pygit2
-
         head = self.head_id()
         if head is None:
             return 0
         upstream = self.ref_id(tracking)
         if upstream is None:
             return sum(1 for _ in self.walk(head))
-        ahead, _behind = self._repo.ahead_behind(pygit2.Oid(hex=head), pygit2.Oid(hex=upstream))
-        return int(ahead)
+        flags, _infos, _bases = self._paint(head, upstream)
+        return sum(1 for f in flags.values() if f & (_ONE | _TWO) == _ONE)
 
     def move_branch(self, expected: str | None, new: str, reason: str) -> None:
         """Point the branch at new if it still points at expected (compare-and-swap)."""
@@ -728,12 +843,56 @@ class VaultRepo:
     def hosts_since(self, base: str | None, tip: str) -> list[str | None]:
         """The Vault-Host of each commit reachable from tip but not from base (None: a commit
         vault did not make), newest first."""
-        import pygit2
+        if base is None:
+            return [vault_host(info.message) for info in self.walk(tip)]
+        flags, infos, _bases = self._paint(tip, base)
+        only = sorted((info for oid, info in infos.items() if flags[oid] & (_ONE | _TWO) == _ONE),
+                      key=lambda info: -info.time.timestamp())
+        return [vault_host(info.message) for info in only]
 
-        walker = self._repo.walk(pygit2.Oid(hex=tip), pygit2.enums.SortMode.TOPOLOGICAL)
-        if base is not None:
-            walker.hide(pygit2.Oid(hex=base))
-        return [vault_host(commit.message) for commit in walker]
+    def _paint(self, one: str, two: str) -> tuple[dict[str, int], dict[str, CommitInfo],
+                                                   list[str]]:
+        """git's paint-down-to-common (libgit2's mark_parents) over checked reads: each
+        commit's flags (_ONE: reachable from one, _TWO: from two), the commits read, and the
+        merge bases, best first.
+
+        libgit2's merge_base, ahead_behind and walker read the commits unchecked, and looped
+        forever on a truncated one (libgit2#7342). Commits are taken newest first by committer
+        time, until every commit still queued is reachable from both (stale)."""
+        import heapq
+
+        infos: dict[str, CommitInfo] = {}
+        flags: dict[str, int] = {}
+        queue: list[tuple[float, int, str]] = []
+        roots: list[str] = []
+        bases: list[str] = []
+
+        def push(oid: str, mark: int) -> None:
+            info = infos.get(oid)
+            if info is None:
+                info = infos[oid] = self._read_info(oid)
+            flags[oid] = flags.get(oid, 0) | mark
+            heapq.heappush(queue, (-info.time.timestamp(), len(infos) + len(queue), oid))
+
+        push(one, _ONE)
+        push(two, _TWO)
+        while any(not flags[oid] & _STALE for _t, _n, oid in queue) or any(
+                not flags[oid] & _STALE for oid in roots):
+            if not queue:
+                break
+            oid = heapq.heappop(queue)[2]
+            mark = flags[oid] & (_ONE | _TWO | _STALE)
+            if mark == _ONE | _TWO:
+                if oid not in bases:
+                    bases.append(oid)
+                mark |= _STALE  # (what is below a merge base is no better a base)
+            parents = infos[oid].parents
+            for parent in parents:
+                if flags.get(parent, 0) & mark != mark:
+                    push(parent, mark)
+            if not parents:
+                roots.append(oid)
+        return flags, infos, bases
 
     def replay_onto(self, base: str | None, local: str, onto: str, host: str,
                     now: datetime) -> int:
@@ -752,9 +911,12 @@ class VaultRepo:
         commit: pygit2.Commit | None = self._commit(local)
         while commit is not None and str(commit.id) != base:
             chain.append(commit)
-            commit = commit.parents[0] if commit.parents else None
+            # (_commit checks each one: commit.parents read them unchecked, libgit2#7342)
+            commit = self._commit(str(commit.parent_ids[0])) if commit.parent_ids else None
         parent = self._commit(onto)
         for original in reversed(chain):
+            self._check_loose(str(parent.tree_id))
+            self._check_loose(str(original.tree_id))
             builder = self._repo.TreeBuilder(parent.tree)
             if host in original.tree:
                 builder.insert(host, original.tree[host].id, pygit2.enums.FileMode.TREE)
@@ -870,6 +1032,16 @@ class VaultRepo:
                             hint="set [vault] branch to a name that is not inside the other (or "
                                  f"rename that one: git -C {self.path} branch -m {theirs} NEW)")
 
+    def _full_id(self, text: str) -> str:
+        """The full id of a unique prefix (so that _check_loose can look at the object before
+        libgit2 reads it); text as it is otherwise (libgit2 then says missing or ambiguous
+        without reading any object)."""
+        lowered = text.lower()
+        if len(text) == 40 or not (4 <= len(text) < 40 and set(lowered) <= HEX):
+            return text
+        found = self._ids_with_prefix(lowered)
+        return found[0] if len(found) == 1 else text
+
     def _check_loose(self, oid: str) -> None:
         """Refuse a damaged loose object before libgit2 reads it.
 
@@ -917,6 +1089,8 @@ class VaultRepo:
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
         import pygit2
+
+        commit_id = self._full_id(commit_id)
         if len(commit_id) == 40:
             self._check_loose(commit_id)
         try:
@@ -932,8 +1106,15 @@ class VaultRepo:
         return obj
 
 
+_ONE, _TWO, _STALE = 1, 2, 4  # _paint's flags
+
+
 class _NotLoose(Exception):
     """An object that is not a loose object of the vault (packed, or missing)."""
+
+
+class _Unresolved(Exception):
+    """A revision that names no commit of the vault."""
 
 
 _DAMAGED_HINT = ("`vault doctor` checks the vault; `vault doctor --repair` re-clones it from its "

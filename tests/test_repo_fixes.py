@@ -1,0 +1,247 @@
+"""Repository fixes: revisions resolved through checked reads (a truncated commit hangs
+libgit2), a project's bare repository never adopted, damaged loose objects rewritten when
+their content comes back, write probes and HEAD checks in doctor, a vault without HEAD.
+
+Real vaults, real git, real subprocesses: a hang shows as a subprocess that never ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import Clock, git
+from vault.config import Config
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def two_syncs(config: Config, workspace: Path, clock: Clock) -> str:
+    """Two commits on main; the tip."""
+    sync(config, now=clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- second\n")
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.commit is not None
+    return result.commit
+
+
+def truncate(vault: VaultRepo, oid: str, keep: int | None = None) -> None:
+    """Cut a loose object short (10 bytes off its end, or to keep bytes)."""
+    path = vault.path / "objects" / oid[:2] / oid[2:]
+    path.chmod(0o644)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:keep] if keep is not None else raw[:-10])
+
+
+def commit_tree(path: Path, parent: str, message: str, clock: Clock) -> str:
+    """A commit made by hand (git commit-tree) on parent's tree, at the clock's time."""
+    stamp = f"{int(clock.now.timestamp())} +0000"
+    return subprocess.run(["git", "-C", str(path), "commit-tree", "-p", parent, "-m", message,
+                           f"{parent}^{{tree}}"], capture_output=True, text=True, check=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x",
+                               "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+                          ).stdout.strip()
+
+
+def cli(config: Config, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`vault ARGS` in a subprocess; one that never ends is a hang (libgit2#7342)."""
+    assert config.file is not None
+    try:
+        return subprocess.run([sys.executable, "-m", "vault", *args],
+                              env={**os.environ, "VAULT_CONFIG": str(config.file)},
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"vault {' '.join(args)} hung on a damaged object") from None
+
+
+def in_child(config: Config, code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run library code against the vault in a subprocess (`repo` is the opened vault)."""
+    script = "\n".join([
+        "import sys",
+        "from pathlib import Path",
+        "from vault.repo import VaultRepo",
+        "repo = VaultRepo.open(Path(sys.argv[1]), 'main')",
+        "try:",
+        textwrap.indent(textwrap.dedent(code), "    "),
+        "except Exception as exc:",
+        "    print(type(exc).__name__ + ': ' + str(exc))",
+    ])
+    try:
+        return subprocess.run([sys.executable, "-c", script, str(config.vault.path)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"hung on a damaged object: {code}") from None
+
+
+# --- 1. revisions read through checked readers -------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ("show", "agent/MEMORY.md"),
+    ("show", "--at", "HEAD~1", "agent/MEMORY.md"),
+    ("show", "--at", "PREFIX", "agent/MEMORY.md"),
+    ("show", "--at", "TIP", "agent/MEMORY.md"),
+    ("diff", "HEAD~1"),
+    ("restore", "--at", "HEAD", "--dry-run"),
+    ("log", "--since", "HEAD~1"),
+])
+def test_a_truncated_tip_commit_is_named_not_spun_on(config: Config, vault: VaultRepo,
+                                                     workspace: Path, clock: Clock,
+                                                     args: tuple[str, ...]) -> None:
+    """libgit2's revparse read the truncated commit unchecked and looped forever, deaf to
+    SIGTERM (a restore hung holding the sync lock)."""
+    tip = two_syncs(config, workspace, clock)
+    truncate(vault, tip)
+    args = tuple(tip[:8] if a == "PREFIX" else tip if a == "TIP" else a for a in args)
+    proc = cli(config, *args)
+    assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+    assert proc.stderr.splitlines()[0] == (
+        f"Error: vault object {tip} is damaged (truncated or not a zlib stream)")
+    assert proc.stderr.splitlines()[1].startswith("Hint: `vault doctor` checks the vault")
+
+
+def test_a_truncated_older_commit_is_named_by_head_tilde(config: Config, vault: VaultRepo,
+                                                        workspace: Path, clock: Clock) -> None:
+    tip = two_syncs(config, workspace, clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- third\n")
+    clock.tick()
+    sync(config, now=clock)
+    truncate(vault, tip)
+    for spec in ("HEAD~1", "HEAD~2", "HEAD^^", "main~2", tip[:10] + "^"):
+        proc = cli(config, "show", "--at", spec, "agent/MEMORY.md")
+        assert proc.returncode == 1, (spec, proc.stderr)
+        assert f"vault object {tip} is damaged" in proc.stderr.splitlines()[0]
+    # (the tip itself still reads)
+    assert cli(config, "show", "--at", "HEAD", "agent/MEMORY.md").stdout.endswith("third\n")
+
+
+def test_revisions_resolve_as_git_resolves_them(config: Config, vault: VaultRepo,
+                                               workspace: Path, clock: Clock) -> None:
+    """The checked resolver gives what git gives: HEAD, @, ~N, ^, ^N, ^0, a prefix, a full id,
+    a branch, a remote-tracking ref, a tag (annotated too)."""
+    two_syncs(config, workspace, clock)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- third\n")
+    clock.tick()
+    sync(config, now=clock)
+    git(vault.path, "update-ref", "refs/remotes/origin/main", "main~1")
+    git(vault.path, "tag", "light", "main~2")
+    git(vault.path, "-c", "user.name=t", "-c", "user.email=t@x", "tag", "-a", "-m", "a",
+        "annotated", "main~1")
+    tip = git(vault.path, "rev-parse", "main").strip()
+    for spec, rev in [("HEAD", "main"), ("@", "main"), ("HEAD~1", "main~1"), ("@~2", "main~2"),
+                      ("HEAD^", "main^"), ("HEAD^1", "main^"), ("HEAD^0", "main"),
+                      ("HEAD~", "main~"), ("HEAD~1^", "main~2"), ("main", "main"),
+                      ("main~2", "main~2"), ("origin/main~1", "main~2"),
+                      ("refs/heads/main^", "main^"), ("light", "main~2"),
+                      ("annotated", "main~1"), ("annotated~1", "main~2"),
+                      (tip, "main"), (tip[:7], "main"), (tip[:7].upper() + "~1", "main~1")]:
+        want = git(vault.path, "rev-parse", rev + "^{commit}").strip()
+        assert vault.resolve(spec).id == want, spec
+    git(vault.path, "repack", "-adq")  # (packed objects and refs: a user may `git gc`)
+    git(vault.path, "pack-refs", "--all")
+    for spec, rev in [("HEAD~1", "main~1"), ("annotated", "main~1"), ("light~0", "main~2"),
+                      (tip[:7] + "^", "main^"), ("origin/main", "main~1")]:
+        want = git(vault.path, "rev-parse", rev + "^{commit}").strip()
+        assert vault.resolve(spec).id == want, spec
+    from vault.errors import RepoError, VaultError
+
+    for spec in ("HEAD~3", "HEAD^2", "nosuch", "nosuch~1", "0000000", "main..x"):
+        with pytest.raises(RepoError, match="no commit"):
+            vault.resolve(spec)
+    blob = git(vault.path, "rev-parse", "main:agent/MEMORY.md").strip()
+    with pytest.raises(RepoError, match="no commit"):
+        vault.resolve(blob)
+    empty = VaultRepo.init(vault.path.parent / "empty", "main")[0]
+    with pytest.raises(VaultError, match="no commits yet"):
+        empty.resolve("HEAD~1")
+
+
+def test_an_ambiguous_prefix_is_still_a_usage_error(config: Config, vault: VaultRepo,
+                                                   workspace: Path, clock: Clock) -> None:
+    """Only commits count for a prefix (a blob sharing it does not make it ambiguous); two
+    commits sharing it is a usage error that lists them."""
+    from vault.errors import UsageError
+
+    sync(config, now=clock)
+    tips = set()
+    n = 0
+    while True:  # commits until two share their first 4 hex digits
+        (workspace / "MEMORY.md").write_text(f"# Memory\n\n- {n}\n")
+        n += 1
+        clock.tick()
+        commit = sync(config, now=clock).commit
+        assert commit is not None
+        twin = next((t for t in tips if t[:4] == commit[:4]), None)
+        if twin is not None:
+            break
+        tips.add(commit)
+        assert n < 2000
+    with pytest.raises(UsageError, match="ambiguous commit prefix"):
+        vault.resolve(commit[:4])
+    assert vault.resolve(commit[:12]).id == commit
+
+
+def test_library_reads_never_spin_on_a_truncated_commit(config: Config, vault: VaultRepo,
+                                                       workspace: Path, clock: Clock) -> None:
+    """Every other libgit2 read of commits: merge_base, count_ahead, hosts_since, has_object,
+    last_by_vault (a hand-made tip over a damaged one) read them unchecked."""
+    tip = two_syncs(config, workspace, clock)
+    first = git(vault.path, "rev-parse", "main~1").strip()
+    git(vault.path, "update-ref", "refs/remotes/origin/main", first)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- third\n")
+    clock.tick()
+    newest = sync(config, now=clock).commit
+    assert newest is not None
+    by_hand = commit_tree(vault.path, tip, "by hand", clock)  # (on top of the damaged one)
+    truncate(vault, tip)
+    damaged = f"vault object {tip} is damaged"
+    for code in (f"print(repo.merge_base('{first}', '{newest}'))",
+                 "print(repo.count_ahead('refs/remotes/origin/main'))",
+                 f"print(repo.hosts_since('{first}', '{newest}'))",
+                 f"print(repo.last_by_vault('{by_hand}'))"):
+        proc = in_child(config, code)
+        assert damaged in proc.stdout, (code, proc.stdout, proc.stderr)
+    proc = in_child(config, f"print(repo.has_object('{tip}'))")
+    assert proc.stdout == "True\n", proc.stderr
+
+
+def test_merge_base_and_counts_match_git(config: Config, vault: VaultRepo, workspace: Path,
+                                        clock: Clock) -> None:
+    """The checked merge_base, count_ahead and hosts_since give what libgit2 gave."""
+    first = two_syncs(config, workspace, clock)
+    base = git(vault.path, "rev-parse", "main~1").strip()
+    # A second line of history from base (another host's), and the branch's own line.
+    other = base
+    for n in range(3):
+        clock.tick(1)
+        other = commit_tree(vault.path, other, f"other {n}\n\nVault-Host: there", clock)
+    for n in range(2):
+        (workspace / "MEMORY.md").write_text(f"# Memory\n\n- {n}\n")
+        clock.tick()
+        sync(config, now=clock)
+    tip = git(vault.path, "rev-parse", "main").strip()
+    assert vault.merge_base(tip, other) == base == vault.merge_base(other, tip)
+    assert vault.merge_base(tip, first) == first
+    assert vault.merge_base(tip, tip) == tip
+    git(vault.path, "update-ref", "refs/remotes/origin/main", other)
+    assert vault.count_ahead("refs/remotes/origin/main") == 3
+    git(vault.path, "update-ref", "refs/remotes/origin/main", base)
+    assert vault.count_ahead("refs/remotes/origin/main") == 3
+    git(vault.path, "update-ref", "refs/remotes/origin/main", tip)
+    assert vault.count_ahead("refs/remotes/origin/main") == 0
+    assert vault.hosts_since(base, other) == ["there"] * 3
+    assert vault.hosts_since(base, tip) == ["testhost"] * 3
+    assert vault.hosts_since(None, other) == ["there"] * 3 + ["testhost"]
+    assert vault.hosts_since(other, other) == []
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    data = json.loads(proc.stdout)
+    assert isinstance(data, dict)
+    return data
