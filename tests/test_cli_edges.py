@@ -205,3 +205,33 @@ def test_a_database_below_a_root_that_is_not_utf8(tmp_path: Path) -> None:
                                    | apsw.SQLITE_OPEN_URI)
         assert list(restored.execute("SELECT x FROM t")) == [("kept",)]
         restored.close()
+
+
+def test_config_empty_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
+    """`--config ''` (an unset shell variable, say) quietly fell back to the default search."""
+    env = _cli_vault(tmp_path, workspace)
+    proc = run_cli("status", "--config", "", env=env)
+    assert proc.returncode == 2
+    assert "needs a file (an empty one would mean the default search)" in proc.stderr
+    assert run_cli("status", env={**env, "VAULT_CONFIG": ""}, cwd=tmp_path).returncode == 0
+
+
+def test_json_given_as_an_options_value_asks_for_no_json(tmp_path: Path,
+                                                          workspace: Path) -> None:
+    """`--at --json` gives --at the value "--json": the error is not a JSON document."""
+    env = _cli_vault(tmp_path, workspace)
+    proc = run_cli("show", "--at", "--json", "agent/MEMORY.md", env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("Error: ")
+    proc = run_cli("show", "--at", "nonsense", "--json", "agent/MEMORY.md", env=env)
+    assert proc.returncode == 2 and json.loads(proc.stdout)["exit_code"] == 2
+
+
+def test_a_hook_killed_by_a_signal_is_said_to_be(tmp_path: Path, workspace: Path) -> None:
+    config = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                          extra='[hooks]\npost_sync = "kill -9 $$"')
+    env = {"VAULT_CONFIG": str(config)}
+    assert run_cli("init", env=env).returncode == 0
+    proc = run_cli("sync", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning: post_sync hook failed (killed by SIGKILL): kill -9 $$" in proc.stderr

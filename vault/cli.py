@@ -125,8 +125,8 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
         raise
     for hook in hooks:
         if hook.returncode != 0:
-            why = "timed out" if hook.returncode is None else f"exit {hook.returncode}"
-            click.echo(f"Warning: {hook.event} hook failed ({why}): {hook.said()}", err=True)
+            click.echo(f"Warning: {hook.event} hook failed ({hook.why()}): {hook.said()}",
+                       err=True)
     if as_json:
         emit_json({**sync_json(result), "hooks": [
             {"event": h.event, "returncode": h.returncode} for h in hooks]})

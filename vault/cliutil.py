@@ -26,6 +26,7 @@ class Abort(Exception):
 
 
 _emitted = False  # whether this process printed its --json document
+_json_asked: bool | None = None  # --json as the command parsed it (None: not parsed yet)
 
 
 def emit_json(data: Any) -> None:
@@ -63,8 +64,12 @@ def emit_json_error(argv: list[str], message: str, hint: str | None, code: int) 
     """With --json among the arguments, a command stopped by an error still prints a JSON
     document (unless it printed its own already): {"ok": false, "error", "hint", "exit_code"}.
     The Error: line on stderr is printed as well."""
-    args = argv[:argv.index("--")] if "--" in argv else argv
-    if "--json" not in args or _emitted:
+    if _json_asked is None:  # (stopped while its arguments were parsed: as they were given)
+        args = argv[:argv.index("--")] if "--" in argv else argv
+        asked = "--json" in args
+    else:  # (as parsed: `--at --json` gives --at the value "--json", and asks for no JSON)
+        asked = _json_asked
+    if not asked or _emitted:
         return
     try:
         emit_json({"ok": False, "error": message, "hint": hint, "exit_code": code})
@@ -102,16 +107,31 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 def json_option(func: F) -> F:
     """Every command takes --json."""
-    return click.option("--json", "as_json", is_flag=True,
+    return click.option("--json", "as_json", is_flag=True, callback=_note_json,
                         help="Print a stable JSON document instead of text.")(func)
+
+
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    global _json_asked
+    _json_asked = bool(value)
+    return value
 
 
 def config_option(func: F) -> F:
     """Every command that reads vault.toml takes --config."""
     return click.option("--config", "config_path", metavar="FILE", envvar="VAULT_CONFIG",
-                        help="Config file (default: $VAULT_CONFIG, ./vault.toml, "
+                        callback=_given_config, help="Config file (default: $VAULT_CONFIG, ./vault.toml, "
                              "$XDG_CONFIG_HOME/vault/vault.toml or "
                              "~/.config/vault/vault.toml).")(func)
+
+
+def _given_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--config '' is refused: an empty value would quietly mean the default search (an empty
+    VAULT_CONFIG is taken as unset, as the shell's habit is)."""
+    if value == "" and ctx.get_parameter_source(param.name or "") \
+            == click.core.ParameterSource.COMMANDLINE:
+        raise click.BadParameter("needs a file (an empty one would mean the default search)")
+    return value
 
 
 def load_config_at(config_path: str | None) -> Any:
