@@ -245,3 +245,70 @@ def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
     data = json.loads(proc.stdout)
     assert isinstance(data, dict)
     return data
+
+
+# --- 2. a project's bare repository on another branch is never adopted -------------------------
+
+def project_clone(tmp_path: Path, vault_path: Path, branch: str = "master") -> Path:
+    """A project's repository (its branch `branch`) pushed to an origin, and a bare clone of
+    that origin at vault_path; the origin."""
+    proj = tmp_path / "proj"
+    subprocess.run(["git", "init", "-q", "-b", branch, str(proj)], check=True)
+    (proj / "app.py").write_text("code\n")
+    git(proj, "add", ".")
+    git(proj, "-c", "user.name=d", "-c", "user.email=d@x", "commit", "-qm", "code")
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    git(proj, "push", "-q", str(origin), branch)
+    subprocess.run(["git", "clone", "-q", "--bare", str(origin), str(vault_path)], check=True)
+    return origin
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file of a repository and its bytes (init must write nothing into a refused one)."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("what", ["branch", "tag", "packed branch"])
+def test_init_refuses_a_projects_bare_repository_on_another_branch(
+        tmp_path: Path, config: Config, workspace: Path, clock: Clock, what: str) -> None:
+    """`vault init` took it ("Created ... (branch main)", exit 0), and the next sync pushed
+    the memory commit to the project's origin."""
+    origin = project_clone(tmp_path, config.vault.path)
+    if what == "tag":
+        git(config.vault.path, "tag", "v1", "master")
+        git(config.vault.path, "update-ref", "-d", "refs/heads/master")
+    elif what == "packed branch":
+        git(config.vault.path, "pack-refs", "--all")
+        assert not (config.vault.path / "refs" / "heads" / "master").exists()
+    before = snapshot(config.vault.path)
+    proc = cli(config, "init")
+    name = "refs/tags/v1" if what == "tag" else "refs/heads/master"
+    assert (proc.returncode, proc.stderr.splitlines()[:2]) == (1, [
+        f"Error: {config.vault.path} is a git repository whose branch 'main' is missing and "
+        f"whose ref {name} was not made by vault; refusing to use it as the vault",
+        "Hint: set [vault] path to an empty or new folder"]), proc.stderr
+    assert snapshot(config.vault.path) == before  # nothing written
+    proc = cli(config, "sync")
+    assert proc.returncode == 1 and "was not made by vault" in proc.stderr
+    assert git(config.vault.path, "for-each-ref", "--format=%(refname)").split() == [name]
+    assert not (config.vault.path / "refs" / "heads" / "main").exists()
+    assert git(origin, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/master"]
+
+
+def test_init_takes_a_vault_clone_whose_branch_is_another(tmp_path: Path, config: Config,
+                                                          vault: VaultRepo,
+                                                          workspace: Path, clock: Clock) -> None:
+    """A bare clone of a vault (every ref made by vault) is fine whatever [vault] branch
+    says, and so is an empty bare repository or an empty clone."""
+    sync(config, now=clock)
+    origin = tmp_path / "vault-origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(config.vault.path), str(origin)],
+                   check=True)
+    for name, make in (("clone", ["git", "clone", "-q", "--bare", str(origin)]),
+                       ("empty", ["git", "init", "-q", "--bare"])):
+        path = tmp_path / name
+        subprocess.run([*make, str(path)], check=True, capture_output=True)
+        repo, _fresh = VaultRepo.init(path, "laptop")
+        assert repo.head_id() is None

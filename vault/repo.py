@@ -141,13 +141,57 @@ class VaultRepo:
         fine, and so is a commit made by hand on top of a vault's.) Return what
         last_by_vault(tip) found: the last sync's commit, None on an empty branch."""
         tip = tip or self.head_id()
-        last = self.last_by_vault(tip) if tip is not None else None
-        if tip is not None and last is None:
+        if tip is None:
+            self._refuse_foreign_refs()
+            return None
+        last = self.last_by_vault(tip)
+        if last is None:
             raise NotMadeByVaultError(
                 f"{self.path} is a git repository whose branch '{self.branch}' was not made "
                 "by vault; refusing to use it as the vault",
                 hint="set [vault] path to an empty or new folder")
         return last
+
+    def _refuse_foreign_refs(self) -> None:
+        """NotMadeByVaultError for a repository without our branch that holds refs vault did
+        not make: someone's project (a bare clone of it, on another branch); taking it would
+        commit into it and push to its origin."""
+        foreign = self.foreign_ref()
+        if foreign is not None:
+            raise NotMadeByVaultError(
+                f"{self.path} is a git repository whose branch '{self.branch}' is missing "
+                f"and whose ref {foreign} was not made by vault; refusing to use it as the "
+                "vault", hint="set [vault] path to an empty or new folder")
+
+    def foreign_ref(self) -> str | None:
+        """The first ref (loose or packed: branches, tags, remote-tracking refs) whose
+        commit's first-parent line holds no commit vault made; None when there is none.
+        Symbolic refs are skipped (they name another ref)."""
+        import pygit2
+
+        try:
+            names = sorted(self._repo.references)
+        except pygit2.GitError as exc:
+            raise RepoError(f"cannot read the refs of {self.path}: {one_line_reason(exc)}",
+                            hint="`vault doctor` checks the vault") from None
+        for name in names:
+            try:
+                ref = self._repo.references.get(name)
+                if ref is None or ref.type != pygit2.enums.ReferenceType.DIRECT:
+                    continue
+                oid = self._peel(str(ref.target), name)
+            except (KeyError, ValueError, pygit2.GitError, _Unresolved):
+                return name  # (a tag of a tree or blob, a ref that cannot be read)
+            while True:
+                if not self.has_object(oid):
+                    return name  # (a shallow line, or a ref to nothing: not vault's)
+                info = self._read_info(oid)
+                if _by_vault(info.message):
+                    break
+                if not info.parents:
+                    return name
+                oid = info.parents[0]
+        return None
 
     def set_up(self) -> None:
         """The vault's own settings, on a repository it made, adopted or re-cloned: private to
@@ -700,6 +744,11 @@ class VaultRepo:
 
         # (a damaged HEAD or packed-refs fails the ref update, the last step: refuse first)
         self.check_refs()
+        if parent is None and self.head_id() is None:
+            # A first commit: never into a project's repository whose other refs vault did
+            # not make (its origin would get it on the next push). Callers refuse such a
+            # repository before writing anything; this is the last guard.
+            self._refuse_foreign_refs()
         try:
             base = self._commit(parent).tree_id if parent is not None else None
             if base is not None:
