@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -272,3 +273,14 @@ def test_an_alert_with_a_malformed_github_api_url_says_so(tmp_path: Path, worksp
     assert (result.action, result.message) == (
         "failed", "alert not sent: GITHUB_API_URL 'ghe.example.com/api/v3': not an http(s) URL "
                   "with a host")
+
+
+def test_cli_init_github_over_a_work_tree_creates_nothing_on_github(
+        api: str, config_file: Path, tmp_path: Path) -> None:
+    """The GitHub repository was created before the vault path was checked: a path that can
+    never be a vault (a project's work tree) left a new private repository behind."""
+    subprocess.run(["git", "init", "-q", str(tmp_path / "memory-vault")], check=True)
+    proc = run_cli("init", "--github", "sam", "--config", str(config_file))
+    assert proc.returncode == 10, proc.stderr
+    assert "work tree" in proc.stderr.splitlines()[0]
+    assert FakeGitHub.requests == [] and FakeGitHub.repos == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -62,11 +63,18 @@ def init(config_path: str | None, as_json: bool, github: str | None) -> None:
 
     config = load_config_at(config_path)
     hosted = None
+    made: tuple[VaultRepo, bool] | None = None
     if github:
-        from vault.github import ensure_private_repo
+        from vault.github import ensure_private_repo, parse_spec
 
+        parse_spec(github)  # (a bad NAME is a usage error before anything is made)
+        if not _nothing_at(config.vault.path):
+            # Something is there (a vault, a project's work tree, a file): init takes it or
+            # refuses it, creating nothing, before a repository is made on GitHub for it.
+            made = VaultRepo.init(config.vault.path, config.vault.branch)
+        # (a new vault is made after GitHub answered: a failed call leaves nothing behind)
         hosted = ensure_private_repo(github, config.vault.token_env)
-    repo, created = VaultRepo.init(config.vault.path, config.vault.branch)
+    repo, created = made or VaultRepo.init(config.vault.path, config.vault.branch)
     if hosted is not None:
         from vault.remote import set_remote
 
@@ -86,6 +94,14 @@ def init(config_path: str | None, as_json: bool, github: str | None) -> None:
     if created:
         click.echo(f"Next: `vault sync` records {len(config.sources)} source(s): "
                    + ", ".join(s.name for s in config.sources))
+
+
+def _nothing_at(path: Path) -> bool:
+    """Whether the vault path is free: missing, or an empty folder."""
+    try:
+        return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    except OSError:
+        return False  # (init says what is wrong with it)
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
