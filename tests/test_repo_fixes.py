@@ -312,3 +312,75 @@ def test_init_takes_a_vault_clone_whose_branch_is_another(tmp_path: Path, config
         subprocess.run([*make, str(path)], check=True, capture_output=True)
         repo, _fresh = VaultRepo.init(path, "laptop")
         assert repo.head_id() is None
+
+
+# --- 3. a damaged loose object is written anew when its content comes back ----------------------
+
+def damage_file(vault: VaultRepo, oid: str, how: str) -> None:
+    path = vault.path / "objects" / oid[:2] / oid[2:]
+    path.chmod(0o644)
+    if how == "emptied":
+        path.write_bytes(b"")
+    else:  # cut after its header: libgit2 takes it as there (it reads the header alone)
+        path.write_bytes(path.read_bytes()[:-6])
+
+
+@pytest.mark.parametrize("how", ["emptied", "truncated"])
+def test_a_damaged_blob_is_written_anew_when_its_content_comes_back(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock, how: str) -> None:
+    """An emptied blob failed every later sync ("cannot write to the vault: failed to insert
+    entry: invalid object specified", hint: free space); a truncated one was committed as it
+    was (libgit2 keeps an object file it finds, whatever it holds)."""
+    memory = workspace / "MEMORY.md"
+    memory.write_text("a\n" * 200)
+    sync(config, now=clock)
+    blob = git(vault.path, "rev-parse", "main:agent/MEMORY.md").strip()
+    damage_file(vault, blob, how)
+    memory.write_text("b\n")
+    clock.tick()
+    sync(config, now=clock)
+    memory.write_text("a\n" * 200)
+    (workspace / "memory" / "2026-11-20.md").write_text("new\n")
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.commit is not None and "agent/MEMORY.md" in result.modified
+    assert git(vault.path, "cat-file", "blob", f"{result.commit}:agent/MEMORY.md") == "a\n" * 200
+    git(vault.path, "fsck", "--strict", "--no-dangling")
+    assert oct((vault.path / "objects" / blob[:2] / blob[2:]).stat().st_mode & 0o777) == "0o444"
+    assert not list((vault.path / "objects").glob("tmp_*"))
+
+
+def test_a_damaged_tree_is_written_anew_when_its_content_comes_back(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock) -> None:
+    note = workspace / "memory" / "2026-11-20.md"
+    sync(config, now=clock)
+    tree = git(vault.path, "rev-parse", "main:agent/memory").strip()
+    old = note.read_text()
+    note.write_text("changed\n")
+    clock.tick()
+    sync(config, now=clock)
+    damage_file(vault, tree, "truncated")
+    note.write_text(old)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert result.commit is not None
+    assert git(vault.path, "rev-parse", "main:agent/memory").strip() == tree
+    git(vault.path, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_damaged_object_a_commit_would_take_unread_is_named(tmp_path: Path) -> None:
+    """A change naming an object that is damaged on disk (not written by this commit) is
+    'damaged', with doctor's hint, not 'check free space and permissions'."""
+    from datetime import datetime, timezone
+
+    from vault.errors import RepoError
+
+    repo, _ = VaultRepo.init(tmp_path / "v", "main")
+    oid = repo.write_blob(b"x\n")
+    (repo.path / "objects" / oid[:2] / oid[2:]).chmod(0o644)
+    (repo.path / "objects" / oid[:2] / oid[2:]).write_bytes(b"")
+    with pytest.raises(RepoError) as caught:
+        repo.commit(None, {"a/f": (oid, 0o100644)}, "1\n", datetime.now(timezone.utc), "h")
+    assert caught.value.message == (f"vault object {oid} (a/f) is missing or damaged; nothing "
+                                    "was committed")
+    assert caught.value.hint is not None and "vault doctor" in caught.value.hint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -708,13 +708,67 @@ class VaultRepo:
     # Writing -------------------------------------------------------------------------------
 
     def write_blob(self, data: bytes) -> str:
-        """Store bytes as a blob (no-op when already there); return its id."""
+        """Store bytes as a blob (no-op when already there and whole); return its id.
+
+        libgit2 keeps an object file it finds under the id, whatever it holds: a damaged one
+        (emptied, truncated) failed every later sync that wrote the same content ("invalid
+        object specified"), or was committed as it was. It is replaced here, atomically."""
         import pygit2
 
+        oid = self.hash_blob(data)
         try:
+            if self._loose_state(oid) == "damaged":
+                self._replace_loose(oid, b"blob", data)
+                return oid
             return str(self._repo.create_blob(data))
         except (pygit2.GitError, OSError) as exc:  # libgit2 reports ENOSPC/EROFS as OSError
             raise self._write_error(exc, len(data)) from None
+
+    def _loose_state(self, oid: str) -> str:
+        """"missing" (no loose file: packed, or not there), "intact" (inflates whole, its
+        header right, hashing to its id) or "damaged"."""
+        import hashlib
+
+        try:
+            raw = (self.path / "objects" / oid[:2] / oid[2:]).read_bytes()
+        except FileNotFoundError:
+            return "missing"
+        except OSError:
+            return "damaged"
+        try:
+            whole = zlib.decompress(raw)
+        except zlib.error:
+            return "damaged"
+        nul = whole.find(b"\0", 0, 32)
+        kind, _, size = whole[:max(nul, 0)].partition(b" ")
+        if nul < 0 or kind not in (b"blob", b"tree", b"commit", b"tag") \
+                or size != str(len(whole) - nul - 1).encode() \
+                or hashlib.sha1(whole).hexdigest() != oid:
+            return "damaged"
+        return "intact"
+
+    def _replace_loose(self, oid: str, kind: bytes, data: bytes) -> None:
+        """Write a loose object anew over a damaged file of that id: a temp file in the
+        objects folder (named as libgit2 names its own, so that a sync cleans up one a crash
+        left), fsync, os.replace. Read-only, as git leaves object files."""
+        import tempfile
+
+        objects = self.path / "objects"
+        (objects / oid[:2]).mkdir(mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="tmp_object_git2_", dir=objects)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(zlib.compress(kind + b" " + str(len(data)).encode() + b"\0" + data))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, objects / oid[:2] / oid[2:])
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def _write_error(self, exc: BaseException, size: int = 0) -> RepoError:
         """One clear line for a failed write; libgit2 sometimes loses the errno of a full disk."""
@@ -777,7 +831,8 @@ class VaultRepo:
             committer = sig if latest == stamp else pygit2.Signature(
                 AUTHOR_NAME, f"vault@{host}", latest, 0)
             parents = [pygit2.Oid(hex=parent)] if parent else []
-            oid = self._repo.create_commit(None, sig, committer, message, tree, parents)
+            oid = self._written(lambda: self._repo.create_commit(None, sig, committer, message,
+                                                                 tree, parents))
         except (pygit2.GitError, OSError) as exc:
             if isinstance(exc, pygit2.GitError) and "Unable to read tree" in str(exc):
                 raise RepoError(f"a tree of vault commit {str(parent)[:10]} is missing or "
@@ -974,8 +1029,9 @@ class VaultRepo:
             when = max(int(now.timestamp()), parent.commit_time)
             committer = pygit2.Signature(original.committer.name, original.committer.email,
                                          when, 0)
-            oid = self._repo.create_commit(None, original.author, committer,
-                                           original.message, builder.write(), [parent.id])
+            tree = self._written(builder.write)
+            oid = self._written(lambda: self._repo.create_commit(
+                None, original.author, committer, original.message, tree, [parent.id]))
             parent = self._commit(str(oid))
         sync_filesystem(self.path)
         self._move_branch(local, str(parent.id), f"vault: replayed {len(chain)} commit(s) on "
@@ -1028,7 +1084,23 @@ class VaultRepo:
                         prefix)
         if not root and len(builder) == 0:
             return None
-        return builder.write()
+        return self._written(builder.write)
+
+    def _written(self, write: Callable[[], pygit2.Oid]) -> pygit2.Oid:
+        """write() an object through libgit2, then make sure its loose file is whole: libgit2
+        keeps a file it finds under the id (it only touches it), so an object damaged on disk
+        stays damaged when the same content is written again. A damaged one goes, and is
+        written anew (its id proves the new bytes right)."""
+        oid = write()
+        if self._loose_state(str(oid)) == "damaged":
+            try:
+                (self.path / "objects" / str(oid)[:2] / str(oid)[2:]).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise self._write_error(exc) from None
+            oid = write()
+        return oid
 
     def _move_branch(self, expected: str | None, new: str, reason: str) -> None:
         """Point the branch at new, but only if it still points at expected.
@@ -1180,6 +1252,9 @@ def _insert(builder: pygit2.TreeBuilder, name: str, oid: pygit2.Oid, mode: int,
     except ValueError:  # a NUL, or a name that is not UTF-8 (surrogate escapes)
         raise _refused(prefix + name, "not a name git can store") from None
     except pygit2.GitError as exc:
+        if "invalid object" in str(exc):  # (libgit2 reads the header of what goes in)
+            raise RepoError(f"vault object {oid} ({prefix + name}) is missing or damaged; "
+                            "nothing was committed", hint=_DAMAGED_HINT) from None
         if "invalid name" not in str(exc):
             raise
         raise _refused(prefix + name, "git refuses it in a tree") from None
