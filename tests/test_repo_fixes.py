@@ -384,3 +384,69 @@ def test_a_damaged_object_a_commit_would_take_unread_is_named(tmp_path: Path) ->
     assert caught.value.message == (f"vault object {oid} (a/f) is missing or damaged; nothing "
                                     "was committed")
     assert caught.value.hint is not None and "vault doctor" in caught.value.hint
+
+
+# --- 4. doctor probes that a sync can write ----------------------------------------------------
+
+def unprivileged(args: list[str]) -> list[str]:
+    """args run without the power to write past permissions: as root, with CAP_DAC_OVERRIDE
+    and CAP_FOWNER dropped (root writes anywhere otherwise), else as is."""
+    if os.geteuid() != 0:
+        return args
+    if subprocess.run(["setpriv", "--version"], capture_output=True, check=False).returncode:
+        pytest.skip("running as root without setpriv: a read-only folder cannot be made")
+    return ["setpriv", "--inh-caps=-dac_override,-fowner",
+            "--bounding-set=-dac_override,-fowner", *args]
+
+
+@pytest.mark.parametrize("where", ["objects", "objects/SUB", "refs/heads", "vault",
+                                   "logs/refs/heads", "logs/refs/heads/main"])
+def test_doctor_fails_a_vault_no_sync_can_write_to(config: Config, vault: VaultRepo,
+                                                  workspace: Path, clock: Clock,
+                                                  where: str) -> None:
+    """doctor said all was well while every sync failed (a read-only objects folder, refs,
+    reflog or state folder)."""
+    sync(config, now=clock)
+    assert config.file is not None
+    content = "# Memory\n\n- more\n"
+    if where == "objects/SUB":  # (the folder the new blob goes to)
+        where = "objects/" + vault.hash_blob(content.encode())[:2]
+        (vault.path / where).mkdir(exist_ok=True)
+    target = vault.path / where
+    modes = {p: p.stat().st_mode for p in [target, *target.rglob("*")]}
+    for path in modes:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        (workspace / "MEMORY.md").write_text(content)
+        doctor_run = subprocess.run(unprivileged(
+            [sys.executable, "-m", "vault", "doctor", "--json", "--config", str(config.file),
+             "--crontab-file", str(vault.path.parent / "ct")]),
+            capture_output=True, text=True, timeout=120, check=False)
+        sync_run = subprocess.run(unprivileged(
+            [sys.executable, "-m", "vault", "sync", "--config", str(config.file)]),
+            capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    assert sync_run.returncode == 1, sync_run.stderr  # (what the probe predicts)
+    checks = {c["name"]: c for c in _json(doctor_run)["checks"]}  # type: ignore[union-attr]
+    assert doctor_run.returncode == 1
+    assert checks["repository"]["status"] == "fail", checks["repository"]
+    assert str(target) in checks["repository"]["detail"]
+    assert "no sync can write to the vault" in checks["repository"]["detail"]
+    assert checks["databases"]["status"] == "ok"  # (its objects are intact: read as before)
+
+
+def test_the_write_probe_leaves_nothing_behind(config: Config, vault: VaultRepo,
+                                              clock: Clock) -> None:
+    from vault.doctor import doctor
+
+    sync(config, now=clock)
+    before = sorted(p for p in vault.path.rglob("*") if "vault" not in p.relative_to(
+        vault.path).parts[:1])
+    report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
+    assert next(c for c in report.checks if c.name == "repository").status == "ok"
+    after = sorted(p for p in vault.path.rglob("*") if "vault" not in p.relative_to(
+        vault.path).parts[:1])
+    assert after == before
+    assert not [p for p in config.state_dir.iterdir() if "probe" in p.name]

@@ -80,8 +80,15 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
         repairs.append(repaired)
         if fresh is not None:
             repo, repo_check = fresh, check_repository(fresh)
-    checks = [repo_check]
     intact = repo is not None and repo_check.status != FAIL
+    if intact:
+        assert repo is not None
+        # (after the repairs: a vault no sync can write to is intact, nothing to re-clone)
+        problem = write_problem(repo, config.state_dir)
+        if problem is not None:
+            repo_check = Check("repository", FAIL, f"no sync can write to the vault: {problem} "
+                                                   f"({repo_check.detail})")
+    checks = [repo_check]
     if intact:
         assert repo is not None
         checks.append(check_databases(repo))
@@ -186,6 +193,45 @@ def check_repository(repo: VaultRepo) -> Check:
     if count == 0:
         return Check("repository", WARN, f"{repo.path}: no commits yet (run `vault sync`)")
     return Check("repository", OK, f"{count} objects reachable from {repo.branch}, all intact")
+
+
+def write_problem(repo: VaultRepo, state_dir: Path) -> str | None:
+    """What keeps every sync from writing, as a sync writes: a folder it makes files in that
+    takes no new one (probed: a file made and removed) or an object folder that is not
+    writable; a file it appends to (the branch's reflog, the lock file) that is read-only.
+    None when a sync can write."""
+    objects = repo.path / "objects"
+    for folder in (objects, _nearest(repo.path / repo.ref_name, repo.path),
+                   _nearest(repo.path / "logs" / repo.ref_name, repo.path),
+                   _nearest(state_dir / "sync.lock", repo.path)):
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".vault-doctor-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return f"{folder} takes no new file ({exc.strerror or exc})"
+    try:
+        subfolders = sorted(d for d in objects.iterdir() if len(d.name) == 2)
+    except OSError as exc:
+        return f"{objects} cannot be read ({exc.strerror or exc})"
+    for folder in subfolders:  # (each object goes into the one its id names)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder} is not writable"
+    from vault.lock import LOCK_NAME
+
+    for appended in (repo.path / "logs" / repo.ref_name, state_dir / LOCK_NAME):
+        if appended.exists() and not os.access(appended, os.W_OK):
+            return f"{appended} is read-only"
+    return None
+
+
+def _nearest(path: Path, root: Path) -> Path:
+    """The folder a sync writes path in, or the nearest one above it that exists (the sync
+    makes the rest), never above root."""
+    folder = path.parent
+    while not folder.is_dir() and folder != root and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def check_databases(repo: VaultRepo) -> Check:
