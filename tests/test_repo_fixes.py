@@ -450,3 +450,47 @@ def test_the_write_probe_leaves_nothing_behind(config: Config, vault: VaultRepo,
         vault.path).parts[:1])
     assert after == before
     assert not [p for p in config.state_dir.iterdir() if "probe" in p.name]
+
+
+# --- 5. HEAD names the vault's branch --------------------------------------------------------
+
+def test_init_on_an_empty_bare_repository_points_head_at_the_branch(
+        config: Config, workspace: Path, clock: Clock) -> None:
+    """HEAD stayed on git's default branch (master): `git log` failed ("current branch
+    'master' does not have any commits yet") and `git clone` warned."""
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "master", str(config.vault.path)],
+                   check=True)
+    VaultRepo.init(config.vault.path, "main")
+    assert git(config.vault.path, "symbolic-ref", "HEAD") == "refs/heads/main\n"
+    sync(config, now=clock)
+    assert git(config.vault.path, "log", "--format=%s").startswith("vault sync")
+    clone = subprocess.run(["git", "clone", "-q", str(config.vault.path),
+                            str(config.vault.path.parent / "clone")],
+                           capture_output=True, text=True, check=True)
+    assert clone.stderr == ""
+
+
+def test_init_leaves_head_on_a_branch_that_exists(tmp_path: Path, config: Config,
+                                                  vault: VaultRepo, clock: Clock) -> None:
+    sync(config, now=clock)
+    clone = tmp_path / "clone.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(config.vault.path), str(clone)],
+                   check=True)
+    VaultRepo.init(clone, "laptop")  # (another branch of the same vault: HEAD stays on main)
+    assert git(clone, "symbolic-ref", "HEAD") == "refs/heads/main\n"
+
+
+def test_doctor_warns_when_head_names_a_branch_that_does_not_exist(
+        config: Config, vault: VaultRepo, clock: Clock) -> None:
+    from vault.doctor import doctor
+
+    sync(config, now=clock)
+    (vault.path / "HEAD").write_text("ref: refs/heads/master\n")
+    report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
+    check = next(c for c in report.checks if c.name == "repository")
+    assert check.status == "warn", check
+    assert "HEAD names branch 'master', which does not exist" in check.detail
+    VaultRepo.init(vault.path, "main")  # (what the warning says fixes it)
+    assert git(vault.path, "symbolic-ref", "HEAD") == "refs/heads/main\n"
+    report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
+    assert next(c for c in report.checks if c.name == "repository").status == "ok"

@@ -192,7 +192,13 @@ def check_repository(repo: VaultRepo) -> Check:
         return Check("repository", FAIL, problems[0] + more)
     if count == 0:
         return Check("repository", WARN, f"{repo.path}: no commits yet (run `vault sync`)")
-    return Check("repository", OK, f"{count} objects reachable from {repo.branch}, all intact")
+    intact = f"{count} objects reachable from {repo.branch}, all intact"
+    stray = repo.head_names_no_branch()
+    if stray is not None:  # (syncs work; git's own commands on the vault do not)
+        return Check("repository", WARN, f"{intact}; but HEAD names branch '{stray}', which "
+                                         f"does not exist: `git -C {repo.path} log` fails "
+                                         f"(`vault init` points HEAD at {repo.branch})")
+    return Check("repository", OK, intact)
 
 
 def write_problem(repo: VaultRepo, state_dir: Path) -> str | None:

@@ -98,6 +98,7 @@ class VaultRepo:
                 from vault.remote import tracking_ref
 
                 existing.adopt_clone(tracking_ref(branch))
+                existing.point_head()
                 # An empty repository made beforehand becomes the vault now ("created"); one
                 # made by git (a bare clone, an empty one) gets the vault's settings either way.
                 fresh = existing.head_id() is None and not _described_as_vault(path)
@@ -192,6 +193,42 @@ class VaultRepo:
                     return name
                 oid = info.parents[0]
         return None
+
+    def head_branch(self) -> str | None:
+        """The branch HEAD names (None: detached, unreadable or garbage)."""
+        text = _read_text(self.path / "HEAD").strip()
+        if not text.startswith("ref: refs/heads/") or len(text.split()) != 2:
+            return None
+        return text.removeprefix("ref: refs/heads/")
+
+    def head_names_no_branch(self) -> str | None:
+        """The branch HEAD names when it is another than the vault's and does not exist (git's
+        default branch of an empty repository): `git log` fails, `git clone` warns."""
+        import pygit2
+
+        name = self.head_branch()
+        if name is None or name == self.branch:
+            return None
+        try:
+            if self._repo.references.get(f"refs/heads/{name}") is not None:
+                return None
+        except (ValueError, pygit2.GitError):
+            pass  # (a name git cannot read is no branch either)
+        return name
+
+    def point_head(self) -> bool:
+        """Point HEAD at the vault's branch when it names another that does not exist; True
+        when it did."""
+        import pygit2
+
+        if self.head_names_no_branch() is None:
+            return False
+        try:
+            self._repo.set_head(self.ref_name)
+        except (OSError, pygit2.GitError) as exc:
+            raise RepoError(f"cannot point HEAD of {self.path} at {self.ref_name}: "
+                            f"{one_line_reason(exc)}") from None
+        return True
 
     def set_up(self) -> None:
         """The vault's own settings, on a repository it made, adopted or re-cloned: private to
