@@ -293,6 +293,30 @@ def test_what_is_written_while_the_question_waits_is_kept(config: Config, vault:
     assert "prefers tea" in (workspace / "MEMORY.md").read_text()
 
 
+def test_syncs_go_on_while_the_question_waits(config: Config, vault: VaultRepo, clock: Clock,
+                                              workspace: Path, config_file: Path) -> None:
+    """The question was asked under the sync lock: while nobody answered, every cron or hook
+    sync exited 11 ("it ends by itself"), and memory went unrecorded."""
+    first = sync(config, now=clock).commit
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- v2\n")
+    clock.tick()
+    sync(config, now=clock)
+    seen: list[subprocess.CompletedProcess[str]] = []
+
+    def confirm(plan: object) -> bool:  # cron's sync runs while the user reads the plan
+        (workspace / "memory" / "2026-11-22.md").write_text("written during the question\n")
+        seen.append(run_cli("sync", "--config", str(config_file)))
+        return True
+
+    assert first is not None
+    clock.tick()
+    result = restore(config, RestoreOptions(at=first), now=clock, confirm=confirm)
+    assert seen[0].returncode == 0, seen[0].stderr
+    assert result.undo_commit is not None
+    assert "agent/memory/2026-11-22.md" in vault.files(result.undo_commit)
+    assert "prefers tea" in (workspace / "MEMORY.md").read_text()
+
+
 def test_an_open_damaged_database_is_refused_before_anything_changes(
         config: Config, vault: VaultRepo, clock: Clock, workspace: Path) -> None:
     sync(config, now=clock)

@@ -324,13 +324,25 @@ def restore(config: Config, options: RestoreOptions, *,
     if options.dry_run:
         plan = plan_restore(config, repo, options, clock())
         return RestoreResult(plan=_judged_dry(config, repo, plan, clock), dry_run=True)
+    asked = False
+    if options.to is None:
+        # The question is asked before the sync lock is taken: while it waits for a person,
+        # cron's and the agent's syncs go on (the lock is held for minutes of work, never for
+        # a person). The commit is then pinned; everything is planned again under the lock.
+        plan = plan_restore(config, repo, options, clock())
+        if any(a.action != "unchanged" for a in plan.actions):
+            refuse_open_databases(repo, plan)  # before asking, syncing or changing anything
+            if not confirm(plan):
+                raise RestoreError("restore cancelled; nothing was changed")
+            asked = True
+        options = replace(options, at=plan.commit.id)
     with SyncLock(config.state_dir, command="restore"), Databases(repo.path) as databases:
         databases.start()  # its start-up overlaps the planning (it is idle without databases)
         plan = plan_restore(config, repo, options, clock())
         live = plan.into is None and any(a.action != "unchanged" for a in plan.actions)
         if live:
-            refuse_open_databases(repo, plan)  # before asking, syncing or changing anything
-        if not confirm(plan):
+            refuse_open_databases(repo, plan)  # before syncing or changing anything
+        if not asked and not confirm(plan):
             raise RestoreError("restore cancelled; nothing was changed")
         safety: SyncResult | None = None
         undo: str | None = None
