@@ -235,3 +235,61 @@ def test_a_hook_killed_by_a_signal_is_said_to_be(tmp_path: Path, workspace: Path
     proc = run_cli("sync", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "Warning: post_sync hook failed (killed by SIGKILL): kill -9 $$" in proc.stderr
+
+
+SIGNAL_PROBE = """
+import os, signal, sys
+target, signame = sys.argv[1], sys.argv[2]
+sys.argv = ["vault", *sys.argv[3:]]
+module_name, _, attr = target.rpartition(".")
+import importlib
+module = importlib.import_module(module_name)
+real = getattr(module, attr)
+def signalled(*args, **kwargs):  # the signal arrives at this real moment, then the work goes on
+    os.kill(os.getpid(), getattr(signal, signame))
+    return real(*args, **kwargs)
+setattr(module, attr, signalled)
+from vault import entry
+entry.main()
+"""
+
+
+def _signalled(target: str, signame: str, *args: str,
+               env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", SIGNAL_PROBE, target, signame, *args],
+                          capture_output=True, text=True, env={**os.environ, **env},
+                          check=False, timeout=120)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_during_the_quick_check_is_an_interrupt(tmp_path: Path, workspace: Path,
+                                                         signame: str) -> None:
+    """SIGTERM or SIGHUP while the quick check ran killed vault without a word (143, 129):
+    its handlers were installed after it."""
+    env = _cli_vault(tmp_path, workspace)
+    proc = _signalled("vault.quick.quick_sync", signame, "sync", env=env)
+    assert (proc.returncode, proc.stderr) == (130, "Error: interrupted\n")
+
+
+def test_an_interrupt_after_the_commit_is_made_changes_nothing(tmp_path: Path,
+                                                               workspace: Path) -> None:
+    """Ctrl-C (or a slow reader's SIGINT) while a sync that had committed printed its report
+    cut the JSON document short and said 'interrupted', exit 130, for a commit that was made."""
+    env = _cli_vault(tmp_path, workspace)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- changed\n")
+    proc = _signalled("vault.cli.emit_json", "SIGINT", "sync", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["commit"] and doc["modified"] == ["agent/MEMORY.md"]
+
+
+def test_an_interrupt_after_a_restore_still_prints_its_undo(tmp_path: Path,
+                                                           workspace: Path) -> None:
+    env = _cli_vault(tmp_path, workspace)
+    (workspace / "MEMORY.md").write_text("# Memory\n\n- changed\n")
+    assert run_cli("sync", "-q", env=env).returncode == 0
+    proc = _signalled("vault.cli._render_plan", "SIGINT", "restore", "--at", "HEAD~1", "--yes",
+                      env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "vault restore --at" in proc.stdout and "prefers tea" in \
+        (workspace / "MEMORY.md").read_text()

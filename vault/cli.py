@@ -96,6 +96,12 @@ def init(config_path: str | None, as_json: bool, github: str | None) -> None:
                    + ", ".join(s.name for s in config.sources))
 
 
+def _work_done() -> None:
+    from vault.entry import work_done
+
+    work_done()
+
+
 def _nothing_at(path: Path) -> bool:
     """Whether the vault path is free: missing, or an empty folder."""
     try:
@@ -139,6 +145,7 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
         if not dry_run:
             _report_unexpected(config, "sync", exc, as_json)
         raise
+    _work_done()  # (an interrupt now would cut the report of a commit that is made)
     for hook in hooks:
         if hook.returncode != 0:
             click.echo(f"Warning: {hook.event} hook failed ({hook.why()}): {hook.said()}",
@@ -469,6 +476,7 @@ def restore(config_path: str | None, as_json: bool, at: str, to: str | None,
         if as_json:  # the document too, with the error: what was planned, how to undo it
             emit_json({**restore_json(exc.result, undo), "error": exc.message})
         raise
+    _work_done()  # (an interrupt now would lose the undo of files already restored)
     undo = _undo_command(config, options, result)
     if as_json:
         emit_json(restore_json(result, undo))

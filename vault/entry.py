@@ -10,6 +10,8 @@ def main() -> None:
     _fill_closed_std_fds()
     try:
         try:
+            # (first: a SIGTERM or SIGHUP during the quick check ended it silently, 143)
+            _note_interrupts()
             if sys.argv[1:2] == ["sync"]:
                 # Most syncs find nothing to do: prove it before loading the CLI and git.
                 from vault.quick import quick_sync
@@ -17,7 +19,6 @@ def main() -> None:
                 code = quick_sync(sys.argv[1:])
                 if code is not None:
                     _end_now(code)
-            _note_interrupts()
             from vault.cli import main as cli_main
         except (KeyboardInterrupt, Exception) as exc:
             if not (isinstance(exc, KeyboardInterrupt) or interrupted()):
@@ -111,7 +112,11 @@ def _note_interrupts() -> None:
     taken the same way when they are at their default: without this they ended a restore part
     way without a word, and the undo command it prints on an interrupt was never said.
     """
-    import signal
+    try:
+        # The C module under `signal`: the wrapper imports enum, ~7 ms of a quick sync's ~60
+        import _signal as signal  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - an interpreter without it
+        import signal
 
     global _handler
 
@@ -128,6 +133,14 @@ def _note_interrupts() -> None:
             signal.signal(other, on_signal)
 
 
+def work_done() -> None:
+    """The command's work is done (a commit made, files restored): what is left is to say so,
+    and an interrupt now would only cut that short (a JSON document half printed, a restore's
+    undo never said, exit 130 for work that was done). From here on interrupts are ignored."""
+    if _handler is not None:
+        _ignore_interrupts()
+
+
 def _ignore_interrupts() -> None:
     """Once the outcome is decided (and said), a Ctrl-C changes nothing: without this, one
     that came while the interpreter shut down killed it with SIGINT, after a sync that had
@@ -135,7 +148,7 @@ def _ignore_interrupts() -> None:
     that has said its outcome may be stopped.)"""
     try:
         # The C module under `signal`: the wrapper imports enum, ~7 ms of a quick sync's ~60
-        import _signal as signal  # type: ignore[import-not-found]
+        import _signal as signal
     except ImportError:  # pragma: no cover - an interpreter without it
         import signal
 
