@@ -494,3 +494,36 @@ def test_doctor_warns_when_head_names_a_branch_that_does_not_exist(
     assert git(vault.path, "symbolic-ref", "HEAD") == "refs/heads/main\n"
     report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
     assert next(c for c in report.checks if c.name == "repository").status == "ok"
+
+
+# --- 6. doctor's report is complete on a damaged vault -----------------------------------------
+
+ALL_CHECKS = ["repository", "databases", "index", "sources", "memory files", "last sync", "lock",
+              "remote", "cron", "disk"]
+
+
+@pytest.mark.parametrize("damage", ["truncated tree", "HEAD missing", "no vault"])
+def test_doctor_lists_every_check_on_a_damaged_vault(config: Config, vault: VaultRepo,
+                                                    workspace: Path, clock: Clock,
+                                                    damage: str) -> None:
+    """The databases and index checks were left out (README: checks that need an intact
+    vault say `not checked`)."""
+    from vault.doctor import doctor
+
+    sync(config, now=clock)
+    if damage == "truncated tree":
+        truncate(vault, git(vault.path, "rev-parse", "main^{tree}").strip(), keep=20)
+        why = "the vault itself is damaged"
+    elif damage == "HEAD missing":
+        (vault.path / "HEAD").unlink()
+        why = "the vault itself is damaged"
+    else:
+        vault.path.rename(vault.path.with_name("elsewhere"))
+        why = "no vault"
+    report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
+    assert [c.name for c in report.checks] == ALL_CHECKS
+    by_name = {c.name: c for c in report.checks}
+    assert by_name["repository"].status == "fail"
+    for name in ("databases", "index", "memory files"):
+        assert (by_name[name].status, by_name[name].detail) == (
+            "warn", f"not checked: {why} (see repository)"), name

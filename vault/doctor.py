@@ -89,6 +89,11 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
             repo_check = Check("repository", FAIL, f"no sync can write to the vault: {problem} "
                                                    f"({repo_check.detail})")
     checks = [repo_check]
+    # What a check that needs an intact vault says on any other (the report stays complete)
+    unchecked = "not checked: " + (
+        "not a vault" if refused is not None
+        else "the vault itself is damaged" if repo is not None or _headless(config.vault.path)
+        else "no vault") + " (see repository)"
     if intact:
         assert repo is not None
         checks.append(check_databases(repo))
@@ -97,6 +102,9 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
             repairs.append(_rebuild_index(config))
             index_check = check_index(config, repo)
         checks.append(index_check)
+    else:
+        checks.append(Check("databases", WARN, unchecked))
+        checks.append(Check("index", WARN, unchecked))
     checks.append(check_sources(config))
     if intact:
         assert repo is not None
@@ -104,18 +112,18 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
         if memory.corrupt and repair:
             memory = _repair_memory_files(config, repo, clock, repairs)
         checks.append(memory.check)
-    elif repo is not None:
+    else:
         # (which files are corrupt is judged against the vault's good versions)
-        checks.append(Check("memory files", WARN, "not checked: " + (
-            "not a vault" if refused else "the vault itself is damaged") + " (see repository)"))
+        checks.append(Check("memory files", WARN, unchecked))
     from vault.schedule import sync_interval
 
     checks.append(check_last_sync(config, repo, clock(),
                                   sync_interval(config, crontab_file, clock())))
     checks.append(check_lock(config))
-    if refused is not None:  # (it may record or forget a tracking ref: not in a project's)
-        checks.append(Check("remote", WARN, "not checked: not a vault (see repository)"))
-    elif repo is not None:
+    if refused is not None or repo is None:
+        # (it may record or forget a tracking ref: not in a project's)
+        checks.append(Check("remote", WARN, unchecked))
+    else:
         checks.append(_guarded("remote", lambda: check_remote(config, repo), intact))
     checks.append(check_cron(config, crontab_file))
     checks.append(check_disk(config))
