@@ -527,3 +527,27 @@ def test_doctor_lists_every_check_on_a_damaged_vault(config: Config, vault: Vaul
     for name in ("databases", "index", "memory files"):
         assert (by_name[name].status, by_name[name].detail) == (
             "warn", f"not checked: {why} (see repository)"), name
+
+
+# --- 8. a vault whose HEAD file is missing is damaged, not "not a vault" -----------------------
+
+def test_a_vault_without_head_is_damaged_not_missing(config: Config, vault: VaultRepo,
+                                                    clock: Clock) -> None:
+    """It was "not a vault (not a git repository)", hint `vault init` (exit 10), and `vault
+    init` then said "exists and is not empty"."""
+    sync(config, now=clock)
+    (vault.path / "HEAD").unlink()
+    line = (f"Error: {vault.path} is a damaged vault (HEAD missing): its objects and refs are "
+            "there, its HEAD file is gone")
+    hint = ("Hint: `vault doctor --repair` re-clones it from its remote (or put HEAD back: "
+            f"printf 'ref: refs/heads/main\\n' > {vault.path / 'HEAD'})")
+    for args in (("init",), ("sync",), ("status",), ("log",), ("show", "agent/MEMORY.md")):
+        proc = cli(config, *args)
+        assert (proc.returncode, proc.stderr.splitlines()) == (1, [line, hint]), (args,
+                                                                                  proc.stderr)
+    assert not (vault.path / "HEAD").exists()  # (untouched)
+    from vault.doctor import doctor
+
+    report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
+    check = next(c for c in report.checks if c.name == "repository")
+    assert check.status == "fail" and "HEAD file is missing" in check.detail

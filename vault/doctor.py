@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vault.config import Config
-from vault.errors import NoVaultError, SourceError, VaultError
+from vault.errors import SourceError, VaultError
 from vault.fsutil import atomic_write
-from vault.repo import NotMadeByVaultError, VaultRepo
+from vault.repo import NotMadeByVaultError, VaultRepo, headless
 from vault.sources import scan_source
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -154,7 +154,7 @@ def open_and_check(config: Config) -> tuple[VaultRepo | None, Check]:
     """The vault (None when it cannot be opened) and the repository check."""
     try:
         repo = VaultRepo.open(config.vault.path, config.vault.branch)
-    except NoVaultError as exc:
+    except VaultError as exc:  # (no vault, a work tree: NoVaultError; no HEAD: RepoError)
         if _headless(config.vault.path):
             return None, Check("repository", FAIL, f"{config.vault.path}: its HEAD file is "
                                                    "missing (its objects and refs are there): "
@@ -164,10 +164,8 @@ def open_and_check(config: Config) -> tuple[VaultRepo | None, Check]:
 
 
 def _headless(path: Path) -> bool:
-    """A vault whose HEAD file is gone: damage (git no longer sees a repository), not a folder
-    that never was a vault."""
-    return (path.is_dir() and not (path / "HEAD").exists() and (path / "objects").is_dir()
-            and (path / "refs").is_dir())
+    """A vault whose HEAD file is gone (repo.headless)."""
+    return headless(path)
 
 
 def _refusal(repo: VaultRepo) -> NotMadeByVaultError | None:

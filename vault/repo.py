@@ -56,6 +56,20 @@ def _read_text(path: Path) -> str:
         return ""
 
 
+def headless(path: Path) -> bool:
+    """A vault whose HEAD file is gone: damage (git no longer sees a repository), not a folder
+    that never was a vault."""
+    return (path.is_dir() and not (path / "HEAD").exists() and (path / "objects").is_dir()
+            and (path / "refs").is_dir())
+
+
+def _headless_error(path: Path, branch: str) -> RepoError:
+    return RepoError(f"{path} is a damaged vault (HEAD missing): its objects and refs are "
+                     "there, its HEAD file is gone",
+                     hint="`vault doctor --repair` re-clones it from its remote (or put HEAD "
+                          f"back: printf 'ref: refs/heads/{branch}\\n' > {path / 'HEAD'})")
+
+
 def _work_tree(path: Path) -> NoVaultError:
     return NoVaultError(f"{path} is a git work tree (it has a .git), not a vault",
                         hint="a vault is a bare repository of its own: set [vault] path to an "
@@ -92,6 +106,8 @@ class VaultRepo:
         try:
             if (path / ".git").exists():
                 raise _work_tree(path)
+            if headless(path):
+                raise _headless_error(path, branch)
             if (path / "HEAD").exists():
                 existing = cls.open(path, branch)
                 existing.check_made_by_vault()
@@ -131,6 +147,8 @@ class VaultRepo:
             raise NoVaultError(f"no vault at {path}", hint="run `vault init` first")
         if (path / ".git").exists():  # a project of the user's: its branch is not ours to move
             raise _work_tree(path)
+        if headless(path):
+            raise _headless_error(path, branch)
         if not ((path / "HEAD").is_file() and (path / "objects").is_dir()):
             raise NoVaultError(f"{path} is not a vault (not a git repository)",
                                hint="run `vault init`, or fix [vault] path")
