@@ -551,3 +551,51 @@ def test_a_vault_without_head_is_damaged_not_missing(config: Config, vault: Vaul
     report = doctor(config, crontab_file=vault.path.parent / "ct", now=lambda: clock.now)
     check = next(c for c in report.checks if c.name == "repository")
     assert check.status == "fail" and "HEAD file is missing" in check.detail
+
+
+# --- minor: the lock's holder, and a garbage line of packed-refs ----------------------------
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_held_by_another_program_names_it_not_a_stale_sync(tmp_path: Path) -> None:
+    """status showed the pid of a stale sync.lock.json (a dead process) as the holder."""
+    import json as json_module
+
+    from vault.errors import BusyError
+    from vault.lock import INFO_NAME, LOCK_NAME, SyncLock, lock_state
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / INFO_NAME).write_text(json_module.dumps(
+        {"pid": dead.pid, "host": "h", "since": 1.0, "command": "sync"}))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / LOCK_NAME)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        state = lock_state(tmp_path)
+        assert state.held and state.command is None and state.since is None
+        assert state.pid in (holder.pid, None)  # (None where /proc/locks cannot tell)
+        if Path("/proc/locks").exists():
+            assert state.pid == holder.pid
+        with pytest.raises(BusyError) as caught:
+            with SyncLock(tmp_path):
+                pass
+        assert str(dead.pid) not in caught.value.message
+    finally:
+        holder.communicate("")
+    assert not lock_state(tmp_path).held
+
+
+def test_a_live_sync_is_still_named_from_its_info_file(tmp_path: Path) -> None:
+    from vault.lock import lock_state, SyncLock
+
+    with SyncLock(tmp_path, command="sync"):
+        state = lock_state(tmp_path)
+    assert (state.held, state.pid, state.command) == (True, os.getpid(), "sync")

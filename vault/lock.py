@@ -12,6 +12,7 @@ from types import TracebackType
 import filelock
 
 from vault.errors import BusyError, RepoError
+from vault.fsutil import pid_alive
 
 LOCK_NAME = "sync.lock"
 INFO_NAME = "sync.lock.json"
@@ -66,32 +67,40 @@ class SyncLock:
 
 
 def lock_state(state_dir: Path, *, probe: bool = True) -> LockState:
-    """Report the lock: held or free; who holds it comes from the info file the holder wrote."""
+    """Report the lock: held or free; who holds it comes from the info file the holder wrote,
+    when that holder is the one the kernel lists (else its pid from /proc/locks, and no more:
+    the info file is a sync's that ended, and another program holds the lock)."""
     info: dict[str, object] = {}
     try:
         info = json.loads((state_dir / INFO_NAME).read_text())
     except (OSError, ValueError):
         pass
+    path = state_dir / LOCK_NAME
+    if probe and not path.exists():
+        return LockState(held=False)
+    holders = _holders(path)
     held = True
     if probe:
-        if not (state_dir / LOCK_NAME).exists():
-            return LockState(held=False)
-        listed = _listed_as_locked(state_dir / LOCK_NAME)
-        held = listed if listed is not None else _try_it(state_dir / LOCK_NAME)
+        held = bool(holders) if holders is not None else _try_it(path)
     if not held:
         return LockState(held=False)
     pid = info.get("pid")
+    pid = pid if isinstance(pid, int) else None
+    if holders and pid not in holders:
+        return LockState(held=True, pid=next(iter(holders)) if len(holders) == 1 else None)
+    if holders is None and pid is not None and not pid_alive(pid):
+        return LockState(held=True)  # (its writer is gone: the holder is unknown)
     since = info.get("since")
-    return LockState(held=True, pid=pid if isinstance(pid, int) else None,
+    return LockState(held=True, pid=pid,
                      host=str(info.get("host")) if info.get("host") else None,
                      since=float(since) if isinstance(since, (int, float)) else None,
                      command=str(info.get("command")) if info.get("command") else None)
 
 
-def _listed_as_locked(path: Path) -> bool | None:
-    """Whether the kernel lists a flock on path (/proc/locks: Linux), looked at without
-    taking the lock: a sync starting in that moment would find it taken and exit busy (QA: 13
-    of 60 syncs beside a status loop). None where /proc/locks cannot tell."""
+def _holders(path: Path) -> set[int] | None:
+    """The pids the kernel lists as holding a flock on path (/proc/locks: Linux), looked at
+    without taking the lock: a sync starting in that moment would find it taken and exit busy
+    (QA: 13 of 60 syncs beside a status loop). None where /proc/locks cannot tell."""
     try:
         st = os.stat(path)
         with open("/proc/locks", encoding="ascii", errors="replace") as handle:
@@ -100,8 +109,9 @@ def _listed_as_locked(path: Path) -> bool | None:
         return None
     # "1: FLOCK  ADVISORY  WRITE 31435 fe:00:2146529 0 EOF" (waiters' lines have "->")
     device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    return any(len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device
-               for fields in map(str.split, table.splitlines()))
+    return {int(fields[4]) for fields in map(str.split, table.splitlines())
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device
+            and fields[4].isdigit()}
 
 
 def _try_it(path: Path) -> bool:
