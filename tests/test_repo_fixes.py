@@ -599,3 +599,23 @@ def test_a_live_sync_is_still_named_from_its_info_file(tmp_path: Path) -> None:
     with SyncLock(tmp_path, command="sync"):
         state = lock_state(tmp_path)
     assert (state.held, state.pid, state.command) == (True, os.getpid(), "sync")
+
+
+def test_doctor_names_a_lock_holder_no_vault_command_recorded(config: Config, vault: VaultRepo,
+                                                              clock: Clock) -> None:
+    from vault.doctor import check_lock
+    from vault.lock import LOCK_NAME
+
+    sync(config, now=clock)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(config.state_dir / LOCK_NAME)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        check = check_lock(config)
+    finally:
+        holder.communicate("")
+    assert "None" not in check.detail
+    if Path("/proc/locks").exists():
+        assert (check.status, check.detail) == ("warn", f"held by pid {holder.pid}, a process "
+                                                "no vault command recorded: no sync can run "
+                                                "while it holds the lock")

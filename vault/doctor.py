@@ -471,6 +471,9 @@ def check_lock(config: Config) -> Check:
     state = lock_state(config.state_dir)
     if not state.held:
         return Check("lock", OK, "free")
+    if state.pid and state.command is None:  # (vault's commands record themselves)
+        return Check("lock", WARN, f"held by pid {state.pid}, a process no vault command "
+                                   "recorded: no sync can run while it holds the lock")
     age = time.time() - state.since if state.since else 0
     who = f"pid {state.pid} ({state.command})" if state.pid else "another process"
     if age > 3600:
