@@ -619,3 +619,22 @@ def test_doctor_names_a_lock_holder_no_vault_command_recorded(config: Config, va
         assert (check.status, check.detail) == ("warn", f"held by pid {holder.pid}, a process "
                                                 "no vault command recorded: no sync can run "
                                                 "while it holds the lock")
+
+
+def test_repair_names_a_dropped_garbage_line_of_packed_refs_whole(config: Config,
+                                                                 vault: VaultRepo,
+                                                                 clock: Clock) -> None:
+    """A line `garbage line` was reported as "dropped: line" (its last word taken for a ref
+    name)."""
+    from vault.doctor import doctor
+
+    sync(config, now=clock)
+    tip = vault.head_id()
+    git(vault.path, "pack-refs", "--all")
+    with open(vault.path / "packed-refs", "a") as handle:
+        handle.write("garbage line\n")
+    report = doctor(config, repair=True, crontab_file=vault.path.parent / "ct",
+                    now=lambda: clock.now)
+    assert report.repairs[0].endswith("; dropped (nothing records them): 'garbage line'"), \
+        report.repairs
+    assert vault.head_id() == tip

@@ -720,7 +720,7 @@ def _rewrite_packed_refs(path: Path) -> str:
             kept.append(f"{tip} {name}")
             recovered.append(f"{name} at {tip[:10]}")
         else:
-            dropped.append(name or repr(line[:40]))
+            dropped.append(name if named else repr(line[:60]))  # (a line naming no ref: whole)
     shutil.copyfile(path / "packed-refs", aside)  # (the original is kept, whatever happens)
     atomic_write(path / "packed-refs", "".join(f"{line}\n" for line in kept).encode(),
                  mode=0o644)
