@@ -638,3 +638,17 @@ def test_repair_names_a_dropped_garbage_line_of_packed_refs_whole(config: Config
     assert report.repairs[0].endswith("; dropped (nothing records them): 'garbage line'"), \
         report.repairs
     assert vault.head_id() == tip
+
+
+def test_resolve_on_a_vault_that_lost_its_branch_names_the_damage(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock) -> None:
+    """Damage found while resolving is no typo: a VaultError (exit 1), never resolve's
+    RepoError, which callers turn into a usage error (exit 2)."""
+    from vault.errors import RepoError, VaultError
+
+    two_syncs(config, workspace, clock)
+    (vault.path / "refs" / "heads" / "main").unlink()
+    for spec in ("HEAD~1", "abcdef0"):
+        with pytest.raises(VaultError, match="branch main is missing") as caught:
+            vault.resolve(spec)
+        assert not isinstance(caught.value, RepoError)

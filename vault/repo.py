@@ -266,7 +266,8 @@ class VaultRepo:
 
     def last_by_vault(self, tip: str | None = None) -> CommitInfo | None:
         """The newest commit vault made on the branch's first-parent line: the last sync's
-        (None when vault made none; a shallow or damaged history, not judged, gives the tip)."""
+        (None when vault made none; a shallow history, not judged, gives the tip; a damaged
+        commit on the way is a RepoError)."""
         tip = tip or self.head_id()
         oid = tip
         while oid is not None:
@@ -463,13 +464,16 @@ class VaultRepo:
                     oid = parents[n - 1]
             return self._read_info(oid)
         except _Unresolved:
-            if self.head_id() is None:  # (as restore says it for a time)
-                raise VaultError("the vault has no commits yet",
-                                 hint="run `vault sync` first") from None
-            raise RepoError(f"no commit {spec!r} in the vault",
-                            hint="`vault log` lists the commits") from None
+            pass
         except RepoError as exc:  # damage on the way (see above)
             raise VaultError(exc.message, hint=exc.hint or _DAMAGED_HINT) from None
+        try:
+            empty = self.head_id() is None
+        except RepoError as exc:  # (a lost branch: damage too)
+            raise VaultError(exc.message, hint=exc.hint) from None
+        if empty:  # (as restore says it for a time)
+            raise VaultError("the vault has no commits yet", hint="run `vault sync` first")
+        raise RepoError(f"no commit {spec!r} in the vault", hint="`vault log` lists the commits")
 
     def _resolve_base(self, name: str) -> str:
         """The commit a revision's base names, in git's order: HEAD (the vault's branch), a
