@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock, git
+from test_repo_damage import two_syncs
 from vault.config import Config
 from vault.repo import VaultRepo
 from vault.sync import sync
-
-
-def two_syncs(config: Config, workspace: Path, clock: Clock) -> str:
-    """Two commits on main; the tip."""
-    sync(config, now=clock)
-    (workspace / "MEMORY.md").write_text("# Memory\n\n- second\n")
-    clock.tick()
-    result = sync(config, now=clock)
-    assert result.commit is not None
-    return result.commit
 
 
 def truncate(vault: VaultRepo, oid: str, keep: int | None = None) -> None:

@@ -5,13 +5,13 @@ one missing source. Real SQLite files (apsw), real vaults, real `vault` processe
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import apsw
 import pytest
 
 from conftest import Clock, run_cli, write_config
+from test_secrets_sync import all_objects
 from vault import secrets as sec
 from vault.config import SecretsSettings, load_config
 from vault.repo import VaultRepo
@@ -26,20 +26,6 @@ INDEXED = f"aws {AWS_ID} gh {GH_TOKEN}"
 _PIECES = [AWS_ID, GH_TOKEN, GH_TOKEN[4:]]
 NEEDLES = [form for p in _PIECES for text in (p, p.lower())
            for form in (text.encode(), text.encode().hex().encode())]
-
-
-def all_objects(repo: Path) -> list[bytes]:
-    """The content of every object in the repository, loose or packed."""
-    out = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch"],
-                         capture_output=True, check=True).stdout
-    objects: list[bytes] = []
-    i = 0
-    while i < len(out):
-        newline = out.index(b"\n", i)
-        size = int(out[i:newline].split()[2])
-        objects.append(out[newline + 1:newline + 1 + size])
-        i = newline + 1 + size + 1
-    return objects
 
 
 def leaked(repo: Path) -> list[bytes]:
