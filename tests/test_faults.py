@@ -367,6 +367,13 @@ elif stage == "after-ref":
     patch(vault.repo.VaultRepo, "_move_branch", after=True)
 elif stage == "restore-before-db-install":
     patch(vault.restore, "install_sqlite", before=True)
+elif stage == "restore-before-db-moved-in":
+    real_replace = os.replace
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(dst) == "memory.db":
+            die()
+        return real_replace(src, dst, *args, **kwargs)
+    os.replace = replace
 elif stage == "mid-cache":
     real_replace = os.replace
     def replace(src, dst, *args, **kwargs):
@@ -1145,6 +1152,45 @@ def test_restore_killed_before_its_database_is_moved_in(small: Setup) -> None:
     undo = small.run("restore", "--at", str(head(small.vault)), "--yes")
     assert undo.returncode == 0, undo.stderr
     assert memories(ws / "memory.db") == old_db
+    fsck(small.vault)
+
+
+def wal_rows_left_by_a_killed_writer(db_path: Path, tag: str) -> None:
+    """Rows committed into db_path's -wal by a writer killed (SIGKILL) before it closed: no
+    checkpoint, so they are only in the -wal."""
+    code = ("import apsw, os, signal, sys\n"
+            "db = apsw.Connection(sys.argv[1])\n"
+            "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+            "for i in range(20):\n"
+            "    db.execute('INSERT INTO memories(content) VALUES(?)', (f'{sys.argv[2]} {i}',))\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(db_path), tag], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert Path(f"{db_path}-wal").stat().st_size > 0
+
+
+def test_restore_killed_before_moving_the_database_in_leaves_the_old_one_whole(
+        small: Setup) -> None:
+    """Before: a restore unlinked the live database's -wal, then moved the rebuilt database
+    in; killed in between, the old main file was left without the transactions its -wal
+    held. They are now checkpointed into it before the -wal goes."""
+    ws = small.sources["agent"]
+    first = head(small.vault)
+    change_small_workspace(ws, "k")
+    wal_rows_left_by_a_killed_writer(ws / "memory.db", "only in the wal")
+    small.sync_ok()
+    assert Path(f"{ws / 'memory.db'}-wal").stat().st_size > 0  # (a sync never checkpoints)
+    proc = subprocess.run([sys.executable, "-c", CRASH_AT, "restore-before-db-moved-in",
+                           "restore", "--at", str(first), "--yes"],
+                          capture_output=True, text=True, env=small.env, cwd=small.root,
+                          timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
+    assert not os.path.lexists(f"{ws / 'memory.db'}-wal")  # gone before the move
+    rows = memories(ws / "memory.db")  # (checks integrity)
+    contents = [row[1] for row in rows]
+    assert "memory k" in contents
+    assert [c for c in contents if c.startswith("only in the wal")] == \
+        [f"only in the wal {i}" for i in range(20)]
     fsck(small.vault)
 
 

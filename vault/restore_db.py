@@ -204,6 +204,9 @@ def install_sqlite(built: Path, target: Path, durable: bool, mode: int,
     try:
         # A leftover WAL would be replayed over the restored database: it goes first. (The
         # state it held is in the vault: the safety sync took it through the backup API.)
+        # Its rows go into the old file before it goes, so that a restore killed between
+        # the two leaves the old database whole, not without its last transactions.
+        settle_journal(target)
         if writer is None:
             _remove_companions(target)
             os.chmod(built / "db", mode)  # built private (0o600)
@@ -217,6 +220,42 @@ def install_sqlite(built: Path, target: Path, durable: bool, mode: int,
             fsync_dir(target.parent)
     finally:
         _discard(built)
+
+
+def settle_journal(target: Path) -> None:
+    """Bring target's -wal (checkpointed) or hot -journal (rolled back) into its main file, so
+    that the main file alone is the whole database before the companions are removed. Best
+    effort: a database SQLite cannot open (damaged, not a database, a folder that refuses
+    writes) is replaced with its companions dropped as before; the vault holds its state."""
+    if not any(_has_data(Path(f"{target}{suffix}")) for suffix in ("-wal", "-journal")):
+        return
+    import apsw
+
+    from vault.sqlite_dump import file_uri, is_sqlite_file
+
+    if not is_sqlite_file(target):
+        return
+    try:
+        db = apsw.Connection(file_uri(target), flags=apsw.SQLITE_OPEN_READWRITE
+                             | apsw.SQLITE_OPEN_URI)
+    except apsw.Error:
+        return
+    try:
+        db.set_busy_timeout(1000)
+        # (reading the schema rolls a hot journal back; the checkpoint is a no-op without WAL)
+        db.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except apsw.Error:
+        pass
+    finally:
+        db.close()
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _discard(tmp: Path) -> None:
