@@ -281,8 +281,12 @@ def test_init_refuses_a_projects_bare_repository_on_another_branch(
         f"whose ref {name} was not made by vault; refusing to use it as the vault",
         "Hint: set [vault] path to an empty or new folder"]), proc.stderr
     assert snapshot(config.vault.path) == before  # nothing written
-    proc = cli(config, "sync")
-    assert proc.returncode == 1 and "was not made by vault" in proc.stderr
+    for args in (["sync", "--dry-run"], ["sync"]):
+        proc = cli(config, *args)
+        assert proc.returncode == 1 and "was not made by vault" in proc.stderr
+        # (before: the sync wrote its blobs and its state folder first, and the first
+        # commit's guard refused it after)
+        assert snapshot(config.vault.path) == before
     assert git(config.vault.path, "for-each-ref", "--format=%(refname)").split() == [name]
     assert not (config.vault.path / "refs" / "heads" / "main").exists()
     assert git(origin, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/master"]

@@ -191,9 +191,8 @@ def check_before_state(config: Config, repo: VaultRepo) -> None:
     """Before the sync lock makes the state folder (a vault's first sync): RepoError for a
     repository vault did not make, refused before the lock writes its files into it."""
     if not config.state_dir.exists():
-        head = repo.head_id()
-        if head is not None:
-            repo.check_made_by_vault(head)
+        # (an empty branch too: a project's bare clone on another branch is refused)
+        repo.check_made_by_vault(repo.head_id())
 
 
 def _rollback_failures(config: Config, result: SyncResult,
@@ -300,9 +299,10 @@ def _sync(config: Config, repo: VaultRepo, options: SyncOptions,
     trusted = head is not None and cache.commit == head
     if head is not None and trusted:
         repo.check_tip(head)  # (one stat: a vault whose tip commit is gone is damaged)
-    if head is not None and not trusted:
+    if not trusted:
         # (the cache names the tip after every sync: a tip it does not name may be another's;
-        # a dry run refuses it too, as the real sync would)
+        # a dry run refuses it too, as the real sync would; with no tip, a repository holding
+        # another project's refs)
         repo.check_made_by_vault(head)  # before any object is written into a project's repo
     head_files: FileMap = ({p: (c[1], c[2]) for p, c in cache.files.items()} if trusted
                            else repo.files(head))
