@@ -616,6 +616,29 @@ def test_doctor_names_a_lock_holder_no_vault_command_recorded(config: Config, va
                                                 "while it holds the lock")
 
 
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs the kernel's lock table")
+def test_status_and_sync_name_a_lock_holder_no_vault_command_recorded(
+        config: Config, vault: VaultRepo, workspace: Path, clock: Clock) -> None:
+    """Before: status said "Lock: held by pid 12 (None)" and a sync "holds the lock (pid 12
+    on None, None)"."""
+    from vault.lock import LOCK_NAME
+
+    sync(config, now=clock)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(config.state_dir / LOCK_NAME)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        status = cli(config, "status")
+        (workspace / "MEMORY.md").write_text("# Memory\n\n- changed\n")
+        busy = cli(config, "sync")
+    finally:
+        holder.communicate("")
+    who = f"pid {holder.pid}, a process no vault command recorded"
+    assert f"Lock:      held by {who}\n" in status.stdout, status.stdout
+    assert (busy.returncode, busy.stderr.splitlines()[0]) == (
+        11, f"Error: another vault process holds the lock ({who})"), busy.stderr
+
+
 def test_repair_names_a_dropped_garbage_line_of_packed_refs_whole(config: Config,
                                                                  vault: VaultRepo,
                                                                  clock: Clock) -> None:

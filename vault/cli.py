@@ -360,7 +360,7 @@ def status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"Remote:    {st.remote} ({st.unpushed} commit(s) not pushed yet)"
                    if st.unpushed else f"Remote:    {st.remote} (up to date)")
     if st.lock.held:
-        who = f" by pid {st.lock.pid} ({st.lock.command})" if st.lock.pid else ""
+        who = f" by {st.lock.who()}" if st.lock.pid else ""
         click.echo(f"Lock:      held{who}")
     else:
         click.echo("Lock:      free")

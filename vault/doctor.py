@@ -472,10 +472,10 @@ def check_lock(config: Config) -> Check:
     if not state.held:
         return Check("lock", OK, "free")
     if state.pid and state.command is None:  # (vault's commands record themselves)
-        return Check("lock", WARN, f"held by pid {state.pid}, a process no vault command "
-                                   "recorded: no sync can run while it holds the lock")
+        return Check("lock", WARN, f"held by {state.who()}: no sync can run while it holds "
+                                   "the lock")
     age = time.time() - state.since if state.since else 0
-    who = f"pid {state.pid} ({state.command})" if state.pid else "another process"
+    who = state.who()
     if age > 3600:
         return Check("lock", WARN, f"held by {who} for {int(age // 60)} min: a hung sync?")
     return Check("lock", OK, f"held by {who} (a sync is running)")

@@ -28,6 +28,17 @@ class LockState:
     since: float | None = None
     command: str | None = None
 
+    def who(self) -> str:
+        """Who holds it, in words: "pid 12 on host, sync", or for a holder no vault command
+        recorded (known from the kernel's lock table only) "pid 12, a process no vault
+        command recorded"; "another process" when not even its pid is known."""
+        if not self.pid:
+            return "another process"
+        if self.command is None:
+            return f"pid {self.pid}, a process no vault command recorded"
+        where = f" on {self.host}" if self.host else ""
+        return f"pid {self.pid}{where}, {self.command}"
+
 
 class SyncLock:
     """Hold the vault's sync lock for a with-block; BusyError if another process has it."""
@@ -46,7 +57,7 @@ class SyncLock:
             self._lock.acquire(timeout=self.wait)
         except filelock.Timeout:  # (a TimeoutError, so an OSError: it must come first)
             state = lock_state(self.state_dir, probe=False)
-            who = f" (pid {state.pid} on {state.host}, {state.command})" if state.pid else ""
+            who = f" ({state.who()})" if state.pid else ""
             raise BusyError(f"another vault process holds the lock{who}",
                             hint="it ends by itself; a lock never outlives its process") from None
         except OSError as exc:  # read-only or full filesystem, permissions
