@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -284,3 +285,31 @@ def test_cli_init_github_over_a_work_tree_creates_nothing_on_github(
     assert proc.returncode == 10, proc.stderr
     assert "work tree" in proc.stderr.splitlines()[0]
     assert FakeGitHub.requests == [] and FakeGitHub.repos == {}
+
+
+@pytest.mark.parametrize("where", ["under a file", "new folders"])
+def test_cli_init_github_to_a_path_that_cannot_be_made_creates_nothing_on_github(
+        api: str, tmp_path: Path, workspace: Path, where: str) -> None:
+    """Before: a missing vault path counted as free, so the GitHub repository was created,
+    then making the vault failed (a file on the way): a private repository left behind. And
+    when GitHub fails, the folders made for the vault go again."""
+    from conftest import write_config
+
+    (tmp_path / "afile").write_text("x")
+    vault_path = tmp_path / ("afile/sub/vault" if where == "under a file" else "new/sub/vault")
+    config = write_config(tmp_path / "v.toml", {"agent": workspace}, vault_path=vault_path)
+    if where == "under a file":
+        proc = run_cli("init", "--github", "sam", "--config", str(config))
+        assert (proc.returncode, proc.stderr.splitlines()[0]) == (
+            1, f"Error: cannot create the vault at {vault_path}: Not a directory"), proc.stderr
+        assert FakeGitHub.requests == [] and FakeGitHub.repos == {}
+    else:
+        proc = run_cli("init", "--github", "sam", "--config", str(config),
+                       env={"GITHUB_TOKEN": "nope"})
+        assert proc.returncode == 1 and "rejected the token" in proc.stderr, proc.stderr
+        assert not (tmp_path / "new").exists()  # (the folders made for it are gone)
+        proc = run_cli("init", "--github", "sam", "--config", str(config))
+        assert proc.returncode == 0, proc.stderr
+        assert "sam/memory-vault" in FakeGitHub.repos
+        assert (vault_path / "HEAD").is_file()
+        assert stat.S_IMODE(vault_path.stat().st_mode) == 0o700

@@ -66,14 +66,22 @@ def init(config_path: str | None, as_json: bool, github: str | None) -> None:
     made: tuple[VaultRepo, bool] | None = None
     if github:
         from vault.github import ensure_private_repo, parse_spec
+        from vault.repo import remove_folders
 
         parse_spec(github)  # (a bad NAME is a usage error before anything is made)
+        room: list[Path] = []
         if not _nothing_at(config.vault.path):
             # Something is there (a vault, a project's work tree, a file): init takes it or
             # refuses it, creating nothing, before a repository is made on GitHub for it.
             made = VaultRepo.init(config.vault.path, config.vault.branch)
+        else:  # (a path that cannot be made is refused before GitHub is asked)
+            room = VaultRepo.make_folder(config.vault.path)
         # (a new vault is made after GitHub answered: a failed call leaves nothing behind)
-        hosted = ensure_private_repo(github, config.vault.token_env)
+        try:
+            hosted = ensure_private_repo(github, config.vault.token_env)
+        except BaseException:
+            remove_folders(room)
+            raise
     repo, created = made or VaultRepo.init(config.vault.path, config.vault.branch)
     if hosted is not None:
         from vault.remote import set_remote

@@ -56,6 +56,15 @@ def _read_text(path: Path) -> str:
         return ""
 
 
+def remove_folders(made: list[Path]) -> None:
+    """Remove the folders make_folder made (innermost first) that are still empty."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def headless(path: Path) -> bool:
     """A vault whose HEAD file is gone: damage (git no longer sees a repository), not a folder
     that never was a vault."""
@@ -139,6 +148,29 @@ class VaultRepo:
         made = cls(path, branch)
         made.set_up()
         return made, True
+
+    @staticmethod
+    def make_folder(path: Path) -> list[Path]:
+        """Create path, a new vault's folder, and the folders missing above it (private to
+        the user); return the folders made, outermost first, for remove_folders. RepoError
+        when it cannot be made, as init says it."""
+        missing = []
+        at = path
+        while not os.path.lexists(at) and at != at.parent:
+            missing.append(at)
+            at = at.parent
+        made: list[Path] = []
+        old_umask = os.umask(0o077)
+        try:
+            for folder in reversed(missing):
+                folder.mkdir(mode=0o700)
+                made.append(folder)
+        except OSError as exc:
+            remove_folders(made)
+            raise RepoError(f"cannot create the vault at {path}: {one_line_reason(exc)}") from None
+        finally:
+            os.umask(old_umask)
+        return made
 
     @classmethod
     def open(cls, path: Path, branch: str) -> VaultRepo:
