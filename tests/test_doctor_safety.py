@@ -190,25 +190,34 @@ def test_after_a_reclone_the_vault_knows_what_the_remote_has(tmp_path: Path, wor
     assert again.push is not None and again.push.pushed and again.push.unpushed == 0
 
 
-def test_missing_head_is_damage_that_repair_reclones(tmp_path: Path, workspace: Path,
-                                                    clock: Clock) -> None:
+def test_missing_head_is_damage_that_repair_writes_back(tmp_path: Path, workspace: Path,
+                                                       clock: Clock) -> None:
+    """Before: repair re-cloned the vault from its remote, so a commit not pushed yet was
+    only in the copy kept aside. HEAD alone is written back now; nothing is lost."""
     config, _remote, pushed = with_remote(tmp_path, workspace, clock)
+    local = VaultRepo.open(config.vault.path, "main").head_id()
+    assert local != pushed  # (one commit only local)
     (config.vault.path / "HEAD").unlink()
     report = doctor(config, now=lambda: clock.now)
     repo_check = next(c for c in report.checks if c.name == "repository")
     assert repo_check.status == "fail" and "HEAD" in repo_check.detail
     repaired = doctor(config, repair=True, now=lambda: clock.now)
-    assert repaired.repairs[0].startswith("re-cloned the vault from")
-    assert "1 commit(s) were only local" in repaired.repairs[0]
+    assert repaired.repairs[0] == "wrote the missing HEAD as `ref: refs/heads/main`"
+    assert not any("re-clone" in r for r in repaired.repairs)
     assert next(c for c in repaired.checks if c.name == "repository").status == "ok"
-    assert VaultRepo.open(config.vault.path, "main").head_id() == pushed
+    assert (config.vault.path / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert subprocess.run(["git", "-C", str(config.vault.path), "rev-parse", "main"],
+                          capture_output=True, text=True).stdout.strip() == local
+    assert not list(tmp_path.rglob("*.damaged-*"))
+    fsck = subprocess.run(["git", "-C", str(config.vault.path), "fsck", "--strict"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
 
 
-def test_missing_head_without_a_remote_says_why_it_is_not_repaired(
+def test_missing_head_without_a_remote_is_written_back_too(
         config: Config, vault: VaultRepo, clock: Clock) -> None:
-    sync(config, now=clock)
+    result = sync(config, now=clock)
     (vault.path / "HEAD").unlink()
     report = doctor(config, repair=True, now=lambda: clock.now)
-    assert report.repairs and report.repairs[0].startswith("cannot repair the repository")
-    assert "no remote" in report.repairs[0] and "HEAD" in report.repairs[0]
-    assert not (vault.path / "HEAD").exists()  # untouched
+    assert report.repairs == ("wrote the missing HEAD as `ref: refs/heads/main`",)
+    assert VaultRepo.open(vault.path, "main").head_id() == result.commit

@@ -534,8 +534,8 @@ def test_a_vault_without_head_is_damaged_not_missing(config: Config, vault: Vaul
     (vault.path / "HEAD").unlink()
     line = (f"Error: {vault.path} is a damaged vault (HEAD missing): its objects and refs are "
             "there, its HEAD file is gone")
-    hint = ("Hint: `vault doctor --repair` re-clones it from its remote (or put HEAD back: "
-            f"printf 'ref: refs/heads/main\\n' > {vault.path / 'HEAD'})")
+    hint = ("Hint: `vault doctor --repair` writes it back (or by hand: printf "
+            f"'ref: refs/heads/main\\n' > {vault.path / 'HEAD'})")
     for args in (("init",), ("sync",), ("status",), ("log",), ("show", "agent/MEMORY.md")):
         proc = cli(config, *args)
         assert (proc.returncode, proc.stderr.splitlines()) == (1, [line, hint]), (args,

@@ -66,6 +66,10 @@ def doctor(config: Config, *, repair: bool = False, drill: bool = False,
     clock = now or (lambda: datetime.now(timezone.utc))
     repairs: list[str] = []
     repo, repo_check = open_and_check(config)
+    if repo_check.status == FAIL and repair and repo is None and _headless(config.vault.path):
+        # (its HEAD file alone is gone: written back in place, nothing re-cloned or lost)
+        repairs.append(_write_missing_head(config))
+        repo, repo_check = open_and_check(config)
     # (a project's repository is not damage: never re-cloned, drilled or judged as a vault)
     refused = _refusal(repo) if repo is not None and repo_check.status == FAIL else None
     if repo_check.status == FAIL and repair and refused is None and repo is not None \
@@ -672,6 +676,18 @@ def _repair_refs(config: Config, repo: VaultRepo) -> list[str]:
             if known is not None:
                 done.append(_put_branch_back(repo, *known))
     return done
+
+
+def _write_missing_head(config: Config) -> str:
+    """Write a headless vault's HEAD as `ref: refs/heads/<branch>`, under the sync lock."""
+    from vault.lock import SyncLock
+
+    path, ref = config.vault.path, f"refs/heads/{config.vault.branch}"
+    with SyncLock(config.state_dir, command="doctor --repair"):
+        if not _headless(path):
+            return "HEAD was put back meanwhile (by another process)"
+        atomic_write(path / "HEAD", f"ref: {ref}\n".encode(), mode=0o644)
+    return f"wrote the missing HEAD as `ref: {ref}`"
 
 
 def _put_branch_back(repo: VaultRepo, tip: str, record: str) -> str:

@@ -75,8 +75,8 @@ def headless(path: Path) -> bool:
 def _headless_error(path: Path, branch: str) -> RepoError:
     return RepoError(f"{path} is a damaged vault (HEAD missing): its objects and refs are "
                      "there, its HEAD file is gone",
-                     hint="`vault doctor --repair` re-clones it from its remote (or put HEAD "
-                          f"back: printf 'ref: refs/heads/{branch}\\n' > {path / 'HEAD'})")
+                     hint="`vault doctor --repair` writes it back (or by hand: printf "
+                          f"'ref: refs/heads/{branch}\\n' > {path / 'HEAD'})")
 
 
 def _work_tree(path: Path) -> NoVaultError:
