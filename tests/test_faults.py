@@ -570,6 +570,48 @@ def test_sigint_after_the_outcome_changes_nothing(small: Setup, changed: bool) -
     assert (head(small.vault) != before) == changed
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupt_during_the_push_keeps_the_report_of_the_commit(
+        tmp_path: Path, signum: int) -> None:
+    """Before: SIGTERM or Ctrl-C while the push ran (a slow remote: up to minutes) ended a sync
+    whose commit was made with `Error: interrupted`, exit 130: the commit never reported,
+    post_sync not run. Now the push is what stops: the report is whole, the commit stays local
+    and the next sync pushes it."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", BRANCH, str(remote)], check=True)
+    setup = Setup(tmp_path, {"agent": small_workspace(tmp_path)}, extra=f'remote = "{remote}"')
+    setup.first_sync()
+    started, release = tmp_path / "push-started", tmp_path / "push-release"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {started}\ni=0\nwhile [ ! -e {release} ] && "
+                    "[ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\ncat >/dev/null\n")
+    hook.chmod(0o755)
+    (setup.sources["agent"] / "MEMORY.md").write_text("# Memory\n\n- pushed slowly\n")
+    proc = subprocess.Popen(setup.argv("sync", "--json"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=setup.env, cwd=setup.root,
+                            preexec_fn=ctrl_c_default)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert started.exists(), proc.communicate()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        release.touch()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["commit"] == head(setup.vault) and doc["modified"] == ["agent/MEMORY.md"]
+    assert doc["push"]["pushed"] is False
+    assert "interrupted" in doc["push"]["message"] and doc["push"]["unpushed"] == 1
+    hook.unlink()
+    again = setup.sync_ok()
+    assert again["commit"] is None
+    assert git(remote, "rev-parse", BRANCH).strip() == head(setup.vault)
+
+
 # --------------------------------------------------------------------------------------------
 # Concurrency: ten syncs at once
 # --------------------------------------------------------------------------------------------

@@ -178,7 +178,12 @@ def sync(config: Config, options: SyncOptions = SyncOptions(),
                                         settings=config.snapshot))
             result = replace(result, rollbacks=rollbacks,
                              failures=result.failures + _rollback_failures(config, result, failed))
-        result = _push(config, repo, result)
+        try:
+            result = _push(config, repo, result)
+        except KeyboardInterrupt:  # (Ctrl-C, SIGTERM, SIGHUP: a push can take minutes)
+            if result.commit is None:
+                raise  # (nothing done this time: an interrupted sync)
+            result = replace(result, push=_interrupted_push(config, repo))
         if result.ok:
             mark_run(config.state_dir / LAST_RUN_NAME, result.timestamp)
         from vault.quick import write_plan
@@ -213,6 +218,15 @@ def _push(config: Config, repo: VaultRepo, result: SyncResult) -> SyncResult:
     if remote_url(config) is None or nothing_to_push(config, repo):
         return result
     return replace(result, push=push(config, repo, result.timestamp))
+
+
+def _interrupted_push(config: Config, repo: VaultRepo) -> PushResult:
+    """A push stopped by an interrupt once the commit is made: the sync is done and says so
+    (its report whole, its hooks run); the commit stays local until the next sync pushes it."""
+    from vault.remote import PushResult, unpushed
+
+    return PushResult(pushed=False, unpushed=unpushed(config, repo),
+                      message="interrupted before the push finished")
 
 
 def mark_run(stamp: Path, when: datetime) -> None:
