@@ -297,3 +297,28 @@ def test_an_interrupt_after_a_restore_still_prints_its_undo(tmp_path: Path,
     assert proc.returncode == 0, proc.stderr
     assert "vault restore --at" in proc.stdout and "prefers tea" in \
         (workspace / "MEMORY.md").read_text()
+
+
+def test_index_recall_and_show_sql_in_folders_that_are_not_utf8(tmp_path: Path,
+                                                                workspace: Path) -> None:
+    """The index (in the vault's state folder) and show --sql's temp database (under TMPDIR)
+    were opened by a str path, which SQLite cannot take when it is not UTF-8: both crashed."""
+    folder = os.fsencode(tmp_path) + b"/vaults\xff"
+    tmp = os.fsencode(tmp_path) + b"/tmp\xe9"
+    os.mkdir(folder)
+    os.mkdir(tmp)
+    config = tmp_path / "vault.toml"
+    config.write_text('[vault]\npath = "$VP"\n\n[index]\nmodel = "hash:64"\n\n'
+                      f'[[sources]]\nname = "agent"\npath = "{workspace}"\n')
+    env = {"VAULT_CONFIG": str(config), "VP": os.fsdecode(folder + b"/memory-vault"),
+           "TMPDIR": os.fsdecode(tmp)}
+    outputs = []
+    for args in (["init"], ["sync"], ["index", "--json"], ["recall", "tea", "--json"],
+                 ["show", "agent/memory.db", "--sql", "SELECT count(*) AS n FROM memories"]):
+        proc = subprocess.run([sys.executable, "-m", "vault", *args], capture_output=True,
+                              env={**os.environ, **env}, check=False, timeout=120)
+        assert proc.returncode == 0, (args, proc.stderr)
+        outputs.append(proc.stdout)
+    assert json.loads(outputs[3])["hits"]
+    assert outputs[4] == b"n\n5\n"
+    assert os.path.exists(folder + b"/memory-vault/vault/index.db")

@@ -271,7 +271,10 @@ class IndexStore:
                 # back on its first read (SQLite's own recovery, which takes the locks that
                 # keep other connections safe), and then the file reads as asked.
                 self.conn.close()
-                fixer = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+                from vault.sqlite_dump import file_uri
+
+                fixer = apsw.Connection(file_uri(path), flags=apsw.SQLITE_OPEN_READWRITE
+                                        | apsw.SQLITE_OPEN_URI)
                 try:
                     fixer.set_busy_timeout(30_000)
                     fixer.execute("PRAGMA user_version").fetchall()
@@ -302,7 +305,9 @@ class IndexStore:
         """Open the connection; the file's schema version (its first read)."""
         import apsw
 
-        self.conn = apsw.Connection(str(self.path), flags=flags)
+        from vault.sqlite_dump import file_uri
+
+        self.conn = apsw.Connection(file_uri(self.path), flags=flags | apsw.SQLITE_OPEN_URI)
         self.conn.set_busy_timeout(30_000)
         self.conn.execute("PRAGMA foreign_keys=OFF")
         return self._pragma("user_version")
@@ -956,8 +961,11 @@ def _refuse_to_replace(config: Config) -> None:
     if head.startswith(SQLITE_HEADER) and len(head) == 100:
         if int.from_bytes(head[68:72], "big") == APPLICATION_ID:
             return
+        from vault.sqlite_dump import file_uri
+
         try:  # (an empty database may become the index, as when opened for writing)
-            conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+            conn = apsw.Connection(file_uri(path), flags=apsw.SQLITE_OPEN_READONLY
+                                   | apsw.SQLITE_OPEN_URI)
             try:
                 row = conn.execute("PRAGMA user_version").fetchone()
                 empty = _blank(conn, int(row[0]) if row else 0)

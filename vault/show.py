@@ -149,14 +149,15 @@ def query_dump(data: bytes, sql: str) -> QueryResult:
     """
     import apsw
 
-    from vault.sqlite_dump import StandIns, deny_attach, is_dump, load_dump
+    from vault.sqlite_dump import StandIns, deny_attach, file_uri, is_dump, load_dump
 
     if not is_dump(data):
         raise UsageError("--sql needs a SQLite database; this file is not one")
     with tempfile.TemporaryDirectory(prefix="vault-show-") as tmp:
         db_path = Path(tmp) / "asof.db"
         load_dump(data, db_path)
-        conn = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY)
+        conn = apsw.Connection(file_uri(db_path), flags=apsw.SQLITE_OPEN_READONLY
+                               | apsw.SQLITE_OPEN_URI)
         try:
             StandIns(conn)  # the same stand-ins the rebuild used, for the query
             # A read-only open still lets ATTACH create files and VACUUM INTO write one (it
