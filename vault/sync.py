@@ -636,12 +636,17 @@ def _unless_database_lost(repo: VaultRepo, current: tuple[str, int] | None,
     """A file the vault holds as a database that now reads as binary, not SQLite: its header
     is damaged, or it was cut short inside its header. Corrupt (kept at its last good version,
     [health] auto_rollback applies), not a new plain file to store as raw pages or as the
-    bytes left. (An empty file is not: SQLite takes it for a new empty database, which is what
+    bytes left. Zeros where its header was (the whole file, or its first page, zeroed by a
+    crash) are damage too, journal or not: no file put in a database's place begins with 100
+    NUL bytes. (An empty file is not: SQLite takes it for a new empty database, which is what
     an app leaves that deleted its database and opened it again.)"""
     data = snap.data
     if data is None or current is None:
         return snap
-    if len(data) < len(SQLITE_HEADER):
+    if data and data.count(0, 0, 100) == min(len(data), 100):
+        # (counted, not stripped: no copy of a large file)
+        why = "it is all zeros" if data.count(0) == len(data) else "its first page is zeroed"
+    elif len(data) < len(SQLITE_HEADER):
         if not data or data != SQLITE_HEADER[:len(data)]:
             return snap  # (a short file, as most are)
         why = f"cut to {len(data)} bytes"
