@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -251,27 +252,104 @@ def _nearest(path: Path, root: Path) -> Path:
 
 
 def check_databases(repo: VaultRepo) -> Check:
-    """Every SQLite dump at the branch tip rebuilds into a database that passes integrity_check."""
+    """Every SQLite dump at the branch tip rebuilds into a database that passes integrity_check
+    (rebuilt in the temp folder one at a time; a temp folder too small for one is a warning,
+    not a bad dump)."""
+    import apsw
+
     from vault.sqlite_dump import is_dump, load_dump
 
     head = repo.head_id()
     if head is None:
         return Check("databases", OK, "no commits yet")
     bad: list[str] = []
+    unchecked: list[tuple[str, str]] = []  # (vault path, what is wrong with the temp folder)
     count = 0
-    with tempfile.TemporaryDirectory(prefix="vault-doctor-") as tmp:
+    scratch = Path(tempfile.gettempdir())
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="vault-doctor-")
+    except OSError as exc:
+        return Check("databases", WARN, f"cannot check: cannot make a folder in {scratch}: "
+                                        f"{exc.strerror or exc} {_SCRATCH_HINT}")
+    with folder as tmp:
         for path, (oid, _mode) in sorted(repo.files(head).items()):
             data = repo.read_blob(oid)
             if not is_dump(data):
                 continue
             count += 1
+            built = Path(tmp) / f"{count}.db"
             try:
-                load_dump(data, Path(tmp) / f"{count}.db")
-            except VaultError as exc:
-                bad.append(f"{path}: {exc.message}")
+                load_dump(data, built, durable=False)  # (scratch: no fsync)
+            except (VaultError, apsw.Error, OSError) as exc:
+                trouble = _scratch_trouble(exc, scratch, len(data), io_errors=True)
+                if trouble is not None:
+                    unchecked.append((path, trouble))
+                elif isinstance(exc, VaultError):
+                    bad.append(f"{path}: {exc.message}")
+                else:
+                    raise
+            finally:
+                # (each goes once checked: the temp folder never holds more than one)
+                built.unlink(missing_ok=True)
+    skipped = ""
+    if unchecked:
+        skipped = (f"{len(unchecked)} of {count} not checked: {unchecked[0][1]} to rebuild "
+                   f"{unchecked[0][0]}")
     if bad:
-        return Check("databases", FAIL, f"{len(bad)} of {count} do not rebuild: {bad[0]}")
+        return Check("databases", FAIL, f"{len(bad)} of {count} do not rebuild: {bad[0]}"
+                                        + (f" ({skipped})" if skipped else ""))
+    if unchecked:
+        good = count - len(unchecked)
+        return Check("databases", WARN, f"cannot check: {skipped}; {good} rebuild and pass "
+                                        f"integrity_check {_SCRATCH_HINT}")
     return Check("databases", OK, f"{count} SQLite database(s) rebuild and pass integrity_check")
+
+
+_SCRATCH_HINT = "(not the vault's fault: set TMPDIR to a folder with more room)"
+
+
+def _scratch_trouble(exc: BaseException, scratch: Path, needs: int, *,
+                    io_errors: bool = False) -> str | None:
+    """What is wrong with the temp folder, when exc (or what it was raised from) says it is
+    full, over quota, or (io_errors, where nothing but the temp folder is written) failing;
+    None when the work itself failed. "database or disk is full" (SQLite's, or the words of
+    an error a helper process sent back as text) counts only when the folder is short of
+    room for needs bytes: a dump can also fill a database by setting its max_page_count, and
+    that is a bad dump."""
+    import apsw
+
+    full = False
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError):
+            if link.errno == errno.ENOSPC:
+                return f"no space in {scratch}"
+            if link.errno == errno.EDQUOT:
+                return f"the disk quota is used up in {scratch}"
+            if io_errors and link.errno in (errno.EIO, errno.EROFS):
+                return f"{scratch} cannot be written ({link.strerror})"
+        elif isinstance(link, apsw.FullError):
+            full = True
+        elif io_errors and isinstance(link, apsw.IOError):
+            return f"{scratch} cannot be written ({link})"
+        else:
+            text = link.message if isinstance(link, VaultError) else str(link)
+            full = full or any(words in text for words in _FULL_WORDS)
+        link = link.__cause__ or link.__context__
+    if not full:
+        return None
+    try:
+        free = shutil.disk_usage(scratch).free
+    except OSError:
+        free = 0
+    if free >= 4 * needs + 1024**2:  # (room to spare: a database may outgrow its dump)
+        return None
+    return f"no space in {scratch}"
+
+
+_FULL_WORDS = ("database or disk is full", os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 
 
 def check_index(config: Config, repo: VaultRepo) -> Check:
@@ -592,12 +670,23 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
         return Drill("", 0, 0, 0.0, ("nothing to drill: no commits yet",))
     problems: list[str] = []
     files = databases = 0
-    with tempfile.TemporaryDirectory(prefix="vault-drill-") as tmp:
+    scratch = Path(tempfile.gettempdir())
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="vault-drill-")
+    except OSError as exc:
+        return Drill(head, 0, 0, time.perf_counter() - start, (
+            f"cannot drill: cannot make a folder in {scratch}: {exc.strerror or exc} "
+            f"{_SCRATCH_HINT}",))
+    with folder as tmp:
         out = Path(tmp) / "restored"
         try:
             restore(config, RestoreOptions(at=head, to=out))
             tree = sorted(repo.files(head).items())
         except VaultError as exc:  # a damaged vault: the drill fails and says why
+            trouble = _scratch_trouble(exc, scratch, _tree_size(repo, head))
+            if trouble is not None:  # (the vault is not to blame: it was never read whole)
+                return Drill(head, 0, 0, time.perf_counter() - start, (
+                    f"cannot drill: {trouble} for the restored copy {_SCRATCH_HINT}",))
             return Drill(head, 0, 0, time.perf_counter() - start,
                          (f"the restore failed: {exc.message}",))
         for path, (oid, _mode) in tree:
@@ -622,6 +711,14 @@ def run_drill(config: Config, repo: VaultRepo) -> Drill:
     if trouble:
         problems.append(f"index sample: {trouble}")
     return Drill(head, files, databases, time.perf_counter() - start, tuple(problems), chunks)
+
+
+def _tree_size(repo: VaultRepo, head: str) -> int:
+    """The bytes of every file at head (what a restore of it writes, databases as dumps)."""
+    try:
+        return sum(len(repo.read_blob(oid)) for oid, _mode in repo.files(head).values())
+    except VaultError:
+        return 0
 
 
 def _read_restored(root: Path, path: str) -> bytes:
