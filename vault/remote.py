@@ -234,7 +234,8 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
                 repo.move_branch(local, remote, "vault: fast-forward to the remote")
                 return PushResult(True, 0, replayed, UP_TO_DATE)
             if base != remote:  # both moved
-                refusal = _cannot_replay(config, repo.hosts_since(base, remote))
+                refusal = (_cannot_replay(config, repo.hosts_since(base, remote))
+                           or _cannot_take_only_host(config, repo, base, local))
                 if refusal:
                     return PushResult(False, repo.count_ahead(tracking), replayed, refusal,
                                       refused=True)
@@ -273,3 +274,18 @@ def _cannot_replay(config: Config, theirs: list[str | None]) -> str:
                 "this machine's vault made anew (set a new [vault] host)")
     return ""
 
+
+def _cannot_take_only_host(config: Config, repo: VaultRepo, base: str | None, local: str) -> str:
+    """Why this vault's own commits since base cannot be replayed ("" when they can): a replay
+    keeps only each commit's `<host>/` folder, so a commit that changed anything else (made by
+    hand, or before a switch of [vault] layout or host) would lose it, locally and on the
+    remote. They are kept as they are; a person decides."""
+    host, found = config.vault.host, repo.outside_host(base, local, config.vault.host)
+    if found is None:
+        return ""
+    commit, path = found
+    return (f"commit {commit[:10]} changes {path}, outside this host's folder {host}/ (made by "
+            "hand, or under another [vault] layout or host), which a replay would drop: push it "
+            "yourself (rebased in a clone of the vault) or give it up, then point the branch at "
+            f"the remote's: git -C {repo.path} update-ref refs/heads/{repo.branch} "
+            f"{tracking_ref(repo.branch)}")

@@ -1102,12 +1102,7 @@ class VaultRepo:
         """
         import pygit2
 
-        chain: list[pygit2.Commit] = []
-        commit: pygit2.Commit | None = self._commit(local)
-        while commit is not None and str(commit.id) != base:
-            chain.append(commit)
-            # (_commit checks each one: commit.parents read them unchecked, libgit2#7342)
-            commit = self._commit(str(commit.parent_ids[0])) if commit.parent_ids else None
+        chain = self._replay_chain(base, local)
         parent = self._commit(onto)
         for original in reversed(chain):
             self._check_loose(str(parent.tree_id))
@@ -1128,6 +1123,29 @@ class VaultRepo:
         self._move_branch(local, str(parent.id), f"vault: replayed {len(chain)} commit(s) on "
                                                  "top of the remote")
         return len(chain)
+
+    def _replay_chain(self, base: str | None, local: str) -> list[pygit2.Commit]:
+        """The commits replay_onto re-makes: local's first-parent line down to base, newest
+        first."""
+        chain: list[pygit2.Commit] = []
+        commit: pygit2.Commit | None = self._commit(local)
+        while commit is not None and str(commit.id) != base:
+            chain.append(commit)
+            # (_commit checks each one: commit.parents read them unchecked, libgit2#7342)
+            commit = self._commit(str(commit.parent_ids[0])) if commit.parent_ids else None
+        return chain
+
+    def outside_host(self, base: str | None, local: str, host: str) -> tuple[str, str] | None:
+        """A commit replay_onto would re-make, and a path it changes outside the host's folder
+        (None when every one changes only `<host>/`): a replay takes only that folder, so what
+        such a commit did elsewhere (a commit made by hand, or one made under another [vault]
+        layout or host) would be lost."""
+        for commit in reversed(self._replay_chain(base, local)):
+            outside = sorted(path for path in self.changed_paths(str(commit.id))
+                             if not path.startswith(host + "/"))
+            if outside:
+                return str(commit.id), outside[0]
+        return None
 
     def _update_tree(self, base: pygit2.Oid | None,
                      changes: Mapping[str, tuple[str, int] | None], *,

@@ -1,0 +1,89 @@
+"""Remote fixes: a replay never drops what a commit did outside its host's folder, a fast-forward
+takes no other writer's version of this machine's files, a remote branch vault did not start is
+refused under every layout, and a relative [vault] remote is relative to vault.toml."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from conftest import Clock, git, run_cli
+from test_remote import bare, host_config, remote_files
+from vault.config import Config, load_config
+from vault.remote import tracking_ref
+from vault.repo import VaultRepo
+from vault.sync import sync
+
+
+def hand_commit(tmp_path: Path, config: Config, name: str, text: str) -> str:
+    """A commit made by hand on top of the vault's branch (in a clone, pushed back), adding
+    name at the top of the vault; its id."""
+    work = tmp_path / f"hand-{config.vault.host}"
+    subprocess.run(["git", "clone", "-q", str(config.vault.path), str(work)], check=True,
+                   capture_output=True)
+    (work / name).write_text(text)
+    git(work, "add", name)
+    git(work, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm",
+        f"add {name} by hand")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return git(work, "rev-parse", "HEAD").strip()
+
+
+def test_a_commit_made_by_hand_is_never_replayed_away(tmp_path: Path, clock: Clock) -> None:
+    """A replay takes only <host>/ of each commit: a hand commit's NOTES.md at the top was lost
+    on the vault's branch and on the remote (the push said 2 commits replayed). Now refused,
+    with everything kept; pointing the branch at the remote's, as the message says, goes on."""
+    remote = bare(tmp_path / "remote.git")
+    a = host_config(tmp_path, "alpha", str(remote))
+    b = host_config(tmp_path, "beta", str(remote))
+    assert sync(a, now=clock).push.pushed  # type: ignore[union-attr]
+    hand = hand_commit(tmp_path, a, "NOTES.md", "my notes\n")
+    (tmp_path / "ws-beta" / "MEMORY.md").write_text("# beta v2\n")
+    assert sync(b, now=clock).push.pushed  # type: ignore[union-attr]
+    (tmp_path / "ws-alpha" / "MEMORY.md").write_text("# alpha v2\n")
+    clock.tick()
+    before = git(remote, "rev-parse", "main")
+    proc = run_cli("sync", "--quiet", "--config", str(a.file))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"Error: not pushed: commit {hand[:10]} changes NOTES.md, outside this host's folder "
+        "alpha/ (made by hand, or under another [vault] layout or host), which a replay would "
+        "drop: push it yourself (rebased in a clone of the vault) or give it up, then point "
+        f"the branch at the remote's: git -C {a.vault.path} update-ref refs/heads/main "
+        f"{tracking_ref('main')} (2 commit(s) kept in the vault only)"]
+    assert git(remote, "rev-parse", "main") == before  # the remote untouched
+    assert git(a.vault.path, "show", "main:NOTES.md") == "my notes\n"  # kept in the vault
+    assert git(a.vault.path, "show", "main:alpha/agent/MEMORY.md") == "# alpha v2\n"
+    # Given up, as the message says: the next sync stores alpha's files again, on top
+    git(a.vault.path, "update-ref", "refs/heads/main", tracking_ref("main"))
+    clock.tick()
+    result = sync(a, now=clock)
+    assert result.push is not None and result.push.pushed and result.push.replayed == 0
+    assert git(remote, "show", "main:alpha/agent/MEMORY.md") == "# alpha v2\n"
+    assert git(remote, "show", "main:beta/agent/MEMORY.md") == "# beta v2\n"
+
+
+def test_commits_from_before_a_switch_to_a_host_layout_are_not_replayed_away(
+        tmp_path: Path, clock: Clock) -> None:
+    """The refusal's hint says to set layout = "{host}/{source}": the commits made before (at
+    the top, agent/...) were replayed as copies of the other machine's tree. Now refused."""
+    remote = bare(tmp_path / "remote.git")
+    assert sync(host_config(tmp_path, "alpha", str(remote)), now=clock).push.pushed  # type: ignore[union-attr]
+    b = host_config(tmp_path, "beta", str(remote), layout="{source}")
+    first = sync(b, now=clock)
+    assert first.push is not None and first.push.refused
+    assert 'set [vault] layout = "{host}/{source}"' in first.push.message
+    b.file.write_text(b.file.read_text().replace('layout = "{source}"',
+                                                 'layout = "{host}/{source}"'))
+    b = load_config(b.file)
+    clock.tick()
+    before = remote_files(remote)
+    second = sync(b, now=clock)
+    assert second.commit is not None and second.push is not None
+    assert second.push.refused and not second.push.pushed and second.push.replayed == 0
+    assert second.push.message.startswith(
+        f"commit {first.commit[:10]} changes agent/MEMORY.md, outside this host's folder beta/")
+    assert remote_files(remote) == before
+    head = VaultRepo.open(b.vault.path, "main").head_id()
+    assert head == second.commit  # nothing replayed, nothing lost
+    assert git(b.vault.path, "show", f"{head}~1:agent/MEMORY.md") == "# beta\n"
