@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import Clock, git, run_cli
 from test_remote import bare, host_config, remote_files
 from vault.config import Config, load_config
@@ -87,3 +89,63 @@ def test_commits_from_before_a_switch_to_a_host_layout_are_not_replayed_away(
     head = VaultRepo.open(b.vault.path, "main").head_id()
     assert head == second.commit  # nothing replayed, nothing lost
     assert git(b.vault.path, "show", f"{head}~1:agent/MEMORY.md") == "# beta\n"
+
+
+def clone_vault(tmp_path: Path, name: str, remote: Path, layout: str,
+                host: str | None = None) -> Config:
+    """A second machine's vault: a `git clone --bare` of remote, taken by `vault init`."""
+    clone = tmp_path / f"vault-{name}"
+    subprocess.run(["git", "clone", "-q", "--bare", str(remote), str(clone)], check=True)
+    ws = tmp_path / f"ws-{name}"
+    ws.mkdir()
+    (ws / "MEMORY.md").write_text(f"# {name}\n")
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f'[vault]\npath = "{clone}"\nhost = "{host or name}"\nlayout = "{layout}"\n'
+                   f'remote = "{remote}"\n\n[[sources]]\nname = "agent"\npath = "{ws}"\n')
+    config = load_config(cfg)
+    VaultRepo.init(config.vault.path, "main")
+    return config
+
+
+@pytest.mark.parametrize("layout,second_host", [("{source}", "two"),
+                                                ("{host}/{source}", "one")])
+def test_a_fast_forward_takes_no_other_writers_version_of_this_machines_files(
+        tmp_path: Path, clock: Clock, layout: str, second_host: str) -> None:
+    """Only the remote moved (here: a [vault] remote respelled, so the old tracking ref goes):
+    the branch moved to another machine's version of this machine's own files, and each sync
+    then overwrote the other's. Now refused as a replay would be, the branch left where it is."""
+    remote = bare(tmp_path / "remote.git")
+    one = host_config(tmp_path, "one", str(remote), layout=layout)
+    mine = sync(one, now=clock).commit
+    two = clone_vault(tmp_path, "two", remote, layout, host=second_host)
+    clock.tick()
+    theirs = sync(two, now=clock)
+    assert theirs.push is not None and theirs.push.pushed
+    one.file.write_text(one.file.read_text().replace(f'"{remote}"', f'"{remote.as_uri()}"'))
+    one = load_config(one.file)
+    clock.tick()
+    result = sync(one, now=clock)
+    assert result.commit is None and result.push is not None
+    assert result.push.refused and not result.push.pushed
+    expected = ("the remote branch has commits from another machine" if layout == "{source}"
+                else "the remote has commits from host 'one' that this vault does not have")
+    assert result.push.message.startswith(expected)
+    assert VaultRepo.open(one.vault.path, "main").head_id() == mine
+    proc = run_cli("sync", "--quiet", "--config", str(one.file))
+    assert proc.returncode == 1 and proc.stderr.startswith(f"Error: not pushed: {expected}")
+
+
+def test_a_fast_forward_to_other_hosts_folders_still_happens(tmp_path: Path,
+                                                             clock: Clock) -> None:
+    """With a host layout, another host's commits on top are taken as they are."""
+    remote = bare(tmp_path / "remote.git")
+    one = host_config(tmp_path, "one", str(remote))
+    sync(one, now=clock)
+    two = clone_vault(tmp_path, "two", remote, "{host}/{source}")
+    clock.tick()
+    tip = sync(two, now=clock).commit
+    one.file.write_text(one.file.read_text().replace(f'"{remote}"', f'"{remote.as_uri()}"'))
+    one = load_config(one.file)
+    result = sync(one, now=clock)
+    assert result.push is not None and result.push.pushed and not result.push.refused
+    assert VaultRepo.open(one.vault.path, "main").head_id() == tip

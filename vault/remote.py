@@ -231,6 +231,13 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
         if remote is not None:
             base = repo.merge_base(local, remote)
             if base == local:  # only the remote moved: take its commits
+                # ... if they are other hosts' own folders: with the default layout any other
+                # writer, or one under this [vault] host, writes this machine's own files, and
+                # taking its version here would have each sync overwrite the other's.
+                refusal = _cannot_replay(config, repo.hosts_since(local, remote))
+                if refusal:
+                    return PushResult(False, repo.count_ahead(tracking), replayed, refusal,
+                                      refused=True)
                 repo.move_branch(local, remote, "vault: fast-forward to the remote")
                 return PushResult(True, 0, replayed, UP_TO_DATE)
             if base != remote:  # both moved
@@ -261,7 +268,8 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
 
 
 def _cannot_replay(config: Config, theirs: list[str | None]) -> str:
-    """Why this vault's commits cannot go on top of the remote's new ones ("" when they can)."""
+    """Why this vault's commits cannot go on top of the remote's new ones, or its branch move
+    to them ("" when they can)."""
     if config.vault.layout == "{source}":
         if any(host is None for host in theirs):
             return ("the remote branch has commits vault did not make (a README or license "
