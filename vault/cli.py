@@ -785,8 +785,9 @@ def doctor(config_path: str | None, as_json: bool, repair: bool, drill: bool,
         if failed:
             line = (f"{failed[0].name}: {failed[0].detail}"
                     + (f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""))
-        else:
-            line = "the restore drill failed"
+        else:  # (the drill's own reason: a full temp folder is not the vault's fault)
+            problems = report.drill.problems if report.drill is not None else ()
+            line = "the restore drill failed" + (f": {problems[0]}" if problems else "")
         print_error(line)
         _report_failure(config, "doctor", line, as_json)
         raise Abort(1)
