@@ -149,3 +149,32 @@ def test_a_fast_forward_to_other_hosts_folders_still_happens(tmp_path: Path,
     result = sync(one, now=clock)
     assert result.push is not None and result.push.pushed and not result.push.refused
     assert VaultRepo.open(one.vault.path, "main").head_id() == tip
+
+
+def readme_remote(tmp_path: Path) -> Path:
+    """A remote whose branch holds one "Initial commit" with a README, as a hosting site makes."""
+    remote = bare(tmp_path / "remote.git")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True,
+                   capture_output=True)
+    (clone / "README.md").write_text("# my vault\n")
+    git(clone, "add", "README.md")
+    git(clone, "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "Initial commit")
+    git(clone, "push", "-q", "origin", "HEAD:main")
+    return remote
+
+
+def test_a_remote_with_a_readme_commit_is_refused_under_a_host_layout_too(
+        tmp_path: Path) -> None:
+    """README: a remote branch holding commits vault did not make is refused (exit 1); under
+    layout = "{host}/{source}" vault replayed its commits on top of it."""
+    remote = readme_remote(tmp_path)
+    before = git(remote, "rev-parse", "main")
+    config = host_config(tmp_path, "laptop", str(remote))
+    proc = run_cli("sync", "--quiet", "--config", str(config.file))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "Error: not pushed: the remote branch has commits vault did not make (a README or "
+        "license made with the repository?): push to an empty repository, or remove them "
+        "(1 commit(s) kept in the vault only)"]
+    assert git(remote, "rev-parse", "main") == before

@@ -270,10 +270,10 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
 def _cannot_replay(config: Config, theirs: list[str | None]) -> str:
     """Why this vault's commits cannot go on top of the remote's new ones, or its branch move
     to them ("" when they can)."""
+    if any(host is None for host in theirs):  # (whatever the layout: vault cannot tell whose)
+        return ("the remote branch has commits vault did not make (a README or license "
+                "made with the repository?): push to an empty repository, or remove them")
     if config.vault.layout == "{source}":
-        if any(host is None for host in theirs):
-            return ("the remote branch has commits vault did not make (a README or license "
-                    "made with the repository?): push to an empty repository, or remove them")
         return ("the remote branch has commits from another machine; with several machines "
                 "set [vault] layout = \"{host}/{source}\" on each")
     if config.vault.host in theirs:
