@@ -12,6 +12,7 @@ import pytest
 from conftest import Clock, git, run_cli
 from test_remote import bare, host_config, remote_files
 from vault.config import Config, load_config
+from vault.doctor import check_remote
 from vault.remote import tracking_ref
 from vault.repo import VaultRepo
 from vault.sync import sync
@@ -178,3 +179,44 @@ def test_a_remote_with_a_readme_commit_is_refused_under_a_host_layout_too(
         "license made with the repository?): push to an empty repository, or remove them "
         "(1 commit(s) kept in the vault only)"]
     assert git(remote, "rev-parse", "main") == before
+
+
+def relative_remote_config(tmp_path: Path) -> Config:
+    """vault.toml in its own folder, naming `remote = "R.git"` beside it."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    bare(folder / "R.git")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "MEMORY.md").write_text("# memory\n")
+    cfg = folder / "vault.toml"
+    cfg.write_text(f'[vault]\npath = "{tmp_path / "vault"}"\nremote = "R.git"\n\n'
+                   f'[[sources]]\nname = "agent"\npath = "{ws}"\n')
+    config = load_config(cfg)
+    VaultRepo.init(config.vault.path, "main")
+    return config
+
+
+def test_a_relative_remote_is_relative_to_vault_toml(tmp_path: Path) -> None:
+    """sync read `remote = "R.git"` relative to the vault repository (an "offline" warning at
+    every sync, nothing under --quiet), doctor relative to the current folder."""
+    config = relative_remote_config(tmp_path)
+    remote = config.file.parent / "R.git"
+    assert config.vault.remote == str(remote)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli("sync", "--config", str(config.file), cwd=elsewhere)
+    assert proc.returncode == 0 and "Pushed to the remote." in proc.stdout, proc.stderr
+    assert remote_files(remote).keys() == {"agent/MEMORY.md"}
+    repo = VaultRepo.open(config.vault.path, "main")
+    assert check_remote(config, repo).detail == f"{remote} reachable, up to date"
+
+
+@pytest.mark.parametrize("url", ["git@github.com:sam/memory-vault.git",
+                                 "https://github.com/sam/memory-vault.git",
+                                 "file:///srv/memory-vault.git", "/srv/memory-vault.git",
+                                 "host:vault.git", "ext::ssh -p 22 host %S vault.git"])
+def test_a_remote_url_is_taken_as_it_is(tmp_path: Path, url: str) -> None:
+    cfg = tmp_path / "vault.toml"
+    cfg.write_text(f"[vault]\nremote = '{url}'\n")
+    assert load_config(cfg).vault.remote == url

@@ -470,6 +470,16 @@ class _Paths:
         return path if path.is_absolute() else (self.base / path).absolute()
 
 
+def _local_path(remote: str) -> bool:
+    """Whether git reads a remote as a path on this machine: not a URL (scheme://, file:// too)
+    and not scp-like host:path (a ':' before any '/', as git's url_is_local_not_ssh decides;
+    <transport>::<address> included)."""
+    if "://" in remote:
+        return False
+    colon, slash = remote.find(":"), remote.find("/")
+    return colon < 0 or 0 <= slash < colon
+
+
 def _within(real: str, folder_real: str) -> bool:
     """Whether a path is folder or lies inside it (both as os.path.realpath gives them: neither
     need exist, realpath resolves what does)."""
@@ -508,6 +518,10 @@ def parse_config(raw: dict[str, Any], *, file: Path | None = None,
     if layout not in LAYOUTS:
         vault_raw.fail("vault.layout", f"{layout!r}: use one of {', '.join(LAYOUTS)}")
     remote = vault_raw.get("remote", str, "")
+    if remote and _local_path(remote):
+        # git reads a relative path from where it runs: the vault repository for a sync, the
+        # current folder for doctor. vault.toml promises relative to this file, as every path.
+        remote = str(paths.resolve(vault_raw, "vault.remote", remote))
     token_env = vault_raw.get("token_env", str, "GITHUB_TOKEN")
     vault_raw.done()
     vault = VaultSettings(
