@@ -130,30 +130,22 @@ def _run_pre_sync(config: Config, command: str) -> HookRun:
     from vault.lock import SyncLock
 
     with ExitStack() as held:
-        # A vault's first sync: the lock's folder is made once the repository is known to be
-        # one vault may write into (as sync does); no vault, or not vault's: the sync says so.
-        if _may_hold_state(config):
-            try:
-                held.enter_context(SyncLock(config.state_dir))
-            except BusyError:
-                raise
-            except VaultError:
-                pass  # a lock that cannot be taken at all (read-only disk): the sync says so
+        try:
+            held.enter_context(SyncLock(config.state_dir))
+        except BusyError:
+            raise
+        except VaultError:
+            pass  # a lock that cannot be taken at all (read-only disk): the sync says so
         return run_hook(config, "pre_sync", command, {})
 
 
-def _may_hold_state(config: Config) -> bool:
-    """Whether the lock may be taken: its folder is there, or sync's checks before making it
-    pass."""
-    if config.state_dir.exists():
-        return True
+def _check_before_pre_sync(config: Config) -> None:
+    """What the sync checks before it takes its lock (no vault, a damaged one, a repository
+    vault did not make), so that its error comes before pre_sync: the hook runs only for a
+    sync that happens, and the lock's folder is made only where the sync would make it."""
     from vault.repo import VaultRepo
 
-    try:
-        check_before_state(config, VaultRepo.open(config.vault.path, config.vault.branch))
-    except VaultError:
-        return False
-    return True
+    check_before_state(config, VaultRepo.open(config.vault.path, config.vault.branch))
 
 
 def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
@@ -174,6 +166,11 @@ def sync_with_hooks(config: Config, options: SyncOptions = SyncOptions(),
                                  outcome_env(result, message)))
 
     if hooks.pre_sync:
+        try:
+            _check_before_pre_sync(config)
+        except VaultError as exc:  # (the sync would raise it: its error, before any hook)
+            failed(exc.message)
+            raise
         pre = _run_pre_sync(config, hooks.pre_sync)
         runs.append(pre)
         if pre.returncode != 0:
