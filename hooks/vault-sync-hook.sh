@@ -12,8 +12,14 @@
 VAULT="${VAULT_BIN:-vault}"
 WAIT="${VAULT_HOOK_WAIT:-45}"
 case "$WAIT" in ''|*[!0-9]*) WAIT=45 ;; esac
-# The data dir as vault itself finds it (vault/locate.py): VAULT_HOME, else XDG_DATA_HOME/vault.
-LOG="${VAULT_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/vault}/vault.log"
+# The data dir as vault itself finds it (vault/locate.py): VAULT_HOME, else XDG_DATA_HOME/vault,
+# a leading ~ in either being $HOME (a quoted "~/vh" in an agent's settings is not expanded by
+# any shell: without this the log went to ./~/vh/ in the agent's working folder).
+tilde() { case "$1" in "~") printf '%s' "$HOME" ;; "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}" ;;
+  *) printf '%s' "$1" ;; esac; }
+if [ -n "${VAULT_HOME:-}" ]; then DATA=$(tilde "$VAULT_HOME")
+else DATA="$(tilde "${XDG_DATA_HOME:-$HOME/.local/share}")/vault"; fi
+LOG="$DATA/vault.log"
 mkdir -p "$(dirname "$LOG")"
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 deadline=$(( $(date +%s) + WAIT ))

@@ -1,11 +1,16 @@
-"""Hooks fixes: pre_sync runs only for a sync that happens."""
+"""Hooks fixes: pre_sync runs only for a sync that happens, and the agent hooks read a leading ~
+in VAULT_HOME (or XDG_DATA_HOME) as vault does."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli, write_config
-from vault.config import load_config
+from test_hooks import STAMP, attempts, finish, hook_env, start_hook
+from vault.config import load_config, vault_home
 from vault.repo import VaultRepo
 
 HOOKS = ('pre_sync = "touch {pre}"\n'
@@ -56,3 +61,31 @@ def test_pre_sync_still_runs_for_a_sync_that_happens(tmp_path: Path, workspace: 
         assert proc.returncode == 0, proc.stderr
         assert pre.exists() and not failed.exists()
         pre.unlink()
+
+
+@pytest.mark.parametrize("kind", ["sh", "node"])
+@pytest.mark.parametrize("variable", ["VAULT_HOME", "XDG_DATA_HOME"])
+def test_a_hook_reads_a_leading_tilde_as_vault_does(kind: str, variable: str, tmp_path: Path,
+                                                    workspace: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """VAULT_HOME="~/vh" (quoted in an agent's settings, so no shell expands it): vault reads
+    it as $HOME/vh, the hooks logged to ./~/vh/vault.log in the agent's working folder."""
+    config_file = write_config(tmp_path / "vault.toml", {"agent": workspace})
+    config = load_config(config_file)
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    workspace.rename(tmp_path / "gone")
+    env = hook_env(tmp_path, config_file)
+    env.pop("VAULT_HOME")
+    env[variable] = "~/vh"
+    home = Path(env["HOME"]) / "vh" / ("vault" if variable == "XDG_DATA_HOME" else "")
+    assert vault_home(env) == home  # the rule vault itself follows
+    cwd = tmp_path / "agent-cwd"  # (where the agent runs the hook)
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    finish(start_hook(kind, tmp_path, env))
+    assert list(cwd.iterdir()) == []  # no stray ./~ folder
+    log = (home / "vault.log").read_text().splitlines()
+    assert log[0] == f"Error: source 'agent': folder not found: {workspace}"
+    assert re.fullmatch(STAMP + r" vault sync exited 1 \(see vault status\)", log[-1])
+    assert attempts(tmp_path) == ["1"]
+

@@ -17,9 +17,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 const handler = async () => {
   const bin = process.env.VAULT_BIN ?? "vault";
   const wait = /^\d+$/.test(process.env.VAULT_HOOK_WAIT ?? "") ? Number(process.env.VAULT_HOOK_WAIT) : 45;
-  // The data dir as vault itself finds it (vault/locate.py): VAULT_HOME, else XDG_DATA_HOME/vault.
-  const home = process.env.VAULT_HOME ||
-    join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "vault");
+  // The data dir as vault itself finds it (vault/locate.py): VAULT_HOME, else XDG_DATA_HOME/vault,
+  // a leading ~ in either being the home folder (as vault expands it; not ./~ in the agent's).
+  const tilde = (path = "") =>  // (the default types it for TypeScript; node runs it as it is)
+    path === "~" ? homedir() : path.startsWith("~/") ? join(homedir(), path.slice(2)) : path;
+  const home = process.env.VAULT_HOME ? tilde(process.env.VAULT_HOME) :
+    join(tilde(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share")), "vault");
   const deadline = Date.now() + wait * 1000;
   let report = "";
   for (;;) {
