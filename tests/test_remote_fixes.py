@@ -220,3 +220,29 @@ def test_a_remote_url_is_taken_as_it_is(tmp_path: Path, url: str) -> None:
     cfg = tmp_path / "vault.toml"
     cfg.write_text(f"[vault]\nremote = '{url}'\n")
     assert load_config(cfg).vault.remote == url
+
+
+def test_a_commit_made_by_hand_on_the_remote_is_fine_under_a_host_layout(
+        tmp_path: Path, clock: Clock) -> None:
+    """README: "a commit made by hand on top of a vault's is fine". With a host layout the
+    replay takes only this host's folder, so a hand commit on the remote stays and this
+    vault's commits go on top; only a branch vault never wrote to (the README case) is
+    refused."""
+    remote = bare(tmp_path / "remote.git")
+    one = host_config(tmp_path, "one", str(remote))
+    sync(one, now=clock)
+    work = tmp_path / "by-hand"
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True,
+                   capture_output=True)
+    (work / "NOTES.md").write_text("notes a person keeps\n")
+    git(work, "add", "NOTES.md")
+    git(work, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "notes")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    (tmp_path / "ws-one" / "MEMORY.md").write_text("# one\n\n- more\n")
+    clock.tick()
+    result = sync(one, now=clock)
+    assert result.push is not None and result.push.pushed, result.push
+    assert remote_files(remote).keys() == {"NOTES.md", "one/agent/MEMORY.md"}
+    assert git(remote, "show", "main:one/agent/MEMORY.md") == "# one\n\n- more\n"
+    assert git(remote, "rev-parse", "main").strip() == \
+        VaultRepo.open(one.vault.path, "main").head_id()

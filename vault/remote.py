@@ -234,14 +234,14 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
                 # ... if they are other hosts' own folders: with the default layout any other
                 # writer, or one under this [vault] host, writes this machine's own files, and
                 # taking its version here would have each sync overwrite the other's.
-                refusal = _cannot_replay(config, repo.hosts_since(local, remote))
+                refusal = _cannot_replay(config, repo, local, remote)
                 if refusal:
                     return PushResult(False, repo.count_ahead(tracking), replayed, refusal,
                                       refused=True)
                 repo.move_branch(local, remote, "vault: fast-forward to the remote")
                 return PushResult(True, 0, replayed, UP_TO_DATE)
             if base != remote:  # both moved
-                refusal = (_cannot_replay(config, repo.hosts_since(base, remote))
+                refusal = (_cannot_replay(config, repo, base, remote)
                            or _cannot_take_only_host(config, repo, base, local))
                 if refusal:
                     return PushResult(False, repo.count_ahead(tracking), replayed, refusal,
@@ -267,10 +267,16 @@ def push(config: Config, repo: VaultRepo, now: datetime | None = None) -> PushRe
                       f"the remote kept moving; gave up after {ATTEMPTS} attempts")
 
 
-def _cannot_replay(config: Config, theirs: list[str | None]) -> str:
-    """Why this vault's commits cannot go on top of the remote's new ones, or its branch move
-    to them ("" when they can)."""
-    if any(host is None for host in theirs):  # (whatever the layout: vault cannot tell whose)
+def _cannot_replay(config: Config, repo: VaultRepo, since: str | None, remote: str) -> str:
+    """Why this vault's commits cannot go on top of the remote's new ones (those reachable
+    from remote and not from since), or its branch move to them ("" when they can)."""
+    theirs = repo.hosts_since(since, remote)
+    # Commits vault did not make: with the default layout vault cannot tell whose files they
+    # change; with a host layout they are fine on top of a vault's history (a commit made by
+    # hand: a replay takes only this host's folder), not as a branch vault never wrote to (a
+    # README a hosting site made).
+    if any(host is None for host in theirs) and (
+            config.vault.layout == "{source}" or repo.last_by_vault(remote) is None):
         return ("the remote branch has commits vault did not make (a README or license "
                 "made with the repository?): push to an empty repository, or remove them")
     if config.vault.layout == "{source}":
