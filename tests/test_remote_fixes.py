@@ -134,6 +134,7 @@ def test_a_fast_forward_takes_no_other_writers_version_of_this_machines_files(
     assert VaultRepo.open(one.vault.path, "main").head_id() == mine
     proc = run_cli("sync", "--quiet", "--config", str(one.file))
     assert proc.returncode == 1 and proc.stderr.startswith(f"Error: not pushed: {expected}")
+    assert "0 commit(s)" not in proc.stderr  # (nothing of this vault's waits: not said)
 
 
 def test_a_fast_forward_to_other_hosts_folders_still_happens(tmp_path: Path,

@@ -186,7 +186,8 @@ def sync(config_path: str | None, as_json: bool, dry_run: bool, quiet: bool,
         # (also under --quiet: the next sync will not fix it, so a person must hear of it)
         message = f"not pushed: {push.message}"
         if not as_json:
-            print_error(f"{message} ({push.unpushed} commit(s) kept in the vault only)")
+            kept = f" ({push.unpushed} commit(s) kept in the vault only)" if push.unpushed else ""
+            print_error(message + kept)
         _report_failure(config, "push", message, as_json)
     if result.commit and config.index.after_sync:
         _index_after_sync(config, result.commit, as_json, quiet)
