@@ -820,15 +820,43 @@ class _DumpWriter:
         if module not in _FTS_SHADOW_SUFFIXES or module not in self.modules \
                 or obj.name in self.opaque:
             return None
-        content = None
-        for arg in args:
-            if len(arg) >= 2 and unquote(arg[0]).lower() == "content" and arg[1] == "=":
-                content = unquote(" ".join(arg[2:]))
+        options = {unquote(arg[0]).lower(): unquote(" ".join(arg[2:]))
+                   for arg in args if len(arg) >= 2 and arg[1] == "="}
+        content = options.get("content")
         if content == "":
             # Contentless: the index is all there is and no rows can be read back, so keep
             # the index itself (opaque path) rather than lose the search data.
             return None
+        if content is not None and not self._rebuild_gives_the_index(obj.name, module):
+            # External content: restore rebuilds the index from the content table, which is
+            # only right when the index is what a rebuild makes of that table now. The
+            # application may have renamed or changed the table, indexed only some of its
+            # rows or other text: the index is kept as it is then (its shadow tables), and
+            # the restored file answers queries as the original did.
+            return None
         return _FtsSpec(module, content)
+
+    def _rebuild_gives_the_index(self, name: str, module: str) -> bool:
+        """Whether an external-content full-text table's index holds exactly what rebuilding
+        it from its content table would (every row, token, position and column size)."""
+        # The module's own check, which compares the index with its content table (FTS5: rank
+        # 1 asks for that); it fails (corrupt, or an error: no such table or column) whenever
+        # a rebuild would make another index or none. As costly as the check PRAGMA
+        # integrity_check runs on a table that keeps its own content. It writes nothing; the
+        # savepoint makes sure.
+        command = "'integrity-check', 1" if module == "fts5" else "'integrity-check'"
+        columns = f"{_q(name)}, \"rank\"" if module == "fts5" else _q(name)
+        self.conn.execute("SAVEPOINT vault_fts_check")
+        try:
+            self.conn.execute(f"INSERT INTO main.{_q(name)}({columns}) VALUES({command})")
+            return True
+        except (apsw.BusyError, apsw.LockedError, apsw.InterruptError, apsw.NoMemError):
+            raise
+        except apsw.Error:
+            return False
+        finally:
+            self.conn.execute("ROLLBACK TO vault_fts_check")
+            self.conn.execute("RELEASE vault_fts_check")
 
     def _fts_shadow_tables(
         self, fts: dict[str, _FtsSpec], virtual: list[str], tables: list[str]
