@@ -4,6 +4,7 @@ writes nothing to a database a crashed writer left with a hot journal."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import apsw
@@ -132,3 +133,24 @@ def test_an_external_content_index_a_rebuild_makes_again_is_still_rebuilt(
                    for line in lines)
     assert _match(back, "docs_fts", "milk") == [(1,), (3,)]
     assert _match(back, "d4", "milk") == [(1,), (3,)]
+
+
+# --- FTS4 languageid, FTS5 locales ------------------------------------------------------------
+
+
+def test_fts4_language_ids_are_kept(tmp_path: Path) -> None:
+    """Before, the languageid column was left out of the rows: every row came back as
+    language 0, where a query for its language no longer found it."""
+    src = tmp_path / "memory.db"
+    _make(src, """
+        CREATE VIRTUAL TABLE f4 USING fts4(a, b, languageid="lid");
+        INSERT INTO f4(docid, a, b, lid) VALUES(3, 'hello', 'zz', 7), (4, 'hello', 'yy', 0);
+        """)
+    dump, back = _round_trip(src, tmp_path)
+    assert """INSERT INTO "f4"("rowid","a","b","lid") VALUES(3,'hello','zz',7);""" in \
+        dump.decode().splitlines()
+    conn = sqlite3.connect(back)
+    assert conn.execute("SELECT docid, lid FROM f4 ORDER BY docid").fetchall() == [(3, 7), (4, 0)]
+    assert conn.execute("SELECT docid FROM f4 WHERE f4 MATCH 'hello' AND lid = 7").fetchall() \
+        == [(3,)]
+    conn.close()

@@ -654,11 +654,14 @@ class _DumpWriter:
                           f'WHERE "type"=\'table\' AND "name"={_text_literal(table)};')
         self.lines.append("PRAGMA writable_schema=RESET;")
 
-    def _table_rows(self, table: str) -> None:
-        """Write one INSERT per row of table, in primary-key order."""
+    def _table_rows(self, table: str, fts: _FtsSpec | None = None) -> None:
+        """Write one INSERT per row of table (fts: a full-text table's), in primary-key order."""
         columns = _columns(self.conn, table)
-        # Generated columns are computed again on insert and cannot be written.
-        values = [c.name for c in columns if c.hidden == 0]
+        # Generated columns are computed again on insert and cannot be written. A full-text
+        # table's hidden columns are its commands, rank and docid, but for FTS4's languageid,
+        # which is data: each row's language, which its index was built for.
+        values = [c.name for c in columns if c.hidden == 0
+                  or (fts is not None and c.name.lower() in fts.hidden)]
         without_rowid = self.table_list.get(table, ("table", False))[1]
         if without_rowid:
             pk = [c.name for c in sorted(columns, key=lambda c: c.pk) if c.pk > 0]
@@ -799,7 +802,7 @@ class _DumpWriter:
         if fts.module == "fts5":
             self._fts5_config(obj.name)
         if fts.content is None:
-            self._table_rows(obj.name)
+            self._table_rows(obj.name, fts)
 
     def _fts5_config(self, name: str) -> None:
         """Write an FTS5 table's persistent settings (rank, pgsz, automerge, ...)."""
@@ -834,7 +837,10 @@ class _DumpWriter:
             # rows or other text: the index is kept as it is then (its shadow tables), and
             # the restored file answers queries as the original did.
             return None
-        return _FtsSpec(module, content)
+        hidden: tuple[str, ...] = ()
+        if module in ("fts3", "fts4") and options.get("languageid"):
+            hidden = (options["languageid"].lower(),)
+        return _FtsSpec(module, content, hidden)
 
     def _rebuild_gives_the_index(self, name: str, module: str) -> bool:
         """Whether an external-content full-text table's index holds exactly what rebuilding
@@ -885,10 +891,12 @@ class _DumpWriter:
 
 @dataclass(frozen=True)
 class _FtsSpec:
-    """A full-text table: its module and its content option (None: it stores its own rows)."""
+    """A full-text table: its module, its content option (None: it stores its own rows), its
+    hidden columns that hold data (FTS4's languageid, lower case)."""
 
     module: str
     content: str | None
+    hidden: tuple[str, ...] = ()
 
 
 def _pragma(conn: apsw.Connection, name: str) -> str:
