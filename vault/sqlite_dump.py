@@ -675,7 +675,8 @@ class _DumpWriter:
             if free:
                 # Name the rowid explicitly so it survives restore: other rows, FTS content
                 # tables or the application may refer to rows by rowid.
-                self._rows(table, values, order=[], rowid=free[0])
+                self._rows(table, values, order=[], rowid=free[0],
+                           locales=fts is not None and fts.locale)
             else:
                 self.lines.append(
                     f"-- {_comment_name(table)}: columns named rowid, _rowid_ and oid hide the "
@@ -690,18 +691,21 @@ class _DumpWriter:
         *,
         order: list[str],
         rowid: str | None,
+        locales: bool = False,
     ) -> None:
-        """Write the INSERTs for a SELECT of columns from table, sorted by order or the rowid."""
+        """Write the INSERTs for a SELECT of columns from table, sorted by order or the rowid;
+        locales: an FTS5 locale=1 table, each value with the locale it was indexed under."""
         # Text is read as raw bytes (with a flag saying it was text) so that text that is not
         # valid in the database encoding, or holds NUL, still round-trips.
         select = [
             f"CASE WHEN typeof({_q(c)})='text' THEN CAST({_q(c)} AS BLOB) ELSE {_q(c)} END,"
             f" typeof({_q(c)})='text'"
-            for c in columns
+            + (f", fts5_get_locale({_q(table)}, {i})" if locales else "")
+            for i, c in enumerate(columns)
         ]
         insert = [_q(c) for c in columns]
         if rowid is not None:
-            select.insert(0, f"{rowid}, 0")
+            select.insert(0, f"{rowid}, 0" + (", NULL" if locales else ""))
             insert.insert(0, _q(rowid))
             order = [rowid]
         sql = f"SELECT {', '.join(select)} FROM main.{_q(table)}"
@@ -709,6 +713,19 @@ class _DumpWriter:
             sql += " ORDER BY " + ", ".join(o if o == rowid else self._order_term(table, o)
                                             for o in order)
         prefix = f"INSERT INTO {_q(table)}({','.join(insert)}) VALUES("
+        if locales:
+            # A value read through the table is its text without its locale (the table keeps
+            # that apart): written back as fts5_locale(locale, text) when it has one, so the
+            # restored row is indexed (and reads) as it was; the rest as any other value.
+            for row in self.conn.execute(sql):
+                literals = [
+                    self._literal(row[i], is_text=bool(row[i + 1])) if row[i + 2] is None
+                    else f"fts5_locale({self._literal(row[i + 2], is_text=True)},"
+                         f"{self._literal(row[i], is_text=bool(row[i + 1]))})"
+                    for i in range(0, len(row), 3)
+                ]
+                self.lines.append(prefix + ",".join(literals) + ");")
+            return
         for row in self.conn.execute(sql):
             literals = [
                 self._literal(row[i], is_text=bool(row[i + 1])) for i in range(0, len(row), 2)
@@ -840,7 +857,8 @@ class _DumpWriter:
         hidden: tuple[str, ...] = ()
         if module in ("fts3", "fts4") and options.get("languageid"):
             hidden = (options["languageid"].lower(),)
-        return _FtsSpec(module, content, hidden)
+        locale = module == "fts5" and options.get("locale", "0").strip() not in ("", "0")
+        return _FtsSpec(module, content, hidden, locale)
 
     def _rebuild_gives_the_index(self, name: str, module: str) -> bool:
         """Whether an external-content full-text table's index holds exactly what rebuilding
@@ -892,11 +910,13 @@ class _DumpWriter:
 @dataclass(frozen=True)
 class _FtsSpec:
     """A full-text table: its module, its content option (None: it stores its own rows), its
-    hidden columns that hold data (FTS4's languageid, lower case)."""
+    hidden columns that hold data (FTS4's languageid, lower case), whether it keeps each value's
+    locale (FTS5 locale=1)."""
 
     module: str
     content: str | None
     hidden: tuple[str, ...] = ()
+    locale: bool = False
 
 
 def _pragma(conn: apsw.Connection, name: str) -> str:
