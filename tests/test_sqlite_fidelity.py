@@ -4,12 +4,14 @@ writes nothing to a database a crashed writer left with a hot journal."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import apsw
 import pytest
 
+from test_rollback_safety import unwritable
 from vault.sqlite_dump import load_dump, snapshot_sqlite
 
 Canon = dict[str, object]
@@ -181,4 +183,29 @@ def test_fts5_locales_are_kept(tmp_path: Path) -> None:
     assert conn.execute("SELECT rowid, fts5_get_locale(fl, 0), fts5_get_locale(fl, 1), a, b "
                         "FROM fl ORDER BY rowid").fetchall() == \
         [(1, "en_US", None, "hello world", "plain"), (2, None, "de", "it's", "grüße")]
+    conn.close()
+
+
+# --- a write-protected WAL database ------------------------------------------------------------
+
+
+def test_a_write_protected_wal_database_comes_back_in_wal_mode(tmp_path: Path) -> None:
+    """Read as immutable, SQLite says journal_mode 'delete': the dump said DELETE, the restored
+    file was not in WAL mode, and the next sync once writable committed a change."""
+    db = tmp_path / "memory.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, content TEXT)")
+    conn.execute("INSERT INTO m(content) VALUES ('kept')")
+    conn.close()
+    writable = snapshot_sqlite(db)
+    with unwritable(db):
+        assert not os.access(db, os.W_OK)
+        protected = snapshot_sqlite(db)
+    assert b"PRAGMA journal_mode=WAL;\n" in protected
+    assert protected == writable
+    back = tmp_path / "back.db"
+    load_dump(protected, back)
+    conn = sqlite3.connect(back)
+    assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
     conn.close()

@@ -250,9 +250,11 @@ def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: in
     elif not os.access(path, os.W_OK) and not _has_data(f"{path}-wal"):
         # Write-protected, so SQLite would fall back to read-only and leave a -shm (and -wal)
         # in the user's folder, or fail in a read-only folder; with no -wal to replay, the file
-        # is the whole database, and no one can write to it: read it as immutable.
-        return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms,
-                          immutable=True)
+        # is the whole database, and no one can write to it: read it as immutable. (Immutable,
+        # SQLite does not look at the WAL at all and says journal_mode is 'delete': the file
+        # is in WAL mode all the same, and so is its restored copy.)
+        _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms, immutable=True)
+        return "wal"
     return _copy_from(path, copy, apsw.SQLITE_OPEN_READWRITE, busy_timeout_ms)
 
 
