@@ -5,6 +5,7 @@ writes nothing to a database a crashed writer left with a hot journal."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -209,3 +210,49 @@ def test_a_write_protected_wal_database_comes_back_in_wal_mode(tmp_path: Path) -
     conn = sqlite3.connect(back)
     assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
     conn.close()
+
+
+# --- a hot journal under a dry run -------------------------------------------------------------
+
+
+def _crashed_writer(tmp_path: Path) -> Path:
+    """A database whose writer died mid-transaction: its changed pages in the file, the
+    original ones in a hot -journal beside it."""
+    live = tmp_path / "live.db"
+    conn = sqlite3.connect(live)
+    conn.execute("CREATE TABLE t(a)")
+    conn.executemany("INSERT INTO t VALUES(?)", [(i,) for i in range(20000)])
+    conn.commit()
+    conn.execute("PRAGMA cache_size=10")  # spill the change to the file before commit
+    conn.execute("UPDATE t SET a = a + 1000000")
+    assert Path(f"{live}-journal").exists()
+    folder = tmp_path / "crashed"
+    folder.mkdir()
+    crashed = folder / "memory.db"
+    shutil.copy(live, crashed)
+    shutil.copy(f"{live}-journal", f"{crashed}-journal")
+    conn.rollback()
+    conn.close()
+    return crashed
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_dry_run_leaves_a_hot_journal_and_its_database_as_they_are(tmp_path: Path) -> None:
+    """Before, a dry run (and vault status) rolled the journal back in the user's folder: the
+    file's bytes changed and the -journal was deleted. It reads a rolled-back copy now; a
+    real sync still rolls back in place, as any SQLite client opening the file would."""
+    crashed = _crashed_writer(tmp_path)
+    before = _files(crashed.parent)
+    dump = snapshot_sqlite(crashed, dry_run=True)
+    assert _files(crashed.parent) == before
+    back = tmp_path / "back.db"
+    load_dump(dump, back)
+    conn = sqlite3.connect(back)
+    assert conn.execute("SELECT count(*), max(a) FROM t").fetchone() == (20000, 19999)
+    conn.close()
+    # The same dump as the real sync's, which rolls the journal back in place.
+    assert snapshot_sqlite(crashed) == dump
+    assert sorted(os.listdir(crashed.parent)) == ["memory.db"]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -86,8 +87,11 @@ def is_dump(data: bytes) -> bool:
     return data.startswith(DUMP_HEADER)
 
 
-def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000) -> bytes:
-    """Copy a live database with the online backup API and return its deterministic dump."""
+def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000,
+                    dry_run: bool = False) -> bytes:
+    """Copy a live database with the online backup API and return its deterministic dump;
+    dry_run: write nothing to the user's files, not even to roll back a crashed writer's
+    journal (read from a copy of the two instead)."""
     # Error messages do not repeat the path: the caller reports them against its name for it.
     try:
         wal = _header_says_wal(path)
@@ -99,7 +103,8 @@ def snapshot_sqlite(path: Path, *, busy_timeout_ms: int = 10_000) -> bytes:
         copy = apsw.Connection(":memory:")
         try:
             stand_ins = StandIns(copy)
-            journal_mode = _backup(path, copy, wal=wal, busy_timeout_ms=busy_timeout_ms)
+            journal_mode = _backup(path, copy, wal=wal, busy_timeout_ms=busy_timeout_ms,
+                                   dry_run=dry_run)
             verdict = _checked(copy, stand_ins)
             if verdict.problem is not None:
                 raise SqliteSnapshotError(
@@ -235,7 +240,8 @@ def _header_says_wal(path: Path) -> bool:
     return len(header) == 20 and header.startswith(SQLITE_HEADER) and 2 in header[18:20]
 
 
-def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: int) -> str:
+def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: int,
+            dry_run: bool = False) -> str:
     """Copy the database at path into copy in one read transaction; return its journal mode."""
     # A rollback-journal database is opened read-only: nothing is written and no file is
     # created. A WAL database is opened read-write (never with CREATE): a read-only connection
@@ -243,10 +249,25 @@ def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: in
     # while a read-write one removes them when it is the last connection to close, as any
     # SQLite client does.
     if not wal:
-        try:
-            return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms)
-        except apsw.ReadOnlyError:
-            pass  # A hot journal left by a crashed writer: only a writer may roll it back.
+        for _ in range(_HOT_JOURNAL_TRIES if dry_run else 1):
+            try:
+                return _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms)
+            except apsw.ReadOnlyError:
+                pass  # A hot journal left by a crashed writer: only a writer may roll it back.
+            if not dry_run:
+                break
+            # A dry run (vault status too) writes nothing to the sources: the rollback is
+            # done on a copy of the database and its journal. A real sync rolls it back in
+            # place below, as any SQLite client that opens the file would (the application
+            # included); the snapshot is the same either way.
+            mode = _copy_from_rolled_back_copy(path, copy, busy_timeout_ms)
+            if mode is not None:
+                return mode
+            # (the journal went away or the file changed meanwhile: read it again)
+        else:
+            raise SqliteSnapshotError("database is being written",
+                                      hint="a crashed writer's journal changed while it was "
+                                           "read; try again later")
     elif not os.access(path, os.W_OK) and not _has_data(f"{path}-wal"):
         # Write-protected, so SQLite would fall back to read-only and leave a -shm (and -wal)
         # in the user's folder, or fail in a read-only folder; with no -wal to replay, the file
@@ -256,6 +277,34 @@ def _backup(path: Path, copy: apsw.Connection, *, wal: bool, busy_timeout_ms: in
         _copy_from(path, copy, apsw.SQLITE_OPEN_READONLY, busy_timeout_ms, immutable=True)
         return "wal"
     return _copy_from(path, copy, apsw.SQLITE_OPEN_READWRITE, busy_timeout_ms)
+
+
+_HOT_JOURNAL_TRIES = 3  # reads of a database whose hot journal keeps changing under a dry run
+
+
+def _copy_from_rolled_back_copy(path: Path, copy: apsw.Connection,
+                                busy_timeout_ms: int) -> str | None:
+    """Back up the database at path as its hot journal rolls it back, done on a copy of the
+    two in a temp folder; None when they changed while being copied (another process opened
+    the database and rolled the journal back itself, or wrote)."""
+    journal = Path(f"{path}-journal")
+    with tempfile.TemporaryDirectory(prefix="vault-hot-journal-") as folder:
+        db_copy = Path(folder) / "db"
+        try:
+            before = (os.stat(path), os.stat(journal))
+            shutil.copyfile(path, db_copy)
+            shutil.copyfile(journal, f"{db_copy}-journal")
+            after = (os.stat(path), os.stat(journal))
+        except FileNotFoundError:
+            return None
+        if any(_changed(b, a) for b, a in zip(before, after)):
+            return None
+        return _copy_from(db_copy, copy, apsw.SQLITE_OPEN_READWRITE, busy_timeout_ms)
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns) != \
+        (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns)
 
 
 def _has_data(path: str) -> bool:
