@@ -256,3 +256,24 @@ def test_a_dry_run_leaves_a_hot_journal_and_its_database_as_they_are(tmp_path: P
     # The same dump as the real sync's, which rolls the journal back in place.
     assert snapshot_sqlite(crashed) == dump
     assert sorted(os.listdir(crashed.parent)) == ["memory.db"]
+
+
+def test_status_and_sync_dry_run_leave_a_hot_journal_as_it_is(tmp_path: Path) -> None:
+    """Through the CLI: `vault status` and `vault sync --dry-run` rolled the hot journal back in
+    the user's folder; the real sync after them stores the same rolled-back state."""
+    from conftest import run_cli, write_config
+
+    crashed = _crashed_writer(tmp_path)
+    config = write_config(tmp_path / "vault.toml", {"agent": crashed.parent})
+    env = {"VAULT_CONFIG": str(config)}
+    assert run_cli("init", env=env).returncode == 0
+    before = _files(crashed.parent)
+    for args in (["status"], ["sync", "--dry-run"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert _files(crashed.parent) == before, args
+    assert "A agent/memory.db" in proc.stdout
+    proc = run_cli("sync", env=env)
+    assert proc.returncode == 0, proc.stderr
+    shown = run_cli("show", "agent/memory.db", "--sql", "SELECT count(*), max(a) FROM t", env=env)
+    assert shown.stdout.splitlines()[-1].split() == ["20000", "19999"], shown.stdout

@@ -45,8 +45,10 @@ def kind_by_name(name: str) -> str:
 TOO_LARGE = "larger than snapshot.max_file_size"
 
 
-def take_snapshot(entry: Entry, settings: SnapshotSettings) -> Snapshot:
-    """Read a file consistently and shape it by kind: SQLite dump, valid JSON, complete JSONL lines."""
+def take_snapshot(entry: Entry, settings: SnapshotSettings, *, dry_run: bool = False) -> Snapshot:
+    """Read a file consistently and shape it by kind: SQLite dump, valid JSON, complete JSONL
+    lines. dry_run: change nothing in the user's folder (a database's hot journal is rolled
+    back in a copy, not in place)."""
     kind = kind_by_name(entry.rel)
     if entry.size > settings.max_file_size:
         return Snapshot(kind, entry.key, reason=f"{TOO_LARGE} "
@@ -59,15 +61,16 @@ def take_snapshot(entry: Entry, settings: SnapshotSettings) -> Snapshot:
     except OSError as exc:
         return Snapshot(kind, entry.key, reason=f"cannot read: {exc.strerror}")
     if header == SQLITE_HEADER:
-        return _sqlite(entry, settings)
+        return _sqlite(entry, settings, dry_run)
     return _plain(entry, kind, settings)
 
 
-def _sqlite(entry: Entry, settings: SnapshotSettings) -> Snapshot:
+def _sqlite(entry: Entry, settings: SnapshotSettings, dry_run: bool) -> Snapshot:
     from vault.sqlite_dump import snapshot_sqlite
 
     try:
-        data = snapshot_sqlite(Path(entry.path), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        data = snapshot_sqlite(Path(entry.path), busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                               dry_run=dry_run)
     except SqliteSnapshotError as exc:
         return Snapshot("sqlite", entry.key, reason=f"SQLite: {exc.message}")
     # The key was taken before the snapshot: a write during the backup shows up next time.

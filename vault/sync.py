@@ -408,7 +408,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
             plan.reads += 1
             if progress is not None:
                 progress(vpath)
-            snap = _judged(repo, current, take_snapshot(entry, config.snapshot))
+            snap = _judged(repo, current, take_snapshot(entry, config.snapshot, dry_run=not write))
             if snap.vanished:
                 continue
             if snap.data is None and current is not None and snap.reason \
@@ -418,7 +418,7 @@ def _sync_source(config: Config, repo: VaultRepo, source: SourceConfig, cache: S
                 # between the two looks is being written: busy, not corrupt.
                 first = snap.key
                 time.sleep(CORRUPT_RECHECK_S)
-                snap = _judged(repo, current, take_snapshot(entry, config.snapshot))
+                snap = _judged(repo, current, take_snapshot(entry, config.snapshot, dry_run=not write))
                 if snap.data is None and (snap.key != first or _open_elsewhere(entry.path)):
                     snap = replace(snap, reason=BEING_WRITTEN)
                 elif snap.data is None and snap.reason and _looks_corrupt(snap.reason):
