@@ -879,10 +879,10 @@ def test_file_vanishes_or_changes_between_scan_and_read(
     (ws / "memory" / "2026-11-20.md").write_text("# 2026-11-20\n\n- edited\n")
     real = sync_module.take_snapshot
 
-    def racing(entry, settings):  # type: ignore[no-untyped-def]
+    def racing(entry, settings, **kwargs):  # type: ignore[no-untyped-def]
         if entry.rel == "memory/2026-11-20.md":
             os.unlink(entry.path)  # gone between the listing and the read
-        snap = real(entry, settings)
+        snap = real(entry, settings, **kwargs)
         if entry.rel == "MEMORY.md":
             with open(entry.path, "a") as handle:
                 handle.write("- appended after the read\n")

@@ -103,9 +103,9 @@ def test_unchanged_files_are_not_read(config: Config, vault: VaultRepo, clock: C
     reads: list[str] = []
     real = vault.snapshot.take_snapshot
 
-    def counting(entry, settings):  # type: ignore[no-untyped-def]
+    def counting(entry, settings, **kwargs):  # type: ignore[no-untyped-def]
         reads.append(entry.rel)
-        return real(entry, settings)
+        return real(entry, settings, **kwargs)
 
     monkeypatch.setattr(sync_module, "take_snapshot", counting)  # a spy: the real read runs
     sync(config, now=clock)
