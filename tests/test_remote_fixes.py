@@ -153,16 +153,20 @@ def test_a_fast_forward_to_other_hosts_folders_still_happens(tmp_path: Path,
     assert VaultRepo.open(one.vault.path, "main").head_id() == tip
 
 
+def commit_on_remote(remote: Path, work: Path, name: str, text: str, message: str) -> None:
+    """A commit made by a person (in a clone at work) adding name, pushed to remote's main."""
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True,
+                   capture_output=True)
+    (work / name).write_text(text)
+    git(work, "add", name)
+    git(work, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", message)
+    git(work, "push", "-q", "origin", "HEAD:main")
+
+
 def readme_remote(tmp_path: Path) -> Path:
     """A remote whose branch holds one "Initial commit" with a README, as a hosting site makes."""
     remote = bare(tmp_path / "remote.git")
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True,
-                   capture_output=True)
-    (clone / "README.md").write_text("# my vault\n")
-    git(clone, "add", "README.md")
-    git(clone, "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "Initial commit")
-    git(clone, "push", "-q", "origin", "HEAD:main")
+    commit_on_remote(remote, tmp_path / "clone", "README.md", "# my vault\n", "Initial commit")
     return remote
 
 
@@ -232,13 +236,7 @@ def test_a_commit_made_by_hand_on_the_remote_is_fine_under_a_host_layout(
     remote = bare(tmp_path / "remote.git")
     one = host_config(tmp_path, "one", str(remote))
     sync(one, now=clock)
-    work = tmp_path / "by-hand"
-    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True,
-                   capture_output=True)
-    (work / "NOTES.md").write_text("notes a person keeps\n")
-    git(work, "add", "NOTES.md")
-    git(work, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "notes")
-    git(work, "push", "-q", "origin", "HEAD:main")
+    commit_on_remote(remote, tmp_path / "by-hand", "NOTES.md", "notes a person keeps\n", "notes")
     (tmp_path / "ws-one" / "MEMORY.md").write_text("# one\n\n- more\n")
     clock.tick()
     result = sync(one, now=clock)
