@@ -258,8 +258,8 @@ def test_a_dry_run_leaves_a_hot_journal_and_its_database_as_they_are(tmp_path: P
     assert sorted(os.listdir(crashed.parent)) == ["memory.db"]
 
 
-def test_status_and_sync_dry_run_leave_a_hot_journal_as_it_is(tmp_path: Path) -> None:
-    """Through the CLI: `vault status` and `vault sync --dry-run` rolled the hot journal back in
+def test_status_scan_and_sync_dry_run_leave_a_hot_journal_as_it_is(tmp_path: Path) -> None:
+    """Through the CLI: `vault status`, `secrets scan` and `sync --dry-run` rolled the journal back in
     the user's folder; the real sync after them stores the same rolled-back state."""
     from conftest import run_cli, write_config
 
@@ -268,7 +268,7 @@ def test_status_and_sync_dry_run_leave_a_hot_journal_as_it_is(tmp_path: Path) ->
     env = {"VAULT_CONFIG": str(config)}
     assert run_cli("init", env=env).returncode == 0
     before = _files(crashed.parent)
-    for args in (["status"], ["sync", "--dry-run"]):
+    for args in (["secrets", "scan"], ["status"], ["sync", "--dry-run"]):
         proc = run_cli(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
         assert _files(crashed.parent) == before, args

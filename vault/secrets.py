@@ -420,7 +420,7 @@ def scan_sources(config: Config, names: Sequence[str] = ()) -> SourceScan:
             vpath = config.prefix(source.name) + entry.rel
             if path_allowed(vpath, config.secrets.allow_paths):
                 continue
-            snap = take_snapshot(entry, config.snapshot)
+            snap = take_snapshot(entry, config.snapshot, dry_run=True)  # (writes nothing)
             if snap.data is None:
                 # (not synced either, for the same reason; one removed meanwhile is no file)
                 if not snap.vanished:
