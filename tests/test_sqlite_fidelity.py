@@ -259,8 +259,8 @@ def test_a_dry_run_leaves_a_hot_journal_and_its_database_as_they_are(tmp_path: P
 
 
 def test_status_scan_and_sync_dry_run_leave_a_hot_journal_as_it_is(tmp_path: Path) -> None:
-    """Through the CLI: `vault status`, `secrets scan` and `sync --dry-run` rolled the journal back in
-    the user's folder; the real sync after them stores the same rolled-back state."""
+    """Through the CLI: `vault status`, `secrets scan` and `sync --dry-run` rolled the journal
+    back in the user's folder; the real sync after them stores the same rolled-back state."""
     from conftest import run_cli, write_config
 
     crashed = _crashed_writer(tmp_path)
