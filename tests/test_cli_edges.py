@@ -322,3 +322,35 @@ def test_index_recall_and_show_sql_in_folders_that_are_not_utf8(tmp_path: Path,
     assert json.loads(outputs[3])["hits"]
     assert outputs[4] == b"n\n5\n"
     assert os.path.exists(folder + b"/memory-vault/vault/index.db")
+
+
+INDEX_FAILS = r"""
+import runpy, sys
+import vault.index
+def broken(config, commit):
+    raise AttributeError("'str' object has no attribute 'get'")
+vault.index.index_after_sync = broken
+sys.argv = ["vault", *sys.argv[1:]]
+runpy.run_module("vault", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_an_unexpected_error_of_after_sync_indexing_is_a_warning(tmp_path: Path,
+                                                                 workspace: Path) -> None:
+    """README: with [index] after_sync, indexing problems are a warning, not a failed sync.
+    Before, an error vault did not foresee (a transcript block of an odd shape made chunking
+    raise AttributeError) turned a sync whose commit was made into exit 3."""
+    config = write_config(tmp_path / "vault.toml", {"agent": workspace},
+                          extra='[index]\nmodel = "hash:64"\nafter_sync = true')
+    env = {**os.environ, "VAULT_CONFIG": str(config), "VAULT_HOME": str(tmp_path / "home")}
+    assert run_cli("init", env=env).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", INDEX_FAILS, "sync", "--json"],
+                          capture_output=True, text=True, env=env, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["commit"]
+    assert proc.stderr.splitlines() == [
+        "Warning: index not updated: unexpected: AttributeError: 'str' object has no "
+        "attribute 'get'"]
+    logged = [json.loads(line) for line in
+              (tmp_path / "home" / "failures.log").read_text().splitlines()]
+    assert [entry["command"] for entry in logged] == ["index"]

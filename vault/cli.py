@@ -219,6 +219,11 @@ def _index_after_sync(config: Any, commit: str, as_json: bool, quiet: bool) -> N
     except VaultError as exc:
         click.echo(f"Warning: index not updated: {exc.message}", err=True)
         return
+    except Exception as exc:  # (a bug: said and logged, but the sync's commit is made)
+        message = f"index not updated: {unexpected_message(exc)}"
+        click.echo(f"Warning: {message}", err=True)
+        _report_failure(config, "index", message, as_json)
+        return
     if done is not None:
         from vault.cli_recall import index_line, index_warnings
 
