@@ -7,11 +7,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import apsw
+import pytest
 
 from conftest import Clock, age, write_config
-from vault.config import load_config
+from vault.config import Config, load_config
 from vault.repo import VaultRepo
 from vault.rollback import BUSY_NS, roll_back
 from vault.sync import SyncOptions, sync
@@ -126,3 +128,132 @@ def test_a_database_with_page_one_zeroed_is_still_rolled_back(tmp_path: Path,
     conn = apsw.Connection(str(db))
     assert conn.execute("SELECT x FROM t").fetchall() == [("orig",)]
     conn.close()
+
+
+# --- a file the agent saves while the rollback runs ---------------------------------------------
+
+# An agent that saves memory.json the usual way (a temp file, renamed over it) once the rollback
+# has kept the corrupt file aside (a .corrupt- file appears beside it), then exits.
+SAVER = """
+import glob, os, sys, time
+target, text = sys.argv[1:3]
+while not glob.glob(glob.escape(target) + ".corrupt-*"):
+    time.sleep(0.001)
+with open(target + ".tmp", "w") as f:
+    f.write(text)
+os.replace(target + ".tmp", target)
+"""
+
+
+def _corrupt_and_synced(tmp_path: Path, clock: Clock, name: str, good: bytes,
+                        extra: str = "") -> tuple[Config, Path]:
+    """A source holding name (good), synced, then corrupt and aged (ready to roll back)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    target = ws / name
+    target.write_bytes(good)
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": ws},
+                                      extra="[health]\nauto_rollback = true\n" + extra))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    assert sync(config, now=clock).ok
+    target.write_text('{"v": "broken')
+    age(target)
+    clock.tick()
+    return config, target
+
+
+def test_a_big_file_saved_by_the_agent_while_it_is_rolled_back_is_kept(
+        tmp_path: Path, clock: Clock) -> None:
+    """The reported case: a 30 MB memory file is corrupt; the agent saves a good one as soon
+    as the rollback has kept the corrupt one aside. The rollback then wrote the vault's old
+    version over it (the whole file: a long moment) and the agent's save was lost."""
+    old = json.dumps({"v": "old", "pad": "x" * 30_000_000}).encode()
+    config, target = _corrupt_and_synced(
+        tmp_path, clock, "big.json", old,
+        '[secrets]\npolicy = "allow"\n[snapshot]\nmax_file_size = "512 MiB"\n')
+    agent = subprocess.Popen([sys.executable, "-c", SAVER, str(target), GOOD])
+    try:
+        result = sync(config, now=clock)
+    finally:
+        agent.wait(timeout=60)
+    assert agent.returncode == 0
+    assert target.read_text() == GOOD  # the agent's save, whichever came first
+    assert [p.name for p in target.parent.iterdir()] == ["big.json"]  # no .corrupt-, no temp
+    assert result.rollbacks == ()
+    assert any(f.message.startswith("did not roll back a/big.json: it was written again")
+               for f in result.failures)
+
+
+@pytest.fixture
+def agent_saves_after_aside(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, bytes], None]:
+    """Arm a real agent process that saves (temp file and rename) over a target the moment
+    the rollback has kept the corrupt file aside, and wait until it has: the patch makes the
+    moment exact, before the good version is written and swapped in."""
+    from vault import rollback
+
+    armed: list[tuple[Path, bytes]] = []
+    real = rollback._keep_aside
+
+    def keep_aside_then_agent_saves(path: Path, aside: Path) -> None:
+        real(path, aside)
+        if armed:
+            target, data = armed.pop()
+            source = Path(f"{target}.agent")
+            source.write_bytes(data)
+            subprocess.run([sys.executable, "-c", "import os, sys; os.replace(*sys.argv[1:])",
+                            str(source), str(target)], check=True, timeout=60)
+
+    monkeypatch.setattr(rollback, "_keep_aside", keep_aside_then_agent_saves)
+    return lambda target, data: armed.append((target, data))
+
+
+@pytest.mark.parametrize("swap", [True, False], ids=["exchange", "no-exchange"])
+def test_a_file_saved_by_the_agent_after_it_was_kept_aside_is_not_overwritten(
+        tmp_path: Path, clock: Clock, agent_saves_after_aside: Callable[[Path, bytes], None],
+        monkeypatch: pytest.MonkeyPatch, swap: bool) -> None:
+    if not swap:  # as on a filesystem without RENAME_EXCHANGE: a last look, then a rename
+        from vault import fsutil
+
+        monkeypatch.setattr(fsutil, "exchange", lambda a, b: False)
+    config, target = _corrupt_and_synced(tmp_path, clock, "memory.json", b'{"v": "old"}')
+    agent_saves_after_aside(target, GOOD.encode())
+    result = sync(config, now=clock)
+    assert target.read_text() == GOOD
+    assert [p.name for p in target.parent.iterdir()] == ["memory.json"]
+    assert result.rollbacks == ()
+    assert any(f.message.startswith("did not roll back a/memory.json: it was written again")
+               for f in result.failures)
+    clock.tick()
+    assert sync(config, now=clock).modified == ("a/memory.json",)  # stored by the next sync
+
+
+def test_a_database_replaced_by_the_agent_after_it_was_kept_aside_is_not_overwritten(
+        tmp_path: Path, clock: Clock, agent_saves_after_aside: Callable[[Path, bytes], None]
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    db = ws / "notes.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("CREATE TABLE t(x); INSERT INTO t VALUES('orig')")
+    conn.close()
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": ws},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    assert sync(config, now=clock).ok
+    newer = tmp_path / "newer.db"
+    conn = apsw.Connection(str(newer))
+    conn.execute("CREATE TABLE t(x); INSERT INTO t VALUES('saved by the agent')")
+    conn.close()
+    db.write_bytes(db.read_bytes()[:9])
+    age(db)
+    agent_saves_after_aside(db, newer.read_bytes())
+    clock.tick()
+    result = sync(config, now=clock)
+    conn = apsw.Connection(str(db))
+    assert conn.execute("SELECT x FROM t").fetchall() == [("saved by the agent",)]
+    conn.close()
+    assert [p.name for p in ws.iterdir()] == ["notes.db"]
+    assert result.rollbacks == ()
+    assert any(f.message.startswith("did not roll back a/notes.db: it was written again")
+               for f in result.failures)
+

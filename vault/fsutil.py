@@ -52,6 +52,39 @@ def restored_mode(target: str, executable: bool) -> int:
     return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
 
 
+def exchange(a: str | Path, b: str | Path) -> bool:
+    """Swap the files at the names a and b in one atomic step (Linux renameat2 with
+    RENAME_EXCHANGE): neither name is ever missing, and whatever was at b (even a file put
+    there a moment ago) is still there afterwards, at a. False where the system or the
+    filesystem cannot do it (nothing moved then: the caller renames instead)."""
+    libc = _load_libc()
+    renameat2 = getattr(libc, "renameat2", None) if libc is not None else None
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False  # an old kernel, or a filesystem without it
+    raise OSError(err, os.strerror(err), str(b))
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)  # the running process: libc is in it
+        except OSError:
+            return None
+    return _libc
+
+
 def private_folder(folder: Path, home: Path) -> None:
     """Make folder, in the data dir home (or home itself), private as it is made: home and
     every folder made between them 0700 (mkdir's parents take the umask's mode: the data dir
@@ -496,16 +529,15 @@ def fsync_dir(directory: Path) -> None:
 
 def sync_filesystem(path: Path) -> None:
     """Flush the filesystem holding path (syncfs: one call for a whole batch of writes)."""
-    global _libc
+    libc = _load_libc()
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)  # the running process: libc is in it
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _libc.syncfs(fd) == 0:
-                return
-        finally:
-            os.close(fd)
+        if libc is not None:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if libc.syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
     except (OSError, AttributeError):
         pass
     os.sync()

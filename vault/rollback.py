@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from vault.config import SnapshotSettings
 from vault.errors import VaultError
-from vault.fsutil import atomic_write
 from vault.repo import VaultRepo
 from vault.sources import StatKey, companion_key
 
@@ -144,7 +144,8 @@ def _put_back(target: Path, data: bytes, executable: bool, stamp: str,
               key: tuple[StatKey, ...]) -> tuple[Path, str] | None:
     """Keep target aside and put data in its place; the aside's path and any warning. None when
     a database was opened by another process meanwhile (left as it is); _WrittenAgain when
-    target is no longer the file judged corrupt (key, its rollback_key then)."""
+    target is no longer the file judged corrupt (key, its rollback_key then), also when it is
+    written while its good version is (see _swap_in)."""
     from vault.errors import SqliteSnapshotError
     from vault.fsutil import restored_mode
     from vault.restore_db import build_sqlite
@@ -164,70 +165,195 @@ def _put_back(target: Path, data: bytes, executable: bool, stamp: str,
         if not _install_database(built, target, aside, mode, key):
             return None
     else:
-        _check_unchanged(target, key)
-        _keep_aside(target, aside)  # the file never goes missing from its place
-        try:
-            atomic_write(target, data, mode=mode)
-        except OSError as exc:
-            if _same_file(aside, target):  # (the corrupt file is still in its place)
-                _unlink_quietly(aside)
-            raise _CannotRollBack(f"cannot put its last good version in place: "
-                                  f"{_why(exc)}") from exc
+        _swap_in(target, aside, key, lambda: _write_beside(target, data, mode))
     warnings = [redaction_warning(str(target), data)]
     if stand_ins:  # (as restore warns: its indexes on them follow a stand-in's order)
         warnings.append(reindex_warning(str(target), stand_ins))
     return aside, "; ".join(w for w in warnings if w)
 
 
-def _install_database(built: Path, target: Path, aside: Path, mode: int,
-                      key: tuple[StatKey, ...]) -> bool:
-    """Keep the corrupt database and its journal aside, then rename the built one over it: at
-    every moment the database's place holds the corrupt file or the good one, never nothing
-    (a sync killed in between would record it deleted; an agent opening it then would get a
-    new empty database). False, with nothing moved, when another process opened it meanwhile."""
-    from vault.fsutil import fsync_dir
-    from vault.restore_db import install_sqlite, refuse_if_open
+def _write_beside(target: Path, data: bytes, mode: int) -> tuple[Path, int]:
+    """data in a new temp file beside target, with mode, flushed: its path and inode."""
+    import tempfile
 
-    moved: list[tuple[Path, Path]] = []  # (companion, its name aside)
+    # (a short name: one built from target's could be too long where target's is not)
+    fd, name = tempfile.mkstemp(prefix=".vault-rollback-", suffix=".vault-tmp",
+                                dir=target.parent)
+    tmp = Path(name)
     try:
-        refuse_if_open(target)  # again: it may have been opened while it was built
-        _check_unchanged(target, key)  # (or written, and closed, meanwhile)
-    except VaultError:
-        shutil.rmtree(built, ignore_errors=True)
-        return False
-    except _WrittenAgain:
-        shutil.rmtree(built, ignore_errors=True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+        ino = os.fstat(fd).st_ino
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
         raise
+    os.close(fd)
+    return tmp, ino
+
+
+def _is_judged(path: Path, key: tuple[StatKey, ...]) -> bool:
+    """Is the file at path still the one judged corrupt (key[0], its stat key then)? Its
+    inode, size and mtime: keeping it aside (a hard link) and renaming it move its ctime."""
     try:
-        _keep_aside(target, aside)
-        # A journal left beside it would be replayed into the good copy: it goes with the
-        # corrupt file (for a moment the place holds the corrupt file without it).
-        for suffix in ("-wal", "-journal"):
-            companion = Path(f"{target}{suffix}")
-            if os.path.lexists(companion):
-                try:
-                    os.replace(companion, Path(f"{aside}{suffix}"))
-                except OSError as exc:
-                    raise _CannotRollBack(f"cannot keep {companion.name} aside: "
-                                          f"{_why(exc)}") from exc
-                moved.append((companion, Path(f"{aside}{suffix}")))
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    size, mtime, _ctime, ino = key[0]
+    # (its mtime is 2 seconds old or more, too_fresh says: any write since has moved it)
+    return (st.st_size, st.st_mtime_ns, st.st_ino) == (size, mtime, ino)
+
+
+def _swap_in(target: Path, aside: Path, key: tuple[StatKey, ...],
+             make: Callable[[], tuple[Path, int]],
+             companions: Callable[[], list[tuple[Path, Path]]] | None = None) -> None:
+    """Keep target aside, then put the good version (make(): its temp file beside target,
+    written and flushed, and that file's inode) in its place; companions() moves the corrupt
+    file's companions aside (what it moved: (name, kept name) each).
+
+    At every moment target's place holds the corrupt file or the good one, never nothing (a
+    sync killed in between would record it deleted; an agent opening it then would get an
+    empty file). Where the system can, the two are swapped in one step (RENAME_EXCHANGE) and
+    the file swapped out is checked to be the one judged: a file an agent saved while the good
+    version was written is swapped back (_WrittenAgain: target as the agent left it, nothing
+    kept aside). Elsewhere the last look is right before the rename. The temp file is gone
+    afterwards, but in the one case where it holds the agent's file (swapping it back failed:
+    the message says where it is)."""
+    from vault.fsutil import exchange, fsync_dir
+
+    moved: list[tuple[Path, Path]] = []
+    made: tuple[Path, int] | None = None
+    placed = kept = False  # the good version is in target's place; the aside made
+    try:
+        _check_unchanged(target, key)
+        _keep_aside(target, aside)  # the file never goes missing from its place
+        kept = True
         try:
+            made = make()
+            new = made[0]
+            if companions is not None:
+                moved = companions()
             fsync_dir(target.parent)  # the corrupt file is kept before its place is taken
-            install_sqlite(built, target, durable=True, mode=mode)  # (drops a stale -shm)
+            if exchange(new, target):
+                placed = True
+                if not _is_judged(new, key):  # saved by the agent in the meantime
+                    try:
+                        exchange(new, target)  # the agent's file back in its place
+                    except OSError as exc:
+                        raise _CannotRollBack(f"cannot put back the version written meanwhile "
+                                              f"(it is at {new}): {_why(exc)}") from exc
+                    placed = False
+                    raise _WrittenAgain()
+            elif not _is_judged(target, key):
+                raise _WrittenAgain()
+            else:
+                os.replace(new, target)
+                placed = True
+            fsync_dir(target.parent)
         except OSError as exc:
             raise _CannotRollBack(f"cannot put its last good version in place: "
                                   f"{_why(exc)}") from exc
-    except _CannotRollBack:
-        shutil.rmtree(built, ignore_errors=True)
-        if _same_file(aside, target):  # not replaced: the database as it was, best effort
-            try:
-                for companion, kept in reversed(moved):
-                    os.replace(kept, companion)
-                os.unlink(aside)
-            except OSError:
-                pass
+    except (_WrittenAgain, _CannotRollBack):
+        if kept and not placed:
+            _undo_aside(target, aside, key, moved)
         raise
+    finally:
+        if made is not None:
+            _drop_ours(made[0], made[1], key)
+
+
+def _undo_aside(target: Path, aside: Path, key: tuple[StatKey, ...],
+                moved: list[tuple[Path, Path]]) -> None:
+    """Nothing kept aside after all: target was not replaced. Best effort. Companions kept
+    aside go back to the file they were moved from (the corrupt file still in its place, or
+    one the agent put there before it was kept aside); beside a file the agent put there
+    since, they are dropped with the corrupt file (which the agent replaced)."""
+    back = _is_judged(target, key) or _same_file(aside, target)
+    for companion, kept in reversed(moved):
+        try:
+            if back:
+                os.replace(kept, companion)
+            else:
+                os.unlink(kept)
+        except OSError:
+            pass
+    _unlink_quietly(aside)
+
+
+def _drop_ours(new: Path, ours: int, key: tuple[StatKey, ...]) -> None:
+    """Remove new when it holds our temp file or the corrupt one swapped out (kept aside)."""
+    try:
+        ino = os.stat(new, follow_symlinks=False).st_ino
+    except OSError:
+        return
+    if ino == ours or _is_judged(new, key):
+        _unlink_quietly(new)
+
+
+def _install_database(built: Path, target: Path, aside: Path, mode: int,
+                      key: tuple[StatKey, ...]) -> bool:
+    """Keep the corrupt database and its journal aside, then swap the built one in (as
+    _swap_in). False, with nothing moved, when another process opened it meanwhile."""
+    from vault.restore_db import refuse_if_open
+
+    db = built / "db"
+    ours = -1
+
+    def made() -> tuple[Path, int]:
+        os.chmod(db, mode)  # built private (0o600)
+        return db, ours
+
+    try:
+        try:
+            ours = os.stat(db).st_ino
+        except OSError as exc:
+            raise _CannotRollBack(f"cannot build its last good version beside it: "
+                                  f"{_why(exc)}") from exc
+        try:
+            refuse_if_open(target)  # again: it may have been opened while it was built
+            _check_unchanged(target, key)  # (or written, and closed, meanwhile)
+        except VaultError:
+            return False
+        _swap_in(target, aside, key, made, lambda: _journal_aside(target, aside))
+    finally:
+        _drop_ours(db, ours, key)
+        if not os.path.lexists(db):  # (else it holds the agent's file: the message says so)
+            shutil.rmtree(built, ignore_errors=True)
     return True
+
+
+def _journal_aside(target: Path, aside: Path) -> list[tuple[Path, Path]]:
+    """Move the corrupt database's -wal and -journal aside with it (left beside the good copy,
+    they would be replayed into it; for a moment the place holds the corrupt file without
+    them), and drop a stale -shm; what was moved, as (name, kept name)."""
+    moved: list[tuple[Path, Path]] = []
+    for suffix in ("-wal", "-journal"):
+        companion = Path(f"{target}{suffix}")
+        if os.path.lexists(companion):
+            try:
+                os.replace(companion, Path(f"{aside}{suffix}"))
+            except OSError as exc:
+                _undo_journal(moved)
+                raise _CannotRollBack(f"cannot keep {companion.name} aside: "
+                                      f"{_why(exc)}") from exc
+            moved.append((companion, Path(f"{aside}{suffix}")))
+    try:
+        Path(f"{target}-shm").unlink(missing_ok=True)
+    except OSError as exc:
+        _undo_journal(moved)
+        raise _CannotRollBack(f"cannot remove {target.name}-shm: {_why(exc)}") from exc
+    return moved
+
+
+def _undo_journal(moved: list[tuple[Path, Path]]) -> None:
+    for companion, kept in reversed(moved):
+        try:
+            os.replace(kept, companion)
+        except OSError:
+            pass
 
 
 def _same_file(a: Path, b: Path) -> bool:
