@@ -234,3 +234,37 @@ def test_a_k_beyond_the_limit_is_a_usage_error(tmp_path: Path, workspace: Path,
         recall(config, "tea", RecallOptions(k=2**63 - 1, mode="lexical"))
     assert err.value.message == f"-k must be at most {MAX_K}"
     assert recall(config, "tea", RecallOptions(k=MAX_K, mode="lexical")).hits
+
+
+# --- a tool call whose "function" is not an object -------------------------------------------
+
+
+@pytest.mark.parametrize("function", ["lookup", ["lookup"], 7, None, True])
+def test_a_tool_call_whose_function_is_not_an_object_is_summarised(function: object) -> None:
+    from vault.chunk import chunk_jsonl
+
+    for part, shown in (({"arguments": "{}"}, "[tool lookup: {}]"),
+                        ({"input": {"q": "tea"}}, "[tool lookup: tea]"),
+                        ({}, "[tool lookup: ]")):
+        line = json.dumps({"role": "assistant", "content": [
+            {"type": "function_call", "name": "lookup", "function": function, **part}]})
+        assert [c.text for c in chunk_jsonl(line)] == [f"assistant: {shown}"], part
+    line = json.dumps({"role": "assistant", "content": [
+        {"type": "tool_call", "function": function}, {"type": "text", "text": "done"}]})
+    assert [c.text for c in chunk_jsonl(line)] == ["assistant: [tool tool: ]\ndone"]
+    line = json.dumps({"role": "assistant", "content": [
+        {"type": "tool_call", "function": {"name": "find", "arguments": '{"q": 1}'}}]})
+    assert [c.text for c in chunk_jsonl(line)] == ['assistant: [tool find: {"q": 1}]']
+
+
+def test_a_transcript_with_a_string_function_is_indexed(tmp_path: Path, workspace: Path,
+                                                        clock: Clock) -> None:
+    (workspace / "sessions" / "s2.jsonl").write_text(json.dumps(
+        {"role": "assistant", "content": [{"type": "function_call", "name": "lookup",
+                                           "arguments": "{}", "function": "lookup"}]}) + "\n")
+    config = _vault(tmp_path, workspace, clock)
+    env = {"VAULT_CONFIG": str(config.file)}
+    for args in (["index"], ["recall", "lookup", "-k", "1", "--json"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 0, (args, proc.stderr)
+    assert json.loads(proc.stdout)["hits"][0]["path"] == "agent/sessions/s2.jsonl"

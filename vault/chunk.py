@@ -692,9 +692,19 @@ def _content_text(content: Any) -> str:
         if kind in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
             parts.append(part["text"].strip())
         elif kind in ("toolCall", "tool_use", "function_call", "tool_call"):
-            name = part.get("name") or (part.get("function") or {}).get("name") or "tool"
-            args = part.get("arguments", part.get("input", (part.get("function") or {})
-                                                  .get("arguments", "")))
+            # "function" is {"name", "arguments"} in OpenAI's format; any other value (a
+            # string, a list, a number, null) names nothing here.
+            fn = part.get("function")
+            fn = fn if isinstance(fn, dict) else {}
+            name = part.get("name") or fn.get("name") or "tool"
+            if not isinstance(name, (str, int)) or isinstance(name, bool):
+                name = _brief(name, 40) or "tool"
+            if "arguments" in part:
+                args = part["arguments"]
+            elif "input" in part:
+                args = part["input"]
+            else:
+                args = fn.get("arguments", "")
             parts.append(f"[tool {name}: {_brief(args)}]")
         elif kind == "image":
             parts.append("[image]")
