@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -257,3 +258,39 @@ def test_a_database_replaced_by_the_agent_after_it_was_kept_aside_is_not_overwri
     assert any(f.message.startswith("did not roll back a/notes.db: it was written again")
                for f in result.failures)
 
+
+# --- run as root: the file put back stays the agent's -------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root (to own files of another user)")
+def test_run_as_root_a_rollback_leaves_the_file_its_owners(tmp_path: Path,
+                                                           clock: Clock) -> None:
+    """vault from root's cron: the good version put back was root's, and with mode 0600 the
+    agent (another user) could no longer read its own memory."""
+    from test_restore_owner import NOBODY, give, owner
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    mem, db = ws / "memory.json", ws / "notes.db"
+    mem.write_text('{"v": "old"}')
+    conn = apsw.Connection(str(db))
+    conn.execute("CREATE TABLE t(x); INSERT INTO t VALUES('orig')")
+    conn.close()
+    config = load_config(write_config(tmp_path / "vault.toml", {"a": ws},
+                                      extra="[health]\nauto_rollback = true"))
+    VaultRepo.init(config.vault.path, config.vault.branch)
+    assert sync(config, now=clock).ok
+    mem.write_text('{"v": "bro')
+    db.write_bytes(db.read_bytes()[:9])
+    for path in (mem, db):
+        give(path)
+        path.chmod(0o600)
+        age(path)
+    clock.tick()
+    result = sync(config, now=clock)
+    assert sorted(r.path for r in result.rollbacks) == ["a/memory.json", "a/notes.db"]
+    assert mem.read_text() == '{"v": "old"}'
+    for path in (mem, db):
+        assert owner(path) == (NOBODY, NOBODY), path
+        assert os.stat(path).st_mode & 0o777 == 0o600

@@ -52,6 +52,66 @@ def restored_mode(target: str, executable: bool) -> int:
     return perms | (perms & 0o444) >> 2 if executable else perms & ~0o111
 
 
+def running_as_root() -> bool:
+    """True when this process runs as root: what it writes is root's unless given away."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def owner_for(target: str | Path, dir_fd: int | None = None) -> tuple[int, int] | None:
+    """The (uid, gid) a file written at target gets when this process runs as root: the live
+    file's own (a memory file of the agent's user stays the agent's: a root cron job must not
+    take it away from its agent), else, for a new file, its folder's (as the agent would have
+    made it); None when not root, or when root owns it anyway. dir_fd: target is a name in
+    that open folder."""
+    if not running_as_root():
+        return None
+    try:
+        st = os.stat(target, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError
+    except OSError:
+        try:
+            st = os.fstat(dir_fd) if dir_fd is not None else os.stat(Path(target).parent)
+        except OSError:
+            return None
+    return _unless_roots(st)
+
+
+def _unless_roots(st: os.stat_result) -> tuple[int, int] | None:
+    owner = (st.st_uid, st.st_gid)
+    return None if owner == (os.geteuid(), os.getegid()) else owner
+
+
+def give_owner(fd: int, owner: tuple[int, int] | None) -> None:
+    """fchown fd to owner (from owner_for) when there is one. Best effort: a filesystem that
+    keeps no owners (or refuses) leaves the file root's, written all the same."""
+    if owner is not None:
+        try:
+            os.fchown(fd, *owner)
+        except OSError:
+            pass
+
+
+def adopt_owner(folder: str | Path) -> None:
+    """Run as root: give a folder just made the owner of the folder it is in (see owner_for)."""
+    if running_as_root():
+        try:
+            give_owner_of(folder, _unless_roots(os.stat(os.path.dirname(
+                os.path.abspath(folder)))))
+        except OSError:
+            pass
+
+
+def give_owner_of(path: str | Path, owner: tuple[int, int] | None,
+                  dir_fd: int | None = None) -> None:
+    """give_owner for a path (not followed if it is a symlink)."""
+    if owner is not None:
+        try:
+            os.chown(path, *owner, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            pass
+
+
 def exchange(a: str | Path, b: str | Path) -> bool:
     """Swap the files at the names a and b in one atomic step (Linux renameat2 with
     RENAME_EXCHANGE): neither name is ever missing, and whatever was at b (even a file put
@@ -182,6 +242,7 @@ class BatchWriter:
         self.uncounted: str | None = None
         self._devices: dict[int, str] = {}  # a folder on each filesystem written to
         self._suffix = f".{os.getpid()}.vault-tmp"
+        self._root = running_as_root()  # files and folders then get their owners (owner_for)
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
         self._tmpfile = unnamed and hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
         _umask()  # read once, up front
@@ -203,6 +264,8 @@ class BatchWriter:
             fd, tmp = self._create(dir_fd, name, mode)
             try:
                 _write_all(fd, data, mode)
+                if self._root:  # the live file's owner, or its folder's: see owner_for
+                    give_owner(fd, owner_for(name, dir_fd))
             except BaseException:
                 os.close(fd)
                 if tmp is not None:
@@ -225,6 +288,8 @@ class BatchWriter:
             fd = os.open(name, self._FILE_FLAGS, mode, dir_fd=dir_fd)
             try:
                 _write_all(fd, data, mode)
+                if self._root:  # a new file: its folder's owner
+                    give_owner(fd, _unless_roots(os.fstat(dir_fd)))
             finally:
                 os.close(fd)
             self._count(folder)
@@ -273,15 +338,18 @@ class BatchWriter:
 
     def move_in(self, folder: str, src: str, name: str, mode: int | None = None,
                 replace: bool = True) -> None:
-        """Rename folder/src over folder/name (first giving it mode, if one is given), in
-        folder as this writer opened (and checked) it: a folder swapped for a symlink since is
-        not followed. replace=False: FileExistsError rather than replace anything at name."""
+        """Rename folder/src over folder/name (first giving it mode, if one is given, and then,
+        run as root, the owner of the file at name or of folder: as stage() does), in folder
+        as this writer opened (and checked) it: a folder swapped for a symlink since is not
+        followed. replace=False: FileExistsError rather than replace anything at name."""
         dir_fd = self._acquire(folder)
         try:
             if mode is not None:
                 fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0),
                              dir_fd=dir_fd)
                 try:
+                    if self._root:
+                        give_owner(fd, owner_for(name, dir_fd))
                     os.fchmod(fd, mode)
                 finally:
                     os.close(fd)
@@ -362,7 +430,10 @@ class BatchWriter:
                 while view:
                     view = view[os.write(copy, view):]
                 offset += len(chunk)
-            os.fchmod(copy, os.fstat(fd).st_mode & 0o7777)
+            st = os.fstat(fd)
+            if self._root:
+                give_owner(copy, _unless_roots(st))
+            os.fchmod(copy, st.st_mode & 0o7777)
         except BaseException:
             _unlink_quietly(tmp, dir_fd)
             raise
@@ -439,6 +510,8 @@ class BatchWriter:
                     try:
                         os.mkdir(part, 0o777, dir_fd=fd)
                         self._made.append(where)
+                        if self._root:  # the owner of the folder it is made in
+                            give_owner_of(part, _unless_roots(os.fstat(fd)), dir_fd=fd)
                     except FileExistsError:
                         pass  # made by someone else meanwhile
                     child = os.open(part, self._DIR_FLAGS, dir_fd=fd)
@@ -462,6 +535,9 @@ class BatchWriter:
             current = os.path.dirname(current)
         os.makedirs(folder, exist_ok=True)
         self._made.extend(reversed(missing))
+        if self._root:
+            for made in reversed(missing):  # parents first: each takes its parent's owner
+                adopt_owner(made)
 
     def _release(self, folder: str, dir_fd: int) -> None:
         entry = self._folders.get(folder)

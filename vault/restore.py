@@ -17,8 +17,8 @@ from vault.config import SOURCE_NAME_RE, Config
 from vault.errors import EXIT_INTERRUPTED, RepoError
 from vault.errors import RestoreError as RestoreError  # (vault.restore's callers catch it)
 from vault.errors import UsageError, VaultError
-from vault.fsutil import (BatchWriter, OutsideRoots, Staged, fsync_dir, new_file_mode,
-                          restored_mode, sync_filesystem)
+from vault.fsutil import (BatchWriter, OutsideRoots, Staged, adopt_owner, fsync_dir,
+                          new_file_mode, restored_mode, sync_filesystem)
 from vault.lock import SyncLock
 from vault.dbbuild import is_redacted_blob
 from vault.objects import BlobReader, commit_info, first_parent_line, tree_files
@@ -1110,6 +1110,7 @@ class _FreshFolders:
         try:
             writer.make_folder(into)
             staging = tempfile.mkdtemp(prefix=".vault-restore-", dir=into)
+            adopt_owner(staging)  # (as root: what is made in it, and moved out, is into's owner's)
         except OSError as exc:
             raise _write_error(exc, into) from None
         writer.uncounted = staging + "/"  # a change once its folder is moved into place

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vault.dbbuild import build, claim
 from vault.errors import RepoError, RestoreError, SqliteSnapshotError
-from vault.fsutil import BatchWriter, fsync_dir, restored_mode
+from vault.fsutil import BatchWriter, fsync_dir, give_owner_of, owner_for, restored_mode
 from vault.objects import BlobReader
 from vault.sources import COMPANION_SUFFIXES, DUMP_HEADER
 
@@ -199,8 +199,9 @@ def build_sqlite(data: bytes, target: Path, durable: bool,
 def install_sqlite(built: Path, target: Path, durable: bool, mode: int,
                     writer: BatchWriter | None = None) -> None:
     """Move a database made by build_sqlite (in a temp folder beside target) into place,
-    with mode; with a writer, relative to the target's folder as the writer opened it. The
-    caller has just made sure that no other process has the target open (refuse_if_open)."""
+    with mode (and, run as root, the owner of the file it replaces, or of its folder); with a
+    writer, relative to the target's folder as the writer opened it. The caller has just made
+    sure that no other process has the target open (refuse_if_open)."""
     try:
         # A leftover WAL would be replayed over the restored database: it goes first. (The
         # state it held is in the vault: the safety sync took it through the backup API.)
@@ -209,6 +210,7 @@ def install_sqlite(built: Path, target: Path, durable: bool, mode: int,
         settle_journal(target)
         if writer is None:
             _remove_companions(target)
+            give_owner_of(built / "db", owner_for(target))  # (as root: the live file's owner)
             os.chmod(built / "db", mode)  # built private (0o600)
             os.replace(built / "db", target)
         else:

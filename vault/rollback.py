@@ -147,11 +147,12 @@ def _put_back(target: Path, data: bytes, executable: bool, stamp: str,
     target is no longer the file judged corrupt (key, its rollback_key then), also when it is
     written while its good version is (see _swap_in)."""
     from vault.errors import SqliteSnapshotError
-    from vault.fsutil import restored_mode
+    from vault.fsutil import owner_for, restored_mode
     from vault.restore_db import build_sqlite
     from vault.sqlite_dump import is_dump, reindex_warning
 
     mode = restored_mode(str(target), executable)
+    owner = owner_for(target)  # (as root: the agent's file stays the agent's)
     aside = _free_name(Path(f"{target}.corrupt-{stamp}"))
     stand_ins: list[str] = []  # the application's collations it was rebuilt without
     if is_dump(data):
@@ -162,18 +163,21 @@ def _put_back(target: Path, data: bytes, executable: bool, stamp: str,
                                   f"{_why(exc)}") from exc
         except SqliteSnapshotError as exc:
             raise _CannotRollBack(f"cannot build its last good version: {exc.message}") from exc
-        if not _install_database(built, target, aside, mode, key):
+        if not _install_database(built, target, aside, mode, owner, key):
             return None
     else:
-        _swap_in(target, aside, key, lambda: _write_beside(target, data, mode))
+        _swap_in(target, aside, key, lambda: _write_beside(target, data, mode, owner))
     warnings = [redaction_warning(str(target), data)]
     if stand_ins:  # (as restore warns: its indexes on them follow a stand-in's order)
         warnings.append(reindex_warning(str(target), stand_ins))
     return aside, "; ".join(w for w in warnings if w)
 
 
-def _write_beside(target: Path, data: bytes, mode: int) -> tuple[Path, int]:
-    """data in a new temp file beside target, with mode, flushed: its path and inode."""
+def _write_beside(target: Path, data: bytes, mode: int,
+                  owner: tuple[int, int] | None) -> tuple[Path, int]:
+    """data in a new temp file beside target, with mode and owner, flushed: its path and inode."""
+    from vault.fsutil import give_owner
+
     import tempfile
 
     # (a short name: one built from target's could be too long where target's is not)
@@ -184,6 +188,7 @@ def _write_beside(target: Path, data: bytes, mode: int) -> tuple[Path, int]:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        give_owner(fd, owner)
         os.fchmod(fd, mode)
         os.fsync(fd)
         ino = os.fstat(fd).st_ino
@@ -294,15 +299,17 @@ def _drop_ours(new: Path, ours: int, key: tuple[StatKey, ...]) -> None:
 
 
 def _install_database(built: Path, target: Path, aside: Path, mode: int,
-                      key: tuple[StatKey, ...]) -> bool:
+                      owner: tuple[int, int] | None, key: tuple[StatKey, ...]) -> bool:
     """Keep the corrupt database and its journal aside, then swap the built one in (as
     _swap_in). False, with nothing moved, when another process opened it meanwhile."""
+    from vault.fsutil import give_owner_of
     from vault.restore_db import refuse_if_open
 
     db = built / "db"
     ours = -1
 
     def made() -> tuple[Path, int]:
+        give_owner_of(db, owner)
         os.chmod(db, mode)  # built private (0o600)
         return db, ours
 
@@ -382,11 +389,17 @@ def _keep_aside(path: Path, aside: Path) -> None:
 
 
 def _copy_new(path: Path, copy: Path) -> None:
-    """Copy path to copy, a new file (never over one), with its permission bits, fsynced."""
+    """Copy path to copy, a new file (never over one), with its permission bits (and, as
+    root, its owner), fsynced."""
+    from vault.fsutil import give_owner, running_as_root
+
     with open(path, "rb") as source:
-        perms = os.fstat(source.fileno()).st_mode & 0o777
+        st = os.fstat(source.fileno())
+        perms = st.st_mode & 0o777
         fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perms)
         try:
+            if running_as_root():
+                give_owner(fd, (st.st_uid, st.st_gid))
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(source, out, 1024 * 1024)
                 out.flush()
