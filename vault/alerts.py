@@ -221,9 +221,12 @@ def issue_title(failure: Failure) -> str:
 
 
 def _state_path(config: Config) -> Path:
-    # Before `vault init` the vault folder is missing; creating a state dir inside it would leave
-    # a folder where init expects none, so the data dir holds the state until then.
-    if config.vault.path.is_dir():
+    # In the vault's state folder once a sync has made it; until then in the data dir. An alert
+    # never makes that folder: before `vault init` it would leave a folder where init expects
+    # none, and in a repository vault did not make (the [vault] path of a project's bare
+    # clone, say) it would write into that repository, and its presence would let the next
+    # sync take the repository for a vault (sync.check_before_state).
+    if config.state_dir.is_dir():
         return config.state_dir / STATE_NAME
     return config.home / STATE_NAME
 
@@ -239,11 +242,13 @@ def _load_state(path: Path) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in sent.items() if isinstance(k, str) and isinstance(v, dict)}
 
 
-def _save_state(path: Path, sent: dict[str, dict[str, Any]], now: datetime) -> None:
+def _save_state(config: Config, path: Path, sent: dict[str, dict[str, Any]],
+                now: datetime) -> None:
     keep = {title: entry for title, entry in sent.items()
             if (last := _parse_stamp(entry.get("time"))) is not None and now - last < STATE_KEEP}
     try:
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        if path.parent == config.home:  # (the state folder is never made here: _state_path)
+            config.home.mkdir(parents=True, mode=0o700, exist_ok=True)
         atomic_write(path, (json.dumps({"sent": keep}, indent=2, sort_keys=True) + "\n").encode())
     except OSError:
         pass  # the alert itself went out; at worst the next one is not rate-limited
@@ -324,6 +329,8 @@ def alert(config: Config, failure: Failure, *, base_url: str | None = None,
     title = issue_title(failure)
     state_path = _state_path(config)
     sent = _load_state(state_path)
+    if not sent and state_path != config.home / STATE_NAME:
+        sent = _load_state(config.home / STATE_NAME)  # (kept there until a sync made the folder)
     last = _parse_stamp(sent.get(title, {}).get("time"))
     interval = timedelta(seconds=settings.min_interval)
     if last is not None and timedelta(0) <= now - last < interval:
@@ -349,7 +356,7 @@ def alert(config: Config, failure: Failure, *, base_url: str | None = None,
                                                      settings.github_repo), now)
     sent[title] = {"time": _stamp(now), "issue": result.issue_number, "url": result.url,
                    "action": result.action}
-    _save_state(state_path, sent, now)
+    _save_state(config, state_path, sent, now)
     return result
 
 
