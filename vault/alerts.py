@@ -416,6 +416,8 @@ def _ensure_label(repo: Repository, name: str) -> str:
         if exc.status == 401:
             raise
         # (a 5xx reading it: creating it answers whether it exists, "already_exists")
+    except OSError as exc:  # requests' Timeout and ConnectionError: no second wait for it
+        return f"GitHub did not answer about it ({type(exc).__name__})"
     try:
         repo.create_label(name, LABEL_COLOR, "vault: a sync or health check is failing")
         return ""
@@ -429,6 +431,8 @@ def _ensure_label(repo: Repository, name: str) -> str:
         if exc.status in (403, 404):
             return f"creating it was refused ({exc.status})"
         return f"GitHub failed to create it ({exc.status})"
+    except OSError as exc:  # a timeout or a dropped connection: the issue goes out all the same
+        return f"GitHub did not answer creating it ({type(exc).__name__})"
 
 
 def _label_late(repo: Repository, issue: Issue, name: str) -> None:
@@ -439,7 +443,7 @@ def _label_late(repo: Repository, issue: Issue, name: str) -> None:
     try:
         if not _ensure_label(repo, name):
             issue.add_to_labels(name)
-    except GithubException:
+    except (GithubException, OSError):  # (OSError: requests' Timeout and ConnectionError)
         pass
 
 
