@@ -289,7 +289,7 @@ def test_first_alert_opens_a_labelled_issue(api: str, alerting: Config) -> None:
                  "- [ ] `vault status` shows unpushed commits?",
                  "- [ ] close this issue when `vault doctor` is green"):
         assert part in body, part
-    state = json.loads((alerting.state_dir / "alerts.json").read_text())
+    state = json.loads((alerting.home / "alerts.json").read_text())  # (no state folder yet)
     assert state["sent"][issue_title(failure)]["issue"] == 1
 
 
