@@ -243,6 +243,7 @@ class BatchWriter:
         self._devices: dict[int, str] = {}  # a folder on each filesystem written to
         self._suffix = f".{os.getpid()}.vault-tmp"
         self._root = running_as_root()  # files and folders then get their owners (owner_for)
+        self._owners: dict[str, tuple[int, int] | None] = {}  # (_folder_owner)
         # unnamed=False: named temp files only (as where O_TMPFILE is missing)
         self._tmpfile = unnamed and hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
         _umask()  # read once, up front
@@ -289,12 +290,21 @@ class BatchWriter:
             try:
                 _write_all(fd, data, mode)
                 if self._root:  # a new file: its folder's owner
-                    give_owner(fd, _unless_roots(os.fstat(dir_fd)))
+                    give_owner(fd, self._folder_owner(folder, dir_fd))
             finally:
                 os.close(fd)
             self._count(folder)
         finally:
             self._release(folder, dir_fd)
+
+    def _folder_owner(self, folder: str, dir_fd: int) -> tuple[int, int] | None:
+        """owner_for a new file in folder, looked up once a folder (a restore writes thousands
+        of files into a few folders)."""
+        try:
+            return self._owners[folder]
+        except KeyError:
+            owner = self._owners[folder] = _unless_roots(os.fstat(dir_fd))
+            return owner
 
     def publish(self, staged: Staged, *, exists: bool = True) -> None:
         """Put a staged file at its name; exists=False: the name is expected to be free."""
