@@ -268,3 +268,42 @@ def test_a_transcript_with_a_string_function_is_indexed(tmp_path: Path, workspac
         proc = run_cli(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
     assert json.loads(proc.stdout)["hits"][0]["path"] == "agent/sessions/s2.jsonl"
+
+
+# --- a snake_case key or a heading that took exponential or quadratic time -------------------
+
+
+def test_key_words_and_headings_are_read_as_before() -> None:
+    from vault.chunk import _KEY_WORD, _heading, chunk_markdown
+
+    for key in ("what_did_i_say", "_private", "a__b", "first name", "e-mail", "naïve_key_"):
+        assert _KEY_WORD.match(key), key
+    for key in ("what_did_i_say_v2", "a  b", "a-", "a -b", "2fa", " a", "what_did_i-"):
+        assert not _KEY_WORD.match(key), key
+    spaces = " " * 16000
+    assert _heading("# a" + spaces + "b") == (1, "a" + spaces + "b")
+    assert _heading("## a" + spaces + "#" + spaces) == (2, "a")
+    for line, heading in (("## Title ##", (2, "Title")), ("# foo#", (1, "foo#")),
+                          ("#  ##", (1, "##")), ("# foo # bar", (1, "foo # bar")),
+                          ("#", (1, "")), ("#\t", (1, "")), ("   ### x", (3, "x")),
+                          ("####### x", None), ("#x", None), ("    # x", None)):
+        assert _heading(line) == heading, line
+    chunks = chunk_markdown("# a" + spaces + "b ##\n\nbody text here\n")
+    assert [(c.context, c.text) for c in chunks] == [("a" + spaces + "b", "body text here")]
+
+
+def test_a_long_snake_case_key_and_a_long_heading_are_chunked(tmp_path: Path) -> None:
+    # Before: 35 words of a key with a digit at its end took about an hour to chunk, a heading
+    # with 60,000 spaces in it 22 s. The timeout is a guard against a hang, not a speed test.
+    key = "_".join(["what", "did", "i", "say"] * 9) + "_v2"
+    script = (
+        "import sys\n"
+        "from vault.chunk import chunk_json, chunk_markdown\n"
+        f"doc = {{{key!r}: {{'note': 'The user prefers green tea in the morning.'}}}}\n"
+        "print(len(chunk_json(doc)))\n"
+        "print(chunk_markdown('# a' + ' ' * 60000 + 'b\\n\\nbody text\\n')[0].context == "
+        "'a' + ' ' * 60000 + 'b')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "True"]

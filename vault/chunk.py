@@ -56,9 +56,15 @@ _HEX = re.compile(r"^(?:0x)?[0-9a-fA-F]{12,}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
                     r"(?:Z|[+-]\d{2}:?\d{2})?$")
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# An ATX heading's opening: up to 3 spaces, 1-6 #, then a space or tab or the end. (Its title
+# is cut by `_heading`: a regex's lazy title before an optional closing #s took time
+# quadratic in a long run of spaces inside the title.)
+_HEADING = re.compile(r" {0,3}(#{1,6})(?![^ \t\n])")
 _FILE_NAME = re.compile(r"^[\w.-]+\.[A-Za-z0-9]{1,6}$")
-_KEY_WORD = re.compile(r"^[^\W\d][^\W\d ]*(?:[ _-][^\W\d]+)*$")
+# Words joined by one space, hyphen or _. (`_` is matched by the word classes only, not as a
+# separator as well: two ways to read every `_` made a long snake_case key that fails at its
+# end take time exponential in its number of words.)
+_KEY_WORD = re.compile(r"^[^\W\d][^\W\d ]*(?:[ -][^\W\d]+)*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])[ \t]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -376,6 +382,26 @@ def _split_block(block: list[str], start: int, offset: int) -> Iterator[tuple[in
 # --- markdown ----------------------------------------------------------------------------
 
 
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, title) of an ATX heading line (`## Title ##`), else None. In linear time."""
+    opening = _HEADING.match(line)
+    if opening is None:
+        return None
+    rest = line[opening.end():]
+    if rest.endswith("\n"):
+        rest = rest[:-1]
+    if "\n" in rest:
+        return None
+    content = rest.lstrip(" \t")
+    title = content.rstrip(" \t")
+    if title.endswith("#"):
+        # A closing run of #s is dropped when a space or tab comes before it.
+        before = title.rstrip("#")
+        if before and before[-1] in " \t":
+            title = before.rstrip(" \t")
+    return len(opening.group(1)), title.strip()
+
+
 def chunk_markdown(text: str, title: str = "") -> list[Chunk]:
     """Heading sections, long ones by paragraph, each with its heading path as context."""
     lines = _split_lines(text)
@@ -395,13 +421,13 @@ def chunk_markdown(text: str, title: str = "") -> list[Chunk]:
             fence = match.group(1)
             body.append(line)
             continue
-        heading = _HEADING.match(line)
+        heading = _heading(line)
         if heading:
             sections.append((tuple(t for _, t in path), body_start, body))
-            level = len(heading.group(1))
+            level, heading_title = heading
             while path and path[-1][0] >= level:
                 path.pop()
-            path.append((level, (heading.group(2) or "").strip()))
+            path.append((level, heading_title))
             body, body_start = [], i + 1
             continue
         body.append(line)
