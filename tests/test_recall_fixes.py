@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +308,37 @@ def test_a_long_snake_case_key_and_a_long_heading_are_chunked(tmp_path: Path) ->
                           timeout=60, check=False, cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "True"]
+
+
+# --- an [index] path that is a FIFO or a device ----------------------------------------------
+
+
+def _special_index(tmp_path: Path, workspace: Path, clock: Clock, kind: str) -> Config:
+    index = tmp_path / "special" / "index.db"
+    index.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(index)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device takes root")
+        os.mknod(index, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of our own
+    add_notes(workspace)
+    return _vault(tmp_path, workspace, clock, index=f'path = "{index}"')
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_index_path_that_is_a_fifo_or_a_device_is_refused(tmp_path: Path, workspace: Path,
+                                                             clock: Clock, kind: str) -> None:
+    config = _special_index(tmp_path, workspace, clock, kind)
+    index = config.index_path
+    what = "a FIFO" if kind == "fifo" else "a character device"
+    env = {**os.environ, "VAULT_CONFIG": str(config.file)}
+    for args in (["recall", "kitchen"], ["index"], ["index", "--rebuild"]):
+        # (before, opening the FIFO blocked for good: the timeout guards against a hang)
+        proc = subprocess.run([sys.executable, "-m", "vault", *args], capture_output=True,
+                              text=True, env=env, timeout=60, check=False)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert _cli_error(proc) == [f"Error: {index} is not a vault index ({what}, not a file)",
+                                    "Hint: set [index] path to a new file"], args
+        mode = os.lstat(index).st_mode
+        assert (stat.S_ISFIFO(mode) if kind == "fifo" else stat.S_ISCHR(mode)), args

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -164,6 +165,26 @@ def a_folder(path: Path) -> IndexStoreError:
                            hint="move the folder away, or set [index] path to a file")
 
 
+_SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def refuse_special_file(path: Path) -> None:
+    """Raise when something other than a file or a folder is at the index path.
+
+    Checked before SQLite opens the path: opening a FIFO blocks for good (in the kernel, deaf
+    to SIGTERM), and --rebuild would put a file in place of a device (/dev/null).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # (nothing there, or nothing to stat: SQLite's open reports it)
+    for test, what in _SPECIAL_KINDS:
+        if test(mode):
+            raise IndexStoreError(f"{path} is not a vault index ({what}, not a file)",
+                                  hint="set [index] path to a new file")
+
+
 def damaged(path: Path, reason: object) -> IndexStoreError:
     """The error for an index file SQLite finds malformed (any page, found at any time)."""
     return IndexStoreError(f"the index {path} is damaged: {reason}", hint=REBUILD_HINT)
@@ -258,6 +279,7 @@ class IndexStore:
                                       f"{path.parent}: {reason}") from None
         if path.is_dir():
             raise a_folder(path)  # (SQLite says only "unable to open database file")
+        refuse_special_file(path)
         try:
             try:
                 version = self._connect(flags)
@@ -947,6 +969,7 @@ def _refuse_to_replace(config: Config) -> None:
     path = config.index_path
     if path.is_dir():
         raise a_folder(path)  # (os.replace cannot put a file there)
+    refuse_special_file(path)  # (a device or a FIFO is never vault's to replace)
     if config.index.path is None:
         return  # vault's own state folder: what is there is an index, however damaged
     try:
